@@ -1,0 +1,2 @@
+//! memclient: the Linux `kmem_cache` API for memserver clients.
+#![no_std]

@@ -1,0 +1,2 @@
+//! conformance: the memserver protocol conformance suite.
+#![no_std]
