@@ -8,14 +8,25 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod error;
 pub mod flags;
+pub mod framing;
 pub mod ids;
+pub mod reply;
+pub mod request;
 pub mod slabinfo;
+pub mod wire_size;
 
+pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encode_request};
 pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
+pub use reply::{CacheInfo, CacheLayout, Reply, SLABINFO_ROWS_PER_PAGE, SlabInfoRows, Stats, Track};
+pub use request::{
+    CLIENT_NAME_MAX, CacheName, ClientName, ExchangeOp, Request, cache_name, client_name,
+};
 pub use slabinfo::SlabInfoRow;
+pub use wire_size::WireSize;
 
 /// The protocol version a client must present in `Hello`. Bump it whenever the wire format
 /// changes (the golden-vector test enforces this).
@@ -32,3 +43,11 @@ pub const OBJECT_SIZE_MAX: u32 = 64 * 1024;
 
 /// Largest explicit alignment a `CacheCreate` may ask for, in bytes.
 pub const ALIGN_MAX: u32 = 4096;
+
+/// Message registers of one seL4 IPC message (`seL4_MsgMaxLength`).
+pub const MAX_MESSAGE_WORDS: usize = 120;
+
+/// Largest encoded message, in bytes: all message registers of 8 bytes each (the byte length
+/// travels in the label, see [`framing`]). Every `Request` and `Reply` fits, checked at
+/// compile time against [`WireSize::MAX_ENCODED`].
+pub const MAX_MESSAGE_BYTES: usize = MAX_MESSAGE_WORDS * 8;

@@ -1,0 +1,243 @@
+//! What the server answers: the [`Reply`] enum and the structs it carries.
+//!
+//! Variant order is wire format (postcard encodes the variant index): new variants go at the
+//! end, and any change needs a `PROTOCOL_VERSION` bump and a new golden file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::request::CacheName;
+use crate::wire_size::{ENUM_TAG, WireSize, max_of};
+use crate::{CacheId, ClientId, Error, Handle, MAX_MESSAGE_BYTES, SlabInfoRow};
+
+/// How the server laid out a cache's objects; fixed for the cache's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheLayout {
+    /// Usable bytes of each object (the `size` asked for).
+    pub object_size: u32,
+    /// Distance in bytes from one object to the next in a slab (object size plus debug
+    /// metadata, rounded up to the alignment); slabinfo's `objsize`.
+    pub stride: u32,
+    /// Alignment of every object address, in bytes (a power of two, at least 8).
+    pub align: u32,
+    /// Objects in one slab.
+    pub objects_per_slab: u32,
+    /// Pages in one slab.
+    pub pages_per_slab: u32,
+}
+
+/// Everything about one cache, for `Reply::CacheInfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheInfo {
+    /// The cache.
+    pub cache: CacheId,
+    /// Its name.
+    pub name: CacheName,
+    /// Its `flags::SLAB_*` bits.
+    pub flags: u32,
+    /// Whether it was created with a ctor.
+    pub ctor: bool,
+    /// Its object layout.
+    pub layout: CacheLayout,
+    /// Whether it is a debug cache (bypasses magazines).
+    pub debug: bool,
+    /// The control-region slot of its magazines (`None` for debug caches).
+    pub slot: Option<u16>,
+    /// Handles per magazine (0 for debug caches).
+    pub magazine_capacity: u16,
+    /// Objects allocated to the client, including those sitting in its magazines.
+    pub active_objs: u32,
+    /// Objects in all slabs.
+    pub num_objs: u32,
+    /// Slabs with at least one allocated object.
+    pub active_slabs: u32,
+    /// All slabs.
+    pub num_slabs: u32,
+    /// Of `active_objs`, how many sit in the client's magazines.
+    pub magazine_objs: u32,
+}
+
+/// One `SLAB_STORE_USER` record: who did the operation, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Track {
+    /// The client that allocated or freed the object.
+    pub client: ClientId,
+    /// The server's operation counter at that moment (increases by one per request, across
+    /// all clients), so records can be ordered.
+    pub seq: u64,
+}
+
+/// The frame pool and one client's share of it, for `Reply::Stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Pages in the server's frame pool.
+    pub pool_pages: u32,
+    /// Pages of the pool not held by any client.
+    pub pool_free_pages: u32,
+    /// The client these counters belong to.
+    pub client: ClientId,
+    /// Pages this client's slabs hold.
+    pub client_pages: u32,
+    /// This client's frame quota, in pages.
+    pub quota_pages: u32,
+    /// Caches the client has (its `kmalloc-<n>` caches included, once created).
+    pub caches: u32,
+    /// Objects allocated to the client, including those in its magazines.
+    pub live_objects: u64,
+    /// Of `live_objects`, how many sit in its magazines.
+    pub magazine_objects: u64,
+    /// Requests the client has sent (every IPC, `Hello` included).
+    pub requests: u64,
+    /// Objects handed out by `Alloc`, `Zalloc` and `Kmalloc`.
+    pub allocs: u64,
+    /// Objects taken back by `Free` and `Kfree`.
+    pub frees: u64,
+    /// `MagazineExchange` requests with `Refill`.
+    pub refills: u64,
+    /// `MagazineExchange` requests with `Drain`.
+    pub drains: u64,
+    /// `MagazineExchange` requests with `Flush`.
+    pub flushes: u64,
+    /// Objects written into magazines by refills.
+    pub objects_refilled: u64,
+    /// Objects taken back from magazines by drains and flushes.
+    pub objects_drained: u64,
+    /// Requests answered with `Reply::Error`.
+    pub errors: u64,
+}
+
+/// Rows of one `Reply::SlabInfo` page: as many as fit in [`MAX_MESSAGE_BYTES`].
+pub const SLABINFO_ROWS_PER_PAGE: usize =
+    (MAX_MESSAGE_BYTES - SLABINFO_REPLY_OVERHEAD) / SlabInfoRow::MAX_ENCODED;
+
+/// Bytes of a `Reply::SlabInfo` besides its rows: tag, page, more, row count (one byte, as
+/// a page has fewer than 128 rows).
+const SLABINFO_REPLY_OVERHEAD: usize =
+    ENUM_TAG + u16::MAX_ENCODED + bool::MAX_ENCODED + crate::wire_size::length_prefix(127);
+
+const _: () = assert!(SLABINFO_ROWS_PER_PAGE > 0 && SLABINFO_ROWS_PER_PAGE < 128);
+
+/// The rows of one slabinfo page.
+pub type SlabInfoRows = heapless::Vec<SlabInfoRow, SLABINFO_ROWS_PER_PAGE>;
+
+/// The server's answer to one [`Request`](crate::Request).
+// `SlabInfo` is about 1 KiB inline; without a heap there is nothing to box it into, and a
+// reply lives only while one request is answered.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The session is open. The host runner passes the window and the control region as
+    /// file descriptors alongside this reply; on seL4 they are mapped before it.
+    Hello {
+        /// The id the server knows the client by.
+        client: ClientId,
+        /// Bytes of the client's window (handles are offsets into it).
+        window_size: u64,
+        /// Bytes of the control region (a multiple of `PAGE_SIZE`).
+        control_size: u32,
+        /// Magazine slots in the control region.
+        magazine_slots: u16,
+        /// The largest magazine capacity of any slot (at most `MAGAZINE_MAX`).
+        magazine_capacity: u16,
+    },
+    /// A cache was created.
+    Created {
+        /// Its id.
+        cache: CacheId,
+        /// Its object layout.
+        layout: CacheLayout,
+        /// A debug cache: every alloc and free must be an IPC (no magazines).
+        debug: bool,
+        /// The control-region slot for its magazines; `None` for debug caches.
+        slot: Option<u16>,
+        /// Handles per magazine of that slot (0 for debug caches).
+        magazine_capacity: u16,
+    },
+    /// An object (from `Alloc`, `Zalloc`, `Kmalloc`).
+    Object {
+        /// The object.
+        handle: Handle,
+        /// Never handed out since its slab was created: the client runs its ctor on it.
+        fresh: bool,
+    },
+    /// The request succeeded and has nothing to report.
+    Done,
+    /// A shrink finished.
+    Shrunk {
+        /// Pages returned to the frame pool.
+        pages: u32,
+    },
+    /// A magazine exchange finished.
+    Exchanged {
+        /// The loaded magazine's count now (also written into the control region).
+        count: u16,
+        /// Bit `i` set: handle `i` of the loaded magazine is fresh (run the ctor).
+        fresh_mask: u64,
+    },
+    /// Answer to `Request::CacheInfo`.
+    CacheInfo(CacheInfo),
+    /// One page of slabinfo rows.
+    SlabInfo {
+        /// The page asked for.
+        page: u16,
+        /// Whether a later page has rows.
+        more: bool,
+        /// The rows, in cache creation order (by client, then cache, for `all_clients`).
+        rows: SlabInfoRows,
+    },
+    /// The `SLAB_STORE_USER` record of an object.
+    Owner {
+        /// The last allocation (`None`: never allocated since its slab was created).
+        alloc: Option<Track>,
+        /// The last free (`None`: never freed).
+        free: Option<Track>,
+    },
+    /// Pool and client statistics.
+    Stats(Stats),
+    /// The request failed.
+    Error(Error),
+}
+
+impl WireSize for CacheLayout {
+    const MAX_ENCODED: usize = 5 * u32::MAX_ENCODED;
+}
+
+impl WireSize for CacheInfo {
+    const MAX_ENCODED: usize = CacheId::MAX_ENCODED
+        + CacheName::MAX_ENCODED
+        + u32::MAX_ENCODED
+        + bool::MAX_ENCODED
+        + CacheLayout::MAX_ENCODED
+        + bool::MAX_ENCODED
+        + Option::<u16>::MAX_ENCODED
+        + u16::MAX_ENCODED
+        + 5 * u32::MAX_ENCODED;
+}
+
+impl WireSize for Track {
+    const MAX_ENCODED: usize = u16::MAX_ENCODED + u64::MAX_ENCODED;
+}
+
+impl WireSize for Stats {
+    const MAX_ENCODED: usize = 5 * u32::MAX_ENCODED + u16::MAX_ENCODED + 11 * u64::MAX_ENCODED;
+}
+
+impl WireSize for Reply {
+    const MAX_ENCODED: usize = ENUM_TAG
+        + max_of(&[
+            u16::MAX_ENCODED + u64::MAX_ENCODED + u32::MAX_ENCODED + 2 * u16::MAX_ENCODED, // Hello
+            CacheId::MAX_ENCODED
+                + CacheLayout::MAX_ENCODED
+                + bool::MAX_ENCODED
+                + Option::<u16>::MAX_ENCODED
+                + u16::MAX_ENCODED, // Created
+            Handle::MAX_ENCODED + bool::MAX_ENCODED, // Object
+            0,                                       // Done
+            u32::MAX_ENCODED,                        // Shrunk
+            u16::MAX_ENCODED + u64::MAX_ENCODED,     // Exchanged
+            CacheInfo::MAX_ENCODED,                  // CacheInfo
+            u16::MAX_ENCODED + bool::MAX_ENCODED + SlabInfoRows::MAX_ENCODED, // SlabInfo
+            2 * Option::<Track>::MAX_ENCODED,        // Owner
+            Stats::MAX_ENCODED,                      // Stats
+            Error::MAX_ENCODED,                      // Error
+        ]);
+}
