@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod control;
 pub mod error;
 pub mod flags;
 pub mod framing;

@@ -1,0 +1,300 @@
+//! The shared control region: per-cache magazines that client and server both map.
+//!
+//! Layout (native byte order, little-endian on every supported target; byte-by-byte table in
+//! `docs/protocol.md`): a 64-byte [`ControlHeader`] at offset 0, then `slots` ×
+//! [`MagazineSlot`] of [`SLOT_SIZE`] bytes each; the region is rounded up to whole pages
+//! ([`control_region_size`]).
+//!
+//! The client can write every byte of the region at any time, so the server never holds a
+//! reference into it (STYLE rule 6): it copies a [`Magazine`] out by value through
+//! [`ControlMemory`], validates the copy ([`Magazine::checked_handles`]), acts, and writes back. The
+//! runners implement [`ControlMemory`] over their mapping with volatile copies; `[u8]`
+//! implements it for private copies and tests.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::{Error, PAGE_SIZE, PROTOCOL_VERSION};
+
+/// Handles one magazine can hold at most (a `fresh_mask` has one bit per handle).
+pub const MAGAZINE_MAX: usize = 64;
+
+/// The header's `magic`: the bytes `MEMS` in memory (`u32` `0x534d_454d`).
+pub const CONTROL_MAGIC: u32 = u32::from_le_bytes(*b"MEMS");
+
+/// `MagazineSlot::state` of a slot bound to no cache.
+pub const SLOT_FREE: u16 = 0;
+/// `MagazineSlot::state` of a slot bound to the cache in `MagazineSlot::cache`.
+pub const SLOT_BOUND: u16 = 1;
+
+/// The first bytes of the control region. Written by the server when it creates the region;
+/// the client checks it once after mapping ([`ControlHeader::check`]); the server never reads
+/// it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ControlHeader {
+    /// [`CONTROL_MAGIC`].
+    pub magic: u32,
+    /// [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The client the region belongs to.
+    pub client: u16,
+    /// Number of magazine slots after the header.
+    pub slots: u16,
+    /// The largest per-slot magazine capacity (at most [`MAGAZINE_MAX`]).
+    pub capacity: u16,
+    /// [`SLOT_SIZE`], so a reader can check it agrees on the layout.
+    pub slot_size: u32,
+    /// Zero.
+    pub reserved: [u32; 12],
+}
+
+/// A stack of object handles. `handles[..count]` are valid; the top is `handles[count - 1]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct Magazine {
+    /// Handles in the magazine (trusted only after [`Magazine::checked_handles`] checked it).
+    pub count: u32,
+    /// Zero (keeps `handles` 8-byte aligned).
+    pub pad: u32,
+    /// The handles (window offsets).
+    pub handles: [u64; MAGAZINE_MAX],
+}
+
+/// The magazines of one cache: Bonwick's *loaded* and *previous*.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct MagazineSlot {
+    /// The cache the slot is bound to (`CacheId.0`); written by the server, informational.
+    pub cache: u32,
+    /// Handles per magazine in this slot; written by the server, informational (the client
+    /// takes it from `Reply::Created`).
+    pub capacity: u16,
+    /// [`SLOT_FREE`] or [`SLOT_BOUND`]; written by the server.
+    pub state: u16,
+    /// Alloc pops from and free pushes to this one.
+    pub loaded: Magazine,
+    /// The spare: swapped with `loaded` when that runs empty (alloc) or full (free).
+    pub previous: Magazine,
+}
+
+/// Bytes of the [`ControlHeader`].
+pub const HEADER_SIZE: usize = size_of::<ControlHeader>();
+/// Bytes of one [`Magazine`].
+pub const MAGAZINE_SIZE: usize = size_of::<Magazine>();
+/// Bytes of one [`MagazineSlot`].
+pub const SLOT_SIZE: usize = size_of::<MagazineSlot>();
+/// Offset of slot 0 in the region.
+pub const SLOTS_OFFSET: usize = HEADER_SIZE;
+/// Offset of `loaded` in a slot.
+pub const LOADED_OFFSET: usize = 8;
+/// Offset of `previous` in a slot.
+pub const PREVIOUS_OFFSET: usize = LOADED_OFFSET + MAGAZINE_SIZE;
+/// Offset of `handles` in a magazine.
+pub const HANDLES_OFFSET: usize = 8;
+
+const _: () = assert!(HEADER_SIZE == 64);
+const _: () = assert!(MAGAZINE_SIZE == 8 + 8 * MAGAZINE_MAX);
+const _: () = assert!(SLOT_SIZE == 8 + 2 * MAGAZINE_SIZE);
+const _: () = assert!(MAGAZINE_MAX <= u64::BITS as usize);
+
+/// Which magazine of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MagazineRole {
+    /// The magazine alloc and free work on.
+    Loaded,
+    /// The spare.
+    Previous,
+}
+
+/// Offset of slot `slot` in the region.
+pub const fn slot_offset(slot: u16) -> usize {
+    SLOTS_OFFSET + slot as usize * SLOT_SIZE
+}
+
+/// Offset of one magazine in the region.
+pub const fn magazine_offset(slot: u16, role: MagazineRole) -> usize {
+    slot_offset(slot)
+        + match role {
+            MagazineRole::Loaded => LOADED_OFFSET,
+            MagazineRole::Previous => PREVIOUS_OFFSET,
+        }
+}
+
+/// Bytes of a control region with `slots` slots, rounded up to whole pages.
+pub const fn control_region_size(slots: u16) -> usize {
+    slot_offset(slots).div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+impl ControlHeader {
+    /// The header the server writes for `client`.
+    pub const fn new(client: u16, slots: u16, capacity: u16) -> Self {
+        ControlHeader {
+            magic: CONTROL_MAGIC,
+            version: PROTOCOL_VERSION,
+            client,
+            slots,
+            capacity,
+            slot_size: SLOT_SIZE as u32,
+            reserved: [0; 12],
+        }
+    }
+
+    /// Checks magic, version, slot size and capacity, and that `slots` slots fit in
+    /// `region_len` bytes. `VersionMismatch` for another version, `Malformed` otherwise.
+    pub fn check(&self, region_len: usize) -> Result<(), Error> {
+        if self.magic != CONTROL_MAGIC || self.slot_size as usize != SLOT_SIZE {
+            return Err(Error::Malformed);
+        }
+        if self.version != PROTOCOL_VERSION {
+            return Err(Error::VersionMismatch { server: self.version });
+        }
+        if usize::from(self.capacity) > MAGAZINE_MAX || slot_offset(self.slots) > region_len {
+            return Err(Error::Malformed);
+        }
+        Ok(())
+    }
+}
+
+impl Magazine {
+    /// A magazine with no handles.
+    pub const EMPTY: Magazine = Magazine { count: 0, pad: 0, handles: [0; MAGAZINE_MAX] };
+
+    /// A magazine holding `handles`; `InvalidArgument` if there are more than
+    /// [`MAGAZINE_MAX`].
+    pub fn from_handles(handles: &[u64]) -> Result<Magazine, Error> {
+        let mut magazine = Magazine::EMPTY;
+        let dst = magazine.handles.get_mut(..handles.len()).ok_or(Error::InvalidArgument)?;
+        dst.copy_from_slice(handles);
+        magazine.count = handles.len() as u32;
+        Ok(magazine)
+    }
+
+    /// The valid handles, after checking `count` against the slot's `capacity` (the server's
+    /// private value, never the one in shared memory). A count above it — a tampered
+    /// magazine — is `InvalidArgument`.
+    pub fn checked_handles(&self, capacity: u16) -> Result<&[u64], Error> {
+        let count = usize::try_from(self.count).map_err(|_| Error::InvalidArgument)?;
+        if count > usize::from(capacity) {
+            return Err(Error::InvalidArgument);
+        }
+        self.handles.get(..count).ok_or(Error::InvalidArgument)
+    }
+}
+
+/// Byte access to a control region by copying only, never by reference.
+///
+/// An implementation over shared memory copies with volatile reads and writes (the peer may
+/// change the bytes at any moment; a torn copy is only ever validated, never trusted).
+pub trait ControlMemory {
+    /// Length of the region in bytes.
+    fn len(&self) -> usize;
+    /// Whether the region is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies `dst.len()` bytes starting at `offset` into `dst`; `InvalidArgument` if the range
+    /// is outside the region.
+    fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error>;
+    /// Copies `src` into the region at `offset`; `InvalidArgument` if the range is outside
+    /// the region.
+    fn write(&mut self, offset: usize, src: &[u8]) -> Result<(), Error>;
+}
+
+impl ControlMemory for [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
+        let end = offset.checked_add(dst.len()).ok_or(Error::InvalidArgument)?;
+        dst.copy_from_slice(self.get(offset..end).ok_or(Error::InvalidArgument)?);
+        Ok(())
+    }
+    fn write(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
+        let end = offset.checked_add(src.len()).ok_or(Error::InvalidArgument)?;
+        self.get_mut(offset..end).ok_or(Error::InvalidArgument)?.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// Zeroes the region and writes a fresh header (the server, when it creates the region).
+/// `InvalidArgument` if `capacity` is above [`MAGAZINE_MAX`] or the slots do not fit.
+pub fn init_region<M: ControlMemory + ?Sized>(
+    mem: &mut M,
+    client: u16,
+    slots: u16,
+    capacity: u16,
+) -> Result<(), Error> {
+    if usize::from(capacity) > MAGAZINE_MAX || slot_offset(slots) > mem.len() {
+        return Err(Error::InvalidArgument);
+    }
+    let zeros = [0u8; PAGE_SIZE];
+    let mut offset = 0;
+    while offset < mem.len() {
+        let n = (mem.len() - offset).min(PAGE_SIZE);
+        mem.write(offset, &zeros[..n])?;
+        offset += n;
+    }
+    mem.write(0, ControlHeader::new(client, slots, capacity).as_bytes())
+}
+
+/// Copies the header out and checks it ([`ControlHeader::check`]).
+pub fn read_header<M: ControlMemory + ?Sized>(mem: &M) -> Result<ControlHeader, Error> {
+    let mut bytes = [0u8; HEADER_SIZE];
+    mem.read(0, &mut bytes)?;
+    let header = ControlHeader::read_from_bytes(&bytes).map_err(|_| Error::Malformed)?;
+    header.check(mem.len())?;
+    Ok(header)
+}
+
+/// Copies one magazine out by value. Its count is not checked yet: call
+/// [`Magazine::checked_handles`] with the slot's capacity.
+pub fn read_magazine<M: ControlMemory + ?Sized>(
+    mem: &M,
+    slot: u16,
+    role: MagazineRole,
+) -> Result<Magazine, Error> {
+    let mut bytes = [0u8; MAGAZINE_SIZE];
+    mem.read(magazine_offset(slot, role), &mut bytes)?;
+    Magazine::read_from_bytes(&bytes).map_err(|_| Error::InvalidArgument)
+}
+
+/// Writes a whole magazine (count and all handles).
+pub fn write_magazine<M: ControlMemory + ?Sized>(
+    mem: &mut M,
+    slot: u16,
+    role: MagazineRole,
+    magazine: &Magazine,
+) -> Result<(), Error> {
+    mem.write(magazine_offset(slot, role), magazine.as_bytes())
+}
+
+/// Writes only a magazine's count (after a drain: the handles left behind are stale).
+pub fn write_count<M: ControlMemory + ?Sized>(
+    mem: &mut M,
+    slot: u16,
+    role: MagazineRole,
+    count: u32,
+) -> Result<(), Error> {
+    mem.write(magazine_offset(slot, role), &count.to_ne_bytes())
+}
+
+/// Binds a slot to a cache (`state` [`SLOT_BOUND`]) or frees it (`cache` 0, `capacity` 0,
+/// `state` [`SLOT_FREE`]), and empties both its magazines.
+pub fn write_slot_binding<M: ControlMemory + ?Sized>(
+    mem: &mut M,
+    slot: u16,
+    binding: Option<(crate::CacheId, u16)>,
+) -> Result<(), Error> {
+    let fresh = MagazineSlot {
+        cache: binding.map_or(0, |(cache, _)| cache.0),
+        capacity: binding.map_or(0, |(_, capacity)| capacity),
+        state: if binding.is_some() { SLOT_BOUND } else { SLOT_FREE },
+        loaded: Magazine::EMPTY,
+        previous: Magazine::EMPTY,
+    };
+    mem.write(slot_offset(slot), fresh.as_bytes())
+}
+
+#[cfg(test)]
+#[path = "control_tests.rs"]
+mod tests;
