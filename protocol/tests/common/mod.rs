@@ -1,0 +1,291 @@
+//! Shared by the integration tests: one example of every message, worst-case values, and
+//! proptest strategies.
+#![allow(dead_code)]
+
+use protocol::*;
+
+pub mod strategies;
+
+pub fn name(s: &str) -> CacheName {
+    cache_name(s).unwrap()
+}
+
+fn corruption() -> Corruption {
+    Corruption { cache: CacheId(3), object: Handle(0x2040), offset: -8, found: 0x00, expected: 0xbb }
+}
+
+/// One example of every error, with its golden-file name.
+pub fn error_examples() -> Vec<(&'static str, Error)> {
+    vec![
+        ("invalid_argument", Error::InvalidArgument),
+        ("name_taken", Error::NameTaken),
+        ("no_such_cache", Error::NoSuchCache),
+        ("out_of_memory", Error::OutOfMemory),
+        ("quota_exceeded", Error::QuotaExceeded),
+        ("invalid_object", Error::InvalidObject),
+        ("wrong_cache", Error::WrongCache),
+        ("double_free", Error::DoubleFree),
+        ("cache_busy", Error::CacheBusy { live: 300 }),
+        ("poison_corrupted", Error::PoisonCorrupted(Corruption { offset: 17, found: 0x00, expected: 0x6b, ..corruption() })),
+        ("red_zone_corrupted", Error::RedZoneCorrupted(corruption())),
+        ("malformed", Error::Malformed),
+        ("version_mismatch", Error::VersionMismatch { server: 1 }),
+        ("not_supported", Error::NotSupported),
+        ("permission_denied", Error::PermissionDenied),
+    ]
+}
+
+/// One example of every request (every `ExchangeOp` too), with its golden-file name.
+pub fn request_examples() -> Vec<(&'static str, Request)> {
+    let cache = CacheId(5);
+    vec![
+        ("hello", Request::Hello { version: PROTOCOL_VERSION, client_name: client_name("loadgen").unwrap() }),
+        (
+            "cache_create",
+            Request::CacheCreate {
+                name: name("dentry"),
+                size: 192,
+                align: 0,
+                flags: flags::SLAB_HWCACHE_ALIGN,
+                ctor: true,
+            },
+        ),
+        ("alloc", Request::Alloc { cache }),
+        ("zalloc", Request::Zalloc { cache }),
+        ("free", Request::Free { cache, handle: Handle(0x1_2340) }),
+        ("destroy", Request::Destroy { cache }),
+        ("shrink", Request::Shrink { cache }),
+        ("kmalloc", Request::Kmalloc { size: 54 }),
+        ("kfree", Request::Kfree { handle: Handle(0x8000) }),
+        ("magazine_exchange.refill", Request::MagazineExchange { cache, slot: 2, op: ExchangeOp::Refill }),
+        ("magazine_exchange.drain", Request::MagazineExchange { cache, slot: 2, op: ExchangeOp::Drain }),
+        ("magazine_exchange.flush", Request::MagazineExchange { cache, slot: 2, op: ExchangeOp::Flush }),
+        ("cache_info", Request::CacheInfo { cache }),
+        ("slab_info", Request::SlabInfo { page: 1, all_clients: true }),
+        ("object_owner", Request::ObjectOwner { handle: Handle(0x2040) }),
+        ("stats", Request::Stats),
+        ("goodbye", Request::Goodbye),
+    ]
+}
+
+pub fn layout() -> CacheLayout {
+    CacheLayout { object_size: 192, stride: 192, align: 64, objects_per_slab: 21, pages_per_slab: 1 }
+}
+
+pub fn row(client: ClientId, n: &str) -> SlabInfoRow {
+    SlabInfoRow {
+        client,
+        name: name(n),
+        active_objs: 40,
+        num_objs: 42,
+        objsize: 192,
+        objperslab: 21,
+        pagesperslab: 1,
+        active_slabs: 2,
+        num_slabs: 2,
+    }
+}
+
+/// One example of every reply (every error too), with its golden-file name.
+pub fn reply_examples() -> Vec<(String, Reply)> {
+    let mut rows = SlabInfoRows::new();
+    rows.push(row(1, "dentry")).unwrap();
+    rows.push(row(1, "kmalloc-64")).unwrap();
+    let mut v: Vec<(String, Reply)> = vec![
+        (
+            "hello".into(),
+            Reply::Hello {
+                client: 1,
+                window_size: 64 << 20,
+                control_size: 17 * 4096,
+                magazine_slots: 64,
+                magazine_capacity: 64,
+            },
+        ),
+        (
+            "created".into(),
+            Reply::Created { cache: CacheId(5), layout: layout(), debug: false, slot: Some(2), magazine_capacity: 32 },
+        ),
+        ("object".into(), Reply::Object { handle: Handle(0x1_2340), fresh: true }),
+        ("done".into(), Reply::Done),
+        ("shrunk".into(), Reply::Shrunk { pages: 12 }),
+        ("exchanged".into(), Reply::Exchanged { count: 32, fresh_mask: 0xffff_0000 }),
+        (
+            "cache_info".into(),
+            Reply::CacheInfo(CacheInfo {
+                cache: CacheId(5),
+                name: name("dentry"),
+                flags: flags::SLAB_HWCACHE_ALIGN,
+                ctor: true,
+                layout: layout(),
+                debug: false,
+                slot: Some(2),
+                magazine_capacity: 32,
+                active_objs: 40,
+                num_objs: 42,
+                active_slabs: 2,
+                num_slabs: 2,
+                magazine_objs: 7,
+            }),
+        ),
+        ("slab_info".into(), Reply::SlabInfo { page: 0, more: false, rows }),
+        (
+            "owner".into(),
+            Reply::Owner { alloc: Some(Track { client: 1, seq: 1000 }), free: None },
+        ),
+        (
+            "stats".into(),
+            Reply::Stats(Stats {
+                pool_pages: 16384,
+                pool_free_pages: 16000,
+                client: 1,
+                client_pages: 384,
+                quota_pages: 4096,
+                caches: 3,
+                live_objects: 5000,
+                magazine_objects: 60,
+                requests: 200,
+                allocs: 10,
+                frees: 9,
+                refills: 100,
+                drains: 80,
+                flushes: 1,
+                objects_refilled: 3200,
+                objects_drained: 2560,
+                errors: 2,
+            }),
+        ),
+    ];
+    for (n, e) in error_examples() {
+        v.push((format!("error.{n}"), Reply::Error(e)));
+    }
+    v
+}
+
+/// The largest value of every request variant.
+pub fn worst_requests() -> Vec<Request> {
+    let c = CacheId(u32::MAX);
+    let h = Handle(u64::MAX);
+    vec![
+        Request::Hello { version: u16::MAX, client_name: client_name(&"n".repeat(CLIENT_NAME_MAX)).unwrap() },
+        Request::CacheCreate { name: name(&"x".repeat(31)), size: u32::MAX, align: u32::MAX, flags: u32::MAX, ctor: true },
+        Request::Alloc { cache: c },
+        Request::Zalloc { cache: c },
+        Request::Free { cache: c, handle: h },
+        Request::Destroy { cache: c },
+        Request::Shrink { cache: c },
+        Request::Kmalloc { size: u32::MAX },
+        Request::Kfree { handle: h },
+        Request::MagazineExchange { cache: c, slot: u16::MAX, op: ExchangeOp::Flush },
+        Request::CacheInfo { cache: c },
+        Request::SlabInfo { page: u16::MAX, all_clients: true },
+        Request::ObjectOwner { handle: h },
+        Request::Stats,
+        Request::Goodbye,
+    ]
+}
+
+pub fn worst_row() -> SlabInfoRow {
+    SlabInfoRow {
+        client: u16::MAX,
+        name: name(&"y".repeat(31)),
+        active_objs: u32::MAX,
+        num_objs: u32::MAX,
+        objsize: u32::MAX,
+        objperslab: u32::MAX,
+        pagesperslab: u32::MAX,
+        active_slabs: u32::MAX,
+        num_slabs: u32::MAX,
+    }
+}
+
+pub fn worst_errors() -> Vec<Error> {
+    let c = Corruption { cache: CacheId(u32::MAX), object: Handle(u64::MAX), offset: i32::MIN, found: 0xff, expected: 0xff };
+    vec![
+        Error::CacheBusy { live: u32::MAX },
+        Error::PoisonCorrupted(c),
+        Error::RedZoneCorrupted(c),
+        Error::VersionMismatch { server: u16::MAX },
+        Error::Malformed,
+    ]
+}
+
+pub fn worst_cache_info() -> CacheInfo {
+    let m = u32::MAX;
+    CacheInfo {
+        cache: CacheId(m),
+        name: name(&"z".repeat(31)),
+        flags: m,
+        ctor: true,
+        layout: worst_layout(),
+        debug: true,
+        slot: Some(u16::MAX),
+        magazine_capacity: u16::MAX,
+        active_objs: m,
+        num_objs: m,
+        active_slabs: m,
+        num_slabs: m,
+        magazine_objs: m,
+    }
+}
+
+pub fn worst_layout() -> CacheLayout {
+    let m = u32::MAX;
+    CacheLayout { object_size: m, stride: m, align: m, objects_per_slab: m, pages_per_slab: m }
+}
+
+pub fn worst_stats() -> Stats {
+    let (w, d) = (u32::MAX, u64::MAX);
+    Stats {
+        pool_pages: w,
+        pool_free_pages: w,
+        client: u16::MAX,
+        client_pages: w,
+        quota_pages: w,
+        caches: w,
+        live_objects: d,
+        magazine_objects: d,
+        requests: d,
+        allocs: d,
+        frees: d,
+        refills: d,
+        drains: d,
+        flushes: d,
+        objects_refilled: d,
+        objects_drained: d,
+        errors: d,
+    }
+}
+
+/// The largest value of every reply variant.
+pub fn worst_replies() -> Vec<Reply> {
+    let track = Some(Track { client: u16::MAX, seq: u64::MAX });
+    let mut rows = SlabInfoRows::new();
+    while rows.push(worst_row()).is_ok() {}
+    let mut v = vec![
+        Reply::Hello {
+            client: u16::MAX,
+            window_size: u64::MAX,
+            control_size: u32::MAX,
+            magazine_slots: u16::MAX,
+            magazine_capacity: u16::MAX,
+        },
+        Reply::Created {
+            cache: CacheId(u32::MAX),
+            layout: worst_layout(),
+            debug: true,
+            slot: Some(u16::MAX),
+            magazine_capacity: u16::MAX,
+        },
+        Reply::Object { handle: Handle(u64::MAX), fresh: true },
+        Reply::Done,
+        Reply::Shrunk { pages: u32::MAX },
+        Reply::Exchanged { count: u16::MAX, fresh_mask: u64::MAX },
+        Reply::CacheInfo(worst_cache_info()),
+        Reply::SlabInfo { page: u16::MAX, more: true, rows },
+        Reply::Owner { alloc: track, free: track },
+        Reply::Stats(worst_stats()),
+    ];
+    v.extend(worst_errors().into_iter().map(Reply::Error));
+    v
+}
