@@ -3,8 +3,12 @@
 //! # Design
 //! This crate holds only types and pure functions: identifiers ([`ClientId`], [`CacheId`],
 //! [`Handle`]), the `kmem_cache` flag bits ([`flags`]), the one error enum ([`Error`] with its
-//! `#[repr(u16)]` [`ErrorCode`]). It performs no I/O and never allocates, so the same crate
-//! builds for the Linux host runner and for seL4 tasks.
+//! `#[repr(u16)]` [`ErrorCode`]), the messages ([`Request`], [`Reply`]) and their postcard
+//! [`codec`] with compile-time worst-case sizes ([`WireSize`]), the seL4 message-register
+//! [`framing`], and the layout of the shared [`control`] region that carries the magazines.
+//! It performs no I/O and never allocates, so the same crate builds for the Linux host runner
+//! and for seL4 tasks. The wire format is specified in `docs/protocol.md`; the golden vectors
+//! in `tests/golden/` pin it to [`PROTOCOL_VERSION`].
 #![no_std]
 #![forbid(unsafe_code)]
 

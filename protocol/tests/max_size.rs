@@ -44,6 +44,8 @@ fn the_numbers_are_as_documented() {
     assert_eq!(SlabInfoRow::MAX_ENCODED, 70);
     assert_eq!(SLABINFO_ROWS_PER_PAGE, 13);
     assert_eq!(Error::MAX_ENCODED, 23);
+    assert_eq!(CacheInfo::MAX_ENCODED, 101);
+    assert_eq!(Stats::MAX_ENCODED, 138);
 }
 
 #[test]
@@ -70,3 +72,4 @@ fn a_full_slabinfo_page_fits_and_one_more_row_does_not() {
     assert!(len(&full) <= MAX_MESSAGE_BYTES);
     assert!(len(&full) + SlabInfoRow::MAX_ENCODED > MAX_MESSAGE_BYTES);
 }
+
