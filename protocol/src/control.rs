@@ -146,7 +146,9 @@ impl ControlHeader {
             return Err(Error::Malformed);
         }
         if self.version != PROTOCOL_VERSION {
-            return Err(Error::VersionMismatch { server: self.version });
+            return Err(Error::VersionMismatch {
+                server: self.version,
+            });
         }
         if usize::from(self.capacity) > MAGAZINE_MAX || slot_offset(self.slots) > region_len {
             return Err(Error::Malformed);
@@ -157,13 +159,20 @@ impl ControlHeader {
 
 impl Magazine {
     /// A magazine with no handles.
-    pub const EMPTY: Magazine = Magazine { count: 0, pad: 0, handles: [0; MAGAZINE_MAX] };
+    pub const EMPTY: Magazine = Magazine {
+        count: 0,
+        pad: 0,
+        handles: [0; MAGAZINE_MAX],
+    };
 
     /// A magazine holding `handles`; `InvalidArgument` if there are more than
     /// [`MAGAZINE_MAX`].
     pub fn from_handles(handles: &[u64]) -> Result<Magazine, Error> {
         let mut magazine = Magazine::EMPTY;
-        let dst = magazine.handles.get_mut(..handles.len()).ok_or(Error::InvalidArgument)?;
+        let dst = magazine
+            .handles
+            .get_mut(..handles.len())
+            .ok_or(Error::InvalidArgument)?;
         dst.copy_from_slice(handles);
         magazine.count = handles.len() as u32;
         Ok(magazine)
@@ -205,13 +214,19 @@ impl ControlMemory for [u8] {
         <[u8]>::len(self)
     }
     fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
-        let end = offset.checked_add(dst.len()).ok_or(Error::InvalidArgument)?;
+        let end = offset
+            .checked_add(dst.len())
+            .ok_or(Error::InvalidArgument)?;
         dst.copy_from_slice(self.get(offset..end).ok_or(Error::InvalidArgument)?);
         Ok(())
     }
     fn write(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
-        let end = offset.checked_add(src.len()).ok_or(Error::InvalidArgument)?;
-        self.get_mut(offset..end).ok_or(Error::InvalidArgument)?.copy_from_slice(src);
+        let end = offset
+            .checked_add(src.len())
+            .ok_or(Error::InvalidArgument)?;
+        self.get_mut(offset..end)
+            .ok_or(Error::InvalidArgument)?
+            .copy_from_slice(src);
         Ok(())
     }
 }
@@ -288,7 +303,11 @@ pub fn write_slot_binding<M: ControlMemory + ?Sized>(
     let fresh = MagazineSlot {
         cache: binding.map_or(0, |(cache, _)| cache.0),
         capacity: binding.map_or(0, |(_, capacity)| capacity),
-        state: if binding.is_some() { SLOT_BOUND } else { SLOT_FREE },
+        state: if binding.is_some() {
+            SLOT_BOUND
+        } else {
+            SLOT_FREE
+        },
         loaded: Magazine::EMPTY,
         previous: Magazine::EMPTY,
     };

@@ -129,7 +129,9 @@ impl core::fmt::Display for Error {
                 "red zone overwritten: cache {} object {:#x} offset {} (found {:#04x}, expected {:#04x})",
                 c.cache.0, c.object.0, c.offset, c.found, c.expected
             ),
-            Error::VersionMismatch { server } => write!(f, "version mismatch: server speaks {server}"),
+            Error::VersionMismatch { server } => {
+                write!(f, "version mismatch: server speaks {server}")
+            }
             other => write!(f, "{other:?}"),
         }
     }

@@ -26,7 +26,9 @@ pub mod wire_size;
 pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encode_request};
 pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
-pub use reply::{CacheInfo, CacheLayout, Reply, SLABINFO_ROWS_PER_PAGE, SlabInfoRows, Stats, Track};
+pub use reply::{
+    CacheInfo, CacheLayout, Reply, SLABINFO_ROWS_PER_PAGE, SlabInfoRows, Stats, Track,
+};
 pub use request::{
     CLIENT_NAME_MAX, CacheName, ClientName, ExchangeOp, Request, cache_name, client_name,
 };

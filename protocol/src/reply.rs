@@ -230,14 +230,14 @@ impl WireSize for Reply {
                 + bool::MAX_ENCODED
                 + Option::<u16>::MAX_ENCODED
                 + u16::MAX_ENCODED, // Created
-            Handle::MAX_ENCODED + bool::MAX_ENCODED, // Object
-            0,                                       // Done
-            u32::MAX_ENCODED,                        // Shrunk
-            u16::MAX_ENCODED + u64::MAX_ENCODED,     // Exchanged
-            CacheInfo::MAX_ENCODED,                  // CacheInfo
+            Handle::MAX_ENCODED + bool::MAX_ENCODED,                                       // Object
+            0,                                                                             // Done
+            u32::MAX_ENCODED,                                                              // Shrunk
+            u16::MAX_ENCODED + u64::MAX_ENCODED, // Exchanged
+            CacheInfo::MAX_ENCODED,              // CacheInfo
             u16::MAX_ENCODED + bool::MAX_ENCODED + SlabInfoRows::MAX_ENCODED, // SlabInfo
-            2 * Option::<Track>::MAX_ENCODED,        // Owner
-            Stats::MAX_ENCODED,                      // Stats
-            Error::MAX_ENCODED,                      // Error
+            2 * Option::<Track>::MAX_ENCODED,    // Owner
+            Stats::MAX_ENCODED,                  // Stats
+            Error::MAX_ENCODED,                  // Error
         ]);
 }

@@ -36,7 +36,9 @@ pub struct SlabInfoRow {
 /// The kernel's two header lines, each ending in `\n`.
 pub fn write_header(w: &mut impl Write) -> fmt::Result {
     w.write_str("slabinfo - version: 2.1\n")?;
-    w.write_str("# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>")?;
+    w.write_str(
+        "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>",
+    )?;
     w.write_str(" : tunables <limit> <batchcount> <sharedfactor>")?;
     w.write_str(" : slabdata <active_slabs> <num_slabs> <sharedavail>\n")
 }
@@ -100,7 +102,9 @@ mod tests {
         );
         assert_eq!(
             lines.next(),
-            Some("kmalloc-64            12     64     64   64    1 : tunables    0    0    0 : slabdata      1      1      0")
+            Some(
+                "kmalloc-64            12     64     64   64    1 : tunables    0    0    0 : slabdata      1      1      0"
+            )
         );
     }
 }

@@ -92,13 +92,17 @@ impl WireSize for Handle {
 }
 
 impl WireSize for Corruption {
-    const MAX_ENCODED: usize = CacheId::MAX_ENCODED + Handle::MAX_ENCODED + i32::MAX_ENCODED + u8::MAX_ENCODED + u8::MAX_ENCODED;
+    const MAX_ENCODED: usize = CacheId::MAX_ENCODED
+        + Handle::MAX_ENCODED
+        + i32::MAX_ENCODED
+        + u8::MAX_ENCODED
+        + u8::MAX_ENCODED;
 }
 
 impl WireSize for Error {
     const MAX_ENCODED: usize = ENUM_TAG
         + max_of(&[
-            0,               // unit variants
+            0,                       // unit variants
             u32::MAX_ENCODED,        // CacheBusy { live }
             Corruption::MAX_ENCODED, // PoisonCorrupted, RedZoneCorrupted
             u16::MAX_ENCODED,        // VersionMismatch { server }
@@ -106,7 +110,9 @@ impl WireSize for Error {
 }
 
 impl WireSize for crate::SlabInfoRow {
-    const MAX_ENCODED: usize = u16::MAX_ENCODED + heapless::String::<{ crate::CACHE_NAME_MAX }>::MAX_ENCODED + 7 * u32::MAX_ENCODED;
+    const MAX_ENCODED: usize = u16::MAX_ENCODED
+        + heapless::String::<{ crate::CACHE_NAME_MAX }>::MAX_ENCODED
+        + 7 * u32::MAX_ENCODED;
 }
 
 #[cfg(test)]
@@ -116,10 +122,22 @@ mod tests {
     #[test]
     fn varint_bounds_match_postcard() {
         let mut buf = [0u8; 16];
-        assert_eq!(postcard::to_slice(&u16::MAX, &mut buf).unwrap().len(), <u16 as WireSize>::MAX_ENCODED);
-        assert_eq!(postcard::to_slice(&u32::MAX, &mut buf).unwrap().len(), <u32 as WireSize>::MAX_ENCODED);
-        assert_eq!(postcard::to_slice(&u64::MAX, &mut buf).unwrap().len(), <u64 as WireSize>::MAX_ENCODED);
-        assert_eq!(postcard::to_slice(&i32::MIN, &mut buf).unwrap().len(), <i32 as WireSize>::MAX_ENCODED);
+        assert_eq!(
+            postcard::to_slice(&u16::MAX, &mut buf).unwrap().len(),
+            <u16 as WireSize>::MAX_ENCODED
+        );
+        assert_eq!(
+            postcard::to_slice(&u32::MAX, &mut buf).unwrap().len(),
+            <u32 as WireSize>::MAX_ENCODED
+        );
+        assert_eq!(
+            postcard::to_slice(&u64::MAX, &mut buf).unwrap().len(),
+            <u64 as WireSize>::MAX_ENCODED
+        );
+        assert_eq!(
+            postcard::to_slice(&i32::MIN, &mut buf).unwrap().len(),
+            <i32 as WireSize>::MAX_ENCODED
+        );
         assert_eq!(length_prefix(0), 1);
         assert_eq!(length_prefix(127), 1);
         assert_eq!(length_prefix(128), 2);
