@@ -1,0 +1,140 @@
+//! Per-client server state kept beside the engine: handshake, permissions, magazine slots
+//! and their depots, request counters.
+
+use protocol::control::MAGAZINE_MAX;
+use protocol::reply::Stats;
+use protocol::request::ClientName;
+use protocol::{CacheId, Handle};
+
+/// Most control-region slots a client can have (`system.toml` `server.magazine_slots` is
+/// checked against it).
+pub const MAX_SLOTS: usize = 32;
+
+/// Full magazines the depot of one (client, cache) keeps before it drains to the slabs.
+pub const DEPOT_MAGAZINES: usize = 2;
+
+/// Where a client's session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No client in this slot.
+    Vacant,
+    /// The runner admitted the client (engine attached, memory prepared); `Hello` not yet seen.
+    Admitted,
+    /// `Hello` succeeded: every request is served.
+    Open,
+}
+
+/// A full magazine kept by the server: objects allocated in the engine, held by neither the
+/// client nor the slabs.
+#[derive(Clone, Copy, Debug)]
+pub struct DepotMagazine {
+    pub(crate) count: u16,
+    pub(crate) handles: [Handle; MAGAZINE_MAX],
+}
+
+impl DepotMagazine {
+    const EMPTY: DepotMagazine = DepotMagazine { count: 0, handles: [Handle(0); MAGAZINE_MAX] };
+
+    pub(crate) fn handles(&self) -> &[Handle] {
+        self.handles.get(..usize::from(self.count)).unwrap_or(&[])
+    }
+}
+
+/// The depot of one (client, cache): full magazines the client drained, handed out again on
+/// the next refill before the slabs are touched (Bonwick & Adams 2001, §3.3).
+#[derive(Clone, Copy, Debug)]
+pub struct Depot {
+    pub(crate) full: [DepotMagazine; DEPOT_MAGAZINES],
+    pub(crate) len: usize,
+}
+
+impl Depot {
+    pub(crate) const EMPTY: Depot = Depot { full: [DepotMagazine::EMPTY; DEPOT_MAGAZINES], len: 0 };
+
+    /// Whether `handle` sits in the depot (then a client that frees it again is double-freeing).
+    pub(crate) fn contains(&self, handle: Handle) -> bool {
+        self.full.iter().take(self.len).any(|m| m.handles().contains(&handle))
+    }
+
+    /// Objects in the depot.
+    pub(crate) fn objects(&self) -> usize {
+        self.full.iter().take(self.len).map(|m| usize::from(m.count)).sum()
+    }
+
+    /// Keeps `handles` as one full magazine; `false` when the depot is full.
+    pub(crate) fn push(&mut self, handles: &[Handle]) -> bool {
+        let Some(slot) = self.full.get_mut(self.len) else { return false };
+        let Some(dst) = slot.handles.get_mut(..handles.len()) else { return false };
+        dst.copy_from_slice(handles);
+        slot.count = handles.len() as u16;
+        self.len += 1;
+        true
+    }
+
+    /// Takes the newest full magazine.
+    pub(crate) fn pop(&mut self) -> Option<DepotMagazine> {
+        self.len = self.len.checked_sub(1)?;
+        self.full.get(self.len).copied()
+    }
+}
+
+/// One control-region slot as the server knows it (the shared copy is never trusted).
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    /// The cache bound to the slot.
+    pub(crate) cache: Option<CacheId>,
+    /// Handles per magazine.
+    pub(crate) capacity: u16,
+    /// The depot of that cache.
+    pub(crate) depot: Depot,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot { cache: None, capacity: 0, depot: Depot::EMPTY };
+}
+
+/// Everything the dispatch layer keeps per client.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub(crate) phase: Phase,
+    pub(crate) name: ClientName,
+    pub(crate) introspect: bool,
+    pub(crate) window_pages: u32,
+    pub(crate) slots: [Slot; MAX_SLOTS],
+    pub(crate) stats: Stats,
+}
+
+impl Session {
+    /// A vacant session (storage for [`Server::new`](super::Server::new) is filled with it).
+    pub const VACANT: Session = Session {
+        phase: Phase::Vacant,
+        name: ClientName::new(),
+        introspect: false,
+        window_pages: 0,
+        slots: [Slot::EMPTY; MAX_SLOTS],
+        stats: Stats {
+            pool_pages: 0,
+            pool_free_pages: 0,
+            client: 0,
+            client_pages: 0,
+            quota_pages: 0,
+            caches: 0,
+            live_objects: 0,
+            magazine_objects: 0,
+            requests: 0,
+            allocs: 0,
+            frees: 0,
+            refills: 0,
+            drains: 0,
+            flushes: 0,
+            objects_refilled: 0,
+            objects_drained: 0,
+            errors: 0,
+        },
+    };
+
+    /// The slot bound to `cache`, if any.
+    pub(crate) fn slot_of(&self, cache: CacheId) -> Option<u16> {
+        self.slots.iter().position(|s| s.cache == Some(cache)).map(|i| i as u16)
+    }
+}

@@ -1,0 +1,315 @@
+//! Caches: `kmem_cache_create/alloc/zalloc/free/destroy/shrink`, and handle validation.
+
+use protocol::flags::{SLAB_ALL, SLAB_CONSISTENCY_CHECKS, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle, PAGE_SIZE};
+
+use super::storage::{
+    CacheDesc, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, LIST_EMPTY, LIST_PARTIAL, NIL, PAGE_FREED_LARGE,
+    PAGE_NONE,
+};
+use super::{Allocated, BROKEN, Engine, Platform, layout};
+
+/// What a handle names, after validation against the client's window.
+pub(crate) enum Located {
+    /// Object `idx` of slab `slab` of cache `gi` (allocated or not).
+    Slab { gi: u32, slab: u32, idx: u32 },
+    /// The first page of a large kmalloc of `pages` pages.
+    Large { page: u32, pages: u32 },
+    /// The first page of a large kmalloc that was freed (and not reused since).
+    FreedLarge,
+}
+
+impl<P: Platform> Engine<'_, P> {
+    /// Create a cache. Corresponds to `kmem_cache_create()`.
+    ///
+    /// `name`: 1..=31 bytes, unique among the client's caches, no whitespace or control
+    /// characters (slabinfo columns are whitespace-separated).
+    pub fn cache_create(
+        &mut self,
+        client: ClientId,
+        name: &str,
+        size: u32,
+        align: u32,
+        flags: u32,
+        has_ctor: bool,
+    ) -> Result<CacheId, Error> {
+        self.client(client)?;
+        if name.is_empty()
+            || name.len() > CACHE_NAME_MAX
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+            || flags & !SLAB_ALL != 0
+        {
+            return Err(Error::InvalidArgument);
+        }
+        let gi = self.cache_create_inner(client, name, size, align, flags, has_ctor, false)?;
+        self.cache_id(gi)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn cache_create_inner(
+        &mut self,
+        client: ClientId,
+        name: &str,
+        size: u32,
+        align: u32,
+        flags: u32,
+        has_ctor: bool,
+        is_kmalloc: bool,
+    ) -> Result<u32, Error> {
+        let l = layout::compute(size, align, flags)?;
+        let max = self.config.max_caches_per_client;
+        let mut free_slot = None;
+        for slot in 0..max {
+            let c = self.cache(self.cache_slot(client, slot))?;
+            if c.live && c.name.as_str() == name {
+                return Err(Error::NameTaken);
+            }
+            if !c.live && free_slot.is_none() {
+                free_slot = Some(slot);
+            }
+        }
+        let gi = self.cache_slot(client, free_slot.ok_or(Error::OutOfMemory)?);
+        let name = heapless::String::try_from(name).map_err(|_| Error::InvalidArgument)?;
+        let c = self.cache_mut(gi)?;
+        *c = CacheDesc {
+            live: true,
+            is_kmalloc,
+            has_ctor,
+            generation: c.generation,
+            name,
+            size,
+            align: l.align,
+            stride: l.stride,
+            obj_offset: l.obj_offset,
+            flags,
+            order: l.order,
+            objs: l.objs,
+            ..CacheDesc::EMPTY
+        };
+        let cl = self.client_mut(client)?;
+        cl.caches = cl.caches.saturating_add(1);
+        Ok(gi)
+    }
+
+    /// Allocate an object. Corresponds to `kmem_cache_alloc()`.
+    pub fn cache_alloc(&mut self, client: ClientId, cache: CacheId) -> Result<Allocated, Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        self.alloc_one(client, gi, false, true)
+    }
+
+    /// Allocate a zero-filled object. Corresponds to `kmem_cache_zalloc()`; rejected on a
+    /// cache with a ctor (Linux warns about `__GFP_ZERO` with a ctor).
+    pub fn cache_zalloc(&mut self, client: ClientId, cache: CacheId) -> Result<Allocated, Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        if self.cache(gi)?.has_ctor {
+            return Err(Error::InvalidArgument);
+        }
+        self.alloc_one(client, gi, true, true)
+    }
+
+    /// Take the lowest free object of the first partial slab, else of an empty slab, else of a
+    /// new slab. Debug checks run before anything changes; a corruption found is repaired
+    /// when `repair` (the object stays free either way).
+    pub(crate) fn alloc_one(&mut self, client: ClientId, gi: u32, zero: bool, repair: bool) -> Result<Allocated, Error> {
+        let c = self.cache(gi)?;
+        let flags = c.flags;
+        let poisoned = flags & SLAB_POISON != 0 && !c.has_ctor;
+        let s = match (c.heads[LIST_PARTIAL as usize], c.heads[LIST_EMPTY as usize]) {
+            (p, _) if p != NIL => p,
+            (_, e) if e != NIL => e,
+            _ => self.slab_create(client, gi)?,
+        };
+        let idx = self.slab_peek_free(s)?;
+        if flags & SLAB_RED_ZONE != 0 {
+            if let Some(bad) = self.red_zone_check(client, gi, s, idx, Self::red_zone_expected(false))? {
+                if repair {
+                    self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(false))?;
+                }
+                return Err(Error::RedZoneCorrupted(bad));
+            }
+        }
+        if poisoned {
+            if let Some(bad) = self.poison_check(client, gi, s, idx)? {
+                if repair {
+                    self.poison_object(client, gi, s, idx)?;
+                }
+                return Err(Error::PoisonCorrupted(bad));
+            }
+        }
+        // Commit.
+        self.slab_set_obj(s, idx, true)?;
+        let d = self.slab_mut(s)?;
+        let fresh = idx >= u32::from(d.constructed);
+        if fresh {
+            d.constructed = u16::try_from(idx + 1).map_err(|_| BROKEN)?;
+        }
+        self.slab_relist(gi, s)?;
+        let c = self.cache_mut(gi)?;
+        c.active_objs = c.active_objs.saturating_add(1);
+        let seq = self.next_seq();
+        if flags & SLAB_STORE_USER != 0 {
+            let t = self.track_mut(s, idx)?;
+            t.alloc_client = client;
+            t.alloc_seq = seq;
+        }
+        if flags & SLAB_RED_ZONE != 0 {
+            self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(true))?;
+        }
+        let start = self.obj_stride_start(gi, s, idx)?;
+        let c = self.cache(gi)?;
+        let handle = Handle(start + u64::from(c.obj_offset));
+        if zero {
+            let size = c.size as usize;
+            self.platform.fill(client, handle.0, size, 0);
+        }
+        if flags & SLAB_CONSISTENCY_CHECKS != 0 {
+            self.check_slab(gi, s).map_err(|_| BROKEN)?;
+        }
+        Ok(Allocated { handle, fresh })
+    }
+
+    /// Free an object. Corresponds to `kmem_cache_free()`.
+    pub fn cache_free(&mut self, client: ClientId, cache: CacheId, handle: Handle) -> Result<(), Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        let (s, idx) = self.validate_free(client, gi, handle)?;
+        self.free_commit(client, gi, s, idx)
+    }
+
+    /// Check that `handle` is an allocated object of cache `gi` and its red zones are intact
+    /// (repairing them if not). Changes nothing else.
+    pub(crate) fn validate_free(&mut self, client: ClientId, gi: u32, handle: Handle) -> Result<(u32, u32), Error> {
+        let (s, idx) = match self.locate(client, handle)? {
+            Located::Slab { gi: owner, slab, idx } if owner == gi => (slab, idx),
+            Located::Slab { .. } => return Err(Error::WrongCache),
+            _ => return Err(Error::InvalidObject),
+        };
+        if !self.obj_allocated(s, idx)? {
+            return Err(Error::DoubleFree);
+        }
+        if self.cache(gi)?.flags & SLAB_RED_ZONE != 0 {
+            let active = Self::red_zone_expected(true);
+            if let Some(bad) = self.red_zone_check(client, gi, s, idx, active)? {
+                self.red_zone_fill(client, gi, s, idx, active)?;
+                return Err(Error::RedZoneCorrupted(bad));
+            }
+        }
+        Ok((s, idx))
+    }
+
+    /// Free a validated object.
+    pub(crate) fn free_commit(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
+        self.slab_set_obj(s, idx, false)?;
+        self.slab_relist(gi, s)?;
+        let c = self.cache_mut(gi)?;
+        c.active_objs = c.active_objs.saturating_sub(1);
+        let (flags, has_ctor) = (c.flags, c.has_ctor);
+        let seq = self.next_seq();
+        if flags & SLAB_STORE_USER != 0 {
+            let t = self.track_mut(s, idx)?;
+            t.free_client = client;
+            t.free_seq = seq;
+        }
+        if flags & SLAB_POISON != 0 && !has_ctor {
+            self.poison_object(client, gi, s, idx)?;
+        }
+        if flags & SLAB_RED_ZONE != 0 {
+            self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(false))?;
+        }
+        if flags & SLAB_CONSISTENCY_CHECKS != 0 {
+            self.check_slab(gi, s).map_err(|_| BROKEN)?;
+        }
+        Ok(())
+    }
+
+    /// Resolve a handle in O(1): window page → frame → slab → object index.
+    pub(crate) fn locate(&self, client: ClientId, handle: Handle) -> Result<Located, Error> {
+        let window = self.client(client)?.window_pages;
+        if handle.0 & Handle::FLAG_BITS != 0 {
+            return Err(Error::InvalidObject);
+        }
+        let page = u32::try_from(handle.0 / PAGE_SIZE as u64).map_err(|_| Error::InvalidObject)?;
+        if page >= window {
+            return Err(Error::InvalidObject);
+        }
+        let f = match self.page_map_get(client, page)? {
+            PAGE_NONE => return Err(Error::InvalidObject),
+            PAGE_FREED_LARGE if handle.0 % PAGE_SIZE as u64 == 0 => return Ok(Located::FreedLarge),
+            PAGE_FREED_LARGE => return Err(Error::InvalidObject),
+            f => f,
+        };
+        let fd = *self.frame(f)?;
+        if fd.client != client || fd.page != page {
+            return Err(BROKEN);
+        }
+        match fd.kind {
+            FRAME_SLAB => {
+                let s = fd.link;
+                let d = self.slab(s)?;
+                let gi = d.cache;
+                let c = self.cache(gi)?;
+                let base = u64::from(d.first_page) * PAGE_SIZE as u64 + u64::from(c.obj_offset);
+                let rel = handle.0.checked_sub(base).ok_or(Error::InvalidObject)?;
+                let stride = u64::from(c.stride);
+                if stride == 0 || rel % stride != 0 || rel / stride >= u64::from(c.objs) {
+                    return Err(Error::InvalidObject);
+                }
+                Ok(Located::Slab { gi, slab: s, idx: (rel / stride) as u32 })
+            }
+            FRAME_LARGE_HEAD if handle.0 % PAGE_SIZE as u64 == 0 => Ok(Located::Large { page, pages: fd.link }),
+            FRAME_LARGE_HEAD | FRAME_LARGE_TAIL => Err(Error::InvalidObject),
+            _ => Err(BROKEN),
+        }
+    }
+
+    /// Destroy a cache. Corresponds to `kmem_cache_destroy()`: with live objects →
+    /// `CacheBusy { live }` and the cache stays usable; kmalloc caches → `InvalidArgument`.
+    pub fn cache_destroy(&mut self, client: ClientId, cache: CacheId) -> Result<(), Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        let c = self.cache(gi)?;
+        if c.is_kmalloc {
+            return Err(Error::InvalidArgument);
+        }
+        if c.active_objs > 0 {
+            return Err(Error::CacheBusy { live: c.active_objs });
+        }
+        self.cache_release(gi)
+    }
+
+    /// Every slab of cache `gi` back to the pool (objects or not) and the slot freed, with a
+    /// new generation so old ids are stale. Returns nothing; pages are counted by the caller.
+    pub(crate) fn cache_release(&mut self, gi: u32) -> Result<(), Error> {
+        let client = self.cache_client(gi);
+        for list in 0..3 {
+            loop {
+                let head = *self.cache(gi)?.heads.get(list).ok_or(BROKEN)?;
+                if head == NIL {
+                    break;
+                }
+                self.slab_destroy(gi, head)?;
+            }
+        }
+        let c = self.cache_mut(gi)?;
+        let generation = match c.generation.wrapping_add(1) {
+            0 => 1,
+            g => g,
+        };
+        *c = CacheDesc { generation, ..CacheDesc::EMPTY };
+        let cl = self.client_mut(client)?;
+        cl.caches = cl.caches.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Release every empty slab of a cache. Corresponds to `kmem_cache_shrink()`; returns
+    /// the pages that went back to the pool.
+    pub fn cache_shrink(&mut self, client: ClientId, cache: CacheId) -> Result<u32, Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        let mut pages = 0u32;
+        loop {
+            let head = self.cache(gi)?.heads[LIST_EMPTY as usize];
+            if head == NIL {
+                return Ok(pages);
+            }
+            pages = pages.saturating_add(self.slab_destroy(gi, head)?);
+        }
+    }
+}

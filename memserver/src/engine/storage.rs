@@ -1,0 +1,308 @@
+//! Engine configuration and the caller-provided storage every private table lives in.
+//!
+//! The engine never allocates: a runner asks [`EngineStorage::required`] how long each slice
+//! must be, provides them (the host from `Vec`s, seL4 from statics built with the `EMPTY`
+//! constants) and hands them to [`Engine::new`](super::Engine::new), which initialises them.
+
+use heapless::String;
+use protocol::{CACHE_NAME_MAX, ClientId};
+
+/// "No entry" in every index link (lists, free stacks, slab references).
+pub(crate) const NIL: u32 = u32::MAX;
+/// Page-map value: the window page is not mapped.
+pub(crate) const PAGE_NONE: u32 = u32::MAX;
+/// Page-map value: unmapped, and it was the first page of a large kmalloc that was freed
+/// (lets a second `kfree` of it report `DoubleFree` until the page is reused).
+pub(crate) const PAGE_FREED_LARGE: u32 = u32::MAX - 1;
+/// Bitmap words per slab.
+pub const BITMAP_WORDS: usize = 8;
+/// Most objects one slab can hold (the private bitmap has this many bits).
+pub const MAX_OBJS_PER_SLAB: u32 = (BITMAP_WORDS * 64) as u32;
+/// STORE_USER track entries are handed out in blocks of this many.
+pub const TRACK_BLOCK: usize = 64;
+/// Number of kmalloc size classes (`kmalloc-8` … `kmalloc-8k`).
+pub const KMALLOC_CLASSES: usize = 13;
+
+/// Fixed capacities of one engine instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Frames (pages) in the physical pool.
+    pub pool_frames: u32,
+    /// Clients that may be attached; a `ClientId` must be below this.
+    pub max_clients: u16,
+    /// Caches per client, including the 13 kmalloc caches.
+    pub max_caches_per_client: u16,
+    /// Largest window a client may be attached with, in pages.
+    pub max_window_pages: u32,
+    /// Slab descriptors (slabs alive at once, all clients); `pool_frames` never runs out first.
+    pub max_tracked_slabs: u32,
+    /// STORE_USER track entries (one per object of every slab of a STORE_USER cache).
+    pub track_entries: u32,
+}
+
+impl EngineConfig {
+    /// A configuration with room for 64 caches per client, a slab descriptor per pool frame and
+    /// 16 STORE_USER track entries per pool frame.
+    pub const fn new(pool_frames: u32, max_clients: u16, max_window_pages: u32) -> Self {
+        EngineConfig {
+            pool_frames,
+            max_clients,
+            max_caches_per_client: 64,
+            max_window_pages,
+            max_tracked_slabs: pool_frames,
+            track_entries: pool_frames.saturating_mul(16),
+        }
+    }
+
+    pub(crate) fn track_blocks(&self) -> usize {
+        (self.track_entries as usize).div_ceil(TRACK_BLOCK)
+    }
+
+    pub(crate) fn window_words(&self) -> usize {
+        (self.max_window_pages as usize).div_ceil(64)
+    }
+}
+
+/// The length each [`EngineStorage`] slice must have at least.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageSizes {
+    pub frames: usize,
+    pub slabs: usize,
+    pub bitmaps: usize,
+    pub clients: usize,
+    pub caches: usize,
+    pub page_map: usize,
+    pub window_bits: usize,
+    pub tracks: usize,
+    pub track_used: usize,
+}
+
+/// Frame kinds.
+pub(crate) const FRAME_FREE: u8 = 0;
+pub(crate) const FRAME_SLAB: u8 = 1;
+pub(crate) const FRAME_LARGE_HEAD: u8 = 2;
+pub(crate) const FRAME_LARGE_TAIL: u8 = 3;
+
+/// One pool frame, Linux `struct page` style: who holds it and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameDesc {
+    pub(crate) kind: u8,
+    pub(crate) client: ClientId,
+    /// Window page it backs (when not free).
+    pub(crate) page: u32,
+    /// Free: next free frame. Slab: slab descriptor. Large head: page count. Large tail: head page.
+    pub(crate) link: u32,
+}
+
+impl FrameDesc {
+    /// An unused entry (for static initialisers).
+    pub const EMPTY: Self = FrameDesc { kind: FRAME_FREE, client: 0, page: 0, link: NIL };
+}
+
+impl Default for FrameDesc {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// Slab list tags.
+pub(crate) const LIST_EMPTY: u8 = 0;
+pub(crate) const LIST_PARTIAL: u8 = 1;
+pub(crate) const LIST_FULL: u8 = 2;
+pub(crate) const LIST_NONE: u8 = 3;
+
+/// One slab: its cache, window place, object state summary and list links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlabDesc {
+    /// Global cache slot, `NIL` while the descriptor is free.
+    pub(crate) cache: u32,
+    pub(crate) first_page: u32,
+    pub(crate) prev: u32,
+    /// List link; also the free-descriptor stack link.
+    pub(crate) next: u32,
+    /// First STORE_USER track block, or `NIL`.
+    pub(crate) track_block: u32,
+    pub(crate) inuse: u16,
+    /// Objects below this index have been handed out at least once (are constructed).
+    pub(crate) constructed: u16,
+    pub(crate) order: u8,
+    pub(crate) list: u8,
+    /// Bit `w` set: bitmap word `w` has a free object.
+    pub(crate) summary: u8,
+}
+
+impl SlabDesc {
+    /// An unused entry (for static initialisers).
+    pub const EMPTY: Self = SlabDesc {
+        cache: NIL,
+        first_page: 0,
+        prev: NIL,
+        next: NIL,
+        track_block: NIL,
+        inuse: 0,
+        constructed: 0,
+        order: 0,
+        list: LIST_NONE,
+        summary: 0,
+    };
+}
+
+impl Default for SlabDesc {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// One client: window size, quota and accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientDesc {
+    pub(crate) attached: bool,
+    pub(crate) window_pages: u32,
+    pub(crate) quota_frames: u32,
+    pub(crate) frames_used: u32,
+    pub(crate) caches: u16,
+    /// Slot of each kmalloc cache.
+    pub(crate) kmalloc: [u16; KMALLOC_CLASSES],
+}
+
+impl ClientDesc {
+    /// An unused entry (for static initialisers).
+    pub const EMPTY: Self = ClientDesc {
+        attached: false,
+        window_pages: 0,
+        quota_frames: 0,
+        frames_used: 0,
+        caches: 0,
+        kmalloc: [0; KMALLOC_CLASSES],
+    };
+}
+
+impl Default for ClientDesc {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// One cache (`struct kmem_cache`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheDesc {
+    pub(crate) live: bool,
+    pub(crate) is_kmalloc: bool,
+    pub(crate) has_ctor: bool,
+    /// Bumped whenever the slot is freed, so stale `CacheId`s are rejected.
+    pub(crate) generation: u16,
+    pub(crate) name: String<CACHE_NAME_MAX>,
+    pub(crate) size: u32,
+    pub(crate) align: u32,
+    pub(crate) stride: u32,
+    /// Offset of the object inside its stride (the left red zone).
+    pub(crate) obj_offset: u32,
+    pub(crate) flags: u32,
+    pub(crate) order: u8,
+    pub(crate) objs: u16,
+    /// List heads, indexed by `LIST_EMPTY`, `LIST_PARTIAL`, `LIST_FULL`.
+    pub(crate) heads: [u32; 3],
+    pub(crate) counts: [u32; 3],
+    pub(crate) active_objs: u32,
+}
+
+impl CacheDesc {
+    /// An unused entry (for static initialisers).
+    pub const EMPTY: Self = CacheDesc {
+        live: false,
+        is_kmalloc: false,
+        has_ctor: false,
+        generation: 1,
+        name: String::new(),
+        size: 0,
+        align: 0,
+        stride: 0,
+        obj_offset: 0,
+        flags: 0,
+        order: 0,
+        objs: 0,
+        heads: [NIL; 3],
+        counts: [0; 3],
+        active_objs: 0,
+    };
+}
+
+impl Default for CacheDesc {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// STORE_USER record of one object: last allocation and last free (sequence 0 = never).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackPair {
+    pub(crate) alloc_seq: u64,
+    pub(crate) free_seq: u64,
+    pub(crate) alloc_client: ClientId,
+    pub(crate) free_client: ClientId,
+}
+
+impl TrackPair {
+    /// An unused entry (for static initialisers).
+    pub const EMPTY: Self = TrackPair { alloc_seq: 0, free_seq: 0, alloc_client: 0, free_client: 0 };
+}
+
+impl Default for TrackPair {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// Every table of the engine, in memory the caller provides (server-private memory).
+pub struct EngineStorage<'a> {
+    /// One descriptor per pool frame.
+    pub frames: &'a mut [FrameDesc],
+    /// Slab descriptors (`max_tracked_slabs`).
+    pub slabs: &'a mut [SlabDesc],
+    /// Object bitmaps, `BITMAP_WORDS` per slab descriptor.
+    pub bitmaps: &'a mut [u64],
+    /// One per client.
+    pub clients: &'a mut [ClientDesc],
+    /// `max_caches_per_client` per client.
+    pub caches: &'a mut [CacheDesc],
+    /// Window page → pool frame, `max_window_pages` per client.
+    pub page_map: &'a mut [u32],
+    /// Window page occupancy bits, `ceil(max_window_pages / 64)` words per client.
+    pub window_bits: &'a mut [u64],
+    /// STORE_USER records, `track_entries` rounded up to blocks of 64.
+    pub tracks: &'a mut [TrackPair],
+    /// One bit per track block.
+    pub track_used: &'a mut [u64],
+}
+
+impl EngineStorage<'_> {
+    /// How long each slice must be for `config` (`None` if a size overflows `usize`).
+    pub fn required(config: &EngineConfig) -> Option<StorageSizes> {
+        let clients = usize::from(config.max_clients);
+        let slabs = config.max_tracked_slabs as usize;
+        let blocks = config.track_blocks();
+        Some(StorageSizes {
+            frames: config.pool_frames as usize,
+            slabs,
+            bitmaps: slabs.checked_mul(BITMAP_WORDS)?,
+            clients,
+            caches: clients.checked_mul(usize::from(config.max_caches_per_client))?,
+            page_map: clients.checked_mul(config.max_window_pages as usize)?,
+            window_bits: clients.checked_mul(config.window_words())?,
+            tracks: blocks.checked_mul(TRACK_BLOCK)?,
+            track_used: blocks.div_ceil(64),
+        })
+    }
+
+    pub(crate) fn fits(&self, s: &StorageSizes) -> bool {
+        self.frames.len() >= s.frames
+            && self.slabs.len() >= s.slabs
+            && self.bitmaps.len() >= s.bitmaps
+            && self.clients.len() >= s.clients
+            && self.caches.len() >= s.caches
+            && self.page_map.len() >= s.page_map
+            && self.window_bits.len() >= s.window_bits
+            && self.tracks.len() >= s.tracks
+            && self.track_used.len() >= s.track_used
+    }
+}
