@@ -110,8 +110,9 @@ pub enum Request {
         cache: CacheId,
     },
     /// Corresponds to `kmalloc()`: served from this client's `kmalloc-<n>` cache of the
-    /// smallest size class that fits (8 … 8192). Reply: `Object`. Errors: `InvalidArgument`
-    /// (0 or above 8192), `OutOfMemory`, `QuotaExceeded`.
+    /// smallest size class that fits (8 … 8192); larger sizes take whole pages from the pool,
+    /// contiguous in the window, up to 4 MiB. Reply: `Object`. Errors: `InvalidArgument`
+    /// (0 or above 4 MiB), `OutOfMemory`, `QuotaExceeded`.
     Kmalloc {
         /// Bytes wanted.
         size: u32,
