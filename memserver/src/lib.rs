@@ -19,6 +19,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod dispatch;
 pub mod engine;
 #[cfg(feature = "testing")]
 pub mod testing;

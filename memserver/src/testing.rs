@@ -5,6 +5,9 @@
 
 extern crate std;
 
+mod server;
+pub use server::ServerPlatform;
+
 use std::collections::BTreeMap;
 use std::vec;
 use std::vec::Vec;

@@ -209,7 +209,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     /// Every handle coming back from a client's magazine: an allocated object of this cache
     /// held by this client (the engine checks range, boundary, cache, state and repeats), and
     /// not one the depot holds.
-    fn validate_returned(&self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), Error> {
+    fn validate_returned(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), Error> {
         for &h in handles {
             self.check_not_in_depot(client, cache, h)?;
         }

@@ -37,14 +37,34 @@ impl<P: Platform> Engine<'_, P> {
         Ok((n, fresh))
     }
 
+    /// Validate `handles` as [`cache_free_bulk`](Self::cache_free_bulk) would, without
+    /// freeing anything: every handle an allocated object of this cache held by this client,
+    /// none repeated, red zones intact. For magazines drained into the depot, whose objects
+    /// stay allocated. On the first bad handle, `Err((index, error))`.
+    pub fn cache_check_bulk(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), (usize, Error)> {
+        let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
+        self.check_bulk(client, gi, handles)
+    }
+
     /// Free all `handles` or none. Corresponds to `kmem_cache_free_bulk()`, but validating
     /// first: every handle must be an allocated object of this cache held by this client, no
     /// handle may appear twice (the second is a `DoubleFree`), red zones must be intact. On
     /// the first bad handle, `Err((index, error))` and nothing is freed.
     pub fn cache_free_bulk(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
-        // Validate, clearing each object's bit as it is seen so a repeat looks free; the bits
-        // are restored before anything else happens.
+        self.check_bulk(client, gi, handles)?;
+        for (i, &h) in handles.iter().enumerate() {
+            let loc = self.locate(client, h).map_err(|e| (i, e))?;
+            if let super::cache::Located::Slab { slab, idx, .. } = loc {
+                self.free_commit(client, gi, slab, idx).map_err(|e| (i, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The validation pass of the bulk operations: clears each object's bit as it is seen so
+    /// a repeat looks free, then restores every bit it cleared.
+    fn check_bulk(&mut self, client: ClientId, gi: u32, handles: &[Handle]) -> Result<(), (usize, Error)> {
         let mut bad = None;
         let mut seen = 0usize;
         for (i, &h) in handles.iter().enumerate() {
@@ -67,15 +87,9 @@ impl<P: Platform> Engine<'_, P> {
                 self.obj_bit_toggle(slab, idx).map_err(|e| (0, e))?;
             }
         }
-        if let Some(b) = bad {
-            return Err(b);
+        match bad {
+            Some(b) => Err(b),
+            None => Ok(()),
         }
-        for (i, &h) in handles.iter().enumerate() {
-            let loc = self.locate(client, h).map_err(|e| (i, e))?;
-            if let super::cache::Located::Slab { slab, idx, .. } = loc {
-                self.free_commit(client, gi, slab, idx).map_err(|e| (i, e))?;
-            }
-        }
-        Ok(())
     }
 }
