@@ -1,2 +1,23 @@
-//! conformance: the memserver protocol conformance suite.
+//! conformance: the memserver protocol conformance suite, written once for every platform.
+//!
+//! # Design
+//! Each scenario is a function named after the rule it checks; it opens sessions through a
+//! [`Harness`] ("send these request bytes, give me the reply bytes", plus copy access to object
+//! memory and the control region) and speaks the protocol through a typed [`Client`]. The crate
+//! is `no_std` + `alloc`, so the same scenarios run in-process against the dispatch in
+//! `cargo test`, against the real host server process, and inside an seL4 client task.
+//! [`run_all`] prints one line per scenario and ends with `conformance: N passed, M failed`.
 #![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod client;
+pub mod harness;
+pub mod runner;
+pub mod scenarios;
+
+pub use client::{Client, Failure};
+pub use harness::{Harness, Session, TransportError};
+pub use runner::{Summary, run_all};
+pub use scenarios::{CLIENT, PEER, SCENARIOS, Scenario};

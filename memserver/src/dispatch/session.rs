@@ -56,11 +56,6 @@ impl Depot {
         self.full.iter().take(self.len).any(|m| m.handles().contains(&handle))
     }
 
-    /// Objects in the depot.
-    pub(crate) fn objects(&self) -> usize {
-        self.full.iter().take(self.len).map(|m| usize::from(m.count)).sum()
-    }
-
     /// Keeps `handles` as one full magazine; `false` when the depot is full.
     pub(crate) fn push(&mut self, handles: &[Handle]) -> bool {
         let Some(slot) = self.full.get_mut(self.len) else { return false };

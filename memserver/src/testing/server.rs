@@ -1,6 +1,8 @@
 //! [`ServerPlatform`]: a [`VecPlatform`] plus a control region per client, for tests of the
 //! dispatch layer.
 
+extern crate std;
+
 use std::collections::BTreeMap;
 use std::vec;
 use std::vec::Vec;
@@ -18,19 +20,35 @@ pub struct ServerPlatform {
     /// The windows.
     pub windows: VecPlatform,
     /// Control region bytes of each client.
-    pub controls: BTreeMap<ClientId, Vec<u8>>,
+    pub controls: BTreeMap<ClientId, ControlBytes>,
+}
+
+/// A control region in a `Vec` (a sized [`ControlMemory`]).
+#[derive(Debug, Default)]
+pub struct ControlBytes(pub Vec<u8>);
+
+impl ControlMemory for ControlBytes {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
+        self.0.as_slice().read(offset, dst)
+    }
+    fn write(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
+        self.0.as_mut_slice().write(offset, src)
+    }
 }
 
 impl ServerPlatform {
     /// Gives `client` a zeroed control region of `size` bytes (replacing any earlier one), as
     /// a runner does before admitting it.
     pub fn create_control(&mut self, client: ClientId, size: usize) {
-        self.controls.insert(client, vec![0; size]);
+        self.controls.insert(client, ControlBytes(vec![0; size]));
     }
 
     /// The control region of `client`, as the client sees it (empty if it has none).
     pub fn control_bytes(&mut self, client: ClientId) -> &mut Vec<u8> {
-        self.controls.entry(client).or_default()
+        &mut self.controls.entry(client).or_default().0
     }
 }
 
@@ -58,6 +76,6 @@ impl Platform for ServerPlatform {
 
 impl ControlAccess for ServerPlatform {
     fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory> {
-        self.controls.get_mut(&client).map(|v| v.as_mut_slice() as &mut dyn ControlMemory)
+        self.controls.get_mut(&client).map(|v| v as &mut dyn ControlMemory)
     }
 }
