@@ -1,2 +1,26 @@
 //! memclient: the Linux `kmem_cache` API for memserver clients.
+//!
+//! # Design
+//! A [`Memserver`] is one client's session: a [`Transport`] that carries a postcard request
+//! and brings back the reply (a Unix socket on the host, `seL4_Call` on seL4), the client's
+//! [`Window`] (objects live at `window base + handle`) and its [`Control`] region. A
+//! [`Cache`] mirrors `struct kmem_cache`; caches without debug flags keep Bonwick's *loaded*
+//! and *previous* magazines in their control-region slot, so `alloc` and `free` are a pop or
+//! a push there, and only an empty (or full) pair of magazines costs one `MagazineExchange`
+//! IPC. Debug caches go to the server for every operation so its checks stay exact. The
+//! core is `no_std`; the raw-pointer code is confined to [`shm`].
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod cache;
+pub mod error;
+pub mod server;
+pub mod shm;
+pub mod transport;
+
+pub use cache::{Cache, Ctor, KmemCache};
+pub use error::Error;
+pub use server::{CounterSnapshot, Memserver, hello_request};
+pub use shm::{Control, Window};
+pub use transport::{Transport, TransportError};

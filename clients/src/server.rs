@@ -1,0 +1,207 @@
+//! [`Memserver`]: one client's session with the server — the transport, the two shared
+//! mappings and the library's counters.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use protocol::{CacheId, ClientId, Handle, MessageBuffer, PROTOCOL_VERSION, Reply, Request};
+use spin::Mutex;
+
+use crate::error::Error;
+use crate::shm::{Control, Window};
+use crate::transport::Transport;
+
+/// Counters of the magazine layer, kept by the client (the server cannot see hits).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Allocations served from a magazine without IPC.
+    pub alloc_hits: AtomicU64,
+    /// Frees absorbed by a magazine without IPC.
+    pub free_hits: AtomicU64,
+    /// Allocations and frees that needed an IPC (exchange, or a cache without magazines).
+    pub misses: AtomicU64,
+    /// IPC round trips made, of any kind.
+    pub calls: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub alloc_hits: u64,
+    pub free_hits: u64,
+    pub misses: u64,
+    pub calls: u64,
+}
+
+impl CounterSnapshot {
+    /// Fraction of allocations and frees served without IPC, in 0..=1.
+    pub fn hit_rate(&self) -> f64 {
+        let hits = self.alloc_hits + self.free_hits;
+        let total = hits + self.misses;
+        if total == 0 { 0.0 } else { hits as f64 / total as f64 }
+    }
+}
+
+/// One client's session with the memory server.
+pub struct Memserver<T: Transport> {
+    transport: Mutex<T>,
+    window: Window,
+    control: Control,
+    client: ClientId,
+    magazine_slots: u16,
+    counters: Counters,
+}
+
+/// The `Hello` request for `name`, encoded (a runner sends it before it can map anything).
+pub fn hello_request(name: &str, buf: &mut MessageBuffer) -> Result<usize, Error> {
+    let client_name = protocol::client_name(name)?;
+    Ok(protocol::encode_request(&Request::Hello { version: PROTOCOL_VERSION, client_name }, buf)?.len())
+}
+
+impl<T: Transport> Memserver<T> {
+    /// A session whose `Hello` was answered with `hello` and whose window and control region
+    /// are mapped. Checks the control-region header against the reply.
+    pub fn new(transport: T, hello: &Reply, window: Window, control: Control) -> Result<Self, Error> {
+        let Reply::Hello { client, window_size, magazine_slots, .. } = *hello else {
+            return match hello {
+                Reply::Error(e) => Err(Error::Server(*e)),
+                _ => Err(Error::UnexpectedReply),
+            };
+        };
+        if (window.len() as u64) < window_size {
+            return Err(Error::NotInWindow);
+        }
+        let mut header = [0u8; protocol::control::HEADER_SIZE];
+        if !control.read(0, &mut header) {
+            return Err(Error::Server(protocol::Error::Malformed));
+        }
+        let header = <protocol::control::ControlHeader as zerocopy::FromBytes>::read_from_bytes(&header)
+            .map_err(|_| Error::Server(protocol::Error::Malformed))?;
+        header.check(usize::MAX)?;
+        if header.client != client || header.slots != magazine_slots {
+            return Err(Error::Server(protocol::Error::Malformed));
+        }
+        Ok(Memserver { transport: Mutex::new(transport), window, control, client, magazine_slots, counters: Counters::default() })
+    }
+
+    /// One request, one reply; `Reply::Error` becomes `Err(Error::Server)`.
+    pub fn call(&self, request: &Request) -> Result<Reply, Error> {
+        let mut out = [0u8; protocol::MAX_MESSAGE_BYTES];
+        let mut back = [0u8; protocol::MAX_MESSAGE_BYTES];
+        let len = protocol::encode_request(request, &mut out)?.len();
+        let n = self.transport.lock().call(out.get(..len).unwrap_or(&[]), &mut back)?;
+        self.counters.calls.fetch_add(1, Relaxed);
+        match protocol::decode_reply(back.get(..n).ok_or(Error::UnexpectedReply)?)? {
+            Reply::Error(e) => Err(Error::Server(e)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// The id the server knows this client by.
+    pub fn client_id(&self) -> ClientId {
+        self.client
+    }
+
+    /// The window.
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    /// The control region.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// Magazine slots of the control region.
+    pub fn magazine_slots(&self) -> u16 {
+        self.magazine_slots
+    }
+
+    /// The magazine counters.
+    pub fn counters(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            alloc_hits: self.counters.alloc_hits.load(Relaxed),
+            free_hits: self.counters.free_hits.load(Relaxed),
+            misses: self.counters.misses.load(Relaxed),
+            calls: self.counters.calls.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn raw_counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Corresponds to `kmalloc()`.
+    pub fn kmalloc(&self, size: u32) -> Result<NonNull<u8>, Error> {
+        self.counters.misses.fetch_add(1, Relaxed);
+        match self.call(&Request::Kmalloc { size })? {
+            Reply::Object { handle, .. } => self.window.ptr(handle, size as usize).ok_or(Error::NotInWindow),
+            _ => Err(Error::UnexpectedReply),
+        }
+    }
+
+    /// Corresponds to `kfree()`.
+    pub fn kfree(&self, ptr: NonNull<u8>) -> Result<(), Error> {
+        let handle = self.window.handle(ptr).ok_or(Error::NotInWindow)?;
+        self.counters.misses.fetch_add(1, Relaxed);
+        self.expect_done(&Request::Kfree { handle })
+    }
+
+    /// The server's statistics for this client.
+    pub fn stats(&self) -> Result<protocol::Stats, Error> {
+        match self.call(&Request::Stats)? {
+            Reply::Stats(s) => Ok(s),
+            _ => Err(Error::UnexpectedReply),
+        }
+    }
+
+    /// One cache's geometry and counters.
+    pub fn cache_info(&self, cache: CacheId) -> Result<protocol::CacheInfo, Error> {
+        match self.call(&Request::CacheInfo { cache })? {
+            Reply::CacheInfo(i) => Ok(i),
+            _ => Err(Error::UnexpectedReply),
+        }
+    }
+
+    /// Every slabinfo row (this client's, or all clients' with introspection rights).
+    pub fn for_each_slabinfo_row(&self, all_clients: bool, mut f: impl FnMut(&protocol::SlabInfoRow)) -> Result<(), Error> {
+        for page in 0..=u16::MAX {
+            match self.call(&Request::SlabInfo { page, all_clients })? {
+                Reply::SlabInfo { rows, more, .. } => {
+                    rows.iter().for_each(&mut f);
+                    if !more {
+                        return Ok(());
+                    }
+                }
+                _ => return Err(Error::UnexpectedReply),
+            }
+        }
+        Ok(())
+    }
+
+    /// The `SLAB_STORE_USER` record of an object.
+    pub fn object_owner(&self, ptr: NonNull<u8>) -> Result<(Option<protocol::Track>, Option<protocol::Track>), Error> {
+        let handle = self.window.handle(ptr).ok_or(Error::NotInWindow)?;
+        match self.call(&Request::ObjectOwner { handle })? {
+            Reply::Owner { alloc, free } => Ok((alloc, free)),
+            _ => Err(Error::UnexpectedReply),
+        }
+    }
+
+    /// Ends the session: the server reclaims everything this client holds.
+    pub fn goodbye(&self) -> Result<(), Error> {
+        self.expect_done(&Request::Goodbye)
+    }
+
+    pub(crate) fn expect_done(&self, request: &Request) -> Result<(), Error> {
+        match self.call(request)? {
+            Reply::Done => Ok(()),
+            _ => Err(Error::UnexpectedReply),
+        }
+    }
+
+    /// The address of `handle` for an object of `size` bytes.
+    pub(crate) fn object(&self, handle: Handle, size: usize) -> Result<NonNull<u8>, Error> {
+        self.window.ptr(handle, size).ok_or(Error::NotInWindow)
+    }
+}

@@ -1,0 +1,176 @@
+//! The two shared mappings a client has: its window (objects) and its control region
+//! (magazines). All raw-pointer access of the library lives here.
+
+use core::ptr::{self, NonNull};
+
+use protocol::Handle;
+use protocol::control::{self, MAGAZINE_MAX, Magazine, MagazineRole};
+
+/// The client's window: objects live at `base + handle`.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Window is an address range; the memory behind it is shared memory that the
+// library only accesses through objects the server handed out, and every object is used by
+// one owner at a time (the kmem_cache contract).
+unsafe impl Send for Window {}
+// SAFETY: as above; &Window only exposes address arithmetic.
+unsafe impl Sync for Window {}
+
+impl Window {
+    /// A window of `len` bytes at `base`.
+    ///
+    /// # Safety
+    /// - `base .. base + len` is mapped readable and writable for as long as the window (or any
+    ///   pointer derived from it) is used.
+    pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
+        Window { base, len }
+    }
+
+    /// The window's first byte.
+    pub fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of the object `handle` (of `size` bytes), if it lies in the window.
+    pub fn ptr(&self, handle: Handle, size: usize) -> Option<NonNull<u8>> {
+        let offset = usize::try_from(handle.0).ok()?;
+        if offset.checked_add(size)? > self.len {
+            return None;
+        }
+        // SAFETY: offset + size <= len, so the result stays inside the mapping (in bounds of
+        // the same allocation) and is non-null.
+        Some(unsafe { self.base.add(offset) })
+    }
+
+    /// The handle of an address in the window.
+    pub fn handle(&self, ptr: NonNull<u8>) -> Option<Handle> {
+        let offset = (ptr.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;
+        (offset < self.len).then_some(Handle(offset as u64))
+    }
+}
+
+/// The control region: magazine slots shared with the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Control {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the region is only touched under the owning cache's lock (see `Cache`), and the
+// server only writes a slot while the client waits for that slot's exchange reply.
+unsafe impl Send for Control {}
+// SAFETY: as above.
+unsafe impl Sync for Control {}
+
+impl Control {
+    /// A control region of `len` bytes at `base`.
+    ///
+    /// # Safety
+    /// - `base .. base + len` is mapped readable and writable, 8-byte aligned, for as long as
+    ///   the region is used.
+    pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
+        Control { base, len }
+    }
+
+    /// Copies bytes out of the region (the header check, tests).
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
+        let Some(end) = offset.checked_add(dst.len()) else { return false };
+        if end > self.len {
+            return false;
+        }
+        // SAFETY: offset..end is inside the mapping; u8 has no alignment needs.
+        unsafe { ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
+        true
+    }
+
+    /// Copies bytes into the region.
+    pub fn write(&self, offset: usize, src: &[u8]) -> bool {
+        let Some(end) = offset.checked_add(src.len()) else { return false };
+        if end > self.len {
+            return false;
+        }
+        // SAFETY: offset..end is inside the mapping.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len()) };
+        true
+    }
+
+    /// Whether `slot` lies wholly inside the region (checked once, when a cache gets it).
+    pub fn has_slot(&self, slot: u16) -> bool {
+        control::slot_offset(slot.saturating_add(1)) <= self.len
+    }
+
+    /// The magazine `role` of `slot`. The caller checked [`Control::has_slot`].
+    fn magazine(&self, slot: u16, role: MagazineRole) -> *mut Magazine {
+        // SAFETY: has_slot(slot) held when the slot was bound, so the offset is inside the
+        // mapping; offsets are multiples of 8 and the base is page aligned.
+        unsafe { self.base.as_ptr().add(control::magazine_offset(slot, role)).cast::<Magazine>() }
+    }
+
+    /// Pops the top handle of the loaded magazine of `slot`, if it has one.
+    #[inline]
+    pub fn pop(&self, slot: u16) -> Option<u64> {
+        let m = self.magazine(slot, MagazineRole::Loaded);
+        // SAFETY: `m` points at a Magazine inside the mapping (see `magazine`); only this
+        // client writes it outside an exchange, and the cache lock is held.
+        unsafe {
+            let count = ptr::addr_of!((*m).count).read() as usize;
+            let top = count.checked_sub(1).filter(|&t| t < MAGAZINE_MAX)?;
+            ptr::addr_of_mut!((*m).count).write(top as u32);
+            Some(ptr::addr_of!((*m).handles).cast::<u64>().add(top).read())
+        }
+    }
+
+    /// Pushes a handle onto the loaded magazine of `slot` unless it holds `capacity`.
+    #[inline]
+    pub fn push(&self, slot: u16, capacity: u16, handle: u64) -> bool {
+        let m = self.magazine(slot, MagazineRole::Loaded);
+        // SAFETY: as in `pop`; `count < capacity <= MAGAZINE_MAX` keeps the write in bounds.
+        unsafe {
+            let count = ptr::addr_of!((*m).count).read() as usize;
+            if count >= usize::from(capacity) || count >= MAGAZINE_MAX {
+                return false;
+            }
+            ptr::addr_of_mut!((*m).handles).cast::<u64>().add(count).write(handle);
+            ptr::addr_of_mut!((*m).count).write(count as u32 + 1);
+            true
+        }
+    }
+
+    /// Handles in a magazine of `slot`.
+    #[inline]
+    pub fn count(&self, slot: u16, role: MagazineRole) -> u32 {
+        // SAFETY: as in `pop`.
+        unsafe { ptr::addr_of!((*self.magazine(slot, role)).count).read() }
+    }
+
+    /// Handle `index` of a magazine (for running ctors on fresh objects after a refill).
+    pub fn handle(&self, slot: u16, role: MagazineRole, index: usize) -> Option<u64> {
+        if index >= MAGAZINE_MAX {
+            return None;
+        }
+        // SAFETY: index < MAGAZINE_MAX keeps the read inside the magazine.
+        Some(unsafe { ptr::addr_of!((*self.magazine(slot, role)).handles).cast::<u64>().add(index).read() })
+    }
+
+    /// Exchanges the loaded and previous magazines of `slot` (Bonwick's swap).
+    pub fn swap(&self, slot: u16) {
+        let a = self.magazine(slot, MagazineRole::Loaded);
+        let b = self.magazine(slot, MagazineRole::Previous);
+        // SAFETY: both point at distinct, non-overlapping Magazines inside the mapping.
+        unsafe { ptr::swap_nonoverlapping(a, b, 1) };
+    }
+}
