@@ -45,6 +45,11 @@ impl VecPlatform {
         w
     }
 
+    /// Fill window bytes (a client writing its objects).
+    pub fn fill_bytes(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) {
+        Platform::fill(self, client, offset, len, byte);
+    }
+
     /// Bytes of a window (zeros where never written).
     pub fn bytes(&self, client: ClientId, offset: u64, len: usize) -> Vec<u8> {
         let mut v = vec![0; len];
@@ -140,4 +145,19 @@ impl OwnedStorage {
     pub fn engine(&mut self, config: EngineConfig) -> Engine<'_, VecPlatform> {
         Engine::new(config, self.storage(), VecPlatform::new()).expect("engine config fits its storage")
     }
+}
+
+pub mod model;
+
+/// Everything observable about accounting, as text: slabinfo of every client, the pool, each
+/// client's stats. Equal digests before and after a failed operation mean it changed nothing.
+pub fn state_digest<P: Platform>(e: &Engine<'_, P>) -> std::string::String {
+    use std::fmt::Write as _;
+    let mut s = std::string::String::new();
+    let _ = e.write_slabinfo(None, &mut s);
+    let _ = writeln!(s, "{:?}", e.pool_stats());
+    for c in 0..e.config().max_clients {
+        let _ = writeln!(s, "{:?}", e.client_stats(c));
+    }
+    s
 }
