@@ -114,27 +114,27 @@ impl<P: Platform> Engine<'_, P> {
         let c = self.cache(gi)?;
         let flags = c.flags;
         let poisoned = flags & SLAB_POISON != 0 && !c.has_ctor;
-        let s = match (c.heads[LIST_PARTIAL as usize], c.heads[LIST_EMPTY as usize]) {
+        let head = |list: u8| c.heads.get(usize::from(list)).copied().unwrap_or(NIL);
+        let s = match (head(LIST_PARTIAL), head(LIST_EMPTY)) {
             (p, _) if p != NIL => p,
             (_, e) if e != NIL => e,
             _ => self.slab_create(client, gi)?,
         };
         let idx = self.slab_peek_free(s)?;
-        if flags & SLAB_RED_ZONE != 0 {
-            if let Some(bad) = self.red_zone_check(client, gi, s, idx, Self::red_zone_expected(false))? {
-                if repair {
-                    self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(false))?;
-                }
-                return Err(Error::RedZoneCorrupted(bad));
+        let inactive = Self::red_zone_expected(false);
+        if flags & SLAB_RED_ZONE != 0
+            && let Some(bad) = self.red_zone_check(client, gi, s, idx, inactive)?
+        {
+            if repair {
+                self.red_zone_fill(client, gi, s, idx, inactive)?;
             }
+            return Err(Error::RedZoneCorrupted(bad));
         }
-        if poisoned {
-            if let Some(bad) = self.poison_check(client, gi, s, idx)? {
-                if repair {
-                    self.poison_object(client, gi, s, idx)?;
-                }
-                return Err(Error::PoisonCorrupted(bad));
+        if poisoned && let Some(bad) = self.poison_check(client, gi, s, idx)? {
+            if repair {
+                self.poison_object(client, gi, s, idx)?;
             }
+            return Err(Error::PoisonCorrupted(bad));
         }
         // Commit.
         self.slab_set_obj(s, idx, true)?;
@@ -233,7 +233,7 @@ impl<P: Platform> Engine<'_, P> {
         }
         let f = match self.page_map_get(client, page)? {
             PAGE_NONE => return Err(Error::InvalidObject),
-            PAGE_FREED_LARGE if handle.0 % PAGE_SIZE as u64 == 0 => return Ok(Located::FreedLarge),
+            PAGE_FREED_LARGE if handle.0.is_multiple_of(PAGE_SIZE as u64) => return Ok(Located::FreedLarge),
             PAGE_FREED_LARGE => return Err(Error::InvalidObject),
             f => f,
         };
@@ -255,7 +255,7 @@ impl<P: Platform> Engine<'_, P> {
                 }
                 Ok(Located::Slab { gi, slab: s, idx: (rel / stride) as u32 })
             }
-            FRAME_LARGE_HEAD if handle.0 % PAGE_SIZE as u64 == 0 => Ok(Located::Large { page, pages: fd.link }),
+            FRAME_LARGE_HEAD if handle.0.is_multiple_of(PAGE_SIZE as u64) => Ok(Located::Large { page, pages: fd.link }),
             FRAME_LARGE_HEAD | FRAME_LARGE_TAIL => Err(Error::InvalidObject),
             _ => Err(BROKEN),
         }
@@ -305,7 +305,7 @@ impl<P: Platform> Engine<'_, P> {
         let gi = self.cache_lookup(client, cache)?;
         let mut pages = 0u32;
         loop {
-            let head = self.cache(gi)?.heads[LIST_EMPTY as usize];
+            let head = self.cache(gi)?.heads.get(usize::from(LIST_EMPTY)).copied().unwrap_or(NIL);
             if head == NIL {
                 return Ok(pages);
             }

@@ -147,14 +147,11 @@ impl<P: Platform> Engine<'_, P> {
         let n = objs.div_ceil(TRACK_BLOCK as u32).max(1);
         let total = self.config.track_blocks() as u32;
         let mut b = 0u32;
-        'outer: while b + n <= total {
-            for q in b..b + n {
-                if self.track_block_used(q) {
-                    b = q + 1;
-                    continue 'outer;
-                }
+        while b + n <= total {
+            match (b..b + n).find(|&q| self.track_block_used(q)) {
+                None => return Ok(b),
+                Some(q) => b = q + 1,
             }
-            return Ok(b);
         }
         Err(Error::OutOfMemory)
     }

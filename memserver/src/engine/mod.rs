@@ -132,7 +132,7 @@ impl<'a, P: Platform> Engine<'a, P> {
         let sizes = EngineStorage::required(&config).ok_or(Error::InvalidArgument)?;
         if !storage.fits(&sizes)
             || config.pool_frames >= storage::PAGE_FREED_LARGE
-            || config.max_tracked_slabs >= NIL
+            || config.max_tracked_slabs == NIL
             || usize::from(config.max_caches_per_client) < storage::KMALLOC_CLASSES
             || config.max_window_pages == 0
             || u64::from(config.max_window_pages) * protocol::PAGE_SIZE as u64 > u64::from(u32::MAX) << 12

@@ -29,7 +29,8 @@ impl<P: Platform> Engine<'_, P> {
             pages_per_slab: 1 << c.order,
             active_objs: c.active_objs,
             num_objs: num_slabs.saturating_mul(objs),
-            active_slabs: c.counts[LIST_PARTIAL as usize] + c.counts[LIST_FULL as usize],
+            active_slabs: c.counts.get(usize::from(LIST_PARTIAL)).copied().unwrap_or(0)
+                + c.counts.get(usize::from(LIST_FULL)).copied().unwrap_or(0),
             num_slabs,
             is_kmalloc: c.is_kmalloc,
         })

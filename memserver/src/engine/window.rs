@@ -55,17 +55,14 @@ impl<P: Platform> Engine<'_, P> {
     pub(crate) fn window_find(&self, client: ClientId, n: u32, align: u32) -> Result<u32, Error> {
         let window = self.client(client)?.window_pages;
         let mut p = 0u32;
-        'outer: while p.checked_add(n).is_some_and(|end| end <= window) {
-            for q in p..p + n {
-                if self.page_used(client, q) {
-                    p = match (q + 1).checked_next_multiple_of(align) {
-                        Some(x) => x,
-                        None => break 'outer,
-                    };
-                    continue 'outer;
-                }
+        while p.checked_add(n).is_some_and(|end| end <= window) {
+            match (p..p + n).find(|&q| self.page_used(client, q)) {
+                None => return Ok(p),
+                Some(q) => match (q + 1).checked_next_multiple_of(align) {
+                    Some(x) => p = x,
+                    None => break,
+                },
             }
-            return Ok(p);
         }
         Err(Error::OutOfMemory)
     }

@@ -274,10 +274,8 @@ impl<'a> Harness<'a> {
                 let id = m.id;
                 let base = self.pick_live(c, pick).map(|(h, _)| h).unwrap_or(0);
                 let h = base.wrapping_add(u64::from(delta));
-                if let Some(o) = self.clients[c].live.get(&h).copied() {
-                    if o.cache == Some(id) {
-                        return; // a real object after all
-                    }
+                if self.clients[c].live.get(&h).is_some_and(|o| o.cache == Some(id)) {
+                    return; // a real object after all
                 }
                 let res = self.engine.cache_free(c as ClientId, id, Handle(h));
                 if let Err(e) = res {
