@@ -1,0 +1,1 @@
+//! Runner tests with the test service over socketpairs.
