@@ -156,3 +156,14 @@ pub fn resident_pages_of_this_process() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     statm.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// Resident KiB of the one mapping that starts at `base` (its `Rss:` line in /proc/self/smaps):
+/// exact for that mapping, whatever other tests in this process do meanwhile.
+pub fn mapping_resident_kib(base: *const u8) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let start = format!("{:x}-", base as usize);
+    let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+    assert!(lines.next().is_some(), "mapping {start} not in smaps");
+    let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+    rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

@@ -128,10 +128,8 @@ impl AsFd for Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         // Only remove the file if it is still the socket we bound (not one a successor made).
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.identity {
-                let _ = std::fs::remove_file(&self.path);
-            }
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity) {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

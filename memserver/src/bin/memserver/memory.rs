@@ -55,7 +55,8 @@ impl SharedRegion {
     /// Creates a zero-filled memfd of `len` bytes (pages committed only when touched), seals its
     /// size and maps it read-write.
     pub fn create(name: &str, len: usize) -> Result<SharedRegion, MemoryError> {
-        if len == 0 || len % PAGE_SIZE != 0 {
+        // PAGE_SIZE is a power of two (and `is_multiple_of` is newer than our MSRV).
+        if len == 0 || len & (PAGE_SIZE - 1) != 0 {
             return Err(MemoryError::OutOfRange);
         }
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;

@@ -307,10 +307,12 @@ impl<'a, S: Service> Runner<'a, S> {
     fn expire_silent(&mut self) {
         let now = Instant::now();
         for slot in 0..self.connections.len() {
-            if let Some(Connection { state: State::AwaitingHello { deadline }, .. }) = &self.connections[slot] {
-                if *deadline <= now {
-                    self.close(slot, "no Hello in time");
-                }
+            let expired = matches!(
+                &self.connections[slot],
+                Some(Connection { state: State::AwaitingHello { deadline }, .. }) if *deadline <= now
+            );
+            if expired {
+                self.close(slot, "no Hello in time");
             }
         }
     }
