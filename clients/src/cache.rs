@@ -97,9 +97,9 @@ impl<'m, T: Transport> Cache<'m, T> {
             return self.ipc_alloc(true);
         }
         let ptr = self.alloc()?;
-        // SAFETY: `ptr` is a live object of `object_size` bytes in the mapped window, owned by
-        // the caller until freed.
-        unsafe { ptr.as_ptr().write_bytes(0, self.layout.object_size as usize) };
+        if !self.server.window().zero(ptr, self.layout.object_size as usize) {
+            return Err(Error::NotInWindow);
+        }
         Ok(ptr)
     }
 

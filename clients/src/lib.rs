@@ -7,15 +7,24 @@
 //! [`Cache`] mirrors `struct kmem_cache`; caches without debug flags keep Bonwick's *loaded*
 //! and *previous* magazines in their control-region slot, so `alloc` and `free` are a pop or
 //! a push there, and only an empty (or full) pair of magazines costs one `MagazineExchange`
-//! IPC. Debug caches go to the server for every operation so its checks stay exact. The
-//! core is `no_std`; the raw-pointer code is confined to [`shm`].
-#![no_std]
+//! IPC. Debug caches go to the server for every operation so its checks stay exact.
+//!
+//! The core is `no_std` so seL4 client tasks can use it; the `std` feature (on by default)
+//! adds [`host`], the Linux transport: a Unix `SOCK_SEQPACKET` connection to the `memserver`
+//! process and the client's window and control region mapped from the memfds the server
+//! passes in its Hello reply. Raw-pointer code is confined to [`shm`] and [`host`]. This
+//! crate never depends on the server crate.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cache;
 pub mod error;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod server;
+#[allow(unsafe_code)]
 pub mod shm;
 pub mod transport;
 

@@ -56,6 +56,18 @@ impl Window {
         Some(unsafe { self.base.add(offset) })
     }
 
+    /// Zeroes `len` bytes of an object at `ptr` (`kmem_cache_zalloc()` on the magazine path);
+    /// `false` if the range is not inside the window.
+    pub fn zero(&self, ptr: NonNull<u8>, len: usize) -> bool {
+        let Some(handle) = self.handle(ptr) else { return false };
+        if (handle.0 as usize).checked_add(len).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        // SAFETY: ptr .. ptr + len lies inside the mapping (checked just above).
+        unsafe { ptr.as_ptr().write_bytes(0, len) };
+        true
+    }
+
     /// The handle of an address in the window.
     pub fn handle(&self, ptr: NonNull<u8>) -> Option<Handle> {
         let offset = (ptr.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;

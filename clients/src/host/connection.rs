@@ -1,0 +1,174 @@
+//! A client's connection to the host `memserver`.
+
+use std::io::{self, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
+};
+
+use super::mapping::Mapping;
+
+/// Largest message either side sends, in bytes (the server's request and reply limit).
+pub const MESSAGE_MAX: usize = 64 * 1024;
+
+/// Why [`Connection::connect`] failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server answered without memory: a refusal (unknown or duplicate name, bad version,
+    /// too many connections). The reply bytes, for the protocol layer to decode.
+    Refused(Vec<u8>),
+    /// The socket or a mapping failed, or the server closed the connection without a reply.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Refused(reply) => write!(f, "refused by the server ({} reply bytes)", reply.len()),
+            ConnectError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl From<io::Error> for ConnectError {
+    fn from(e: io::Error) -> Self {
+        ConnectError::Io(e)
+    }
+}
+
+impl From<Errno> for ConnectError {
+    fn from(e: Errno) -> Self {
+        ConnectError::Io(e.into())
+    }
+}
+
+/// An admitted client: its socket, window and control region.
+#[derive(Debug)]
+pub struct Connection {
+    socket: OwnedFd,
+    window: Mapping,
+    control: Mapping,
+}
+
+impl Connection {
+    /// Connects to the server at `socket_path`, sends `hello` (an encoded `Hello` naming this
+    /// client task) and maps the window and control region that come with the reply.
+    /// Returns the connection and the reply bytes.
+    pub fn connect(socket_path: &Path, hello: &[u8]) -> Result<(Connection, Vec<u8>), ConnectError> {
+        let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
+        rustix::net::connect(&socket, &SocketAddrUnix::new(socket_path)?)?;
+        send(&socket, hello)?;
+        let mut reply = vec![0u8; MESSAGE_MAX];
+        let (len, fds) = receive_with_fds(&socket, &mut reply)?;
+        reply.truncate(len);
+        if len == 0 && fds.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "server closed the connection").into());
+        }
+        let Ok([window_fd, control_fd]) = <[OwnedFd; 2]>::try_from(fds) else {
+            return Err(ConnectError::Refused(reply));
+        };
+        let window = Mapping::of(&window_fd)?;
+        let control = Mapping::of(&control_fd)?;
+        Ok((Connection { socket, window, control }, reply))
+    }
+
+    /// Sends one request and waits for its reply, written into `reply`; returns its length.
+    /// A reply longer than `reply` is an `InvalidData` error.
+    pub fn call(&mut self, request: &[u8], reply: &mut [u8]) -> io::Result<usize> {
+        send(&self.socket, request)?;
+        self.receive(reply)
+    }
+
+    /// Sends one request without waiting for a reply.
+    pub fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        send(&self.socket, request)
+    }
+
+    /// Waits for the next reply; returns its length (0 when the server closed the connection).
+    pub fn receive(&mut self, reply: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match rustix::net::recv(&self.socket, &mut *reply, RecvFlags::TRUNC) {
+                Ok((_, len)) if len > reply.len() => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "reply longer than the buffer"));
+                }
+                Ok((_, len)) => return Ok(len),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The window's first byte: object handle `h` is at `window_base() + h`. The server and
+    /// other threads may write the window at any time; valid until the Connection is dropped.
+    pub fn window_base(&self) -> *mut u8 {
+        self.window.base()
+    }
+
+    /// The window's size in bytes.
+    pub fn window_len(&self) -> usize {
+        self.window.len()
+    }
+
+    /// The window, for bounds-checked copies.
+    pub fn window(&self) -> &Mapping {
+        &self.window
+    }
+
+    /// The control region's first byte (magazines; layout in the protocol crate). Valid until
+    /// the Connection is dropped.
+    pub fn control_base(&self) -> *mut u8 {
+        self.control.base()
+    }
+
+    /// The control region's size in bytes.
+    pub fn control_len(&self) -> usize {
+        self.control.len()
+    }
+
+    /// The control region, for bounds-checked copies.
+    pub fn control(&self) -> &Mapping {
+        &self.control
+    }
+}
+
+fn send(socket: &OwnedFd, message: &[u8]) -> io::Result<()> {
+    loop {
+        match rustix::net::send(socket, message, SendFlags::NOSIGNAL) {
+            Ok(n) if n == message.len() => return Ok(()),
+            Ok(_) => return Err(io::Error::new(io::ErrorKind::WriteZero, "message cut short")),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one message and any fds attached to it (at most 2 are expected; extra ones are
+/// closed, a message or fd list cut short is an error).
+fn receive_with_fds(socket: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let message = loop {
+        match rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Err(Errno::INTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut fds = Vec::new();
+    for item in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = item {
+            fds.extend(rights);
+        }
+    }
+    if message.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "reply or its fds cut short"));
+    }
+    Ok((message.bytes, fds))
+}

@@ -1,0 +1,85 @@
+//! A `MAP_SHARED` mapping of a memfd the server passed, unmapped on drop.
+
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::io;
+use std::os::fd::AsFd;
+use std::ptr::{self, NonNull};
+
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// A shared mapping of a whole memfd. The server may write it at any time, so it is exposed
+/// only as a raw pointer and by copying ([`read`](Mapping::read), [`write`](Mapping::write)),
+/// never as a Rust reference.
+#[derive(Debug)]
+pub struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Mapping is a plain address range owned by this value; nothing in it is
+// thread-affine, and all access goes through raw pointers whose synchronisation is the
+// caller's business.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps all of `fd` (its size from `fstat`) read-write and shared.
+    pub fn of(fd: impl AsFd) -> io::Result<Mapping> {
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        let len = usize::try_from(size).ok().filter(|&l| l > 0).ok_or(io::ErrorKind::InvalidData)?;
+        // SAFETY: a fresh kernel-chosen mapping (null hint, no MAP_FIXED) overlaps no Rust
+        // object. The server sealed the memfd against shrinking, so no page of it can vanish
+        // under the mapping.
+        let base = unsafe {
+            rustix::mm::mmap(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)?
+        };
+        let base = NonNull::new(base.cast::<u8>()).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(Mapping { base, len })
+    }
+
+    /// The first byte.
+    pub fn base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: an empty memfd is refused by [`of`](Mapping::of).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn start(&self, offset: usize, len: usize) -> Option<usize> {
+        (offset.checked_add(len)? <= self.len).then_some(offset)
+    }
+
+    /// Copies bytes out at `offset`; `false` (nothing copied) if out of range.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
+        let Some(start) = self.start(offset, buf.len()) else { return false };
+        // SAFETY: `start + buf.len() <= len`, so the source is inside the mapping; `buf` is
+        // private memory, disjoint from it.
+        unsafe { ptr::copy_nonoverlapping(self.base.as_ptr().add(start), buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+
+    /// Copies `data` in at `offset`; `false` (nothing copied) if out of range.
+    pub fn write(&self, offset: usize, data: &[u8]) -> bool {
+        let Some(start) = self.start(offset, data.len()) else { return false };
+        // SAFETY: as in `read`, the destination is inside the mapping and disjoint from `data`.
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(start), data.len()) };
+        true
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `of`, owned by this value and unmapped only here. Pointers
+        // handed out by `base()` must not be used after the Mapping is dropped (documented on
+        // `Connection::window_base`).
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast::<c_void>(), self.len) };
+    }
+}

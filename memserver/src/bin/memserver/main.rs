@@ -1,0 +1,95 @@
+//! memserver: the Linux host runner of the memory server.
+//!
+//! # Design
+//! A thin binary: it reads `system.toml` ([`memserver_system::System`]), binds a Unix
+//! `SOCK_SEQPACKET` socket ([`listener`]), and runs one single-threaded epoll loop
+//! ([`runner`]) that admits clients, gives each its window and control region as `memfd`s
+//! passed with `SCM_RIGHTS` ([`memory`]), and hands every request to a [`service::Service`],
+//! the narrow interface behind which the protocol layer and the no_std engine sit. SIGINT and
+//! SIGTERM arrive through a signalfd in the same epoll set ([`signals`]) and end the loop
+//! cleanly: every client is disconnected, the socket file removed.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod connection;
+mod listener;
+// Part of the Windows API is the engine's Platform interface, used once the dispatch is wired.
+#[allow(dead_code)]
+mod memory;
+mod runner;
+mod service;
+mod signals;
+mod test_service;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use memserver_system::System;
+
+/// The memserver host runner: serves the clients of a system description over a Unix socket.
+#[derive(Parser, Debug)]
+#[command(name = "memserver", version)]
+struct Args {
+    /// The system description.
+    #[arg(long, default_value = "system.toml")]
+    system: PathBuf,
+    /// Socket path, overriding `server.socket` of the system description.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Serve the plain-text test service instead of the protocol (runner tests only).
+    #[arg(long, hide = true)]
+    test_service: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let system = match System::load(&args.system) {
+        Ok(system) => system,
+        Err(e) => {
+            eprintln!("memserver: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.test_service {
+        // The protocol dispatch slots in here: build its Service and call serve() with it.
+        eprintln!("memserver: the protocol dispatch is not wired in yet; only --test-service runs");
+        return ExitCode::from(2);
+    }
+    let service = test_service::TestService::new(&system);
+    match serve(&system, args.socket.as_deref(), service) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("memserver: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds the socket and runs `service` until SIGINT/SIGTERM.
+fn serve(system: &System, socket: Option<&std::path::Path>, service: impl service::Service) -> Result<(), String> {
+    // Block the signals before anything else so none is lost between bind and the loop.
+    let signals = signals::Signals::termination().map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let path = system.socket_path(socket);
+    let listener = listener::Listener::bind(&path).map_err(|e| e.to_string())?;
+    if listener.replaced_stale {
+        eprintln!("memserver: replaced stale socket {} (no server was listening on it)", listener.path().display());
+    }
+    let mut runner = runner::Runner::new(system, service, Some(listener), Some(signals))
+        .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    println!(
+        "memserver: listening on {} ({} clients, pool {} pages)",
+        path.display(),
+        system.clients.len(),
+        system.server.pool_pages
+    );
+    let stop = runner.run();
+    runner.shutdown();
+    match stop {
+        Ok(runner::Stop::Signal(signal)) => {
+            eprintln!("memserver: signal {signal} received, shut down cleanly");
+            Ok(())
+        }
+        Err(e) => Err(format!("event loop failed: {e}")),
+    }
+}

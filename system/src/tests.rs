@@ -1,0 +1,158 @@
+//! One test per rejection, plus the repository's own system.toml.
+
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+pool_pages = 16384
+socket = "memserver.sock"
+max_caches_per_client = 32
+magazine_slots = 16
+
+[[client]]
+name = "app"
+quota_pages = 4096
+window_pages = 8192
+
+[[client]]
+name = "memctl"
+quota_pages = 1
+window_pages = 1
+introspect = true
+"#;
+
+fn rejected_key(text: &str) -> String {
+    match System::parse(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => {
+            let message = e.to_string();
+            e.key().unwrap_or_else(|| panic!("no key in {message}")).to_owned()
+        }
+    }
+}
+
+#[test]
+fn good_description_parses_with_ids_from_order() {
+    let s = System::parse(GOOD).unwrap();
+    assert_eq!(s.server.hello_timeout_ms, 2000);
+    assert_eq!(s.server.magazines, Magazines::default());
+    assert_eq!(s.client_by_name("memctl").map(|(id, c)| (id, c.introspect)), Some((2, true)));
+    assert_eq!(s.client(1).unwrap().name, "app");
+    assert!(s.client(0).is_none() && s.client(3).is_none());
+    assert_eq!(s.client(1).unwrap().window_bytes(), 8192 * 4096);
+}
+
+#[test]
+fn repository_system_toml_is_valid() {
+    let s = System::parse(include_str!("../../system.toml")).unwrap();
+    for name in ["app", "memctl", "loadgen-0", "loadgen-1", "conformance", "hostile-0", "hostile-2"] {
+        assert!(s.client_by_name(name).is_some(), "{name} missing");
+    }
+    assert!(s.client_by_name("memctl").unwrap().1.introspect);
+}
+
+#[test]
+fn magazine_capacity_by_object_size() {
+    let m = Magazines::default();
+    assert_eq!([8, 256, 257, 1024, 4096, 4097].map(|n| m.capacity_for(n)), [64, 64, 32, 32, 16, 8]);
+}
+
+#[test]
+fn socket_override() {
+    let s = System::parse(GOOD).unwrap();
+    assert_eq!(s.socket_path(None), PathBuf::from("memserver.sock"));
+    assert_eq!(s.socket_path(Some(Path::new("/tmp/x"))), PathBuf::from("/tmp/x"));
+}
+
+#[test]
+fn rejects_quota_above_pool_naming_both_keys() {
+    let text = GOOD.replace("quota_pages = 1\n", "quota_pages = 99999\n");
+    let e = System::parse(&text).unwrap_err().to_string();
+    assert!(e.contains("client[1].quota_pages = 99999 exceeds server.pool_pages = 16384"), "{e}");
+}
+
+#[test]
+fn rejects_duplicate_names() {
+    let text = GOOD.replace("\"memctl\"", "\"app\"");
+    let e = System::parse(&text).unwrap_err().to_string();
+    assert!(e.contains("client[1].name = \"app\" duplicates client[0].name"), "{e}");
+}
+
+#[test]
+fn rejects_unknown_keys() {
+    let e = System::parse(&GOOD.replace("introspect", "introspekt")).unwrap_err();
+    assert!(matches!(&e, ConfigError::Parse(m) if m.contains("introspekt")), "{e}");
+    let e = System::parse(&GOOD.replace("magazine_slots = 16", "magazine_slots = 16\npool = 3")).unwrap_err();
+    assert!(matches!(&e, ConfigError::Parse(m) if m.contains("pool")), "{e}");
+}
+
+#[test]
+fn rejects_missing_keys_and_wrong_types() {
+    assert!(matches!(System::parse(&GOOD.replace("pool_pages = 16384\n", "")), Err(ConfigError::Parse(_))));
+    assert!(matches!(System::parse(&GOOD.replace("= 16384", "= \"lots\"")), Err(ConfigError::Parse(_))));
+    assert!(matches!(System::parse(&GOOD.replace("= 16384", "= -1")), Err(ConfigError::Parse(_))));
+}
+
+#[test]
+fn rejects_zero_sizes() {
+    assert_eq!(rejected_key(&GOOD.replace("pool_pages = 16384", "pool_pages = 0")), "server.pool_pages");
+    assert_eq!(rejected_key(&GOOD.replace("quota_pages = 4096", "quota_pages = 0")), "client[0].quota_pages");
+    assert_eq!(rejected_key(&GOOD.replace("window_pages = 1\n", "window_pages = 0\n")), "client[1].window_pages");
+    assert_eq!(
+        rejected_key(&GOOD.replace("max_caches_per_client = 32", "max_caches_per_client = 0")),
+        "server.max_caches_per_client"
+    );
+}
+
+#[test]
+fn rejects_oversized_values() {
+    assert_eq!(rejected_key(&GOOD.replace("pool_pages = 16384", "pool_pages = 16777217")), "server.pool_pages");
+    assert_eq!(
+        rejected_key(&GOOD.replace("window_pages = 8192", "window_pages = 16777217")),
+        "client[0].window_pages"
+    );
+    assert_eq!(
+        rejected_key(&GOOD.replace("magazine_slots = 16", "magazine_slots = 33")),
+        "server.magazine_slots"
+    );
+    assert_eq!(
+        rejected_key(&GOOD.replace("magazine_slots = 16", "magazine_slots = 16\nhello_timeout_ms = 0")),
+        "server.hello_timeout_ms"
+    );
+}
+
+#[test]
+fn rejects_window_below_quota() {
+    let e = System::parse(&GOOD.replace("window_pages = 8192", "window_pages = 4095")).unwrap_err();
+    assert!(e.to_string().contains("client[0].window_pages = 4095 is below client[0].quota_pages = 4096"), "{e}");
+}
+
+#[test]
+fn rejects_magazine_capacity_above_64_or_zero() {
+    // The [server.magazines] table goes right after the [server] keys.
+    let place = |table: &str| GOOD.replace("magazine_slots = 16", &format!("magazine_slots = 16\n[server.magazines]\n{table}"));
+    assert_eq!(rejected_key(&place("small = 65\nmedium = 32\nlarge = 16\nhuge = 8")), "server.magazines.small");
+    assert_eq!(rejected_key(&place("small = 64\nmedium = 32\nlarge = 16\nhuge = 0")), "server.magazines.huge");
+    assert!(matches!(System::parse(&place("small = 64")), Err(ConfigError::Parse(_))));
+}
+
+#[test]
+fn rejects_bad_names() {
+    assert_eq!(rejected_key(&GOOD.replace("\"memctl\"", "\"\"")), "client[1].name");
+    assert_eq!(rejected_key(&GOOD.replace("\"memctl\"", &format!("\"{}\"", "m".repeat(32)))), "client[1].name");
+    assert_eq!(rejected_key(&GOOD.replace("\"memctl\"", "\"mem ctl\"")), "client[1].name");
+    assert!(System::parse(&GOOD.replace("\"memctl\"", &format!("\"{}\"", "m".repeat(31)))).is_ok());
+}
+
+#[test]
+fn rejects_no_clients_and_empty_socket() {
+    let server_only = GOOD.split("[[client]]").next().unwrap();
+    assert_eq!(rejected_key(server_only), "client");
+    assert_eq!(rejected_key(&GOOD.replace("\"memserver.sock\"", "\"\"")), "server.socket");
+}
+
+#[test]
+fn load_reports_the_path() {
+    let e = System::load("/nonexistent/system.toml").unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/system.toml"), "{e}");
+}
