@@ -86,6 +86,22 @@ impl Connection {
         self.receive(reply)
     }
 
+    /// Closes the connection and waits (at most `limit`) until the server has closed its end,
+    /// which it does once it has reclaimed everything this client held: a new connection
+    /// under the same client name is then admitted without a race.
+    pub fn close(self, limit: std::time::Duration) -> io::Result<()> {
+        rustix::net::sockopt::set_socket_timeout(&self.socket, rustix::net::sockopt::Timeout::Recv, Some(limit))?;
+        rustix::net::shutdown(&self.socket, rustix::net::Shutdown::Write)?;
+        let mut buf = [0u8; 64];
+        loop {
+            match rustix::net::recv(&self.socket, &mut buf, RecvFlags::empty()) {
+                Ok((_, 0)) => return Ok(()),
+                Ok(_) | Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Sends one request without waiting for a reply.
     pub fn send(&mut self, request: &[u8]) -> io::Result<()> {
         send(&self.socket, request)

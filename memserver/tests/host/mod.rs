@@ -61,11 +61,27 @@ pub fn start(system: &str) -> Server {
 /// Spawns the binary in `dir` with `system` written to `dir/system.toml`; waits until it
 /// prints its listening line (true) or exits (false).
 pub fn spawn_in(dir: &Path, system: &str, extra: &[&str]) -> (Child, mpsc::Receiver<String>, bool) {
+    let mut args = vec!["--test-service"];
+    args.extend_from_slice(extra);
+    spawn_with(dir, system, &args)
+}
+
+/// Starts the real protocol server (no test service) on `system` in a fresh directory.
+pub fn start_real(system: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, stderr, listening) = spawn_with(dir.path(), system, &[]);
+    assert!(listening, "server did not start: {}", drain(&stderr));
+    let socket = dir.path().join("memserver.sock");
+    Server { child, dir, socket, stderr }
+}
+
+/// Spawns the binary in `dir` with `system` written to `dir/system.toml` and `args`.
+pub fn spawn_with(dir: &Path, system: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>, bool) {
     std::fs::write(dir.join("system.toml"), system).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_memserver"))
         .current_dir(dir)
-        .args(["--system", "system.toml", "--test-service"])
-        .args(extra)
+        .args(["--system", "system.toml"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -12,9 +12,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod connection;
+mod host_service;
 mod listener;
-// Part of the Windows API is the engine's Platform interface, used once the dispatch is wired.
-#[allow(dead_code)]
 mod memory;
 mod runner;
 mod service;
@@ -51,13 +50,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !args.test_service {
-        // The protocol dispatch slots in here: build its Service and call serve() with it.
-        eprintln!("memserver: the protocol dispatch is not wired in yet; only --test-service runs");
-        return ExitCode::from(2);
-    }
-    let service = test_service::TestService::new(&system);
-    match serve(&system, args.socket.as_deref(), service) {
+    let served = if args.test_service {
+        serve(&system, args.socket.as_deref(), test_service::TestService::new(&system))
+    } else {
+        match host_service::HostService::new(&system) {
+            Ok(service) => serve(&system, args.socket.as_deref(), service),
+            Err(message) => {
+                eprintln!("memserver: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("memserver: {message}");

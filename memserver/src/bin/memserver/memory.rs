@@ -207,6 +207,7 @@ impl Windows {
     }
 
     /// Window size in bytes, if connected.
+    #[allow(dead_code)]
     pub fn window_len(&self, client: ClientId) -> Option<u64> {
         self.get(client).map(|m| m.window.len() as u64)
     }

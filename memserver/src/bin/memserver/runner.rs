@@ -18,7 +18,7 @@ use rustix::net::{RecvFlags, SocketFlags};
 
 use crate::connection::{self, Connection, State};
 use crate::listener::Listener;
-use crate::memory::{ClientMemory, Windows};
+use crate::memory::ClientMemory;
 use crate::service::{Admission, REPLY_MAX, REQUEST_MAX, Refusal, Service};
 use crate::signals::Signals;
 
@@ -45,7 +45,6 @@ pub struct Runner<'a, S: Service> {
     next_generation: u32,
     open: usize,
     connected: Vec<bool>,
-    windows: Windows,
     request: Vec<u8>,
     reply: Vec<u8>,
 }
@@ -76,7 +75,6 @@ impl<'a, S: Service> Runner<'a, S> {
             next_generation: 0,
             open: 0,
             connected: vec![false; system.clients.len() + 1],
-            windows: Windows::new(),
             request: vec![0; REQUEST_MAX],
             reply: vec![0; REPLY_MAX],
         })
@@ -227,7 +225,7 @@ impl<'a, S: Service> Runner<'a, S> {
             State::AwaitingHello { .. } => self.hello(slot, len),
             State::Admitted(client) => {
                 let request = &self.request[..len];
-                let reply_len = self.service.handle(client, request, &mut self.reply, &mut self.windows);
+                let reply_len = self.service.handle(client, request, &mut self.reply);
                 if reply_len == 0 {
                     return true;
                 }
@@ -277,7 +275,7 @@ impl<'a, S: Service> Runner<'a, S> {
             Ok(memory) => memory,
             Err(e) => {
                 log(format_args!("cannot create memory for client {client} ({}): {e}", config.name));
-                self.service.disconnected(client, &mut self.windows);
+                self.service.disconnected(client);
                 let len = self.service.refusal(Refusal::OutOfResources, &mut self.reply);
                 if let Some(conn) = &self.connections[slot] {
                     let _ = connection::send(&conn.fd, self.reply.get(..len).unwrap_or_default());
@@ -291,11 +289,16 @@ impl<'a, S: Service> Runner<'a, S> {
             conn.state = State::Admitted(client);
         }
         self.connected[usize::from(client)] = true;
-        let sent = match (self.connections[slot].as_ref(), self.reply.get(..reply_len)) {
-            (Some(conn), Some(reply)) => connection::send_with_fds(&conn.fd, reply, &memory),
+        self.service.memory().insert(client, memory);
+        let mut reply_len = reply_len;
+        if reply_len == 0 {
+            // The service answers the Hello once the client's memory exists.
+            reply_len = self.service.handle(client, &self.request[..len], &mut self.reply);
+        }
+        let sent = match (self.connections[slot].as_ref(), self.reply.get(..reply_len), self.service.memory().get(client)) {
+            (Some(conn), Some(reply), Some(memory)) => connection::send_with_fds(&conn.fd, reply, memory),
             _ => Err(Errno::INVAL),
         };
-        self.windows.insert(client, memory);
         if let Err(e) = sent {
             self.close(slot, &format!("cannot send the Hello reply: {e}"));
             return false;
@@ -323,8 +326,8 @@ impl<'a, S: Service> Runner<'a, S> {
         let _ = epoll::delete(&self.epoll, &conn.fd);
         drop(conn.fd);
         if let State::Admitted(client) = conn.state {
-            self.service.disconnected(client, &mut self.windows);
-            drop(self.windows.remove(client));
+            self.service.disconnected(client);
+            drop(self.service.memory().remove(client));
             if let Some(flag) = self.connected.get_mut(usize::from(client)) {
                 *flag = false;
             }

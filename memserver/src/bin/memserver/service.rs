@@ -61,11 +61,17 @@ pub trait Service {
     fn refusal(&mut self, why: Refusal, reply: &mut [u8]) -> usize;
 
     /// Handles one request from an admitted client; returns the reply length (0 sends no
-    /// reply). `memory` reaches every connected client's window and control region.
-    fn handle(&mut self, client: ClientId, request: &[u8], reply: &mut [u8], memory: &mut Windows) -> usize;
+    /// reply). When `admit` returned a `reply_len` of 0, the runner calls this with the Hello
+    /// itself once the client's memory exists, and sends that reply with the memfds.
+    fn handle(&mut self, client: ClientId, request: &[u8], reply: &mut [u8]) -> usize;
 
     /// `client` has gone (EOF, error, killed, refused to read its replies, or server shutdown):
     /// reclaim everything it held. Its memory is still mapped during this call and unmapped
     /// right after.
-    fn disconnected(&mut self, client: ClientId, memory: &mut Windows);
+    fn disconnected(&mut self, client: ClientId);
+
+    /// The memory of every connected client. The service owns it (the engine's platform layer
+    /// reaches client memory through it); the runner creates each client's memory on
+    /// admission, inserts it here, and removes it after `disconnected`.
+    fn memory(&mut self) -> &mut Windows;
 }

@@ -27,12 +27,13 @@ pub const CONTROL_LEN: usize = 4096;
 pub struct TestService<'a> {
     system: &'a System,
     connected: BTreeSet<ClientId>,
+    windows: Windows,
 }
 
 impl<'a> TestService<'a> {
     /// A service admitting the clients of `system`.
     pub fn new(system: &'a System) -> Self {
-        TestService { system, connected: BTreeSet::new() }
+        TestService { system, connected: BTreeSet::new(), windows: Windows::new() }
     }
 
     /// The clients the service believes connected.
@@ -73,7 +74,8 @@ impl Service for TestService<'_> {
         put(reply, format!("refused: {why:?}").as_bytes())
     }
 
-    fn handle(&mut self, client: ClientId, request: &[u8], reply: &mut [u8], memory: &mut Windows) -> usize {
+    fn handle(&mut self, client: ClientId, request: &[u8], reply: &mut [u8]) -> usize {
+        let memory = &mut self.windows;
         let text = std::str::from_utf8(request).unwrap_or("");
         let (command, args) = text.split_once(' ').unwrap_or((text, ""));
         match command {
@@ -107,7 +109,11 @@ impl Service for TestService<'_> {
         }
     }
 
-    fn disconnected(&mut self, client: ClientId, _memory: &mut Windows) {
+    fn memory(&mut self) -> &mut Windows {
+        &mut self.windows
+    }
+
+    fn disconnected(&mut self, client: ClientId) {
         self.connected.remove(&client);
     }
 }

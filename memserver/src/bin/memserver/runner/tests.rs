@@ -32,6 +32,7 @@ window_pages = 8
 struct Fake {
     admitted: Vec<ClientId>,
     disconnected: Vec<ClientId>,
+    windows: Windows,
 }
 
 impl Service for Fake {
@@ -50,7 +51,7 @@ impl Service for Fake {
         reply[0] = b'R';
         1
     }
-    fn handle(&mut self, _: ClientId, request: &[u8], reply: &mut [u8], _: &mut Windows) -> usize {
+    fn handle(&mut self, _: ClientId, request: &[u8], reply: &mut [u8]) -> usize {
         // Claims a reply longer than the buffer: the runner must not panic.
         if request == b"liar" {
             return usize::MAX;
@@ -58,8 +59,11 @@ impl Service for Fake {
         reply[..request.len()].copy_from_slice(request);
         request.len()
     }
-    fn disconnected(&mut self, client: ClientId, memory: &mut Windows) {
-        assert!(memory.get(client).is_some(), "memory still mapped during disconnected()");
+    fn memory(&mut self) -> &mut Windows {
+        &mut self.windows
+    }
+    fn disconnected(&mut self, client: ClientId) {
+        assert!(self.windows.get(client).is_some(), "memory still mapped during disconnected()");
         self.disconnected.push(client);
     }
 }
@@ -103,8 +107,8 @@ fn admission_sends_two_fds_and_requests_are_answered() {
     rustix::net::send(&client, &[2], rustix::net::SendFlags::empty()).unwrap();
     turn(&mut runner);
     assert_eq!(receive(&client), (b"W".to_vec(), 2));
-    assert_eq!(runner.windows.window_len(2), Some(8 * 4096));
-    assert_eq!(runner.windows.control_len(2), Some(4096), "rounded up to a page");
+    assert_eq!(runner.service.windows.window_len(2), Some(8 * 4096));
+    assert_eq!(runner.service.windows.control_len(2), Some(4096), "rounded up to a page");
     rustix::net::send(&client, b"ping", rustix::net::SendFlags::empty()).unwrap();
     turn(&mut runner);
     assert_eq!(receive(&client), (b"ping".to_vec(), 0));
@@ -114,7 +118,7 @@ fn admission_sends_two_fds_and_requests_are_answered() {
     drop(client);
     turn(&mut runner);
     assert_eq!(runner.service().disconnected, [2]);
-    assert!(runner.windows.get(2).is_none(), "memory unmapped after disconnect");
+    assert!(runner.service.windows.get(2).is_none(), "memory unmapped after disconnect");
 }
 
 #[test]
@@ -133,7 +137,7 @@ fn bad_admissions_from_the_service_are_refused_without_disconnected() {
         assert_eq!(receive(&bad), (vec![], 0), "closed without memory");
     }
     assert!(runner.service().disconnected.is_empty(), "the live client 1 was not disturbed");
-    assert!(runner.windows.get(1).is_some());
+    assert!(runner.service.windows.get(1).is_some());
     // A refusal claiming an impossible length does not panic either.
     let empty = pair(&mut runner);
     rustix::net::send(&empty, &[], rustix::net::SendFlags::empty()).unwrap();

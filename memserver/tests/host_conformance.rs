@@ -1,0 +1,126 @@
+//! The conformance suite against the real `memserver` process (tier (ii) of the protocol
+//! issue): every scenario over a Unix socket, object memory through the mapped memfds.
+
+mod host;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use conformance::{Harness, Session, TransportError};
+use memclient::host::{ConnectError, Connection};
+use protocol::Handle;
+
+const SYSTEM: &str = r#"
+[server]
+pool_pages = 2048
+socket = "memserver.sock"
+max_caches_per_client = 64
+magazine_slots = 16
+
+[[client]]
+name = "conformance"
+quota_pages = 512
+window_pages = 4096
+
+[[client]]
+name = "conformance-peer"
+quota_pages = 512
+window_pages = 4096
+introspect = true
+"#;
+
+struct HostHarness {
+    socket: PathBuf,
+}
+
+/// A session connects on its first request (the host admits a connection by its first
+/// message, which must be a `Hello`); a refused first message leaves it unconnected.
+struct HostSession {
+    socket: PathBuf,
+    connection: Option<Connection>,
+}
+
+fn io(e: impl std::fmt::Display) -> TransportError {
+    TransportError(e.to_string())
+}
+
+impl Harness for HostHarness {
+    fn open(&mut self, _name: &str) -> Result<Box<dyn Session>, TransportError> {
+        Ok(Box::new(HostSession { socket: self.socket.clone(), connection: None }))
+    }
+}
+
+impl HostSession {
+    fn connection(&self) -> Result<&Connection, TransportError> {
+        self.connection.as_ref().ok_or_else(|| TransportError("not connected".into()))
+    }
+}
+
+impl Session for HostSession {
+    fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
+        let Some(connection) = self.connection.as_mut() else {
+            let bytes = match Connection::connect(&self.socket, request) {
+                Ok((connection, bytes)) => {
+                    self.connection = Some(connection);
+                    bytes
+                }
+                Err(ConnectError::Refused(bytes)) => bytes,
+                Err(e) => return Err(io(e)),
+            };
+            let dst = reply.get_mut(..bytes.len()).ok_or_else(|| io("reply too long"))?;
+            dst.copy_from_slice(&bytes);
+            return Ok(bytes.len());
+        };
+        match connection.call(request, reply) {
+            Ok(0) => {
+                self.connection = None;
+                Err(io("server closed the connection"))
+            }
+            Ok(n) => Ok(n),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    fn read(&mut self, handle: Handle, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+        let at = usize::try_from(handle.0).map_err(io)? + offset;
+        self.connection()?.window().read(at, buf).then_some(()).ok_or_else(|| io("outside the window"))
+    }
+
+    fn write(&mut self, handle: Handle, offset: usize, data: &[u8]) -> Result<(), TransportError> {
+        let at = usize::try_from(handle.0).map_err(io)? + offset;
+        self.connection()?.window().write(at, data).then_some(()).ok_or_else(|| io("outside the window"))
+    }
+
+    fn control_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+        self.connection()?.control().read(offset, buf).then_some(()).ok_or_else(|| io("outside the control region"))
+    }
+
+    fn control_write(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
+        self.connection()?.control().write(offset, data).then_some(()).ok_or_else(|| io("outside the control region"))
+    }
+
+    fn is_open(&self) -> bool {
+        self.connection.is_some()
+    }
+}
+
+impl Drop for HostSession {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            let _ = connection.close(Duration::from_secs(10));
+        }
+    }
+}
+
+#[test]
+fn conformance_suite_against_the_real_server() {
+    let server = host::start_real(SYSTEM);
+    let mut harness = HostHarness { socket: server.socket.clone() };
+    let mut out = String::new();
+    let summary = conformance::run_all(&mut harness, "", &mut out);
+    print!("{out}");
+    assert!(summary.ok(), "{} scenarios failed:\n{out}\nserver log:\n{}", summary.failed, server.stderr_so_far());
+    assert!(summary.passed >= 30, "only {} scenarios", summary.passed);
+    let (status, log) = server.stop();
+    assert!(status.success(), "server exit {status:?}: {log}");
+}
