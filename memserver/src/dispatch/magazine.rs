@@ -134,7 +134,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
                 taken.extend(&loaded, capacity)?;
                 self.validate_returned(client, cache, taken.as_slice())?;
                 let n = taken.len;
-                self.into_depot(client, cache, slot, taken.as_slice())?;
+                self.keep_in_depot(client, cache, slot, taken.as_slice())?;
                 self.write_count(client, slot, MagazineRole::Loaded, 0)?;
                 self.count(client, |s| {
                     s.drains = s.drains.saturating_add(1);
@@ -228,7 +228,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
 
     /// Validated handles go into the depot as one full magazine, or straight to the slabs
     /// when the depot is full.
-    fn into_depot(&mut self, client: ClientId, cache: CacheId, slot: u16, handles: &[Handle]) -> Result<(), Error> {
+    fn keep_in_depot(&mut self, client: ClientId, cache: CacheId, slot: u16, handles: &[Handle]) -> Result<(), Error> {
         let kept = self
             .sessions
             .get_mut(usize::from(client))

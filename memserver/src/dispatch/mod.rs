@@ -139,10 +139,8 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
                 }
             }
         };
-        if matches!(answer, Reply::Error(_)) {
-            if let Some(session) = self.sessions.get_mut(usize::from(client)) {
-                session.stats.errors = session.stats.errors.saturating_add(1);
-            }
+        if let (Reply::Error(_), Some(session)) = (&answer, self.sessions.get_mut(usize::from(client))) {
+            session.stats.errors = session.stats.errors.saturating_add(1);
         }
         encode(&answer, reply)
     }
