@@ -25,25 +25,26 @@ pub(crate) fn violation(what: &'static str, a: impl Into<u64>, b: impl Into<u64>
     InvariantViolation { what, a: a.into(), b: b.into() }
 }
 
-/// Where the first byte of `memory` differs from `expected(i)`.
-fn first_mismatch<P: Platform>(
-    p: &P,
-    client: ClientId,
-    start: u64,
-    len: u32,
-    expected: impl Fn(u32) -> u8,
-) -> Option<(u32, u8, u8)> {
-    let mut buf = [0u8; 256];
+/// Where the first byte of `[start, start + len)` differs from the expected bytes: `fill`
+/// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected).
+fn first_mismatch<P: Platform>(p: &P, client: ClientId, start: u64, len: u32, fill: u8, end: u8) -> Option<(u32, u8, u8)> {
+    let mut buf = [0u8; 512];
     let mut done = 0u32;
     while done < len {
         let n = (len - done).min(buf.len() as u32) as usize;
         let chunk = buf.get_mut(..n)?;
         p.read(client, start + u64::from(done), chunk);
-        for (i, &b) in chunk.iter().enumerate() {
-            let at = done + i as u32;
-            let want = expected(at);
-            if b != want {
-                return Some((at, b, want));
+        let last_chunk = done + n as u32 == len;
+        let body = if last_chunk { n - 1 } else { n };
+        // Fast path (vectorises): the whole chunk is as expected.
+        let body_ok = chunk.get(..body)?.iter().all(|&b| b == fill);
+        let end_ok = !last_chunk || chunk.get(n - 1) == Some(&end);
+        if !(body_ok && end_ok) {
+            for (i, &b) in chunk.iter().enumerate() {
+                let want = if last_chunk && i == n - 1 { end } else { fill };
+                if b != want {
+                    return Some((done + i as u32, b, want));
+                }
             }
         }
         done += n as u32;
@@ -71,8 +72,7 @@ impl<P: Platform> Engine<'_, P> {
     /// Check the free poison of object `idx`; on a mismatch, the corruption.
     pub(crate) fn poison_check(&self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<Option<Corruption>, Error> {
         let (obj, size, ..) = self.obj_geometry(gi, s, idx)?;
-        let last = size.saturating_sub(1);
-        let bad = first_mismatch(&self.platform, client, obj, size, |i| if i == last { POISON_END } else { POISON_FREE });
+        let bad = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END);
         Ok(match bad {
             Some((at, found, expected)) => Some(Corruption {
                 cache: self.cache_id(gi)?,
@@ -106,9 +106,9 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<Option<Corruption>, Error> {
         let (obj, size, start, left, stride) = self.obj_geometry(gi, s, idx)?;
         let right = stride.saturating_sub(left).saturating_sub(size);
-        let found = match first_mismatch(&self.platform, client, start, left, |_| byte) {
+        let found = match first_mismatch(&self.platform, client, start, left, byte, byte) {
             Some((at, f, e)) => Some((at as i32 - left as i32, f, e)),
-            None => first_mismatch(&self.platform, client, obj + u64::from(size), right, |_| byte)
+            None => first_mismatch(&self.platform, client, obj + u64::from(size), right, byte, byte)
                 .map(|(at, f, e)| ((size + at) as i32, f, e)),
         };
         Ok(match found {

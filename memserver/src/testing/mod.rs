@@ -77,9 +77,10 @@ impl Platform for VecPlatform {
 
     fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) {
         let w = self.windows.get(&client).map(Vec::as_slice).unwrap_or(&[]);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = w.get(offset as usize + i).copied().unwrap_or(0);
-        }
+        let start = (offset as usize).min(w.len());
+        let n = buf.len().min(w.len() - start);
+        buf[..n].copy_from_slice(&w[start..start + n]);
+        buf[n..].fill(0);
     }
 
     fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) {
