@@ -62,6 +62,23 @@ impl<'m, T: Transport> Cache<'m, T> {
         Ok(Cache { server, id: cache, layout, flags, ctor, slot, lock: Mutex::new(()) })
     }
 
+    /// As [`Cache::create`], but every `alloc` and `free` is an IPC (`Alloc` / `Free`), as for a
+    /// debug cache, without a debug flag: the server's slab layer measured on its own (the load
+    /// generator's `--no-magazines`). The server may still bind a control-region slot to the
+    /// cache; the client never uses it.
+    pub fn create_without_magazines(
+        server: &'m Memserver<T>,
+        name: &str,
+        size: u32,
+        align: u32,
+        flags: u32,
+        ctor: Option<Ctor>,
+    ) -> Result<Self, Error> {
+        let mut cache = Self::create(server, name, size, align, flags, ctor)?;
+        cache.slot = None;
+        Ok(cache)
+    }
+
     /// The server's id of this cache.
     pub fn id(&self) -> CacheId {
         self.id
