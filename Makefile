@@ -2,13 +2,14 @@
 CARGO ?= cargo
 SYSTEM ?= system.toml
 
-.PHONY: run test test-unit test-props lint bench fmt clean help
+.PHONY: run test test-unit test-props lint bench fmt clean help hostile
 
 help:
 	@echo "make run    - build in release, start memserver with $(SYSTEM), run a client workload, print slabinfo"
 	@echo "make test   - every host test tier (unit, property, conformance, host runner)"
 	@echo "make bench  - criterion micro-benchmarks and load-generator ratios"
 	@echo "make lint   - rustfmt check and clippy"
+	@echo "make hostile - the hostile-client suite against the real server (ends with a hostile: line)"
 
 run:
 	$(CARGO) run --release -p memserver --example demo
@@ -16,6 +17,10 @@ run:
 test:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+
+# The hostile-client suite alone; it also runs in `make test`. Its last line is the summary.
+hostile:
+	$(CARGO) test -p memserver --test hostile
 
 lint:
 	$(CARGO) fmt --all -- --check
