@@ -11,8 +11,11 @@ help:
 	@echo "make lint   - rustfmt check and clippy"
 	@echo "make hostile - the hostile-client suite against the real server (ends with a hostile: line)"
 
+# Builds release once, then scripts/run.sh starts memserver (socket under target/run/), runs
+# loadgen (mixed, 2 clients), prints the summary and slabinfo, stops the server with SIGTERM.
 run:
-	$(CARGO) run --release -p memserver --example demo
+	$(CARGO) build --release -p memserver --bin memserver -p memclient --bin loadgen
+	bash scripts/run.sh $(SYSTEM)
 
 test:
 	$(CARGO) test --workspace --all-targets
@@ -26,8 +29,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The engine benchmarks, then memserver vs glibc/mimalloc/bare socket and loadgen runs: prints
+# the ratio table and writes target/bench/summary.json (bounded: a few minutes on 2 cores).
 bench:
+	$(CARGO) build --release -p memserver --bin memserver -p memclient --bin loadgen
 	$(CARGO) bench -p memserver --bench engine
+	$(CARGO) bench -p memclient --bench memserver
 
 fmt:
 	$(CARGO) fmt --all
