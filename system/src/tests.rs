@@ -156,3 +156,17 @@ fn load_reports_the_path() {
     let e = System::load("/nonexistent/system.toml").unwrap_err().to_string();
     assert!(e.contains("/nonexistent/system.toml"), "{e}");
 }
+
+#[test]
+fn image_names_the_sel4_program_and_is_optional() {
+    let s = System::parse(GOOD).unwrap();
+    assert_eq!(s.client(1).unwrap().image, None);
+    let with_image = GOOD.replace("name = \"app\"", "name = \"app\"\nimage = \"loadgen\"");
+    assert_eq!(System::parse(&with_image).unwrap().client(1).unwrap().image.as_deref(), Some("loadgen"));
+    assert_eq!(rejected_key(&GOOD.replace("name = \"app\"", "name = \"app\"\nimage = \"\"")), "client[0].image");
+    assert_eq!(rejected_key(&GOOD.replace("name = \"app\"", "name = \"app\"\nimage = \"Load Gen\"")), "client[0].image");
+    let repo = System::parse(include_str!("../../system.toml")).unwrap();
+    assert_eq!(repo.client_by_name("conformance").unwrap().1.image.as_deref(), Some("conformance"));
+    assert_eq!(repo.client_by_name("conformance-peer").unwrap().1.image.as_deref(), Some("conformance"));
+    assert_eq!(repo.client_by_name("loadgen-0").unwrap().1.image.as_deref(), Some("loadgen"));
+}

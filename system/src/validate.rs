@@ -91,6 +91,9 @@ impl System {
                     format!("is below client[{i}].quota_pages = {}", c.quota_pages),
                 ));
             }
+            if let Some(image) = &c.image {
+                check_image(&key("image"), image)?;
+            }
         }
         Ok(())
     }
@@ -105,6 +108,19 @@ fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     }
     if !name.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(key, quoted, "must be printable ASCII without spaces"));
+    }
+    Ok(())
+}
+
+/// An seL4 program image name: 1..=31 bytes of lower-case ASCII letters, digits and `-` (it
+/// names a task crate of `qemu/`).
+fn check_image(key: &str, image: &str) -> Result<(), ConfigError> {
+    let quoted = format!("{image:?}");
+    if image.is_empty() || image.len() > limits::CLIENT_NAME_MAX {
+        return Err(invalid(key, quoted, format!("must be 1..={} bytes long", limits::CLIENT_NAME_MAX)));
+    }
+    if !image.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(invalid(key, quoted, "must be lower-case ASCII letters, digits and '-'"));
     }
     Ok(())
 }

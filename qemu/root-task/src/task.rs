@@ -1,10 +1,13 @@
-//! Starting a task from its own ELF image, in a VSpace and CSpace of its own.
+//! Building a task from its own ELF image, in a VSpace and CSpace of its own, and
+//! mapping memory (shared or boot info) into it.
 
 use core::ops::Range;
 
+use alloc::vec::Vec;
+
 use memserver_task_abi::{
-    SLOT_OWN_TCB, SLOT_SERVER_ENDPOINT, START_REG_IPC_BUFFER, START_REG_OWN_TCB,
-    START_REG_SERVER_ENDPOINT, TASK_CNODE_SIZE_BITS,
+    BOOT_INFO_PAGES, Region, SLOT_ENDPOINT, SLOT_OWN_TCB, START_REG_BOOT_INFO, START_REG_BOOT_INFO_LEN,
+    START_REG_ENDPOINT, START_REG_IPC_BUFFER, START_REG_OWN_TCB, TASK_CNODE_SIZE_BITS,
 };
 use object::elf::{PF_W, PF_X, PT_LOAD};
 use object::read::elf::{ElfFile64, ProgramHeader};
@@ -71,80 +74,223 @@ impl Scratch {
     }
 }
 
-/// A started task: what the root task keeps of it.
-pub struct Task {
-    /// Its TCB.
-    pub tcb: sel4::cap::Tcb,
+/// A frame capability of either size the root task maps.
+#[derive(Clone, Copy)]
+pub enum Frame {
+    /// 4 KiB.
+    Small(sel4::cap::SmallPage),
+    /// 2 MiB.
+    Large(sel4::cap::LargePage),
 }
 
-/// Loads `elf` into a new VSpace, gives it a CNode holding `server_endpoint`
-/// minted with `badge` and its own TCB, and starts it (see `memserver-task-abi`).
-pub fn spawn(
-    objects: &mut ObjectAllocator,
-    scratch: &mut Scratch,
-    elf: &[u8],
-    server_endpoint: sel4::cap::Endpoint,
-    badge: sel4::Badge,
-) -> Result<Task, BootError> {
-    let image = ElfFile64::<Endianness>::parse(elf)?;
-    let entry = usize::try_from(image.entry()).map_err(|_| BootError::Layout)?;
+impl Frame {
+    /// Bytes it covers.
+    pub fn bytes(self) -> usize {
+        match self {
+            Frame::Small(_) => PAGE_SIZE,
+            Frame::Large(_) => sel4::FrameObjectType::LargePage.bytes(),
+        }
+    }
 
-    let vspace = objects.allocate_fixed::<sel4::cap_type::VSpace>()?;
-    sel4::init_thread::slot::ASID_POOL
-        .cap()
-        .asid_pool_assign(vspace)?;
+    fn map(self, vspace: sel4::cap::VSpace, addr: usize, rights: sel4::CapRights) -> Result<(), BootError> {
+        let attributes = sel4::VmAttributes::default() | sel4::VmAttributes::EXECUTE_NEVER;
+        match self {
+            Frame::Small(cap) => cap.frame_map(vspace, addr, rights, attributes)?,
+            Frame::Large(cap) => cap.frame_map(vspace, addr, rights, attributes)?,
+        }
+        Ok(())
+    }
 
-    let footprint = load_footprint(&image)?;
-    let ipc_buffer_addr = footprint.end;
-    map_translation_tables(
-        objects,
-        vspace,
-        footprint.start..ipc_buffer_addr + PAGE_SIZE,
-    )?;
-    map_image(objects, scratch, vspace, &image, elf, footprint)?;
+    /// A second capability to the same frame (to map it into a second VSpace).
+    pub fn copy(self, objects: &mut ObjectAllocator) -> Result<Frame, BootError> {
+        Ok(match self {
+            Frame::Small(cap) => Frame::Small(objects.copy(cap)?),
+            Frame::Large(cap) => Frame::Large(objects.copy(cap)?),
+        })
+    }
+}
 
-    let ipc_buffer = objects.allocate_fixed::<sel4::cap_type::Granule>()?;
-    ipc_buffer.frame_map(
-        vspace,
-        ipc_buffer_addr,
-        sel4::CapRights::read_write(),
-        sel4::VmAttributes::default() | sel4::VmAttributes::EXECUTE_NEVER,
-    )?;
+/// Fresh (zeroed) memory of `bytes`, in 2 MiB frames when `bytes` is a
+/// multiple of 2 MiB, else in 4 KiB frames.
+pub fn allocate_memory(objects: &mut ObjectAllocator, bytes: usize) -> Result<Vec<Frame>, BootError> {
+    let large = sel4::FrameObjectType::LargePage.bytes();
+    let mut frames = Vec::new();
+    if bytes % large == 0 {
+        for _ in 0..bytes / large {
+            frames.push(Frame::Large(objects.allocate_fixed::<sel4::cap_type::LargePage>()?));
+        }
+    } else {
+        for _ in 0..bytes.div_ceil(PAGE_SIZE) {
+            frames.push(Frame::Small(objects.allocate_fixed::<sel4::cap_type::SmallPage>()?));
+        }
+    }
+    Ok(frames)
+}
 
-    let cnode = objects.allocate_sized::<sel4::cap_type::CNode>(TASK_CNODE_SIZE_BITS)?;
-    let tcb = objects.allocate_fixed::<sel4::cap_type::Tcb>()?;
-    let root_cnode = sel4::init_thread::slot::CNODE.cap();
-    // The task's endpoint: it may send and call (the kernel makes a reply
-    // capability for the server), never receive on the server's endpoint.
-    cnode
-        .absolute_cptr_from_bits_with_depth(SLOT_SERVER_ENDPOINT, TASK_CNODE_SIZE_BITS)
-        .mint(
-            &root_cnode.absolute_cptr(server_endpoint),
-            sel4::CapRights::new(true, false, false, true),
+/// A task being built: its own VSpace (with the translation tables made so
+/// far), CNode and TCB, loaded from its ELF image but not yet started.
+pub struct Process {
+    vspace: sel4::cap::VSpace,
+    cnode: sel4::cap::CNode,
+    /// Its TCB.
+    pub tcb: sel4::cap::Tcb,
+    entry: usize,
+    ipc_buffer_addr: usize,
+    /// Translation tables mapped so far: (level, first address it covers).
+    tables: Vec<(usize, usize)>,
+    /// Next free address for [`Process::map_memory`].
+    next_region: usize,
+}
+
+/// Where the regions mapped with [`Process::map_memory`] start (far above any
+/// task image), and the gap left unmapped after each.
+const REGION_BASE: usize = 0x1_0000_0000;
+const REGION_GUARD: usize = 2 * 1024 * 1024;
+
+impl Process {
+    /// Loads `elf` into a new VSpace, with an IPC buffer, a CNode holding its
+    /// own TCB capability, and a configured (not yet started) TCB.
+    pub fn load(objects: &mut ObjectAllocator, scratch: &mut Scratch, elf: &[u8]) -> Result<Self, BootError> {
+        let image = ElfFile64::<Endianness>::parse(elf)?;
+        let entry = usize::try_from(image.entry()).map_err(|_| BootError::Layout)?;
+
+        let vspace = objects.allocate_fixed::<sel4::cap_type::VSpace>()?;
+        sel4::init_thread::slot::ASID_POOL.cap().asid_pool_assign(vspace)?;
+        let cnode = objects.allocate_sized::<sel4::cap_type::CNode>(TASK_CNODE_SIZE_BITS)?;
+        let tcb = objects.allocate_fixed::<sel4::cap_type::Tcb>()?;
+        let footprint = load_footprint(&image)?;
+        let ipc_buffer_addr = footprint.end;
+        let mut process =
+            Process { vspace, cnode, tcb, entry, ipc_buffer_addr, tables: Vec::new(), next_region: REGION_BASE };
+
+        process.ensure_tables(objects, footprint.start..ipc_buffer_addr + PAGE_SIZE, PAGE_SIZE)?;
+        map_image(objects, scratch, vspace, &image, elf, footprint)?;
+        let ipc_buffer = objects.allocate_fixed::<sel4::cap_type::Granule>()?;
+        ipc_buffer.frame_map(
+            vspace,
+            ipc_buffer_addr,
+            sel4::CapRights::read_write(),
+            sel4::VmAttributes::default() | sel4::VmAttributes::EXECUTE_NEVER,
+        )?;
+        process.copy_cap(SLOT_OWN_TCB, tcb, sel4::CapRights::all(), 0)?;
+        tcb.tcb_configure(
+            sel4::init_thread::slot::NULL.cptr(),
+            cnode,
+            // The whole word resolves in this one CNode: guard bits fill the rest.
+            sel4::CNodeCapData::new(0, sel4::WORD_SIZE - TASK_CNODE_SIZE_BITS),
+            vspace,
+            ipc_buffer_addr as sel4::Word,
+            ipc_buffer,
+        )?;
+        Ok(process)
+    }
+
+    /// Puts a capability (a root-CNode one, minted with `rights` and `badge`)
+    /// into `slot` of the task's CNode.
+    pub fn copy_cap<T: sel4::CapType>(
+        &mut self,
+        slot: u64,
+        cap: sel4::Cap<T>,
+        rights: sel4::CapRights,
+        badge: sel4::Word,
+    ) -> Result<(), BootError> {
+        let root_cnode = sel4::init_thread::slot::CNODE.cap();
+        self.cnode.absolute_cptr_from_bits_with_depth(slot, TASK_CNODE_SIZE_BITS).mint(
+            &root_cnode.absolute_cptr(cap),
+            rights,
             badge,
         )?;
-    cnode
-        .absolute_cptr_from_bits_with_depth(SLOT_OWN_TCB, TASK_CNODE_SIZE_BITS)
-        .mint(&root_cnode.absolute_cptr(tcb), sel4::CapRights::all(), 0)?;
+        Ok(())
+    }
 
-    tcb.tcb_configure(
-        sel4::init_thread::slot::NULL.cptr(),
-        cnode,
-        // The whole word resolves in this one CNode: guard bits fill the rest.
-        sel4::CNodeCapData::new(0, sel4::WORD_SIZE - TASK_CNODE_SIZE_BITS),
-        vspace,
-        ipc_buffer_addr as sel4::Word,
-        ipc_buffer,
-    )?;
+    /// Maps every translation table below the VSpace root that addresses in
+    /// `range` need for pages of `page_bytes`, skipping tables already there.
+    fn ensure_tables(
+        &mut self,
+        objects: &mut ObjectAllocator,
+        range: Range<usize>,
+        page_bytes: usize,
+    ) -> Result<(), BootError> {
+        for level in 1..sel4::vspace_levels::NUM_LEVELS {
+            let span = 1usize << sel4::vspace_levels::span_bits(level);
+            // A table at this level whose entries would be smaller than the
+            // pages is not needed.
+            if (1usize << sel4::vspace_levels::step_bits(level)) < page_bytes {
+                continue;
+            }
+            let table_type = sel4::TranslationTableObjectType::from_level(level).ok_or(BootError::Layout)?;
+            let mut addr = round_down(range.start, span);
+            while addr < range.end {
+                if !self.tables.contains(&(level, addr)) {
+                    objects
+                        .allocate(table_type.blueprint())?
+                        .cast::<sel4::cap_type::UnspecifiedIntermediateTranslationTable>()
+                        .generic_intermediate_translation_table_map(
+                            table_type,
+                            self.vspace,
+                            addr,
+                            sel4::VmAttributes::default(),
+                        )?;
+                    self.tables.push((level, addr));
+                }
+                addr += span;
+            }
+        }
+        Ok(())
+    }
 
-    let mut registers = sel4::UserContext::default();
-    *registers.pc_mut() = entry as sel4::Word;
-    *registers.gpr_mut(START_REG_IPC_BUFFER) = ipc_buffer_addr as sel4::Word;
-    *registers.gpr_mut(START_REG_SERVER_ENDPOINT) = SLOT_SERVER_ENDPOINT;
-    *registers.gpr_mut(START_REG_OWN_TCB) = SLOT_OWN_TCB;
-    tcb.tcb_write_all_registers(true, &mut registers)?;
+    /// Maps `frames` one after the other at the next free region address
+    /// (aligned to the frames' size), with `rights`; returns where.
+    pub fn map_memory(
+        &mut self,
+        objects: &mut ObjectAllocator,
+        frames: &[Frame],
+        rights: sel4::CapRights,
+    ) -> Result<Region, BootError> {
+        let page_bytes = frames.first().map_or(PAGE_SIZE, |f| f.bytes());
+        let bytes: usize = frames.iter().map(|f| f.bytes()).sum();
+        let addr = self.next_region.next_multiple_of(page_bytes);
+        self.ensure_tables(objects, addr..addr + bytes, page_bytes)?;
+        let mut at = addr;
+        for frame in frames {
+            frame.map(self.vspace, at, rights.clone())?;
+            at += frame.bytes();
+        }
+        self.next_region = at + REGION_GUARD;
+        Ok(Region { addr: addr as u64, len: bytes as u64 })
+    }
 
-    Ok(Task { tcb })
+    /// Writes `bytes` into fresh boot-info pages mapped read-only into the task.
+    pub fn boot_info(
+        &mut self,
+        objects: &mut ObjectAllocator,
+        scratch: &mut Scratch,
+        bytes: &[u8],
+    ) -> Result<Region, BootError> {
+        if bytes.len() > BOOT_INFO_PAGES * PAGE_SIZE {
+            return Err(BootError::Layout);
+        }
+        let frames = allocate_memory(objects, BOOT_INFO_PAGES * PAGE_SIZE)?;
+        for (frame, chunk) in frames.iter().zip(bytes.chunks(PAGE_SIZE)) {
+            let Frame::Small(cap) = *frame else { return Err(BootError::Layout) };
+            scratch.fill(cap, |page| page[..chunk.len()].copy_from_slice(chunk))?;
+        }
+        let region = self.map_memory(objects, &frames, sel4::CapRights::read_only())?;
+        Ok(Region { addr: region.addr, len: bytes.len() as u64 })
+    }
+
+    /// Starts the task with the start registers of `memserver-task-abi`.
+    pub fn start(&self, boot_info: Region) -> Result<(), BootError> {
+        let mut registers = sel4::UserContext::default();
+        *registers.pc_mut() = self.entry as sel4::Word;
+        *registers.gpr_mut(START_REG_IPC_BUFFER) = self.ipc_buffer_addr as sel4::Word;
+        *registers.gpr_mut(START_REG_OWN_TCB) = SLOT_OWN_TCB;
+        *registers.gpr_mut(START_REG_ENDPOINT) = SLOT_ENDPOINT;
+        *registers.gpr_mut(START_REG_BOOT_INFO) = boot_info.addr;
+        *registers.gpr_mut(START_REG_BOOT_INFO_LEN) = boot_info.len;
+        self.tcb.tcb_write_all_registers(true, &mut registers)?;
+        Ok(())
+    }
 }
 
 /// The page-aligned range of virtual addresses the `PT_LOAD` segments cover.
@@ -163,34 +309,6 @@ fn load_footprint(image: &ElfFile64<'_, Endianness>) -> Result<Range<usize>, Boo
     }
     let footprint = footprint.ok_or(BootError::Layout)?;
     Ok(round_down(footprint.start, PAGE_SIZE)..footprint.end.next_multiple_of(PAGE_SIZE))
-}
-
-/// Maps every intermediate translation table (every level below the VSpace
-/// root) that addresses in `range` need.
-fn map_translation_tables(
-    objects: &mut ObjectAllocator,
-    vspace: sel4::cap::VSpace,
-    range: Range<usize>,
-) -> Result<(), BootError> {
-    for level in 1..sel4::vspace_levels::NUM_LEVELS {
-        let span = 1usize << sel4::vspace_levels::span_bits(level);
-        let table_type =
-            sel4::TranslationTableObjectType::from_level(level).ok_or(BootError::Layout)?;
-        let mut addr = round_down(range.start, span);
-        while addr < range.end {
-            objects
-                .allocate(table_type.blueprint())?
-                .cast::<sel4::cap_type::UnspecifiedIntermediateTranslationTable>()
-                .generic_intermediate_translation_table_map(
-                    table_type,
-                    vspace,
-                    addr,
-                    sel4::VmAttributes::default(),
-                )?;
-            addr += span;
-        }
-    }
-    Ok(())
 }
 
 /// Gives every page of `footprint` a fresh frame, copies the segments' file

@@ -4,51 +4,62 @@ use core::ops::Range;
 
 use crate::BootError;
 
-/// Hands out kernel objects: each one is retyped from one untyped region into
+/// Most untyped regions the allocator draws from.
+const MAX_REGIONS: usize = 64;
+
+/// Hands out kernel objects: each one is retyped from boot untyped memory into
 /// the next free slot of the root task's CNode.
 pub struct ObjectAllocator {
-    untyped: sel4::cap::Untyped,
+    /// Non-device untyped regions, largest first; `current` indexes the one in use.
+    untyped: heapless::Vec<sel4::cap::Untyped, MAX_REGIONS>,
+    current: usize,
     free_slots: Range<usize>,
 }
 
 impl ObjectAllocator {
-    /// Uses the largest non-device untyped region and the empty slots of the
-    /// root CNode that the kernel reports in `bootinfo`.
+    /// Uses the non-device untyped regions (largest first) and the empty slots
+    /// of the root CNode that the kernel reports in `bootinfo`.
     pub fn new(bootinfo: &sel4::BootInfo) -> Result<Self, BootError> {
-        let (index, _) = bootinfo
-            .untyped_list()
-            .iter()
-            .enumerate()
-            .filter(|(_, desc)| !desc.is_device())
-            .max_by_key(|(_, desc)| desc.size_bits())
-            .ok_or(BootError::NoUntyped)?;
-        Ok(Self {
-            untyped: bootinfo.untyped().index(index).cap(),
-            free_slots: bootinfo.empty().range(),
-        })
+        let mut regions: heapless::Vec<(usize, usize), MAX_REGIONS> = heapless::Vec::new();
+        for (index, desc) in bootinfo.untyped_list().iter().enumerate() {
+            if !desc.is_device() && regions.push((desc.size_bits(), index)).is_err() {
+                break;
+            }
+        }
+        regions.sort_unstable_by(|a, b| b.cmp(a));
+        if regions.is_empty() {
+            return Err(BootError::NoUntyped);
+        }
+        let untyped = regions.iter().map(|&(_, index)| bootinfo.untyped().index(index).cap()).collect();
+        Ok(Self { untyped, current: 0, free_slots: bootinfo.empty().range() })
     }
 
-    /// Corresponds to `seL4_Untyped_Retype()` of one object into a fresh slot.
-    pub fn allocate(
-        &mut self,
-        blueprint: sel4::ObjectBlueprint,
-    ) -> Result<sel4::cap::Unspecified, BootError> {
-        let slot = self.free_slots.next().ok_or(BootError::OutOfSlots)?;
-        self.untyped.untyped_retype(
-            &blueprint,
-            &sel4::init_thread::slot::CNODE
-                .cap()
-                .absolute_cptr_for_self(),
-            slot,
-            1,
-        )?;
-        Ok(sel4::init_thread::Slot::from_index(slot).cap())
+    /// A free slot of the root CNode.
+    pub fn slot(&mut self) -> Result<usize, BootError> {
+        self.free_slots.next().ok_or(BootError::OutOfSlots)
+    }
+
+    /// Corresponds to `seL4_Untyped_Retype()` of one object into a fresh slot;
+    /// moves on to the next untyped region when one is exhausted.
+    pub fn allocate(&mut self, blueprint: sel4::ObjectBlueprint) -> Result<sel4::cap::Unspecified, BootError> {
+        let slot = self.slot()?;
+        loop {
+            let untyped = *self.untyped.get(self.current).ok_or(BootError::Kernel(sel4::Error::NotEnoughMemory))?;
+            match untyped.untyped_retype(
+                &blueprint,
+                &sel4::init_thread::slot::CNODE.cap().absolute_cptr_for_self(),
+                slot,
+                1,
+            ) {
+                Ok(()) => return Ok(sel4::init_thread::Slot::from_index(slot).cap()),
+                Err(sel4::Error::NotEnoughMemory) => self.current += 1,
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
     /// An object whose size the kernel fixes (TCB, endpoint, VSpace, page …).
-    pub fn allocate_fixed<T: sel4::CapTypeForObjectOfFixedSize>(
-        &mut self,
-    ) -> Result<sel4::Cap<T>, BootError> {
+    pub fn allocate_fixed<T: sel4::CapTypeForObjectOfFixedSize>(&mut self) -> Result<sel4::Cap<T>, BootError> {
         Ok(self.allocate(T::object_blueprint())?.cast())
     }
 
@@ -58,5 +69,15 @@ impl ObjectAllocator {
         size_bits: usize,
     ) -> Result<sel4::Cap<T>, BootError> {
         Ok(self.allocate(T::object_blueprint(size_bits))?.cast())
+    }
+
+    /// A copy of the capability in `slot` of the root CNode, in a fresh slot
+    /// (a frame mapped into a second VSpace needs a capability of its own).
+    pub fn copy<T: sel4::CapType>(&mut self, cap: sel4::Cap<T>) -> Result<sel4::Cap<T>, BootError> {
+        let slot = self.slot()?;
+        let cnode = sel4::init_thread::slot::CNODE.cap();
+        let destination: sel4::cap::Unspecified = sel4::init_thread::Slot::from_index(slot).cap();
+        cnode.absolute_cptr(destination).copy(&cnode.absolute_cptr(cap), sel4::CapRights::all())?;
+        Ok(sel4::init_thread::Slot::<sel4::cap_type::Unspecified>::from_index(slot).cap().cast())
     }
 }

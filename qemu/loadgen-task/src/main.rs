@@ -1,0 +1,371 @@
+//! The load generator's `churn` and `mixed` workloads as an seL4 client task.
+//!
+//! Design: the workloads of the host load generator (same SplitMix64 stream,
+//! same `mixed` size classes and weights, same rules: churn = alloc then free at
+//! once, one size; mixed = a bounded pool of live objects of Linux-like sizes,
+//! growing or freeing a random victim with equal odds), run through `memclient`
+//! — `Cache` with Bonwick magazines in the control region, so most operations
+//! are a pop or a push there and only an empty or full magazine pair costs a
+//! `MagazineExchange` IPC. Each client this task speaks for (`image =
+//! "loadgen"`: `loadgen-0` runs churn, `loadgen-1` runs mixed) has its own
+//! window; every object is stamped on allocation and checked on free, so memory
+//! another client could reach would show up as a failure. The task prints ops,
+//! the magazine hit rate and the generic timer's ticks per operation, and
+//! reports its failures to the root task.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+use memclient::{Cache, Control, Memserver, Window};
+use memserver_task_abi::ClientSession;
+use memserver_task_client::{Sel4Transport, call_raw, counter};
+use protocol::Reply;
+
+// The panic handler (prints the panic through seL4's debug console, then aborts).
+use sel4_panicking as _;
+
+const STACK_SIZE: usize = 256 * 1024;
+
+sel4_runtime_common::declare_stack!(STACK_SIZE);
+sel4_runtime_common::declare_entrypoint_with_stack_init!();
+sel4_runtime_common::declare_rust_entrypoint! {
+    task_main(
+        ipc_buffer: *mut sel4::IpcBuffer,
+        own_tcb: sel4::CPtrBits,
+        report_endpoint: sel4::CPtrBits,
+        boot_info: usize,
+        boot_info_len: usize,
+    )
+}
+sel4_panicking_env::register_debug_put_char!(sel4::debug_put_char);
+
+/// Operations per workload.
+const CHURN_OPS: usize = 400_000;
+const MIXED_OPS: usize = 200_000;
+/// `churn` object size (the host load generator's `--size` default).
+const CHURN_SIZE: u32 = 64;
+/// Seed (the host load generator's `--seed` default).
+const SEED: u64 = 1;
+/// Upper bound of the live pool in `mixed`.
+const MIXED_POOL: usize = 1024;
+/// The `mixed` size classes and their weights in percent.
+const MIXED_CLASSES: [(u32, u32); 11] =
+    [(8, 10), (16, 12), (32, 14), (64, 18), (96, 6), (128, 10), (192, 8), (256, 8), (512, 7), (1024, 5), (2048, 2)];
+
+fn task_main(
+    ipc_buffer: *mut sel4::IpcBuffer,
+    own_tcb: sel4::CPtrBits,
+    report_endpoint: sel4::CPtrBits,
+    boot_info: usize,
+    boot_info_len: usize,
+) -> ! {
+    // SAFETY: the root task mapped one fresh page at this address as this
+    // thread's IPC buffer (x0 of the start registers); nothing else refers to it.
+    sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
+    let own_tcb = sel4::cap::Tcb::from_bits(own_tcb);
+    let report_endpoint = sel4::cap::Endpoint::from_bits(report_endpoint);
+    // SAFETY: x3/x4 are the boot-info pages the root task mapped read-only.
+    let Some(boot) = (unsafe { memserver_task_client::boot_info(boot_info, boot_info_len) }) else {
+        sel4::debug_println!("loadgen: unreadable boot info");
+        memserver_task_client::report(report_endpoint, own_tcb, 1)
+    };
+
+    let sessions = boot.sessions.as_slice();
+    let (churn_session, mixed_session) = match sessions {
+        [one] => (one, one),
+        [first, second, ..] => (first, second),
+        [] => {
+            sel4::debug_println!("loadgen: no session in the boot info");
+            memserver_task_client::report(report_endpoint, own_tcb, 1)
+        }
+    };
+    let failures = match run(churn_session, mixed_session, report_endpoint) {
+        Ok(()) => 0,
+        Err(why) => {
+            sel4::debug_println!("loadgen: FAILED: {why}");
+            1
+        }
+    };
+    sel4::debug_println!("loadgen: done, {failures} failure(s)");
+    memserver_task_client::report(report_endpoint, own_tcb, failures)
+}
+
+/// Both workloads: open the sessions, grow the caches to the workloads' high
+/// water (the only time this task takes frames from the shared pool until it
+/// tears down), tell the root task it is ready (it then starts the
+/// conformance suite, whose pool accounting must not see other clients'
+/// frames move), run and measure, wait for the root task's go, tear down.
+fn run(churn_session: &ClientSession, mixed_session: &ClientSession, root: sel4::cap::Endpoint) -> Result<(), &'static str> {
+    let churn_server = open(churn_session)?;
+    let mixed_server = if mixed_session.id == churn_session.id { None } else { Some(open(mixed_session)?) };
+    let mixed_server = mixed_server.as_ref().unwrap_or(&churn_server);
+
+    let churn = Churn::prepare(&churn_server)?;
+    let mixed = Mixed::prepare(mixed_server)?;
+    memserver_task_client::rendezvous(root, memserver_task_abi::TEST_READY_LABEL);
+    sel4::debug_println!(
+        "loadgen: clients {} (churn) and {} (mixed) running beside the conformance suite",
+        churn_server.client_id(),
+        mixed_server.client_id()
+    );
+
+    let result = measure(Workload::Churn, &churn_server, || churn.run()).and_then(|()| measure(Workload::Mixed, mixed_server, || mixed.run()));
+    memserver_task_client::rendezvous(root, memserver_task_abi::TEST_PAUSE_LABEL);
+    churn.cache.destroy().map_err(|_| "destroy")?;
+    mixed.teardown()?;
+    result?;
+    close(&churn_server)?;
+    if mixed_session.id != churn_session.id {
+        close(mixed_server)?;
+    }
+    Ok(())
+}
+
+/// Hello, and the session over the mapped window and control region.
+fn open(session: &ClientSession) -> Result<Memserver<Sel4Transport>, &'static str> {
+    let endpoint = sel4::cap::Endpoint::from_bits(session.endpoint_slot);
+    let mut hello = [0u8; protocol::MAX_MESSAGE_BYTES];
+    let len = memclient::hello_request(session.name.as_str(), &mut hello).map_err(|_| "bad client name")?;
+    let mut reply = [0u8; protocol::MAX_MESSAGE_BYTES];
+    let n = call_raw(endpoint, &hello[..len], &mut reply).map_err(|_| "hello: transport")?;
+    let hello_reply = protocol::decode_reply(&reply[..n]).map_err(|_| "hello: bad reply")?;
+    if !matches!(hello_reply, Reply::Hello { .. }) {
+        sel4::debug_println!("loadgen: hello refused: {hello_reply:?}");
+        return Err("hello refused");
+    }
+    let window_base = NonNull::new(session.window.addr as *mut u8).ok_or("no window")?;
+    let control_base = NonNull::new(session.control.addr as *mut u8).ok_or("no control region")?;
+    // SAFETY: the root task mapped this client's window and control region
+    // read-write into this task (page aligned) for its whole life.
+    let (window, control) = unsafe {
+        (Window::new(window_base, session.window.len as usize), Control::new(control_base, session.control.len as usize))
+    };
+    Memserver::new(Sel4Transport { endpoint }, &hello_reply, window, control).map_err(|_| "session")
+}
+
+/// Checks that nothing is left live, then Goodbye.
+fn close(server: &Memserver<Sel4Transport>) -> Result<(), &'static str> {
+    let stats = server.stats().map_err(|_| "stats")?;
+    if stats.live_objects != 0 {
+        sel4::debug_println!("loadgen: client {}: {} live objects left", server.client_id(), stats.live_objects);
+        return Err("objects left live");
+    }
+    server.goodbye().map_err(|_| "goodbye")
+}
+
+#[derive(Clone, Copy)]
+enum Workload {
+    Churn,
+    Mixed,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Churn => "churn",
+            Workload::Mixed => "mixed",
+        }
+    }
+}
+
+/// Measures `f` and prints the figures.
+fn measure<T: memclient::Transport>(
+    workload: Workload,
+    server: &Memserver<T>,
+    f: impl FnOnce() -> Result<usize, &'static str>,
+) -> Result<(), &'static str> {
+    let before = server.counters();
+    let start = counter();
+    let ops = f()?;
+    let end = counter();
+    let after = server.counters();
+    let hits = (after.alloc_hits - before.alloc_hits) + (after.free_hits - before.free_hits);
+    let misses = after.misses - before.misses;
+    let calls = after.calls - before.calls;
+    let rate = if hits + misses == 0 { 0.0 } else { hits as f64 * 100.0 / (hits + misses) as f64 };
+    let ops_u64 = ops.max(1) as u64;
+    match (start, end) {
+        (Some((t0, freq)), Some((t1, _))) => {
+            let ticks = t1.wrapping_sub(t0);
+            let ns = ticks as f64 * 1e9 / freq.max(1) as f64;
+            sel4::debug_println!(
+                "loadgen: {:<5} client {}: {ops} ops, magazine hit rate {rate:.2}% ({hits} hits, {misses} misses, {calls} IPCs), \
+                 {:.1} CNTVCT ticks/op at {} MHz ({:.0} ns/op, {:.2} Mops/s)",
+                workload.name(),
+                server.client_id(),
+                ticks as f64 / ops_u64 as f64,
+                freq / 1_000_000,
+                ns / ops_u64 as f64,
+                ops_u64 as f64 * 1e3 / ns.max(1.0),
+            );
+        }
+        _ => sel4::debug_println!(
+            "loadgen: {:<5} client {}: {ops} ops, magazine hit rate {rate:.2}% ({hits} hits, {misses} misses, {calls} IPCs) \
+             (no cycle counter: the kernel does not export CNTVCT_EL0)",
+            workload.name(),
+            server.client_id(),
+        ),
+    }
+    Ok(())
+}
+
+/// The stamp written into the first word of an object: who and which slot.
+fn stamp(client: u16, slot: usize, size: u32) -> u64 {
+    (u64::from(client) << 48) ^ ((slot as u64) << 16) ^ u64::from(size) ^ 0x5a5a_0000_0000_0000
+}
+
+fn write_stamp(ptr: NonNull<u8>, value: u64) {
+    // SAFETY: `ptr` is an object of at least 8 bytes, 8-byte aligned, in this
+    // client's window, held by this task between alloc and free.
+    unsafe { ptr.cast::<u64>().as_ptr().write_volatile(value) }
+}
+
+fn read_stamp(ptr: NonNull<u8>) -> u64 {
+    // SAFETY: as in `write_stamp`.
+    unsafe { ptr.cast::<u64>().as_ptr().read_volatile() }
+}
+
+/// Objects a cache is grown to before measuring: the most a workload holds
+/// live, plus what can sit in the client's two magazines and the server's depot.
+const MAGAZINE_SLACK: usize = 4 * protocol::control::MAGAZINE_MAX;
+
+/// Allocates `count` objects of `cache`, then frees them all: the cache then
+/// has that many objects without growing again.
+fn grow<T: memclient::Transport>(cache: &Cache<'_, T>, count: usize) -> Result<(), &'static str> {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        held.push(cache.alloc().map_err(|_| "alloc (grow)")?);
+    }
+    for object in held {
+        cache.free(object).map_err(|_| "free (grow)")?;
+    }
+    Ok(())
+}
+
+/// Alloc then free at once, one size.
+struct Churn<'m, T: memclient::Transport> {
+    cache: Cache<'m, T>,
+    client: u16,
+}
+
+impl<'m, T: memclient::Transport> Churn<'m, T> {
+    fn prepare(server: &'m Memserver<T>) -> Result<Self, &'static str> {
+        let cache = Cache::create(server, "loadgen-churn", CHURN_SIZE, 0, 0, None).map_err(|_| "create")?;
+        grow(&cache, 1 + MAGAZINE_SLACK)?;
+        Ok(Churn { cache, client: server.client_id() })
+    }
+
+    fn run(&self) -> Result<usize, &'static str> {
+        let mut ops = 0;
+        while ops + 2 <= CHURN_OPS {
+            let object = self.cache.alloc().map_err(|_| "alloc")?;
+            write_stamp(object, stamp(self.client, 0, CHURN_SIZE));
+            if read_stamp(object) != stamp(self.client, 0, CHURN_SIZE) {
+                return Err("object memory changed under the client");
+            }
+            self.cache.free(object).map_err(|_| "free")?;
+            ops += 2;
+        }
+        Ok(ops)
+    }
+}
+
+/// SplitMix64, as the host load generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// A size from the `mixed` distribution: its class and an exact size in it.
+fn mixed_size(rng: &mut Rng) -> (usize, u32) {
+    let mut pick = rng.below(100) as u32;
+    let mut lower = 0;
+    for (i, &(size, weight)) in MIXED_CLASSES.iter().enumerate() {
+        if pick < weight {
+            return (i, lower + 1 + rng.below(u64::from(size - lower)) as u32);
+        }
+        pick -= weight;
+        lower = size;
+    }
+    (0, 8)
+}
+
+/// A bounded pool of live objects over the kmalloc-like classes (one cache each).
+struct Mixed<'m, T: memclient::Transport> {
+    caches: Vec<Cache<'m, T>>,
+    client: u16,
+}
+
+impl<'m, T: memclient::Transport> Mixed<'m, T> {
+    fn prepare(server: &'m Memserver<T>) -> Result<Self, &'static str> {
+        let mut caches = Vec::new();
+        for &(size, _) in &MIXED_CLASSES {
+            let mut name = heapless::String::<31>::new();
+            core::fmt::write(&mut name, format_args!("loadgen-mixed-{size}")).map_err(|_| "name")?;
+            let cache = Cache::create(server, &name, size, 0, 0, None).map_err(|_| "create")?;
+            grow(&cache, MIXED_POOL + MAGAZINE_SLACK)?;
+            caches.push(cache);
+        }
+        Ok(Mixed { caches, client: server.client_id() })
+    }
+
+    fn free(&self, (object, class, size, slot): (NonNull<u8>, usize, u32, usize)) -> Result<(), &'static str> {
+        if read_stamp(object) != stamp(self.client, slot, size) {
+            return Err("object memory changed under the client");
+        }
+        self.caches[class].free(object).map_err(|_| "free")
+    }
+
+    fn run(&self) -> Result<usize, &'static str> {
+        let mut rng = Rng(SEED);
+        // (object, class, size, slot) of every live object.
+        let mut live: Vec<(NonNull<u8>, usize, u32, usize)> = Vec::with_capacity(MIXED_POOL);
+        let mut next_slot = 0usize;
+        let mut ops = 0;
+        while ops < MIXED_OPS {
+            let grow = live.is_empty() || (live.len() < MIXED_POOL && rng.below(2) == 0);
+            if grow {
+                let (class, size) = mixed_size(&mut rng);
+                let object = self.caches[class].alloc().map_err(|_| "alloc")?;
+                write_stamp(object, stamp(self.client, next_slot, size));
+                live.push((object, class, size, next_slot));
+                next_slot += 1;
+            } else {
+                let victim = rng.below(live.len() as u64) as usize;
+                self.free(live.swap_remove(victim))?;
+            }
+            ops += 1;
+        }
+        while let Some(entry) = live.pop() {
+            self.free(entry)?;
+            ops += 1;
+        }
+        Ok(ops)
+    }
+
+    fn teardown(self) -> Result<(), &'static str> {
+        let mut failed = false;
+        for cache in self.caches {
+            failed |= cache.destroy().is_err();
+        }
+        if failed { Err("destroy") } else { Ok(()) }
+    }
+}
