@@ -27,8 +27,9 @@ pub const SLOT_FREE: u16 = 0;
 pub const SLOT_BOUND: u16 = 1;
 
 /// The first bytes of the control region. Written by the server when it creates the region;
-/// the client checks it once after mapping ([`ControlHeader::check`]); the server never reads
-/// it back.
+/// the client checks it once after mapping ([`ControlHeader::check`]). The server never reads
+/// the fields it wrote back; the three counters after `slot_size` are the client library's
+/// ([`ClientCounters`]), which the server only copies into `Stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub struct ControlHeader {
@@ -44,9 +45,39 @@ pub struct ControlHeader {
     pub capacity: u16,
     /// [`SLOT_SIZE`], so a reader can check it agrees on the layout.
     pub slot_size: u32,
+    /// Client-written: allocations served from a magazine (see [`ClientCounters`]).
+    pub alloc_hits: u64,
+    /// Client-written: frees absorbed by a magazine.
+    pub free_hits: u64,
+    /// Client-written: allocations and frees that needed an IPC.
+    pub magazine_misses: u64,
     /// Zero.
-    pub reserved: [u32; 12],
+    pub reserved: [u32; 6],
 }
+
+/// The client library's magazine counters, kept in the control-region header so the server
+/// can report them (it cannot see a hit: a hit is a pop or push in shared memory).
+///
+/// The client increments them in place (atomic adds on the mapped header, on its fast path);
+/// the server copies them out with [`read_client_counters`] and passes them on in `Stats`
+/// verbatim. They are **untrusted and informational**: a client can write anything there,
+/// and nothing the server decides depends on them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientCounters {
+    /// Allocations served from a magazine without IPC.
+    pub alloc_hits: u64,
+    /// Frees absorbed by a magazine without IPC.
+    pub free_hits: u64,
+    /// Allocations and frees that needed an IPC.
+    pub magazine_misses: u64,
+}
+
+/// Offset of `ControlHeader::alloc_hits` in the region (8-byte aligned).
+pub const ALLOC_HITS_OFFSET: usize = 16;
+/// Offset of `ControlHeader::free_hits`.
+pub const FREE_HITS_OFFSET: usize = 24;
+/// Offset of `ControlHeader::magazine_misses`.
+pub const MAGAZINE_MISSES_OFFSET: usize = 32;
 
 /// A stack of object handles. `handles[..count]` are valid; the top is `handles[count - 1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -93,6 +124,10 @@ pub const PREVIOUS_OFFSET: usize = LOADED_OFFSET + MAGAZINE_SIZE;
 pub const HANDLES_OFFSET: usize = 8;
 
 const _: () = assert!(HEADER_SIZE == 64);
+const _: () = assert!(core::mem::offset_of!(ControlHeader, alloc_hits) == ALLOC_HITS_OFFSET);
+const _: () = assert!(core::mem::offset_of!(ControlHeader, free_hits) == FREE_HITS_OFFSET);
+const _: () =
+    assert!(core::mem::offset_of!(ControlHeader, magazine_misses) == MAGAZINE_MISSES_OFFSET);
 const _: () = assert!(MAGAZINE_SIZE == 8 + 8 * MAGAZINE_MAX);
 const _: () = assert!(SLOT_SIZE == 8 + 2 * MAGAZINE_SIZE);
 const _: () = assert!(MAGAZINE_MAX <= u64::BITS as usize);
@@ -135,7 +170,10 @@ impl ControlHeader {
             slots,
             capacity,
             slot_size: SLOT_SIZE as u32,
-            reserved: [0; 12],
+            alloc_hits: 0,
+            free_hits: 0,
+            magazine_misses: 0,
+            reserved: [0; 6],
         }
     }
 
@@ -259,6 +297,21 @@ pub fn read_header<M: ControlMemory + ?Sized>(mem: &M) -> Result<ControlHeader, 
     let header = ControlHeader::read_from_bytes(&bytes).map_err(|_| Error::Malformed)?;
     header.check(mem.len())?;
     Ok(header)
+}
+
+/// Copies the client library's counters out of the header (the server, for `Stats`). The
+/// values are whatever the client wrote: informational, never trusted.
+pub fn read_client_counters<M: ControlMemory + ?Sized>(mem: &M) -> Result<ClientCounters, Error> {
+    let mut bytes = [0u8; 8];
+    let mut word = |offset| {
+        mem.read(offset, &mut bytes)
+            .map(|()| u64::from_ne_bytes(bytes))
+    };
+    Ok(ClientCounters {
+        alloc_hits: word(ALLOC_HITS_OFFSET)?,
+        free_hits: word(FREE_HITS_OFFSET)?,
+        magazine_misses: word(MAGAZINE_MISSES_OFFSET)?,
+    })
 }
 
 /// Copies one magazine out by value. Its count is not checked yet: call

@@ -41,6 +41,35 @@ fn header_bytes_are_as_documented() {
 }
 
 #[test]
+fn client_counters_sit_in_the_header_and_init_zeroes_them() {
+    let mut region = [0u8; PAGE_SIZE];
+    init_region(&mut region[..], 1, 2, 64).unwrap();
+    assert_eq!(
+        read_client_counters(&region[..]),
+        Ok(ClientCounters::default())
+    );
+    region[ALLOC_HITS_OFFSET..ALLOC_HITS_OFFSET + 8].copy_from_slice(&7u64.to_ne_bytes());
+    region[FREE_HITS_OFFSET..FREE_HITS_OFFSET + 8].copy_from_slice(&u64::MAX.to_ne_bytes());
+    region[MAGAZINE_MISSES_OFFSET..MAGAZINE_MISSES_OFFSET + 8].copy_from_slice(&3u64.to_ne_bytes());
+    let c = read_client_counters(&region[..]).unwrap();
+    assert_eq!(
+        (c.alloc_hits, c.free_hits, c.magazine_misses),
+        (7, u64::MAX, 3)
+    );
+    // Whatever the client writes there, the header still checks.
+    assert!(read_header(&region[..]).is_ok());
+    init_region(&mut region[..], 1, 2, 64).unwrap();
+    assert_eq!(
+        read_client_counters(&region[..]),
+        Ok(ClientCounters::default())
+    );
+    assert_eq!(
+        read_client_counters(&region[..8]),
+        Err(Error::InvalidArgument)
+    );
+}
+
+#[test]
 fn init_then_read_header() {
     let mut region = [0xffu8; 2 * PAGE_SIZE];
     init_region(&mut region[..], 7, 4, 32).unwrap();

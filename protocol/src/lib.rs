@@ -27,7 +27,8 @@ pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encod
 pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
 pub use reply::{
-    CacheInfo, CacheLayout, Reply, SLABINFO_ROWS_PER_PAGE, SlabInfoRows, Stats, Track,
+    CLIENTS_PER_PAGE, CacheInfo, CacheLayout, ClientEntry, ClientList, Reply,
+    SLABINFO_ROWS_PER_PAGE, SlabInfoRows, Stats, Track,
 };
 pub use request::{
     CLIENT_NAME_MAX, CacheName, ClientName, ExchangeOp, Request, cache_name, client_name,
@@ -37,7 +38,7 @@ pub use wire_size::WireSize;
 
 /// The protocol version a client must present in `Hello`. Bump it whenever the wire format
 /// changes (the golden-vector test enforces this).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Page size of the frame pool and of client windows, in bytes.
 pub const PAGE_SIZE: usize = 4096;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request::CacheName;
+use crate::request::{CacheName, ClientName};
 use crate::wire_size::{ENUM_TAG, WireSize, max_of};
 use crate::{CacheId, ClientId, Error, Handle, MAX_MESSAGE_BYTES, SlabInfoRow};
 
@@ -103,6 +103,24 @@ pub struct Stats {
     pub objects_drained: u64,
     /// Requests answered with `Reply::Error`.
     pub errors: u64,
+    /// Allocations the client library served from a magazine without IPC. Copied from the
+    /// client's control-region header: written by the client, untrusted, informational only.
+    pub alloc_hits: u64,
+    /// Frees the client library absorbed into a magazine without IPC (client-written, as
+    /// `alloc_hits`).
+    pub free_hits: u64,
+    /// Allocations and frees the client library could not serve from a magazine: each cost
+    /// an IPC (an exchange, or the cache has no magazines). Client-written, as `alloc_hits`.
+    pub magazine_misses: u64,
+}
+
+/// One client with an open session, for `Reply::Clients`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientEntry {
+    /// Its id (its position in `system.toml`, or its badge).
+    pub client: ClientId,
+    /// Its name in `system.toml`.
+    pub name: ClientName,
 }
 
 /// Rows of one `Reply::SlabInfo` page: as many as fit in [`MAX_MESSAGE_BYTES`].
@@ -118,6 +136,19 @@ const _: () = assert!(SLABINFO_ROWS_PER_PAGE > 0 && SLABINFO_ROWS_PER_PAGE < 128
 
 /// The rows of one slabinfo page.
 pub type SlabInfoRows = heapless::Vec<SlabInfoRow, SLABINFO_ROWS_PER_PAGE>;
+
+/// Entries of one `Reply::Clients` page: as many as fit in [`MAX_MESSAGE_BYTES`].
+pub const CLIENTS_PER_PAGE: usize =
+    (MAX_MESSAGE_BYTES - CLIENTS_REPLY_OVERHEAD) / ClientEntry::MAX_ENCODED;
+
+/// Bytes of a `Reply::Clients` besides its entries: tag, page, more, entry count.
+const CLIENTS_REPLY_OVERHEAD: usize =
+    ENUM_TAG + u16::MAX_ENCODED + bool::MAX_ENCODED + crate::wire_size::length_prefix(127);
+
+const _: () = assert!(CLIENTS_PER_PAGE > 0 && CLIENTS_PER_PAGE < 128);
+
+/// The entries of one clients page.
+pub type ClientList = heapless::Vec<ClientEntry, CLIENTS_PER_PAGE>;
 
 /// The server's answer to one [`Request`](crate::Request).
 // `SlabInfo` is about 1 KiB inline; without a heap there is nothing to box it into, and a
@@ -195,6 +226,15 @@ pub enum Reply {
     Stats(Stats),
     /// The request failed.
     Error(Error),
+    /// One page of the clients with an open session (answer to `Request::Clients`).
+    Clients {
+        /// The page asked for.
+        page: u16,
+        /// Whether a later page has entries.
+        more: bool,
+        /// The clients, by id.
+        clients: ClientList,
+    },
 }
 
 impl WireSize for CacheLayout {
@@ -218,7 +258,11 @@ impl WireSize for Track {
 }
 
 impl WireSize for Stats {
-    const MAX_ENCODED: usize = 5 * u32::MAX_ENCODED + u16::MAX_ENCODED + 11 * u64::MAX_ENCODED;
+    const MAX_ENCODED: usize = 5 * u32::MAX_ENCODED + u16::MAX_ENCODED + 14 * u64::MAX_ENCODED;
+}
+
+impl WireSize for ClientEntry {
+    const MAX_ENCODED: usize = ClientId::MAX_ENCODED + ClientName::MAX_ENCODED;
 }
 
 impl WireSize for Reply {
@@ -239,5 +283,6 @@ impl WireSize for Reply {
             2 * Option::<Track>::MAX_ENCODED,    // Owner
             Stats::MAX_ENCODED,                  // Stats
             Error::MAX_ENCODED,                  // Error
+            u16::MAX_ENCODED + bool::MAX_ENCODED + ClientList::MAX_ENCODED, // Clients
         ]);
 }

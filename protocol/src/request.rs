@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::wire_size::{ENUM_TAG, WireSize, max_of};
-use crate::{CACHE_NAME_MAX, CacheId, Error, Handle};
+use crate::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
 
 /// Longest client task name in `Hello`, in bytes (the names of `system.toml`).
 pub const CLIENT_NAME_MAX: usize = 31;
@@ -159,6 +159,21 @@ pub enum Request {
     Stats,
     /// Ends the session: the server reclaims everything the client holds. Reply: `Done`.
     Goodbye,
+    /// The frame pool and one client's frames, quota and counters, as `Stats` gives them for
+    /// the caller (`memctl stats`). The caller's own id needs no rights.
+    /// Reply: `Stats`. Errors: `PermissionDenied` (another client without introspection
+    /// rights), `InvalidArgument` (no client with that id has an open session).
+    ClientStats {
+        /// The client.
+        client: ClientId,
+    },
+    /// One page of the clients with an open session, by id (`CLIENTS_PER_PAGE` per page,
+    /// page 0 first). Reply: `Clients`. Errors: `PermissionDenied` (no introspection
+    /// rights). A page past the end is an empty page with `more: false`.
+    Clients {
+        /// Page number.
+        page: u16,
+    },
 }
 
 impl WireSize for ExchangeOp {
@@ -177,5 +192,7 @@ impl WireSize for Request {
             CacheId::MAX_ENCODED + u16::MAX_ENCODED + ExchangeOp::MAX_ENCODED, // MagazineExchange
             u16::MAX_ENCODED + bool::MAX_ENCODED,       // SlabInfo
             0,                                          // Stats, Goodbye
+            ClientId::MAX_ENCODED,                      // ClientStats
+            u16::MAX_ENCODED,                           // Clients
         ]);
 }

@@ -34,6 +34,7 @@ fn worst_case_parts_reach_their_bounds_exactly() {
     assert_eq!(len(&worst_row()), SlabInfoRow::MAX_ENCODED);
     assert_eq!(len(&worst_cache_info()), CacheInfo::MAX_ENCODED);
     assert_eq!(len(&worst_stats()), Stats::MAX_ENCODED);
+    assert_eq!(len(&worst_client_entry()), ClientEntry::MAX_ENCODED);
     assert_eq!(len(&worst_layout()), CacheLayout::MAX_ENCODED);
     assert_eq!(
         len(&Track {
@@ -52,12 +53,14 @@ fn worst_case_parts_reach_their_bounds_exactly() {
 fn the_numbers_are_as_documented() {
     assert_eq!(MAX_MESSAGE_BYTES, 960);
     assert_eq!(Request::MAX_ENCODED, 49);
-    assert_eq!(Reply::MAX_ENCODED, 916);
+    assert_eq!(Reply::MAX_ENCODED, 951);
     assert_eq!(SlabInfoRow::MAX_ENCODED, 70);
     assert_eq!(SLABINFO_ROWS_PER_PAGE, 13);
     assert_eq!(Error::MAX_ENCODED, 23);
     assert_eq!(CacheInfo::MAX_ENCODED, 101);
-    assert_eq!(Stats::MAX_ENCODED, 138);
+    assert_eq!(Stats::MAX_ENCODED, 168);
+    assert_eq!(ClientEntry::MAX_ENCODED, 35);
+    assert_eq!(CLIENTS_PER_PAGE, 27);
 }
 
 #[test]
@@ -87,4 +90,18 @@ fn a_full_slabinfo_page_fits_and_one_more_row_does_not() {
     };
     assert!(len(&full) <= MAX_MESSAGE_BYTES);
     assert!(len(&full) + SlabInfoRow::MAX_ENCODED > MAX_MESSAGE_BYTES);
+}
+
+#[test]
+fn a_full_clients_page_fits_and_one_more_entry_does_not() {
+    let mut clients = ClientList::new();
+    while clients.push(worst_client_entry()).is_ok() {}
+    assert_eq!(clients.len(), CLIENTS_PER_PAGE);
+    let full = Reply::Clients {
+        page: u16::MAX,
+        more: true,
+        clients,
+    };
+    assert!(len(&full) <= MAX_MESSAGE_BYTES);
+    assert!(len(&full) + ClientEntry::MAX_ENCODED > MAX_MESSAGE_BYTES);
 }

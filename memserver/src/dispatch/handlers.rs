@@ -74,6 +74,8 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
                 self.disconnect(client);
                 Ok(Reply::Done)
             }
+            Request::ClientStats { client: target } => self.client_stats(client, target),
+            Request::Clients { page } => self.clients(client, page),
         }
     }
 
@@ -163,30 +165,6 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         let owner = self.engine.object_owner(client, handle)?;
         let track = |t: crate::engine::Track| protocol::Track { client: t.client, seq: t.seq };
         Ok(Reply::Owner { alloc: owner.alloc.map(track), free: owner.free.map(track) })
-    }
-
-    fn stats(&mut self, client: ClientId) -> Result<Reply, Error> {
-        let pool = self.engine.pool_stats();
-        let mine = self.engine.client_stats(client)?;
-        let ids: heapless::Vec<CacheId, 256> = self.engine.cache_ids(client).take(256).collect();
-        let mut live = 0u64;
-        let mut in_magazines = 0u64;
-        for cache in ids {
-            if let Ok(info) = self.wire_cache_info(client, cache) {
-                live += u64::from(info.active_objs);
-                in_magazines += u64::from(info.magazine_objs);
-            }
-        }
-        let session = self.sessions.get(usize::from(client)).ok_or(Error::PermissionDenied)?;
-        let mut stats = session.stats;
-        stats.pool_pages = pool.total_frames;
-        stats.pool_free_pages = pool.free_frames;
-        stats.client_pages = mine.frames_used;
-        stats.quota_pages = mine.quota_frames;
-        stats.caches = u32::from(mine.caches);
-        stats.live_objects = live;
-        stats.magazine_objects = in_magazines;
-        Ok(Reply::Stats(stats))
     }
 
     /// Bumps one of `client`'s counters.

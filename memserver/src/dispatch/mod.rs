@@ -11,6 +11,7 @@
 //! ([`magazine`]). Nothing a client sends or writes into its control region can panic it.
 
 mod handlers;
+mod introspect;
 pub mod magazine;
 mod session;
 

@@ -125,6 +125,9 @@ impl Session {
             objects_refilled: 0,
             objects_drained: 0,
             errors: 0,
+            alloc_hits: 0,
+            free_hits: 0,
+            magazine_misses: 0,
         },
     };
 

@@ -128,6 +128,8 @@ pub fn request_examples() -> Vec<(&'static str, Request)> {
         ),
         ("stats", Request::Stats),
         ("goodbye", Request::Goodbye),
+        ("client_stats", Request::ClientStats { client: 3 }),
+        ("clients", Request::Clients { page: 1 }),
     ]
 }
 
@@ -253,12 +255,32 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
                 objects_refilled: 3200,
                 objects_drained: 2560,
                 errors: 2,
+                alloc_hits: 90_000,
+                free_hits: 89_000,
+                magazine_misses: 1_500,
             }),
         ),
     ];
     for (n, e) in error_examples() {
         v.push((format!("error.{n}"), Reply::Error(e)));
     }
+    let mut clients = ClientList::new();
+    for (client, n) in [(1, "app"), (2, "memctl")] {
+        clients
+            .push(ClientEntry {
+                client,
+                name: client_name(n).unwrap(),
+            })
+            .unwrap();
+    }
+    v.push((
+        "clients".into(),
+        Reply::Clients {
+            page: 0,
+            more: false,
+            clients,
+        },
+    ));
     v
 }
 
@@ -301,6 +323,8 @@ pub fn worst_requests() -> Vec<Request> {
         Request::ObjectOwner { handle: h },
         Request::Stats,
         Request::Goodbye,
+        Request::ClientStats { client: u16::MAX },
+        Request::Clients { page: u16::MAX },
     ]
 }
 
@@ -385,6 +409,9 @@ pub fn worst_stats() -> Stats {
         objects_refilled: d,
         objects_drained: d,
         errors: d,
+        alloc_hits: d,
+        free_hits: d,
+        magazine_misses: d,
     }
 }
 
@@ -434,5 +461,19 @@ pub fn worst_replies() -> Vec<Reply> {
         Reply::Stats(worst_stats()),
     ];
     v.extend(worst_errors().into_iter().map(Reply::Error));
+    let mut clients = ClientList::new();
+    while clients.push(worst_client_entry()).is_ok() {}
+    v.push(Reply::Clients {
+        page: u16::MAX,
+        more: true,
+        clients,
+    });
     v
+}
+
+pub fn worst_client_entry() -> ClientEntry {
+    ClientEntry {
+        client: u16::MAX,
+        name: client_name(&"c".repeat(CLIENT_NAME_MAX)).unwrap(),
+    }
 }

@@ -68,6 +68,8 @@ pub fn arb_request() -> impl Strategy<Value = Request> {
         arb_handle().prop_map(|handle| Request::ObjectOwner { handle }),
         Just(Request::Stats),
         Just(Request::Goodbye),
+        any::<u16>().prop_map(|client| Request::ClientStats { client }),
+        any::<u16>().prop_map(|page| Request::Clients { page }),
     ]
 }
 
@@ -174,7 +176,7 @@ fn arb_cache_info() -> impl Strategy<Value = CacheInfo> {
 }
 
 fn arb_stats() -> impl Strategy<Value = Stats> {
-    (any::<[u32; 5]>(), any::<u16>(), any::<[u64; 11]>()).prop_map(|(w, client, d)| Stats {
+    (any::<[u32; 5]>(), any::<u16>(), any::<[u64; 14]>()).prop_map(|(w, client, d)| Stats {
         pool_pages: w[0],
         pool_free_pages: w[1],
         client,
@@ -192,6 +194,9 @@ fn arb_stats() -> impl Strategy<Value = Stats> {
         objects_refilled: d[8],
         objects_drained: d[9],
         errors: d[10],
+        alloc_hits: d[11],
+        free_hits: d[12],
+        magazine_misses: d[13],
     })
 }
 
@@ -250,5 +255,22 @@ pub fn arb_reply() -> impl Strategy<Value = Reply> {
         (arb_track(), arb_track()).prop_map(|(alloc, free)| Reply::Owner { alloc, free }),
         arb_stats().prop_map(Reply::Stats),
         arb_error().prop_map(Reply::Error),
+        (
+            any::<u16>(),
+            any::<bool>(),
+            proptest::collection::vec((any::<u16>(), arb_client_name()), 0..=CLIENTS_PER_PAGE)
+        )
+            .prop_map(|(page, more, entries)| Reply::Clients {
+                page,
+                more,
+                clients: entries
+                    .into_iter()
+                    .map(|(client, name)| ClientEntry { client, name })
+                    .collect(),
+            }),
     ]
+}
+
+fn arb_client_name() -> impl Strategy<Value = ClientName> {
+    arb_name().prop_map(|n| ClientName::try_from(n.as_str()).unwrap())
 }
