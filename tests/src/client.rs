@@ -166,6 +166,24 @@ impl Client {
         })
     }
 
+    /// `ClientStats` of any client.
+    pub fn client_stats(&mut self, client: ClientId) -> Outcome<Stats> {
+        self.outcome(&Request::ClientStats { client }, "client stats", |r| match r {
+            Reply::Stats(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// One `Clients` page: (entries as (id, name), more).
+    pub fn clients_page(&mut self, page: u16) -> Outcome<(Vec<(ClientId, String)>, bool)> {
+        self.outcome(&Request::Clients { page }, "clients", |r| match r {
+            Reply::Clients { clients, more, .. } => {
+                Some((clients.iter().map(|e| (e.client, String::from(e.name.as_str()))).collect(), more))
+            }
+            _ => None,
+        })
+    }
+
     /// `ObjectOwner`: (last alloc, last free).
     pub fn owner(&mut self, handle: Handle) -> Outcome<(Option<protocol::Track>, Option<protocol::Track>)> {
         self.outcome(&Request::ObjectOwner { handle }, "owner", |r| match r {
@@ -226,6 +244,12 @@ impl Client {
     /// Writes a magazine into the control region.
     pub fn set_magazine(&mut self, slot: u16, role: MagazineRole, m: &control::Magazine) -> Result<(), Failure> {
         self.session.control_write(control::magazine_offset(slot, role), m.as_bytes()).map_err(transport)
+    }
+
+    /// Writes raw bytes into the control region (what a client library or a hostile client
+    /// may do at any time).
+    pub fn control_write(&mut self, offset: usize, data: &[u8]) -> Result<(), Failure> {
+        self.session.control_write(offset, data).map_err(transport)
     }
 
     /// Reads the control-region header.

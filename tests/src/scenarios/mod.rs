@@ -2,6 +2,7 @@
 
 mod create;
 mod debug;
+mod introspect;
 mod kmalloc;
 mod magazines;
 mod objects;
@@ -112,4 +113,22 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "slabinfo_pages_cover_every_cache", run: stats::slabinfo_paging },
     Scenario { name: "slabinfo_of_all_clients_needs_introspection", run: stats::slabinfo_all_needs_rights },
     Scenario { name: "stats_account_frames_and_requests", run: stats::stats_accounting },
+    // Introspection across clients (memctl).
+    Scenario { name: "client_stats_of_self_needs_no_rights", run: introspect::client_stats_of_self_needs_no_rights },
+    Scenario {
+        name: "client_stats_of_another_needs_introspection",
+        run: introspect::client_stats_of_another_needs_introspection,
+    },
+    Scenario {
+        name: "client_stats_of_unconnected_client_is_invalid_argument",
+        run: introspect::client_stats_of_unconnected_client_is_invalid_argument,
+    },
+    Scenario {
+        name: "clients_lists_open_sessions_and_needs_introspection",
+        run: introspect::clients_lists_open_sessions_and_needs_introspection,
+    },
+    Scenario {
+        name: "stats_report_client_published_magazine_counters",
+        run: introspect::stats_report_client_published_magazine_counters,
+    },
 ];
