@@ -24,6 +24,10 @@ pub mod engine;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+// `::std` at the crate root for the `Arbitrary` derive of `testing::ops` (tests only).
+#[cfg(feature = "testing")]
+extern crate std;
+
 pub use engine::{
     Allocated, CacheInfo, ClientStats, Engine, EngineConfig, EngineStorage, OwnerInfo, Platform, PoolStats,
     StorageSizes, Track,

@@ -107,8 +107,16 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     /// magazines of the cache go back to the slabs (a tampered magazine is left alone: its
     /// objects then count as live), then the engine destroys the cache or reports it busy.
     fn destroy(&mut self, client: ClientId, cache: CacheId) -> Result<Reply, Error> {
-        self.engine.cache_info(client, cache)?;
-        if let Some(slot) = self.sessions.get(usize::from(client)).and_then(|s| s.slot_of(cache)) {
+        let active = self.engine.cache_info(client, cache)?.active_objs;
+        let slot = self.sessions.get(usize::from(client)).and_then(|s| s.slot_of(cache));
+        // Busy is decided first, from copies, so a refused destroy changes nothing (the
+        // magazines and the depot stay as they were); objects that would come back from them
+        // do not count as live.
+        let live = active.saturating_sub(self.returnable_objects(client, cache, slot));
+        if live > 0 {
+            return Err(Error::CacheBusy { live });
+        }
+        if let Some(slot) = slot {
             // Best effort: an invalid magazine must not block the depot flush or the destroy.
             let _ = self.take_back_magazines(client, cache, slot);
         }

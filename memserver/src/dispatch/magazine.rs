@@ -206,6 +206,30 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         Ok(taken.len)
     }
 
+    /// Objects a destroy would take back before destroying: the depot's, and both magazines
+    /// of `slot` if they validate (a tampered magazine gives none back). Reads copies only.
+    pub(super) fn returnable_objects(&mut self, client: ClientId, cache: CacheId, slot: Option<u16>) -> u32 {
+        let Some(session) = self.sessions.get(usize::from(client)) else { return 0 };
+        let depot = slot.and_then(|i| session.slots.get(usize::from(i))).map_or(0, |s| {
+            s.depot.full.iter().take(s.depot.len).map(|m| u32::from(m.count)).sum::<u32>()
+        });
+        let Some(slot) = slot else { return depot };
+        let Ok(capacity) = self.slot_capacity(client, cache, slot) else { return depot };
+        let (Ok(loaded), Ok(previous)) =
+            (self.read_magazine(client, slot, MagazineRole::Loaded), self.read_magazine(client, slot, MagazineRole::Previous))
+        else {
+            return depot;
+        };
+        let mut taken = Taken::new();
+        if taken.extend(&loaded, capacity).is_err() || taken.extend(&previous, capacity).is_err() {
+            return depot;
+        }
+        match self.validate_returned(client, cache, taken.as_slice()) {
+            Ok(()) => depot + taken.len as u32,
+            Err(_) => depot,
+        }
+    }
+
     /// Every handle coming back from a client's magazine: an allocated object of this cache
     /// held by this client (the engine checks range, boundary, cache, state and repeats), and
     /// not one the depot holds.

@@ -148,7 +148,9 @@ impl OwnedStorage {
     }
 }
 
+pub mod fuzz;
 pub mod model;
+pub mod ops;
 
 /// Everything observable about accounting, as text: slabinfo of every client, the pool, each
 /// client's stats. Equal digests before and after a failed operation mean it changed nothing.
