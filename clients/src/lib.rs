@@ -31,5 +31,5 @@ pub mod transport;
 pub use cache::{Cache, Ctor, KmemCache};
 pub use error::Error;
 pub use server::{CounterSnapshot, Memserver, hello_request};
-pub use shm::{Control, Window};
+pub use shm::{Control, PublishedCounters, Window};
 pub use transport::{Transport, TransportError};

@@ -8,17 +8,23 @@ use protocol::{CacheId, ClientId, Handle, MessageBuffer, PROTOCOL_VERSION, Reply
 use spin::Mutex;
 
 use crate::error::Error;
-use crate::shm::{Control, Window};
+use crate::shm::{Control, PublishedCounters, Window};
 use crate::transport::Transport;
 
 /// Counters of the magazine layer, kept by the client (the server cannot see hits).
+///
+/// The hit and miss counters live in the control-region header
+/// ([`Control::published_counters`]), where the server can copy them into `Stats` for
+/// `memctl`; incrementing them there costs the same atomic add as a private counter. The
+/// fields here back them only if a region were too short for its header (never once
+/// [`Memserver::new`] accepted it), and count the IPC round trips, which stay private.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Allocations served from a magazine without IPC.
+    /// Allocations served from a magazine without IPC (fallback, see above).
     pub alloc_hits: AtomicU64,
-    /// Frees absorbed by a magazine without IPC.
+    /// Frees absorbed by a magazine without IPC (fallback).
     pub free_hits: AtomicU64,
-    /// Allocations and frees that needed an IPC (exchange, or a cache without magazines).
+    /// Allocations and frees that needed an IPC (fallback).
     pub misses: AtomicU64,
     /// IPC round trips made, of any kind.
     pub calls: AtomicU64,
@@ -78,7 +84,7 @@ impl<T: Transport> Memserver<T> {
         let header = <protocol::control::ControlHeader as zerocopy::FromBytes>::read_from_bytes(&header)
             .map_err(|_| Error::Server(protocol::Error::Malformed))?;
         header.check(usize::MAX)?;
-        if header.client != client || header.slots != magazine_slots {
+        if header.client != client || header.slots != magazine_slots || control.published_counters().is_none() {
             return Err(Error::Server(protocol::Error::Malformed));
         }
         Ok(Memserver { transport: Mutex::new(transport), window, control, client, magazine_slots, counters: Counters::default() })
@@ -117,23 +123,31 @@ impl<T: Transport> Memserver<T> {
         self.magazine_slots
     }
 
-    /// The magazine counters.
+    /// The magazine counters (hits and misses as published in the control region).
     pub fn counters(&self) -> CounterSnapshot {
+        let c = self.raw_counters();
         CounterSnapshot {
-            alloc_hits: self.counters.alloc_hits.load(Relaxed),
-            free_hits: self.counters.free_hits.load(Relaxed),
-            misses: self.counters.misses.load(Relaxed),
+            alloc_hits: c.alloc_hits.load(Relaxed),
+            free_hits: c.free_hits.load(Relaxed),
+            misses: c.misses.load(Relaxed),
             calls: self.counters.calls.load(Relaxed),
         }
     }
 
-    pub(crate) fn raw_counters(&self) -> &Counters {
-        &self.counters
+    /// The hit and miss counters the fast path increments: those in the control-region
+    /// header, so the server can report them.
+    #[inline]
+    pub(crate) fn raw_counters(&self) -> PublishedCounters<'_> {
+        self.control.published_counters().unwrap_or(PublishedCounters {
+            alloc_hits: &self.counters.alloc_hits,
+            free_hits: &self.counters.free_hits,
+            misses: &self.counters.misses,
+        })
     }
 
     /// Corresponds to `kmalloc()`.
     pub fn kmalloc(&self, size: u32) -> Result<NonNull<u8>, Error> {
-        self.counters.misses.fetch_add(1, Relaxed);
+        self.raw_counters().misses.fetch_add(1, Relaxed);
         match self.call(&Request::Kmalloc { size })? {
             Reply::Object { handle, .. } => self.window.ptr(handle, size as usize).ok_or(Error::NotInWindow),
             _ => Err(Error::UnexpectedReply),
@@ -143,7 +157,7 @@ impl<T: Transport> Memserver<T> {
     /// Corresponds to `kfree()`.
     pub fn kfree(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         let handle = self.window.handle(ptr).ok_or(Error::NotInWindow)?;
-        self.counters.misses.fetch_add(1, Relaxed);
+        self.raw_counters().misses.fetch_add(1, Relaxed);
         self.expect_done(&Request::Kfree { handle })
     }
 

@@ -2,6 +2,7 @@
 //! (magazines). All raw-pointer access of the library lives here.
 
 use core::ptr::{self, NonNull};
+use core::sync::atomic::AtomicU64;
 
 use protocol::Handle;
 use protocol::control::{self, MAGAZINE_MAX, Magazine, MagazineRole};
@@ -120,6 +121,28 @@ impl Control {
         true
     }
 
+    /// The library's magazine counters in the region's header (`ControlHeader::alloc_hits`,
+    /// `free_hits`, `magazine_misses`), as atomics the fast path increments in place and the
+    /// server copies into `Stats`. `None` if the region is shorter than its header.
+    pub fn published_counters(&self) -> Option<PublishedCounters<'_>> {
+        if self.len < control::HEADER_SIZE {
+            return None;
+        }
+        let at = |offset: usize| {
+            // SAFETY: offset + 8 <= HEADER_SIZE <= len, so the u64 lies inside the mapping;
+            // the base is 8-byte aligned (`Control::new`) and the offsets are multiples of 8,
+            // so it is aligned for AtomicU64. The memory stays mapped while `self` is used,
+            // and is only ever accessed atomically by this process (the server copies it
+            // with plain reads, which can at worst see a stale value: it is informational).
+            unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast::<u64>()) }
+        };
+        Some(PublishedCounters {
+            alloc_hits: at(control::ALLOC_HITS_OFFSET),
+            free_hits: at(control::FREE_HITS_OFFSET),
+            misses: at(control::MAGAZINE_MISSES_OFFSET),
+        })
+    }
+
     /// Whether `slot` lies wholly inside the region (checked once, when a cache gets it).
     pub fn has_slot(&self, slot: u16) -> bool {
         control::slot_offset(slot.saturating_add(1)) <= self.len
@@ -185,4 +208,16 @@ impl Control {
         // SAFETY: both point at distinct, non-overlapping Magazines inside the mapping.
         unsafe { ptr::swap_nonoverlapping(a, b, 1) };
     }
+}
+
+/// The magazine counters a client publishes in its control-region header (see
+/// [`Control::published_counters`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PublishedCounters<'a> {
+    /// Allocations served from a magazine without IPC.
+    pub alloc_hits: &'a AtomicU64,
+    /// Frees absorbed by a magazine without IPC.
+    pub free_hits: &'a AtomicU64,
+    /// Allocations and frees that needed an IPC.
+    pub misses: &'a AtomicU64,
 }
