@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SYSTEM ?= system.toml
 
-.PHONY: run test test-unit test-props lint bench fmt clean help qemu hostile
+.PHONY: run test test-unit test-props lint bench fmt clean help qemu hostile fuzz soak
 
 help:
 	@echo "make run    - build in release, start memserver with $(SYSTEM), run a client workload, print slabinfo"
@@ -11,6 +11,8 @@ help:
 	@echo "make lint   - rustfmt check and clippy"
 	@echo "make qemu   - boot the system on seL4 under QEMU (needs a prepared seL4 environment, README)"
 	@echo "make hostile - the hostile-client suite against the real server (ends with a hostile: line)"
+	@echo "make fuzz SECONDS=n - both cargo-fuzz targets (nightly) for n seconds each, side by side"
+	@echo "make soak SECONDS=n - random client traffic with SIGKILLs and restarts for n seconds"
 
 # Builds release once, then scripts/run.sh starts memserver (socket under target/run/), runs
 # loadgen (mixed, 2 clients), prints the summary and slabinfo, stops the server with SIGTERM.
@@ -25,6 +27,18 @@ test:
 # The hostile-client suite alone; it also runs in `make test`. Its last line is the summary.
 hostile:
 	$(CARGO) test -p memserver --test hostile
+
+# Fuzzing (fuzz/, its own workspace, nightly): installs cargo-fuzz from crates.io if missing,
+# runs the dispatch and magazine-validator targets side by side, prints executions and coverage.
+SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	fuzz/run.sh $(SECONDS)
+
+# The soak: four SIGKILLed-and-restarted clients against one server for SECONDS; ends with a
+# computed `soak:` line (pool back to its start, nothing a surviving client wrote lost).
+soak:
+	SOAK_SECONDS=$(SECONDS) $(CARGO) test -p memserver --test soak
 
 lint:
 	$(CARGO) fmt --all -- --check
