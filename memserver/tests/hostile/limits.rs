@@ -206,6 +206,18 @@ pub fn destroy_busy_unknown_twice(w: &mut World) -> Result<(), Failure> {
         ok("free after the busy destroy", a.free(c.cache, h))?;
     }
     ok("destroy", a.destroy(c.cache))?;
+    // A busy destroy of a cache whose loaded magazine is full leaves the magazine alone.
+    let m = ok("create", a.create("a-destroy-mag", 64, 0, 0))?;
+    let slot = m.slot.ok_or("no slot")?;
+    ok("refill", a.exchange(m.cache, slot, protocol::ExchangeOp::Refill))?;
+    let loaded = a.magazine(slot, protocol::control::MagazineRole::Loaded);
+    let extra = ok("alloc", a.alloc(m.cache))?;
+    refused("busy destroy with a full magazine", a.destroy(m.cache), |e| *e == Error::CacheBusy { live: 1 })?;
+    if a.magazine(slot, protocol::control::MagazineRole::Loaded) != loaded {
+        return Err("a refused destroy emptied the loaded magazine".into());
+    }
+    ok("free", a.free(m.cache, extra))?;
+    ok("destroy takes the magazine back", a.destroy(m.cache))?;
     refused("second destroy", a.destroy(c.cache), |e| {
         *e == Error::NoSuchCache
     })?;
