@@ -17,7 +17,6 @@
 
 #[path = "hostile/handles.rs"]
 mod handles;
-#[allow(dead_code)]
 mod host;
 #[path = "hostile/kills.rs"]
 mod kills;

@@ -14,7 +14,6 @@
 //!
 //! `soak: seconds=S kills=K graceful=G ops=N lost=0 server_crashes=0 pool_start=P pool_end=P`
 
-#[allow(dead_code)]
 mod host;
 #[allow(dead_code)]
 #[path = "hostile/peer.rs"]
@@ -280,7 +279,7 @@ fn main() -> ExitCode {
     let mut observer = Peer::connect(&socket, "memctl").expect("observer");
     let pool_start = ok("stats", observer.stats()).expect("stats").pool_free_pages;
     let names: Vec<String> = (0..WORKERS).map(|i| format!("soak-{i}")).collect();
-    let mut rng = Rng(0x5eed_0f_5eed);
+    let mut rng = Rng(0x005e_ed0f_5eed);
     let mut workers: Vec<Child> = names.iter().map(|n| spawn(&socket, n, rng.next())).collect();
     let (mut kills, mut graceful, mut ops, mut lost, mut problems) = (0u64, 0u64, 0u64, 0u64, Vec::new());
     let stop_gracefully = |child: Child, name: &str, ops: &mut u64, lost: &mut u64, problems: &mut Vec<String>| {

@@ -8,7 +8,7 @@ use protocol::{Error, ExchangeOp, Handle};
 use crate::peer::{Failure, ok, refused};
 use crate::world::World;
 
-/// 1. `Free` of a forged handle: outside the window, inside but off an object boundary, with
+/// Attack 1: `Free` of a forged handle: outside the window, inside but off an object boundary, with
 /// flag bits set, and an object of another cache of the same client.
 pub fn forged_free(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-1")?;
@@ -53,7 +53,7 @@ pub fn forged_free(w: &mut World) -> Result<(), Failure> {
     Ok(())
 }
 
-/// 2. A double free through IPC (`Free` twice, `Kfree` twice) and through a magazine (an
+/// Attack 2: A double free through IPC (`Free` twice, `Kfree` twice) and through a magazine (an
 /// object drained, then pushed into a magazine again; an object freed by IPC, then drained).
 pub fn double_free(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-1")?;
@@ -114,7 +114,7 @@ pub fn double_free(w: &mut World) -> Result<(), Failure> {
     Ok(())
 }
 
-/// 3. Handles of another client's objects (and guessed offsets): a handle is an offset in the
+/// Attack 3: Handles of another client's objects (and guessed offsets): a handle is an offset in the
 /// attacker's own window, so each names nothing of the victim.
 pub fn foreign_handles(w: &mut World) -> Result<(), Failure> {
     let cache = w.victims[0].caches[0];
@@ -155,7 +155,7 @@ pub fn foreign_handles(w: &mut World) -> Result<(), Failure> {
     Ok(())
 }
 
-/// 13. Writes past an object of a `RED_ZONE` cache and after free on a `POISON` cache: the
+/// Attack 13: Writes past an object of a `RED_ZONE` cache and after free on a `POISON` cache: the
 /// server reports each with the cache, the object and the offset.
 pub fn red_zone_and_poison(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-1")?;

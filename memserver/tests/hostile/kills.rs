@@ -1,4 +1,4 @@
-//! 11. Clients killed with SIGKILL: while holding objects, with loaded magazines and a full
+//! Attack 11: Clients killed with SIGKILL: while holding objects, with loaded magazines and a full
 //! depot, and between sending a `MagazineExchange` and reading its reply. The attacker is a
 //! separate process (this test binary re-run as `--worker MODE SOCKET NAME`), so the kill is a
 //! real one; the runner then checks that everything it held came back.
@@ -113,17 +113,17 @@ fn kill_after(w: &mut World, mode: &str, name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// 11a. Killed while holding objects (slab objects, small and large kmallocs).
+/// Attack 11a: Killed while holding objects (slab objects, small and large kmallocs).
 pub fn sigkill_holding_objects(w: &mut World) -> Result<(), Failure> {
     kill_after(w, "hold", "hostile-1")
 }
 
-/// 11b. Killed with both magazines of a slot loaded and a depot magazine.
+/// Attack 11b: Killed with both magazines of a slot loaded and a depot magazine.
 pub fn sigkill_loaded_magazines(w: &mut World) -> Result<(), Failure> {
     kill_after(w, "loaded", "hostile-2")
 }
 
-/// 11c. Killed between sending `MagazineExchange` requests and reading their replies, many
+/// Attack 11c: Killed between sending `MagazineExchange` requests and reading their replies, many
 /// times over (the kill lands at different points of the server's work).
 pub fn sigkill_mid_exchange(w: &mut World) -> Result<(), Failure> {
     for i in 0..10 {

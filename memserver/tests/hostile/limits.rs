@@ -23,7 +23,7 @@ fn alloc_until_refused(
     Err(format!("{limit} allocations and no refusal"))
 }
 
-/// 6. Quota exhaustion: allocating past the quota is refused with `QuotaExceeded` at exactly
+/// Attack 6: Quota exhaustion: allocating past the quota is refused with `QuotaExceeded` at exactly
 /// the quota; after freeing, the same number of objects can be allocated again.
 pub fn quota_exhaustion(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-1")?;
@@ -59,7 +59,7 @@ pub fn quota_exhaustion(w: &mut World) -> Result<(), Failure> {
     Ok(())
 }
 
-/// 7. The pool exhausted by one client (its quota is the whole pool) while the victims keep
+/// Attack 7: The pool exhausted by one client (its quota is the whole pool) while the victims keep
 /// allocating and freeing within the slabs they hold; once it lets go, the pool is whole.
 pub fn pool_exhaustion(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-0")?;
@@ -134,7 +134,7 @@ fn raw_create(name: &[u8], size: u32, align: u32, flags: u32) -> Vec<u8> {
     out
 }
 
-/// 9. `CacheCreate` with hostile arguments: size 0 and huge, align 3 and too large, a 64-byte
+/// Attack 9: `CacheCreate` with hostile arguments: size 0 and huge, align 3 and too large, a 64-byte
 /// name, an empty name, a duplicate name, unknown flags; and more caches than allowed.
 pub fn hostile_cache_create(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-2")?;
@@ -187,7 +187,7 @@ pub fn hostile_cache_create(w: &mut World) -> Result<(), Failure> {
     Ok(())
 }
 
-/// 10. `Destroy` of a busy cache (refused with the live count, cache intact), of an unknown
+/// Attack 10: `Destroy` of a busy cache (refused with the live count, cache intact), of an unknown
 /// id, of a kmalloc cache, and twice.
 pub fn destroy_busy_unknown_twice(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-1")?;

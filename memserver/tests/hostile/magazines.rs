@@ -14,7 +14,7 @@ fn magazine(handles: &[u64]) -> Result<Magazine, Failure> {
     Magazine::from_handles(handles).map_err(|e| format!("{e:?}"))
 }
 
-/// 4. Tampered magazines: a count above the capacity, out-of-range, misaligned, duplicated
+/// Attack 4: Tampered magazines: a count above the capacity, out-of-range, misaligned, duplicated
 /// and foreign handles, and one object in both the loaded and the previous magazine. Each is
 /// refused and changes nothing; the honest magazine then drains.
 pub fn tampered_magazine(w: &mut World) -> Result<(), Failure> {
@@ -44,7 +44,7 @@ pub fn tampered_magazine(w: &mut World) -> Result<(), Failure> {
     with(
         "far out of the window",
         2,
-        u64::MAX & !7,
+        !7u64,
         Error::InvalidObject,
     )?;
     with("misaligned", 3, held[3] + 8, Error::InvalidObject)?;
@@ -146,7 +146,7 @@ fn scribble(
     })
 }
 
-/// 5. The control region rewritten while the server reads it: a second thread scribbles in a
+/// Attack 5: The control region rewritten while the server reads it: a second thread scribbles in a
 /// loop while the first exchanges magazines, allocates and frees. Every reply is well formed,
 /// the connection stays up, and on close everything goes back.
 pub fn control_page_scribbled(w: &mut World) -> Result<(), Failure> {

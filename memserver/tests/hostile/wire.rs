@@ -38,7 +38,7 @@ fn expect_refusal(a: &mut Peer, what: &str, bytes: &[u8]) -> Result<(), Failure>
     }
 }
 
-/// 8. Malformed messages: random bytes, every truncation of every request kind, oversized,
+/// Attack 8: Malformed messages: random bytes, every truncation of every request kind, oversized,
 /// wrong version, unknown operation, trailing bytes, zero length. Each gets an error reply and
 /// the session goes on; a message past the transport's limit closes only that connection.
 pub fn malformed_messages(w: &mut World) -> Result<(), Failure> {
@@ -161,7 +161,7 @@ fn closed_by_server(fd: &std::os::fd::OwnedFd) -> bool {
     false
 }
 
-/// 12. Connections that never say `Hello` are closed by the server; a flood of connections
+/// Attack 12: Connections that never say `Hello` are closed by the server; a flood of connections
 /// beyond the configured clients is refused at once; connected clients never notice, and a
 /// client task that was not connected is admitted once the flood is gone.
 pub fn never_hello_and_connection_flood(w: &mut World) -> Result<(), Failure> {
@@ -185,7 +185,7 @@ pub fn never_hello_and_connection_flood(w: &mut World) -> Result<(), Failure> {
     Ok(())
 }
 
-/// 14. A client floods requests as fast as it can (pipelined, and then without reading its
+/// Attack 14: A client floods requests as fast as it can (pipelined, and then without reading its
 /// replies) while a victim makes a fixed number of round trips: the victim finishes all of them
 /// while the flood is still going, and the client that does not read is disconnected.
 pub fn flooding_client_fairness(w: &mut World) -> Result<(), Failure> {
