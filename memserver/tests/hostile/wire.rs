@@ -47,6 +47,9 @@ pub fn malformed_messages(w: &mut World) -> Result<(), Failure> {
     for i in 0..2000 {
         let len = (rng.next() % 64) as usize + (i % 3);
         let bytes = rng.fill(len);
+        if matches!(protocol::decode_request(&bytes), Ok(Request::Goodbye)) {
+            continue; // a valid Goodbye would end this session on purpose
+        }
         expect_refusal(&mut a, "random", &bytes)?;
     }
     let name = protocol::cache_name("a-trunc").map_err(|e| format!("{e:?}"))?;
