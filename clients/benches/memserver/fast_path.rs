@@ -1,0 +1,64 @@
+//! (a) One alloc+free pair through the magazine fast path, against glibc `malloc`/`free` and
+//! mimalloc, per object size. Each pair also writes one word of the object (as a user would),
+//! so no allocator is measured handing out memory nobody touches.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::ptr::NonNull;
+
+use criterion::{BenchmarkId, Criterion};
+use memclient::Cache;
+use memclient::host::Connection;
+
+/// The sizes of the comparison.
+pub const SIZES: [u32; 4] = [8, 64, 256, 1024];
+
+/// Benchmark group name (also the criterion directory).
+pub const GROUP: &str = "fast_path";
+
+#[inline]
+fn touch(object: NonNull<u8>) {
+    // SAFETY: a live object of at least 8 bytes, 8-byte aligned, owned by the caller.
+    unsafe { object.as_ptr().cast::<u64>().write_volatile(0x5A5A) };
+    black_box(object);
+}
+
+fn pair<A: GlobalAlloc>(allocator: &A, layout: Layout) {
+    // SAFETY: a non-zero layout; the object is freed with the same allocator and layout.
+    unsafe {
+        let p = allocator.alloc(layout);
+        let object = NonNull::new(p).expect("out of memory");
+        touch(object);
+        allocator.dealloc(p, layout);
+    }
+}
+
+pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) {
+    let mut group = c.benchmark_group(GROUP);
+    for size in SIZES {
+        let cache = Cache::create(session, &format!("bench-{size}"), size, 0, 0, None).expect("cache create");
+        assert!(cache.has_magazines(), "bench-{size} got no magazine slot");
+        // Warm the magazines: the first alloc refills the loaded magazine by IPC.
+        for _ in 0..10_000 {
+            let object = cache.alloc().expect("alloc");
+            cache.free(object).expect("free");
+        }
+        let before = session.counters();
+        group.bench_with_input(BenchmarkId::new("memserver", size), &size, |b, _| {
+            b.iter(|| {
+                let object = cache.alloc().expect("alloc");
+                touch(object);
+                cache.free(object).expect("free");
+            })
+        });
+        let after = session.counters();
+        assert_eq!(after.misses, before.misses, "the fast path left the magazines");
+        let layout = Layout::from_size_align(size as usize, 8).expect("layout");
+        group.bench_with_input(BenchmarkId::new("glibc", size), &size, |b, _| b.iter(|| pair(&System, layout)));
+        group.bench_with_input(BenchmarkId::new("mimalloc", size), &size, |b, _| b.iter(|| pair(&mimalloc::MiMalloc, layout)));
+        if cache.destroy().is_err() {
+            panic!("bench-{size}: destroy failed");
+        }
+    }
+    group.finish();
+}
