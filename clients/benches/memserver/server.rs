@@ -41,7 +41,10 @@ pub fn bin_dir() -> PathBuf {
         return dir.into();
     }
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
 }
 
 /// A running memserver in its own directory; SIGKILLed on drop if still running.
@@ -54,7 +57,11 @@ impl Server {
     /// Starts `memserver` from `bin_dir` on [`SYSTEM`] and waits until it listens.
     pub fn start(bin_dir: &Path) -> Server {
         let binary = bin_dir.join("memserver");
-        assert!(binary.exists(), "{} missing: `make bench` builds it (cargo build --release -p memserver)", binary.display());
+        assert!(
+            binary.exists(),
+            "{} missing: `make bench` builds it (cargo build --release -p memserver)",
+            binary.display()
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("system.toml"), SYSTEM).expect("system.toml");
         let mut child = Command::new(binary)
@@ -66,7 +73,10 @@ impl Server {
             .expect("spawn memserver");
         let mut line = String::new();
         let _ = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
-        assert!(line.contains("listening on"), "memserver did not start: {line:?}");
+        assert!(
+            line.contains("listening on"),
+            "memserver did not start: {line:?}"
+        );
         Server { child, dir }
     }
 
@@ -119,7 +129,8 @@ impl Placement {
 /// The CPUs this process may run on at start-up ("free" placement restores them).
 fn original_cpus() -> CpuSet {
     static ORIGINAL: OnceLock<CpuSet> = OnceLock::new();
-    *ORIGINAL.get_or_init(|| rustix::thread::sched_getaffinity(None).unwrap_or_else(|_| CpuSet::new()))
+    *ORIGINAL
+        .get_or_init(|| rustix::thread::sched_getaffinity(None).unwrap_or_else(|_| CpuSet::new()))
 }
 
 /// Applies `placement` to this process (the calling thread) and `peer`.
@@ -139,13 +150,21 @@ pub fn place(placement: Placement, peer: Pid) {
 /// CPUs available at start-up.
 pub fn cpus() -> usize {
     let set = original_cpus();
-    (0..CpuSet::MAX_CPU).filter(|&cpu| set.is_set(cpu)).count().max(1)
+    (0..CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .count()
+        .max(1)
 }
 
 /// The CPU model from /proc/cpuinfo.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
