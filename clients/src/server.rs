@@ -169,6 +169,32 @@ impl<T: Transport> Memserver<T> {
         }
     }
 
+    /// The statistics of any client (`ClientStats`; another client's need introspection
+    /// rights).
+    pub fn client_stats(&self, client: ClientId) -> Result<protocol::Stats, Error> {
+        match self.call(&Request::ClientStats { client })? {
+            Reply::Stats(s) => Ok(s),
+            _ => Err(Error::UnexpectedReply),
+        }
+    }
+
+    /// Every client with an open session, by id (`Clients`, all pages; needs introspection
+    /// rights).
+    pub fn for_each_client(&self, mut f: impl FnMut(&protocol::ClientEntry)) -> Result<(), Error> {
+        for page in 0..=u16::MAX {
+            match self.call(&Request::Clients { page })? {
+                Reply::Clients { clients, more, .. } => {
+                    clients.iter().for_each(&mut f);
+                    if !more {
+                        return Ok(());
+                    }
+                }
+                _ => return Err(Error::UnexpectedReply),
+            }
+        }
+        Ok(())
+    }
+
     /// One cache's geometry and counters.
     pub fn cache_info(&self, cache: CacheId) -> Result<protocol::CacheInfo, Error> {
         match self.call(&Request::CacheInfo { cache })? {

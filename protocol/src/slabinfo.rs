@@ -46,10 +46,16 @@ pub fn write_header(w: &mut impl Write) -> fmt::Result {
 /// One line in the kernel's format: `%-17s %6lu %6lu %6u %4u %4d : tunables %4u %4u %4u :
 /// slabdata %6lu %6lu %6lu\n`. Tunables and shared counts are 0 (SLUB has none either).
 pub fn write_row(w: &mut impl Write, row: &SlabInfoRow) -> fmt::Result {
+    write_row_as(w, row.name.as_str(), row)
+}
+
+/// As [`write_row`], with `name` in the name column instead of the row's own (a tool that
+/// shows several clients' caches in one table qualifies them, e.g. `app/kmalloc-64`).
+pub fn write_row_as(w: &mut impl Write, name: &str, row: &SlabInfoRow) -> fmt::Result {
     writeln!(
         w,
         "{:<17} {:>6} {:>6} {:>6} {:>4} {:>4} : tunables {:>4} {:>4} {:>4} : slabdata {:>6} {:>6} {:>6}",
-        row.name.as_str(),
+        name,
         row.active_objs,
         row.num_objs,
         row.objsize,
