@@ -85,12 +85,12 @@ fn run(args: &Args) -> Result<(), String> {
                 ),
                 None => None,
             };
-            let snapshot = snapshot::Snapshot::take(&server).map_err(|e| e.to_string())?;
+            let snapshot = snapshot::Snapshot::take(&server).map_err(|e| query_error(&args.name, e))?;
             print!("{}", slabinfo::render(&snapshot, filter));
             Ok(())
         }
         Command::Stats { json } => {
-            let snapshot = snapshot::Snapshot::take(&server).map_err(|e| e.to_string())?;
+            let snapshot = snapshot::Snapshot::take(&server).map_err(|e| query_error(&args.name, e))?;
             if *json {
                 println!("{:#}", stats::json(&snapshot));
             } else {
@@ -98,10 +98,19 @@ fn run(args: &Args) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Top { interval_ms } => top::run(&server, Duration::from_millis((*interval_ms).max(50))),
+        Command::Top { interval_ms } => top::run(&server, &args.name, Duration::from_millis((*interval_ms).max(50))),
     };
     let _ = server.goodbye();
     result
+}
+
+fn query_error(name: &str, e: memclient::Error) -> String {
+    match e {
+        memclient::Error::Server(protocol::Error::PermissionDenied) => {
+            format!("client {name:?} may not look at other clients (it needs `introspect = true` in system.toml)")
+        }
+        e => e.to_string(),
+    }
 }
 
 fn connect_error(socket: &std::path::Path, name: &str, e: memclient::Error) -> String {

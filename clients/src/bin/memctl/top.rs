@@ -15,8 +15,8 @@ use ratatui::{DefaultTerminal, Frame};
 use crate::snapshot::{Snapshot, cache_bytes};
 
 /// Runs the view until the user quits or the server goes away.
-pub fn run(server: &Memserver<Connection>, interval: Duration) -> Result<(), String> {
-    let first = Snapshot::take(server).map_err(|e| e.to_string())?;
+pub fn run(server: &Memserver<Connection>, name: &str, interval: Duration) -> Result<(), String> {
+    let first = Snapshot::take(server).map_err(|e| crate::query_error(name, e))?;
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot start the terminal view: {e}"))?;
     let result = view(&mut terminal, server, first, interval);
     ratatui::restore();
