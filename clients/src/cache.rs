@@ -24,6 +24,48 @@ struct Slot {
     capacity: u16,
 }
 
+/// Where the fast path counts its magazine hits. `Cache::alloc`/`free` add to the
+/// control-region header at once (one atomic add; the server reads those counters). A
+/// [`CacheGuard`] counts with plain adds and publishes in batches: at every miss, every
+/// [`PUBLISH_EVERY`] hits, and when it is dropped, so its fast path has no atomic instruction.
+#[derive(Debug, Default)]
+struct Pending {
+    batched: bool,
+    alloc_hits: u64,
+    free_hits: u64,
+}
+
+/// Hits a guard counts before it publishes them.
+const PUBLISH_EVERY: u64 = 256;
+
+impl Pending {
+    /// Counts one hit (`alloc` or `free`).
+    #[inline]
+    fn hit<T: Transport>(&mut self, server: &Memserver<T>, alloc: bool) {
+        if !self.batched {
+            let counters = server.raw_counters();
+            let counter = if alloc { counters.alloc_hits } else { counters.free_hits };
+            counter.fetch_add(1, Relaxed);
+            return;
+        }
+        let count = if alloc { &mut self.alloc_hits } else { &mut self.free_hits };
+        *count += 1;
+        if *count >= PUBLISH_EVERY {
+            self.publish(server);
+        }
+    }
+
+    fn publish<T: Transport>(&mut self, server: &Memserver<T>) {
+        let counters = server.raw_counters();
+        if self.alloc_hits > 0 {
+            counters.alloc_hits.fetch_add(core::mem::take(&mut self.alloc_hits), Relaxed);
+        }
+        if self.free_hits > 0 {
+            counters.free_hits.fetch_add(core::mem::take(&mut self.free_hits), Relaxed);
+        }
+    }
+}
+
 /// A slab cache. Corresponds to `struct kmem_cache`.
 ///
 /// Thread safety: a cache may be shared between threads; one spin lock per cache guards its
@@ -31,6 +73,11 @@ struct Slot {
 /// exchange, so the server never sees a magazine being changed under it). A spin lock
 /// rather than per-thread magazines because the control region has one slot per cache and
 /// the common case is one thread per client task, where the lock is never contended.
+///
+/// Each `alloc`/`free` takes the lock and counts its hit in the shared control-region header
+/// (two atomic instructions). A thread that does many operations in a row can take the lock
+/// once for all of them with [`Cache::lock`]: the [`CacheGuard`]'s `alloc`/`free` then run
+/// without any atomic instruction, and publish their counts in batches.
 pub struct Cache<'m, T: Transport> {
     server: &'m Memserver<T>,
     id: CacheId,
@@ -97,7 +144,25 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// Corresponds to `kmem_cache_alloc()`. A `SLAB_PANIC` cache panics when it cannot
     /// allocate, as Linux does at creation; others return the error.
     pub fn alloc(&self) -> Result<NonNull<u8>, Error> {
-        let result = self.alloc_inner();
+        let result = match self.slot {
+            Some(slot) => {
+                let _guard = self.lock.lock();
+                self.alloc_locked(slot, &mut Pending::default())
+            }
+            None => self.ipc_alloc(false),
+        };
+        self.check_panic(result)
+    }
+
+    /// Takes the cache's lock for a run of operations by one thread: the guard's `alloc` and
+    /// `free` are the magazine fast path without any atomic instruction. Other threads using
+    /// the cache wait (spin) until the guard is dropped.
+    pub fn lock(&self) -> CacheGuard<'_, 'm, T> {
+        CacheGuard { cache: self, _lock: self.lock.lock(), pending: Pending { batched: true, ..Pending::default() } }
+    }
+
+    /// `SLAB_PANIC`: a failed allocation is fatal, as Linux makes it.
+    fn check_panic(&self, result: Result<NonNull<u8>, Error>) -> Result<NonNull<u8>, Error> {
         if result.is_err() && self.flags & SLAB_PANIC != 0 {
             panic!("kmem_cache_alloc on a SLAB_PANIC cache failed: {:?}", result);
         }
@@ -120,14 +185,15 @@ impl<'m, T: Transport> Cache<'m, T> {
         Ok(ptr)
     }
 
-    fn alloc_inner(&self) -> Result<NonNull<u8>, Error> {
-        let Some(slot) = self.slot else { return self.ipc_alloc(false) };
+    /// The magazine path of `alloc`, with the lock held.
+    #[inline]
+    fn alloc_locked(&self, slot: Slot, pending: &mut Pending) -> Result<NonNull<u8>, Error> {
         let control = self.server.control();
-        let _guard = self.lock.lock();
         if let Some(handle) = control.pop(slot.index) {
-            self.server.raw_counters().alloc_hits.fetch_add(1, Relaxed);
+            pending.hit(self.server, true);
             return self.server.object(Handle(handle), self.layout.object_size as usize);
         }
+        pending.publish(self.server);
         self.server.raw_counters().misses.fetch_add(1, Relaxed);
         if control.count(slot.index, MagazineRole::Previous) == u32::from(slot.capacity) {
             control.swap(slot.index);
@@ -140,17 +206,31 @@ impl<'m, T: Transport> Cache<'m, T> {
 
     /// Corresponds to `kmem_cache_free()`.
     pub fn free(&self, ptr: NonNull<u8>) -> Result<(), Error> {
+        match self.slot {
+            Some(slot) => {
+                let _guard = self.lock.lock();
+                self.free_locked(slot, &mut Pending::default(), ptr)
+            }
+            None => self.ipc_free(ptr),
+        }
+    }
+
+    fn ipc_free(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
-        let Some(slot) = self.slot else {
-            self.server.raw_counters().misses.fetch_add(1, Relaxed);
-            return self.server.expect_done(&Request::Free { cache: self.id, handle });
-        };
+        self.server.raw_counters().misses.fetch_add(1, Relaxed);
+        self.server.expect_done(&Request::Free { cache: self.id, handle })
+    }
+
+    /// The magazine path of `free`, with the lock held.
+    #[inline]
+    fn free_locked(&self, slot: Slot, pending: &mut Pending, ptr: NonNull<u8>) -> Result<(), Error> {
+        let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
         let control = self.server.control();
-        let _guard = self.lock.lock();
         if control.push(slot.index, slot.capacity, handle.0) {
-            self.server.raw_counters().free_hits.fetch_add(1, Relaxed);
+            pending.hit(self.server, false);
             return Ok(());
         }
+        pending.publish(self.server);
         self.server.raw_counters().misses.fetch_add(1, Relaxed);
         if control.count(slot.index, MagazineRole::Previous) == 0 {
             control.swap(slot.index);
@@ -218,6 +298,41 @@ impl<'m, T: Transport> Cache<'m, T> {
             ctor(ptr);
         }
         Ok(ptr)
+    }
+}
+
+/// One thread's exclusive hold on a [`Cache`] (from [`Cache::lock`]): `alloc` and `free`
+/// without taking the lock per operation. Counters are published when it is dropped.
+pub struct CacheGuard<'c, 'm, T: Transport> {
+    cache: &'c Cache<'m, T>,
+    _lock: spin::MutexGuard<'c, ()>,
+    pending: Pending,
+}
+
+impl<T: Transport> CacheGuard<'_, '_, T> {
+    /// Corresponds to `kmem_cache_alloc()`, with the lock already held.
+    #[inline]
+    pub fn alloc(&mut self) -> Result<NonNull<u8>, Error> {
+        let result = match self.cache.slot {
+            Some(slot) => self.cache.alloc_locked(slot, &mut self.pending),
+            None => self.cache.ipc_alloc(false),
+        };
+        self.cache.check_panic(result)
+    }
+
+    /// Corresponds to `kmem_cache_free()`, with the lock already held.
+    #[inline]
+    pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), Error> {
+        match self.cache.slot {
+            Some(slot) => self.cache.free_locked(slot, &mut self.pending, ptr),
+            None => self.cache.ipc_free(ptr),
+        }
+    }
+}
+
+impl<T: Transport> Drop for CacheGuard<'_, '_, T> {
+    fn drop(&mut self) {
+        self.pending.publish(self.cache.server);
     }
 }
 

@@ -28,7 +28,7 @@ pub mod server;
 pub mod shm;
 pub mod transport;
 
-pub use cache::{Cache, Ctor, KmemCache};
+pub use cache::{Cache, CacheGuard, Ctor, KmemCache};
 pub use error::Error;
 pub use server::{CounterSnapshot, Memserver, hello_request};
 pub use shm::{Control, PublishedCounters, Window};

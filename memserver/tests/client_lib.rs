@@ -333,3 +333,37 @@ fn objects_in_magazines_count_as_allocated() {
     let info = ms.cache_info(cache.id()).unwrap();
     assert_eq!((info.active_objs, info.magazine_objs), (0, 0));
 }
+
+#[test]
+fn cache_guard_runs_the_fast_path_and_publishes_its_counts_when_dropped() {
+    let server = host::start_real(SYSTEM);
+    let ms = session(&server, "app");
+    let cache = Cache::create(&ms, "guarded", 64, 0, 0, None).unwrap();
+    let before = ms.counters();
+    let mut seen = HashSet::new();
+    {
+        let mut guard = cache.lock();
+        for round in 0..50u64 {
+            let objects: Vec<_> = (0..100).map(|_| guard.alloc().unwrap()).collect();
+            for &p in &objects {
+                // SAFETY: a 64-byte object of this client's window, owned here until freed.
+                unsafe { p.as_ptr().cast::<u64>().write(round) };
+                assert!(seen.insert((round, p.as_ptr() as usize)), "an object handed out twice in one round");
+            }
+            for p in objects {
+                // SAFETY: as above.
+                assert_eq!(unsafe { p.as_ptr().cast::<u64>().read() }, round, "an object was overwritten");
+                guard.free(p).unwrap();
+            }
+        }
+    }
+    let after = ms.counters();
+    let hits = (after.alloc_hits - before.alloc_hits) + (after.free_hits - before.free_hits);
+    let misses = after.misses - before.misses;
+    assert_eq!(hits + misses, 10_000, "every guarded operation is counted once the guard is dropped");
+    assert!(hits >= 9_000, "{hits} hits");
+    let stats = ms.stats().unwrap();
+    assert_eq!((stats.alloc_hits, stats.free_hits), (after.alloc_hits, after.free_hits), "the server sees the published counts");
+    let info = ms.cache_info(cache.id()).unwrap();
+    assert_eq!(info.active_objs, info.magazine_objs, "only objects sitting in the magazines stay allocated");
+}

@@ -52,6 +52,16 @@ pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) {
                 cache.free(object).expect("free");
             })
         });
+        // The same pair through a CacheGuard: the cache's lock taken once for the whole run,
+        // so each pair has no atomic instruction (single-owner use, `Cache::lock`).
+        group.bench_with_input(BenchmarkId::new("memserver-guard", size), &size, |b, _| {
+            let mut guard = cache.lock();
+            b.iter(|| {
+                let object = guard.alloc().expect("alloc");
+                touch(object);
+                guard.free(object).expect("free");
+            })
+        });
         let after = session.counters();
         assert_eq!(
             after.misses, before.misses,
