@@ -2,6 +2,7 @@
 # Runs both fuzz targets side by side for SECONDS each (make fuzz SECONDS=…), then prints, per
 # target, the executions, speed, coverage and whether anything crashed. Needs nightly and
 # cargo-fuzz (the Makefile installs it). Crash inputs land in fuzz/artifacts/<target>/.
+# FUZZ_ARGS passes more libFuzzer options (e.g. FUZZ_ARGS=-max_len=256 for more, shorter runs).
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
@@ -11,7 +12,7 @@ mkdir -p ../target/fuzz
 pids=()
 for t in dispatch magazine; do
     mkdir -p "corpus/$t"
-    cargo +nightly fuzz run "${flags[@]}" "$t" -- -max_total_time="$seconds" -print_final_stats=1 \
+    cargo +nightly fuzz run "${flags[@]}" "$t" -- -max_total_time="$seconds" -print_final_stats=1 ${FUZZ_ARGS:-} \
         >"../target/fuzz/$t.log" 2>&1 &
     pids+=($!)
 done
