@@ -64,9 +64,20 @@ impl Connection {
     pub fn connect(socket_path: &Path, hello: &[u8]) -> Result<(Connection, Vec<u8>), ConnectError> {
         let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
         rustix::net::connect(&socket, &SocketAddrUnix::new(socket_path)?)?;
-        send(&socket, hello)?;
+        // The server may refuse a connection (too many open) before it reads the Hello, and
+        // close it at once: the send then fails, but the refusal is already queued for us.
+        let sent = send(&socket, hello);
         let mut reply = vec![0u8; MESSAGE_MAX];
-        let (len, fds) = receive_with_fds(&socket, &mut reply)?;
+        let mut received = receive_with_fds(&socket, &mut reply);
+        if received.as_ref().is_err_and(|e| e.raw_os_error() == Some(Errno::CONNRESET.raw_os_error())) {
+            // Linux reports the reset once, ahead of the messages still queued: read again.
+            received = receive_with_fds(&socket, &mut reply);
+        }
+        let (len, fds) = match (received, sent) {
+            (Ok((len, fds)), _) if len > 0 || !fds.is_empty() => (len, fds),
+            (_, Err(e)) => return Err(e.into()),
+            (received, Ok(())) => received?,
+        };
         reply.truncate(len);
         if len == 0 && fds.is_empty() {
             return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "server closed the connection").into());
