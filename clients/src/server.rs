@@ -87,7 +87,14 @@ impl<T: Transport> Memserver<T> {
         if header.client != client || header.slots != magazine_slots || control.published_counters().is_none() {
             return Err(Error::Server(protocol::Error::Malformed));
         }
-        Ok(Memserver { transport: Mutex::new(transport), window, control, client, magazine_slots, counters: Counters::default() })
+        Ok(Memserver {
+            transport: Mutex::new(transport),
+            window,
+            control,
+            client,
+            magazine_slots,
+            counters: Counters::default(),
+        })
     }
 
     /// One request, one reply; `Reply::Error` becomes `Err(Error::Server)`.
@@ -204,7 +211,11 @@ impl<T: Transport> Memserver<T> {
     }
 
     /// Every slabinfo row (this client's, or all clients' with introspection rights).
-    pub fn for_each_slabinfo_row(&self, all_clients: bool, mut f: impl FnMut(&protocol::SlabInfoRow)) -> Result<(), Error> {
+    pub fn for_each_slabinfo_row(
+        &self,
+        all_clients: bool,
+        mut f: impl FnMut(&protocol::SlabInfoRow),
+    ) -> Result<(), Error> {
         for page in 0..=u16::MAX {
             match self.call(&Request::SlabInfo { page, all_clients })? {
                 Reply::SlabInfo { rows, more, .. } => {

@@ -28,11 +28,7 @@ window_pages = 8192
 
 fn memserver_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_loadgen")).with_file_name("memserver");
-    assert!(
-        path.exists(),
-        "{} not built: run `cargo build -p memserver` (make test builds it)",
-        path.display()
-    );
+    assert!(path.exists(), "{} not built: run `cargo build -p memserver` (make test builds it)", path.display());
     path
 }
 
@@ -54,13 +50,8 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.contains("listening on"),
-            "memserver did not start: {line}"
-        );
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("listening on"), "memserver did not start: {line}");
         Server { child, dir }
     }
 
@@ -86,41 +77,17 @@ fn run_workload(workload: &str, extra: &[&str]) -> serde_json::Value {
     let server = Server::start();
     let json = server.dir.path().join("out.json");
     let json_arg = json.to_str().unwrap();
-    let mut args = vec![
-        "--workload",
-        workload,
-        "--clients",
-        "2",
-        "--ops",
-        "3000",
-        "--json",
-        json_arg,
-    ];
+    let mut args = vec!["--workload", workload, "--clients", "2", "--ops", "3000", "--json", json_arg];
     args.extend_from_slice(extra);
     let out = server.loadgen(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "loadgen failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "loadgen failed: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("result: OK"), "{stdout}");
     assert!(stdout.contains("slabinfo - version: 2.1"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for key in [
-        "workload",
-        "clients",
-        "threads",
-        "seed",
-        "configs",
-        "slabinfo",
-        "verified",
-        "corrupted",
-        "failed",
-        "ok",
-    ] {
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in
+        ["workload", "clients", "threads", "seed", "configs", "slabinfo", "verified", "corrupted", "failed", "ok"]
+    {
         assert!(report.get(key).is_some(), "JSON has no {key}: {report}");
     }
     assert_eq!(report["workload"], workload);
@@ -131,17 +98,9 @@ fn run_workload(workload: &str, extra: &[&str]) -> serde_json::Value {
     for config in report["configs"].as_array().unwrap() {
         assert_eq!(config["clients"].as_array().unwrap().len(), 2, "{config}");
         let total = &config["total"];
-        for key in [
-            "ops",
-            "ops_per_sec",
-            "mean_ns",
-            "p50_ns",
-            "p90_ns",
-            "p99_ns",
-            "p999_ns",
-            "hit_rate",
-            "ipc_per_1000_ops",
-        ] {
+        for key in
+            ["ops", "ops_per_sec", "mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "hit_rate", "ipc_per_1000_ops"]
+        {
             assert!(total.get(key).is_some(), "total has no {key}: {total}");
         }
         assert_eq!(total["ops"], 6000, "{config}");
@@ -150,39 +109,16 @@ fn run_workload(workload: &str, extra: &[&str]) -> serde_json::Value {
 }
 
 fn config<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["configs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap()
+    report["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()
 }
 
 #[test]
 fn churn_runs_clean_and_hits_the_magazines() {
     let report = run_workload("churn", &[]);
-    let names: Vec<_> = report["configs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].clone())
-        .collect();
-    assert_eq!(
-        names,
-        ["memserver", "memserver-no-magazines", "glibc", "mimalloc"]
-    );
-    assert!(
-        config(&report, "memserver")["total"]["hit_rate"]
-            .as_f64()
-            .unwrap()
-            > 0.95
-    );
-    assert_eq!(
-        config(&report, "memserver-no-magazines")["total"]["hit_rate"]
-            .as_f64()
-            .unwrap(),
-        0.0
-    );
+    let names: Vec<_> = report["configs"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+    assert_eq!(names, ["memserver", "memserver-no-magazines", "glibc", "mimalloc"]);
+    assert!(config(&report, "memserver")["total"]["hit_rate"].as_f64().unwrap() > 0.95);
+    assert_eq!(config(&report, "memserver-no-magazines")["total"]["hit_rate"].as_f64().unwrap(), 0.0);
     assert!(config(&report, "glibc")["total"]["hit_rate"].is_null());
 }
 
@@ -212,35 +148,17 @@ fn ctor_runs_clean() {
 fn no_magazines_makes_every_operation_an_ipc() {
     let report = run_workload("churn", &["--no-magazines", "--no-baselines"]);
     let total = &config(&report, "memserver-no-magazines")["total"];
-    assert!(
-        total["ipc_per_1000_ops"].as_f64().unwrap() >= 1000.0,
-        "{total}"
-    );
+    assert!(total["ipc_per_1000_ops"].as_f64().unwrap() >= 1000.0, "{total}");
 }
 
 #[test]
 fn plot_is_an_svg() {
     let server = Server::start();
     let svg = server.dir.path().join("cdf.svg");
-    let out = server.loadgen(&[
-        "--workload",
-        "churn",
-        "--ops",
-        "2000",
-        "--plot",
-        svg.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = server.loadgen(&["--workload", "churn", "--ops", "2000", "--plot", svg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&svg).unwrap();
-    assert!(
-        text.starts_with("<svg") && text.contains("mimalloc"),
-        "{}",
-        &text[..text.len().min(200)]
-    );
+    assert!(text.starts_with("<svg") && text.contains("mimalloc"), "{}", &text[..text.len().min(200)]);
 }
 
 #[test]

@@ -36,11 +36,7 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let binary = Path::new(env!("CARGO_BIN_EXE_memctl")).with_file_name("memserver");
-        assert!(
-            binary.exists(),
-            "{} not built: run `cargo build -p memserver`",
-            binary.display()
-        );
+        assert!(binary.exists(), "{} not built: run `cargo build -p memserver`", binary.display());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("system.toml"), SYSTEM).unwrap();
         let mut child = Command::new(binary)
@@ -51,13 +47,8 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.contains("listening on"),
-            "server did not start: {line:?}"
-        );
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("listening on"), "server did not start: {line:?}");
         Server { child, dir }
     }
 
@@ -66,11 +57,7 @@ impl Server {
     }
 
     fn memctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_memctl"))
-            .current_dir(self.dir.path())
-            .args(args)
-            .output()
-            .unwrap()
+        Command::new(env!("CARGO_BIN_EXE_memctl")).current_dir(self.dir.path()).args(args).output().unwrap()
     }
 }
 
@@ -82,11 +69,7 @@ impl Drop for Server {
 }
 
 fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "memctl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "memctl failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
@@ -104,52 +87,28 @@ fn slabinfo_and_stats_show_a_running_client() {
         lines[1],
         "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>"
     );
-    let row = lines
-        .iter()
-        .find(|l| l.starts_with("app/dentry "))
-        .expect("app/dentry row");
+    let row = lines.iter().find(|l| l.starts_with("app/dentry ")).expect("app/dentry row");
     let fields: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(fields.len(), 16, "{row}");
-    assert!(
-        fields[1].parse::<u32>().unwrap() >= 100,
-        "active_objs {row}"
-    );
+    assert!(fields[1].parse::<u32>().unwrap() >= 100, "active_objs {row}");
     assert!(lines.iter().any(|l| l.starts_with("memctl/kmalloc-8 ")));
 
     let one = stdout(&server.memctl(&["slabinfo", "--client", "app"]));
     assert!(one.lines().any(|l| l.starts_with("dentry ")), "{one}");
     assert!(!one.contains("memctl") && !one.contains("app/"), "{one}");
 
-    let json: serde_json::Value =
-        serde_json::from_str(&stdout(&server.memctl(&["stats", "--json"]))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&server.memctl(&["stats", "--json"]))).unwrap();
     assert_eq!(json["pool"]["pages"], 4096);
-    let app_stats = json["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "app")
-        .expect("app in stats");
+    let app_stats = json["clients"].as_array().unwrap().iter().find(|c| c["name"] == "app").expect("app in stats");
     assert_eq!(app_stats["quota_pages"], 1024);
     assert!(app_stats["pages"].as_u64().unwrap() > 0);
     assert!(app_stats["live_objects"].as_u64().unwrap() >= 100);
-    assert!(
-        app_stats["magazines"]["alloc_hits"].as_u64().unwrap() >= 90,
-        "{app_stats}"
-    );
+    assert!(app_stats["magazines"]["alloc_hits"].as_u64().unwrap() >= 90, "{app_stats}");
     assert!(app_stats["ipc"]["refills"].as_u64().unwrap() >= 1);
-    assert!(
-        json["clients"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["name"] == "memctl")
-    );
+    assert!(json["clients"].as_array().unwrap().iter().any(|c| c["name"] == "memctl"));
 
     let table = stdout(&server.memctl(&["stats"]));
-    assert!(
-        table.starts_with("pool: ") && table.contains(" app "),
-        "{table}"
-    );
+    assert!(table.starts_with("pool: ") && table.contains(" app "), "{table}");
     for p in objects {
         cache.free(p).unwrap();
     }
@@ -172,8 +131,5 @@ fn errors_are_clear_and_exit_nonzero() {
     let as_app = server.memctl(&["--name", "app", "stats", "--json"]);
     assert!(!as_app.status.success());
     let message = String::from_utf8_lossy(&as_app.stderr);
-    assert!(
-        message.contains("client \"app\" may not look at other clients"),
-        "{message}"
-    );
+    assert!(message.contains("client \"app\" may not look at other clients"), "{message}");
 }

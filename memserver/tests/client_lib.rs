@@ -61,7 +61,14 @@ fn magazine_fast_path_hit_rate_is_at_least_90_percent_on_churn() {
         }
     }
     let c = ms.counters();
-    println!("churn: {} alloc hits, {} free hits, {} misses, {} IPCs, hit rate {:.1} %", c.alloc_hits, c.free_hits, c.misses, c.calls, c.hit_rate() * 100.0);
+    println!(
+        "churn: {} alloc hits, {} free hits, {} misses, {} IPCs, hit rate {:.1} %",
+        c.alloc_hits,
+        c.free_hits,
+        c.misses,
+        c.calls,
+        c.hit_rate() * 100.0
+    );
     assert!(c.hit_rate() >= 0.90, "hit rate {:.3}", c.hit_rate());
     assert!(c.calls < 10_000, "{} IPCs for 200,000 operations", c.calls);
     // The counters the library published in the control region reach the server's Stats.
@@ -239,16 +246,20 @@ fn kmem_cache_takes_size_and_alignment_from_the_type() {
 fn four_threads_share_caches_without_loss_or_duplication() {
     let server = host::start_real(SYSTEM);
     let ms = session(&server, "app");
-    let caches = [Cache::create(&ms, "shared-64", 64, 0, 0, None).unwrap(), Cache::create(&ms, "shared-200", 200, 0, 0, None).unwrap()];
+    let caches = [
+        Cache::create(&ms, "shared-64", 64, 0, 0, None).unwrap(),
+        Cache::create(&ms, "shared-200", 200, 0, 0, None).unwrap(),
+    ];
     let sizes = [64usize, 200];
     let live: Mutex<HashSet<usize>> = Mutex::new(HashSet::new());
     // Each thread returns what it still holds: (cache, address, tag).
     let leftovers: Vec<Vec<(usize, usize, u64)>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4u64).map(|t| {
-            let (caches, sizes, live) = (&caches, &sizes, &live);
-            s.spawn(move || worker(t, caches, sizes, live))
-        })
-        .collect();
+        let workers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (caches, sizes, live) = (&caches, &sizes, &live);
+                s.spawn(move || worker(t, caches, sizes, live))
+            })
+            .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     let total: usize = leftovers.iter().map(Vec::len).sum();
@@ -267,7 +278,12 @@ fn four_threads_share_caches_without_loss_or_duplication() {
 /// One thread of `four_threads_share_caches_without_loss_or_duplication`: random allocs and
 /// frees over both caches, every object pattern-checked before it is freed, every address
 /// registered in `live` (a second hand-out of a live object fails the insert).
-fn worker(t: u64, caches: &[Cache<'_, Connection>; 2], sizes: &[usize; 2], live: &Mutex<HashSet<usize>>) -> Vec<(usize, usize, u64)> {
+fn worker(
+    t: u64,
+    caches: &[Cache<'_, Connection>; 2],
+    sizes: &[usize; 2],
+    live: &Mutex<HashSet<usize>>,
+) -> Vec<(usize, usize, u64)> {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (t + 1);
     let mut mine: Vec<(usize, usize, u64)> = Vec::new();
     for i in 0..30_000u64 {
@@ -363,7 +379,11 @@ fn cache_guard_runs_the_fast_path_and_publishes_its_counts_when_dropped() {
     assert_eq!(hits + misses, 10_000, "every guarded operation is counted once the guard is dropped");
     assert!(hits >= 9_000, "{hits} hits");
     let stats = ms.stats().unwrap();
-    assert_eq!((stats.alloc_hits, stats.free_hits), (after.alloc_hits, after.free_hits), "the server sees the published counts");
+    assert_eq!(
+        (stats.alloc_hits, stats.free_hits),
+        (after.alloc_hits, after.free_hits),
+        "the server sees the published counts"
+    );
     let info = ms.cache_info(cache.id()).unwrap();
     assert_eq!(info.active_objs, info.magazine_objs, "only objects sitting in the magazines stay allocated");
 }

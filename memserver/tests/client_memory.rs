@@ -80,7 +80,10 @@ fn shrink_returns_memory_to_the_os_server_and_client_resident_memory_fall() {
     // Everything the client grew by is gone from its mapping; the server gives back at least
     // 90 % of its growth (its own heap may move by a few pages meanwhile).
     assert!(client_2 <= client_0 + 64, "client resident {client_2} KiB after shrink (was {client_0})");
-    assert!(server_1 - server_2 >= (server_1 - server_0) * 9 / 10, "server resident {server_0} -> {server_1} -> {server_2}");
+    assert!(
+        server_1 - server_2 >= (server_1 - server_0) * 9 / 10,
+        "server resident {server_0} -> {server_1} -> {server_2}"
+    );
 }
 
 #[test]

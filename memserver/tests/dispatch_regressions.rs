@@ -28,20 +28,25 @@ fn busy_destroy_leaves_the_magazines_alone() {
     let size = server.config().control_size();
     server.engine_mut().platform_mut().create_control(1, size);
     server.admit(1, &ClientSpec { name: name.clone(), window_pages: 64, quota_pages: 64, introspect: false }).unwrap();
-    assert!(matches!(call(&mut server, &Request::Hello { version: PROTOCOL_VERSION, client_name: name }), Reply::Hello { .. }));
+    assert!(matches!(
+        call(&mut server, &Request::Hello { version: PROTOCOL_VERSION, client_name: name }),
+        Reply::Hello { .. }
+    ));
     let name = protocol::cache_name("busy").unwrap();
     let Reply::Created { cache, slot: Some(slot), .. } =
         call(&mut server, &Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false })
     else {
         panic!("no magazine cache")
     };
-    let Reply::Exchanged { count, .. } = call(&mut server, &Request::MagazineExchange { cache, slot, op: ExchangeOp::Refill })
+    let Reply::Exchanged { count, .. } =
+        call(&mut server, &Request::MagazineExchange { cache, slot, op: ExchangeOp::Refill })
     else {
         panic!("refill")
     };
     let Reply::Object { handle, .. } = call(&mut server, &Request::Alloc { cache }) else { panic!("alloc") };
     let region = |s: &mut Server<'_, ServerPlatform>| {
-        control::read_magazine(s.engine_mut().platform_mut().control_bytes(1).as_slice(), slot, MagazineRole::Loaded).unwrap()
+        control::read_magazine(s.engine_mut().platform_mut().control_bytes(1).as_slice(), slot, MagazineRole::Loaded)
+            .unwrap()
     };
     let loaded = region(&mut server);
     let info = |s: &mut Server<'_, ServerPlatform>, cache: CacheId| match call(s, &Request::CacheInfo { cache }) {

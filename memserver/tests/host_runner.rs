@@ -61,7 +61,9 @@ fn release_punches_holes_and_resident_memory_falls() {
     eprintln!(
         "client window RSS: touched {touched} KiB, after release {after} KiB; client process RSS: \
          before {} KiB, touched {} KiB, after {} KiB",
-        process_before * 4, process_touched * 4, process_after * 4
+        process_before * 4,
+        process_touched * 4,
+        process_after * 4
     );
     assert_eq!((touched, after), (16 * 1024, 0));
     let mut byte = [1u8];

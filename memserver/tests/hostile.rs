@@ -51,17 +51,11 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("pool_exhaustion", limits::pool_exhaustion),
     ("malformed_messages", wire::malformed_messages),
     ("hostile_cache_create", limits::hostile_cache_create),
-    (
-        "destroy_busy_unknown_twice",
-        limits::destroy_busy_unknown_twice,
-    ),
+    ("destroy_busy_unknown_twice", limits::destroy_busy_unknown_twice),
     ("sigkill_holding_objects", kills::sigkill_holding_objects),
     ("sigkill_loaded_magazines", kills::sigkill_loaded_magazines),
     ("sigkill_mid_exchange", kills::sigkill_mid_exchange),
-    (
-        "never_hello_and_connection_flood",
-        wire::never_hello_and_connection_flood,
-    ),
+    ("never_hello_and_connection_flood", wire::never_hello_and_connection_flood),
     ("red_zone_and_poison", handles::red_zone_and_poison),
     ("flooding_client_fairness", wire::flooding_client_fairness),
 ];
@@ -92,11 +86,7 @@ fn run_one(world: &mut World, attack: Attack, tally: &mut Tally) -> Vec<String> 
     }
     let effects = world.cross_client_effects();
     tally.cross_client_effects += effects.len() as u32;
-    problems.extend(
-        effects
-            .into_iter()
-            .map(|e| format!("cross-client effect: {e}")),
-    );
+    problems.extend(effects.into_iter().map(|e| format!("cross-client effect: {e}")));
     match world.leaked_frames() {
         Ok(0) => {}
         Ok(n) => {
@@ -132,13 +122,7 @@ fn main() -> ExitCode {
         .iter()
         .filter(|(name, _)| {
             filters.is_empty()
-                || filters.iter().any(|f| {
-                    if exact {
-                        *name == f.as_str()
-                    } else {
-                        name.contains(f.as_str())
-                    }
-                })
+                || filters.iter().any(|f| if exact { *name == f.as_str() } else { name.contains(f.as_str()) })
         })
         .collect();
     if args.iter().any(|a| a == "--list") {
@@ -163,9 +147,7 @@ fn main() -> ExitCode {
             None => match World::start() {
                 Ok(w) => world.insert(w),
                 Err(e) => {
-                    tally
-                        .failed
-                        .push(format!("{name}: cannot restart the world: {e}"));
+                    tally.failed.push(format!("{name}: cannot restart the world: {e}"));
                     continue;
                 }
             },
@@ -186,11 +168,7 @@ fn main() -> ExitCode {
         }
     }
     let passed = tally.attacks as usize - tally.failed.len().min(tally.attacks as usize);
-    let verdict = if tally.failed.is_empty() {
-        "ok"
-    } else {
-        "FAILED"
-    };
+    let verdict = if tally.failed.is_empty() { "ok" } else { "FAILED" };
     println!(
         "\ntest result: {verdict}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
         tally.failed.len(),
@@ -212,9 +190,5 @@ fn main() -> ExitCode {
         && tally.server_crashes == 0
         && tally.cross_client_effects == 0
         && tally.leaked_frames == 0;
-    if clean {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

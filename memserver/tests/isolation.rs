@@ -48,7 +48,8 @@ fn cache_ids_are_per_client() {
 fn reclaim_returns_everything_and_accounting_is_exact() {
     let mut e = engine();
     let a = e.cache_create(0, "a", 100, 0, protocol::flags::SLAB_STORE_USER, false).unwrap();
-    let b = e.cache_create(0, "b", 3000, 0, protocol::flags::SLAB_POISON | protocol::flags::SLAB_RED_ZONE, false).unwrap();
+    let b =
+        e.cache_create(0, "b", 3000, 0, protocol::flags::SLAB_POISON | protocol::flags::SLAB_RED_ZONE, false).unwrap();
     for _ in 0..100 {
         e.cache_alloc(0, a).unwrap();
     }

@@ -59,9 +59,10 @@ proptest! {
 fn model_programs_reach_failure_paths() {
     use proptest::test_runner::{Config, TestRunner};
     use protocol::ErrorCode;
-    let mut runner = TestRunner::new_with_rng(Config::default(), proptest::test_runner::TestRng::deterministic_rng(
-        proptest::test_runner::RngAlgorithm::ChaCha,
-    ));
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+    );
     let strategy = proptest::collection::vec(op(), 40..80);
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..300 {

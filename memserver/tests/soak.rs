@@ -161,13 +161,7 @@ fn worker(socket: &Path, name: &str, seed: u64) -> Result<u64, String> {
                 let offset = window.handle(ptr).ok_or("object outside the window")?.0 as usize;
                 let byte = rng.next() as u8;
                 fill(ptr, byte, len);
-                held.push(Held {
-                    offset,
-                    ptr,
-                    len,
-                    byte,
-                    cache: Some(i),
-                });
+                held.push(Held { offset, ptr, len, byte, cache: Some(i) });
             }
             7 if held.len() < 3000 => {
                 let largest = if rng.below(8) == 0 { 40_000 } else { 3000 };
@@ -182,13 +176,7 @@ fn worker(socket: &Path, name: &str, seed: u64) -> Result<u64, String> {
                 let offset = window.handle(ptr).ok_or("object outside the window")?.0 as usize;
                 let byte = rng.next() as u8;
                 fill(ptr, byte, len);
-                held.push(Held {
-                    offset,
-                    ptr,
-                    len,
-                    byte,
-                    cache: None,
-                });
+                held.push(Held { offset, ptr, len, byte, cache: None });
             }
             8 => {
                 for _ in 0..8.min(held.len()) {
@@ -222,10 +210,7 @@ fn worker(socket: &Path, name: &str, seed: u64) -> Result<u64, String> {
     }
     let stats = server.stats().map_err(e("stats"))?;
     if stats.live_objects != 0 {
-        return Err(format!(
-            "{name}: {} objects still live after freeing everything",
-            stats.live_objects
-        ));
+        return Err(format!("{name}: {} objects still live after freeing everything", stats.live_objects));
     }
     Ok(ops)
 }
@@ -319,11 +304,7 @@ fn main() -> ExitCode {
     let mut server = server;
     let crashed = !matches!(server.child.try_wait(), Ok(None));
     let all_back = names.iter().all(|n| reclaimed(&socket, n));
-    let pool_end = if crashed {
-        0
-    } else {
-        ok("stats", observer.stats()).map(|s| s.pool_free_pages).unwrap_or(0)
-    };
+    let pool_end = if crashed { 0 } else { ok("stats", observer.stats()).map(|s| s.pool_free_pages).unwrap_or(0) };
     if !all_back {
         problems.push("a worker's session was never reclaimed".into());
     }
@@ -334,9 +315,5 @@ fn main() -> ExitCode {
         "soak: seconds={seconds} kills={kills} graceful={graceful} ops={ops} lost={lost} server_crashes={} pool_start={pool_start} pool_end={pool_end}",
         u32::from(crashed)
     );
-    if problems.is_empty() && !crashed && pool_end == pool_start {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    if problems.is_empty() && !crashed && pool_end == pool_start { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

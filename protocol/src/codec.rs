@@ -65,13 +65,8 @@ mod tests {
     #[test]
     fn trailing_bytes_are_malformed() {
         let mut buf = [0u8; MAX_MESSAGE_BYTES];
-        let len = encode_request(&Request::Alloc { cache: CacheId(7) }, &mut buf)
-            .unwrap()
-            .len();
-        assert_eq!(
-            decode_request(&buf[..len]),
-            Ok(Request::Alloc { cache: CacheId(7) })
-        );
+        let len = encode_request(&Request::Alloc { cache: CacheId(7) }, &mut buf).unwrap().len();
+        assert_eq!(decode_request(&buf[..len]), Ok(Request::Alloc { cache: CacheId(7) }));
         assert_eq!(decode_request(&buf[..len + 1]), Err(Error::Malformed));
     }
 
@@ -86,10 +81,7 @@ mod tests {
     #[test]
     fn small_buffer_is_an_error_not_a_panic() {
         let mut buf = [0u8; 2];
-        let r = Request::Free {
-            cache: CacheId(u32::MAX),
-            handle: crate::Handle(u64::MAX),
-        };
+        let r = Request::Free { cache: CacheId(u32::MAX), handle: crate::Handle(u64::MAX) };
         assert_eq!(encode_request(&r, &mut buf), Err(Error::Malformed));
     }
 }

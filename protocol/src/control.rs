@@ -126,8 +126,7 @@ pub const HANDLES_OFFSET: usize = 8;
 const _: () = assert!(HEADER_SIZE == 64);
 const _: () = assert!(core::mem::offset_of!(ControlHeader, alloc_hits) == ALLOC_HITS_OFFSET);
 const _: () = assert!(core::mem::offset_of!(ControlHeader, free_hits) == FREE_HITS_OFFSET);
-const _: () =
-    assert!(core::mem::offset_of!(ControlHeader, magazine_misses) == MAGAZINE_MISSES_OFFSET);
+const _: () = assert!(core::mem::offset_of!(ControlHeader, magazine_misses) == MAGAZINE_MISSES_OFFSET);
 const _: () = assert!(MAGAZINE_SIZE == 8 + 8 * MAGAZINE_MAX);
 const _: () = assert!(SLOT_SIZE == 8 + 2 * MAGAZINE_SIZE);
 const _: () = assert!(MAGAZINE_MAX <= u64::BITS as usize);
@@ -184,9 +183,7 @@ impl ControlHeader {
             return Err(Error::Malformed);
         }
         if self.version != PROTOCOL_VERSION {
-            return Err(Error::VersionMismatch {
-                server: self.version,
-            });
+            return Err(Error::VersionMismatch { server: self.version });
         }
         if usize::from(self.capacity) > MAGAZINE_MAX || slot_offset(self.slots) > region_len {
             return Err(Error::Malformed);
@@ -197,20 +194,13 @@ impl ControlHeader {
 
 impl Magazine {
     /// A magazine with no handles.
-    pub const EMPTY: Magazine = Magazine {
-        count: 0,
-        pad: 0,
-        handles: [0; MAGAZINE_MAX],
-    };
+    pub const EMPTY: Magazine = Magazine { count: 0, pad: 0, handles: [0; MAGAZINE_MAX] };
 
     /// A magazine holding `handles`; `InvalidArgument` if there are more than
     /// [`MAGAZINE_MAX`].
     pub fn from_handles(handles: &[u64]) -> Result<Magazine, Error> {
         let mut magazine = Magazine::EMPTY;
-        let dst = magazine
-            .handles
-            .get_mut(..handles.len())
-            .ok_or(Error::InvalidArgument)?;
+        let dst = magazine.handles.get_mut(..handles.len()).ok_or(Error::InvalidArgument)?;
         dst.copy_from_slice(handles);
         magazine.count = handles.len() as u32;
         Ok(magazine)
@@ -252,19 +242,13 @@ impl ControlMemory for [u8] {
         <[u8]>::len(self)
     }
     fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
-        let end = offset
-            .checked_add(dst.len())
-            .ok_or(Error::InvalidArgument)?;
+        let end = offset.checked_add(dst.len()).ok_or(Error::InvalidArgument)?;
         dst.copy_from_slice(self.get(offset..end).ok_or(Error::InvalidArgument)?);
         Ok(())
     }
     fn write(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
-        let end = offset
-            .checked_add(src.len())
-            .ok_or(Error::InvalidArgument)?;
-        self.get_mut(offset..end)
-            .ok_or(Error::InvalidArgument)?
-            .copy_from_slice(src);
+        let end = offset.checked_add(src.len()).ok_or(Error::InvalidArgument)?;
+        self.get_mut(offset..end).ok_or(Error::InvalidArgument)?.copy_from_slice(src);
         Ok(())
     }
 }
@@ -303,10 +287,7 @@ pub fn read_header<M: ControlMemory + ?Sized>(mem: &M) -> Result<ControlHeader, 
 /// values are whatever the client wrote: informational, never trusted.
 pub fn read_client_counters<M: ControlMemory + ?Sized>(mem: &M) -> Result<ClientCounters, Error> {
     let mut bytes = [0u8; 8];
-    let mut word = |offset| {
-        mem.read(offset, &mut bytes)
-            .map(|()| u64::from_ne_bytes(bytes))
-    };
+    let mut word = |offset| mem.read(offset, &mut bytes).map(|()| u64::from_ne_bytes(bytes));
     Ok(ClientCounters {
         alloc_hits: word(ALLOC_HITS_OFFSET)?,
         free_hits: word(FREE_HITS_OFFSET)?,
@@ -316,11 +297,7 @@ pub fn read_client_counters<M: ControlMemory + ?Sized>(mem: &M) -> Result<Client
 
 /// Copies one magazine out by value. Its count is not checked yet: call
 /// [`Magazine::checked_handles`] with the slot's capacity.
-pub fn read_magazine<M: ControlMemory + ?Sized>(
-    mem: &M,
-    slot: u16,
-    role: MagazineRole,
-) -> Result<Magazine, Error> {
+pub fn read_magazine<M: ControlMemory + ?Sized>(mem: &M, slot: u16, role: MagazineRole) -> Result<Magazine, Error> {
     let mut bytes = [0u8; MAGAZINE_SIZE];
     mem.read(magazine_offset(slot, role), &mut bytes)?;
     Magazine::read_from_bytes(&bytes).map_err(|_| Error::InvalidArgument)
@@ -356,11 +333,7 @@ pub fn write_slot_binding<M: ControlMemory + ?Sized>(
     let fresh = MagazineSlot {
         cache: binding.map_or(0, |(cache, _)| cache.0),
         capacity: binding.map_or(0, |(_, capacity)| capacity),
-        state: if binding.is_some() {
-            SLOT_BOUND
-        } else {
-            SLOT_FREE
-        },
+        state: if binding.is_some() { SLOT_BOUND } else { SLOT_FREE },
         loaded: Magazine::EMPTY,
         previous: Magazine::EMPTY,
     };

@@ -12,18 +12,12 @@ fn layout_offsets_are_as_documented() {
     assert_eq!(slot_offset(1), 64 + 1048);
     assert_eq!(magazine_offset(0, MagazineRole::Loaded), 72);
     assert_eq!(magazine_offset(0, MagazineRole::Previous), 592);
-    assert_eq!(
-        magazine_offset(2, MagazineRole::Previous),
-        64 + 2 * 1048 + 528
-    );
+    assert_eq!(magazine_offset(2, MagazineRole::Previous), 64 + 2 * 1048 + 528);
     assert_eq!(control_region_size(0), PAGE_SIZE);
     assert_eq!(control_region_size(3), PAGE_SIZE);
     assert_eq!(control_region_size(4), 2 * PAGE_SIZE);
     assert_eq!(control_region_size(64), 17 * PAGE_SIZE);
-    assert_eq!(
-        control_region_size(u16::MAX),
-        (64 + 65535 * 1048usize).div_ceil(4096) * 4096
-    );
+    assert_eq!(control_region_size(u16::MAX), (64 + 65535 * 1048usize).div_ceil(4096) * 4096);
     assert_eq!(CONTROL_MAGIC, 0x534d_454d);
 }
 
@@ -44,29 +38,17 @@ fn header_bytes_are_as_documented() {
 fn client_counters_sit_in_the_header_and_init_zeroes_them() {
     let mut region = [0u8; PAGE_SIZE];
     init_region(&mut region[..], 1, 2, 64).unwrap();
-    assert_eq!(
-        read_client_counters(&region[..]),
-        Ok(ClientCounters::default())
-    );
+    assert_eq!(read_client_counters(&region[..]), Ok(ClientCounters::default()));
     region[ALLOC_HITS_OFFSET..ALLOC_HITS_OFFSET + 8].copy_from_slice(&7u64.to_ne_bytes());
     region[FREE_HITS_OFFSET..FREE_HITS_OFFSET + 8].copy_from_slice(&u64::MAX.to_ne_bytes());
     region[MAGAZINE_MISSES_OFFSET..MAGAZINE_MISSES_OFFSET + 8].copy_from_slice(&3u64.to_ne_bytes());
     let c = read_client_counters(&region[..]).unwrap();
-    assert_eq!(
-        (c.alloc_hits, c.free_hits, c.magazine_misses),
-        (7, u64::MAX, 3)
-    );
+    assert_eq!((c.alloc_hits, c.free_hits, c.magazine_misses), (7, u64::MAX, 3));
     // Whatever the client writes there, the header still checks.
     assert!(read_header(&region[..]).is_ok());
     init_region(&mut region[..], 1, 2, 64).unwrap();
-    assert_eq!(
-        read_client_counters(&region[..]),
-        Ok(ClientCounters::default())
-    );
-    assert_eq!(
-        read_client_counters(&region[..8]),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(read_client_counters(&region[..]), Ok(ClientCounters::default()));
+    assert_eq!(read_client_counters(&region[..8]), Err(Error::InvalidArgument));
 }
 
 #[test]
@@ -77,14 +59,8 @@ fn init_then_read_header() {
     assert_eq!((h.client, h.slots, h.capacity), (7, 4, 32));
     assert!(region[HEADER_SIZE..].iter().all(|&b| b == 0));
     // Slots that do not fit, capacity above the maximum.
-    assert_eq!(
-        init_region(&mut region[..], 7, 8, 32),
-        Err(Error::InvalidArgument)
-    );
-    assert_eq!(
-        init_region(&mut region[..], 7, 4, 65),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(init_region(&mut region[..], 7, 8, 32), Err(Error::InvalidArgument));
+    assert_eq!(init_region(&mut region[..], 7, 4, 65), Err(Error::InvalidArgument));
 }
 
 #[test]
@@ -96,10 +72,7 @@ fn tampered_headers_are_rejected() {
     assert_eq!(read_header(&bad[..]), Err(Error::Malformed));
     let mut bad = region;
     bad[4] = bad[4].wrapping_add(1);
-    assert!(matches!(
-        read_header(&bad[..]),
-        Err(Error::VersionMismatch { .. })
-    ));
+    assert!(matches!(read_header(&bad[..]), Err(Error::VersionMismatch { .. })));
     let mut bad = region;
     bad[8] = 200; // 200 slots do not fit in one page
     assert_eq!(read_header(&bad[..]), Err(Error::Malformed));
@@ -119,10 +92,7 @@ fn magazines_round_trip_by_value() {
     let back = read_magazine(&region[..], 2, MagazineRole::Previous).unwrap();
     assert_eq!(back, m);
     assert_eq!(back.checked_handles(16).unwrap(), &[8, 16, 24]);
-    assert_eq!(
-        read_magazine(&region[..], 2, MagazineRole::Loaded).unwrap(),
-        Magazine::EMPTY
-    );
+    assert_eq!(read_magazine(&region[..], 2, MagazineRole::Loaded).unwrap(), Magazine::EMPTY);
     write_count(&mut region[..], 2, MagazineRole::Previous, 0).unwrap();
     let drained = read_magazine(&region[..], 2, MagazineRole::Previous).unwrap();
     assert_eq!(drained.checked_handles(16).unwrap(), &[] as &[u64]);
@@ -142,10 +112,7 @@ fn tampered_counts_are_rejected() {
     assert_eq!(m.checked_handles(64), Err(Error::InvalidArgument));
     m.count = 65;
     assert_eq!(m.checked_handles(u16::MAX), Err(Error::InvalidArgument));
-    assert_eq!(
-        Magazine::from_handles(&[0; MAGAZINE_MAX + 1]),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(Magazine::from_handles(&[0; MAGAZINE_MAX + 1]), Err(Error::InvalidArgument));
 }
 
 #[test]
@@ -154,26 +121,11 @@ fn out_of_range_slots_are_errors_not_panics() {
     // private knowledge. Slot 3 starts in the page but its previous magazine ends past it.
     let mut region = [0u8; PAGE_SIZE];
     init_region(&mut region[..], 1, 3, 64).unwrap();
-    assert_eq!(
-        read_magazine(&region[..], 4, MagazineRole::Loaded),
-        Err(Error::InvalidArgument)
-    );
-    assert_eq!(
-        read_magazine(&region[..], u16::MAX, MagazineRole::Previous),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(read_magazine(&region[..], 4, MagazineRole::Loaded), Err(Error::InvalidArgument));
+    assert_eq!(read_magazine(&region[..], u16::MAX, MagazineRole::Previous), Err(Error::InvalidArgument));
     let m = Magazine::EMPTY;
-    assert_eq!(
-        write_magazine(&mut region[..], 3, MagazineRole::Previous, &m),
-        Err(Error::InvalidArgument)
-    );
-    assert_eq!(
-        write_count(&mut region[..], u16::MAX, MagazineRole::Loaded, 0),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(write_magazine(&mut region[..], 3, MagazineRole::Previous, &m), Err(Error::InvalidArgument));
+    assert_eq!(write_count(&mut region[..], u16::MAX, MagazineRole::Loaded, 0), Err(Error::InvalidArgument));
     let mut buf = [0u8; 8];
-    assert_eq!(
-        region[..].read(usize::MAX - 2, &mut buf),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(region[..].read(usize::MAX - 2, &mut buf), Err(Error::InvalidArgument));
 }

@@ -52,11 +52,7 @@ pub fn pack(bytes: &[u8], words: &mut MessageWords) -> Result<(u64, usize), Erro
 /// `Malformed` if a label bit above [`LABEL_LENGTH_MASK`] is set, the length is above
 /// [`MAX_MESSAGE_BYTES`], `words` has more or fewer words than the length needs, or a padding
 /// byte of the last word is not 0.
-pub fn unpack<'a>(
-    label: u64,
-    words: &[u64],
-    buf: &'a mut MessageBuffer,
-) -> Result<&'a [u8], Error> {
+pub fn unpack<'a>(label: u64, words: &[u64], buf: &'a mut MessageBuffer) -> Result<&'a [u8], Error> {
     if label & !LABEL_LENGTH_MASK != 0 {
         return Err(Error::Malformed);
     }
@@ -144,10 +140,7 @@ mod tests {
         assert_eq!(unpack(1, &[0x100], &mut buf), Err(Error::Malformed));
         // Too long to pack.
         let mut w = [0u64; MAX_MESSAGE_WORDS];
-        assert_eq!(
-            pack(&[0u8; MAX_MESSAGE_BYTES + 1], &mut w),
-            Err(Error::Malformed)
-        );
+        assert_eq!(pack(&[0u8; MAX_MESSAGE_BYTES + 1], &mut w), Err(Error::Malformed));
     }
 
     #[test]

@@ -124,8 +124,7 @@ pub struct ClientEntry {
 }
 
 /// Rows of one `Reply::SlabInfo` page: as many as fit in [`MAX_MESSAGE_BYTES`].
-pub const SLABINFO_ROWS_PER_PAGE: usize =
-    (MAX_MESSAGE_BYTES - SLABINFO_REPLY_OVERHEAD) / SlabInfoRow::MAX_ENCODED;
+pub const SLABINFO_ROWS_PER_PAGE: usize = (MAX_MESSAGE_BYTES - SLABINFO_REPLY_OVERHEAD) / SlabInfoRow::MAX_ENCODED;
 
 /// Bytes of a `Reply::SlabInfo` besides its rows: tag, page, more, row count (one byte, as
 /// a page has fewer than 128 rows).
@@ -138,8 +137,7 @@ const _: () = assert!(SLABINFO_ROWS_PER_PAGE > 0 && SLABINFO_ROWS_PER_PAGE < 128
 pub type SlabInfoRows = heapless::Vec<SlabInfoRow, SLABINFO_ROWS_PER_PAGE>;
 
 /// Entries of one `Reply::Clients` page: as many as fit in [`MAX_MESSAGE_BYTES`].
-pub const CLIENTS_PER_PAGE: usize =
-    (MAX_MESSAGE_BYTES - CLIENTS_REPLY_OVERHEAD) / ClientEntry::MAX_ENCODED;
+pub const CLIENTS_PER_PAGE: usize = (MAX_MESSAGE_BYTES - CLIENTS_REPLY_OVERHEAD) / ClientEntry::MAX_ENCODED;
 
 /// Bytes of a `Reply::Clients` besides its entries: tag, page, more, entry count.
 const CLIENTS_REPLY_OVERHEAD: usize =
@@ -277,12 +275,12 @@ impl WireSize for Reply {
             Handle::MAX_ENCODED + bool::MAX_ENCODED,                                       // Object
             0,                                                                             // Done
             u32::MAX_ENCODED,                                                              // Shrunk
-            u16::MAX_ENCODED + u64::MAX_ENCODED, // Exchanged
-            CacheInfo::MAX_ENCODED,              // CacheInfo
-            u16::MAX_ENCODED + bool::MAX_ENCODED + SlabInfoRows::MAX_ENCODED, // SlabInfo
-            2 * Option::<Track>::MAX_ENCODED,    // Owner
-            Stats::MAX_ENCODED,                  // Stats
-            Error::MAX_ENCODED,                  // Error
-            u16::MAX_ENCODED + bool::MAX_ENCODED + ClientList::MAX_ENCODED, // Clients
+            u16::MAX_ENCODED + u64::MAX_ENCODED,                                           // Exchanged
+            CacheInfo::MAX_ENCODED,                                                        // CacheInfo
+            u16::MAX_ENCODED + bool::MAX_ENCODED + SlabInfoRows::MAX_ENCODED,              // SlabInfo
+            2 * Option::<Track>::MAX_ENCODED,                                              // Owner
+            Stats::MAX_ENCODED,                                                            // Stats
+            Error::MAX_ENCODED,                                                            // Error
+            u16::MAX_ENCODED + bool::MAX_ENCODED + ClientList::MAX_ENCODED,                // Clients
         ]);
 }

@@ -183,7 +183,7 @@ impl WireSize for ExchangeOp {
 impl WireSize for Request {
     const MAX_ENCODED: usize = ENUM_TAG
         + max_of(&[
-            u16::MAX_ENCODED + ClientName::MAX_ENCODED, // Hello
+            u16::MAX_ENCODED + ClientName::MAX_ENCODED,                        // Hello
             CacheName::MAX_ENCODED + 3 * u32::MAX_ENCODED + bool::MAX_ENCODED, // CacheCreate
             CacheId::MAX_ENCODED,                       // Alloc, Zalloc, Destroy, Shrink, CacheInfo
             CacheId::MAX_ENCODED + Handle::MAX_ENCODED, // Free

@@ -36,9 +36,7 @@ pub struct SlabInfoRow {
 /// The kernel's two header lines, each ending in `\n`.
 pub fn write_header(w: &mut impl Write) -> fmt::Result {
     w.write_str("slabinfo - version: 2.1\n")?;
-    w.write_str(
-        "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>",
-    )?;
+    w.write_str("# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>")?;
     w.write_str(" : tunables <limit> <batchcount> <sharedfactor>")?;
     w.write_str(" : slabdata <active_slabs> <num_slabs> <sharedavail>\n")
 }

@@ -49,11 +49,7 @@ pub const ENUM_TAG: usize = varint_max(7);
 
 /// Bytes of a sequence or string length prefix for at most `n` elements.
 pub const fn length_prefix(n: usize) -> usize {
-    if n == 0 {
-        1
-    } else {
-        varint_max((usize::BITS - n.leading_zeros()) as usize)
-    }
+    if n == 0 { 1 } else { varint_max((usize::BITS - n.leading_zeros()) as usize) }
 }
 
 impl WireSize for u8 {
@@ -92,11 +88,8 @@ impl WireSize for Handle {
 }
 
 impl WireSize for Corruption {
-    const MAX_ENCODED: usize = CacheId::MAX_ENCODED
-        + Handle::MAX_ENCODED
-        + i32::MAX_ENCODED
-        + u8::MAX_ENCODED
-        + u8::MAX_ENCODED;
+    const MAX_ENCODED: usize =
+        CacheId::MAX_ENCODED + Handle::MAX_ENCODED + i32::MAX_ENCODED + u8::MAX_ENCODED + u8::MAX_ENCODED;
 }
 
 impl WireSize for Error {
@@ -110,9 +103,8 @@ impl WireSize for Error {
 }
 
 impl WireSize for crate::SlabInfoRow {
-    const MAX_ENCODED: usize = u16::MAX_ENCODED
-        + heapless::String::<{ crate::CACHE_NAME_MAX }>::MAX_ENCODED
-        + 7 * u32::MAX_ENCODED;
+    const MAX_ENCODED: usize =
+        u16::MAX_ENCODED + heapless::String::<{ crate::CACHE_NAME_MAX }>::MAX_ENCODED + 7 * u32::MAX_ENCODED;
 }
 
 #[cfg(test)]
@@ -122,22 +114,10 @@ mod tests {
     #[test]
     fn varint_bounds_match_postcard() {
         let mut buf = [0u8; 16];
-        assert_eq!(
-            postcard::to_slice(&u16::MAX, &mut buf).unwrap().len(),
-            <u16 as WireSize>::MAX_ENCODED
-        );
-        assert_eq!(
-            postcard::to_slice(&u32::MAX, &mut buf).unwrap().len(),
-            <u32 as WireSize>::MAX_ENCODED
-        );
-        assert_eq!(
-            postcard::to_slice(&u64::MAX, &mut buf).unwrap().len(),
-            <u64 as WireSize>::MAX_ENCODED
-        );
-        assert_eq!(
-            postcard::to_slice(&i32::MIN, &mut buf).unwrap().len(),
-            <i32 as WireSize>::MAX_ENCODED
-        );
+        assert_eq!(postcard::to_slice(&u16::MAX, &mut buf).unwrap().len(), <u16 as WireSize>::MAX_ENCODED);
+        assert_eq!(postcard::to_slice(&u32::MAX, &mut buf).unwrap().len(), <u32 as WireSize>::MAX_ENCODED);
+        assert_eq!(postcard::to_slice(&u64::MAX, &mut buf).unwrap().len(), <u64 as WireSize>::MAX_ENCODED);
+        assert_eq!(postcard::to_slice(&i32::MIN, &mut buf).unwrap().len(), <i32 as WireSize>::MAX_ENCODED);
         assert_eq!(length_prefix(0), 1);
         assert_eq!(length_prefix(127), 1);
         assert_eq!(length_prefix(128), 2);

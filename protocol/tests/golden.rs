@@ -34,10 +34,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 /// `(name, hex)` of every example, in file order.
@@ -45,16 +42,10 @@ fn vectors() -> Vec<(String, String)> {
     let mut buf = [0u8; MAX_MESSAGE_BYTES];
     let mut out = Vec::new();
     for (name, r) in request_examples() {
-        out.push((
-            format!("request.{name}"),
-            hex(encode_request(&r, &mut buf).unwrap()),
-        ));
+        out.push((format!("request.{name}"), hex(encode_request(&r, &mut buf).unwrap())));
     }
     for (name, r) in reply_examples() {
-        out.push((
-            format!("reply.{name}"),
-            hex(encode_reply(&r, &mut buf).unwrap()),
-        ));
+        out.push((format!("reply.{name}"), hex(encode_reply(&r, &mut buf).unwrap())));
     }
     out
 }
@@ -120,11 +111,7 @@ fn golden_vectors_match_this_version() {
              Bump PROTOCOL_VERSION and run UPDATE_GOLDEN=1 cargo test -p protocol --test golden \
              to write v{{new}}.txt.{}",
             path.display(),
-            if update {
-                " UPDATE_GOLDEN refuses to overwrite the file of an unchanged version."
-            } else {
-                ""
-            }
+            if update { " UPDATE_GOLDEN refuses to overwrite the file of an unchanged version." } else { "" }
         );
     }
     golden_bytes_decode_to_the_examples(&stored);
@@ -133,17 +120,11 @@ fn golden_vectors_match_this_version() {
 /// The stored bytes decode back to the examples (the file is not just self-consistent).
 fn golden_bytes_decode_to_the_examples(stored: &[(String, String)]) {
     for (name, r) in request_examples() {
-        let (_, hex) = stored
-            .iter()
-            .find(|(n, _)| *n == format!("request.{name}"))
-            .unwrap();
+        let (_, hex) = stored.iter().find(|(n, _)| *n == format!("request.{name}")).unwrap();
         assert_eq!(decode_request(&unhex(hex)), Ok(r), "{name}");
     }
     for (name, r) in reply_examples() {
-        let (_, hex) = stored
-            .iter()
-            .find(|(n, _)| *n == format!("reply.{name}"))
-            .unwrap();
+        let (_, hex) = stored.iter().find(|(n, _)| *n == format!("reply.{name}")).unwrap();
         assert_eq!(decode_reply(&unhex(hex)), Ok(r), "{name}");
     }
 }
@@ -160,42 +141,24 @@ fn tag_exists<T: serde::de::DeserializeOwned>(tag: u8) -> bool {
 /// an example. A new variant fails this test until it gets one.
 fn assert_covers_every_variant<T: serde::de::DeserializeOwned>(what: &str, tags: BTreeSet<u8>) {
     let n = tags.len() as u8;
-    assert_eq!(
-        tags,
-        (0..n).collect::<BTreeSet<u8>>(),
-        "{what}: examples skip a variant"
-    );
+    assert_eq!(tags, (0..n).collect::<BTreeSet<u8>>(), "{what}: examples skip a variant");
     assert!((0..n).all(tag_exists::<T>));
-    assert!(
-        !tag_exists::<T>(n),
-        "{what}: variant {n} has no golden example"
-    );
+    assert!(!tag_exists::<T>(n), "{what}: variant {n} has no golden example");
 }
 
 #[test]
 fn examples_cover_every_variant() {
     let mut buf = [0u8; MAX_MESSAGE_BYTES];
-    let tags = request_examples()
-        .iter()
-        .map(|(_, r)| encode_request(r, &mut buf).unwrap()[0])
-        .collect();
+    let tags = request_examples().iter().map(|(_, r)| encode_request(r, &mut buf).unwrap()[0]).collect();
     assert_covers_every_variant::<Request>("Request", tags);
-    let tags = reply_examples()
-        .iter()
-        .map(|(_, r)| encode_reply(r, &mut buf).unwrap()[0])
-        .collect();
+    let tags = reply_examples().iter().map(|(_, r)| encode_reply(r, &mut buf).unwrap()[0]).collect();
     assert_covers_every_variant::<Reply>("Reply", tags);
-    let tags = error_examples()
-        .iter()
-        .map(|(_, e)| postcard::to_slice(e, &mut buf).unwrap()[0])
-        .collect();
+    let tags = error_examples().iter().map(|(_, e)| postcard::to_slice(e, &mut buf).unwrap()[0]).collect();
     assert_covers_every_variant::<Error>("Error", tags);
     let tags = request_examples()
         .iter()
         .filter_map(|(_, r)| match r {
-            Request::MagazineExchange { op, .. } => {
-                Some(postcard::to_slice(op, &mut buf).unwrap()[0])
-            }
+            Request::MagazineExchange { op, .. } => Some(postcard::to_slice(op, &mut buf).unwrap()[0]),
             _ => None,
         })
         .collect();

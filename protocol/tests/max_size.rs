@@ -15,10 +15,7 @@ fn len<T: Serialize>(value: &T) -> usize {
 #[test]
 fn worst_case_requests_reach_the_bound_exactly() {
     let sizes: Vec<usize> = worst_requests().iter().map(len).collect();
-    assert!(
-        sizes.iter().all(|&n| n <= Request::MAX_ENCODED),
-        "{sizes:?}"
-    );
+    assert!(sizes.iter().all(|&n| n <= Request::MAX_ENCODED), "{sizes:?}");
     assert_eq!(sizes.iter().max(), Some(&Request::MAX_ENCODED));
 }
 
@@ -36,17 +33,8 @@ fn worst_case_parts_reach_their_bounds_exactly() {
     assert_eq!(len(&worst_stats()), Stats::MAX_ENCODED);
     assert_eq!(len(&worst_client_entry()), ClientEntry::MAX_ENCODED);
     assert_eq!(len(&worst_layout()), CacheLayout::MAX_ENCODED);
-    assert_eq!(
-        len(&Track {
-            client: u16::MAX,
-            seq: u64::MAX
-        }),
-        Track::MAX_ENCODED
-    );
-    assert_eq!(
-        worst_errors().iter().map(len).max(),
-        Some(Error::MAX_ENCODED)
-    );
+    assert_eq!(len(&Track { client: u16::MAX, seq: u64::MAX }), Track::MAX_ENCODED);
+    assert_eq!(worst_errors().iter().map(len).max(), Some(Error::MAX_ENCODED));
 }
 
 #[test]
@@ -83,11 +71,7 @@ fn a_full_slabinfo_page_fits_and_one_more_row_does_not() {
     let mut rows = SlabInfoRows::new();
     while rows.push(worst_row()).is_ok() {}
     assert_eq!(rows.len(), SLABINFO_ROWS_PER_PAGE);
-    let full = Reply::SlabInfo {
-        page: u16::MAX,
-        more: true,
-        rows,
-    };
+    let full = Reply::SlabInfo { page: u16::MAX, more: true, rows };
     assert!(len(&full) <= MAX_MESSAGE_BYTES);
     assert!(len(&full) + SlabInfoRow::MAX_ENCODED > MAX_MESSAGE_BYTES);
 }
@@ -97,11 +81,7 @@ fn a_full_clients_page_fits_and_one_more_entry_does_not() {
     let mut clients = ClientList::new();
     while clients.push(worst_client_entry()).is_ok() {}
     assert_eq!(clients.len(), CLIENTS_PER_PAGE);
-    let full = Reply::Clients {
-        page: u16::MAX,
-        more: true,
-        clients,
-    };
+    let full = Reply::Clients { page: u16::MAX, more: true, clients };
     assert!(len(&full) <= MAX_MESSAGE_BYTES);
     assert!(len(&full) + ClientEntry::MAX_ENCODED > MAX_MESSAGE_BYTES);
 }

@@ -107,14 +107,8 @@ fn rejects_zero_sizes() {
 #[test]
 fn rejects_oversized_values() {
     assert_eq!(rejected_key(&GOOD.replace("pool_pages = 16384", "pool_pages = 16777217")), "server.pool_pages");
-    assert_eq!(
-        rejected_key(&GOOD.replace("window_pages = 8192", "window_pages = 16777217")),
-        "client[0].window_pages"
-    );
-    assert_eq!(
-        rejected_key(&GOOD.replace("magazine_slots = 16", "magazine_slots = 33")),
-        "server.magazine_slots"
-    );
+    assert_eq!(rejected_key(&GOOD.replace("window_pages = 8192", "window_pages = 16777217")), "client[0].window_pages");
+    assert_eq!(rejected_key(&GOOD.replace("magazine_slots = 16", "magazine_slots = 33")), "server.magazine_slots");
     assert_eq!(
         rejected_key(&GOOD.replace("magazine_slots = 16", "magazine_slots = 16\nhello_timeout_ms = 0")),
         "server.hello_timeout_ms"
@@ -130,7 +124,8 @@ fn rejects_window_below_quota() {
 #[test]
 fn rejects_magazine_capacity_above_64_or_zero() {
     // The [server.magazines] table goes right after the [server] keys.
-    let place = |table: &str| GOOD.replace("magazine_slots = 16", &format!("magazine_slots = 16\n[server.magazines]\n{table}"));
+    let place =
+        |table: &str| GOOD.replace("magazine_slots = 16", &format!("magazine_slots = 16\n[server.magazines]\n{table}"));
     assert_eq!(rejected_key(&place("small = 65\nmedium = 32\nlarge = 16\nhuge = 8")), "server.magazines.small");
     assert_eq!(rejected_key(&place("small = 64\nmedium = 32\nlarge = 16\nhuge = 0")), "server.magazines.huge");
     assert!(matches!(System::parse(&place("small = 64")), Err(ConfigError::Parse(_))));
@@ -164,7 +159,10 @@ fn image_names_the_sel4_program_and_is_optional() {
     let with_image = GOOD.replace("name = \"app\"", "name = \"app\"\nimage = \"loadgen\"");
     assert_eq!(System::parse(&with_image).unwrap().client(1).unwrap().image.as_deref(), Some("loadgen"));
     assert_eq!(rejected_key(&GOOD.replace("name = \"app\"", "name = \"app\"\nimage = \"\"")), "client[0].image");
-    assert_eq!(rejected_key(&GOOD.replace("name = \"app\"", "name = \"app\"\nimage = \"Load Gen\"")), "client[0].image");
+    assert_eq!(
+        rejected_key(&GOOD.replace("name = \"app\"", "name = \"app\"\nimage = \"Load Gen\"")),
+        "client[0].image"
+    );
     let repo = System::parse(include_str!("../../system.toml")).unwrap();
     assert_eq!(repo.client_by_name("conformance").unwrap().1.image.as_deref(), Some("conformance"));
     assert_eq!(repo.client_by_name("conformance-peer").unwrap().1.image.as_deref(), Some("conformance"));

@@ -49,7 +49,13 @@ pub type Outcome<T> = Result<Result<T, Error>, Failure>;
 impl Client {
     /// Wraps an open session (no `Hello` sent yet).
     pub fn new(session: Box<dyn Session>) -> Self {
-        Client { session, buf: [0; protocol::MAX_MESSAGE_BYTES], reply: [0; protocol::MAX_MESSAGE_BYTES], id: 0, window_size: 0 }
+        Client {
+            session,
+            buf: [0; protocol::MAX_MESSAGE_BYTES],
+            reply: [0; protocol::MAX_MESSAGE_BYTES],
+            id: 0,
+            window_size: 0,
+        }
     }
 
     /// Sends raw bytes and decodes the reply.

@@ -41,8 +41,11 @@ struct InProcessSession {
 
 impl Harness for InProcess {
     fn open(&mut self, name: &str) -> Result<Box<dyn Session>, TransportError> {
-        let (name, client, introspect) =
-            CLIENTS.iter().copied().find(|(n, _, _)| *n == name).ok_or_else(|| TransportError(format!("no client task {name}")))?;
+        let (name, client, introspect) = CLIENTS
+            .iter()
+            .copied()
+            .find(|(n, _, _)| *n == name)
+            .ok_or_else(|| TransportError(format!("no client task {name}")))?;
         let spec = ClientSpec {
             name: protocol::client_name(name).expect("name"),
             window_pages: WINDOW_PAGES,
@@ -80,7 +83,9 @@ impl Session for InProcessSession {
     fn control_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
         let mut server = self.server.borrow_mut();
         let region = server.engine_mut().platform_mut().control_bytes(self.client);
-        let src = region.get(offset..offset + buf.len()).ok_or_else(|| TransportError("outside the control region".into()))?;
+        let src = region
+            .get(offset..offset + buf.len())
+            .ok_or_else(|| TransportError("outside the control region".into()))?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -88,7 +93,9 @@ impl Session for InProcessSession {
     fn control_write(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
         let mut server = self.server.borrow_mut();
         let region = server.engine_mut().platform_mut().control_bytes(self.client);
-        let dst = region.get_mut(offset..offset + data.len()).ok_or_else(|| TransportError("outside the control region".into()))?;
+        let dst = region
+            .get_mut(offset..offset + data.len())
+            .ok_or_else(|| TransportError("outside the control region".into()))?;
         dst.copy_from_slice(data);
         Ok(())
     }

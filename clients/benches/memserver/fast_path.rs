@@ -36,8 +36,7 @@ fn pair<A: GlobalAlloc>(allocator: &A, layout: Layout) {
 pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) {
     let mut group = c.benchmark_group(GROUP);
     for size in SIZES {
-        let cache = Cache::create(session, &format!("bench-{size}"), size, 0, 0, None)
-            .expect("cache create");
+        let cache = Cache::create(session, &format!("bench-{size}"), size, 0, 0, None).expect("cache create");
         assert!(cache.has_magazines(), "bench-{size} got no magazine slot");
         // Warm the magazines: the first alloc refills the loaded magazine by IPC.
         for _ in 0..10_000 {
@@ -63,14 +62,9 @@ pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) {
             })
         });
         let after = session.counters();
-        assert_eq!(
-            after.misses, before.misses,
-            "the fast path left the magazines"
-        );
+        assert_eq!(after.misses, before.misses, "the fast path left the magazines");
         let layout = Layout::from_size_align(size as usize, 8).expect("layout");
-        group.bench_with_input(BenchmarkId::new("glibc", size), &size, |b, _| {
-            b.iter(|| pair(&System, layout))
-        });
+        group.bench_with_input(BenchmarkId::new("glibc", size), &size, |b, _| b.iter(|| pair(&System, layout)));
         group.bench_with_input(BenchmarkId::new("mimalloc", size), &size, |b, _| {
             b.iter(|| pair(&mimalloc::MiMalloc, layout))
         });

@@ -57,23 +57,16 @@ struct Echo {
 
 impl Echo {
     fn spawn(reply: usize) -> Echo {
-        let (mine, theirs) = rustix::net::socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .expect("socketpair");
+        let (mine, theirs) =
+            rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+                .expect("socketpair");
         rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty()).expect("clear CLOEXEC");
         let child = Command::new(std::env::current_exe().expect("exe"))
             .env(ECHO_ENV, format!("{}:{reply}", theirs.as_raw_fd()))
             .spawn()
             .expect("spawn echo");
         drop(theirs);
-        Echo {
-            child,
-            socket: mine,
-        }
+        Echo { child, socket: mine }
     }
 
     fn round_trip(&self, request: &[u8], reply: &mut [u8]) {
@@ -91,24 +84,13 @@ impl Drop for Echo {
 }
 
 pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>, server: Pid) -> Sizes {
-    let cache = Cache::create_without_magazines(session, "bench-ipc", 64, 0, 0, None)
-        .expect("cache create");
+    let cache = Cache::create_without_magazines(session, "bench-ipc", 64, 0, 0, None).expect("cache create");
     let first = cache.alloc().expect("alloc");
     let handle = session.window().handle(first).unwrap_or(Handle(0));
     cache.free(first).expect("free");
     let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
-    let request = protocol::encode_request(&Request::Alloc { cache: cache.id() }, &mut buf)
-        .expect("encode")
-        .len();
-    let reply = protocol::encode_reply(
-        &Reply::Object {
-            handle,
-            fresh: false,
-        },
-        &mut buf,
-    )
-    .expect("encode")
-    .len();
+    let request = protocol::encode_request(&Request::Alloc { cache: cache.id() }, &mut buf).expect("encode").len();
+    let reply = protocol::encode_reply(&Reply::Object { handle, fresh: false }, &mut buf).expect("encode").len();
     let sizes = Sizes { request, reply };
 
     let echo = Echo::spawn(reply);

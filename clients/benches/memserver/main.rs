@@ -31,18 +31,13 @@ fn main() {
     }
     let quick = !std::env::args().any(|a| a == "--bench");
     let scratch = tempfile::tempdir().expect("tempdir");
-    let out = if quick {
-        scratch.path().to_owned()
-    } else {
-        summary::out_dir()
-    };
+    let out = if quick { scratch.path().to_owned() } else { summary::out_dir() };
     std::fs::create_dir_all(&out).expect("bench output directory");
     let cpus = server::cpus(); // records the start-up affinity before any pinning
     eprintln!("bench: {cpus} CPUs available");
     let bin = server::bin_dir();
     let server = server::Server::start(&bin);
-    let session =
-        memclient::host::connect(&server.socket(), "bench").expect("connect to memserver");
+    let session = memclient::host::connect(&server.socket(), "bench").expect("connect to memserver");
 
     let mut criterion = Criterion::default()
         .output_directory(&out.join("criterion"))

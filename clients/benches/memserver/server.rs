@@ -41,10 +41,7 @@ pub fn bin_dir() -> PathBuf {
         return dir.into();
     }
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_owned()
+    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
 }
 
 /// A running memserver in its own directory; SIGKILLed on drop if still running.
@@ -73,10 +70,7 @@ impl Server {
             .expect("spawn memserver");
         let mut line = String::new();
         let _ = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
-        assert!(
-            line.contains("listening on"),
-            "memserver did not start: {line:?}"
-        );
+        assert!(line.contains("listening on"), "memserver did not start: {line:?}");
         Server { child, dir }
     }
 
@@ -129,8 +123,7 @@ impl Placement {
 /// The CPUs this process may run on at start-up ("free" placement restores them).
 fn original_cpus() -> CpuSet {
     static ORIGINAL: OnceLock<CpuSet> = OnceLock::new();
-    *ORIGINAL
-        .get_or_init(|| rustix::thread::sched_getaffinity(None).unwrap_or_else(|_| CpuSet::new()))
+    *ORIGINAL.get_or_init(|| rustix::thread::sched_getaffinity(None).unwrap_or_else(|_| CpuSet::new()))
 }
 
 /// Applies `placement` to this process (the calling thread) and `peer`.
@@ -150,10 +143,7 @@ pub fn place(placement: Placement, peer: Pid) {
 /// CPUs available at start-up.
 pub fn cpus() -> usize {
     let set = original_cpus();
-    (0..CpuSet::MAX_CPU)
-        .filter(|&cpu| set.is_set(cpu))
-        .count()
-        .max(1)
+    (0..CpuSet::MAX_CPU).filter(|&cpu| set.is_set(cpu)).count().max(1)
 }
 
 /// The CPU model from /proc/cpuinfo.

@@ -34,12 +34,7 @@ pub fn out_dir() -> PathBuf {
 
 /// The median of one criterion benchmark, in ns, if it ran.
 fn median(out: &Path, group: &str, function: &str, parameter: &str) -> Option<f64> {
-    let path = out
-        .join("criterion")
-        .join(group)
-        .join(function)
-        .join(parameter)
-        .join("new/estimates.json");
+    let path = out.join("criterion").join(group).join(function).join(parameter).join("new/estimates.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     v["median"]["point_estimate"].as_f64()
 }
@@ -58,28 +53,11 @@ fn geomean(values: &[Option<f64>]) -> Option<f64> {
 }
 
 /// One loadgen run; its JSON report.
-fn loadgen(
-    bin: &Path,
-    server: &Server,
-    out: &Path,
-    workload: &str,
-    clients: usize,
-    quick: bool,
-) -> Option<Value> {
+fn loadgen(bin: &Path, server: &Server, out: &Path, workload: &str, clients: usize, quick: bool) -> Option<Value> {
     let json = out.join(format!("loadgen-{workload}-{clients}.json"));
     let mut cmd = Command::new(bin.join("loadgen"));
-    cmd.arg("--system")
-        .arg(server.system())
-        .arg("--socket")
-        .arg(server.socket());
-    cmd.args([
-        "--workload",
-        workload,
-        "--clients",
-        &clients.to_string(),
-        "--json",
-    ])
-    .arg(&json);
+    cmd.arg("--system").arg(server.system()).arg("--socket").arg(server.socket());
+    cmd.args(["--workload", workload, "--clients", &clients.to_string(), "--json"]).arg(&json);
     if quick {
         cmd.args(["--ops", "500"])
     } else {
@@ -92,10 +70,7 @@ fn loadgen(
     let output = cmd.output().ok()?;
     print!("{}", String::from_utf8_lossy(&output.stdout));
     if !output.status.success() {
-        eprintln!(
-            "bench: loadgen {workload} x{clients} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        eprintln!("bench: loadgen {workload} x{clients} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()
 }
@@ -128,13 +103,7 @@ fn ns(v: Option<f64>) -> String {
 fn goal_line(what: String, ours: Option<f64>, base: Option<f64>, goal: Option<f64>) -> Line {
     let r = ratio(ours, base);
     let goal = goal.map(|g| (format!("≤ {g}×"), r.is_some_and(|r| r <= g)));
-    Line {
-        what,
-        ours: ns(ours),
-        base: ns(base),
-        ratio: r,
-        goal,
-    }
+    Line { what, ours: ns(ours), base: ns(base), ratio: r, goal }
 }
 
 pub fn run(bin: &Path, server: &Server, out: &Path, sizes: Sizes, quick: bool) -> Value {
@@ -160,24 +129,9 @@ pub fn run(bin: &Path, server: &Server, out: &Path, sizes: Sizes, quick: bool) -
             "vs_mimalloc": ratio(ours, mi), "vs_glibc": ratio(ours, glibc),
             "locked_vs_mimalloc": ratio(locked, mi), "locked_vs_glibc": ratio(locked, glibc) }),
         );
-        lines.push(goal_line(
-            format!("fast path pair {size} B vs mimalloc"),
-            ours,
-            mi,
-            Some(1.0),
-        ));
-        lines.push(goal_line(
-            format!("fast path pair {size} B vs glibc"),
-            ours,
-            glibc,
-            Some(0.5),
-        ));
-        lines.push(goal_line(
-            format!("locked per call, {size} B vs mimalloc"),
-            locked,
-            mi,
-            None,
-        ));
+        lines.push(goal_line(format!("fast path pair {size} B vs mimalloc"), ours, mi, Some(1.0)));
+        lines.push(goal_line(format!("fast path pair {size} B vs glibc"), ours, glibc, Some(0.5)));
+        lines.push(goal_line(format!("locked per call, {size} B vs mimalloc"), locked, mi, None));
     }
     let mut ipc_json = json!({ "request_bytes": sizes.request, "reply_bytes": sizes.reply });
     let mut ipc_ratio = None;
@@ -191,12 +145,7 @@ pub fn run(bin: &Path, server: &Server, out: &Path, sizes: Sizes, quick: bool) -
             ipc_ratio = ratio(alloc, ping);
         }
         let goal = (placement == server::Placement::OneCpu).then_some(1.25);
-        lines.push(goal_line(
-            format!("Alloc IPC vs ping-pong ({})", placement.name()),
-            alloc,
-            ping,
-            goal,
-        ));
+        lines.push(goal_line(format!("Alloc IPC vs ping-pong ({})", placement.name()), alloc, ping, goal));
     }
 
     let mut loadgen_json = serde_json::Map::new();
@@ -209,24 +158,20 @@ pub fn run(bin: &Path, server: &Server, out: &Path, sizes: Sizes, quick: bool) -
                 "p99_ns": t["p99_ns"], "p999_ns": t["p999_ns"], "hit_rate": t["hit_rate"],
                 "ipc_per_1000_ops": t["ipc_per_1000_ops"] })
         };
-        loadgen_json.insert(format!("{workload}-{clients}"), json!({
+        loadgen_json.insert(
+            format!("{workload}-{clients}"),
+            json!({
             "ok": report["ok"], "memserver": row("memserver"), "memserver-no-magazines": row("memserver-no-magazines"),
-            "glibc": row("glibc"), "mimalloc": row("mimalloc") }));
+            "glibc": row("glibc"), "mimalloc": row("mimalloc") }),
+        );
         runs.push((workload, clients, report));
     }
     let churn1 = &runs[0].2;
     let hit_rate = config(churn1, "memserver")["hit_rate"].as_f64();
-    let loadgen_mean = config(churn1, "memserver")["mean_ns"]
-        .as_f64()
-        .map(|m| 2.0 * m);
+    let loadgen_mean = config(churn1, "memserver")["mean_ns"].as_f64().map(|m| 2.0 * m);
     let fast64 = median(out, fast_path::GROUP, "memserver", "64");
     let loadgen_vs_fast = ratio(loadgen_mean, fast64);
-    lines.push(goal_line(
-        "loadgen churn mean pair vs fast path (64 B)".into(),
-        loadgen_mean,
-        fast64,
-        Some(3.0),
-    ));
+    lines.push(goal_line("loadgen churn mean pair vs fast path (64 B)".into(), loadgen_mean, fast64, Some(3.0)));
     lines.push(Line {
         what: "magazine hit rate, loadgen churn 1 client".into(),
         ours: hit_rate.map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
@@ -258,10 +203,7 @@ fn table(lines: &[Line], runs: &[(&str, usize, Value)], summary: &Value, quick: 
         summary["date"].as_str().unwrap_or(""),
         summary["machine"].as_str().unwrap_or("")
     );
-    let _ = writeln!(
-        t,
-        "(ratio = memserver / baseline, both measured in this run; medians of criterion samples)\n"
-    );
+    let _ = writeln!(t, "(ratio = memserver / baseline, both measured in this run; medians of criterion samples)\n");
     let _ = writeln!(t, "| what | memserver | baseline | ratio | goal | met |");
     let _ = writeln!(t, "| --- | ---: | ---: | ---: | --- | --- |");
     for l in lines {
@@ -271,30 +213,15 @@ fn table(lines: &[Line], runs: &[(&str, usize, Value)], summary: &Value, quick: 
             Some((goal, false)) => (goal.as_str(), "**no**"),
             None => ("-", ""),
         };
-        let _ = writeln!(
-            t,
-            "| {} | {} | {} | {ratio} | {goal} | {met} |",
-            l.what, l.ours, l.base
-        );
+        let _ = writeln!(t, "| {} | {} | {} | {ratio} | {goal} | {met} |", l.what, l.ours, l.base);
     }
     let budget = if quick { "500 operations" } else { "2 s" };
-    let _ = writeln!(
-        t,
-        "\nloadgen ({budget} per configuration; ops/s of all clients together):\n"
-    );
-    let _ = writeln!(
-        t,
-        "| workload | clients | memserver | no magazines | glibc | mimalloc | hit rate | IPC/1k ops |"
-    );
-    let _ = writeln!(
-        t,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
+    let _ = writeln!(t, "\nloadgen ({budget} per configuration; ops/s of all clients together):\n");
+    let _ = writeln!(t, "| workload | clients | memserver | no magazines | glibc | mimalloc | hit rate | IPC/1k ops |");
+    let _ = writeln!(t, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (workload, clients, report) in runs {
         let ops = |name: &str| {
-            config(report, name)["ops_per_sec"]
-                .as_f64()
-                .map_or("-".into(), |v| format!("{:.2} M", v / 1e6))
+            config(report, name)["ops_per_sec"].as_f64().map_or("-".into(), |v| format!("{:.2} M", v / 1e6))
         };
         let m = config(report, "memserver");
         let _ = writeln!(
@@ -304,12 +231,8 @@ fn table(lines: &[Line], runs: &[(&str, usize, Value)], summary: &Value, quick: 
             ops("memserver-no-magazines"),
             ops("glibc"),
             ops("mimalloc"),
-            m["hit_rate"]
-                .as_f64()
-                .map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
-            m["ipc_per_1000_ops"]
-                .as_f64()
-                .map_or("-".into(), |c| format!("{c:.1}")),
+            m["hit_rate"].as_f64().map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
+            m["ipc_per_1000_ops"].as_f64().map_or("-".into(), |c| format!("{c:.1}")),
         );
     }
     t

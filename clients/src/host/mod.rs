@@ -42,7 +42,9 @@ pub fn connect(socket_path: &Path, name: &str) -> Result<Memserver<Connection>, 
                 _ => crate::Error::UnexpectedReply,
             });
         }
-        Err(ConnectError::Io(e)) => return Err(crate::Error::Transport(TransportError::Os(e.raw_os_error().unwrap_or(0)))),
+        Err(ConnectError::Io(e)) => {
+            return Err(crate::Error::Transport(TransportError::Os(e.raw_os_error().unwrap_or(0))));
+        }
     };
     let reply = protocol::decode_reply(&reply)?;
     let window_base = NonNull::new(connection.window_base()).ok_or(crate::Error::NotInWindow)?;

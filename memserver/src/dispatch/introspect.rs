@@ -46,7 +46,10 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         let mut more = false;
         let open = self.sessions.iter().enumerate().filter(|(_, s)| s.phase == Phase::Open);
         for (id, session) in open.skip(skip) {
-            let entry = ClientEntry { client: u16::try_from(id).map_err(|_| Error::InvalidArgument)?, name: session.name.clone() };
+            let entry = ClientEntry {
+                client: u16::try_from(id).map_err(|_| Error::InvalidArgument)?,
+                name: session.name.clone(),
+            };
             if clients.push(entry).is_err() {
                 more = true;
                 break;

@@ -123,7 +123,13 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     }
 
     /// `MagazineExchange`.
-    pub(super) fn exchange(&mut self, client: ClientId, cache: CacheId, slot: u16, op: ExchangeOp) -> Result<Reply, Error> {
+    pub(super) fn exchange(
+        &mut self,
+        client: ClientId,
+        cache: CacheId,
+        slot: u16,
+        op: ExchangeOp,
+    ) -> Result<Reply, Error> {
         self.engine.cache_info(client, cache)?;
         let capacity = self.slot_capacity(client, cache, slot)?;
         match op {
@@ -210,14 +216,15 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     /// of `slot` if they validate (a tampered magazine gives none back). Reads copies only.
     pub(super) fn returnable_objects(&mut self, client: ClientId, cache: CacheId, slot: Option<u16>) -> u32 {
         let Some(session) = self.sessions.get(usize::from(client)) else { return 0 };
-        let depot = slot.and_then(|i| session.slots.get(usize::from(i))).map_or(0, |s| {
-            s.depot.full.iter().take(s.depot.len).map(|m| u32::from(m.count)).sum::<u32>()
-        });
+        let depot = slot
+            .and_then(|i| session.slots.get(usize::from(i)))
+            .map_or(0, |s| s.depot.full.iter().take(s.depot.len).map(|m| u32::from(m.count)).sum::<u32>());
         let Some(slot) = slot else { return depot };
         let Ok(capacity) = self.slot_capacity(client, cache, slot) else { return depot };
-        let (Ok(loaded), Ok(previous)) =
-            (self.read_magazine(client, slot, MagazineRole::Loaded), self.read_magazine(client, slot, MagazineRole::Previous))
-        else {
+        let (Ok(loaded), Ok(previous)) = (
+            self.read_magazine(client, slot, MagazineRole::Loaded),
+            self.read_magazine(client, slot, MagazineRole::Previous),
+        ) else {
             return depot;
         };
         let mut taken = Taken::new();

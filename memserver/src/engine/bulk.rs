@@ -14,7 +14,12 @@ impl<P: Platform> Engine<'_, P> {
     /// succeeded (a corruption found then is left unrepaired, so the next allocation reports
     /// it); fails with the error if none could be allocated. Returns `(n, fresh)` where bit
     /// `i` of `fresh` says `out[i]` is fresh.
-    pub fn cache_alloc_bulk(&mut self, client: ClientId, cache: CacheId, out: &mut [Handle]) -> Result<(usize, u64), Error> {
+    pub fn cache_alloc_bulk(
+        &mut self,
+        client: ClientId,
+        cache: CacheId,
+        out: &mut [Handle],
+    ) -> Result<(usize, u64), Error> {
         let gi = self.cache_lookup(client, cache)?;
         if out.is_empty() || out.len() > BULK_MAX {
             return Err(Error::InvalidArgument);
@@ -41,7 +46,12 @@ impl<P: Platform> Engine<'_, P> {
     /// freeing anything: every handle an allocated object of this cache held by this client,
     /// none repeated, red zones intact. For magazines drained into the depot, whose objects
     /// stay allocated. On the first bad handle, `Err((index, error))`.
-    pub fn cache_check_bulk(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), (usize, Error)> {
+    pub fn cache_check_bulk(
+        &mut self,
+        client: ClientId,
+        cache: CacheId,
+        handles: &[Handle],
+    ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         self.check_bulk(client, gi, handles)
     }
@@ -50,7 +60,12 @@ impl<P: Platform> Engine<'_, P> {
     /// first: every handle must be an allocated object of this cache held by this client, no
     /// handle may appear twice (the second is a `DoubleFree`), red zones must be intact. On
     /// the first bad handle, `Err((index, error))` and nothing is freed.
-    pub fn cache_free_bulk(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), (usize, Error)> {
+    pub fn cache_free_bulk(
+        &mut self,
+        client: ClientId,
+        cache: CacheId,
+        handles: &[Handle],
+    ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         self.check_bulk(client, gi, handles)?;
         for (i, &h) in handles.iter().enumerate() {

@@ -110,7 +110,13 @@ impl<P: Platform> Engine<'_, P> {
     /// Take the lowest free object of the first partial slab, else of an empty slab, else of a
     /// new slab. Debug checks run before anything changes; a corruption found is repaired
     /// when `repair` (the object stays free either way).
-    pub(crate) fn alloc_one(&mut self, client: ClientId, gi: u32, zero: bool, repair: bool) -> Result<Allocated, Error> {
+    pub(crate) fn alloc_one(
+        &mut self,
+        client: ClientId,
+        gi: u32,
+        zero: bool,
+        repair: bool,
+    ) -> Result<Allocated, Error> {
         let c = self.cache(gi)?;
         let flags = c.flags;
         let poisoned = flags & SLAB_POISON != 0 && !c.has_ctor;
@@ -255,7 +261,9 @@ impl<P: Platform> Engine<'_, P> {
                 }
                 Ok(Located::Slab { gi, slab: s, idx: (rel / stride) as u32 })
             }
-            FRAME_LARGE_HEAD if handle.0.is_multiple_of(PAGE_SIZE as u64) => Ok(Located::Large { page, pages: fd.link }),
+            FRAME_LARGE_HEAD if handle.0.is_multiple_of(PAGE_SIZE as u64) => {
+                Ok(Located::Large { page, pages: fd.link })
+            }
             FRAME_LARGE_HEAD | FRAME_LARGE_TAIL => Err(Error::InvalidObject),
             _ => Err(BROKEN),
         }

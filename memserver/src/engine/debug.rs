@@ -27,7 +27,14 @@ pub(crate) fn violation(what: &'static str, a: impl Into<u64>, b: impl Into<u64>
 
 /// Where the first byte of `[start, start + len)` differs from the expected bytes: `fill`
 /// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected).
-fn first_mismatch<P: Platform>(p: &P, client: ClientId, start: u64, len: u32, fill: u8, end: u8) -> Option<(u32, u8, u8)> {
+fn first_mismatch<P: Platform>(
+    p: &P,
+    client: ClientId,
+    start: u64,
+    len: u32,
+    fill: u8,
+    end: u8,
+) -> Option<(u32, u8, u8)> {
     let mut buf = [0u8; 512];
     let mut done = 0u32;
     while done < len {
@@ -70,17 +77,19 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Check the free poison of object `idx`; on a mismatch, the corruption.
-    pub(crate) fn poison_check(&self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<Option<Corruption>, Error> {
+    pub(crate) fn poison_check(
+        &self,
+        client: ClientId,
+        gi: u32,
+        s: u32,
+        idx: u32,
+    ) -> Result<Option<Corruption>, Error> {
         let (obj, size, ..) = self.obj_geometry(gi, s, idx)?;
         let bad = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END);
         Ok(match bad {
-            Some((at, found, expected)) => Some(Corruption {
-                cache: self.cache_id(gi)?,
-                object: Handle(obj),
-                offset: at as i32,
-                found,
-                expected,
-            }),
+            Some((at, found, expected)) => {
+                Some(Corruption { cache: self.cache_id(gi)?, object: Handle(obj), offset: at as i32, found, expected })
+            }
             None => None,
         })
     }
@@ -229,7 +238,11 @@ impl<P: Platform> Engine<'_, P> {
         for page in d.first_page..d.first_page + (1u32 << d.order) {
             let f = self.page_map_get(client, page).map_err(|_| v("slab page outside window"))?;
             match self.frame(f) {
-                Ok(fd) if fd.kind == super::storage::FRAME_SLAB && fd.link == s && fd.page == page && fd.client == client => {}
+                Ok(fd)
+                    if fd.kind == super::storage::FRAME_SLAB
+                        && fd.link == s
+                        && fd.page == page
+                        && fd.client == client => {}
                 _ => return Err(violation("slab page not backed by its frame", s, page)),
             }
         }

@@ -24,9 +24,7 @@ use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
 
 pub use debug::InvariantViolation;
 pub use kmalloc::{KMALLOC_MAX, KMALLOC_SIZES};
-pub use storage::{
-    CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes, TrackPair,
-};
+pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes, TrackPair};
 use storage::{NIL, PAGE_NONE};
 
 /// What the engine needs from the machine it runs on.
@@ -268,4 +266,3 @@ impl<'a, P: Platform> Engine<'a, P> {
         s
     }
 }
-

@@ -126,5 +126,4 @@ impl<P: Platform> Engine<'_, P> {
         let track = |client, seq| if seq == 0 { None } else { Some(Track { client, seq }) };
         Ok(OwnerInfo { alloc: track(t.alloc_client, t.alloc_seq), free: track(t.free_client, t.free_seq) })
     }
-
 }

@@ -223,9 +223,13 @@ impl FuzzHarness<'_> {
             Request::MagazineExchange { slot, .. } => {
                 Some((self.magazine(c, *slot, MagazineRole::Loaded), self.magazine(c, *slot, MagazineRole::Previous)))
             }
-            Request::Destroy { cache } => self.model(c).caches.iter().find(|x| x.0 == *cache).and_then(|x| x.1).map(|s| {
-                (self.magazine(c, s, MagazineRole::Loaded), self.magazine(c, s, MagazineRole::Previous))
-            }),
+            Request::Destroy { cache } => self
+                .model(c)
+                .caches
+                .iter()
+                .find(|x| x.0 == *cache)
+                .and_then(|x| x.1)
+                .map(|s| (self.magazine(c, s, MagazineRole::Loaded), self.magazine(c, s, MagazineRole::Previous))),
             _ => None,
         };
         let reply = self.send(c, &bytes);
@@ -261,9 +265,12 @@ impl FuzzHarness<'_> {
                         }
                     }
                     ExchangeOp::Drain | ExchangeOp::Flush => {
-                        let mut back: Vec<u64> = loaded.handles.get(..loaded.count as usize).expect("count > 64").to_vec();
+                        let mut back: Vec<u64> =
+                            loaded.handles.get(..loaded.count as usize).expect("count > 64").to_vec();
                         if *op == ExchangeOp::Flush {
-                            back.extend_from_slice(previous.handles.get(..previous.count as usize).expect("count > 64"));
+                            back.extend_from_slice(
+                                previous.handles.get(..previous.count as usize).expect("count > 64"),
+                            );
                         }
                         for h in back {
                             self.taken_back(c, h, Some(*cache), "magazine");
@@ -273,7 +280,11 @@ impl FuzzHarness<'_> {
             }
             (Request::Destroy { cache }, Reply::Done) => {
                 let in_magazines: Vec<u64> = before.map_or(Vec::new(), |(l, p)| {
-                    l.handles[..(l.count as usize).min(64)].iter().chain(&p.handles[..(p.count as usize).min(64)]).copied().collect()
+                    l.handles[..(l.count as usize).min(64)]
+                        .iter()
+                        .chain(&p.handles[..(p.count as usize).min(64)])
+                        .copied()
+                        .collect()
                 });
                 let live: Vec<u64> =
                     self.model(c).held.iter().filter(|(_, v)| v.0 == Some(*cache)).map(|(&h, _)| h).collect();
@@ -321,7 +332,9 @@ impl FuzzHarness<'_> {
                 let size = if *large { u32::from(*size) * 64 } else { u32::from(*size) };
                 _ = self.request(c, Request::Kmalloc { size });
             }
-            Op::Kfree { pick, forge, .. } => _ = self.request(c, Request::Kfree { handle: self.forge(c, *pick, *forge) }),
+            Op::Kfree { pick, forge, .. } => {
+                _ = self.request(c, Request::Kfree { handle: self.forge(c, *pick, *forge) })
+            }
             Op::Destroy { cache, .. } => _ = self.request(c, Request::Destroy { cache: self.cache(c, *cache).0 }),
             Op::Shrink { cache, .. } => _ = self.request(c, Request::Shrink { cache: self.cache(c, *cache).0 }),
             Op::Exchange { cache, slot, op, .. } => {
@@ -359,12 +372,15 @@ impl FuzzHarness<'_> {
             Op::Query { kind, cache, arg, .. } => {
                 let cache = self.cache(c, *cache).0;
                 let handle = self.forge(c, *arg as u8, Forge::Held);
-                _ = self.request(c, match kind % 4 {
-                    0 => Request::CacheInfo { cache },
-                    1 => Request::SlabInfo { page: arg % 3, all_clients: arg & 0x100 != 0 },
-                    2 => Request::ObjectOwner { handle },
-                    _ => Request::Stats,
-                });
+                _ = self.request(
+                    c,
+                    match kind % 4 {
+                        0 => Request::CacheInfo { cache },
+                        1 => Request::SlabInfo { page: arg % 3, all_clients: arg & 0x100 != 0 },
+                        2 => Request::ObjectOwner { handle },
+                        _ => Request::Stats,
+                    },
+                );
             }
             Op::Raw { bytes, .. } => match protocol::decode_request(bytes) {
                 Ok(request) => _ = self.request(c, request),

@@ -96,7 +96,14 @@ impl<'a> Harness<'a> {
             engine.client_attach(c as ClientId, config.max_window_pages, q).unwrap();
             clients.push(MClient::default());
         }
-        let mut h = Harness { engine, clients, quotas: quotas.to_vec(), window: config.max_window_pages, counter: 0, seen: Default::default() };
+        let mut h = Harness {
+            engine,
+            clients,
+            quotas: quotas.to_vec(),
+            window: config.max_window_pages,
+            counter: 0,
+            seen: Default::default(),
+        };
         for c in 0..quotas.len() {
             h.refresh_kmalloc(c);
         }
@@ -315,7 +322,13 @@ impl<'a> Harness<'a> {
                 // Mostly the client's own caches (kmalloc ones cannot be destroyed).
                 let own: Vec<_> = self.clients[c].caches.iter().filter(|m| !m.kmalloc).map(|m| m.id).collect();
                 let pick = if cache % 4 != 0 && !own.is_empty() {
-                    Pick::Live(self.clients[c].caches.iter().find(|m| m.id == own[usize::from(cache / 4) % own.len()]).unwrap())
+                    Pick::Live(
+                        self.clients[c]
+                            .caches
+                            .iter()
+                            .find(|m| m.id == own[usize::from(cache / 4) % own.len()])
+                            .unwrap(),
+                    )
                 } else {
                     self.pick_cache(c, cache)
                 };

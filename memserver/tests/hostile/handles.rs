@@ -17,36 +17,17 @@ pub fn forged_free(w: &mut World) -> Result<(), Failure> {
     let h = ok("alloc", a.alloc(c1.cache))?;
     let other = ok("alloc", a.alloc(c2.cache))?;
     let window = 64 * 4096u64;
-    let forged = [
-        window,
-        window + 64,
-        u64::MAX,
-        u64::MAX - 7,
-        h.0 + 8,
-        h.0 + 1,
-        h.0 | 4,
-        h.0 + 32,
-        4096 * 40,
-    ];
+    let forged = [window, window + 64, u64::MAX, u64::MAX - 7, h.0 + 8, h.0 + 1, h.0 | 4, h.0 + 32, 4096 * 40];
     for f in forged {
         refused(&format!("free {f:#x}"), a.free(c1.cache, Handle(f)), |e| {
             matches!(e, Error::InvalidObject | Error::DoubleFree)
         })?;
         refused(&format!("kfree {f:#x}"), a.kfree(Handle(f)), |e| {
-            matches!(
-                e,
-                Error::InvalidObject | Error::DoubleFree | Error::WrongCache
-            )
+            matches!(e, Error::InvalidObject | Error::DoubleFree | Error::WrongCache)
         })?;
     }
-    refused(
-        "free of another cache's object",
-        a.free(c1.cache, other),
-        |e| *e == Error::WrongCache,
-    )?;
-    refused("kfree of a cache object", a.kfree(h), |e| {
-        *e == Error::WrongCache
-    })?;
+    refused("free of another cache's object", a.free(c1.cache, other), |e| *e == Error::WrongCache)?;
+    refused("kfree of a cache object", a.kfree(h), |e| *e == Error::WrongCache)?;
     ok("honest free", a.free(c1.cache, h))?;
     ok("honest free", a.free(c2.cache, other))?;
     a.close();
@@ -60,55 +41,33 @@ pub fn double_free(w: &mut World) -> Result<(), Failure> {
     let c = ok("create", a.create("a-dbl", 64, 0, 0))?;
     let h = ok("alloc", a.alloc(c.cache))?;
     ok("free", a.free(c.cache, h))?;
-    refused("second free", a.free(c.cache, h), |e| {
-        *e == Error::DoubleFree
-    })?;
+    refused("second free", a.free(c.cache, h), |e| *e == Error::DoubleFree)?;
     let k = ok("kmalloc", a.kmalloc(40))?;
     ok("kfree", a.kfree(k))?;
     refused("second kfree", a.kfree(k), |e| *e == Error::DoubleFree)?;
     let large = ok("large kmalloc", a.kmalloc(20000))?;
     ok("large kfree", a.kfree(large))?;
-    refused("second large kfree", a.kfree(large), |e| {
-        matches!(e, Error::DoubleFree | Error::InvalidObject)
-    })?;
+    refused("second large kfree", a.kfree(large), |e| matches!(e, Error::DoubleFree | Error::InvalidObject))?;
     // Through a magazine: drain a full magazine into the depot, then drain the same handles.
     let slot = c.slot.ok_or("no magazine slot")?;
     ok("refill", a.exchange(c.cache, slot, ExchangeOp::Refill))?;
     let full = a.magazine(slot, MagazineRole::Loaded);
     ok("drain", a.exchange(c.cache, slot, ExchangeOp::Drain))?;
     a.set_magazine(slot, MagazineRole::Loaded, &full);
-    refused(
-        "drain of drained objects",
-        a.exchange(c.cache, slot, ExchangeOp::Drain),
-        |e| *e == Error::DoubleFree,
-    )?;
+    refused("drain of drained objects", a.exchange(c.cache, slot, ExchangeOp::Drain), |e| *e == Error::DoubleFree)?;
     // An object freed by IPC, then returned in a magazine.
     a.set_magazine(slot, MagazineRole::Loaded, &Magazine::EMPTY);
     let h = ok("alloc", a.alloc(c.cache))?;
     ok("free", a.free(c.cache, h))?;
-    a.set_magazine(
-        slot,
-        MagazineRole::Loaded,
-        &Magazine::from_handles(&[h.0]).map_err(|e| format!("{e:?}"))?,
-    );
-    refused(
-        "drain of a freed object",
-        a.exchange(c.cache, slot, ExchangeOp::Drain),
-        |e| *e == Error::DoubleFree,
-    )?;
+    a.set_magazine(slot, MagazineRole::Loaded, &Magazine::from_handles(&[h.0]).map_err(|e| format!("{e:?}"))?);
+    refused("drain of a freed object", a.exchange(c.cache, slot, ExchangeOp::Drain), |e| *e == Error::DoubleFree)?;
     // Objects from the depot come back once, and only once.
     a.set_magazine(slot, MagazineRole::Loaded, &Magazine::EMPTY);
-    ok(
-        "refill from the depot",
-        a.exchange(c.cache, slot, ExchangeOp::Refill),
-    )?;
+    ok("refill from the depot", a.exchange(c.cache, slot, ExchangeOp::Refill))?;
     ok("flush", a.exchange(c.cache, slot, ExchangeOp::Flush))?;
     let info = ok("stats", a.stats())?;
     if info.live_objects != 0 {
-        return Err(format!(
-            "{} objects live after honest flush",
-            info.live_objects
-        ));
+        return Err(format!("{} objects live after honest flush", info.live_objects));
     }
     a.close();
     Ok(())
@@ -118,23 +77,15 @@ pub fn double_free(w: &mut World) -> Result<(), Failure> {
 /// attacker's own window, so each names nothing of the victim.
 pub fn foreign_handles(w: &mut World) -> Result<(), Failure> {
     let cache = w.victims[0].caches[0];
-    let victim_handles: Vec<(protocol::CacheId, Handle)> = w.victims[0]
-        .handles()
-        .into_iter()
-        .map(|h| (cache, h))
-        .collect();
+    let victim_handles: Vec<(protocol::CacheId, Handle)> =
+        w.victims[0].handles().into_iter().map(|h| (cache, h)).collect();
     let mut a = w.attacker("hostile-2")?;
     for &(cache, h) in &victim_handles {
         // The victim's cache id may name one of the attacker's own caches or none.
         refused("free of a victim handle", a.free(cache, h), |e| {
-            matches!(
-                e,
-                Error::NoSuchCache | Error::InvalidObject | Error::DoubleFree | Error::WrongCache
-            )
+            matches!(e, Error::NoSuchCache | Error::InvalidObject | Error::DoubleFree | Error::WrongCache)
         })?;
-        refused("kfree of a victim handle", a.kfree(h), |e| {
-            matches!(e, Error::InvalidObject | Error::DoubleFree)
-        })?;
+        refused("kfree of a victim handle", a.kfree(h), |e| matches!(e, Error::InvalidObject | Error::DoubleFree))?;
     }
     // Guessing: every 8-byte offset of the first pages, against the attacker's own cache.
     let own = ok("create", a.create("a-guess", 64, 0, 0))?;
@@ -162,20 +113,11 @@ pub fn red_zone_and_poison(w: &mut World) -> Result<(), Failure> {
     let rz = ok("create", a.create("a-redzone", 24, 0, SLAB_RED_ZONE))?;
     let h = ok("alloc", a.alloc(rz.cache))?;
     a.write(h.0 + 24, &[0x11]);
-    let e = refused(
-        "free with a trampled right red zone",
-        a.free(rz.cache, h),
-        |e| matches!(e, Error::RedZoneCorrupted(_)),
-    )?;
-    let Error::RedZoneCorrupted(c) = e else {
-        unreachable!()
-    };
-    if c.cache != rz.cache
-        || c.object != h
-        || c.offset != 24
-        || c.found != 0x11
-        || c.expected != RED_ACTIVE
-    {
+    let e = refused("free with a trampled right red zone", a.free(rz.cache, h), |e| {
+        matches!(e, Error::RedZoneCorrupted(_))
+    })?;
+    let Error::RedZoneCorrupted(c) = e else { unreachable!() };
+    if c.cache != rz.cache || c.object != h || c.offset != 24 || c.found != 0x11 || c.expected != RED_ACTIVE {
         return Err(format!("red zone report {c:?} for {h:?} of {:?}", rz.cache));
     }
     ok("free after the repair", a.free(rz.cache, h))?;
@@ -184,9 +126,7 @@ pub fn red_zone_and_poison(w: &mut World) -> Result<(), Failure> {
     if h.0 > 0 {
         a.write(h.0 - 1, &[0x22]);
         match a.free(rz.cache, h)? {
-            Err(Error::RedZoneCorrupted(c))
-                if c.offset == -1 && c.object == h && c.found == 0x22 =>
-            {
+            Err(Error::RedZoneCorrupted(c)) if c.offset == -1 && c.object == h && c.found == 0x22 => {
                 ok("free after the repair", a.free(rz.cache, h))?;
             }
             // A layout without a left zone puts the previous object's right zone there.
@@ -198,18 +138,9 @@ pub fn red_zone_and_poison(w: &mut World) -> Result<(), Failure> {
     let h = ok("alloc", a.alloc(p.cache))?;
     ok("free", a.free(p.cache, h))?;
     a.write(h.0 + 5, &[0x33]);
-    let e = refused("alloc of a poisoned object", a.alloc(p.cache), |e| {
-        matches!(e, Error::PoisonCorrupted(_))
-    })?;
-    let Error::PoisonCorrupted(c) = e else {
-        unreachable!()
-    };
-    if c.cache != p.cache
-        || c.object != h
-        || c.offset != 5
-        || c.found != 0x33
-        || c.expected != POISON_FREE
-    {
+    let e = refused("alloc of a poisoned object", a.alloc(p.cache), |e| matches!(e, Error::PoisonCorrupted(_)))?;
+    let Error::PoisonCorrupted(c) = e else { unreachable!() };
+    if c.cache != p.cache || c.object != h || c.offset != 5 || c.found != 0x33 || c.expected != POISON_FREE {
         return Err(format!("poison report {c:?} for {h:?} of {:?}", p.cache));
     }
     ok("alloc after the repair", a.alloc(p.cache))?;

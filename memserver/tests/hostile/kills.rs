@@ -49,11 +49,7 @@ pub fn worker(mode: &str, socket: &Path, name: &str) -> Result<(), Failure> {
             // Sent, never received: the kill lands between the request and its reply.
             let ops = [ExchangeOp::Drain, ExchangeOp::Refill, ExchangeOp::Flush];
             for op in ops.iter().cycle().take(30) {
-                let bytes = encode(&Request::MagazineExchange {
-                    cache: c.cache,
-                    slot,
-                    op: *op,
-                });
+                let bytes = encode(&Request::MagazineExchange { cache: c.cache, slot, op: *op });
                 p.connection.send(&bytes).map_err(|e| e.to_string())?;
             }
         }
@@ -76,9 +72,7 @@ fn spawn_worker(w: &World, mode: &str, name: &str) -> Result<Child, Failure> {
         .map_err(|e| e.to_string())?;
     let mut line = String::new();
     let out = child.stdout.take().ok_or("no stdout")?;
-    BufReader::new(out)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
     if line.trim() != "ready" {
         let _ = child.kill();
         let _ = child.wait();
@@ -99,16 +93,12 @@ fn kill_after(w: &mut World, mode: &str, name: &str) -> Result<(), Failure> {
         return Err(format!("worker {mode} was not killed: {status}"));
     }
     if holding >= before {
-        return Err(format!(
-            "worker {mode} held no frames ({before} → {holding} free)"
-        ));
+        return Err(format!("worker {mode} held no frames ({before} → {holding} free)"));
     }
     w.reclaim_attackers()?;
     let after = w.pool_free()?;
     if after != before {
-        return Err(format!(
-            "after killing worker {mode}: {after} pages free, {before} before"
-        ));
+        return Err(format!("after killing worker {mode}: {after} pages free, {before} before"));
     }
     Ok(())
 }

@@ -8,11 +8,7 @@ use crate::peer::{Failure, Peer, ok, refused};
 use crate::world::World;
 
 /// Allocates from `cache` until refused; returns the handles and the refusal.
-fn alloc_until_refused(
-    a: &mut Peer,
-    cache: CacheId,
-    limit: usize,
-) -> Result<(Vec<Handle>, Error), Failure> {
+fn alloc_until_refused(a: &mut Peer, cache: CacheId, limit: usize) -> Result<(Vec<Handle>, Error), Failure> {
     let mut held = Vec::new();
     for _ in 0..limit {
         match a.alloc(cache)? {
@@ -35,25 +31,16 @@ pub fn quota_exhaustion(w: &mut World) -> Result<(), Failure> {
     let s = ok("stats", a.stats())?;
     let slab = c.layout.pages_per_slab;
     if s.client_pages > s.quota_pages || s.client_pages + slab <= s.quota_pages {
-        return Err(format!(
-            "refused at {} of {} pages (slabs of {slab})",
-            s.client_pages, s.quota_pages
-        ));
+        return Err(format!("refused at {} of {} pages (slabs of {slab})", s.client_pages, s.quota_pages));
     }
-    refused("large kmalloc past the quota", a.kmalloc(40 * 4096), |e| {
-        *e == Error::QuotaExceeded
-    })?;
+    refused("large kmalloc past the quota", a.kmalloc(40 * 4096), |e| *e == Error::QuotaExceeded)?;
     for &h in &held {
         ok("free", a.free(c.cache, h))?;
     }
     ok("shrink", a.shrink(c.cache))?;
     let (again, e) = alloc_until_refused(&mut a, c.cache, 10_000)?;
     if e != Error::QuotaExceeded || again.len() != held.len() {
-        return Err(format!(
-            "second round: {} objects then {e:?}, first {}",
-            again.len(),
-            held.len()
-        ));
+        return Err(format!("second round: {} objects then {e:?}, first {}", again.len(), held.len()));
     }
     a.close();
     Ok(())
@@ -76,9 +63,7 @@ pub fn pool_exhaustion(w: &mut World) -> Result<(), Failure> {
     }
     let free = w.pool_free()?;
     if free != 0 || large == 0 {
-        return Err(format!(
-            "pool not exhausted: {free} pages free after {large} large allocations"
-        ));
+        return Err(format!("pool not exhausted: {free} pages free after {large} large allocations"));
     }
     // The victims work on within their own slabs: allocate, write, check, free.
     for v in &mut w.victims {
@@ -96,17 +81,11 @@ pub fn pool_exhaustion(w: &mut World) -> Result<(), Failure> {
             }
         }
         if got.is_empty() && v.peer.name != "victim-2" {
-            return Err(format!(
-                "{} could not allocate within its slabs",
-                v.peer.name
-            ));
+            return Err(format!("{} could not allocate within its slabs", v.peer.name));
         }
         for (h, i) in got {
             if v.peer.read(h.0, 8) != Some(vec![i; 8]) {
-                return Err(format!(
-                    "{}: object {h:?} changed under pool pressure",
-                    v.peer.name
-                ));
+                return Err(format!("{}: object {h:?} changed under pool pressure", v.peer.name));
             }
             ok("victim free", v.peer.free(cache, h))?;
         }
@@ -150,21 +129,15 @@ pub fn hostile_cache_create(w: &mut World) -> Result<(), Failure> {
         ("empty name", "", 64, 0, 0),
     ];
     for (what, name, size, align, flags) in bad {
-        refused(what, a.create(name, size, align, flags), |e| {
-            *e == Error::InvalidArgument
-        })?;
+        refused(what, a.create(name, size, align, flags), |e| *e == Error::InvalidArgument)?;
     }
     match a.call_raw(&raw_create(&[b'x'; 64], 64, 0, 0))? {
         Some(protocol::Reply::Error(Error::Malformed)) => {}
         other => return Err(format!("64-byte name: {other:?}")),
     }
     ok("create", a.create("a-dup", 64, 0, 0))?;
-    refused("duplicate name", a.create("a-dup", 128, 0, 0), |e| {
-        *e == Error::NameTaken
-    })?;
-    refused("kmalloc name", a.create("kmalloc-64", 64, 0, 0), |e| {
-        *e == Error::NameTaken
-    })?;
+    refused("duplicate name", a.create("a-dup", 128, 0, 0), |e| *e == Error::NameTaken)?;
+    refused("kmalloc name", a.create("kmalloc-64", 64, 0, 0), |e| *e == Error::NameTaken)?;
     // More caches than `max_caches_per_client`: refused, never more than the limit.
     let mut made = 0;
     let e = loop {
@@ -192,13 +165,9 @@ pub fn hostile_cache_create(w: &mut World) -> Result<(), Failure> {
 pub fn destroy_busy_unknown_twice(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-1")?;
     let c = ok("create", a.create("a-destroy", 64, 0, 0))?;
-    let held: Vec<Handle> = (0..3)
-        .map(|_| ok("alloc", a.alloc(c.cache)))
-        .collect::<Result<_, _>>()?;
+    let held: Vec<Handle> = (0..3).map(|_| ok("alloc", a.alloc(c.cache))).collect::<Result<_, _>>()?;
     a.write(held[0].0, b"still here");
-    refused("busy destroy", a.destroy(c.cache), |e| {
-        *e == Error::CacheBusy { live: 3 }
-    })?;
+    refused("busy destroy", a.destroy(c.cache), |e| *e == Error::CacheBusy { live: 3 })?;
     if a.read(held[0].0, 10).as_deref() != Some(b"still here".as_slice()) {
         return Err("a busy destroy touched a live object".into());
     }
@@ -218,12 +187,8 @@ pub fn destroy_busy_unknown_twice(w: &mut World) -> Result<(), Failure> {
     }
     ok("free", a.free(m.cache, extra))?;
     ok("destroy takes the magazine back", a.destroy(m.cache))?;
-    refused("second destroy", a.destroy(c.cache), |e| {
-        *e == Error::NoSuchCache
-    })?;
-    refused("alloc from a destroyed cache", a.alloc(c.cache), |e| {
-        *e == Error::NoSuchCache
-    })?;
+    refused("second destroy", a.destroy(c.cache), |e| *e == Error::NoSuchCache)?;
+    refused("alloc from a destroyed cache", a.alloc(c.cache), |e| *e == Error::NoSuchCache)?;
     for id in [0u32, 12, 31, 32, 0xffff, 0x1_0000, u32::MAX] {
         refused(&format!("destroy {id:#x}"), a.destroy(CacheId(id)), |e| {
             matches!(e, Error::NoSuchCache | Error::InvalidArgument)
@@ -231,9 +196,7 @@ pub fn destroy_busy_unknown_twice(w: &mut World) -> Result<(), Failure> {
     }
     // Victims' cache ids name nothing of the attacker's.
     for cache in w.victims.iter().flat_map(|v| v.caches.clone()) {
-        refused("destroy of a victim's cache id", a.destroy(cache), |e| {
-            *e == Error::NoSuchCache
-        })?;
+        refused("destroy of a victim's cache id", a.destroy(cache), |e| *e == Error::NoSuchCache)?;
     }
     a.close();
     Ok(())

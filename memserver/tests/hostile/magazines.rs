@@ -41,12 +41,7 @@ pub fn tampered_magazine(w: &mut World) -> Result<(), Failure> {
         Ok(())
     };
     with("out of the window", 1, 64 * 4096 + 64, Error::InvalidObject)?;
-    with(
-        "far out of the window",
-        2,
-        !7u64,
-        Error::InvalidObject,
-    )?;
+    with("far out of the window", 2, !7u64, Error::InvalidObject)?;
     with("misaligned", 3, held[3] + 8, Error::InvalidObject)?;
     with("flag bits", 4, held[4] | 1, Error::InvalidObject)?;
     with("duplicated", 5, held[6], Error::DoubleFree)?;
@@ -58,58 +53,31 @@ pub fn tampered_magazine(w: &mut World) -> Result<(), Failure> {
         a.set_magazine(slot, MagazineRole::Loaded, m);
         refused(what, a.exchange(c.cache, slot, ExchangeOp::Drain), |e| {
             e == expected
-                || matches!(
-                    e,
-                    Error::InvalidObject
-                        | Error::DoubleFree
-                        | Error::WrongCache
-                        | Error::InvalidArgument
-                )
+                || matches!(e, Error::InvalidObject | Error::DoubleFree | Error::WrongCache | Error::InvalidArgument)
         })?;
         refused(what, a.exchange(c.cache, slot, ExchangeOp::Flush), |_| true)?;
     }
     // The same objects in the loaded and the previous magazine: the flush is refused whole.
     a.set_magazine(slot, MagazineRole::Loaded, &honest);
     a.set_magazine(slot, MagazineRole::Previous, &magazine(&held[..2])?);
-    refused(
-        "object in both magazines",
-        a.exchange(c.cache, slot, ExchangeOp::Flush),
-        |e| *e == Error::DoubleFree,
-    )?;
+    refused("object in both magazines", a.exchange(c.cache, slot, ExchangeOp::Flush), |e| *e == Error::DoubleFree)?;
     // Another cache's slot, a slot out of range, a refill over a non-empty magazine.
-    refused(
-        "wrong slot",
-        a.exchange(other.cache, slot, ExchangeOp::Drain),
-        |e| *e == Error::InvalidArgument,
-    )?;
-    refused(
-        "slot out of range",
-        a.exchange(c.cache, 999, ExchangeOp::Drain),
-        |e| *e == Error::InvalidArgument,
-    )?;
-    refused(
-        "refill over a full magazine",
-        a.exchange(c.cache, slot, ExchangeOp::Refill),
-        |e| *e == Error::InvalidArgument,
-    )?;
+    refused("wrong slot", a.exchange(other.cache, slot, ExchangeOp::Drain), |e| *e == Error::InvalidArgument)?;
+    refused("slot out of range", a.exchange(c.cache, 999, ExchangeOp::Drain), |e| *e == Error::InvalidArgument)?;
+    refused("refill over a full magazine", a.exchange(c.cache, slot, ExchangeOp::Refill), |e| {
+        *e == Error::InvalidArgument
+    })?;
     // Nothing changed: the honest magazines drain, and every object is accounted for.
     a.set_magazine(slot, MagazineRole::Previous, &Magazine::EMPTY);
     let s = ok("stats", a.stats())?;
     if s.live_objects != n as u64 + 1 {
-        return Err(format!(
-            "{} live objects, expected {}",
-            s.live_objects,
-            n + 1
-        ));
+        return Err(format!("{} live objects, expected {}", s.live_objects, n + 1));
     }
     ok("honest flush", a.exchange(c.cache, slot, ExchangeOp::Flush))?;
     ok("free", a.free(other.cache, foreign))?;
     let s = ok("stats", a.stats())?;
     if s.live_objects != 0 {
-        return Err(format!(
-            "{} objects live after the honest flush",
-            s.live_objects
-        ));
+        return Err(format!("{} objects live after the honest flush", s.live_objects));
     }
     a.close();
     Ok(())
@@ -117,12 +85,7 @@ pub fn tampered_magazine(w: &mut World) -> Result<(), Failure> {
 
 /// A thread that writes pseudo-random words over the whole control region until told to
 /// stop; returns how many writes it made.
-fn scribble(
-    base: usize,
-    len: usize,
-    stop: Arc<AtomicBool>,
-    writes: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<()> {
+fn scribble(base: usize, len: usize, stop: Arc<AtomicBool>, writes: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         while !stop.load(Ordering::Relaxed) {
@@ -153,20 +116,13 @@ pub fn control_page_scribbled(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-2")?;
     let mut caches = Vec::new();
     for i in 0..3 {
-        let c = ok(
-            "create",
-            a.create(&format!("a-scribble-{i}"), 32 << i, 0, 0),
-        )?;
+        let c = ok("create", a.create(&format!("a-scribble-{i}"), 32 << i, 0, 0))?;
         caches.push((c.cache, c.slot.ok_or("no slot")?));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(AtomicU64::new(0));
-    let scribbler = scribble(
-        a.connection.control_base() as usize,
-        a.connection.control_len(),
-        stop.clone(),
-        writes.clone(),
-    );
+    let scribbler =
+        scribble(a.connection.control_base() as usize, a.connection.control_len(), stop.clone(), writes.clone());
     let ops = [ExchangeOp::Refill, ExchangeOp::Drain, ExchangeOp::Flush];
     let (mut exchanged, mut refused_n) = (0u32, 0u32);
     let mut result = Ok(());
@@ -175,11 +131,7 @@ pub fn control_page_scribbled(w: &mut World) -> Result<(), Failure> {
         let request = if i % 5 == 4 {
             Request::Alloc { cache }
         } else {
-            Request::MagazineExchange {
-                cache,
-                slot,
-                op: ops[(i / 3) % 3],
-            }
+            Request::MagazineExchange { cache, slot, op: ops[(i / 3) % 3] }
         };
         match a.call(&request) {
             Ok(Reply::Exchanged { .. } | Reply::Object { .. }) => exchanged += 1,
@@ -206,10 +158,7 @@ pub fn control_page_scribbled(w: &mut World) -> Result<(), Failure> {
     // The attacker's accounting is still self-consistent and within its quota.
     let s = ok("stats", a.stats())?;
     if s.client_pages > s.quota_pages {
-        return Err(format!(
-            "{} pages over a quota of {}",
-            s.client_pages, s.quota_pages
-        ));
+        return Err(format!("{} pages over a quota of {}", s.client_pages, s.quota_pages));
     }
     a.close();
     Ok(())

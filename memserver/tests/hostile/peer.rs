@@ -35,19 +35,14 @@ pub struct Peer {
 
 /// The encoded `Hello` for `name`.
 pub fn hello_bytes(name: &str, version: u16) -> Vec<u8> {
-    let request = Request::Hello {
-        version,
-        client_name: protocol::client_name(name).expect("short name"),
-    };
+    let request = Request::Hello { version, client_name: protocol::client_name(name).expect("short name") };
     encode(&request)
 }
 
 /// Encodes a request.
 pub fn encode(request: &Request) -> Vec<u8> {
     let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
-    protocol::encode_request(request, &mut buf)
-        .expect("every request fits")
-        .to_vec()
+    protocol::encode_request(request, &mut buf).expect("every request fits").to_vec()
 }
 
 impl Peer {
@@ -55,17 +50,10 @@ impl Peer {
     pub fn connect(socket: &Path, name: &str) -> Result<Peer, Failure> {
         match Connection::connect(socket, &hello_bytes(name, PROTOCOL_VERSION)) {
             Ok((connection, reply)) => match protocol::decode_reply(&reply) {
-                Ok(Reply::Hello { client, .. }) => Ok(Peer {
-                    name: name.into(),
-                    id: client,
-                    connection,
-                }),
+                Ok(Reply::Hello { client, .. }) => Ok(Peer { name: name.into(), id: client, connection }),
                 other => Err(format!("{name}: Hello answered with {other:?}")),
             },
-            Err(ConnectError::Refused(reply)) => Err(format!(
-                "{name} refused: {:?}",
-                protocol::decode_reply(&reply)
-            )),
+            Err(ConnectError::Refused(reply)) => Err(format!("{name} refused: {:?}", protocol::decode_reply(&reply))),
             Err(ConnectError::Io(e)) => Err(format!("{name}: {e}")),
         }
     }
@@ -73,13 +61,8 @@ impl Peer {
     /// Sends raw bytes; the decoded reply (`Ok(None)`: the server closed the connection).
     pub fn call_raw(&mut self, bytes: &[u8]) -> Result<Option<Reply>, Failure> {
         let mut reply = vec![0u8; MESSAGE_MAX];
-        self.connection
-            .send(bytes)
-            .map_err(|e| format!("{}: send: {e}", self.name))?;
-        let n = self
-            .connection
-            .receive(&mut reply)
-            .map_err(|e| format!("{}: receive: {e}", self.name))?;
+        self.connection.send(bytes).map_err(|e| format!("{}: send: {e}", self.name))?;
+        let n = self.connection.receive(&mut reply).map_err(|e| format!("{}: receive: {e}", self.name))?;
         if n == 0 {
             return Ok(None);
         }
@@ -90,8 +73,7 @@ impl Peer {
 
     /// One typed request.
     pub fn call(&mut self, request: &Request) -> Result<Reply, Failure> {
-        self.call_raw(&encode(request))?
-            .ok_or_else(|| format!("{}: server closed the connection", self.name))
+        self.call_raw(&encode(request))?.ok_or_else(|| format!("{}: server closed the connection", self.name))
     }
 
     fn outcome<T>(&mut self, request: &Request, f: impl FnOnce(Reply) -> Option<T>) -> Outcome<T> {
@@ -99,9 +81,7 @@ impl Peer {
             Reply::Error(e) => Ok(Err(e)),
             reply => {
                 let shown = format!("{reply:?}");
-                f(reply)
-                    .map(Ok)
-                    .ok_or_else(|| format!("{}: {request:?} answered with {shown}", self.name))
+                f(reply).map(Ok).ok_or_else(|| format!("{}: {request:?} answered with {shown}", self.name))
             }
         }
     }
@@ -109,30 +89,12 @@ impl Peer {
     /// `kmem_cache_create()`.
     pub fn create(&mut self, name: &str, size: u32, align: u32, flags: u32) -> Outcome<Created> {
         let name = protocol::cache_name(name).map_err(|e| format!("{e:?}"))?;
-        self.outcome(
-            &Request::CacheCreate {
-                name,
-                size,
-                align,
-                flags,
-                ctor: false,
-            },
-            |r| match r {
-                Reply::Created {
-                    cache,
-                    layout,
-                    slot,
-                    magazine_capacity,
-                    ..
-                } => Some(Created {
-                    cache,
-                    layout,
-                    slot,
-                    capacity: magazine_capacity,
-                }),
-                _ => None,
-            },
-        )
+        self.outcome(&Request::CacheCreate { name, size, align, flags, ctor: false }, |r| match r {
+            Reply::Created { cache, layout, slot, magazine_capacity, .. } => {
+                Some(Created { cache, layout, slot, capacity: magazine_capacity })
+            }
+            _ => None,
+        })
     }
 
     /// `kmem_cache_alloc()`.
@@ -170,13 +132,10 @@ impl Peer {
 
     /// `MagazineExchange`: the loaded count after it.
     pub fn exchange(&mut self, cache: CacheId, slot: u16, op: ExchangeOp) -> Outcome<u16> {
-        self.outcome(
-            &Request::MagazineExchange { cache, slot, op },
-            |r| match r {
-                Reply::Exchanged { count, .. } => Some(count),
-                _ => None,
-            },
-        )
+        self.outcome(&Request::MagazineExchange { cache, slot, op }, |r| match r {
+            Reply::Exchanged { count, .. } => Some(count),
+            _ => None,
+        })
     }
 
     /// `Stats` of this client.
@@ -191,16 +150,10 @@ impl Peer {
     pub fn slabinfo(&mut self, all: bool) -> Outcome<Vec<SlabInfoRow>> {
         let mut rows = Vec::new();
         for page in 0..1000u16 {
-            match self.outcome(
-                &Request::SlabInfo {
-                    page,
-                    all_clients: all,
-                },
-                |r| match r {
-                    Reply::SlabInfo { rows, more, .. } => Some((rows, more)),
-                    _ => None,
-                },
-            )? {
+            match self.outcome(&Request::SlabInfo { page, all_clients: all }, |r| match r {
+                Reply::SlabInfo { rows, more, .. } => Some((rows, more)),
+                _ => None,
+            })? {
                 Err(e) => return Ok(Err(e)),
                 Ok((page_rows, more)) => {
                     rows.extend(page_rows);
@@ -221,30 +174,19 @@ impl Peer {
     /// Reads `len` bytes at window offset `at` (`None` outside the window).
     pub fn read(&self, at: u64, len: usize) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        usize::try_from(at)
-            .ok()
-            .filter(|&at| self.connection.window().read(at, &mut buf))
-            .map(|_| buf)
+        usize::try_from(at).ok().filter(|&at| self.connection.window().read(at, &mut buf)).map(|_| buf)
     }
 
     /// A magazine of the control region.
     pub fn magazine(&self, slot: u16, role: MagazineRole) -> Magazine {
         let mut bytes = [0u8; control::MAGAZINE_SIZE];
-        assert!(
-            self.connection
-                .control()
-                .read(control::magazine_offset(slot, role), &mut bytes)
-        );
+        assert!(self.connection.control().read(control::magazine_offset(slot, role), &mut bytes));
         Magazine::read_from_bytes(&bytes).expect("magazine layout")
     }
 
     /// Overwrites a magazine of the control region.
     pub fn set_magazine(&self, slot: u16, role: MagazineRole, m: &Magazine) {
-        assert!(
-            self.connection
-                .control()
-                .write(control::magazine_offset(slot, role), m.as_bytes())
-        );
+        assert!(self.connection.control().write(control::magazine_offset(slot, role), m.as_bytes()));
     }
 
     /// Closes the connection and waits until the server has reclaimed everything.

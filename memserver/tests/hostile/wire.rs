@@ -54,26 +54,10 @@ pub fn malformed_messages(w: &mut World) -> Result<(), Failure> {
     }
     let name = protocol::cache_name("a-trunc").map_err(|e| format!("{e:?}"))?;
     let requests = [
-        Request::CacheCreate {
-            name,
-            size: 300_000,
-            align: 1 << 20,
-            flags: 0xdead_beef,
-            ctor: true,
-        },
-        Request::Free {
-            cache: CacheId(u32::MAX),
-            handle: Handle(u64::MAX),
-        },
-        Request::MagazineExchange {
-            cache: CacheId(77),
-            slot: 9999,
-            op: protocol::ExchangeOp::Flush,
-        },
-        Request::SlabInfo {
-            page: 60000,
-            all_clients: true,
-        },
+        Request::CacheCreate { name, size: 300_000, align: 1 << 20, flags: 0xdead_beef, ctor: true },
+        Request::Free { cache: CacheId(u32::MAX), handle: Handle(u64::MAX) },
+        Request::MagazineExchange { cache: CacheId(77), slot: 9999, op: protocol::ExchangeOp::Flush },
+        Request::SlabInfo { page: 60000, all_clients: true },
         Request::Kmalloc { size: u32::MAX },
     ];
     for r in &requests {
@@ -88,26 +72,10 @@ pub fn malformed_messages(w: &mut World) -> Result<(), Failure> {
     expect_refusal(&mut a, "zero length", &[])?;
     expect_refusal(&mut a, "unknown operation", &[200, 1])?;
     expect_refusal(&mut a, "unknown operation", &[0xff, 0xff, 0xff, 0xff, 0x0f])?;
-    expect_refusal(
-        &mut a,
-        "oversized",
-        &[13u8; protocol::MAX_MESSAGE_BYTES + 1],
-    )?;
-    expect_refusal(
-        &mut a,
-        "second Hello",
-        &hello_bytes("hostile-1", protocol::PROTOCOL_VERSION),
-    )?;
-    expect_refusal(
-        &mut a,
-        "Hello of another version",
-        &hello_bytes("hostile-1", 999),
-    )?;
-    expect_refusal(
-        &mut a,
-        "Hello as another client",
-        &hello_bytes("victim-0", protocol::PROTOCOL_VERSION),
-    )?;
+    expect_refusal(&mut a, "oversized", &[13u8; protocol::MAX_MESSAGE_BYTES + 1])?;
+    expect_refusal(&mut a, "second Hello", &hello_bytes("hostile-1", protocol::PROTOCOL_VERSION))?;
+    expect_refusal(&mut a, "Hello of another version", &hello_bytes("hostile-1", 999))?;
+    expect_refusal(&mut a, "Hello as another client", &hello_bytes("victim-0", protocol::PROTOCOL_VERSION))?;
     // Still served.
     ok("stats after the garbage", a.stats())?;
     // Past the transport's limit: this connection is closed, nothing else is.
@@ -117,11 +85,7 @@ pub fn malformed_messages(w: &mut World) -> Result<(), Failure> {
     }
     drop(a);
     // A first message of another version or name is refused.
-    for hello in [
-        hello_bytes("hostile-1", 0),
-        hello_bytes("nobody", protocol::PROTOCOL_VERSION),
-        vec![0xff; 10],
-    ] {
+    for hello in [hello_bytes("hostile-1", 0), hello_bytes("nobody", protocol::PROTOCOL_VERSION), vec![0xff; 10]] {
         match Connection::connect(&w.socket(), &hello) {
             Err(ConnectError::Refused(_)) | Err(ConnectError::Io(_)) => {}
             Ok(_) => return Err("a bad Hello was admitted".into()),
@@ -132,21 +96,12 @@ pub fn malformed_messages(w: &mut World) -> Result<(), Failure> {
 
 /// A raw connection that sends nothing.
 fn silent_connection(w: &World) -> Result<std::os::fd::OwnedFd, Failure> {
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+        .map_err(|e| e.to_string())?;
     let addr = SocketAddrUnix::new(w.socket()).map_err(|e| e.to_string())?;
     rustix::net::connect(&fd, &addr).map_err(|e| e.to_string())?;
-    rustix::net::sockopt::set_socket_timeout(
-        &fd,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(Duration::from_secs(30)),
-    )
-    .map_err(|e| e.to_string())?;
+    rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
     Ok(fd)
 }
 
@@ -168,16 +123,10 @@ fn closed_by_server(fd: &std::os::fd::OwnedFd) -> bool {
 /// beyond the configured clients is refused at once; connected clients never notice, and a
 /// client task that was not connected is admitted once the flood is gone.
 pub fn never_hello_and_connection_flood(w: &mut World) -> Result<(), Failure> {
-    let flood: Vec<_> = (0..40)
-        .map(|_| silent_connection(w))
-        .collect::<Result<_, _>>()?;
+    let flood: Vec<_> = (0..40).map(|_| silent_connection(w)).collect::<Result<_, _>>()?;
     let ended = flood.iter().filter(|fd| closed_by_server(fd)).count();
     if ended != flood.len() {
-        return Err(format!(
-            "{} of {} silent connections were left open",
-            flood.len() - ended,
-            flood.len()
-        ));
+        return Err(format!("{} of {} silent connections were left open", flood.len() - ended, flood.len()));
     }
     drop(flood);
     for v in &mut w.victims {
@@ -210,11 +159,7 @@ pub fn flooding_client_fairness(w: &mut World) -> Result<(), Failure> {
                     f.connection.send(&stats).map_err(|e| e.to_string())?;
                 }
                 for _ in 0..16 {
-                    if f.connection
-                        .receive(&mut reply)
-                        .map_err(|e| e.to_string())?
-                        == 0
-                    {
+                    if f.connection.receive(&mut reply).map_err(|e| e.to_string())? == 0 {
                         return Err("flooder disconnected".into());
                     }
                 }
@@ -243,9 +188,7 @@ pub fn flooding_client_fairness(w: &mut World) -> Result<(), Failure> {
     stop.store(true, Ordering::Relaxed);
     thread.join().map_err(|_| "flooder panicked")??;
     if !still_flooding || during < 500 {
-        return Err(format!(
-            "no contention: the flooder sent {during} requests during the victim's 1000 round trips"
-        ));
+        return Err(format!("no contention: the flooder sent {during} requests during the victim's 1000 round trips"));
     }
     // A client that never reads its replies fills its socket and is disconnected.
     let mut deaf = w.attacker("hostile-2")?;

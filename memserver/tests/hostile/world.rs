@@ -90,15 +90,10 @@ fn pattern(seed: u8, i: usize) -> u8 {
 
 impl Victim {
     fn remember(&mut self, handle: Handle, len: usize) -> Result<(), Failure> {
-        let seed = (self.objects.len() as u8)
-            .wrapping_mul(7)
-            .wrapping_add(self.peer.id as u8);
+        let seed = (self.objects.len() as u8).wrapping_mul(7).wrapping_add(self.peer.id as u8);
         let bytes: Vec<u8> = (0..len).map(|i| pattern(seed, i)).collect();
         if !self.peer.write(handle.0, &bytes) {
-            return Err(format!(
-                "{}: object {handle:?} outside the window",
-                self.peer.name
-            ));
+            return Err(format!("{}: object {handle:?} outside the window", self.peer.name));
         }
         self.objects.push(Patterned { handle, len, seed });
         Ok(())
@@ -121,27 +116,14 @@ impl Victim {
     pub fn differences(&mut self) -> Result<Vec<String>, Failure> {
         let mut out = Vec::new();
         for o in &self.objects {
-            let now = self
-                .peer
-                .read(o.handle.0, o.len)
-                .ok_or("object outside the window")?;
-            if now
-                .iter()
-                .enumerate()
-                .any(|(i, &b)| b != pattern(o.seed, i))
-            {
-                out.push(format!(
-                    "{}: object {:#x} overwritten",
-                    self.peer.name, o.handle.0
-                ));
+            let now = self.peer.read(o.handle.0, o.len).ok_or("object outside the window")?;
+            if now.iter().enumerate().any(|(i, &b)| b != pattern(o.seed, i)) {
+                out.push(format!("{}: object {:#x} overwritten", self.peer.name, o.handle.0));
             }
         }
         for (slot, role, m) in &self.magazines {
             if self.peer.magazine(*slot, *role) != *m {
-                out.push(format!(
-                    "{}: {role:?} magazine of slot {slot} changed",
-                    self.peer.name
-                ));
+                out.push(format!("{}: {role:?} magazine of slot {slot} changed", self.peer.name));
             }
         }
         let s = ok("victim stats", self.peer.stats())?;
@@ -216,11 +198,7 @@ impl World {
         }
         // victim-1: a red-zone + poison debug cache and a plain 512-byte cache.
         let v = &mut victims[1];
-        let d = ok(
-            "create debug",
-            v.peer
-                .create("v1-debug", 100, 0, SLAB_RED_ZONE | SLAB_POISON),
-        )?;
+        let d = ok("create debug", v.peer.create("v1-debug", 100, 0, SLAB_RED_ZONE | SLAB_POISON))?;
         let p = ok("create", v.peer.create("v1-512", 512, 0, 0))?;
         v.caches.extend([d.cache, p.cache]);
         v.alloc_patterned(d.cache, 100, 40)?;
@@ -233,8 +211,7 @@ impl World {
         ok("refill", v.peer.exchange(m.cache, slot, ExchangeOp::Refill))?;
         let first = v.peer.magazine(slot, MagazineRole::Loaded);
         v.peer.set_magazine(slot, MagazineRole::Previous, &first);
-        v.peer
-            .set_magazine(slot, MagazineRole::Loaded, &Magazine::EMPTY);
+        v.peer.set_magazine(slot, MagazineRole::Loaded, &Magazine::EMPTY);
         ok("refill", v.peer.exchange(m.cache, slot, ExchangeOp::Refill))?;
         for role in [MagazineRole::Loaded, MagazineRole::Previous] {
             let mag = v.peer.magazine(slot, role);
@@ -247,12 +224,7 @@ impl World {
         for v in &mut victims {
             v.settle()?;
         }
-        let mut world = World {
-            server,
-            victims,
-            observer,
-            baseline_free: 0,
-        };
+        let mut world = World { server, victims, observer, baseline_free: 0 };
         world.baseline_free = ok("observer stats", world.observer.stats())?.pool_free_pages;
         Ok(world)
     }
@@ -286,9 +258,7 @@ impl World {
                     None
                 }
             });
-            admitted
-                .ok_or_else(|| format!("{name} never readmitted: {last}"))?
-                .close();
+            admitted.ok_or_else(|| format!("{name} never readmitted: {last}"))?.close();
         }
         Ok(())
     }
@@ -315,14 +285,9 @@ impl World {
     pub fn leaked_frames(&mut self) -> Result<u64, Failure> {
         let stats = ok("observer stats", self.observer.stats())?;
         let rows = ok("observer slabinfo", self.observer.slabinfo(true))?;
-        let in_slabs: u64 = rows
-            .iter()
-            .map(|r| u64::from(r.num_slabs) * u64::from(r.pagesperslab))
-            .sum();
+        let in_slabs: u64 = rows.iter().map(|r| u64::from(r.num_slabs) * u64::from(r.pagesperslab)).sum();
         let used = u64::from(stats.pool_pages - stats.pool_free_pages);
-        Ok(used
-            .abs_diff(in_slabs)
-            .max(u64::from(stats.pool_free_pages).abs_diff(u64::from(self.baseline_free))))
+        Ok(used.abs_diff(in_slabs).max(u64::from(stats.pool_free_pages).abs_diff(u64::from(self.baseline_free))))
     }
 
     /// Pool pages free right now.

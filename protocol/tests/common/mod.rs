@@ -11,13 +11,7 @@ pub fn name(s: &str) -> CacheName {
 }
 
 fn corruption() -> Corruption {
-    Corruption {
-        cache: CacheId(3),
-        object: Handle(0x2040),
-        offset: -8,
-        found: 0x00,
-        expected: 0xbb,
-    }
+    Corruption { cache: CacheId(3), object: Handle(0x2040), offset: -8, found: 0x00, expected: 0xbb }
 }
 
 /// One example of every error, with its golden-file name.
@@ -34,12 +28,7 @@ pub fn error_examples() -> Vec<(&'static str, Error)> {
         ("cache_busy", Error::CacheBusy { live: 300 }),
         (
             "poison_corrupted",
-            Error::PoisonCorrupted(Corruption {
-                offset: 17,
-                found: 0x00,
-                expected: 0x6b,
-                ..corruption()
-            }),
+            Error::PoisonCorrupted(Corruption { offset: 17, found: 0x00, expected: 0x6b, ..corruption() }),
         ),
         ("red_zone_corrupted", Error::RedZoneCorrupted(corruption())),
         ("malformed", Error::Malformed),
@@ -53,13 +42,7 @@ pub fn error_examples() -> Vec<(&'static str, Error)> {
 pub fn request_examples() -> Vec<(&'static str, Request)> {
     let cache = CacheId(5);
     vec![
-        (
-            "hello",
-            Request::Hello {
-                version: PROTOCOL_VERSION,
-                client_name: client_name("loadgen").unwrap(),
-            },
-        ),
+        ("hello", Request::Hello { version: PROTOCOL_VERSION, client_name: client_name("loadgen").unwrap() }),
         (
             "cache_create",
             Request::CacheCreate {
@@ -72,60 +55,17 @@ pub fn request_examples() -> Vec<(&'static str, Request)> {
         ),
         ("alloc", Request::Alloc { cache }),
         ("zalloc", Request::Zalloc { cache }),
-        (
-            "free",
-            Request::Free {
-                cache,
-                handle: Handle(0x1_2340),
-            },
-        ),
+        ("free", Request::Free { cache, handle: Handle(0x1_2340) }),
         ("destroy", Request::Destroy { cache }),
         ("shrink", Request::Shrink { cache }),
         ("kmalloc", Request::Kmalloc { size: 54 }),
-        (
-            "kfree",
-            Request::Kfree {
-                handle: Handle(0x8000),
-            },
-        ),
-        (
-            "magazine_exchange.refill",
-            Request::MagazineExchange {
-                cache,
-                slot: 2,
-                op: ExchangeOp::Refill,
-            },
-        ),
-        (
-            "magazine_exchange.drain",
-            Request::MagazineExchange {
-                cache,
-                slot: 2,
-                op: ExchangeOp::Drain,
-            },
-        ),
-        (
-            "magazine_exchange.flush",
-            Request::MagazineExchange {
-                cache,
-                slot: 2,
-                op: ExchangeOp::Flush,
-            },
-        ),
+        ("kfree", Request::Kfree { handle: Handle(0x8000) }),
+        ("magazine_exchange.refill", Request::MagazineExchange { cache, slot: 2, op: ExchangeOp::Refill }),
+        ("magazine_exchange.drain", Request::MagazineExchange { cache, slot: 2, op: ExchangeOp::Drain }),
+        ("magazine_exchange.flush", Request::MagazineExchange { cache, slot: 2, op: ExchangeOp::Flush }),
         ("cache_info", Request::CacheInfo { cache }),
-        (
-            "slab_info",
-            Request::SlabInfo {
-                page: 1,
-                all_clients: true,
-            },
-        ),
-        (
-            "object_owner",
-            Request::ObjectOwner {
-                handle: Handle(0x2040),
-            },
-        ),
+        ("slab_info", Request::SlabInfo { page: 1, all_clients: true }),
+        ("object_owner", Request::ObjectOwner { handle: Handle(0x2040) }),
         ("stats", Request::Stats),
         ("goodbye", Request::Goodbye),
         ("client_stats", Request::ClientStats { client: 3 }),
@@ -134,13 +74,7 @@ pub fn request_examples() -> Vec<(&'static str, Request)> {
 }
 
 pub fn layout() -> CacheLayout {
-    CacheLayout {
-        object_size: 192,
-        stride: 192,
-        align: 64,
-        objects_per_slab: 21,
-        pages_per_slab: 1,
-    }
+    CacheLayout { object_size: 192, stride: 192, align: 64, objects_per_slab: 21, pages_per_slab: 1 }
 }
 
 pub fn row(client: ClientId, n: &str) -> SlabInfoRow {
@@ -175,30 +109,12 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
         ),
         (
             "created".into(),
-            Reply::Created {
-                cache: CacheId(5),
-                layout: layout(),
-                debug: false,
-                slot: Some(2),
-                magazine_capacity: 32,
-            },
+            Reply::Created { cache: CacheId(5), layout: layout(), debug: false, slot: Some(2), magazine_capacity: 32 },
         ),
-        (
-            "object".into(),
-            Reply::Object {
-                handle: Handle(0x1_2340),
-                fresh: true,
-            },
-        ),
+        ("object".into(), Reply::Object { handle: Handle(0x1_2340), fresh: true }),
         ("done".into(), Reply::Done),
         ("shrunk".into(), Reply::Shrunk { pages: 12 }),
-        (
-            "exchanged".into(),
-            Reply::Exchanged {
-                count: 32,
-                fresh_mask: 0xffff_0000,
-            },
-        ),
+        ("exchanged".into(), Reply::Exchanged { count: 32, fresh_mask: 0xffff_0000 }),
         (
             "cache_info".into(),
             Reply::CacheInfo(CacheInfo {
@@ -217,24 +133,8 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
                 magazine_objs: 7,
             }),
         ),
-        (
-            "slab_info".into(),
-            Reply::SlabInfo {
-                page: 0,
-                more: false,
-                rows,
-            },
-        ),
-        (
-            "owner".into(),
-            Reply::Owner {
-                alloc: Some(Track {
-                    client: 1,
-                    seq: 1000,
-                }),
-                free: None,
-            },
-        ),
+        ("slab_info".into(), Reply::SlabInfo { page: 0, more: false, rows }),
+        ("owner".into(), Reply::Owner { alloc: Some(Track { client: 1, seq: 1000 }), free: None }),
         (
             "stats".into(),
             Reply::Stats(Stats {
@@ -266,21 +166,9 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
     }
     let mut clients = ClientList::new();
     for (client, n) in [(1, "app"), (2, "memctl")] {
-        clients
-            .push(ClientEntry {
-                client,
-                name: client_name(n).unwrap(),
-            })
-            .unwrap();
+        clients.push(ClientEntry { client, name: client_name(n).unwrap() }).unwrap();
     }
-    v.push((
-        "clients".into(),
-        Reply::Clients {
-            page: 0,
-            more: false,
-            clients,
-        },
-    ));
+    v.push(("clients".into(), Reply::Clients { page: 0, more: false, clients }));
     v
 }
 
@@ -289,10 +177,7 @@ pub fn worst_requests() -> Vec<Request> {
     let c = CacheId(u32::MAX);
     let h = Handle(u64::MAX);
     vec![
-        Request::Hello {
-            version: u16::MAX,
-            client_name: client_name(&"n".repeat(CLIENT_NAME_MAX)).unwrap(),
-        },
+        Request::Hello { version: u16::MAX, client_name: client_name(&"n".repeat(CLIENT_NAME_MAX)).unwrap() },
         Request::CacheCreate {
             name: name(&"x".repeat(31)),
             size: u32::MAX,
@@ -302,24 +187,14 @@ pub fn worst_requests() -> Vec<Request> {
         },
         Request::Alloc { cache: c },
         Request::Zalloc { cache: c },
-        Request::Free {
-            cache: c,
-            handle: h,
-        },
+        Request::Free { cache: c, handle: h },
         Request::Destroy { cache: c },
         Request::Shrink { cache: c },
         Request::Kmalloc { size: u32::MAX },
         Request::Kfree { handle: h },
-        Request::MagazineExchange {
-            cache: c,
-            slot: u16::MAX,
-            op: ExchangeOp::Flush,
-        },
+        Request::MagazineExchange { cache: c, slot: u16::MAX, op: ExchangeOp::Flush },
         Request::CacheInfo { cache: c },
-        Request::SlabInfo {
-            page: u16::MAX,
-            all_clients: true,
-        },
+        Request::SlabInfo { page: u16::MAX, all_clients: true },
         Request::ObjectOwner { handle: h },
         Request::Stats,
         Request::Goodbye,
@@ -380,13 +255,7 @@ pub fn worst_cache_info() -> CacheInfo {
 
 pub fn worst_layout() -> CacheLayout {
     let m = u32::MAX;
-    CacheLayout {
-        object_size: m,
-        stride: m,
-        align: m,
-        objects_per_slab: m,
-        pages_per_slab: m,
-    }
+    CacheLayout { object_size: m, stride: m, align: m, objects_per_slab: m, pages_per_slab: m }
 }
 
 pub fn worst_stats() -> Stats {
@@ -417,10 +286,7 @@ pub fn worst_stats() -> Stats {
 
 /// The largest value of every reply variant.
 pub fn worst_replies() -> Vec<Reply> {
-    let track = Some(Track {
-        client: u16::MAX,
-        seq: u64::MAX,
-    });
+    let track = Some(Track { client: u16::MAX, seq: u64::MAX });
     let mut rows = SlabInfoRows::new();
     while rows.push(worst_row()).is_ok() {}
     let mut v = vec![
@@ -438,42 +304,22 @@ pub fn worst_replies() -> Vec<Reply> {
             slot: Some(u16::MAX),
             magazine_capacity: u16::MAX,
         },
-        Reply::Object {
-            handle: Handle(u64::MAX),
-            fresh: true,
-        },
+        Reply::Object { handle: Handle(u64::MAX), fresh: true },
         Reply::Done,
         Reply::Shrunk { pages: u32::MAX },
-        Reply::Exchanged {
-            count: u16::MAX,
-            fresh_mask: u64::MAX,
-        },
+        Reply::Exchanged { count: u16::MAX, fresh_mask: u64::MAX },
         Reply::CacheInfo(worst_cache_info()),
-        Reply::SlabInfo {
-            page: u16::MAX,
-            more: true,
-            rows,
-        },
-        Reply::Owner {
-            alloc: track,
-            free: track,
-        },
+        Reply::SlabInfo { page: u16::MAX, more: true, rows },
+        Reply::Owner { alloc: track, free: track },
         Reply::Stats(worst_stats()),
     ];
     v.extend(worst_errors().into_iter().map(Reply::Error));
     let mut clients = ClientList::new();
     while clients.push(worst_client_entry()).is_ok() {}
-    v.push(Reply::Clients {
-        page: u16::MAX,
-        more: true,
-        clients,
-    });
+    v.push(Reply::Clients { page: u16::MAX, more: true, clients });
     v
 }
 
 pub fn worst_client_entry() -> ClientEntry {
-    ClientEntry {
-        client: u16::MAX,
-        name: client_name(&"c".repeat(CLIENT_NAME_MAX)).unwrap(),
-    }
+    ClientEntry { client: u16::MAX, name: client_name(&"c".repeat(CLIENT_NAME_MAX)).unwrap() }
 }

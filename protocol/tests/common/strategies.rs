@@ -26,33 +26,15 @@ fn arb_handle() -> impl Strategy<Value = Handle> {
 }
 
 fn arb_op() -> impl Strategy<Value = ExchangeOp> {
-    prop_oneof![
-        Just(ExchangeOp::Refill),
-        Just(ExchangeOp::Drain),
-        Just(ExchangeOp::Flush)
-    ]
+    prop_oneof![Just(ExchangeOp::Refill), Just(ExchangeOp::Drain), Just(ExchangeOp::Flush)]
 }
 
 pub fn arb_request() -> impl Strategy<Value = Request> {
     prop_oneof![
-        (any::<u16>(), arb_name()).prop_map(|(version, n)| Request::Hello {
-            version,
-            client_name: client_name(n.as_str()).unwrap()
-        }),
-        (
-            arb_name(),
-            any::<u32>(),
-            any::<u32>(),
-            any::<u32>(),
-            any::<bool>()
-        )
-            .prop_map(|(name, size, align, flags, ctor)| Request::CacheCreate {
-                name,
-                size,
-                align,
-                flags,
-                ctor
-            }),
+        (any::<u16>(), arb_name())
+            .prop_map(|(version, n)| Request::Hello { version, client_name: client_name(n.as_str()).unwrap() }),
+        (arb_name(), any::<u32>(), any::<u32>(), any::<u32>(), any::<bool>())
+            .prop_map(|(name, size, align, flags, ctor)| Request::CacheCreate { name, size, align, flags, ctor }),
         arb_cache().prop_map(|cache| Request::Alloc { cache }),
         arb_cache().prop_map(|cache| Request::Zalloc { cache }),
         (arb_cache(), arb_handle()).prop_map(|(cache, handle)| Request::Free { cache, handle }),
@@ -60,11 +42,13 @@ pub fn arb_request() -> impl Strategy<Value = Request> {
         arb_cache().prop_map(|cache| Request::Shrink { cache }),
         any::<u32>().prop_map(|size| Request::Kmalloc { size }),
         arb_handle().prop_map(|handle| Request::Kfree { handle }),
-        (arb_cache(), any::<u16>(), arb_op())
-            .prop_map(|(cache, slot, op)| Request::MagazineExchange { cache, slot, op }),
+        (arb_cache(), any::<u16>(), arb_op()).prop_map(|(cache, slot, op)| Request::MagazineExchange {
+            cache,
+            slot,
+            op
+        }),
         arb_cache().prop_map(|cache| Request::CacheInfo { cache }),
-        (any::<u16>(), any::<bool>())
-            .prop_map(|(page, all_clients)| Request::SlabInfo { page, all_clients }),
+        (any::<u16>(), any::<bool>()).prop_map(|(page, all_clients)| Request::SlabInfo { page, all_clients }),
         arb_handle().prop_map(|handle| Request::ObjectOwner { handle }),
         Just(Request::Stats),
         Just(Request::Goodbye),
@@ -74,30 +58,13 @@ pub fn arb_request() -> impl Strategy<Value = Request> {
 }
 
 fn arb_corruption() -> impl Strategy<Value = Corruption> {
-    (
-        arb_cache(),
-        arb_handle(),
-        any::<i32>(),
-        any::<u8>(),
-        any::<u8>(),
-    )
-        .prop_map(|(cache, object, offset, found, expected)| Corruption {
-            cache,
-            object,
-            offset,
-            found,
-            expected,
-        })
+    (arb_cache(), arb_handle(), any::<i32>(), any::<u8>(), any::<u8>())
+        .prop_map(|(cache, object, offset, found, expected)| Corruption { cache, object, offset, found, expected })
 }
 
 pub fn arb_error() -> impl Strategy<Value = Error> {
     prop_oneof![
-        proptest::sample::select(
-            error_examples()
-                .into_iter()
-                .map(|(_, e)| e)
-                .collect::<Vec<_>>()
-        ),
+        proptest::sample::select(error_examples().into_iter().map(|(_, e)| e).collect::<Vec<_>>()),
         any::<u32>().prop_map(|live| Error::CacheBusy { live }),
         arb_corruption().prop_map(Error::PoisonCorrupted),
         arb_corruption().prop_map(Error::RedZoneCorrupted),
@@ -116,48 +83,30 @@ fn arb_layout() -> impl Strategy<Value = CacheLayout> {
 }
 
 fn arb_row() -> impl Strategy<Value = SlabInfoRow> {
-    (any::<u16>(), arb_name(), any::<[u32; 7]>()).prop_map(
-        |(client, name, [a, b, c, d, e, f, g])| SlabInfoRow {
-            client,
-            name,
-            active_objs: a,
-            num_objs: b,
-            objsize: c,
-            objperslab: d,
-            pagesperslab: e,
-            active_slabs: f,
-            num_slabs: g,
-        },
-    )
+    (any::<u16>(), arb_name(), any::<[u32; 7]>()).prop_map(|(client, name, [a, b, c, d, e, f, g])| SlabInfoRow {
+        client,
+        name,
+        active_objs: a,
+        num_objs: b,
+        objsize: c,
+        objperslab: d,
+        pagesperslab: e,
+        active_slabs: f,
+        num_slabs: g,
+    })
 }
 
 fn arb_track() -> impl Strategy<Value = Option<Track>> {
-    proptest::option::of(
-        (any::<u16>(), any::<u64>()).prop_map(|(client, seq)| Track { client, seq }),
-    )
+    proptest::option::of((any::<u16>(), any::<u64>()).prop_map(|(client, seq)| Track { client, seq }))
 }
 
 fn arb_cache_info() -> impl Strategy<Value = CacheInfo> {
     (
-        (
-            arb_cache(),
-            arb_name(),
-            any::<u32>(),
-            any::<bool>(),
-            arb_layout(),
-            any::<bool>(),
-        ),
-        (
-            proptest::option::of(any::<u16>()),
-            any::<u16>(),
-            any::<[u32; 5]>(),
-        ),
+        (arb_cache(), arb_name(), any::<u32>(), any::<bool>(), arb_layout(), any::<bool>()),
+        (proptest::option::of(any::<u16>()), any::<u16>(), any::<[u32; 5]>()),
     )
-        .prop_map(
-            |(
-                (cache, name, flags, ctor, layout, debug),
-                (slot, magazine_capacity, [a, b, c, d, e]),
-            )| CacheInfo {
+        .prop_map(|((cache, name, flags, ctor, layout, debug), (slot, magazine_capacity, [a, b, c, d, e]))| {
+            CacheInfo {
                 cache,
                 name,
                 flags,
@@ -171,8 +120,8 @@ fn arb_cache_info() -> impl Strategy<Value = CacheInfo> {
                 active_slabs: c,
                 num_slabs: d,
                 magazine_objs: e,
-            },
-        )
+            }
+        })
 }
 
 fn arb_stats() -> impl Strategy<Value = Stats> {
@@ -202,56 +151,27 @@ fn arb_stats() -> impl Strategy<Value = Stats> {
 
 pub fn arb_reply() -> impl Strategy<Value = Reply> {
     prop_oneof![
-        (
-            any::<u16>(),
-            any::<u64>(),
-            any::<u32>(),
-            any::<u16>(),
-            any::<u16>()
-        )
-            .prop_map(
-                |(client, window_size, control_size, magazine_slots, magazine_capacity)| {
-                    Reply::Hello {
-                        client,
-                        window_size,
-                        control_size,
-                        magazine_slots,
-                        magazine_capacity,
-                    }
-                }
-            ),
-        (
-            arb_cache(),
-            arb_layout(),
-            any::<bool>(),
-            proptest::option::of(any::<u16>()),
-            any::<u16>()
-        )
-            .prop_map(
-                |(cache, layout, debug, slot, magazine_capacity)| Reply::Created {
-                    cache,
-                    layout,
-                    debug,
-                    slot,
-                    magazine_capacity
-                }
-            ),
+        (any::<u16>(), any::<u64>(), any::<u32>(), any::<u16>(), any::<u16>()).prop_map(
+            |(client, window_size, control_size, magazine_slots, magazine_capacity)| {
+                Reply::Hello { client, window_size, control_size, magazine_slots, magazine_capacity }
+            }
+        ),
+        (arb_cache(), arb_layout(), any::<bool>(), proptest::option::of(any::<u16>()), any::<u16>()).prop_map(
+            |(cache, layout, debug, slot, magazine_capacity)| Reply::Created {
+                cache,
+                layout,
+                debug,
+                slot,
+                magazine_capacity
+            }
+        ),
         (arb_handle(), any::<bool>()).prop_map(|(handle, fresh)| Reply::Object { handle, fresh }),
         Just(Reply::Done),
         any::<u32>().prop_map(|pages| Reply::Shrunk { pages }),
-        (any::<u16>(), any::<u64>())
-            .prop_map(|(count, fresh_mask)| Reply::Exchanged { count, fresh_mask }),
+        (any::<u16>(), any::<u64>()).prop_map(|(count, fresh_mask)| Reply::Exchanged { count, fresh_mask }),
         arb_cache_info().prop_map(Reply::CacheInfo),
-        (
-            any::<u16>(),
-            any::<bool>(),
-            proptest::collection::vec(arb_row(), 0..=SLABINFO_ROWS_PER_PAGE)
-        )
-            .prop_map(|(page, more, rows)| Reply::SlabInfo {
-                page,
-                more,
-                rows: SlabInfoRows::from_iter(rows)
-            }),
+        (any::<u16>(), any::<bool>(), proptest::collection::vec(arb_row(), 0..=SLABINFO_ROWS_PER_PAGE))
+            .prop_map(|(page, more, rows)| Reply::SlabInfo { page, more, rows: SlabInfoRows::from_iter(rows) }),
         (arb_track(), arb_track()).prop_map(|(alloc, free)| Reply::Owner { alloc, free }),
         arb_stats().prop_map(Reply::Stats),
         arb_error().prop_map(Reply::Error),
@@ -263,10 +183,7 @@ pub fn arb_reply() -> impl Strategy<Value = Reply> {
             .prop_map(|(page, more, entries)| Reply::Clients {
                 page,
                 more,
-                clients: entries
-                    .into_iter()
-                    .map(|(client, name)| ClientEntry { client, name })
-                    .collect(),
+                clients: entries.into_iter().map(|(client, name)| ClientEntry { client, name }).collect(),
             }),
     ]
 }

@@ -65,7 +65,12 @@ pub fn red_zone_overrun(h: &mut dyn Harness) -> Result<(), Failure> {
         Error::RedZoneCorrupted(found) => {
             ensure!(found.object == handle, "reported object {:#x}", found.object.0);
             ensure!(found.offset == 32, "reported offset {}, want 32", found.offset);
-            ensure!(found.found == 0x42 && found.expected == RED_ACTIVE, "bytes {:#x}/{:#x}", found.found, found.expected);
+            ensure!(
+                found.found == 0x42 && found.expected == RED_ACTIVE,
+                "bytes {:#x}/{:#x}",
+                found.found,
+                found.expected
+            );
         }
         other => return Err(alloc::format!("expected RedZoneCorrupted, got {other:?}")),
     }
@@ -113,7 +118,12 @@ pub fn debug_bypasses_magazines(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     for (i, flag) in [SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER, SLAB_CONSISTENCY_CHECKS].into_iter().enumerate() {
         let created = ok("create", c.create(&alloc::format!("debug-{i}"), 64, 0, flag, false))?;
-        ensure!(created.debug && created.slot.is_none(), "flag {flag:#x}: debug {} slot {:?}", created.debug, created.slot);
+        ensure!(
+            created.debug && created.slot.is_none(),
+            "flag {flag:#x}: debug {} slot {:?}",
+            created.debug,
+            created.slot
+        );
         ensure!(created.magazine_capacity == 0, "flag {flag:#x}: capacity {}", created.magazine_capacity);
     }
     let plain = ok("create", c.create("not-debug", 64, 0, 0, false))?;

@@ -104,7 +104,11 @@ pub fn foreign_handle(h: &mut dyn Harness) -> Result<(), Failure> {
     let (foreign, _) = ok("alloc", c.alloc(other))?;
     ok("refill", c.exchange(created.cache, slot, ExchangeOp::Refill))?;
     let honest = c.magazine(slot, Loaded)?;
-    let cases = [(foreign.0, Error::WrongCache), (1 << 42, Error::InvalidObject), (honest.handles[0] + 8, Error::InvalidObject)];
+    let cases = [
+        (foreign.0, Error::WrongCache),
+        (1 << 42, Error::InvalidObject),
+        (honest.handles[0] + 8, Error::InvalidObject),
+    ];
     for (bad, expected) in cases {
         let mut m = honest;
         m.handles[2] = bad;
@@ -138,12 +142,22 @@ pub fn count_as_allocated(h: &mut dyn Harness) -> Result<(), Failure> {
     let before = ok("stats", c.stats())?;
     let (count, _) = ok("refill", c.exchange(created.cache, slot, ExchangeOp::Refill))?;
     let after = ok("stats", c.stats())?;
-    ensure!(after.live_objects == before.live_objects + u64::from(count), "live {} -> {}", before.live_objects, after.live_objects);
-    ensure!(after.magazine_objects == before.magazine_objects + u64::from(count), "in magazines {}", after.magazine_objects);
+    ensure!(
+        after.live_objects == before.live_objects + u64::from(count),
+        "live {} -> {}",
+        before.live_objects,
+        after.live_objects
+    );
+    ensure!(
+        after.magazine_objects == before.magazine_objects + u64::from(count),
+        "in magazines {}",
+        after.magazine_objects
+    );
     ensure!(after.refills == before.refills + 1, "refills {} -> {}", before.refills, after.refills);
     let info = ok("info", c.info(created.cache))?;
     ensure!(info.magazine_objs == u32::from(count) && info.active_objs == u32::from(count), "info {info:?}");
-    let row = ok("slabinfo", c.slabinfo(false))?.into_iter().find(|r| r.name.as_str() == "mag-counted").ok_or("no row")?;
+    let row =
+        ok("slabinfo", c.slabinfo(false))?.into_iter().find(|r| r.name.as_str() == "mag-counted").ok_or("no row")?;
     ensure!(row.active_objs == u32::from(count), "slabinfo active {}", row.active_objs);
     Ok(())
 }

@@ -170,7 +170,10 @@ pub fn rejected_free_changes_nothing(h: &mut dyn Harness) -> Result<(), Failure>
     any_err("outside", c.free(created.cache, Handle(1 << 45)))?;
     ensure!(ok("info", c.info(created.cache))? == info, "rejected frees changed the cache");
     let after = ok("stats", c.stats())?;
-    ensure!(after.client_pages == stats.client_pages && after.frees == stats.frees, "rejected frees changed accounting");
+    ensure!(
+        after.client_pages == stats.client_pages && after.frees == stats.frees,
+        "rejected frees changed accounting"
+    );
     ok("the object is still freeable", c.free(created.cache, handle))?;
     Ok(())
 }
@@ -221,7 +224,12 @@ pub fn shrink(h: &mut dyn Harness) -> Result<(), Failure> {
     let pages = ok("shrink", c.shrink(created.cache))?;
     ensure!(pages == 4 * created.layout.pages_per_slab, "shrink released {pages} pages");
     let after = ok("stats", c.stats())?;
-    ensure!(after.client_pages + pages == full.client_pages, "client pages {} -> {}", full.client_pages, after.client_pages);
+    ensure!(
+        after.client_pages + pages == full.client_pages,
+        "client pages {} -> {}",
+        full.client_pages,
+        after.client_pages
+    );
     ensure!(after.pool_free_pages == full.pool_free_pages + pages, "pool did not get the pages back");
     let info = ok("info", c.info(created.cache))?;
     ensure!(info.num_slabs == 0 && info.num_objs == 0, "slabs left: {}", info.num_slabs);

@@ -64,7 +64,8 @@ pub fn oversized_message_is_malformed(h: &mut dyn Harness) -> Result<(), Failure
     let mut c = connect(h, CLIENT)?;
     // A valid Kmalloc followed by enough padding to exceed the largest message.
     let mut bytes = vec![0u8; protocol::MAX_MESSAGE_BYTES + 64];
-    let len = protocol::encode_request(&Request::Kmalloc { size: 8 }, &mut bytes).map_err(|e| alloc::format!("{e:?}"))?.len();
+    let len =
+        protocol::encode_request(&Request::Kmalloc { size: 8 }, &mut bytes).map_err(|e| alloc::format!("{e:?}"))?.len();
     ensure!(len < bytes.len(), "encoding filled the buffer");
     expect_error(c.call_raw(&bytes)?, Error::Malformed)?;
     ok("served after oversized message", c.kmalloc(32))?;

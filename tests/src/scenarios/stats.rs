@@ -21,7 +21,10 @@ pub fn slabinfo_rows(h: &mut dyn Harness) -> Result<(), Failure> {
     let row = rows.iter().find(|r| r.name.as_str() == "rows").ok_or("no row for the cache")?;
     ensure!(row.active_objs == 5 && row.num_objs == info.num_objs, "objs {}/{}", row.active_objs, row.num_objs);
     ensure!(row.objsize == info.layout.stride, "objsize {} vs stride {}", row.objsize, info.layout.stride);
-    ensure!(row.objperslab == info.layout.objects_per_slab && row.pagesperslab == info.layout.pages_per_slab, "geometry");
+    ensure!(
+        row.objperslab == info.layout.objects_per_slab && row.pagesperslab == info.layout.pages_per_slab,
+        "geometry"
+    );
     ensure!(row.num_objs == row.num_slabs * row.objperslab, "num_objs {} != slabs x objs", row.num_objs);
     ensure!(row.active_slabs == 1 && row.num_slabs == 1, "slabs {}/{}", row.active_slabs, row.num_slabs);
     let mut text = String::new();
@@ -33,7 +36,10 @@ pub fn slabinfo_rows(h: &mut dyn Harness) -> Result<(), Failure> {
     ensure!(lines[0] == "slabinfo - version: 2.1", "first line {:?}", lines[0]);
     for line in &lines[2..] {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        ensure!(fields.len() == 16 && fields[6] == ":" && fields[7] == "tunables" && fields[11] == ":", "line {line:?}");
+        ensure!(
+            fields.len() == 16 && fields[6] == ":" && fields[7] == "tunables" && fields[11] == ":",
+            "line {line:?}"
+        );
     }
     Ok(())
 }
@@ -75,8 +81,18 @@ pub fn stats_accounting(h: &mut dyn Harness) -> Result<(), Failure> {
     ok("alloc", c.alloc(created.cache))?;
     let s1 = ok("stats", c.stats())?;
     ensure!(s1.requests == s0.requests + 3, "requests {} -> {}", s0.requests, s1.requests);
-    ensure!(s1.client_pages == s0.client_pages + created.layout.pages_per_slab, "pages {} -> {}", s0.client_pages, s1.client_pages);
-    ensure!(s1.pool_free_pages + created.layout.pages_per_slab == s0.pool_free_pages, "pool free {} -> {}", s0.pool_free_pages, s1.pool_free_pages);
+    ensure!(
+        s1.client_pages == s0.client_pages + created.layout.pages_per_slab,
+        "pages {} -> {}",
+        s0.client_pages,
+        s1.client_pages
+    );
+    ensure!(
+        s1.pool_free_pages + created.layout.pages_per_slab == s0.pool_free_pages,
+        "pool free {} -> {}",
+        s0.pool_free_pages,
+        s1.pool_free_pages
+    );
     ensure!(s1.allocs == s0.allocs + 1 && s1.live_objects == s0.live_objects + 1, "allocs/live");
     err("bad free", c.free(created.cache, protocol::Handle(8)), Error::InvalidObject)?;
     let s2 = ok("stats", c.stats())?;

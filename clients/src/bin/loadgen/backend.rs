@@ -179,8 +179,6 @@ impl Backend for MemserverCaches<'_> {
 
     #[inline]
     unsafe fn free(&self, class: usize, _size: usize, object: NonNull<u8>) -> bool {
-        self.caches
-            .get(class)
-            .is_some_and(|c| c.free(object).is_ok())
+        self.caches.get(class).is_some_and(|c| c.free(object).is_ok())
     }
 }

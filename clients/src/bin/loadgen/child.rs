@@ -39,48 +39,28 @@ pub fn run(args: &Args, index: usize, configs: &[Config]) -> Result<(), String> 
         Budget::Time(_) => 1 << 20,
     };
     let plans: Vec<Plan> = (0..args.threads.max(1))
-        .map(|t| {
-            workload::generate(
-                args.workload,
-                workload::thread_seed(args.seed, index, t),
-                len,
-                args.size,
-            )
-        })
+        .map(|t| workload::generate(args.workload, workload::thread_seed(args.seed, index, t), len, args.size))
         .collect();
     let tag_base = (index as u64 + 1) << 56;
-    let mut report = ClientReport {
-        client: name.clone(),
-        rows: Vec::new(),
-        slabinfo: Vec::new(),
-    };
+    let mut report = ClientReport { client: name.clone(), rows: Vec::new(), slabinfo: Vec::new() };
     let stdin = std::io::stdin();
     for (k, &config) in configs.iter().enumerate() {
         say(&format!("ready {k}"));
         let mut line = String::new();
-        if stdin
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?
-            == 0
-        {
+        if stdin.lock().read_line(&mut line).map_err(|e| e.to_string())? == 0 {
             return Err(format!("{name}: the parent went away"));
         }
         let ctor = args.workload == Workload::Ctor;
         let row = match config {
             Config::Glibc => row_of(
                 &name,
-                with_progress(|p| {
-                    runner::run(&Glibc, &plans, args.budget(), ctor, p, tag_base, &|| ())
-                }),
+                with_progress(|p| runner::run(&Glibc, &plans, args.budget(), ctor, p, tag_base, &|| ())),
                 None,
                 &[],
             ),
             Config::Mimalloc => row_of(
                 &name,
-                with_progress(|p| {
-                    runner::run(&Mimalloc, &plans, args.budget(), ctor, p, tag_base, &|| ())
-                }),
+                with_progress(|p| runner::run(&Mimalloc, &plans, args.budget(), ctor, p, tag_base, &|| ())),
                 None,
                 &[],
             ),
@@ -99,9 +79,7 @@ pub fn run(args: &Args, index: usize, configs: &[Config]) -> Result<(), String> 
                 };
                 let before = session.counters();
                 let run = with_progress(|p| {
-                    runner::run(&caches, &plans, args.budget(), ctor, p, tag_base, &|| {
-                        snapshot(&slabinfo)
-                    })
+                    runner::run(&caches, &plans, args.budget(), ctor, p, tag_base, &|| snapshot(&slabinfo))
                 });
                 let ipc = delta(before, session.counters());
                 let lost = caches.finish();
@@ -116,10 +94,7 @@ pub fn run(args: &Args, index: usize, configs: &[Config]) -> Result<(), String> 
     if let Some(session) = &session {
         let _ = session.goodbye();
     }
-    say(&format!(
-        "report {}",
-        serde_json::to_string(&report).map_err(|e| e.to_string())?
-    ));
+    say(&format!("report {}", serde_json::to_string(&report).map_err(|e| e.to_string())?));
     Ok(())
 }
 
@@ -132,8 +107,7 @@ fn row_of(name: &str, run: RunResult, ipc: Option<Ipc>, lost: &[String]) -> Row 
 
 fn delta(before: CounterSnapshot, after: CounterSnapshot) -> Ipc {
     Ipc {
-        hits: (after.alloc_hits + after.free_hits)
-            .saturating_sub(before.alloc_hits + before.free_hits),
+        hits: (after.alloc_hits + after.free_hits).saturating_sub(before.alloc_hits + before.free_hits),
         misses: after.misses.saturating_sub(before.misses),
         calls: after.calls.saturating_sub(before.calls),
     }

@@ -90,9 +90,7 @@ impl Args {
     pub fn budget(&self) -> Budget {
         match (self.ops, self.seconds) {
             (Some(n), _) => Budget::Ops(n),
-            (None, s) => Budget::Time(Duration::from_secs_f64(
-                s.unwrap_or(DEFAULT_SECONDS).max(0.001),
-            )),
+            (None, s) => Budget::Time(Duration::from_secs_f64(s.unwrap_or(DEFAULT_SECONDS).max(0.001))),
         }
     }
 

@@ -55,14 +55,7 @@ pub fn run(args: &Args, configs: &[Config]) -> Result<bool, String> {
             let _ = tx.send((i, Message::Exited));
         });
         let stdin = process.stdin.take();
-        clients.push(Client {
-            process,
-            stdin,
-            ready: None,
-            progress: 0,
-            report: None,
-            exited: false,
-        });
+        clients.push(Client { process, stdin, ready: None, progress: 0, report: None, exited: false });
     }
     drop(tx);
     for (k, config) in configs.iter().enumerate() {
@@ -75,12 +68,7 @@ pub fn run(args: &Args, configs: &[Config]) -> Result<bool, String> {
             }
         }
         let started = Instant::now();
-        wait(
-            &rx,
-            &mut clients,
-            |c| c.exited || c.report.is_some() || c.ready == Some(k + 1),
-            Some((&bar, started)),
-        );
+        wait(&rx, &mut clients, |c| c.exited || c.report.is_some() || c.ready == Some(k + 1), Some((&bar, started)));
         bar.finish_and_clear();
     }
     wait(&rx, &mut clients, |c| c.exited || c.report.is_some(), None);
@@ -97,8 +85,7 @@ pub fn run(args: &Args, configs: &[Config]) -> Result<bool, String> {
     let report = assemble(args, configs, reports, client_errors);
     print(&report);
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&without_histograms(&report))
-            .map_err(|e| e.to_string())?;
+        let json = serde_json::to_string_pretty(&without_histograms(&report)).map_err(|e| e.to_string())?;
         std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
@@ -119,11 +106,7 @@ fn check_clients(args: &Args) -> Result<(), String> {
     for i in 0..args.clients.max(1) {
         let name = format!("loadgen-{i}");
         if system.client_by_name(&name).is_none() {
-            return Err(format!(
-                "{}: no client task named {name} (--clients {})",
-                args.system.display(),
-                args.clients
-            ));
+            return Err(format!("{}: no client task named {name} (--clients {})", args.system.display(), args.clients));
         }
     }
     Ok(())
@@ -166,9 +149,7 @@ fn parse(line: &str) -> Option<Message> {
     match word {
         "ready" => rest.parse().ok().map(Message::Ready),
         "progress" => rest.parse().ok().map(Message::Progress),
-        "report" => serde_json::from_str(rest)
-            .ok()
-            .map(|r| Message::Report(Box::new(r))),
+        "report" => serde_json::from_str(rest).ok().map(|r| Message::Report(Box::new(r))),
         _ => None,
     }
 }
@@ -209,27 +190,15 @@ fn wait(
 
 fn progress_bar(args: &Args, config: &str) -> ProgressBar {
     let (len, template) = match args.budget() {
-        Budget::Ops(n) => (
-            n * (args.clients * args.threads).max(1) as u64,
-            "{prefix:>23} [{bar:40}] {pos}/{len} ops",
-        ),
-        Budget::Time(t) => (
-            t.as_millis() as u64,
-            "{prefix:>23} [{bar:40}] {elapsed} {msg}",
-        ),
+        Budget::Ops(n) => (n * (args.clients * args.threads).max(1) as u64, "{prefix:>23} [{bar:40}] {pos}/{len} ops"),
+        Budget::Time(t) => (t.as_millis() as u64, "{prefix:>23} [{bar:40}] {elapsed} {msg}"),
     };
     let bar = ProgressBar::with_draw_target(
         Some(len),
-        if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
+        if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
     );
     bar.set_style(
-        ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
     );
     bar.set_prefix(config.to_owned());
     if matches!(args.budget(), Budget::Time(_)) {
@@ -238,34 +207,19 @@ fn progress_bar(args: &Args, config: &str) -> ProgressBar {
     bar
 }
 
-fn assemble(
-    args: &Args,
-    configs: &[Config],
-    reports: Vec<ClientReport>,
-    client_errors: Vec<String>,
-) -> Report {
+fn assemble(args: &Args, configs: &[Config], reports: Vec<ClientReport>, client_errors: Vec<String>) -> Report {
     let configs: Vec<ConfigReport> = configs
         .iter()
         .map(|config| {
             let clients: Vec<Row> = reports
                 .iter()
-                .filter_map(|r| {
-                    r.rows
-                        .iter()
-                        .find(|(name, _)| name == config.name())
-                        .map(|(_, row)| row.clone())
-                })
+                .filter_map(|r| r.rows.iter().find(|(name, _)| name == config.name()).map(|(_, row)| row.clone()))
                 .collect();
-            ConfigReport {
-                name: config.name().into(),
-                total: Row::total(&clients),
-                clients,
-            }
+            ConfigReport { name: config.name().into(), total: Row::total(&clients), clients }
         })
         .collect();
     let sum = |f: fn(&Row) -> u64| configs.iter().map(|c| f(&c.total)).sum::<u64>();
-    let (verified, corrupted, failed) =
-        (sum(|r| r.verified), sum(|r| r.corrupted), sum(|r| r.failed));
+    let (verified, corrupted, failed) = (sum(|r| r.verified), sum(|r| r.corrupted), sum(|r| r.failed));
     let complete = reports.len() == args.clients.max(1);
     Report {
         workload: args.workload.name().into(),
@@ -279,10 +233,7 @@ fn assemble(
             Budget::Ops(_) => None,
         },
         ok: complete && client_errors.is_empty() && corrupted == 0 && failed == 0,
-        slabinfo: reports
-            .into_iter()
-            .map(|r| (r.client, r.slabinfo))
-            .collect(),
+        slabinfo: reports.into_iter().map(|r| (r.client, r.slabinfo)).collect(),
         configs,
         verified,
         corrupted,
@@ -324,14 +275,8 @@ fn print(report: &Report) {
     print!("{}", report::slabinfo(report));
     println!();
     if let Some(total) = report.memserver_total() {
-        println!(
-            "magazine hit rate: {:.1} %",
-            total.hit_rate.unwrap_or(0.0) * 100.0
-        );
-        println!(
-            "IPC calls per 1,000 operations: {:.1}",
-            total.ipc_per_1000_ops.unwrap_or(0.0)
-        );
+        println!("magazine hit rate: {:.1} %", total.hit_rate.unwrap_or(0.0) * 100.0);
+        println!("IPC calls per 1,000 operations: {:.1}", total.ipc_per_1000_ops.unwrap_or(0.0));
     }
     println!(
         "pattern check: {} objects verified, {} corrupted, {} failures",

@@ -25,11 +25,7 @@ pub struct Corruption {
 
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "byte {} is {:#04x}, expected {:#04x}",
-            self.offset, self.found, self.expected
-        )
+        write!(f, "byte {} is {:#04x}, expected {:#04x}", self.offset, self.found, self.expected)
     }
 }
 
@@ -71,11 +67,7 @@ pub unsafe fn check(object: NonNull<u8>, size: usize, tag: u64) -> Result<(), Co
         // SAFETY: words * 8 + k < size.
         let found = unsafe { base.add(words * 8 + k).read() };
         if found != expected {
-            return Err(Corruption {
-                offset: words * 8 + k,
-                found,
-                expected,
-            });
+            return Err(Corruption { offset: words * 8 + k, found, expected });
         }
     }
     Ok(())
@@ -99,22 +91,14 @@ pub unsafe fn check_constructed(object: NonNull<u8>, size: usize) -> Result<(), 
     let bytes = unsafe { std::slice::from_raw_parts(object.as_ptr(), size) };
     match bytes.iter().position(|&b| b != CTOR_BYTE) {
         None => Ok(()),
-        Some(offset) => Err(Corruption {
-            offset,
-            found: bytes[offset],
-            expected: CTOR_BYTE,
-        }),
+        Some(offset) => Err(Corruption { offset, found: bytes[offset], expected: CTOR_BYTE }),
     }
 }
 
 fn first_difference(word_offset: usize, found: u64, expected: u64) -> Corruption {
     let (f, e) = (found.to_le_bytes(), expected.to_le_bytes());
     let k = (0..8).find(|&k| f[k] != e[k]).unwrap_or(0);
-    Corruption {
-        offset: word_offset + k,
-        found: f[k],
-        expected: e[k],
-    }
+    Corruption { offset: word_offset + k, found: f[k], expected: e[k] }
 }
 
 #[cfg(test)]
@@ -149,14 +133,7 @@ mod tests {
                 let byte = p.as_ptr().add(offset);
                 let before = byte.read();
                 byte.write(before ^ 0x10);
-                assert_eq!(
-                    check(p, 61, 42),
-                    Err(Corruption {
-                        offset,
-                        found: before ^ 0x10,
-                        expected: before
-                    })
-                );
+                assert_eq!(check(p, 61, 42), Err(Corruption { offset, found: before ^ 0x10, expected: before }));
             }
         }
     }
@@ -184,14 +161,7 @@ mod tests {
             construct(p, 16);
             assert_eq!(check_constructed(p, 16), Ok(()));
             p.as_ptr().add(3).write(0);
-            assert_eq!(
-                check_constructed(p, 16),
-                Err(Corruption {
-                    offset: 3,
-                    found: 0,
-                    expected: CTOR_BYTE
-                })
-            );
+            assert_eq!(check_constructed(p, 16), Err(Corruption { offset: 3, found: 0, expected: CTOR_BYTE }));
         }
     }
 }

@@ -36,21 +36,9 @@ pub fn write(report: &Report, path: &Path) -> Result<(), String> {
         .map(|c| (c.name.clone(), cdf(&c.total.histogram)))
         .filter(|(_, points)| !points.is_empty())
         .collect();
-    let lo = series
-        .iter()
-        .flat_map(|(_, p)| p.first())
-        .map(|p| p.0)
-        .fold(f64::INFINITY, f64::min);
-    let hi = series
-        .iter()
-        .flat_map(|(_, p)| p.last())
-        .map(|p| p.0)
-        .fold(1.0, f64::max);
-    let lo = if lo.is_finite() {
-        (lo / 1.5).max(1.0)
-    } else {
-        1.0
-    };
+    let lo = series.iter().flat_map(|(_, p)| p.first()).map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let hi = series.iter().flat_map(|(_, p)| p.last()).map(|p| p.0).fold(1.0, f64::max);
+    let lo = if lo.is_finite() { (lo / 1.5).max(1.0) } else { 1.0 };
     let hi = (hi * 1.5).max(lo * 10.0);
 
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
@@ -85,9 +73,7 @@ pub fn write(report: &Report, path: &Path) -> Result<(), String> {
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(e)?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
         .configure_series_labels()

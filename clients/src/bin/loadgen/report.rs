@@ -68,11 +68,7 @@ impl Row {
             corrupted: run.corrupted,
             failed: run.refused + lost.len() as u64,
             failures: run.failures.iter().chain(lost).cloned().collect(),
-            histogram: run
-                .latency
-                .iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                .collect(),
+            histogram: run.latency.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
             ..Row::default()
         };
         row.set_latency(&run.latency);
@@ -107,25 +103,14 @@ impl Row {
         self.misses = Some(misses);
         self.ipc_calls = Some(calls);
         let total = hits + misses;
-        self.hit_rate = Some(if total == 0 {
-            0.0
-        } else {
-            hits as f64 / total as f64
-        });
-        self.ipc_per_1000_ops = Some(if self.ops == 0 {
-            0.0
-        } else {
-            calls as f64 * 1000.0 / self.ops as f64
-        });
+        self.hit_rate = Some(if total == 0 { 0.0 } else { hits as f64 / total as f64 });
+        self.ipc_per_1000_ops = Some(if self.ops == 0 { 0.0 } else { calls as f64 * 1000.0 / self.ops as f64 });
     }
 
     /// The total over clients: ops summed, the slowest client's time, histograms merged.
     pub fn total(rows: &[Row]) -> Row {
         let mut h = runner::histogram();
-        let mut total = Row {
-            client: "total".into(),
-            ..Row::default()
-        };
+        let mut total = Row { client: "total".into(), ..Row::default() };
         for r in rows {
             let _ = h.add(r.latency());
             total.ops += r.ops;
@@ -140,20 +125,13 @@ impl Row {
             let sum = |f: fn(&Row) -> Option<u64>| rows.iter().filter_map(f).sum::<u64>();
             total.set_ipc(sum(|r| r.hits), sum(|r| r.misses), sum(|r| r.ipc_calls));
         }
-        total.histogram = h
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect();
+        total.histogram = h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
         total
     }
 }
 
 fn rate(ops: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        ops as f64 / seconds
-    } else {
-        0.0
-    }
+    if seconds > 0.0 { ops as f64 / seconds } else { 0.0 }
 }
 
 /// One client's result message: every configuration and its slabinfo.
@@ -203,12 +181,7 @@ pub struct Report {
 impl Report {
     /// The memserver (magazines) total, else the first memserver configuration's.
     pub fn memserver_total(&self) -> Option<&Row> {
-        let find = |name: &str| {
-            self.configs
-                .iter()
-                .find(|c| c.name == name)
-                .map(|c| &c.total)
-        };
+        let find = |name: &str| self.configs.iter().find(|c| c.name == name).map(|c| &c.total);
         find("memserver").or_else(|| find("memserver-no-magazines"))
     }
 }
@@ -225,11 +198,7 @@ pub fn ns(v: f64) -> String {
 }
 
 fn ops_rate(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else {
-        format!("{:.1} k", v / 1e3)
-    }
+    if v >= 1e6 { format!("{:.2} M", v / 1e6) } else { format!("{:.1} k", v / 1e3) }
 }
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
@@ -242,16 +211,7 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{:<23} {:<10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
-        "configuration",
-        "client",
-        "ops",
-        "ops/s",
-        "p50",
-        "p90",
-        "p99",
-        "p99.9",
-        "hit rate",
-        "IPC/1k ops"
+        "configuration", "client", "ops", "ops/s", "p50", "p90", "p99", "p99.9", "hit rate", "IPC/1k ops"
     );
     for config in &report.configs {
         let rows: Vec<&Row> = if config.clients.len() > 1 {
@@ -261,11 +221,7 @@ pub fn table(report: &Report) -> String {
         };
         for (i, r) in rows.iter().enumerate() {
             let name = if i == 0 { config.name.as_str() } else { "" };
-            let client = if config.clients.len() > 1 {
-                r.client.as_str()
-            } else {
-                config.clients[0].client.as_str()
-            };
+            let client = if config.clients.len() > 1 { r.client.as_str() } else { config.clients[0].client.as_str() };
             let _ = writeln!(
                 out,
                 "{:<23} {:<10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
@@ -292,10 +248,7 @@ pub fn slabinfo(report: &Report) -> String {
     let _ = protocol::slabinfo::write_header(&mut out);
     for (client, rows) in &report.slabinfo {
         let _ = writeln!(out, "# {client}");
-        for row in rows
-            .iter()
-            .filter(|r| !r.name.starts_with("kmalloc-") || r.num_objs > 0)
-        {
+        for row in rows.iter().filter(|r| !r.name.starts_with("kmalloc-") || r.num_objs > 0) {
             let _ = protocol::slabinfo::write_row(&mut out, row);
         }
     }

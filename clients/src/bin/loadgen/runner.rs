@@ -53,8 +53,7 @@ pub struct RunResult {
 
 /// A latency histogram in nanoseconds, 3 significant digits, up to an hour.
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap())
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
 }
 
 /// The cost of reading the clock twice, in nanoseconds (the minimum over many tries).
@@ -77,12 +76,7 @@ struct Live {
     class: u16,
 }
 
-const EMPTY: Live = Live {
-    object: None,
-    tag: 0,
-    size: 0,
-    class: 0,
-};
+const EMPTY: Live = Live { object: None, tag: 0, size: 0, class: 0 };
 
 /// What a thread hands back.
 struct Outcome {
@@ -184,21 +178,8 @@ pub fn run<B: Backend>(
 
 impl<B: Backend> Worker<'_, B> {
     fn outcome(self) -> Outcome {
-        let Worker {
-            latency,
-            verified,
-            corrupted,
-            refused,
-            failures,
-            ..
-        } = self;
-        Outcome {
-            latency,
-            verified,
-            corrupted,
-            refused,
-            failures,
-        }
+        let Worker { latency, verified, corrupted, refused, failures, .. } = self;
+        Outcome { latency, verified, corrupted, refused, failures }
     }
 
     /// The timed loop; returns the operations done.
@@ -239,9 +220,7 @@ impl<B: Backend> Worker<'_, B> {
 
     fn record(&mut self, since: Option<Instant>) {
         if let Some(t) = since {
-            let ns = (t.elapsed().as_nanos() as u64)
-                .saturating_sub(self.overhead)
-                .max(1);
+            let ns = (t.elapsed().as_nanos() as u64).saturating_sub(self.overhead).max(1);
             let _ = self.latency.record(ns);
         }
     }
@@ -252,9 +231,7 @@ impl<B: Backend> Worker<'_, B> {
         self.record(t);
         let Some(object) = object else {
             self.refused += 1;
-            self.fail(format!(
-                "allocation of {size} bytes (class {class}) refused"
-            ));
+            self.fail(format!("allocation of {size} bytes (class {class}) refused"));
             return false;
         };
         if self.ctor {
@@ -271,12 +248,7 @@ impl<B: Backend> Worker<'_, B> {
         // SAFETY: a fresh object of `size` bytes, 8-byte aligned, ours until freed.
         unsafe { pattern::fill(object, size as usize, self.next_tag) };
         if let Some(entry) = self.live.get_mut(slot) {
-            *entry = Live {
-                object: Some(object),
-                tag: self.next_tag,
-                size,
-                class,
-            };
+            *entry = Live { object: Some(object), tag: self.next_tag, size, class };
         }
         true
     }
@@ -292,10 +264,7 @@ impl<B: Backend> Worker<'_, B> {
         let t = timed.then(Instant::now);
         // SAFETY: `object` came from this backend's alloc with this class and size, and the
         // table no longer holds it.
-        let ok = unsafe {
-            self.backend
-                .free(usize::from(live.class), live.size as usize, object)
-        };
+        let ok = unsafe { self.backend.free(usize::from(live.class), live.size as usize, object) };
         self.record(t);
         if !ok {
             self.refused += 1;
@@ -309,11 +278,7 @@ impl<B: Backend> Worker<'_, B> {
         self.verified += 1;
         // SAFETY: a live object of `live.size` bytes, ours.
         if let Err(c) = unsafe { pattern::check(object, live.size as usize, live.tag) } {
-            self.corrupt(
-                "pattern overwritten before free (lost or shared object)",
-                object,
-                c,
-            );
+            self.corrupt("pattern overwritten before free (lost or shared object)", object, c);
         }
         if self.ctor {
             // SAFETY: as above.

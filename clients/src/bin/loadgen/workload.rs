@@ -47,19 +47,8 @@ pub const MIXED_POOL: usize = 1024;
 
 /// The `mixed` size classes (Linux's kmalloc classes up to 2 KiB) and their weights in
 /// percent, after the shape of `/proc/slabinfo` on a typical desktop: small objects dominate.
-pub const MIXED_CLASSES: [(u32, u32); 11] = [
-    (8, 10),
-    (16, 12),
-    (32, 14),
-    (64, 18),
-    (96, 6),
-    (128, 10),
-    (192, 8),
-    (256, 8),
-    (512, 7),
-    (1024, 5),
-    (2048, 2),
-];
+pub const MIXED_CLASSES: [(u32, u32); 11] =
+    [(8, 10), (16, 12), (32, 14), (64, 18), (96, 6), (128, 10), (192, 8), (256, 8), (512, 7), (1024, 5), (2048, 2)];
 
 /// One operation of a sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,11 +109,7 @@ struct Builder {
 
 impl Builder {
     fn new(capacity: usize) -> Self {
-        Builder {
-            ops: Vec::with_capacity(capacity),
-            free_slots: Vec::new(),
-            slots: 0,
-        }
+        Builder { ops: Vec::with_capacity(capacity), free_slots: Vec::new(), slots: 0 }
     }
 
     fn alloc(&mut self, class: u16, size: u32) -> u32 {
@@ -145,11 +130,7 @@ impl Builder {
         for slot in live {
             self.free(slot);
         }
-        Plan {
-            ops: self.ops,
-            classes,
-            slots: self.slots.max(1),
-        }
+        Plan { ops: self.ops, classes, slots: self.slots.max(1) }
     }
 }
 
@@ -250,22 +231,12 @@ mod tests {
 
     #[test]
     fn every_workload_is_balanced_and_reproducible() {
-        for w in [
-            Workload::Churn,
-            Workload::Mixed,
-            Workload::Lifetime,
-            Workload::Burst,
-            Workload::Ctor,
-        ] {
+        for w in [Workload::Churn, Workload::Mixed, Workload::Lifetime, Workload::Burst, Workload::Ctor] {
             for len in [2, 3, 100, 10_000] {
                 let plan = generate(w, 7, len, 64);
                 check_balanced(&plan);
                 assert!(!plan.ops.is_empty());
-                assert_eq!(
-                    plan.ops,
-                    generate(w, 7, len, 64).ops,
-                    "{w:?} not reproducible"
-                );
+                assert_eq!(plan.ops, generate(w, 7, len, 64).ops, "{w:?} not reproducible");
             }
         }
     }

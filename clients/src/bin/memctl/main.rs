@@ -76,25 +76,24 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), String> {
     let system = System::load(&args.system).map_err(|e| e.to_string())?;
     let socket = system.socket_path(args.socket.as_deref());
-    let server = memclient::host::connect(&socket, &args.name)
-        .map_err(|e| connect_error(&socket, &args.name, e))?;
+    let server = memclient::host::connect(&socket, &args.name).map_err(|e| connect_error(&socket, &args.name, e))?;
     let result = match &args.command {
         Command::Slabinfo { client } => {
-            let filter =
-                match client {
-                    Some(name) => Some(system.client_by_name(name).map(|(id, _)| id).ok_or_else(
-                        || format!("no client {name:?} in {}", args.system.display()),
-                    )?),
-                    None => None,
-                };
-            let snapshot =
-                snapshot::Snapshot::take(&server).map_err(|e| query_error(&args.name, e))?;
+            let filter = match client {
+                Some(name) => Some(
+                    system
+                        .client_by_name(name)
+                        .map(|(id, _)| id)
+                        .ok_or_else(|| format!("no client {name:?} in {}", args.system.display()))?,
+                ),
+                None => None,
+            };
+            let snapshot = snapshot::Snapshot::take(&server).map_err(|e| query_error(&args.name, e))?;
             print!("{}", slabinfo::render(&snapshot, filter));
             Ok(())
         }
         Command::Stats { json } => {
-            let snapshot =
-                snapshot::Snapshot::take(&server).map_err(|e| query_error(&args.name, e))?;
+            let snapshot = snapshot::Snapshot::take(&server).map_err(|e| query_error(&args.name, e))?;
             if *json {
                 println!("{:#}", stats::json(&snapshot));
             } else {
@@ -102,11 +101,7 @@ fn run(args: &Args) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Top { interval_ms } => top::run(
-            &server,
-            &args.name,
-            Duration::from_millis((*interval_ms).max(50)),
-        ),
+        Command::Top { interval_ms } => top::run(&server, &args.name, Duration::from_millis((*interval_ms).max(50))),
     };
     let _ = server.goodbye();
     result
@@ -115,9 +110,7 @@ fn run(args: &Args) -> Result<(), String> {
 fn query_error(name: &str, e: memclient::Error) -> String {
     match e {
         memclient::Error::Server(protocol::Error::PermissionDenied) => {
-            format!(
-                "client {name:?} may not look at other clients (it needs `introspect = true` in system.toml)"
-            )
+            format!("client {name:?} may not look at other clients (it needs `introspect = true` in system.toml)")
         }
         e => e.to_string(),
     }
@@ -129,9 +122,6 @@ fn connect_error(socket: &std::path::Path, name: &str, e: memclient::Error) -> S
             "the server at {} refused client {name:?} (not in its system.toml, or a {name} is already connected)",
             socket.display()
         ),
-        e => format!(
-            "cannot connect to the memserver at {}: {e}",
-            socket.display()
-        ),
+        e => format!("cannot connect to the memserver at {}: {e}", socket.display()),
     }
 }

@@ -15,11 +15,7 @@ pub fn render(snapshot: &Snapshot, client: Option<ClientId>) -> String {
         let _ = match client {
             Some(id) if row.client != id => continue,
             Some(_) => write_row(&mut out, row),
-            None => write_row_as(
-                &mut out,
-                &format!("{}/{}", snapshot.client_name(row.client), row.name),
-                row,
-            ),
+            None => write_row_as(&mut out, &format!("{}/{}", snapshot.client_name(row.client), row.name), row),
         };
     }
     out
@@ -45,11 +41,7 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
-        let view = |id, name: &str| ClientView {
-            id,
-            name: name.into(),
-            stats: Default::default(),
-        };
+        let view = |id, name: &str| ClientView { id, name: name.into(), stats: Default::default() };
         Snapshot {
             pool_pages: 100,
             pool_free_pages: 90,

@@ -21,11 +21,7 @@ impl ClientView {
     pub fn hit_rate(&self) -> f64 {
         let hits = self.stats.alloc_hits.saturating_add(self.stats.free_hits);
         let all = hits.saturating_add(self.stats.magazine_misses);
-        if all == 0 {
-            0.0
-        } else {
-            hits as f64 / all as f64
-        }
+        if all == 0 { 0.0 } else { hits as f64 / all as f64 }
     }
 }
 
@@ -47,8 +43,7 @@ impl Snapshot {
     pub fn take(server: &Memserver<Connection>) -> Result<Snapshot, memclient::Error> {
         let own = server.stats()?;
         let mut ids = Vec::new();
-        server
-            .for_each_client(|entry| ids.push((entry.client, entry.name.as_str().to_string())))?;
+        server.for_each_client(|entry| ids.push((entry.client, entry.name.as_str().to_string())))?;
         let mut clients = Vec::with_capacity(ids.len());
         for (id, name) in ids {
             // A client that left between the two requests is no longer listed.
@@ -60,20 +55,12 @@ impl Snapshot {
         }
         let mut rows = Vec::new();
         server.for_each_slabinfo_row(true, |row| rows.push(row.clone()))?;
-        Ok(Snapshot {
-            pool_pages: own.pool_pages,
-            pool_free_pages: own.pool_free_pages,
-            clients,
-            rows,
-        })
+        Ok(Snapshot { pool_pages: own.pool_pages, pool_free_pages: own.pool_free_pages, clients, rows })
     }
 
     /// The name of client `id` (its id as text if it is not connected any more).
     pub fn client_name(&self, id: ClientId) -> String {
-        self.clients
-            .iter()
-            .find(|c| c.id == id)
-            .map_or_else(|| format!("client-{id}"), |c| c.name.clone())
+        self.clients.iter().find(|c| c.id == id).map_or_else(|| format!("client-{id}"), |c| c.name.clone())
     }
 }
 

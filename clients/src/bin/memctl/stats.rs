@@ -91,24 +91,15 @@ mod tests {
 
     #[test]
     fn json_has_pool_and_every_client() {
-        let mut stats = protocol::Stats {
-            client: 1,
-            client_pages: 12,
-            quota_pages: 4096,
-            requests: 7,
-            ..Default::default()
-        };
+        let mut stats =
+            protocol::Stats { client: 1, client_pages: 12, quota_pages: 4096, requests: 7, ..Default::default() };
         stats.alloc_hits = 90;
         stats.free_hits = 9;
         stats.magazine_misses = 1;
         let snapshot = Snapshot {
             pool_pages: 100,
             pool_free_pages: 88,
-            clients: vec![ClientView {
-                id: 1,
-                name: "app".into(),
-                stats,
-            }],
+            clients: vec![ClientView { id: 1, name: "app".into(), stats }],
             rows: vec![],
         };
         let v = json(&snapshot);

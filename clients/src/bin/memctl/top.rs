@@ -17,8 +17,7 @@ use crate::snapshot::{Snapshot, cache_bytes};
 /// Runs the view until the user quits or the server goes away.
 pub fn run(server: &Memserver<Connection>, name: &str, interval: Duration) -> Result<(), String> {
     let first = Snapshot::take(server).map_err(|e| crate::query_error(name, e))?;
-    let mut terminal =
-        ratatui::try_init().map_err(|e| format!("cannot start the terminal view: {e}"))?;
+    let mut terminal = ratatui::try_init().map_err(|e| format!("cannot start the terminal view: {e}"))?;
     let result = view(&mut terminal, server, first, interval);
     ratatui::restore();
     result
@@ -31,9 +30,7 @@ fn view(
     interval: Duration,
 ) -> Result<(), String> {
     loop {
-        terminal
-            .draw(|frame| draw(frame, &snapshot))
-            .map_err(|e| e.to_string())?;
+        terminal.draw(|frame| draw(frame, &snapshot)).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + interval;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             if !event::poll(left).map_err(|e| e.to_string())? {
@@ -41,20 +38,13 @@ fn view(
             }
             match event::read().map_err(|e| e.to_string())? {
                 Event::Key(key) if key.kind == KeyEventKind::Press => {
-                    let ctrl_c = key.code == KeyCode::Char('c')
-                        && key.modifiers.contains(KeyModifiers::CONTROL);
-                    if matches!(
-                        key.code,
-                        KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc
-                    ) || ctrl_c
-                    {
+                    let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+                    if matches!(key.code, KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc) || ctrl_c {
                         return Ok(());
                     }
                 }
                 Event::Resize(..) => {
-                    terminal
-                        .draw(|frame| draw(frame, &snapshot))
-                        .map_err(|e| e.to_string())?;
+                    terminal.draw(|frame| draw(frame, &snapshot)).map_err(|e| e.to_string())?;
                 }
                 _ => {}
             }
@@ -85,11 +75,7 @@ pub fn rows(snapshot: &Snapshot) -> Vec<TopRow> {
         .map(|r| TopRow {
             objs: r.num_objs,
             active: r.active_objs,
-            use_pct: if r.num_objs == 0 {
-                0
-            } else {
-                (u64::from(r.active_objs) * 100 / u64::from(r.num_objs)) as u32
-            },
+            use_pct: if r.num_objs == 0 { 0 } else { (u64::from(r.active_objs) * 100 / u64::from(r.num_objs)) as u32 },
             obj_size: r.objsize,
             slabs: r.num_slabs,
             obj_per_slab: r.objperslab,
@@ -99,19 +85,13 @@ pub fn rows(snapshot: &Snapshot) -> Vec<TopRow> {
         })
         .collect();
     rows.sort_by(|a, b| {
-        b.cache_bytes
-            .cmp(&a.cache_bytes)
-            .then_with(|| (&a.client, &a.name).cmp(&(&b.client, &b.name)))
+        b.cache_bytes.cmp(&a.cache_bytes).then_with(|| (&a.client, &a.name).cmp(&(&b.client, &b.name)))
     });
     rows
 }
 
 fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
 }
 
 fn kib(bytes: u64) -> String {
@@ -133,20 +113,13 @@ pub fn summary(snapshot: &Snapshot) -> Vec<String> {
     let used = snapshot.pool_pages.saturating_sub(snapshot.pool_free_pages);
     let (hits, misses) = snapshot.clients.iter().fold((0u64, 0u64), |(h, m), c| {
         (
-            h.saturating_add(c.stats.alloc_hits)
-                .saturating_add(c.stats.free_hits),
+            h.saturating_add(c.stats.alloc_hits).saturating_add(c.stats.free_hits),
             m.saturating_add(c.stats.magazine_misses),
         )
     });
     vec![
-        format!(
-            " Active / Total Objects (% used)    : {active_objs} / {objs} ({:.1}%)",
-            pct(active_objs, objs)
-        ),
-        format!(
-            " Active / Total Slabs (% used)      : {active_slabs} / {slabs} ({:.1}%)",
-            pct(active_slabs, slabs)
-        ),
+        format!(" Active / Total Objects (% used)    : {active_objs} / {objs} ({:.1}%)", pct(active_objs, objs)),
+        format!(" Active / Total Slabs (% used)      : {active_slabs} / {slabs} ({:.1}%)", pct(active_slabs, slabs)),
         format!(
             " Active / Total Caches (% used)     : {active_caches} / {} ({:.1}%)",
             r.len(),
@@ -158,12 +131,7 @@ pub fn summary(snapshot: &Snapshot) -> Vec<String> {
             kib(size),
             pct(active_size, size)
         ),
-        format!(
-            " Minimum / Average / Maximum Object : {} / {} / {}",
-            kib(min),
-            kib(avg),
-            kib(max)
-        ),
+        format!(" Minimum / Average / Maximum Object : {} / {} / {}", kib(min), kib(avg), kib(max)),
         format!(
             " Pool pages used / total            : {used} / {} ({:.1}%), {} clients, magazine hit rate {:.1}%",
             snapshot.pool_pages,
@@ -177,25 +145,11 @@ pub fn summary(snapshot: &Snapshot) -> Vec<String> {
 /// Draws one frame: the summary, then the caches table.
 pub fn draw(frame: &mut Frame, snapshot: &Snapshot) {
     let lines = summary(snapshot);
-    let [top, bottom] = Layout::vertical([
-        Constraint::Length(lines.len() as u16 + 2),
-        Constraint::Min(0),
-    ])
-    .areas(frame.area());
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(lines.len() as u16 + 2), Constraint::Min(0)]).areas(frame.area());
     let title = " memctl top — q quits ";
-    frame.render_widget(
-        Paragraph::new(lines.join("\n")).block(Block::bordered().title(title)),
-        top,
-    );
-    let titles = [
-        "OBJS",
-        "ACTIVE",
-        "USE",
-        "OBJ SIZE",
-        "SLABS",
-        "OBJ/SLAB",
-        "CACHE SIZE",
-    ];
+    frame.render_widget(Paragraph::new(lines.join("\n")).block(Block::bordered().title(title)), top);
+    let titles = ["OBJS", "ACTIVE", "USE", "OBJ SIZE", "SLABS", "OBJ/SLAB", "CACHE SIZE"];
     let header = Row::new(
         titles
             .map(|t| Cell::from(Line::from(t).right_aligned()))
@@ -253,20 +207,12 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
-        let view = |id, name: &str| ClientView {
-            id,
-            name: name.into(),
-            stats: Default::default(),
-        };
+        let view = |id, name: &str| ClientView { id, name: name.into(), stats: Default::default() };
         Snapshot {
             pool_pages: 1000,
             pool_free_pages: 900,
             clients: vec![view(1, "app"), view(3, "loadgen-0")],
-            rows: vec![
-                row(1, "small", 1, 1),
-                row(3, "big", 4, 2),
-                row(1, "middle", 2, 1),
-            ],
+            rows: vec![row(1, "small", 1, 1), row(3, "big", 4, 2), row(1, "middle", 2, 1)],
         }
     }
 
@@ -282,17 +228,8 @@ mod tests {
     fn frame_shows_summary_and_table() {
         let mut terminal = Terminal::new(TestBackend::new(120, 20)).unwrap();
         terminal.draw(|f| draw(f, &snapshot())).unwrap();
-        let text: String = terminal
-            .backend()
-            .buffer()
-            .content()
-            .iter()
-            .map(|c| c.symbol())
-            .collect();
-        assert!(
-            text.contains("Active / Total Objects (% used)    : 30 / 140 (21.4%)"),
-            "{text}"
-        );
+        let text: String = terminal.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+        assert!(text.contains("Active / Total Objects (% used)    : 30 / 140 (21.4%)"), "{text}");
         assert!(text.contains("CACHE SIZE"));
         let big = text.find("big").unwrap();
         let small = text.find("small").unwrap();

@@ -86,8 +86,11 @@ impl Listener {
         match rustix::net::bind(&fd, &addr) {
             Ok(()) => {}
             Err(Errno::ADDRINUSE) => {
-                let meta = std::fs::symlink_metadata(path)
-                    .map_err(|error| ListenError::Os { path: path.to_owned(), doing: "inspect", error })?;
+                let meta = std::fs::symlink_metadata(path).map_err(|error| ListenError::Os {
+                    path: path.to_owned(),
+                    doing: "inspect",
+                    error,
+                })?;
                 if !meta.file_type().is_socket() {
                     return Err(ListenError::NotASocket(path.to_owned()));
                 }
@@ -99,15 +102,21 @@ impl Listener {
                     Err(Errno::CONNREFUSED) => {}
                     Err(e) => return Err(os(path, "probe")(e)),
                 }
-                std::fs::remove_file(path)
-                    .map_err(|error| ListenError::Os { path: path.to_owned(), doing: "remove stale", error })?;
+                std::fs::remove_file(path).map_err(|error| ListenError::Os {
+                    path: path.to_owned(),
+                    doing: "remove stale",
+                    error,
+                })?;
                 replaced_stale = true;
                 rustix::net::bind(&fd, &addr).map_err(os(path, "bind"))?;
             }
             Err(e) => return Err(os(path, "bind")(e)),
         }
-        let meta = std::fs::symlink_metadata(path)
-            .map_err(|error| ListenError::Os { path: path.to_owned(), doing: "inspect", error })?;
+        let meta = std::fs::symlink_metadata(path).map_err(|error| ListenError::Os {
+            path: path.to_owned(),
+            doing: "inspect",
+            error,
+        })?;
         let listener = Listener { fd, path: path.to_owned(), identity: (meta.dev(), meta.ino()), replaced_stale };
         rustix::net::listen(&listener.fd, 64).map_err(os(path, "listen on"))?;
         Ok(listener)

@@ -259,8 +259,7 @@ impl<'a, S: Service> Runner<'a, S> {
         };
         let system = self.system;
         let known = system.client(client);
-        let Some(config) = known.filter(|_| !self.connected.get(usize::from(client)).copied().unwrap_or(true))
-        else {
+        let Some(config) = known.filter(|_| !self.connected.get(usize::from(client)).copied().unwrap_or(true)) else {
             // The service broke its contract (unknown or already connected id): refuse without
             // telling it, since the id may belong to a live connection.
             log(format_args!("service admitted client {client}, which is unknown or already connected"));
@@ -295,10 +294,11 @@ impl<'a, S: Service> Runner<'a, S> {
             // The service answers the Hello once the client's memory exists.
             reply_len = self.service.handle(client, &self.request[..len], &mut self.reply);
         }
-        let sent = match (self.connections[slot].as_ref(), self.reply.get(..reply_len), self.service.memory().get(client)) {
-            (Some(conn), Some(reply), Some(memory)) => connection::send_with_fds(&conn.fd, reply, memory),
-            _ => Err(Errno::INVAL),
-        };
+        let sent =
+            match (self.connections[slot].as_ref(), self.reply.get(..reply_len), self.service.memory().get(client)) {
+                (Some(conn), Some(reply), Some(memory)) => connection::send_with_fds(&conn.fd, reply, memory),
+                _ => Err(Errno::INVAL),
+            };
         if let Err(e) = sent {
             self.close(slot, &format!("cannot send the Hello reply: {e}"));
             return false;

@@ -113,7 +113,9 @@ fn release_punches_a_hole_and_resident_memory_falls() {
     eprintln!(
         "window mapping RSS: filled {filled} KiB, after punch-hole {released} KiB; process RSS: \
          before {} KiB, filled {} KiB, after {} KiB",
-        process_before * 4, process_filled * 4, process_released * 4
+        process_before * 4,
+        process_filled * 4,
+        process_released * 4
     );
     assert_eq!(filled, len as u64 / 1024);
     assert_eq!(released, 0);
