@@ -21,8 +21,7 @@ run:
 	bash scripts/run.sh $(SYSTEM)
 
 test:
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	CARGO=$(CARGO) bash scripts/test.sh
 
 # The hostile-client suite alone; it also runs in `make test`. Its last line is the summary.
 hostile:
