@@ -236,6 +236,11 @@ impl<'a, S: Service> Runner<'a, S> {
                         self.close(slot, "not reading its replies (socket buffer full)");
                         false
                     }
+                    // The client closed its end without waiting for this reply.
+                    Err(Errno::PIPE | Errno::CONNRESET) => {
+                        self.close(slot, "end of connection (before its last reply)");
+                        false
+                    }
                     Err(e) => {
                         self.close(slot, &format!("send failed: {e}"));
                         false
