@@ -1,12 +1,11 @@
 //! `loadgen` against a real `memserver` process: every workload with two client processes and
 //! a small `--ops`, the pattern check clean, the JSON complete.
-//!
-//! The server binary is the workspace's `memserver`, found next to `loadgen` in the target
-//! directory (`cargo test --workspace`, i.e. `make test`, builds both).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
+
+use common::Server;
 
 const SYSTEM: &str = r#"
 [server]
@@ -26,60 +25,24 @@ quota_pages = 4096
 window_pages = 8192
 "#;
 
-fn memserver_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_loadgen")).with_file_name("memserver");
-    assert!(path.exists(), "{} not built: run `cargo build -p memserver` (make test builds it)", path.display());
-    path
+/// The server, started for `loadgen`.
+fn start() -> Server {
+    Server::start(SYSTEM, env!("CARGO_BIN_EXE_loadgen"))
 }
 
-/// A memserver in its own directory, killed on drop.
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("system.toml"), SYSTEM).unwrap();
-        let mut child = Command::new(memserver_binary())
-            .current_dir(dir.path())
-            .args(["--system", "system.toml"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains("listening on"), "memserver did not start: {line}");
-        Server { child, dir }
-    }
-
-    fn loadgen(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .current_dir(self.dir.path())
-            .args(["--system", "system.toml"])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Runs `loadgen --system system.toml ARGS` against `server`.
+fn loadgen(server: &Server, args: &[&str]) -> Output {
+    server.run(env!("CARGO_BIN_EXE_loadgen"), &[&["--system", "system.toml"], args].concat())
 }
 
 /// Runs `workload` with 2 clients and checks the outcome and the JSON.
 fn run_workload(workload: &str, extra: &[&str]) -> serde_json::Value {
-    let server = Server::start();
+    let server = start();
     let json = server.dir.path().join("out.json");
     let json_arg = json.to_str().unwrap();
     let mut args = vec!["--workload", workload, "--clients", "2", "--ops", "3000", "--json", json_arg];
     args.extend_from_slice(extra);
-    let out = server.loadgen(&args);
+    let out = loadgen(&server, &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "loadgen failed: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("result: OK"), "{stdout}");
@@ -153,9 +116,9 @@ fn no_magazines_makes_every_operation_an_ipc() {
 
 #[test]
 fn plot_is_an_svg() {
-    let server = Server::start();
+    let server = start();
     let svg = server.dir.path().join("cdf.svg");
-    let out = server.loadgen(&["--workload", "churn", "--ops", "2000", "--plot", svg.to_str().unwrap()]);
+    let out = loadgen(&server, &["--workload", "churn", "--ops", "2000", "--plot", svg.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("mimalloc"), "{}", &text[..text.len().min(200)]);
@@ -163,8 +126,8 @@ fn plot_is_an_svg() {
 
 #[test]
 fn a_client_missing_from_the_system_is_refused() {
-    let server = Server::start();
-    let out = server.loadgen(&["--clients", "3", "--ops", "10"]);
+    let server = start();
+    let out = loadgen(&server, &["--clients", "3", "--ops", "10"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loadgen-2"));
 }
