@@ -17,7 +17,7 @@ help:
 # Builds release once, then scripts/run.sh starts memserver (socket under target/run/), runs
 # loadgen (mixed, 2 clients), prints the summary and slabinfo, stops the server with SIGTERM.
 run:
-	$(CARGO) build --release -p memserver --bin memserver -p memclient --bin loadgen
+	$(CARGO) build --release -p memserver-host --bin memserver -p loadgen --bin loadgen
 	bash scripts/run.sh $(SYSTEM)
 
 test:
@@ -25,7 +25,7 @@ test:
 
 # The hostile-client suite alone; it also runs in `make test`. Its last line is the summary.
 hostile:
-	$(CARGO) test -p memserver --test hostile
+	$(CARGO) test -p memserver-integration --test hostile
 
 # Fuzzing (fuzz/, its own workspace, nightly): installs cargo-fuzz from crates.io if missing,
 # runs the dispatch and magazine-validator targets side by side, prints executions and coverage.
@@ -37,7 +37,7 @@ fuzz:
 # The soak: four SIGKILLed-and-restarted clients against one server for SECONDS; ends with a
 # computed `soak:` line (pool back to its start, nothing a surviving client wrote lost).
 soak:
-	SOAK_SECONDS=$(SECONDS) $(CARGO) test -p memserver --test soak
+	SOAK_SECONDS=$(SECONDS) $(CARGO) test -p memserver-integration --test soak
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -46,9 +46,9 @@ lint:
 # The engine benchmarks, then memserver vs glibc/mimalloc/bare socket and loadgen runs: prints
 # the ratio table and writes target/bench/summary.json (bounded: a few minutes on 2 cores).
 bench:
-	$(CARGO) build --release -p memserver --bin memserver -p memclient --bin loadgen
-	$(CARGO) bench -p memserver --bench engine
-	$(CARGO) bench -p memclient --bench memserver
+	$(CARGO) build --release -p memserver-host --bin memserver -p loadgen --bin loadgen
+	$(CARGO) bench -p memserver-engine --bench engine
+	$(CARGO) bench -p memserver-integration --bench memserver
 
 fmt:
 	$(CARGO) fmt --all

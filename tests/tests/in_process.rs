@@ -4,9 +4,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use conformance::{Harness, Session, TransportError};
-use memserver::dispatch::{ClientSpec, MagazineSizes, Server, ServerConfig, Session as ServerSession};
-use memserver::testing::{OwnedStorage, ServerPlatform};
-use memserver::{Engine, EngineConfig};
+use memserver_dispatch::testing::{OwnedStorage, ServerPlatform};
+use memserver_dispatch::{ClientSpec, MagazineSizes, Server, ServerConfig, Session as ServerSession};
+use memserver_engine::{Engine, EngineConfig};
 use protocol::{ClientId, Handle};
 
 type Shared = Rc<RefCell<Server<'static, ServerPlatform>>>;
@@ -70,13 +70,18 @@ impl Session for InProcessSession {
 
     fn read(&mut self, handle: Handle, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
         let server = self.server.borrow();
-        memserver::Platform::read(server.engine().platform(), self.client, handle.0 + offset as u64, buf);
+        memserver_engine::Platform::read(server.engine().platform(), self.client, handle.0 + offset as u64, buf);
         Ok(())
     }
 
     fn write(&mut self, handle: Handle, offset: usize, data: &[u8]) -> Result<(), TransportError> {
         let mut server = self.server.borrow_mut();
-        memserver::Platform::write(server.engine_mut().platform_mut(), self.client, handle.0 + offset as u64, data);
+        memserver_engine::Platform::write(
+            server.engine_mut().platform_mut(),
+            self.client,
+            handle.0 + offset as u64,
+            data,
+        );
         Ok(())
     }
 

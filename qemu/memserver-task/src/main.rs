@@ -26,9 +26,9 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use memserver::dispatch::{ClientSpec, Server, Session};
-use memserver::engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc, TrackPair};
-use memserver::{Engine, EngineStorage};
+use memserver_dispatch::{ClientSpec, Server, Session};
+use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc, TrackPair};
+use memserver_engine::{Engine, EngineStorage};
 use memserver_task_abi::ServerBoot;
 use protocol::framing::{self, MessageWords};
 use protocol::{ClientId, Error, MAX_MESSAGE_BYTES, MAX_MESSAGE_WORDS, MessageBuffer, Reply, Request};

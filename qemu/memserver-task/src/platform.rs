@@ -10,8 +10,8 @@
 
 use alloc::vec::Vec;
 
-use memserver::Platform;
-use memserver::dispatch::ControlAccess;
+use memserver_engine::Platform;
+use memserver_dispatch::ControlAccess;
 use memserver_task_abi::{Region, ServerBoot};
 use protocol::control::ControlMemory;
 use protocol::{ClientId, Error, PAGE_SIZE};

@@ -14,9 +14,9 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use memserver::dispatch::{MagazineSizes, ServerConfig, Session};
-use memserver::engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc, TrackPair};
-use memserver::{EngineConfig, EngineStorage};
+use memserver_dispatch::{MagazineSizes, ServerConfig, Session};
+use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc, TrackPair};
+use memserver_engine::{EngineConfig, EngineStorage};
 use protocol::ClientId;
 use protocol::request::ClientName;
 use serde::{Deserialize, Serialize};

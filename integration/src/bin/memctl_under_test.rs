@@ -1,0 +1,5 @@
+//! The `memctl` binary, built inside this package for its tests.
+
+fn main() -> std::process::ExitCode {
+    memctl::main()
+}

@@ -1,0 +1,5 @@
+//! The `memserver` binary, built inside this package for its tests.
+
+fn main() -> std::process::ExitCode {
+    memserver_host::main()
+}

@@ -1,0 +1,105 @@
+//! `memctl` against a real `memserver` process: slabinfo (all clients and one), stats --json,
+//! and clear errors. The server comes from `common`.
+
+mod common;
+
+use std::process::Output;
+
+use common::Server;
+
+use memclient::Cache;
+
+const SYSTEM: &str = r#"
+[server]
+pool_pages = 4096
+socket = "memserver.sock"
+max_caches_per_client = 32
+magazine_slots = 16
+
+[[client]]
+name = "app"
+quota_pages = 1024
+window_pages = 2048
+
+[[client]]
+name = "memctl"
+quota_pages = 1
+window_pages = 1
+introspect = true
+"#;
+
+/// The server, started for `memctl`.
+fn start() -> Server {
+    Server::start(SYSTEM)
+}
+
+/// Runs `memctl ARGS` against `server`.
+fn memctl(server: &Server, args: &[&str]) -> Output {
+    server.run(env!("CARGO_BIN_EXE_memctl-under-test"), args)
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "memctl failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn slabinfo_and_stats_show_a_running_client() {
+    let server = start();
+    let app = memclient::host::connect(&server.socket(), "app").unwrap();
+    let cache = Cache::create(&app, "dentry", 192, 0, 0, None).unwrap();
+    let objects: Vec<_> = (0..100).map(|_| cache.alloc().unwrap()).collect();
+
+    let all = stdout(&memctl(&server, &["slabinfo"]));
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines[0], "slabinfo - version: 2.1");
+    assert_eq!(
+        lines[1],
+        "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>"
+    );
+    let row = lines.iter().find(|l| l.starts_with("app/dentry ")).expect("app/dentry row");
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields.len(), 16, "{row}");
+    assert!(fields[1].parse::<u32>().unwrap() >= 100, "active_objs {row}");
+    assert!(lines.iter().any(|l| l.starts_with("memctl/kmalloc-8 ")));
+
+    let one = stdout(&memctl(&server, &["slabinfo", "--client", "app"]));
+    assert!(one.lines().any(|l| l.starts_with("dentry ")), "{one}");
+    assert!(!one.contains("memctl") && !one.contains("app/"), "{one}");
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(&memctl(&server, &["stats", "--json"]))).unwrap();
+    assert_eq!(json["pool"]["pages"], 4096);
+    let app_stats = json["clients"].as_array().unwrap().iter().find(|c| c["name"] == "app").expect("app in stats");
+    assert_eq!(app_stats["quota_pages"], 1024);
+    assert!(app_stats["pages"].as_u64().unwrap() > 0);
+    assert!(app_stats["live_objects"].as_u64().unwrap() >= 100);
+    assert!(app_stats["magazines"]["alloc_hits"].as_u64().unwrap() >= 90, "{app_stats}");
+    assert!(app_stats["ipc"]["refills"].as_u64().unwrap() >= 1);
+    assert!(json["clients"].as_array().unwrap().iter().any(|c| c["name"] == "memctl"));
+
+    let table = stdout(&memctl(&server, &["stats"]));
+    assert!(table.starts_with("pool: ") && table.contains(" app "), "{table}");
+    for p in objects {
+        cache.free(p).unwrap();
+    }
+}
+
+#[test]
+fn errors_are_clear_and_exit_nonzero() {
+    let server = start();
+    let unknown = memctl(&server, &["slabinfo", "--client", "nobody"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no client \"nobody\""));
+    let no_server = memctl(&server, &["--socket", "/nonexistent/memserver.sock", "stats"]);
+    assert!(!no_server.status.success());
+    assert!(
+        String::from_utf8_lossy(&no_server.stderr)
+            .contains("cannot connect to the memserver at /nonexistent/memserver.sock")
+    );
+    // A client without introspection rights sees nothing of the others.
+    let _memctl = memclient::host::connect(&server.socket(), "memctl").unwrap();
+    let as_app = memctl(&server, &["--name", "app", "stats", "--json"]);
+    assert!(!as_app.status.success());
+    let message = String::from_utf8_lossy(&as_app.stderr);
+    assert!(message.contains("client \"app\" may not look at other clients"), "{message}");
+}

@@ -1,0 +1,179 @@
+//! memserver-dispatch: the one place that decodes, checks and routes a client's request.
+//!
+//! # Design
+//! [`Server::dispatch`] is a pure function of (client id, request bytes, state) → reply bytes,
+//! the same on every platform: the host runner feeds it from Unix sockets, the seL4 runner
+//! from message registers. It decodes with [`protocol::decode_request`] (a message that does
+//! not decode is a client fault: `Malformed`), checks the session phase and the version, and
+//! hands typed, already-checked values to the handlers, which call the engine ([`Engine`]). Beside the
+//! engine it keeps per-client [`Session`]s: the handshake, introspection rights, counters, and
+//! for every magazine-enabled cache a control-region slot and a depot of full magazines
+//! ([`magazine`]). Nothing a client sends or writes into its control region can panic it.
+
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+#[cfg(feature = "testing")]
+extern crate std;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+mod handlers;
+mod introspect;
+pub mod magazine;
+mod session;
+
+use protocol::control::ControlMemory;
+use protocol::request::ClientName;
+use protocol::{ClientId, Error, Reply, Request};
+
+pub use magazine::MagazineSizes;
+use memserver_engine::{Engine, Platform};
+pub use session::{DEPOT_MAGAZINES, MAX_SLOTS, Phase, Session};
+
+/// What the dispatch layer needs from a platform beyond the engine's [`Platform`]: access to
+/// each client's control region, by copying only.
+pub trait ControlAccess {
+    /// The control region of `client`, if it has one.
+    fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory>;
+}
+
+/// Server-wide settings (from `system.toml` `[server]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Control-region slots per client (at most [`MAX_SLOTS`]).
+    pub magazine_slots: u16,
+    /// Magazine capacity by object size.
+    pub magazine_sizes: MagazineSizes,
+}
+
+impl ServerConfig {
+    /// Bytes of each client's control region.
+    pub const fn control_size(&self) -> usize {
+        protocol::control::control_region_size(self.magazine_slots)
+    }
+}
+
+/// A client task as the system description declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSpec {
+    /// Its name (what `Hello` must say).
+    pub name: ClientName,
+    /// Its window, in pages.
+    pub window_pages: u32,
+    /// Frames it may hold.
+    pub quota_pages: u32,
+    /// Whether it may look at other clients (`SlabInfo { all_clients: true }`).
+    pub introspect: bool,
+}
+
+/// The memory server: the engine plus the per-client sessions.
+pub struct Server<'a, P: Platform + ControlAccess> {
+    pub(crate) engine: Engine<'a, P>,
+    pub(crate) sessions: &'a mut [Session],
+    pub(crate) config: ServerConfig,
+}
+
+impl<'a, P: Platform + ControlAccess> Server<'a, P> {
+    /// A server over `engine`, with one [`Session`] per possible client id in `sessions`
+    /// (filled with [`Session::VACANT`]). `InvalidArgument` if the slot count is too large.
+    pub fn new(engine: Engine<'a, P>, sessions: &'a mut [Session], config: ServerConfig) -> Result<Self, Error> {
+        if usize::from(config.magazine_slots) > MAX_SLOTS || !config.magazine_sizes.is_valid() {
+            return Err(Error::InvalidArgument);
+        }
+        sessions.fill(Session::VACANT);
+        Ok(Server { engine, sessions, config })
+    }
+
+    /// The engine (statistics, tests, the invariant checker).
+    pub fn engine(&self) -> &Engine<'a, P> {
+        &self.engine
+    }
+
+    /// The engine, mutably (tests scribble on object memory through its platform).
+    pub fn engine_mut(&mut self) -> &mut Engine<'a, P> {
+        &mut self.engine
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The session of `client`, if admitted.
+    pub fn session(&self, client: ClientId) -> Option<&Session> {
+        self.sessions.get(usize::from(client)).filter(|s| s.phase != Phase::Vacant)
+    }
+
+    /// The runner admits a client task (it named one of `system.toml`, and the runner prepared
+    /// its window and control region): the engine attaches it; `Hello` comes next.
+    /// `InvalidArgument` if the id is out of range or already in use.
+    pub fn admit(&mut self, client: ClientId, spec: &ClientSpec) -> Result<(), Error> {
+        let session = self.sessions.get_mut(usize::from(client)).ok_or(Error::InvalidArgument)?;
+        if session.phase != Phase::Vacant {
+            return Err(Error::InvalidArgument);
+        }
+        self.engine.client_attach(client, spec.window_pages, spec.quota_pages)?;
+        *session = Session::VACANT;
+        session.phase = Phase::Admitted;
+        session.name = spec.name.clone();
+        session.introspect = spec.introspect;
+        session.window_pages = spec.window_pages;
+        session.stats.client = client;
+        Ok(())
+    }
+
+    /// The client is gone (disconnected, killed, or said `Goodbye`): everything it held goes
+    /// back to the pool at once. Returns the frames reclaimed.
+    pub fn disconnect(&mut self, client: ClientId) -> u32 {
+        let Some(session) = self.sessions.get_mut(usize::from(client)) else { return 0 };
+        if session.phase == Phase::Vacant {
+            return 0;
+        }
+        *session = Session::VACANT;
+        self.engine.client_detach(client).unwrap_or(0)
+    }
+
+    /// Answers one request: decodes `request`, serves it, encodes the reply into `reply` and
+    /// returns its length. Never panics; every failure is a `Reply::Error`.
+    pub fn dispatch(&mut self, client: ClientId, request: &[u8], reply: &mut protocol::MessageBuffer) -> usize {
+        let answer = match self.sessions.get_mut(usize::from(client)) {
+            None => Reply::Error(Error::PermissionDenied),
+            Some(session) if session.phase == Phase::Vacant => Reply::Error(Error::PermissionDenied),
+            Some(session) => {
+                session.stats.requests = session.stats.requests.saturating_add(1);
+                match protocol::decode_request(request) {
+                    Err(e) => Reply::Error(e),
+                    Ok(req) => self.serve(client, req).unwrap_or_else(Reply::Error),
+                }
+            }
+        };
+        if let (Reply::Error(_), Some(session)) = (&answer, self.sessions.get_mut(usize::from(client))) {
+            session.stats.errors = session.stats.errors.saturating_add(1);
+        }
+        encode(&answer, reply)
+    }
+
+    /// Routes one decoded request, after the handshake check.
+    fn serve(&mut self, client: ClientId, request: Request) -> Result<Reply, Error> {
+        let phase = self.sessions.get(usize::from(client)).map_or(Phase::Vacant, |s| s.phase);
+        match (phase, request) {
+            (Phase::Admitted, Request::Hello { version, client_name }) => self.hello(client, version, &client_name),
+            (Phase::Open, Request::Hello { .. }) => Err(Error::PermissionDenied),
+            (Phase::Open, request) => self.handle(client, request),
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+}
+
+/// Encodes `reply`; a reply that cannot be encoded (never expected: every reply has a
+/// compile-time maximum that fits) becomes `Error(Malformed)`.
+fn encode(reply: &Reply, buf: &mut protocol::MessageBuffer) -> usize {
+    match protocol::encode_reply(reply, buf) {
+        Ok(bytes) => bytes.len(),
+        Err(_) => protocol::encode_reply(&Reply::Error(Error::Malformed), buf).map_or(0, |b| b.len()),
+    }
+}

@@ -1,0 +1,434 @@
+//! The bodies of the fuzz targets, shared by `cargo fuzz` (`fuzz/fuzz_targets/*.rs`) and the
+//! stable proptest smoke run (`tests/fuzz_smoke.rs`): [`dispatch_target`] and
+//! [`magazine_target`] turn bytes into [`Op`]s and run them against a [`Server`] with three
+//! clients, checking after every step:
+//!
+//! * nothing panics and every reply decodes;
+//! * `check_invariants()` holds and the pool's frames add up (free + every client's = total),
+//!   every client within its quota;
+//! * an exact model of what each client holds: no object is handed out twice, and the server
+//!   only ever takes back (by `Free`, `Kfree`, `Drain`, `Flush`, `Destroy`) objects the client
+//!   really held in that cache — the magazine validator's whole job;
+//! * every held object of every client still carries its owner's byte pattern, so no client's
+//!   operation ever touched another client's memory.
+#![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+extern crate std;
+
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use arbitrary::Unstructured;
+use protocol::control::{self, Magazine, MagazineRole};
+use protocol::flags::{SLAB_CONSISTENCY_CHECKS, SLAB_HWCACHE_ALIGN, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::{CacheId, ClientId, Error, ExchangeOp, Handle, PAGE_SIZE, PROTOCOL_VERSION, Reply, Request};
+
+use super::ops::{Forge, HelloKind, Op};
+use super::{OwnedStorage, ServerPlatform};
+use crate::{ClientSpec, MagazineSizes, Server, ServerConfig, Session};
+use memserver_engine::{Engine, EngineConfig, Platform};
+
+/// Clients of the fuzzed server (ids 1..=3).
+pub const CLIENTS: u8 = 3;
+const WINDOW_PAGES: u32 = 32;
+const QUOTAS: [u32; 3] = [12, 20, 48];
+const MAX_OPS: usize = 256;
+const FLAGS: [u32; 7] = [
+    0,
+    SLAB_HWCACHE_ALIGN,
+    SLAB_POISON,
+    SLAB_RED_ZONE | SLAB_POISON,
+    SLAB_STORE_USER,
+    SLAB_CONSISTENCY_CHECKS,
+    0x8000_0000,
+];
+
+/// The engine and dispatch settings of the fuzzed server: a pool smaller than the quotas add
+/// up to, small windows, three magazine slots with small magazines.
+pub fn configs() -> (EngineConfig, ServerConfig) {
+    let mut engine = EngineConfig::new(48, u16::from(CLIENTS) + 1, WINDOW_PAGES);
+    engine.max_caches_per_client = 20;
+    let sizes = MagazineSizes { small: 8, medium: 4, large: 2, huge: 1 };
+    (engine, ServerConfig { magazine_slots: 3, magazine_sizes: sizes })
+}
+
+/// What one client holds, as the model knows it.
+#[derive(Default)]
+struct Model {
+    /// Caches it created (destroyed ones stay: their stale ids are good probes).
+    caches: Vec<(CacheId, Option<u16>, u32)>,
+    /// Held objects: handle → (cache, or `None` for kmalloc; object size).
+    held: BTreeMap<u64, (Option<CacheId>, u32)>,
+}
+
+/// The server under test plus the model.
+pub struct FuzzHarness<'a> {
+    server: Server<'a, ServerPlatform>,
+    models: [Model; CLIENTS as usize],
+}
+
+fn pattern(client: ClientId) -> u8 {
+    0x40 + client as u8
+}
+
+/// Up to [`MAX_OPS`] ops from `data`.
+pub fn ops(data: &[u8]) -> Vec<Op> {
+    let mut u = Unstructured::new(data);
+    let mut ops = Vec::new();
+    while !u.is_empty() && ops.len() < MAX_OPS {
+        match u.arbitrary::<Op>() {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    ops
+}
+
+/// Runs a fresh server over `storage` and `sessions` through `body`.
+fn with_harness(body: impl FnOnce(&mut FuzzHarness<'_>)) {
+    let (engine_config, server_config) = configs();
+    let mut storage = OwnedStorage::new(&engine_config);
+    let mut sessions = std::vec![Session::VACANT; usize::from(CLIENTS) + 1];
+    let engine = Engine::new(engine_config, storage.storage(), ServerPlatform::default()).expect("engine");
+    let server = Server::new(engine, &mut sessions, server_config).expect("server");
+    let mut h = FuzzHarness { server, models: Default::default() };
+    for c in 1..=ClientId::from(CLIENTS) {
+        h.connect(c, HelloKind::Honest);
+    }
+    body(&mut h);
+    for c in 1..=ClientId::from(CLIENTS) {
+        h.server.disconnect(c);
+    }
+    let pool = h.server.engine().pool_stats();
+    assert_eq!(pool.free_frames, pool.total_frames, "frames leaked after every client left");
+    h.server.engine().check_invariants().expect("invariants at the end");
+}
+
+/// The dispatch target: any op as any client.
+pub fn dispatch_target(data: &[u8]) {
+    let program = ops(data);
+    with_harness(|h| {
+        for op in &program {
+            h.apply(ClientId::from(op.client() % CLIENTS) + 1, op);
+        }
+    });
+}
+
+/// The magazine-validator target: client 1 with three magazine caches (one refilled) and a
+/// neighbour holding objects; the magazine ops of `data`, all as client 1.
+pub fn magazine_target(data: &[u8]) {
+    let program: Vec<Op> = ops(data).into_iter().filter(Op::is_magazine_op).collect();
+    with_harness(|h| {
+        for (name, size) in [(0u8, 64u16), (1, 200), (2, 1000)] {
+            h.apply(1, &Op::Create { client: 0, name, size, align: 0, flags: 0, ctor: false });
+        }
+        h.apply(1, &Op::Exchange { client: 0, cache: 0, slot: None, op: 0 });
+        h.apply(1, &Op::Alloc { client: 0, cache: 1, zero: false });
+        h.apply(2, &Op::Create { client: 1, name: 0, size: 64, align: 0, flags: 0, ctor: false });
+        h.apply(2, &Op::Alloc { client: 1, cache: 0, zero: false });
+        for op in &program {
+            h.apply(1, op);
+        }
+    });
+}
+
+impl FuzzHarness<'_> {
+    fn model(&mut self, c: ClientId) -> &mut Model {
+        &mut self.models[usize::from(c) - 1]
+    }
+
+    /// Sends `bytes` as `c`; the decoded reply (it must decode).
+    fn send(&mut self, c: ClientId, bytes: &[u8]) -> Reply {
+        let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
+        let n = self.server.dispatch(c, bytes, &mut buf);
+        protocol::decode_reply(&buf[..n]).expect("every reply decodes")
+    }
+
+    fn connect(&mut self, c: ClientId, hello: HelloKind) {
+        if self.server.session(c).is_none() {
+            let size = self.server.config().control_size();
+            self.server.engine_mut().platform_mut().create_control(c, size);
+            let spec = ClientSpec {
+                name: protocol::client_name(&std::format!("fuzz-{c}")).unwrap(),
+                window_pages: WINDOW_PAGES,
+                quota_pages: QUOTAS[usize::from(c) - 1],
+                introspect: c == 3,
+            };
+            self.server.admit(c, &spec).expect("admit a vacant client");
+        }
+        let (version, name) = match hello {
+            HelloKind::Honest => (PROTOCOL_VERSION, std::format!("fuzz-{c}")),
+            HelloKind::Version(v) => (v, std::format!("fuzz-{c}")),
+            HelloKind::OtherName => (PROTOCOL_VERSION, std::format!("fuzz-{}", c % 3 + 1)),
+        };
+        let request = Request::Hello { version, client_name: protocol::client_name(&name).unwrap() };
+        self.request(c, request);
+    }
+
+    fn cache(&self, c: ClientId, i: u8) -> (CacheId, Option<u16>, u32) {
+        let caches = &self.models[usize::from(c) - 1].caches;
+        if i % 8 == 7 || caches.is_empty() {
+            return (CacheId(u32::from(i / 8)), Some(u16::from(i % 4)), 64);
+        }
+        caches[usize::from(i) % caches.len()]
+    }
+
+    fn forge(&self, c: ClientId, pick: u8, forge: Forge) -> Handle {
+        let held_of = |client: ClientId| -> u64 {
+            let held = &self.models[usize::from(client) - 1].held;
+            held.keys().nth(usize::from(pick) % held.len().max(1)).copied().unwrap_or(u64::from(pick) * 64)
+        };
+        Handle(match forge {
+            Forge::Held => held_of(c),
+            Forge::Shifted(d) => held_of(c).wrapping_add_signed(i64::from(d)),
+            Forge::Foreign => held_of(c % 3 + 1),
+            Forge::Raw(x) => x,
+        })
+    }
+
+    fn magazine(&mut self, c: ClientId, slot: u16, role: MagazineRole) -> Magazine {
+        let region = self.server.engine_mut().platform_mut().control_bytes(c);
+        control::read_magazine(region.as_slice(), slot, role).unwrap_or(Magazine::EMPTY)
+    }
+
+    fn fill(&mut self, c: ClientId, h: u64, size: u32) {
+        self.server.engine_mut().platform_mut().windows.fill_bytes(c, h, size as usize, pattern(c));
+    }
+
+    /// A new object: never one the client already holds.
+    fn handed_out(&mut self, c: ClientId, h: u64, cache: Option<CacheId>, size: u32) {
+        let old = self.model(c).held.insert(h, (cache, size));
+        assert!(old.is_none(), "client {c}: object {h:#x} handed out twice ({old:?})");
+        assert!(h + u64::from(size) <= u64::from(WINDOW_PAGES) * PAGE_SIZE as u64, "object {h:#x} outside the window");
+        self.fill(c, h, size);
+    }
+
+    /// An object taken back: the client must have held it, in `cache` (`None`: kmalloc only).
+    fn taken_back(&mut self, c: ClientId, h: u64, cache: Option<CacheId>, what: &str) {
+        match self.model(c).held.remove(&h) {
+            Some((held_in, _)) if cache.is_none() => assert!(held_in.is_none(), "{what}: cache object {h:#x} kfreed"),
+            Some((held_in, _)) => assert!(held_in == cache || held_in.is_none(), "{what}: {h:#x} of {held_in:?}"),
+            None => panic!("client {c}: {what} took back {h:#x}, which it did not hold"),
+        }
+    }
+
+    /// One request, with the model's bookkeeping and oracles.
+    fn request(&mut self, c: ClientId, request: Request) -> Reply {
+        let bytes = encode(&request);
+        let slot_of = |r: &Request| match *r {
+            Request::MagazineExchange { slot, .. } => Some(slot),
+            _ => None,
+        };
+        let before: Option<(Magazine, Magazine)> = match &request {
+            Request::MagazineExchange { slot, .. } => {
+                Some((self.magazine(c, *slot, MagazineRole::Loaded), self.magazine(c, *slot, MagazineRole::Previous)))
+            }
+            Request::Destroy { cache } => self
+                .model(c)
+                .caches
+                .iter()
+                .find(|x| x.0 == *cache)
+                .and_then(|x| x.1)
+                .map(|s| (self.magazine(c, s, MagazineRole::Loaded), self.magazine(c, s, MagazineRole::Previous))),
+            _ => None,
+        };
+        let reply = self.send(c, &bytes);
+        if trace() {
+            std::eprintln!("client {c}: {request:?} -> {reply:?}");
+        }
+        let size_of = |m: &Model, cache: CacheId| m.caches.iter().find(|x| x.0 == cache).map_or(8, |x| x.2);
+        match (&request, &reply) {
+            (Request::Hello { .. }, Reply::Hello { .. }) | (Request::Goodbye, Reply::Done) => {
+                self.model(c).held.clear();
+                self.model(c).caches.clear();
+            }
+            (Request::CacheCreate { size, .. }, Reply::Created { cache, slot, .. }) => {
+                self.model(c).caches.push((*cache, *slot, *size));
+            }
+            (Request::Alloc { cache } | Request::Zalloc { cache }, Reply::Object { handle, .. }) => {
+                let size = size_of(self.model(c), *cache);
+                self.handed_out(c, handle.0, Some(*cache), size);
+            }
+            (Request::Kmalloc { size }, Reply::Object { handle, .. }) => self.handed_out(c, handle.0, None, *size),
+            (Request::Free { cache, handle }, Reply::Done) => self.taken_back(c, handle.0, Some(*cache), "free"),
+            (Request::Kfree { handle }, Reply::Done) => self.taken_back(c, handle.0, None, "kfree"),
+            (Request::MagazineExchange { cache, op, .. }, Reply::Exchanged { count, .. }) => {
+                let (loaded, previous) = before.unwrap();
+                match op {
+                    ExchangeOp::Refill => {
+                        let slot = slot_of(&request).unwrap();
+                        let after = self.magazine(c, slot, MagazineRole::Loaded);
+                        assert_eq!(after.count, u32::from(*count), "refill count differs from the region");
+                        let size = size_of(self.model(c), *cache);
+                        for &h in &after.handles[..usize::from(*count)] {
+                            self.handed_out(c, h, Some(*cache), size);
+                        }
+                    }
+                    ExchangeOp::Drain | ExchangeOp::Flush => {
+                        let mut back: Vec<u64> =
+                            loaded.handles.get(..loaded.count as usize).expect("count > 64").to_vec();
+                        if *op == ExchangeOp::Flush {
+                            back.extend_from_slice(
+                                previous.handles.get(..previous.count as usize).expect("count > 64"),
+                            );
+                        }
+                        for h in back {
+                            self.taken_back(c, h, Some(*cache), "magazine");
+                        }
+                    }
+                }
+            }
+            (Request::Destroy { cache }, Reply::Done) => {
+                let in_magazines: Vec<u64> = before.map_or(Vec::new(), |(l, p)| {
+                    l.handles[..(l.count as usize).min(64)]
+                        .iter()
+                        .chain(&p.handles[..(p.count as usize).min(64)])
+                        .copied()
+                        .collect()
+                });
+                let live: Vec<u64> =
+                    self.model(c).held.iter().filter(|(_, v)| v.0 == Some(*cache)).map(|(&h, _)| h).collect();
+                for h in live {
+                    assert!(in_magazines.contains(&h), "destroy of {cache:?} with live object {h:#x}");
+                    self.model(c).held.remove(&h);
+                }
+            }
+            (_, Reply::Error(_)) => {}
+            _ => {}
+        }
+        reply
+    }
+
+    /// Runs one op as client `c` and checks everything.
+    pub fn apply(&mut self, c: ClientId, op: &Op) {
+        match op {
+            Op::Connect { hello, .. } => self.connect(c, *hello),
+            Op::Disconnect { .. } => {
+                self.server.disconnect(c);
+                let m = self.model(c);
+                m.held.clear();
+                m.caches.clear();
+            }
+            Op::Goodbye { .. } => _ = self.request(c, Request::Goodbye),
+            Op::Create { name, size, align, flags, ctor, .. } => {
+                let size = if *size == u16::MAX { 70_000 } else { u32::from(*size) };
+                let align = match align {
+                    0..=127 => 0,
+                    a => [1u32 << (a % 14), 3][usize::from(a % 5 == 0)],
+                };
+                let name = protocol::cache_name(&std::format!("f{}", name % 6)).unwrap();
+                let flags = FLAGS[usize::from(*flags) % FLAGS.len()];
+                _ = self.request(c, Request::CacheCreate { name, size, align, flags, ctor: *ctor });
+            }
+            Op::Alloc { cache, zero, .. } => {
+                let cache = self.cache(c, *cache).0;
+                _ = self.request(c, if *zero { Request::Zalloc { cache } } else { Request::Alloc { cache } });
+            }
+            Op::Free { cache, pick, forge, .. } => {
+                let (handle, cache) = (self.forge(c, *pick, *forge), self.cache(c, *cache).0);
+                _ = self.request(c, Request::Free { cache, handle });
+            }
+            Op::Kmalloc { size, large, .. } => {
+                let size = if *large { u32::from(*size) * 64 } else { u32::from(*size) };
+                _ = self.request(c, Request::Kmalloc { size });
+            }
+            Op::Kfree { pick, forge, .. } => {
+                _ = self.request(c, Request::Kfree { handle: self.forge(c, *pick, *forge) })
+            }
+            Op::Destroy { cache, .. } => _ = self.request(c, Request::Destroy { cache: self.cache(c, *cache).0 }),
+            Op::Shrink { cache, .. } => _ = self.request(c, Request::Shrink { cache: self.cache(c, *cache).0 }),
+            Op::Exchange { cache, slot, op, .. } => {
+                let (cache, own_slot, _) = self.cache(c, *cache);
+                let slot = slot.map(u16::from).or(own_slot).unwrap_or(0);
+                let op = [ExchangeOp::Refill, ExchangeOp::Drain, ExchangeOp::Flush][usize::from(op % 3)];
+                _ = self.request(c, Request::MagazineExchange { cache, slot, op });
+            }
+            Op::Tamper { slot, previous, count, handles, .. } => {
+                let mut m = Magazine::EMPTY;
+                for (i, (pick, forge)) in handles.iter().take(control::MAGAZINE_MAX).enumerate() {
+                    m.handles[i] = self.forge(c, *pick, *forge).0;
+                }
+                m.count = if *count < 200 { u32::from(*count) % 70 } else { u32::from(*count) << 20 };
+                let role = if *previous { MagazineRole::Previous } else { MagazineRole::Loaded };
+                let region = self.server.engine_mut().platform_mut().control_bytes(c);
+                _ = control::write_magazine(region.as_mut_slice(), u16::from(slot % 4), role, &m);
+            }
+            Op::ControlWrite { offset, value, .. } => {
+                let region = self.server.engine_mut().platform_mut().control_bytes(c);
+                let at = usize::from(*offset) % region.len().max(1);
+                let end = (at + 8).min(region.len());
+                region[at..end].copy_from_slice(&value.to_le_bytes()[..end - at]);
+            }
+            Op::ObjectWrite { pick, offset, byte, .. } => {
+                let h = self.forge(c, *pick, Forge::Held).0.wrapping_add_signed(i64::from(*offset));
+                if h < u64::from(WINDOW_PAGES) * PAGE_SIZE as u64 {
+                    self.server.engine_mut().platform_mut().write(c, h, &[*byte]);
+                }
+                let held: Vec<(u64, u32)> = self.model(c).held.iter().map(|(&h, v)| (h, v.1)).collect();
+                for (h, size) in held {
+                    self.fill(c, h, size);
+                }
+            }
+            Op::Query { kind, cache, arg, .. } => {
+                let cache = self.cache(c, *cache).0;
+                let handle = self.forge(c, *arg as u8, Forge::Held);
+                _ = self.request(
+                    c,
+                    match kind % 4 {
+                        0 => Request::CacheInfo { cache },
+                        1 => Request::SlabInfo { page: arg % 3, all_clients: arg & 0x100 != 0 },
+                        2 => Request::ObjectOwner { handle },
+                        _ => Request::Stats,
+                    },
+                );
+            }
+            Op::Raw { bytes, .. } => match protocol::decode_request(bytes) {
+                Ok(request) => _ = self.request(c, request),
+                Err(_) => match self.send(c, bytes) {
+                    Reply::Error(Error::Malformed | Error::PermissionDenied) => {}
+                    other => panic!("undecodable request answered with {other:?}"),
+                },
+            },
+        }
+        self.check();
+    }
+
+    /// Invariants, frame accounting, quotas and every client's object patterns.
+    fn check(&self) {
+        let engine = self.server.engine();
+        if let Err(v) = engine.check_invariants() {
+            panic!("invariant violated: {v:?}");
+        }
+        let pool = engine.pool_stats();
+        let mut used = 0;
+        for c in 1..=ClientId::from(CLIENTS) {
+            if let Ok(s) = engine.client_stats(c) {
+                assert!(s.frames_used <= s.quota_frames, "client {c} over its quota");
+                used += s.frames_used;
+            }
+            for (&h, &(_, size)) in &self.models[usize::from(c) - 1].held {
+                let mut first = [0u8; 8];
+                let n = first.len().min(size as usize);
+                engine.platform().read(c, h, &mut first[..n]);
+                let mut last = [0u8; 1];
+                engine.platform().read(c, h + u64::from(size.max(1) - 1), &mut last);
+                let want = pattern(c);
+                assert!(first[..n].iter().chain(&last).all(|&b| b == want), "client {c}: object {h:#x} changed");
+            }
+        }
+        assert_eq!(used + pool.free_frames, pool.total_frames, "frames unaccounted for");
+    }
+}
+
+/// Whether `MEMSERVER_FUZZ_TRACE` is set: every request and reply goes to stderr (to read a
+/// crash input's story).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("MEMSERVER_FUZZ_TRACE").is_some())
+}
+
+/// Encodes a request (every request fits a message).
+pub fn encode(request: &Request) -> Vec<u8> {
+    let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
+    protocol::encode_request(request, &mut buf).expect("every request fits").to_vec()
+}

@@ -1,0 +1,293 @@
+//! memserver-engine: the `kmem_cache` slab engine of a microkernel memory server.
+//!
+//! # Design
+//! The engine hands out objects in four steps: a global **frame pool** (an O(1) free stack
+//! threaded through a frame descriptor table, one Linux `struct page`-like entry per frame)
+//! backs pages of each client's **window** (a per-client page map plus occupancy bitmap; a
+//! handle is a byte offset in it), a run of `2^order` window pages forms a **slab** of one
+//! cache, and a slab is cut into **objects** at a fixed stride. All metadata (frame and slab
+//! descriptors, object bitmaps, slab lists, STORE_USER records) lives in server-private
+//! tables the runner provides ([`EngineStorage`]); nothing is ever read back from memory a
+//! client can write except to check poison and red-zone bytes. Every path is O(1): a handle
+//! resolves by index arithmetic (window page → frame → slab → `(offset - start) / stride`), an
+//! allocation takes the first slab of the partial list and the lowest free object through a
+//! two-level bitmap, and slabs move between empty/partial/full lists through intrusive index
+//! links. Only a new slab searches the window bitmap for room. No heap, no panics: every
+//! table access is checked and every failure is a [`protocol::Error`].
+//!
+//! Files: [`storage`] (config and caller-provided tables), `frame` (pool free stack),
+//! `window` (per-client page maps), [`layout`] (alignment, stride, slab order), `slab`
+//! (descriptors, bitmaps, lists), `cache` (create/alloc/free/destroy/shrink), `bulk`
+//! (magazine refill/drain), `debug` (poison, red zones, owner tracks), `kmalloc`, `client`
+//! (attach, reclaim), `stats` (info and slabinfo), `invariants` (the checker).
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+#[cfg(feature = "testing")]
+extern crate std;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+mod bulk;
+mod cache;
+mod client;
+mod debug;
+mod frame;
+#[cfg(any(test, feature = "debug-invariants"))]
+mod invariants;
+mod kmalloc;
+pub mod layout;
+mod slab;
+mod stats;
+pub mod storage;
+mod window;
+
+use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
+
+pub use debug::InvariantViolation;
+pub use kmalloc::{KMALLOC_MAX, KMALLOC_SIZES};
+pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes, TrackPair};
+use storage::{NIL, PAGE_NONE};
+
+/// What the engine needs from the machine it runs on.
+pub trait Platform {
+    /// A new slab (or large kmalloc) occupies window pages `[first_page, first_page + frames.len())`
+    /// of `client`, backed by the given pool frames (`frames[i]` backs page `first_page + i`).
+    /// Host: nothing to do (memfd pages commit lazily); seL4: map the frames into both VSpaces.
+    fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error>;
+    /// Those pages go back to the pool: the host punches a hole (memory back to the OS), seL4
+    /// unmaps.
+    fn release(&mut self, client: ClientId, first_page: u32, count: u32);
+    /// Copy object memory out (never a reference into client-writable memory).
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]);
+    /// Copy into object memory.
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]);
+    /// Fill object memory with one byte.
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8);
+}
+
+/// The result of an allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocated {
+    /// The object.
+    pub handle: Handle,
+    /// Never constructed (its slab is new): the client runs the ctor on it.
+    pub fresh: bool,
+}
+
+/// Everything about one cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheInfo {
+    pub id: CacheId,
+    pub name: heapless::String<CACHE_NAME_MAX>,
+    /// Requested object size.
+    pub size: u32,
+    /// Effective object address alignment.
+    pub align: u32,
+    /// Bytes per object in the slab, debug metadata included.
+    pub stride: u32,
+    pub flags: u32,
+    pub has_ctor: bool,
+    pub order: u8,
+    pub objects_per_slab: u32,
+    pub pages_per_slab: u32,
+    pub active_objs: u32,
+    pub num_objs: u32,
+    pub active_slabs: u32,
+    pub num_slabs: u32,
+    pub is_kmalloc: bool,
+}
+
+/// One STORE_USER record: who, and when (the engine's global operation sequence number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Track {
+    pub client: ClientId,
+    pub seq: u64,
+}
+
+/// Last allocation and last free of an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerInfo {
+    pub alloc: Option<Track>,
+    pub free: Option<Track>,
+}
+
+/// The global frame pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    pub total_frames: u32,
+    pub free_frames: u32,
+}
+
+/// One client's accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientStats {
+    pub frames_used: u32,
+    pub quota_frames: u32,
+    pub window_pages: u32,
+    pub caches: u16,
+}
+
+/// The error for engine metadata that contradicts itself: never expected (the invariant
+/// checker proves it in tests); the operation is refused rather than panicking.
+pub(crate) const BROKEN: Error = Error::InvalidObject;
+
+/// The slab engine of one memory server.
+pub struct Engine<'a, P: Platform> {
+    config: EngineConfig,
+    st: EngineStorage<'a>,
+    platform: P,
+    free_frame_head: u32,
+    free_frames: u32,
+    free_slab_head: u32,
+    free_slabs: u32,
+    track_blocks_free: u32,
+    /// Global operation sequence number (STORE_USER timestamps), starts at 1.
+    seq: u64,
+}
+
+impl<'a, P: Platform> Engine<'a, P> {
+    /// Initialise the engine in `storage` (every slice at least [`EngineStorage::required`]).
+    pub fn new(config: EngineConfig, storage: EngineStorage<'a>, platform: P) -> Result<Self, Error> {
+        let sizes = EngineStorage::required(&config).ok_or(Error::InvalidArgument)?;
+        if !storage.fits(&sizes)
+            || config.pool_frames >= storage::PAGE_FREED_LARGE
+            || config.max_tracked_slabs == NIL
+            || usize::from(config.max_caches_per_client) < storage::KMALLOC_CLASSES
+            || config.max_window_pages == 0
+            || u64::from(config.max_window_pages) * protocol::PAGE_SIZE as u64 > u64::from(u32::MAX) << 12
+        {
+            return Err(Error::InvalidArgument);
+        }
+        let mut e = Engine {
+            config,
+            st: storage,
+            platform,
+            free_frame_head: NIL,
+            free_frames: 0,
+            free_slab_head: NIL,
+            free_slabs: 0,
+            track_blocks_free: 0,
+            seq: 1,
+        };
+        for f in e.st.frames.iter_mut() {
+            *f = FrameDesc::EMPTY;
+        }
+        for f in (0..config.pool_frames).rev() {
+            e.frame_push(f)?;
+        }
+        for s in e.st.slabs.iter_mut() {
+            *s = SlabDesc::EMPTY;
+        }
+        for s in (0..config.max_tracked_slabs).rev() {
+            e.slab_desc_push(s)?;
+        }
+        e.st.bitmaps.fill(0);
+        e.st.clients.fill(ClientDesc::EMPTY);
+        e.st.caches.fill(CacheDesc::EMPTY);
+        e.st.page_map.fill(PAGE_NONE);
+        e.st.window_bits.fill(0);
+        e.st.tracks.fill(TrackPair::EMPTY);
+        e.st.track_used.fill(0);
+        e.track_blocks_free = u32::try_from(config.track_blocks()).map_err(|_| Error::InvalidArgument)?;
+        Ok(e)
+    }
+
+    /// The platform hooks.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The platform hooks, mutably (tests use it to scribble on object memory).
+    pub fn platform_mut(&mut self) -> &mut P {
+        &mut self.platform
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    // ---- checked table access (indices come from private metadata or are range-checked) ----
+
+    pub(crate) fn frame(&self, f: u32) -> Result<&FrameDesc, Error> {
+        self.st.frames.get(f as usize).ok_or(BROKEN)
+    }
+
+    pub(crate) fn frame_mut(&mut self, f: u32) -> Result<&mut FrameDesc, Error> {
+        self.st.frames.get_mut(f as usize).ok_or(BROKEN)
+    }
+
+    pub(crate) fn slab(&self, s: u32) -> Result<&SlabDesc, Error> {
+        self.st.slabs.get(s as usize).ok_or(BROKEN)
+    }
+
+    pub(crate) fn slab_mut(&mut self, s: u32) -> Result<&mut SlabDesc, Error> {
+        self.st.slabs.get_mut(s as usize).ok_or(BROKEN)
+    }
+
+    pub(crate) fn cache(&self, gi: u32) -> Result<&CacheDesc, Error> {
+        self.st.caches.get(gi as usize).ok_or(BROKEN)
+    }
+
+    pub(crate) fn cache_mut(&mut self, gi: u32) -> Result<&mut CacheDesc, Error> {
+        self.st.caches.get_mut(gi as usize).ok_or(BROKEN)
+    }
+
+    /// An attached client, else `InvalidArgument`.
+    pub(crate) fn client(&self, c: ClientId) -> Result<&ClientDesc, Error> {
+        match self.st.clients.get(usize::from(c)) {
+            Some(d) if d.attached && c < self.config.max_clients => Ok(d),
+            _ => Err(Error::InvalidArgument),
+        }
+    }
+
+    pub(crate) fn client_mut(&mut self, c: ClientId) -> Result<&mut ClientDesc, Error> {
+        let max = self.config.max_clients;
+        match self.st.clients.get_mut(usize::from(c)) {
+            Some(d) if d.attached && c < max => Ok(d),
+            _ => Err(Error::InvalidArgument),
+        }
+    }
+
+    /// Global slot of a client's cache slot.
+    pub(crate) fn cache_slot(&self, client: ClientId, slot: u16) -> u32 {
+        u32::from(client) * u32::from(self.config.max_caches_per_client) + u32::from(slot)
+    }
+
+    /// The live cache `id` of `client` (its global slot), else `NoSuchCache`.
+    pub(crate) fn cache_lookup(&self, client: ClientId, id: CacheId) -> Result<u32, Error> {
+        self.client(client)?;
+        let slot = (id.0 & 0xffff) as u16;
+        let generation = (id.0 >> 16) as u16;
+        if slot >= self.config.max_caches_per_client {
+            return Err(Error::NoSuchCache);
+        }
+        let gi = self.cache_slot(client, slot);
+        match self.st.caches.get(gi as usize) {
+            Some(c) if c.live && c.generation == generation => Ok(gi),
+            _ => Err(Error::NoSuchCache),
+        }
+    }
+
+    /// The public id of a global cache slot.
+    pub(crate) fn cache_id(&self, gi: u32) -> Result<CacheId, Error> {
+        let c = self.cache(gi)?;
+        let slot = gi % u32::from(self.config.max_caches_per_client);
+        Ok(CacheId(u32::from(c.generation) << 16 | slot))
+    }
+
+    /// The client owning global cache slot `gi`.
+    pub(crate) fn cache_client(&self, gi: u32) -> ClientId {
+        (gi / u32::from(self.config.max_caches_per_client)) as ClientId
+    }
+
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        let s = self.seq;
+        self.seq = self.seq.saturating_add(1);
+        s
+    }
+}

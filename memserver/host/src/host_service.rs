@@ -1,0 +1,213 @@
+//! The real [`Service`]: the no_std dispatch and engine over the runner's memfd windows.
+//!
+//! The engine's [`Platform`] and the dispatch's [`ControlAccess`] are implemented by
+//! [`HostPlatform`] over [`Windows`]; every copy into or out of client memory is a bounds-
+//! checked copy there (never a reference into shared memory). Admission decodes the `Hello`
+//! once to find the client task by name; the dispatch then answers that same `Hello` after the
+//! runner has created the client's memory.
+
+use memserver_dispatch::{ClientSpec, ControlAccess, MagazineSizes, Server, ServerConfig, Session};
+use memserver_engine::{Engine, EngineConfig, EngineStorage, Platform};
+use memserver_system::System;
+use protocol::control::ControlMemory;
+use protocol::{ClientId, Error, PROTOCOL_VERSION, Reply, Request};
+
+use crate::memory::Windows;
+use crate::service::{Admission, Refusal, Service};
+
+/// The client memory of the host, as the engine and the dispatch see it.
+pub struct HostPlatform {
+    windows: Windows,
+    /// The client whose control region [`ControlAccess::control`] handed out last; the
+    /// platform itself is that region's [`ControlMemory`].
+    control_client: ClientId,
+}
+
+impl ControlMemory for HostPlatform {
+    fn len(&self) -> usize {
+        self.windows.control_len(self.control_client).unwrap_or(0)
+    }
+    fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
+        let ok = self.windows.control_read(self.control_client, offset as u64, dst);
+        if ok { Ok(()) } else { Err(Error::InvalidArgument) }
+    }
+    fn write(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
+        let ok = self.windows.control_write(self.control_client, offset as u64, src);
+        if ok { Ok(()) } else { Err(Error::InvalidArgument) }
+    }
+}
+
+impl Platform for HostPlatform {
+    fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
+        self.windows.map(client, u64::from(first_page), frames).map_err(|_| Error::OutOfMemory)
+    }
+
+    fn release(&mut self, client: ClientId, first_page: u32, count: u32) {
+        if let Err(e) = self.windows.release(client, u64::from(first_page), u64::from(count)) {
+            eprintln!("memserver: releasing pages of client {client}: {e}");
+        }
+    }
+
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) {
+        if !self.windows.read(client, offset, buf) {
+            buf.fill(0);
+        }
+    }
+
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) {
+        self.windows.write(client, offset, data);
+    }
+
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) {
+        self.windows.fill(client, offset, len as u64, byte);
+    }
+}
+
+impl ControlAccess for HostPlatform {
+    fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory> {
+        self.windows.control_len(client)?;
+        self.control_client = client;
+        Some(self)
+    }
+}
+
+/// The protocol service of the `memserver` process.
+pub struct HostService {
+    server: Server<'static, HostPlatform>,
+    system: System,
+    connected: Vec<bool>,
+}
+
+impl HostService {
+    /// Builds the engine and dispatch for `system`. The engine's tables live for the whole
+    /// process (they are allocated once, here, and never freed).
+    pub fn new(system: &System) -> Result<HostService, String> {
+        let max_clients = u16::try_from(system.clients.len() + 1).map_err(|_| "too many clients".to_string())?;
+        let max_window = system.clients.iter().map(|c| c.window_pages).max().unwrap_or(1);
+        let mut config = EngineConfig::new(system.server.pool_pages, max_clients, max_window);
+        config.max_caches_per_client = system.server.max_caches_per_client.max(14);
+        let storage = leak_storage(&config)?;
+        let platform = HostPlatform { windows: Windows::new(), control_client: 0 };
+        let engine = Engine::new(config, storage, platform).map_err(|e| format!("engine configuration: {e}"))?;
+        let sessions: &'static mut [Session] =
+            Box::leak(vec![Session::VACANT; usize::from(max_clients)].into_boxed_slice());
+        let m = &system.server.magazines;
+        let server_config = ServerConfig {
+            magazine_slots: system.server.magazine_slots,
+            magazine_sizes: MagazineSizes {
+                small: m.small.into(),
+                medium: m.medium.into(),
+                large: m.large.into(),
+                huge: m.huge.into(),
+            },
+        };
+        let server = Server::new(engine, sessions, server_config).map_err(|_| {
+            format!(
+                "server.magazine_slots = {} exceeds the dispatch's limit of {}",
+                system.server.magazine_slots,
+                memserver_dispatch::MAX_SLOTS
+            )
+        })?;
+        Ok(HostService { server, system: system.clone(), connected: vec![false; usize::from(max_clients)] })
+    }
+
+    /// The dispatch (for a summary at shutdown).
+    #[allow(dead_code)]
+    pub fn server(&self) -> &Server<'static, HostPlatform> {
+        &self.server
+    }
+
+    fn refuse(&self, error: Error, reply: &mut [u8]) -> Admission {
+        Admission::Refuse { reply_len: encode(&Reply::Error(error), reply) }
+    }
+}
+
+/// Allocates every engine table for `config`, for the life of the process.
+fn leak_storage(config: &EngineConfig) -> Result<EngineStorage<'static>, String> {
+    use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc, TrackPair};
+    let s = EngineStorage::required(config).ok_or("engine tables overflow the address space")?;
+    fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
+        Box::leak(vec![value; len].into_boxed_slice())
+    }
+    Ok(EngineStorage {
+        frames: leak(FrameDesc::EMPTY, s.frames),
+        slabs: leak(SlabDesc::EMPTY, s.slabs),
+        bitmaps: leak(0u64, s.bitmaps),
+        clients: leak(ClientDesc::EMPTY, s.clients),
+        caches: leak(CacheDesc::EMPTY, s.caches),
+        page_map: leak(0u32, s.page_map),
+        window_bits: leak(0u64, s.window_bits),
+        tracks: leak(TrackPair::EMPTY, s.tracks),
+        track_used: leak(0u64, s.track_used),
+    })
+}
+
+fn encode(reply: &Reply, out: &mut [u8]) -> usize {
+    protocol::encode_reply(reply, out).map_or(0, |b| b.len())
+}
+
+impl Service for HostService {
+    fn admit(&mut self, hello: &[u8], reply: &mut [u8]) -> Admission {
+        let (version, name) = match protocol::decode_request(hello) {
+            Ok(Request::Hello { version, client_name }) => (version, client_name),
+            Ok(_) => return self.refuse(Error::PermissionDenied, reply),
+            Err(e) => return self.refuse(e, reply),
+        };
+        if version != PROTOCOL_VERSION {
+            return self.refuse(Error::VersionMismatch { server: PROTOCOL_VERSION }, reply);
+        }
+        let Some((client, task)) = self.system.client_by_name(name.as_str()) else {
+            return self.refuse(Error::PermissionDenied, reply);
+        };
+        if self.connected.get(usize::from(client)).copied().unwrap_or(true) {
+            return self.refuse(Error::PermissionDenied, reply);
+        }
+        let spec = ClientSpec {
+            name: name.clone(),
+            window_pages: task.window_pages,
+            quota_pages: task.quota_pages,
+            introspect: task.introspect,
+        };
+        if let Err(e) = self.server.admit(client, &spec) {
+            return self.refuse(e, reply);
+        }
+        if let Some(flag) = self.connected.get_mut(usize::from(client)) {
+            *flag = true;
+        }
+        Admission::Admit { client, control_len: self.server.config().control_size(), reply_len: 0 }
+    }
+
+    fn refusal(&mut self, why: Refusal, reply: &mut [u8]) -> usize {
+        let error = match why {
+            Refusal::TooManyConnections => Error::PermissionDenied,
+            Refusal::OutOfResources => Error::OutOfMemory,
+        };
+        encode(&Reply::Error(error), reply)
+    }
+
+    fn handle(&mut self, client: ClientId, request: &[u8], reply: &mut [u8]) -> usize {
+        let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
+        let len = self.server.dispatch(client, request, &mut buf);
+        match (reply.get_mut(..len), buf.get(..len)) {
+            (Some(dst), Some(src)) => {
+                dst.copy_from_slice(src);
+                len
+            }
+            _ => 0,
+        }
+    }
+
+    fn disconnected(&mut self, client: ClientId) {
+        let frames = self.server.disconnect(client);
+        if let Some(flag) = self.connected.get_mut(usize::from(client)) {
+            *flag = false;
+        }
+        if frames > 0 {
+            eprintln!("memserver: reclaimed {frames} frames of client {client}");
+        }
+    }
+
+    fn memory(&mut self) -> &mut Windows {
+        &mut self.server.engine_mut().platform_mut().windows
+    }
+}

@@ -1,0 +1,272 @@
+//! Client memory on the host: each client's window and control region are `memfd`s, mapped
+//! `MAP_SHARED` here and (after `SCM_RIGHTS`) in the client.
+//!
+//! Everything the client can write is reached only through raw pointers and
+//! `ptr::copy_nonoverlapping` / `ptr::write_bytes`: no Rust reference ever points into shared
+//! memory, so the compiler never assumes the peer cannot change it. Every access is
+//! bounds-checked first; out of range is `false` / an error, never a panic. The memfds are
+//! sealed against shrinking, so a client cannot `ftruncate` its window under the server's
+//! mapping (which would turn a server read into `SIGBUS`).
+
+use std::ffi::c_void;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::{self, NonNull};
+
+use protocol::{ClientId, PAGE_SIZE};
+use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// Why a window operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryError {
+    /// No client with that id is connected.
+    NoSuchClient,
+    /// The pages or bytes named lie (partly) outside the client's window or control region.
+    OutOfRange,
+    /// The OS refused (memfd_create, ftruncate, mmap, fallocate).
+    Os(Errno),
+}
+
+impl std::fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemoryError::NoSuchClient => f.write_str("no such client"),
+            MemoryError::OutOfRange => f.write_str("out of the client's window"),
+            MemoryError::Os(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<Errno> for MemoryError {
+    fn from(e: Errno) -> Self {
+        MemoryError::Os(e)
+    }
+}
+
+/// One shared memory object: a sealed memfd and its `MAP_SHARED` mapping in this process.
+pub struct SharedRegion {
+    fd: OwnedFd,
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl SharedRegion {
+    /// Creates a zero-filled memfd of `len` bytes (pages committed only when touched), seals its
+    /// size and maps it read-write.
+    pub fn create(name: &str, len: usize) -> Result<SharedRegion, MemoryError> {
+        // PAGE_SIZE is a power of two (and `is_multiple_of` is newer than our MSRV).
+        if len == 0 || len & (PAGE_SIZE - 1) != 0 {
+            return Err(MemoryError::OutOfRange);
+        }
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        // SAFETY: a fresh mapping chosen by the kernel (null hint, no MAP_FIXED) overlaps no
+        // existing Rust object; `fd` is a memfd of exactly `len` bytes that can no longer shrink.
+        let base = unsafe {
+            rustix::mm::mmap(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)?
+        };
+        let base = NonNull::new(base.cast::<u8>()).ok_or(MemoryError::Os(Errno::NOMEM))?;
+        Ok(SharedRegion { fd, base, len })
+    }
+
+    /// The memfd, to pass to the client.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region has no bytes (never, once created).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `offset .. offset + len` as a `usize` range inside the region, or `None`.
+    fn range(&self, offset: u64, len: usize) -> Option<usize> {
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(len)?;
+        (end <= self.len).then_some(start)
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the region; `false` (and `buf` untouched) if
+    /// out of range.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
+        let Some(start) = self.range(offset, buf.len()) else { return false };
+        // SAFETY: `start + buf.len() <= self.len` (checked by `range`), so the source lies
+        // inside the live mapping; `buf` is private memory, so the two never overlap. The peer
+        // may write the source concurrently: we only copy bytes, never form a reference to them.
+        unsafe { ptr::copy_nonoverlapping(self.base.as_ptr().add(start), buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+
+    /// Copies `data` into the region at `offset`; `false` (nothing written) if out of range.
+    pub fn write(&self, offset: u64, data: &[u8]) -> bool {
+        let Some(start) = self.range(offset, data.len()) else { return false };
+        // SAFETY: as in `read`, the destination is inside the mapping and disjoint from `data`.
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(start), data.len()) };
+        true
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`; `false` (nothing written) if out of range.
+    pub fn fill(&self, offset: u64, len: u64, byte: u8) -> bool {
+        let Ok(len) = usize::try_from(len) else { return false };
+        let Some(start) = self.range(offset, len) else { return false };
+        // SAFETY: the destination is inside the mapping (checked by `range`).
+        unsafe { ptr::write_bytes(self.base.as_ptr().add(start), byte, len) };
+        true
+    }
+
+    /// Gives pages `first_page .. first_page + count` back to the OS: they read as zero
+    /// afterwards, here and in the client, and stop counting as resident anywhere.
+    pub fn release(&self, first_page: u64, count: u64) -> Result<(), MemoryError> {
+        let (offset, len) = page_range(first_page, count).ok_or(MemoryError::OutOfRange)?;
+        self.range(offset, usize::try_from(len).map_err(|_| MemoryError::OutOfRange)?)
+            .ok_or(MemoryError::OutOfRange)?;
+        if len == 0 {
+            return Ok(());
+        }
+        rustix::fs::fallocate(&self.fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)?;
+        Ok(())
+    }
+
+    /// Pages of the memfd that hold memory right now (from `st_blocks`), in 4 KiB pages.
+    pub fn resident_pages(&self) -> Result<u64, MemoryError> {
+        let stat = rustix::fs::fstat(&self.fd)?;
+        Ok(u64::try_from(stat.st_blocks).unwrap_or(0) * 512 / PAGE_SIZE as u64)
+    }
+}
+
+impl Drop for SharedRegion {
+    fn drop(&mut self) {
+        // SAFETY: `base .. base + len` is the mapping made in `create`, owned by this value and
+        // unmapped only here; no reference into it exists (all access goes through raw copies).
+        // A failure leaves a leaked mapping, which is harmless.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast::<c_void>(), self.len) };
+    }
+}
+
+/// `(byte offset, byte length)` of a page range, or `None` on overflow.
+fn page_range(first_page: u64, count: u64) -> Option<(u64, u64)> {
+    let page = PAGE_SIZE as u64;
+    Some((first_page.checked_mul(page)?, count.checked_mul(page)?))
+}
+
+/// A connected client's memory: its window (slab memory, handles are offsets into it) and its
+/// control region (the magazines, layout owned by the protocol crate).
+pub struct ClientMemory {
+    /// The window.
+    pub window: SharedRegion,
+    /// The control region.
+    pub control: SharedRegion,
+}
+
+impl ClientMemory {
+    /// Creates both memfds for `name`, `window_len` and `control_len` bytes (page multiples).
+    pub fn create(name: &str, window_len: usize, control_len: usize) -> Result<ClientMemory, MemoryError> {
+        Ok(ClientMemory {
+            window: SharedRegion::create(&format!("memserver-window-{name}"), window_len)?,
+            control: SharedRegion::create(&format!("memserver-control-{name}"), control_len)?,
+        })
+    }
+}
+
+/// The memory of every connected client, indexed by [`ClientId`]; what the engine's platform
+/// layer reaches client memory through.
+#[derive(Default)]
+pub struct Windows {
+    clients: Vec<Option<ClientMemory>>,
+}
+
+impl Windows {
+    /// An empty table.
+    pub fn new() -> Windows {
+        Windows::default()
+    }
+
+    /// Installs `client`'s memory (replacing and unmapping any earlier one).
+    pub fn insert(&mut self, client: ClientId, memory: ClientMemory) {
+        let index = usize::from(client);
+        if self.clients.len() <= index {
+            self.clients.resize_with(index + 1, || None);
+        }
+        self.clients[index] = Some(memory);
+    }
+
+    /// Removes `client`'s memory; dropping the result unmaps it and closes the memfds.
+    pub fn remove(&mut self, client: ClientId) -> Option<ClientMemory> {
+        self.clients.get_mut(usize::from(client))?.take()
+    }
+
+    /// `client`'s memory, if connected.
+    pub fn get(&self, client: ClientId) -> Option<&ClientMemory> {
+        self.clients.get(usize::from(client))?.as_ref()
+    }
+
+    fn window(&self, client: ClientId) -> Result<&SharedRegion, MemoryError> {
+        self.get(client).map(|m| &m.window).ok_or(MemoryError::NoSuchClient)
+    }
+
+    /// Window size in bytes, if connected.
+    #[allow(dead_code)]
+    pub fn window_len(&self, client: ClientId) -> Option<u64> {
+        self.get(client).map(|m| m.window.len() as u64)
+    }
+
+    /// Control region size in bytes, if connected.
+    pub fn control_len(&self, client: ClientId) -> Option<usize> {
+        self.get(client).map(|m| m.control.len())
+    }
+
+    /// Backs window pages `first_page ..` with pool `frames`. On the host the memfd commits
+    /// pages when first touched, so this only checks the range; on seL4 it maps the frames.
+    pub fn map(&mut self, client: ClientId, first_page: u64, frames: &[u32]) -> Result<(), MemoryError> {
+        let window = self.window(client)?;
+        let (offset, len) = page_range(first_page, frames.len() as u64).ok_or(MemoryError::OutOfRange)?;
+        let len = usize::try_from(len).map_err(|_| MemoryError::OutOfRange)?;
+        window.range(offset, len).map(|_| ()).ok_or(MemoryError::OutOfRange)
+    }
+
+    /// Returns window pages `first_page .. first_page + count` to the OS
+    /// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`): resident memory really falls.
+    pub fn release(&mut self, client: ClientId, first_page: u64, count: u64) -> Result<(), MemoryError> {
+        self.window(client)?.release(first_page, count)
+    }
+
+    /// Copies bytes out of `client`'s window; `false` if not connected or out of range.
+    pub fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> bool {
+        self.window(client).is_ok_and(|w| w.read(offset, buf))
+    }
+
+    /// Copies bytes into `client`'s window; `false` if not connected or out of range.
+    pub fn write(&self, client: ClientId, offset: u64, data: &[u8]) -> bool {
+        self.window(client).is_ok_and(|w| w.write(offset, data))
+    }
+
+    /// Fills window bytes (poisoning, zeroing); `false` if not connected or out of range.
+    pub fn fill(&self, client: ClientId, offset: u64, len: u64, byte: u8) -> bool {
+        self.window(client).is_ok_and(|w| w.fill(offset, len, byte))
+    }
+
+    /// Copies bytes out of `client`'s control region; `false` if not connected or out of range.
+    pub fn control_read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> bool {
+        self.get(client).is_some_and(|m| m.control.read(offset, buf))
+    }
+
+    /// Copies bytes into `client`'s control region; `false` if not connected or out of range.
+    pub fn control_write(&self, client: ClientId, offset: u64, data: &[u8]) -> bool {
+        self.get(client).is_some_and(|m| m.control.write(offset, data))
+    }
+
+    /// Pages of `client`'s window that hold memory now (for statistics and tests).
+    pub fn resident_pages(&self, client: ClientId) -> Result<u64, MemoryError> {
+        self.window(client)?.resident_pages()
+    }
+}
+
+#[cfg(test)]
+mod tests;
