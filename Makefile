@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SYSTEM ?= system.toml
 
-.PHONY: run test test-unit test-props lint bench fmt clean help qemu hostile fuzz soak
+.PHONY: run test test-unit test-props lint bench fmt docs clean help qemu hostile fuzz soak
 
 help:
 	@echo "make run    - build in release, start memserver with $(SYSTEM), run a client workload, print slabinfo"
@@ -52,6 +52,10 @@ bench:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Regenerates the package graph in docs/architecture.md (checked by `make test`).
+docs:
+	UPDATE_PACKAGE_GRAPH=1 $(CARGO) test -p memserver-integration --test layers
 
 # seL4 under QEMU (README "Running on seL4"); never part of `make test`. Knobs: SEL4_PREFIX,
 # QEMU_TIMEOUT (seconds), SYSTEM, CARGO/RUSTC for the qemu/ build (default: cargo, rustc).
