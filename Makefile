@@ -62,14 +62,14 @@ fmt:
 sel4-env:
 	SEL4_SRC=$(SEL4_SRC) RUST_SEL4_SRC=$(RUST_SEL4_SRC) bash scripts/sel4-env.sh
 
-# Knobs: SEL4_PREFIX,
-# QEMU_TIMEOUT (seconds), SYSTEM, CARGO/RUSTC for the qemu/ build (default: cargo, rustc).
-# Exit 0 on TEST_PASS; make reports any failure as status 2 and names the script's own status
-# in its error line (3: environment missing, 1: TEST_FAIL, 124: timeout).
-QEMU_CARGO ?= cargo
-QEMU_RUSTC ?= rustc
+# `make qemu` then needs no variables. Knobs: QEMU_TIMEOUT (seconds), SYSTEM, SEL4_PREFIX, and
+# CARGO=/RUSTC= to build qemu/ with another toolchain than the recorded one (given on the
+# command line they reach qemu/Makefile through MAKEFLAGS; QEMU_CARGO/QEMU_RUSTC are older
+# spellings of the same). Exit 0 on TEST_PASS; make reports any failure as status 2 and names
+# the script's own status in its error line (3: environment missing, 1: TEST_FAIL, 124: timeout).
 qemu:
-	$(MAKE) -C qemu run CARGO=$(QEMU_CARGO) RUSTC=$(QEMU_RUSTC) SYSTEM=$(abspath $(SYSTEM))
+	$(MAKE) -C qemu run SYSTEM=$(abspath $(SYSTEM)) \
+		$(if $(QEMU_CARGO),CARGO=$(QEMU_CARGO)) $(if $(QEMU_RUSTC),RUSTC=$(QEMU_RUSTC))
 
 clean:
 	$(CARGO) clean
