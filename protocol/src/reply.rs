@@ -300,8 +300,8 @@ pub trait ReplyValue: Sized {
     const VARIANT: &'static str;
     /// Wraps the value in its reply.
     fn into_reply(self) -> Reply;
-    /// The value, if `reply` is its variant; otherwise the reply back.
-    fn from_reply(reply: Reply) -> Result<Self, Reply>;
+    /// The value, if `reply` is its variant.
+    fn from_reply(reply: Reply) -> Option<Self>;
 }
 
 /// `Done` carries nothing.
@@ -310,11 +310,8 @@ impl ReplyValue for () {
     fn into_reply(self) -> Reply {
         Reply::Done
     }
-    fn from_reply(reply: Reply) -> Result<Self, Reply> {
-        match reply {
-            Reply::Done => Ok(()),
-            other => Err(other),
-        }
+    fn from_reply(reply: Reply) -> Option<Self> {
+        matches!(reply, Reply::Done).then_some(())
     }
 }
 
@@ -328,10 +325,10 @@ macro_rules! reply_values {
                 fn into_reply(self) -> Reply {
                     Reply::$variant(self)
                 }
-                fn from_reply(reply: Reply) -> Result<Self, Reply> {
+                fn from_reply(reply: Reply) -> Option<Self> {
                     match reply {
-                        Reply::$variant(value) => Ok(value),
-                        other => Err(other),
+                        Reply::$variant(value) => Some(value),
+                        _ => None,
                     }
                 }
             }

@@ -5,7 +5,7 @@ use memserver_dispatch::testing::fuzz::encode;
 use memserver_dispatch::{ClientSpec, MagazineSizes, Server, ServerConfig, Session};
 use memserver_engine::{Engine, EngineConfig};
 use protocol::control::{self, MagazineRole};
-use protocol::{CacheId, Error, ExchangeOp, PROTOCOL_VERSION, Reply, Request};
+use protocol::{CacheId, Created, Error, ExchangeOp, Exchanged, Object, PROTOCOL_VERSION, Reply, Request};
 
 fn call(server: &mut Server<'_, ServerPlatform>, request: &Request) -> Reply {
     let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
@@ -30,20 +30,20 @@ fn busy_destroy_leaves_the_magazines_alone() {
     server.admit(1, &ClientSpec { name: name.clone(), window_pages: 64, quota_pages: 64, introspect: false }).unwrap();
     assert!(matches!(
         call(&mut server, &Request::Hello { version: PROTOCOL_VERSION, client_name: name }),
-        Reply::Hello { .. }
+        Reply::Hello(_)
     ));
     let name = protocol::cache_name("busy").unwrap();
-    let Reply::Created { cache, slot: Some(slot), .. } =
+    let Reply::Created(Created { cache, slot: Some(slot), .. }) =
         call(&mut server, &Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false })
     else {
         panic!("no magazine cache")
     };
-    let Reply::Exchanged { count, .. } =
+    let Reply::Exchanged(Exchanged { count, .. }) =
         call(&mut server, &Request::MagazineExchange { cache, slot, op: ExchangeOp::Refill })
     else {
         panic!("refill")
     };
-    let Reply::Object { handle, .. } = call(&mut server, &Request::Alloc { cache }) else { panic!("alloc") };
+    let Reply::Object(Object { handle, .. }) = call(&mut server, &Request::Alloc { cache }) else { panic!("alloc") };
     let region = |s: &mut Server<'_, ServerPlatform>| {
         control::read_magazine(s.engine_mut().platform_mut().control_bytes(1).as_slice(), slot, MagazineRole::Loaded)
             .unwrap()

@@ -96,11 +96,119 @@ impl<T: Transport> Client<T> {
     pub(crate) fn request<V: ReplyValue>(&mut self, request: &Request) -> Result<V, CallError> {
         match self.call(request)? {
             Reply::Error(e) => Err(CallError::Server(e)),
-            reply => V::from_reply(reply).map_err(|got| CallError::UnexpectedReply {
-                request: request.name(),
-                expected: V::VARIANT,
-                got: got.variant_name(),
-            }),
+            reply => {
+                let got = reply.variant_name();
+                V::from_reply(reply).ok_or(CallError::UnexpectedReply {
+                    request: request.name(),
+                    expected: V::VARIANT,
+                    got,
+                })
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CacheId, Handle, Object};
+
+    /// A transport with one scripted answer for every call: reply bytes (or a claimed length
+    /// past them), or a failure. It keeps the last request it carried.
+    struct Scripted {
+        answer: Result<(MessageBuffer, usize), TransportError>,
+        sent: MessageBuffer,
+        sent_len: usize,
+    }
+
+    impl Scripted {
+        fn replying(reply: &Reply) -> Self {
+            let mut bytes = [0; MAX_MESSAGE_BYTES];
+            let len = crate::encode_reply(reply, &mut bytes).unwrap().len();
+            Scripted::bytes(bytes, len)
+        }
+
+        fn bytes(bytes: MessageBuffer, len: usize) -> Self {
+            Scripted { answer: Ok((bytes, len)), sent: [0; MAX_MESSAGE_BYTES], sent_len: 0 }
+        }
+
+        fn failing(e: TransportError) -> Self {
+            Scripted { answer: Err(e), sent: [0; MAX_MESSAGE_BYTES], sent_len: 0 }
+        }
+
+        fn sent(&self) -> Request {
+            crate::decode_request(&self.sent[..self.sent_len]).unwrap()
+        }
+    }
+
+    impl Transport for Scripted {
+        fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
+            self.sent[..request.len()].copy_from_slice(request);
+            self.sent_len = request.len();
+            let (bytes, len) = self.answer?;
+            let n = len.min(bytes.len()).min(reply.len());
+            reply[..n].copy_from_slice(&bytes[..n]);
+            Ok(len)
+        }
+    }
+
+    #[test]
+    fn the_success_reply_becomes_its_value() {
+        let object = Object { handle: Handle(0x40), fresh: true };
+        let mut client = Client::new(Scripted::replying(&Reply::Object(object)));
+        assert_eq!(client.alloc(CacheId(5)), Ok(object));
+        assert_eq!(client.transport().sent(), Request::Alloc { cache: CacheId(5) });
+    }
+
+    #[test]
+    fn done_is_the_unit_value() {
+        let mut client = Client::new(Scripted::replying(&Reply::Done));
+        assert_eq!(client.free(CacheId(1), Handle(8)), Ok(()));
+        assert_eq!(client.transport().sent(), Request::Free { cache: CacheId(1), handle: Handle(8) });
+    }
+
+    #[test]
+    fn an_error_reply_is_a_server_error() {
+        let mut client = Client::new(Scripted::replying(&Reply::Error(Error::NoSuchCache)));
+        assert_eq!(client.alloc(CacheId(5)), Err(CallError::Server(Error::NoSuchCache)));
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_shape_is_an_unexpected_reply() {
+        let mut client = Client::new(Scripted::replying(&Reply::Done));
+        let expected = CallError::UnexpectedReply { request: "Alloc", expected: "Object", got: "Done" };
+        assert_eq!(client.alloc(CacheId(5)), Err(expected));
+        let mut client = Client::new(Scripted::replying(&Reply::Object(Object { handle: Handle(8), fresh: false })));
+        let expected = CallError::UnexpectedReply { request: "Goodbye", expected: "Done", got: "Object" };
+        assert_eq!(client.goodbye(), Err(expected));
+    }
+
+    #[test]
+    fn a_transport_failure_is_a_transport_error() {
+        let mut client = Client::new(Scripted::failing(TransportError::Disconnected));
+        assert_eq!(client.stats(), Err(CallError::Transport(TransportError::Disconnected)));
+        assert_eq!(client.call_raw(&[13]), Err(CallError::Transport(TransportError::Disconnected)));
+    }
+
+    #[test]
+    fn a_reply_longer_than_the_buffer_is_truncated() {
+        let mut client = Client::new(Scripted::bytes([0; MAX_MESSAGE_BYTES], MAX_MESSAGE_BYTES + 1));
+        assert_eq!(client.stats(), Err(CallError::Transport(TransportError::Truncated)));
+    }
+
+    #[test]
+    fn reply_bytes_that_do_not_decode_are_a_decode_error() {
+        let mut bytes = [0; MAX_MESSAGE_BYTES];
+        bytes[0] = 0xff;
+        let mut client = Client::new(Scripted::bytes(bytes, 1));
+        assert_eq!(client.stats(), Err(CallError::Decode));
+    }
+
+    #[test]
+    fn call_raw_sends_bytes_as_they_are_and_returns_error_replies() {
+        let mut client = Client::new(Scripted::replying(&Reply::Error(Error::Malformed)));
+        assert_eq!(client.call_raw(&[0xff, 0xfe]), Ok(Reply::Error(Error::Malformed)));
+        assert_eq!(&client.transport().sent[..client.transport().sent_len], &[0xff, 0xfe]);
+        assert_eq!(client.call(&Request::Stats), Ok(Reply::Error(Error::Malformed)));
     }
 }

@@ -119,11 +119,12 @@ interface! {
         size: u32,
     } => fn kmalloc -> Object, errors [InvalidArgument, OutOfMemory, QuotaExceeded];
 
-    /// Corresponds to `kfree()`. `InvalidObject`: not a kmalloc object.
+    /// Corresponds to `kfree()`. `InvalidObject`: not an object; `WrongCache`: an object of a
+    /// cache of the client's own (`kmem_cache_alloc`), not of `kmalloc`.
     Kfree {
         /// The object.
         handle: Handle,
-    } => fn kfree -> Done, errors [InvalidObject, DoubleFree];
+    } => fn kfree -> Done, errors [InvalidObject, WrongCache, DoubleFree];
 
     /// The magazine slow path, see `docs/protocol.md`. `InvalidArgument`: slot not bound to
     /// that cache, count above capacity, `Refill` of a non-empty magazine. `InvalidObject`,
