@@ -147,7 +147,7 @@ pub fn red_zone_and_poison(w: &mut World) -> Result<(), Failure> {
     if c.cache != p.cache || c.object != h || c.offset != 5 || c.found != 0x33 || c.expected != POISON_FREE {
         return Err(format!("poison report {c:?} for {h:?} of {:?}", p.cache));
     }
-    ok("alloc after the repair", a.alloc(p.cache))?.handle;
+    ok("alloc after the repair", a.alloc(p.cache))?;
     a.close();
     Ok(())
 }

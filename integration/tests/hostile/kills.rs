@@ -24,7 +24,7 @@ pub fn worker(mode: &str, socket: &Path, name: &str) -> Result<(), Failure> {
                 p.write(h.0, &[0xab; 256]);
             }
             for size in [20_000u32, 100, 100, 3000] {
-                ok("kmalloc", p.kmalloc(size))?.handle;
+                ok("kmalloc", p.kmalloc(size))?;
             }
         }
         "loaded" => {

@@ -23,7 +23,7 @@ pub fn request_before_hello_is_refused(h: &mut dyn Harness) -> Result<(), Failur
     let mut c = open(h, CLIENT)?;
     expect_error(c.call(&Request::Kmalloc { size: 8 })?, Error::PermissionDenied)?;
     ok("hello after refusal", c.hello(CLIENT))?;
-    ok("kmalloc after hello", c.kmalloc(8))?.handle;
+    ok("kmalloc after hello", c.kmalloc(8))?;
     Ok(())
 }
 
@@ -35,7 +35,7 @@ pub fn hello_other_version(h: &mut dyn Harness) -> Result<(), Failure> {
 pub fn hello_twice_is_refused(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     err("second hello", c.hello(CLIENT), Error::PermissionDenied)?;
-    ok("still serving", c.kmalloc(16))?.handle;
+    ok("still serving", c.kmalloc(16))?;
     Ok(())
 }
 
@@ -49,14 +49,14 @@ pub fn garbage_is_malformed(h: &mut dyn Harness) -> Result<(), Failure> {
     expect_error(c.call_raw(&[0xff; 24])?, Error::Malformed)?;
     expect_error(c.call_raw(&[200, 1, 2, 3])?, Error::Malformed)?;
     ensure!(c.is_open(), "connection closed after a malformed message");
-    ok("served after garbage", c.kmalloc(32))?.handle;
+    ok("served after garbage", c.kmalloc(32))?;
     Ok(())
 }
 
 pub fn empty_message_is_malformed(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     expect_error(c.call_raw(&[])?, Error::Malformed)?;
-    ok("served after empty message", c.kmalloc(32))?.handle;
+    ok("served after empty message", c.kmalloc(32))?;
     Ok(())
 }
 
@@ -68,7 +68,7 @@ pub fn oversized_message_is_malformed(h: &mut dyn Harness) -> Result<(), Failure
         protocol::encode_request(&Request::Kmalloc { size: 8 }, &mut bytes).map_err(|e| alloc::format!("{e:?}"))?.len();
     ensure!(len < bytes.len(), "encoding filled the buffer");
     expect_error(c.call_raw(&bytes)?, Error::Malformed)?;
-    ok("served after oversized message", c.kmalloc(32))?.handle;
+    ok("served after oversized message", c.kmalloc(32))?;
     Ok(())
 }
 
@@ -120,7 +120,7 @@ pub fn goodbye_reclaims_everything(h: &mut dyn Harness) -> Result<(), Failure> {
     for _ in 0..32 {
         ok("alloc", c.alloc(cache))?;
     }
-    ok("kmalloc large", c.kmalloc(40_000))?.handle;
+    ok("kmalloc large", c.kmalloc(40_000))?;
     let during = ok("peer stats", peer.stats())?.pool_free_pages;
     ensure!(during < before, "pool did not shrink: {during} vs {before}");
     ok("goodbye", c.goodbye())?;
