@@ -63,7 +63,7 @@ macro_rules! interface {
                 $(#[$attr])*
                 #[doc = ""]
                 #[doc = concat!(
-                    "Reply: `", stringify!($reply), "`. Declared errors: [", stringify!($($error),*), "]."
+                    "Reply: `", stringify!($reply), "`. Declared errors: \\[", stringify!($($error),*), "\\]."
                 )]
                 $request $({ $( $(#[$field_attr])* $field: $ty ),* })?,
             )*

@@ -1,12 +1,14 @@
 //! The interface: every request defined once, and what comes from that definition.
 //!
 //! The list below is the one place a request is defined: its name, fields, the reply it
-//! expects on success and the errors it may return. The `interface!` macro (see
-//! [`idl`](self::idl) for its syntax) derives from it the [`Request`](crate::Request) enum, the
+//! expects on success and the errors it may return. The `interface!` macro (its doc comment in
+//! `api/idl.rs` explains the syntax) derives from it the [`Request`] enum, the
 //! server-side [`Service`] trait with its router [`route`], the typed methods of [`Client`],
 //! and the metadata in [`REQUESTS`]. Adding a request is one entry here (at the end: entry
-//! order is wire order) plus its handler in the dispatch; `docs/protocol.md`'s request table
-//! is checked against [`REQUESTS`] (`tests/docs_table.rs`).
+//! order is wire order) plus its handler in the dispatch (the compiler asks for it); as for
+//! any wire change, it also takes a `PROTOCOL_VERSION` bump with a golden example, and a row
+//! in `docs/protocol.md`'s request table, which `tests/docs_table.rs` checks against
+//! [`REQUESTS`].
 //!
 //! Errors every request may get at the door, before it reaches its handler, are not listed
 //! per request: `Malformed` (the bytes do not decode) and `PermissionDenied` (the session is
@@ -24,7 +26,7 @@ use crate::{CacheId, ClientId, ErrorCode, Handle};
 /// What the interface declares about one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestInfo {
-    /// The request's name, as in [`Request`](crate::Request) (`"CacheCreate"`).
+    /// The request's name, as in [`Request`] (`"CacheCreate"`).
     pub name: &'static str,
     /// The method name in [`Service`] and [`Client`] (`"cache_create"`).
     pub method: &'static str,
