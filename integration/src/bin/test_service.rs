@@ -5,6 +5,7 @@
 //! | message | reply |
 //! | --- | --- |
 //! | `hello NAME` (first message) | `welcome ID`, or `refused: ...` for an unknown/duplicate name |
+//! | `retry` (before `hello`) | `try again`, and the connection goes on waiting for its `hello` |
 //! | `peek OFFSET LEN` | LEN bytes of the window at OFFSET, or `out of range` |
 //! | `poke OFFSET TEXT` | writes TEXT into the window: `ok` / `out of range` |
 //! | `release FIRST_PAGE COUNT` | punches the pages out of the window: `ok` / the error |
@@ -92,6 +93,9 @@ fn two_numbers(args: &str) -> Option<(u64, u64)> {
 
 impl Service for TestService<'_> {
     fn admit(&mut self, hello: &[u8], reply: &mut [u8]) -> Admission {
+        if hello == b"retry" {
+            return Admission::Retry { reply_len: put(reply, b"try again") };
+        }
         let name = std::str::from_utf8(hello).ok().and_then(|h| h.strip_prefix("hello "));
         let Some((client, _)) = name.and_then(|n| self.system.client_by_name(n)) else {
             return Admission::Refuse { reply_len: put(reply, b"refused: unknown client") };

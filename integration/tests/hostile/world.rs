@@ -17,8 +17,9 @@ use protocol::{CacheId, ExchangeOp, Handle};
 use crate::host;
 use crate::peer::{Failure, Peer, ok};
 
-/// The suite's system description: an observer, three victims, three attackers. `hostile-0`
-/// may take the whole pool (quota = pool); the others have small quotas.
+/// The suite's system description: an observer, three victims, three attackers, and a second
+/// introspecting task nobody runs (`inspector`, for the identity attacks). `hostile-0` may take
+/// the whole pool (quota = pool); the others have small quotas.
 pub const SYSTEM: &str = r#"
 [server]
 pool_pages = 1024
@@ -62,6 +63,12 @@ window_pages = 64
 name = "hostile-2"
 quota_pages = 32
 window_pages = 64
+
+[[client]]
+name = "inspector"
+quota_pages = 1
+window_pages = 1
+introspect = true
 "#;
 
 /// Names of the attacking client tasks.
