@@ -68,6 +68,8 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("flooding_client_fairness", wire::flooding_client_fairness),
     // Issues 10 and 11: the host's memory grant, identity, shared pre-admission resources, edges.
     ("dirty_whole_window", residency::dirty_whole_window),
+    ("fallocate_whole_window", residency::fallocate_whole_window),
+    ("write_after_kfree", residency::write_after_kfree),
     ("other_uid_impersonates_every_client", identity::other_uid_impersonates_every_client),
     ("name_squatting", identity::name_squatting),
     ("silent_connection_flood", pending::silent_connection_flood),

@@ -85,13 +85,22 @@ pub fn dirty_whole_window(w: &mut World) -> Result<(), Failure> {
         // The audit that punched may also have been the one that disconnected.
         let Ok(stats) = a.stats() else { break };
         let stats = stats.map_err(|e| format!("stats refused: {e:?}"))?;
-        let granted_kib = u64::from(stats.client_pages) * PAGE / 1024;
-        figures.push(format!("round {rounds}: {} KiB dirty -> {} KiB", round.dirty_kib, round.after_kib));
-        // Held to its grant: what is left resident is what it was granted (objects' pages).
-        if round.after_kib > granted_kib {
+        let granted_kib = u64::from(stats.granted_pages) * PAGE / 1024;
+        figures.push(format!(
+            "round {rounds}: {} KiB dirty -> {} KiB (server: granted {}, resident {} pages, {} violations)",
+            round.dirty_kib, round.after_kib, stats.granted_pages, stats.resident_pages, stats.grant_violations
+        ));
+        // Held to its grant: what is left resident is at most what it was granted.
+        if round.after_kib > granted_kib || u64::from(stats.resident_pages) > u64::from(stats.granted_pages) {
             return Err(format!(
-                "round {rounds}: {} KiB resident after the audit, {granted_kib} KiB granted",
-                round.after_kib
+                "round {rounds}: {} KiB resident after the audit ({} pages by the server), {granted_kib} KiB granted",
+                round.after_kib, stats.resident_pages
+            ));
+        }
+        if stats.granted_pages != stats.client_pages || stats.grant_violations != rounds {
+            return Err(format!(
+                "round {rounds}: granted {} pages, engine {}; {} violations counted",
+                stats.granted_pages, stats.client_pages, stats.grant_violations
             ));
         }
         for &(at, seed) in &objects {
@@ -100,7 +109,7 @@ pub fn dirty_whole_window(w: &mut World) -> Result<(), Failure> {
             }
         }
     }
-    let disconnected_after = rounds - 1;
+    let disconnected_at = rounds;
     // Reclaimed: the server emptied the whole window although the attacker still maps it.
     let start = std::time::Instant::now();
     let mut left = mapping_resident_kib(base);
@@ -109,13 +118,130 @@ pub fn dirty_whole_window(w: &mut World) -> Result<(), Failure> {
         left = mapping_resident_kib(base);
     }
     println!(
-        "    dirty_whole_window: window {window_kib} KiB; {}; disconnected after {disconnected_after} violations; \
-         {left} KiB left in the window after the disconnect",
+        "    dirty_whole_window: window {window_kib} KiB, quota 32 pages; {}; round {disconnected_at}: \
+         violation {disconnected_at}, disconnected; {left} KiB left in the window after the disconnect",
         figures.join("; ")
     );
     if left > 0 {
         return Err(format!("{left} KiB of the disconnected attacker's window still resident"));
     }
     drop(a);
+    Ok(())
+}
+
+/// A raw admitted connection that keeps the memfds the `Hello` reply carries.
+struct RawClient {
+    socket: std::os::fd::OwnedFd,
+    window: std::os::fd::OwnedFd,
+}
+
+impl RawClient {
+    fn connect(w: &World, name: &str) -> Result<RawClient, Failure> {
+        use rustix::net::{AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SocketAddrUnix};
+        let socket = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        rustix::net::connect(&socket, &SocketAddrUnix::new(w.socket()).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let hello = crate::peer::hello_bytes(name, protocol::PROTOCOL_VERSION);
+        rustix::net::send(&socket, &hello, rustix::net::SendFlags::NOSIGNAL).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 1024];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        rustix::net::recvmsg(&socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC).map_err(|e| e.to_string())?;
+        let mut fds = Vec::new();
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                fds.extend(received);
+            }
+        }
+        let window = fds.into_iter().next().ok_or("no window memfd with the Hello reply")?;
+        Ok(RawClient { socket, window })
+    }
+
+    fn stats(&self) -> Result<Option<protocol::Stats>, Failure> {
+        let request = crate::peer::encode(&protocol::Request::Stats);
+        if rustix::net::send(&self.socket, &request, rustix::net::SendFlags::NOSIGNAL).is_err() {
+            return Ok(None);
+        }
+        let mut buf = [0u8; 1024];
+        match rustix::net::recv(&self.socket, &mut buf, rustix::net::RecvFlags::empty()) {
+            Ok((0, _)) | Err(_) => Ok(None),
+            Ok((n, _)) => match protocol::decode_reply(&buf[..n]) {
+                Ok(protocol::Reply::Stats(s)) => Ok(Some(s)),
+                other => Err(format!("stats answered with {other:?}")),
+            },
+        }
+    }
+
+    /// Pages the window memfd holds, as the kernel counts them.
+    fn resident_pages(&self) -> Result<u64, Failure> {
+        let blocks = rustix::fs::fstat(&self.window).map_err(|e| e.to_string())?.st_blocks;
+        Ok(u64::try_from(blocks).unwrap_or(0) * 512 / PAGE)
+    }
+}
+
+/// Attack (issue 10): a client commits its whole window without writing a byte, by
+/// `fallocate` on the window memfd it received (such pages are holes to `lseek(SEEK_DATA)` but
+/// memory all the same). The server takes them back as it does written pages.
+pub fn fallocate_whole_window(w: &mut World) -> Result<(), Failure> {
+    let a = RawClient::connect(w, "hostile-2")?;
+    let len = rustix::fs::fstat(&a.window).map_err(|e| e.to_string())?.st_size as u64;
+    rustix::fs::fallocate(&a.window, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len).map_err(|e| e.to_string())?;
+    let committed = a.resident_pages()?;
+    let start = std::time::Instant::now();
+    loop {
+        let Some(stats) = a.stats()? else { return Err("disconnected after one violation".into()) };
+        let now = a.resident_pages()?;
+        if now <= u64::from(stats.granted_pages) && stats.grant_violations == 1 {
+            println!(
+                "    fallocate_whole_window: {committed} pages committed by fallocate -> {now} (granted {}, 1 violation)",
+                stats.granted_pages
+            );
+            return Ok(());
+        }
+        if start.elapsed() > AUDIT_WAIT {
+            return Err(format!("{now} of {committed} fallocated pages still committed after {AUDIT_WAIT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Attack (issue 10): a client frees a large kmalloc (40 pages) and goes on writing it, the
+/// host's use after free. The pages went back to the pool when it freed them; writing them
+/// again commits memory the client was not granted, which the server punches out again (the
+/// client reads zeroes) and counts as a violation.
+pub fn write_after_kfree(w: &mut World) -> Result<(), Failure> {
+    let mut a = w.attacker("hostile-0")?;
+    let len = 40 * PAGE as usize;
+    let h = ok("kmalloc", a.kmalloc(len as u32))?;
+    a.write(h.0, &vec![0x77; len]);
+    ok("kfree", a.kfree(h))?;
+    a.write(h.0, &vec![0x78; len]);
+    let start = std::time::Instant::now();
+    loop {
+        let stats = ok("stats", a.stats())?;
+        let back = a.read(h.0 + (len as u64) / 2, 8).ok_or("outside the window")?;
+        if back == [0; 8] && stats.grant_violations == 1 && stats.resident_pages <= stats.granted_pages {
+            println!(
+                "    write_after_kfree: 40 freed pages written again -> punched (resident {} of {} granted, 1 violation)",
+                stats.resident_pages, stats.granted_pages
+            );
+            break;
+        }
+        if start.elapsed() > AUDIT_WAIT {
+            return Err(format!(
+                "the freed pages stay written ({back:02x?}); resident {} granted {} violations {}",
+                stats.resident_pages, stats.granted_pages, stats.grant_violations
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    a.close();
     Ok(())
 }
