@@ -48,6 +48,7 @@ fn release_punches_holes_and_resident_memory_falls() {
     let server = start(&system_toml(2000));
     let (mut c, _) = server.connect("app").unwrap();
     let pages = 4096usize; // 16 MiB
+    assert_eq!(call(&mut c, &format!("grant 0 {pages}")), "ok");
     let process_before = resident_pages_of_this_process();
     // SAFETY: the window is window_len() >= 16 MiB bytes, mapped for the connection's life.
     unsafe { std::ptr::write_bytes(c.window_base(), 0x5A, pages * PAGE) };
@@ -70,6 +71,21 @@ fn release_punches_holes_and_resident_memory_falls() {
     assert!(c.window().read(12345, &mut byte));
     assert_eq!(byte, [0], "released pages read as zero in the client too");
     assert_eq!(call(&mut c, "release 8191 2"), "out of the client's window");
+}
+
+#[test]
+fn pages_touched_without_a_grant_are_punched_out() {
+    let server = start(&system_toml(2000));
+    let (mut c, _) = server.connect("app").unwrap();
+    assert_eq!(call(&mut c, "grant 0 16"), "ok");
+    // SAFETY: the window is window_len() >= 1 MiB bytes, mapped for the connection's life.
+    unsafe { std::ptr::write_bytes(c.window_base(), 0x5A, 256 * PAGE) };
+    // The audit after this request (or the timer) takes the 240 ungranted pages back.
+    assert!(eventually(Duration::from_secs(10), || call(&mut c, "resident") == "16"));
+    let mut byte = [0u8];
+    assert!(c.window().read(15 * PAGE, &mut byte) && byte == [0x5A], "granted pages keep their bytes");
+    assert!(c.window().read(16 * PAGE, &mut byte) && byte == [0], "ungranted pages read as zero");
+    assert!(server.stderr_so_far().contains("punched 240 ungranted pages"));
 }
 
 #[test]
