@@ -87,6 +87,15 @@ fn pair(runner: &mut Runner<'_, Fake>) -> OwnedFd {
     ours
 }
 
+/// A connection admitted as client `id` (its Hello reply read).
+fn admitted(runner: &mut Runner<'_, Fake>, id: u8) -> OwnedFd {
+    let client = pair(runner);
+    rustix::net::send(&client, &[id], rustix::net::SendFlags::empty()).unwrap();
+    turn(runner);
+    assert_eq!(receive(&client).1, 2, "admitted with its memory");
+    client
+}
+
 fn turn(runner: &mut Runner<'_, Fake>) {
     assert_eq!(runner.poll_once(Some(Duration::from_millis(20))).unwrap(), None);
 }
@@ -159,10 +168,7 @@ fn bad_admissions_from_the_service_are_refused_without_disconnected() {
 fn oversized_requests_close_the_connection() {
     let system = System::parse(SYSTEM).unwrap();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
-    let client = pair(&mut runner);
-    rustix::net::send(&client, &[1], rustix::net::SendFlags::empty()).unwrap();
-    turn(&mut runner);
-    receive(&client);
+    let client = admitted(&mut runner, 1);
     rustix::net::sockopt::set_socket_send_buffer_size(&client, 4 * REQUEST_MAX).unwrap();
     let big = vec![7u8; REQUEST_MAX + 1];
     rustix::net::send(&client, &big, rustix::net::SendFlags::empty()).unwrap();
@@ -188,10 +194,7 @@ fn silent_connections_expire() {
 fn a_zero_length_read_is_the_end_of_the_connection() {
     let system = System::parse(SYSTEM).unwrap();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
-    let client = pair(&mut runner);
-    rustix::net::send(&client, &[1], rustix::net::SendFlags::empty()).unwrap();
-    turn(&mut runner);
-    receive(&client);
+    let client = admitted(&mut runner, 1);
     rustix::net::send(&client, b"ping", rustix::net::SendFlags::empty()).unwrap();
     rustix::net::shutdown(&client, rustix::net::Shutdown::Write).unwrap();
     turn(&mut runner);
@@ -267,10 +270,7 @@ fn the_timer_audits_every_window_and_reclaims_a_client_that_keeps_dirtying() {
     );
     let system = System::parse(&text).unwrap();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
-    let client = pair(&mut runner);
-    rustix::net::send(&client, &[2], rustix::net::SendFlags::empty()).unwrap();
-    turn(&mut runner);
-    receive(&client);
+    let client = admitted(&mut runner, 2);
     // The client dirties its (ungranted) window through the memfd: no request is needed for
     // the timer pass to find it.
     let window = runner.service.windows.get(2).unwrap().window.fd().try_clone_to_owned().unwrap();
