@@ -89,6 +89,22 @@ fn pages_touched_without_a_grant_are_punched_out() {
 }
 
 #[test]
+fn a_client_bound_to_an_executable_admits_only_that_program() {
+    // hostile-0 must be /usr/bin/true: this test binary is not; app names this binary.
+    let me = std::env::current_exe().unwrap();
+    let system = system_toml(2000)
+        .replace("name = \"hostile-0\"", "name = \"hostile-0\"\nexe = \"/usr/bin/true\"")
+        .replace("name = \"app\"", &format!("name = \"app\"\nexe = {:?}", me.display().to_string()));
+    let server = start(&system);
+    match server.connect("hostile-0") {
+        Err(ConnectError::Refused(reply)) => assert_eq!(reply, b"refused: NotPermitted"),
+        other => panic!("{other:?}"),
+    }
+    assert!(server.connect("app").is_ok(), "the configured executable is admitted");
+    assert!(server.stderr_so_far().contains("not client 3 (hostile-0): executable"));
+}
+
+#[test]
 fn unknown_and_duplicate_names_are_refused() {
     let server = start(&system_toml(2000));
     match server.connect("nobody") {
