@@ -66,6 +66,8 @@ pub enum Mismatch {
     },
     /// The executable could not be established soundly (why).
     ExeUnknown(String),
+    /// The kernel gave no credentials for the peer.
+    NoCredentials,
 }
 
 impl std::fmt::Display for Mismatch {
@@ -75,6 +77,7 @@ impl std::fmt::Display for Mismatch {
             Mismatch::Gid { want, got } => write!(f, "gid {got}, not {want}"),
             Mismatch::Exe { want, got } => write!(f, "executable {}, not {}", got.display(), want.display()),
             Mismatch::ExeUnknown(why) => write!(f, "executable unknown ({why})"),
+            Mismatch::NoCredentials => f.write_str("no credentials from the kernel"),
         }
     }
 }

@@ -412,7 +412,7 @@ impl<'a, S: Service> Runner<'a, S> {
         let identity = config.identity(&system.server);
         let verdict = match self.connections[slot].as_ref() {
             Some(Connection { peer: Some(peer), fd, .. }) => identity::check(&identity, self.server_uid, peer, fd),
-            _ => Err(identity::Mismatch::ExeUnknown("no peer credentials".into())),
+            _ => Err(identity::Mismatch::NoCredentials),
         };
         if let Err(mismatch) = verdict {
             self.service.disconnected(client);
