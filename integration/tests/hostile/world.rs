@@ -28,6 +28,9 @@ max_caches_per_client = 32
 magazine_slots = 8
 hello_timeout_ms = 300
 
+[server.audit]
+slack_pages = 8
+
 [[client]]
 name = "memctl"
 quota_pages = 1
@@ -70,6 +73,9 @@ quota_pages = 1
 window_pages = 1
 introspect = true
 "#;
+
+/// `server.audit.slack_pages` of [`SYSTEM`]: pages a client may keep beyond its grant.
+pub const AUDIT_SLACK_PAGES: u64 = 8;
 
 /// Names of the attacking client tasks.
 pub const ATTACKERS: [&str; 3] = ["hostile-0", "hostile-1", "hostile-2"];
