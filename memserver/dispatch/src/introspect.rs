@@ -76,6 +76,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             Some(control) => read_client_counters(control).unwrap_or_default(),
             None => Default::default(),
         };
+        let window = self.engine.platform_mut().window_usage(client).unwrap_or_default();
         let session = self.sessions.get(usize::from(client)).ok_or(Error::PermissionDenied)?;
         let mut stats = session.stats;
         stats.pool_pages = pool.total_frames;
@@ -88,6 +89,9 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         stats.alloc_hits = published.alloc_hits;
         stats.free_hits = published.free_hits;
         stats.magazine_misses = published.magazine_misses;
+        stats.granted_pages = window.granted_pages;
+        stats.resident_pages = window.resident_pages;
+        stats.grant_violations = window.violations;
         Ok(stats)
     }
 }

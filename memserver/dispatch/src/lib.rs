@@ -43,6 +43,26 @@ pub use session::{DEPOT_MAGAZINES, MAX_SLOTS, Phase, Session};
 pub trait ControlAccess {
     /// The control region of `client`, if it has one.
     fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory>;
+
+    /// `client`'s window as a platform that audits windows sees it (the Linux runner: pages
+    /// granted, pages resident in the memfd, violations of the grant), for `Stats`. `None`
+    /// where nothing needs auditing (seL4: a page the client was not granted is not mapped).
+    fn window_usage(&mut self, client: ClientId) -> Option<WindowUsage> {
+        let _ = client;
+        None
+    }
+}
+
+/// A client's window against its grant, where the platform audits it (see
+/// [`ControlAccess::window_usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// Window pages the engine granted (slabs and large kmallocs).
+    pub granted_pages: u32,
+    /// Window pages holding memory now.
+    pub resident_pages: u32,
+    /// Audits that found more resident than granted plus slack, since admission.
+    pub violations: u32,
 }
 
 /// Server-wide settings (from `system.toml` `[server]`).

@@ -22,8 +22,9 @@ pub(crate) enum Located {
 impl<P: Platform> Engine<'_, P> {
     /// Create a cache. Corresponds to `kmem_cache_create()`.
     ///
-    /// `name`: 1..=31 bytes, unique among the client's caches, no whitespace or control
-    /// characters (slabinfo columns are whitespace-separated).
+    /// `name`: 1..=31 bytes, unique among the client's caches, printable ASCII without spaces
+    /// (slabinfo columns are whitespace-separated, and no invisible or right-to-left character
+    /// may disguise a row).
     pub fn cache_create(
         &mut self,
         client: ClientId,
@@ -36,7 +37,7 @@ impl<P: Platform> Engine<'_, P> {
         self.client(client)?;
         if name.is_empty()
             || name.len() > CACHE_NAME_MAX
-            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+            || !name.bytes().all(|b| b.is_ascii_graphic())
             || flags & !SLAB_ALL != 0
         {
             return Err(Error::InvalidArgument);

@@ -6,12 +6,13 @@
 //! once to find the client task by name; the dispatch then answers that same `Hello` after the
 //! runner has created the client's memory.
 
-use memserver_dispatch::{ClientSpec, ControlAccess, MagazineSizes, Server, ServerConfig, Session};
+use memserver_dispatch::{ClientSpec, ControlAccess, MagazineSizes, Server, ServerConfig, Session, WindowUsage};
 use memserver_engine::{Engine, EngineConfig, EngineStorage, Platform};
 use memserver_system::System;
 use protocol::control::ControlMemory;
 use protocol::{ClientId, Error, PROTOCOL_VERSION, Reply, Request};
 
+use crate::log::{self, Source};
 use crate::memory::Windows;
 use crate::service::{Admission, Refusal, Service};
 
@@ -44,7 +45,7 @@ impl Platform for HostPlatform {
 
     fn release(&mut self, client: ClientId, first_page: u32, count: u32) {
         if let Err(e) = self.windows.release(client, u64::from(first_page), u64::from(count)) {
-            eprintln!("memserver: releasing pages of client {client}: {e}");
+            log::line(Source::Client(client), format_args!("releasing pages of client {client}: {e}"));
         }
     }
 
@@ -69,13 +70,22 @@ impl ControlAccess for HostPlatform {
         self.control_client = client;
         Some(self)
     }
+
+    fn window_usage(&mut self, client: ClientId) -> Option<WindowUsage> {
+        let usage = self.windows.usage(client)?;
+        let pages = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Some(WindowUsage {
+            granted_pages: pages(usage.granted_pages),
+            resident_pages: pages(usage.resident_pages),
+            violations: usage.violations,
+        })
+    }
 }
 
 /// The protocol service of the `memserver` process.
 pub struct HostService {
     server: Server<'static, HostPlatform>,
     system: System,
-    connected: Vec<bool>,
 }
 
 impl HostService {
@@ -108,7 +118,7 @@ impl HostService {
                 memserver_dispatch::MAX_SLOTS
             )
         })?;
-        Ok(HostService { server, system: system.clone(), connected: vec![false; usize::from(max_clients)] })
+        Ok(HostService { server, system: system.clone() })
     }
 
     /// The dispatch (for a summary at shutdown).
@@ -154,12 +164,15 @@ impl Service for HostService {
             Err(e) => return self.refuse(e, reply),
         };
         if version != PROTOCOL_VERSION {
-            return self.refuse(Error::VersionMismatch { server: PROTOCOL_VERSION }, reply);
+            // docs/protocol.md: the session stays closed and the client may send another Hello.
+            let reply_len = encode(&Reply::Error(Error::VersionMismatch { server: PROTOCOL_VERSION }), reply);
+            return Admission::Retry { reply_len };
         }
         let Some((client, task)) = self.system.client_by_name(name.as_str()) else {
             return self.refuse(Error::PermissionDenied, reply);
         };
-        if self.connected.get(usize::from(client)).copied().unwrap_or(true) {
+        // Connected or not is the dispatch's session, nothing kept beside it.
+        if self.server.session(client).is_some() {
             return self.refuse(Error::PermissionDenied, reply);
         }
         let spec = ClientSpec {
@@ -171,15 +184,12 @@ impl Service for HostService {
         if let Err(e) = self.server.admit(client, &spec) {
             return self.refuse(e, reply);
         }
-        if let Some(flag) = self.connected.get_mut(usize::from(client)) {
-            *flag = true;
-        }
         Admission::Admit { client, control_len: self.server.config().control_size(), reply_len: 0 }
     }
 
     fn refusal(&mut self, why: Refusal, reply: &mut [u8]) -> usize {
         let error = match why {
-            Refusal::TooManyConnections => Error::PermissionDenied,
+            Refusal::TooManyConnections | Refusal::NotPermitted => Error::PermissionDenied,
             Refusal::OutOfResources => Error::OutOfMemory,
         };
         encode(&Reply::Error(error), reply)
@@ -199,11 +209,8 @@ impl Service for HostService {
 
     fn disconnected(&mut self, client: ClientId) {
         let frames = self.server.disconnect(client);
-        if let Some(flag) = self.connected.get_mut(usize::from(client)) {
-            *flag = false;
-        }
         if frames > 0 {
-            eprintln!("memserver: reclaimed {frames} frames of client {client}");
+            log::line(Source::Client(client), format_args!("reclaimed {frames} frames of client {client}"));
         }
     }
 
