@@ -9,18 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 16384
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 16
-
-[[client]]
-name = "app"
-quota_pages = 4096
-window_pages = 8192
-"#;
+use common::{ONE_APP_SYSTEM as SYSTEM, field};
 
 /// The system libraries a Rust static library needs (docs/client.md lists the same).
 const SYSTEM_LIBS: [&str; 3] = ["-lpthread", "-ldl", "-lm"];
@@ -108,14 +97,6 @@ fn rule(rule: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{rule}: {:?}\n{stderr}", out.status);
     stderr
-}
-
-/// The number after `key=` in `line`.
-fn field(line: &str, key: &str) -> u64 {
-    let start = line.find(&format!(" {key}=")).unwrap_or_else(|| panic!("no {key} in {line:?}")) + key.len() + 2;
-    let digits = line[start..].trim_start_matches("0x");
-    let digits: String = digits.chars().take_while(char::is_ascii_hexdigit).collect();
-    if line[start..].starts_with("0x") { u64::from_str_radix(&digits, 16).unwrap() } else { digits.parse().unwrap() }
 }
 
 /// Runs a hash-table build; returns its summary line after the common checks.

@@ -11,18 +11,7 @@ use memclient::allocator_api2::vec::Vec as ApiVec;
 use memclient::host::{Connection, connect};
 use memclient::{Cache, CtorCache, Error, KmemCache, Memserver};
 
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 16384
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 16
-
-[[client]]
-name = "app"
-quota_pages = 4096
-window_pages = 8192
-"#;
+use common::ONE_APP_SYSTEM as SYSTEM;
 
 fn session(server: &common::Server) -> Memserver<Connection> {
     connect(&server.socket(), "app").unwrap()

@@ -9,30 +9,13 @@ use std::process::{Command, Output};
 
 use memclient::host::GlobalKmalloc;
 
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 16384
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 16
-
-[[client]]
-name = "app"
-quota_pages = 4096
-window_pages = 8192
-"#;
+use common::{ONE_APP_SYSTEM as SYSTEM, field};
 
 /// Runs the example with `env` (and nothing of this process's `MEMSERVER_*`).
 fn run_example(env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_global-alloc-under-test"));
     command.env_remove("MEMSERVER_SOCKET").env_remove("MEMSERVER_CLIENT");
     command.envs(env.iter().copied()).output().unwrap()
-}
-
-/// The number after `key=` in `line`.
-fn field(line: &str, key: &str) -> u64 {
-    let start = line.find(&format!(" {key}=")).unwrap_or_else(|| panic!("no {key} in {line:?}")) + key.len() + 2;
-    line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
 }
 
 /// An allocator (not the global one) of client `app` of `server`.
