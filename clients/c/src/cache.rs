@@ -6,18 +6,17 @@ use core::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use core::ptr::{self, NonNull};
 
 use memclient::Cache;
-use memclient::host::Connection;
 
 use crate::ctor::CtorSlot;
 use crate::error::{self, errno};
 use crate::flags::{__GFP_ZERO, SLAB_PANIC, gfp_t, slab_flags_t};
-use crate::session::{self, State};
+use crate::session::{self, SessionTransport, State};
 
 /// A slab cache (opaque to C). Corresponds to Linux's `struct kmem_cache`.
 #[allow(non_camel_case_types)]
 pub struct kmem_cache {
     /// `None` only while `kmem_cache_destroy` runs.
-    cache: Option<Cache<'static, Connection>>,
+    cache: Option<Cache<'static, SessionTransport>>,
     state: &'static State,
     name: String,
     /// The C ctor's slot, given back when the cache is destroyed.
@@ -32,7 +31,7 @@ impl kmem_cache {
     unsafe fn get<'a>(
         cache: *const kmem_cache,
         what: &str,
-    ) -> Option<(&'a kmem_cache, &'a Cache<'static, Connection>)> {
+    ) -> Option<(&'a kmem_cache, &'a Cache<'static, SessionTransport>)> {
         // SAFETY: NULL or a live kmem_cache (the caller's guarantee), used shared.
         let Some(this) = (unsafe { cache.as_ref() }) else {
             error::set(errno::EINVAL, format_args!("{what}: NULL cache"));

@@ -10,6 +10,10 @@
 //! and leave an errno value and a message for the calling thread
 //! (`memclient_last_error()`, `memclient_last_error_message()`).
 //!
+//! The session is the one platform-specific part: [`session`] makes it (on Linux, a
+//! [`memclient::host::LazySession`] over the Unix-socket transport) and names its transport
+//! type; the other modules use only that.
+//!
 //! Where the Rust library has no C shape, this crate adapts it: C constructors (a
 //! `void (*)(void *)`) are called through a fixed table of Rust trampolines ([`ctor`]);
 //! `ksize`/`krealloc` need an object's size, which the server does not send, so the library

@@ -14,13 +14,17 @@ use protocol::PAGE_SIZE;
 
 use crate::error::{self, errno};
 
+/// The transport of the process's session: everything else in this crate names only this
+/// alias and [`state`], so a port to another platform (seL4) replaces this module.
+pub type SessionTransport = Connection;
+
 static SESSION: LazySession = LazySession::new(Target::Environment, "memclient calls fail (return NULL)");
 static STATE: OnceLock<State> = OnceLock::new();
 
 /// The session and the object sizes.
 pub struct State {
     /// The session.
-    pub server: &'static Memserver<Connection>,
+    pub server: &'static Memserver<SessionTransport>,
     /// Usable size of the objects that start in each window page (0: none handed out).
     /// Every object starting in one page belongs to the same slab, so to the same cache; a
     /// page's entry changes only when the page is handed out again, in another slab or in a
@@ -29,7 +33,7 @@ pub struct State {
 }
 
 impl State {
-    fn new(server: &'static Memserver<Connection>) -> State {
+    fn new(server: &'static Memserver<SessionTransport>) -> State {
         let pages = server.window().len().div_ceil(PAGE_SIZE);
         State { server, sizes: (0..pages).map(|_| AtomicU32::new(0)).collect() }
     }
