@@ -11,7 +11,7 @@ use protocol::flags::{POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 use protocol::{ClientId, Corruption, Error, Handle};
 
 use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL, TRACK_BLOCK, TrackPair};
-use super::{BROKEN, Engine, Platform};
+use super::{BROKEN, Engine, Hook, Platform};
 
 /// A broken engine invariant: what, and two numbers to locate it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +26,8 @@ pub(crate) fn violation(what: &'static str, a: impl Into<u64>, b: impl Into<u64>
 }
 
 /// Where the first byte of `[start, start + len)` differs from the expected bytes: `fill`
-/// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected).
+/// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected);
+/// a failed read is the platform's error.
 fn first_mismatch<P: Platform>(
     p: &P,
     client: ClientId,
@@ -34,29 +35,29 @@ fn first_mismatch<P: Platform>(
     len: u32,
     fill: u8,
     end: u8,
-) -> Option<(u32, u8, u8)> {
+) -> Result<Option<(u32, u8, u8)>, Error> {
     let mut buf = [0u8; 512];
     let mut done = 0u32;
     while done < len {
         let n = (len - done).min(buf.len() as u32) as usize;
-        let chunk = buf.get_mut(..n)?;
-        p.read(client, start + u64::from(done), chunk);
+        let chunk = buf.get_mut(..n).ok_or(BROKEN)?;
+        p.read(client, start + u64::from(done), chunk)?;
         let last_chunk = done + n as u32 == len;
         let body = if last_chunk { n - 1 } else { n };
         // Fast path (vectorises): the whole chunk is as expected.
-        let body_ok = chunk.get(..body)?.iter().all(|&b| b == fill);
+        let body_ok = chunk.get(..body).ok_or(BROKEN)?.iter().all(|&b| b == fill);
         let end_ok = !last_chunk || chunk.get(n - 1) == Some(&end);
         if !(body_ok && end_ok) {
             for (i, &b) in chunk.iter().enumerate() {
                 let want = if last_chunk && i == n - 1 { end } else { fill };
                 if b != want {
-                    return Some((done + i as u32, b, want));
+                    return Ok(Some((done + i as u32, b, want)));
                 }
             }
         }
         done += n as u32;
     }
-    None
+    Ok(None)
 }
 
 impl<P: Platform> Engine<'_, P> {
@@ -71,9 +72,8 @@ impl<P: Platform> Engine<'_, P> {
     pub(crate) fn poison_object(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
         let (obj, size, ..) = self.obj_geometry(gi, s, idx)?;
         let last = size.saturating_sub(1);
-        self.platform.fill(client, obj, last as usize, POISON_FREE);
-        self.platform.fill(client, obj + u64::from(last), 1, POISON_END);
-        Ok(())
+        self.fill(client, obj, last as usize, POISON_FREE)?;
+        self.fill(client, obj + u64::from(last), 1, POISON_END)
     }
 
     /// Check the free poison of object `idx`; on a mismatch, the corruption.
@@ -85,7 +85,8 @@ impl<P: Platform> Engine<'_, P> {
         idx: u32,
     ) -> Result<Option<Corruption>, Error> {
         let (obj, size, ..) = self.obj_geometry(gi, s, idx)?;
-        let bad = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END);
+        let bad = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END)
+            .map_err(|e| self.hook_failed(Hook::Read, client, e))?;
         Ok(match bad {
             Some((at, found, expected)) => {
                 Some(Corruption { cache: self.cache_id(gi)?, object: Handle(obj), offset: at as i32, found, expected })
@@ -97,10 +98,9 @@ impl<P: Platform> Engine<'_, P> {
     /// Fill both red zones of object `idx` with `byte`.
     pub(crate) fn red_zone_fill(&mut self, client: ClientId, gi: u32, s: u32, idx: u32, byte: u8) -> Result<(), Error> {
         let (obj, size, start, left, stride) = self.obj_geometry(gi, s, idx)?;
-        self.platform.fill(client, start, left as usize, byte);
+        self.fill(client, start, left as usize, byte)?;
         let right = stride.saturating_sub(left).saturating_sub(size);
-        self.platform.fill(client, obj + u64::from(size), right as usize, byte);
-        Ok(())
+        self.fill(client, obj + u64::from(size), right as usize, byte)
     }
 
     /// Check both red zones of object `idx` hold `byte`; on a mismatch, the corruption
@@ -115,9 +115,11 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<Option<Corruption>, Error> {
         let (obj, size, start, left, stride) = self.obj_geometry(gi, s, idx)?;
         let right = stride.saturating_sub(left).saturating_sub(size);
-        let found = match first_mismatch(&self.platform, client, start, left, byte, byte) {
+        let read_failed = |e| self.hook_failed(Hook::Read, client, e);
+        let found = match first_mismatch(&self.platform, client, start, left, byte, byte).map_err(read_failed)? {
             Some((at, f, e)) => Some((at as i32 - left as i32, f, e)),
             None => first_mismatch(&self.platform, client, obj + u64::from(size), right, byte, byte)
+                .map_err(read_failed)?
                 .map(|(at, f, e)| ((size + at) as i32, f, e)),
         };
         Ok(match found {
@@ -126,6 +128,25 @@ impl<P: Platform> Engine<'_, P> {
             }
             None => None,
         })
+    }
+
+    /// `Platform::fill`, a failure recorded as a fault (the operation fails with `Internal`).
+    pub(crate) fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error> {
+        self.platform.fill(client, offset, len, byte).map_err(|e| self.hook_failed(Hook::Fill, client, e))
+    }
+
+    /// After a platform failure half-way through preparing object `idx`: put its debug bytes
+    /// back as its (unchanged) state calls for, as far as the platform lets us. The failure
+    /// itself is already recorded and reported; a second one changes nothing about that.
+    pub(crate) fn debug_bytes_restore(&mut self, client: ClientId, gi: u32, s: u32, idx: u32, allocated: bool) {
+        let Ok(c) = self.cache(gi) else { return };
+        let (flags, has_ctor) = (c.flags, c.has_ctor);
+        if flags & protocol::flags::SLAB_RED_ZONE != 0 {
+            let _ = self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(allocated));
+        }
+        if !allocated && flags & protocol::flags::SLAB_POISON != 0 && !has_ctor {
+            let _ = self.poison_object(client, gi, s, idx);
+        }
     }
 
     /// Red zones of a free object must be inactive (0xbb), of an allocated one active (0xcc).

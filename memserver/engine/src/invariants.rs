@@ -5,7 +5,8 @@ use protocol::{ClientId, PAGE_SIZE};
 
 use super::debug::{InvariantViolation, violation};
 use super::storage::{
-    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, NIL, PAGE_FREED_LARGE, PAGE_NONE, TRACK_BLOCK,
+    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, NIL, PAGE_FREED_LARGE, PAGE_NONE,
+    TRACK_BLOCK,
 };
 use super::{Engine, Platform};
 
@@ -16,11 +17,18 @@ impl<P: Platform> Engine<'_, P> {
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         self.check_pool()?;
         let mut slabs_in_lists = 0u32;
+        let mut frames_held = 0u32;
         for client in 0..self.config.max_clients {
-            slabs_in_lists += self.check_client(client)?;
+            let (slabs, frames) = self.check_client(client)?;
+            slabs_in_lists += slabs;
+            frames_held += frames;
         }
         if slabs_in_lists + self.free_slabs != self.config.max_tracked_slabs {
             return Err(violation("slab descriptors lost", slabs_in_lists, self.free_slabs));
+        }
+        // Every frame is exactly one of: free, quarantined, held by one client.
+        if frames_held + self.free_frames + self.quarantined_frames != self.config.pool_frames {
+            return Err(violation("frames lost or counted twice", frames_held, self.free_frames));
         }
         Ok(())
     }
@@ -74,8 +82,13 @@ impl<P: Platform> Engine<'_, P> {
         if want != used {
             return Err(violation("track blocks used != STORE_USER slabs need", used, want));
         }
+        let quarantined =
+            self.st.frames.iter().take(self.config.pool_frames as usize).filter(|d| d.kind == FRAME_QUARANTINED);
+        if quarantined.count() as u32 != self.quarantined_frames {
+            return Err(violation("quarantined frame count", self.quarantined_frames, 0u32));
+        }
         for (i, d) in self.st.frames.iter().enumerate().take(self.config.pool_frames as usize) {
-            if d.kind == FRAME_FREE {
+            if d.kind == FRAME_FREE || d.kind == FRAME_QUARANTINED {
                 continue;
             }
             match self.client(d.client) {
@@ -89,15 +102,15 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
-    /// Checks one client; returns the slabs its caches hold.
-    fn check_client(&self, client: ClientId) -> Result<u32, InvariantViolation> {
+    /// Checks one client; returns the slabs its caches hold and the frames it holds.
+    fn check_client(&self, client: ClientId) -> Result<(u32, u32), InvariantViolation> {
         let Ok(cl) = self.client(client) else {
             for slot in 0..self.config.max_caches_per_client {
                 if self.cache(self.cache_slot(client, slot)).is_ok_and(|c| c.live) {
                     return Err(violation("live cache of a detached client", client, slot));
                 }
             }
-            return Ok(0);
+            return Ok((0, 0));
         };
         let mut frames = 0u32;
         for page in 0..self.config.max_window_pages {
@@ -195,6 +208,6 @@ impl<P: Platform> Engine<'_, P> {
         if live != cl.caches {
             return Err(violation("client cache count", live, cl.caches));
         }
-        Ok(slabs)
+        Ok((slabs, frames))
     }
 }

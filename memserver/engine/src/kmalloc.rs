@@ -80,6 +80,7 @@ impl<P: Platform> Engine<'_, P> {
                     return Err(Error::WrongCache);
                 }
                 let (s, idx) = self.validate_free(client, gi, handle)?;
+                self.free_prepare(client, gi, s, idx)?;
                 self.free_commit(client, gi, s, idx)
             }
             Located::Large { page, pages } => {

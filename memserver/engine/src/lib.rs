@@ -45,7 +45,9 @@ mod stats;
 pub mod storage;
 mod window;
 
-use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
+use core::cell::Cell;
+
+use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle, PAGE_SIZE};
 
 pub use debug::InvariantViolation;
 pub use kmalloc::{KMALLOC_MAX, KMALLOC_SIZES};
@@ -53,20 +55,67 @@ pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc,
 use storage::{NIL, PAGE_NONE};
 
 /// What the engine needs from the machine it runs on.
+///
+/// # Failures
+/// Every hook is fallible and the engine never drops a failure. Its rules, which keep its
+/// metadata consistent whatever a hook does:
+/// * `map` may fail for lack of resources (seL4: no untyped left for page tables): the engine
+///   undoes everything (already mapped chunks are released again) and the allocation fails
+///   with `map`'s error, changing nothing.
+/// * `release` and `private_release` run before a frame goes back to the pool. The engine's
+///   bookkeeping moves either way (the pages are gone from the client, the slab is gone), but a
+///   frame whose release failed is **quarantined**, never handed out again
+///   ([`PoolStats::quarantined_frames`]): on seL4 it may still be mapped into its old client.
+///   The operation itself completes; the failure is recorded as a [`Fault`] the dispatch logs.
+/// * `read`, `write`, `fill` and `private_frame` run before the engine commits the change they
+///   serve (checks before an allocation, poison and red zones before a free's bookkeeping), so
+///   a failure leaves the metadata as it was; the operation fails with [`Error::Internal`] and
+///   the platform's own error is kept in the [`Fault`].
+///
+/// Platforms return [`Error::Internal`] for anything but a resource shortage in `map`.
 pub trait Platform {
-    /// A new slab (or large kmalloc) occupies window pages `[first_page, first_page + frames.len())`
-    /// of `client`, backed by the given pool frames (`frames[i]` backs page `first_page + i`).
-    /// Host: nothing to do (memfd pages commit lazily); seL4: map the frames into both VSpaces.
+    /// Window pages `[first_page, first_page + frames.len())` of `client` are now backed by
+    /// pool frames (`frames[i]` backs page `first_page + i`). seL4: map derived frame caps into
+    /// the client's VSpace. Host: record the grant (the resident-memory audit bounds the client
+    /// by it).
     fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error>;
-    /// Those pages go back to the pool: the host punches a hole (memory back to the OS), seL4
-    /// unmaps.
-    fn release(&mut self, client: ClientId, first_page: u32, count: u32);
+    /// Those pages go back to the pool (the same frames given again): seL4 unmaps, revokes and
+    /// zeroes; the host punches a hole (memory back to the OS).
+    fn release(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error>;
     /// Copy object memory out (never a reference into client-writable memory).
-    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]);
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error>;
     /// Copy into object memory.
-    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]);
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error>;
     /// Fill object memory with one byte.
-    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8);
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error>;
+    /// A pool frame used by the server itself (metadata, never mapped into any client): its
+    /// bytes. The engine initialises a frame it takes for itself, so the contents found the
+    /// first time may be anything.
+    fn private_frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error>;
+    /// A private frame goes back to the pool: its memory may go back to the OS (host:
+    /// `madvise(MADV_DONTNEED)`; seL4: zero it, or unmap it from the server).
+    fn private_release(&mut self, frame: u32) -> Result<(), Error>;
+}
+
+/// Which platform hook failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Map,
+    Release,
+    Read,
+    Write,
+    Fill,
+    PrivateFrame,
+    PrivateRelease,
+}
+
+/// A failure of the server itself (a platform hook failed), recorded for the runner's log:
+/// which hook, for which client (0 for private frames), and the platform's error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub hook: Hook,
+    pub client: ClientId,
+    pub error: Error,
 }
 
 /// The result of an allocation.
@@ -120,6 +169,8 @@ pub struct OwnerInfo {
 pub struct PoolStats {
     pub total_frames: u32,
     pub free_frames: u32,
+    /// Frames whose platform release failed: out of use until the server restarts.
+    pub quarantined_frames: u32,
 }
 
 /// One client's accounting.
@@ -132,8 +183,9 @@ pub struct ClientStats {
 }
 
 /// The error for engine metadata that contradicts itself: never expected (the invariant
-/// checker proves it in tests); the operation is refused rather than panicking.
-pub(crate) const BROKEN: Error = Error::InvalidObject;
+/// checker proves it in tests); the operation is refused rather than panicking, and the
+/// client is told it was the server's fault.
+pub(crate) const BROKEN: Error = Error::Internal;
 
 /// The slab engine of one memory server.
 pub struct Engine<'a, P: Platform> {
@@ -145,6 +197,11 @@ pub struct Engine<'a, P: Platform> {
     free_slab_head: u32,
     free_slabs: u32,
     track_blocks_free: u32,
+    /// Frames taken out of use because their release failed.
+    quarantined_frames: u32,
+    /// Platform failures so far, and the latest (a `Cell`: reads fail in `&self` paths).
+    faults: Cell<u64>,
+    last_fault: Cell<Option<Fault>>,
     /// Global operation sequence number (STORE_USER timestamps), starts at 1.
     seq: u64,
 }
@@ -171,6 +228,9 @@ impl<'a, P: Platform> Engine<'a, P> {
             free_slab_head: NIL,
             free_slabs: 0,
             track_blocks_free: 0,
+            quarantined_frames: 0,
+            faults: Cell::new(0),
+            last_fault: Cell::new(None),
             seq: 1,
         };
         for f in e.st.frames.iter_mut() {
@@ -204,6 +264,23 @@ impl<'a, P: Platform> Engine<'a, P> {
     /// The platform hooks, mutably (tests use it to scribble on object memory).
     pub fn platform_mut(&mut self) -> &mut P {
         &mut self.platform
+    }
+
+    /// Platform failures recorded so far (see [`Platform`]); the dispatch logs each.
+    pub fn faults(&self) -> u64 {
+        self.faults.get()
+    }
+
+    /// The latest platform failure, if any.
+    pub fn last_fault(&self) -> Option<Fault> {
+        self.last_fault.get()
+    }
+
+    /// Record that a platform hook failed; returns the error the operation reports.
+    pub(crate) fn hook_failed(&self, hook: Hook, client: ClientId, error: Error) -> Error {
+        self.faults.set(self.faults.get().saturating_add(1));
+        self.last_fault.set(Some(Fault { hook, client, error }));
+        Error::Internal
     }
 
     /// The configuration the engine was built with.

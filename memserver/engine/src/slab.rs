@@ -183,18 +183,35 @@ impl<P: Platform> Engine<'_, P> {
             self.track_take(track_block, u32::from(objs))?;
         }
         self.slab_relist(gi, s)?;
-        // Fresh debug state: every object free (poisoned) with inactive red zones.
+        // Fresh debug state: every object free (poisoned) with inactive red zones. A platform
+        // failure gives the slab back: nothing changed.
+        if let Err(e) = self.slab_debug_init(client, gi, s, u32::from(objs), flags, has_ctor) {
+            self.slab_destroy(gi, s)?;
+            return Err(e);
+        }
+        Ok(s)
+    }
+
+    fn slab_debug_init(
+        &mut self,
+        client: ClientId,
+        gi: u32,
+        s: u32,
+        objs: u32,
+        flags: u32,
+        has_ctor: bool,
+    ) -> Result<(), Error> {
         if flags & SLAB_POISON != 0 && !has_ctor {
-            for idx in 0..u32::from(objs) {
+            for idx in 0..objs {
                 self.poison_object(client, gi, s, idx)?;
             }
         }
         if flags & SLAB_RED_ZONE != 0 {
-            for idx in 0..u32::from(objs) {
+            for idx in 0..objs {
                 self.red_zone_fill(client, gi, s, idx, protocol::flags::RED_INACTIVE)?;
             }
         }
-        Ok(s)
+        Ok(())
     }
 
     /// Give slab `s` of cache `gi` back to the pool: pages released, track block and

@@ -94,7 +94,11 @@ impl<P: Platform> Engine<'_, P> {
 
     /// The global frame pool.
     pub fn pool_stats(&self) -> PoolStats {
-        PoolStats { total_frames: self.config.pool_frames, free_frames: self.free_frames }
+        PoolStats {
+            total_frames: self.config.pool_frames,
+            free_frames: self.free_frames,
+            quarantined_frames: self.quarantined_frames,
+        }
     }
 
     /// One client's accounting.

@@ -82,6 +82,8 @@ pub(crate) const FRAME_FREE: u8 = 0;
 pub(crate) const FRAME_SLAB: u8 = 1;
 pub(crate) const FRAME_LARGE_HEAD: u8 = 2;
 pub(crate) const FRAME_LARGE_TAIL: u8 = 3;
+/// Its platform release failed: out of use for good (see `Platform`).
+pub(crate) const FRAME_QUARANTINED: u8 = 4;
 
 /// One pool frame, Linux `struct page` style: who holds it and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,14 +10,16 @@ use memserver_dispatch::{ClientSpec, ControlAccess, MagazineSizes, Server, Serve
 use memserver_engine::{Engine, EngineConfig, EngineStorage, Platform};
 use memserver_system::System;
 use protocol::control::ControlMemory;
-use protocol::{ClientId, Error, PROTOCOL_VERSION, Reply, Request};
+use protocol::{ClientId, Error, PAGE_SIZE, PROTOCOL_VERSION, Reply, Request};
 
-use crate::memory::Windows;
+use crate::memory::{PrivateFrames, Windows};
 use crate::service::{Admission, Refusal, Service};
 
 /// The client memory of the host, as the engine and the dispatch see it.
 pub struct HostPlatform {
     windows: Windows,
+    /// The engine's private frames (server memory, never shared).
+    private: PrivateFrames,
     /// The client whose control region [`ControlAccess::control`] handed out last; the
     /// platform itself is that region's [`ControlMemory`].
     control_client: ClientId,
@@ -37,29 +39,39 @@ impl ControlMemory for HostPlatform {
     }
 }
 
+/// Every failure of a window access is the server's fault (the engine computed an offset
+/// outside the client's window, or the client's memory is gone): `Internal`.
+fn internal(done: bool) -> Result<(), Error> {
+    if done { Ok(()) } else { Err(Error::Internal) }
+}
+
 impl Platform for HostPlatform {
     fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
-        self.windows.map(client, u64::from(first_page), frames).map_err(|_| Error::OutOfMemory)
+        self.windows.map(client, u64::from(first_page), frames).map_err(|_| Error::Internal)
     }
 
-    fn release(&mut self, client: ClientId, first_page: u32, count: u32) {
-        if let Err(e) = self.windows.release(client, u64::from(first_page), u64::from(count)) {
-            eprintln!("memserver: releasing pages of client {client}: {e}");
-        }
+    fn release(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
+        self.windows.release(client, u64::from(first_page), frames.len() as u64).map_err(|_| Error::Internal)
     }
 
-    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) {
-        if !self.windows.read(client, offset, buf) {
-            buf.fill(0);
-        }
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        internal(self.windows.read(client, offset, buf))
     }
 
-    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) {
-        self.windows.write(client, offset, data);
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error> {
+        internal(self.windows.write(client, offset, data))
     }
 
-    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) {
-        self.windows.fill(client, offset, len as u64, byte);
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error> {
+        internal(self.windows.fill(client, offset, len as u64, byte))
+    }
+
+    fn private_frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error> {
+        self.private.frame(frame).map_err(|_| Error::Internal)
+    }
+
+    fn private_release(&mut self, frame: u32) -> Result<(), Error> {
+        self.private.release(frame).map_err(|_| Error::Internal)
     }
 }
 
@@ -87,7 +99,8 @@ impl HostService {
         let mut config = EngineConfig::new(system.server.pool_pages, max_clients, max_window);
         config.max_caches_per_client = system.server.max_caches_per_client.max(14);
         let storage = leak_storage(&config)?;
-        let platform = HostPlatform { windows: Windows::new(), control_client: 0 };
+        let private = PrivateFrames::new(config.pool_frames).map_err(|e| format!("server-private frames: {e}"))?;
+        let platform = HostPlatform { windows: Windows::new(), private, control_client: 0 };
         let engine = Engine::new(config, storage, platform).map_err(|e| format!("engine configuration: {e}"))?;
         let sessions: &'static mut [Session] =
             Box::leak(vec![Session::VACANT; usize::from(max_clients)].into_boxed_slice());
