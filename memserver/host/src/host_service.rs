@@ -6,7 +6,7 @@
 //! once to find the client task by name; the dispatch then answers that same `Hello` after the
 //! runner has created the client's memory.
 
-use memserver_dispatch::{ClientSpec, ControlAccess, MagazineSizes, Server, ServerConfig, Session};
+use memserver_dispatch::{ClientSpec, ControlAccess, InternalError, MagazineSizes, Server, ServerConfig, Session};
 use memserver_engine::{Engine, EngineConfig, EngineStorage, Platform};
 use memserver_system::System;
 use protocol::control::ControlMemory;
@@ -23,6 +23,46 @@ pub struct HostPlatform {
     /// The client whose control region [`ControlAccess::control`] handed out last; the
     /// platform itself is that region's [`ControlMemory`].
     control_client: ClientId,
+    /// Rate limit of the internal-error log.
+    internal_log: InternalLog,
+}
+
+/// Internal-error lines printed per second at most; the rest are counted and summed up in one
+/// line when the next second begins, so a storm of them cannot flood stderr.
+const INTERNAL_LINES_PER_SECOND: u32 = 5;
+
+/// The rate limit of the internal-error log.
+#[derive(Default)]
+struct InternalLog {
+    second: Option<std::time::Instant>,
+    printed: u32,
+    suppressed: u64,
+}
+
+impl InternalLog {
+    fn log(&mut self, e: &InternalError) {
+        let now = std::time::Instant::now();
+        if self.second.is_none_or(|s| now.duration_since(s).as_secs() >= 1) {
+            if self.suppressed > 0 {
+                eprintln!("memserver: {} more internal errors not shown", self.suppressed);
+            }
+            *self = InternalLog { second: Some(now), printed: 0, suppressed: 0 };
+        }
+        if self.printed >= INTERNAL_LINES_PER_SECOND {
+            self.suppressed = self.suppressed.saturating_add(1);
+            return;
+        }
+        self.printed += 1;
+        let request = e.request.map_or("disconnect".to_string(), |tag| format!("request tag {tag}"));
+        let outcome = if e.failed { "failed with Internal" } else { "completed" };
+        match e.fault {
+            Some(f) => eprintln!(
+                "memserver: internal error: client {} {request} {outcome}; platform {:?} failed ({}), {} fault(s)",
+                e.client, f.hook, f.error, e.count
+            ),
+            None => eprintln!("memserver: internal error: client {} {request} {outcome} (engine metadata)", e.client),
+        }
+    }
 }
 
 impl ControlMemory for HostPlatform {
@@ -81,6 +121,10 @@ impl ControlAccess for HostPlatform {
         self.control_client = client;
         Some(self)
     }
+
+    fn internal_error(&mut self, error: &InternalError) {
+        self.internal_log.log(error);
+    }
 }
 
 /// The protocol service of the `memserver` process.
@@ -100,7 +144,8 @@ impl HostService {
         config.max_caches_per_client = system.server.max_caches_per_client.max(14);
         let storage = leak_storage(&config)?;
         let private = PrivateFrames::new(config.pool_frames).map_err(|e| format!("server-private frames: {e}"))?;
-        let platform = HostPlatform { windows: Windows::new(), private, control_client: 0 };
+        let platform =
+            HostPlatform { windows: Windows::new(), private, control_client: 0, internal_log: InternalLog::default() };
         let engine = Engine::new(config, storage, platform).map_err(|e| format!("engine configuration: {e}"))?;
         let sessions: &'static mut [Session] =
             Box::leak(vec![Session::VACANT; usize::from(max_clients)].into_boxed_slice());

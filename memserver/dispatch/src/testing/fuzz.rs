@@ -4,6 +4,8 @@
 //! clients, checking after every step:
 //!
 //! * nothing panics and every reply decodes;
+//! * no request meets an internal error (`Error::Internal` or a platform fault): nothing a
+//!   client does is the server's fault;
 //! * `check_invariants()` holds and the pool's frames add up (free + every client's = total),
 //!   every client within its quota;
 //! * an exact model of what each client holds: no object is handed out twice, and the server
@@ -399,6 +401,9 @@ impl FuzzHarness<'_> {
         if let Err(v) = engine.check_invariants() {
             panic!("invariant violated: {v:?}");
         }
+        // Nothing a client does is the server's fault.
+        let internal = &engine.platform().internal_errors;
+        assert!(internal.is_empty(), "internal errors: {internal:?}");
         let pool = engine.pool_stats();
         let mut used = 0;
         for c in 1..=ClientId::from(CLIENTS) {

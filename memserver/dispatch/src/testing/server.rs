@@ -11,7 +11,7 @@ use protocol::control::ControlMemory;
 use protocol::{ClientId, Error, PAGE_SIZE};
 
 use super::VecPlatform;
-use crate::ControlAccess;
+use crate::{ControlAccess, InternalError};
 use memserver_engine::Platform;
 
 /// Windows in `Vec`s (through [`VecPlatform`]) and control regions in `Vec`s.
@@ -21,6 +21,8 @@ pub struct ServerPlatform {
     pub windows: VecPlatform,
     /// Control region bytes of each client.
     pub controls: BTreeMap<ClientId, ControlBytes>,
+    /// Every internal error the dispatch logged.
+    pub internal_errors: Vec<InternalError>,
 }
 
 /// A control region in a `Vec` (a sized [`ControlMemory`]).
@@ -85,5 +87,9 @@ impl Platform for ServerPlatform {
 impl ControlAccess for ServerPlatform {
     fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory> {
         self.controls.get_mut(&client).map(|v| v as &mut dyn ControlMemory)
+    }
+
+    fn internal_error(&mut self, error: &InternalError) {
+        self.internal_errors.push(*error);
     }
 }

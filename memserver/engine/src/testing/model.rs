@@ -480,6 +480,7 @@ impl<'a> Harness<'a> {
         if let Err(v) = self.engine.check_invariants() {
             panic!("invariant violated: {v:?}");
         }
+        assert_eq!(self.engine.faults(), 0, "a platform hook failed: {:?}", self.engine.last_fault());
         let mut used = 0;
         for (c, m) in self.clients.iter().enumerate() {
             for mc in &m.caches {
