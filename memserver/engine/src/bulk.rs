@@ -59,7 +59,9 @@ impl<P: Platform> Engine<'_, P> {
     /// Free all `handles` or none. Corresponds to `kmem_cache_free_bulk()`, but validating
     /// first: every handle must be an allocated object of this cache held by this client, no
     /// handle may appear twice (the second is a `DoubleFree`), red zones must be intact. On
-    /// the first bad handle, `Err((index, error))` and nothing is freed.
+    /// the first bad handle, `Err((index, error))` and nothing is freed. A platform failure
+    /// writing object memory frees nothing either; one reaching a STORE_USER record (never
+    /// expected: the record frames are the server's own) frees the handles before `index`.
     pub fn cache_free_bulk(
         &mut self,
         client: ClientId,

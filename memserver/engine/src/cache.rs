@@ -157,7 +157,14 @@ impl<P: Platform> Engine<'_, P> {
             self.debug_bytes_restore(client, gi, s, idx, false);
             return Err(e);
         }
-        // Commit.
+        let seq = self.next_seq();
+        if flags & SLAB_STORE_USER != 0
+            && let Err(e) = self.track_stamp(s, idx, true, client, seq)
+        {
+            self.debug_bytes_restore(client, gi, s, idx, false);
+            return Err(e);
+        }
+        // Commit (metadata only: nothing here calls the platform).
         self.slab_set_obj(s, idx, true)?;
         let d = self.slab_mut(s)?;
         let fresh = idx >= u32::from(d.constructed);
@@ -167,12 +174,6 @@ impl<P: Platform> Engine<'_, P> {
         self.slab_relist(gi, s)?;
         let c = self.cache_mut(gi)?;
         c.active_objs = c.active_objs.saturating_add(1);
-        let seq = self.next_seq();
-        if flags & SLAB_STORE_USER != 0 {
-            let t = self.track_mut(s, idx)?;
-            t.alloc_client = client;
-            t.alloc_seq = seq;
-        }
         if flags & SLAB_CONSISTENCY_CHECKS != 0 {
             self.check_slab(gi, s).map_err(|_| BROKEN)?;
         }
@@ -228,19 +229,18 @@ impl<P: Platform> Engine<'_, P> {
         prepared
     }
 
-    /// Free a validated, prepared object in the metadata (no platform call).
+    /// Free a validated, prepared object: its STORE_USER record (a failure there changes
+    /// nothing), then the metadata.
     pub(crate) fn free_commit(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
+        let flags = self.cache(gi)?.flags;
+        let seq = self.next_seq();
+        if flags & SLAB_STORE_USER != 0 {
+            self.track_stamp(s, idx, false, client, seq)?;
+        }
         self.slab_set_obj(s, idx, false)?;
         self.slab_relist(gi, s)?;
         let c = self.cache_mut(gi)?;
         c.active_objs = c.active_objs.saturating_sub(1);
-        let flags = c.flags;
-        let seq = self.next_seq();
-        if flags & SLAB_STORE_USER != 0 {
-            let t = self.track_mut(s, idx)?;
-            t.free_client = client;
-            t.free_seq = seq;
-        }
         if flags & SLAB_CONSISTENCY_CHECKS != 0 {
             self.check_slab(gi, s).map_err(|_| BROKEN)?;
         }

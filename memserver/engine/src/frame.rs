@@ -3,7 +3,9 @@
 use protocol::Error;
 
 use super::storage::{FRAME_FREE, FRAME_QUARANTINED, FrameDesc, NIL, PAGE_NONE};
-use super::{BROKEN, Engine, Hook, Platform};
+use protocol::ClientId;
+
+use super::{BROKEN, Engine, Hook, Platform, ShortageKind};
 
 /// Frames handed to one `Platform::map` or `Platform::release` call at most.
 pub(crate) const CHUNK: usize = 64;
@@ -95,24 +97,37 @@ impl<P: Platform> Engine<'_, P> {
         Ok(frames)
     }
 
-    /// Check that `client` may take `pages` more frames and that the pool has them.
-    pub(crate) fn frames_available(&self, client: protocol::ClientId, pages: u32) -> Result<(), Error> {
+    /// Check that `client`'s quota covers `pages` more window pages and `private` more private
+    /// frames (its STORE_USER records): `QuotaExceeded` otherwise, the shortage recorded as the
+    /// quota's or, when the pages alone would fit, the tracking budget's.
+    pub(crate) fn quota_check(&mut self, client: ClientId, pages: u32, private: u32) -> Result<(), Error> {
         let c = self.client(client)?;
-        match c.frames_used.checked_add(pages) {
-            Some(n) if n <= c.quota_frames => {}
-            _ => return Err(Error::QuotaExceeded),
+        let (used, quota) = (u64::from(c.frames_used), u64::from(c.quota_frames));
+        let over = |n: u32| (used + u64::from(n)).saturating_sub(quota);
+        if over(pages) > 0 {
+            return Err(self.short(client, ShortageKind::Quota, over(pages)));
         }
-        if self.free_frames < pages {
-            return Err(Error::OutOfMemory);
+        let all = pages.saturating_add(private);
+        if over(all) > 0 {
+            return Err(self.short(client, ShortageKind::Tracking, over(all)));
         }
         Ok(())
+    }
+
+    /// Check that the pool has `frames` free frames: `OutOfMemory` otherwise, the shortage
+    /// recorded as the pool's.
+    pub(crate) fn pool_check(&mut self, client: ClientId, frames: u32) -> Result<(), Error> {
+        match frames.checked_sub(self.free_frames) {
+            Some(missing) if missing > 0 => Err(self.short(client, ShortageKind::Pool, u64::from(missing))),
+            _ => Ok(()),
+        }
     }
 
     /// Take `count` frames and back window pages `[first, first + count)` of `client` with
     /// them: page map, frame descriptors (`kind`, `link` from `kind_of(i)`), occupancy bits,
     /// the client's count, then `Platform::map` in chunks. On a map failure everything is
     /// undone (the chunks already mapped are released, see [`Self::pages_release`]) and the
-    /// map's error returned. The caller checked [`Self::frames_available`].
+    /// map's error returned. The caller checked quota and pool.
     pub(crate) fn pages_take(
         &mut self,
         client: protocol::ClientId,

@@ -167,21 +167,6 @@ fn object_owner_without_store_user_not_supported() {
 }
 
 #[test]
-fn store_user_track_table_exhaustion_is_out_of_memory() {
-    let mut config = memserver_engine::EngineConfig::new(64, 1, 64);
-    config.track_entries = 128; // two blocks
-    let mut e = engine_config(config, &[(64, 64)]);
-    let id = e.cache_create(0, "u", 64, 0, SLAB_STORE_USER, false).unwrap(); // 64 per slab
-    for _ in 0..128 {
-        e.cache_alloc(0, id).unwrap();
-    }
-    let before = snapshot(&e);
-    assert_eq!(e.cache_alloc(0, id), Err(Error::OutOfMemory));
-    assert_eq!(snapshot(&e), before);
-    e.check_invariants().unwrap();
-}
-
-#[test]
 fn consistency_checks_run_on_every_operation() {
     let mut e = engine();
     let flags = SLAB_CONSISTENCY_CHECKS | SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER;

@@ -182,7 +182,7 @@ impl HostService {
 
 /// Allocates every engine table for `config`, for the life of the process.
 fn leak_storage(config: &EngineConfig) -> Result<EngineStorage<'static>, String> {
-    use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc, TrackPair};
+    use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc};
     let s = EngineStorage::required(config).ok_or("engine tables overflow the address space")?;
     fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
         Box::leak(vec![value; len].into_boxed_slice())
@@ -195,8 +195,6 @@ fn leak_storage(config: &EngineConfig) -> Result<EngineStorage<'static>, String>
         caches: leak(CacheDesc::EMPTY, s.caches),
         page_map: leak(0u32, s.page_map),
         window_bits: leak(0u64, s.window_bits),
-        tracks: leak(TrackPair::EMPTY, s.tracks),
-        track_used: leak(0u64, s.track_used),
     })
 }
 

@@ -421,7 +421,7 @@ impl FuzzHarness<'_> {
                 assert!(first[..n].iter().chain(&last).all(|&b| b == want), "client {c}: object {h:#x} changed");
             }
         }
-        assert_eq!(used + pool.free_frames, pool.total_frames, "frames unaccounted for");
+        assert_eq!(used + pool.free_frames + pool.quarantined_frames, pool.total_frames, "frames unaccounted for");
     }
 }
 

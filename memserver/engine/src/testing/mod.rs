@@ -13,7 +13,7 @@ use std::vec::Vec;
 
 use protocol::{ClientId, Error, PAGE_SIZE};
 
-use crate::{CacheDesc, ClientDesc, Engine, EngineConfig, EngineStorage, FrameDesc, Platform, SlabDesc, TrackPair};
+use crate::{CacheDesc, ClientDesc, Engine, EngineConfig, EngineStorage, FrameDesc, Platform, SlabDesc};
 
 /// An injected hook failure: the call after `after` more successful ones fails with `error`
 /// (once; the knob then clears).
@@ -208,8 +208,6 @@ pub struct OwnedStorage {
     caches: Vec<CacheDesc>,
     page_map: Vec<u32>,
     window_bits: Vec<u64>,
-    tracks: Vec<TrackPair>,
-    track_used: Vec<u64>,
 }
 
 impl OwnedStorage {
@@ -224,8 +222,6 @@ impl OwnedStorage {
             caches: vec![CacheDesc::EMPTY; s.caches],
             page_map: vec![0; s.page_map],
             window_bits: vec![0; s.window_bits],
-            tracks: vec![TrackPair::EMPTY; s.tracks],
-            track_used: vec![0; s.track_used],
         }
     }
 
@@ -239,8 +235,6 @@ impl OwnedStorage {
             caches: &mut self.caches,
             page_map: &mut self.page_map,
             window_bits: &mut self.window_bits,
-            tracks: &mut self.tracks,
-            track_used: &mut self.track_used,
         }
     }
 
