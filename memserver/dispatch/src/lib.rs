@@ -8,7 +8,9 @@
 //! hands typed, already-checked values to the handlers, which call the engine ([`Engine`]). Beside the
 //! engine it keeps per-client [`Session`]s: the handshake, introspection rights, counters, and
 //! for every magazine-enabled cache a control-region slot and a depot of full magazines
-//! ([`magazine`]). Nothing a client sends or writes into its control region can panic it.
+//! ([`magazine`]). An allocation that finds no memory goes to the memory-pressure policy
+//! ([`pressure`]), which reclaims from the client itself for its own shortage and from others
+//! only under real pool pressure. Nothing a client sends or writes into its control region can panic it.
 //! The server's own failures (`Error::Internal`, and platform faults the engine survived) are
 //! counted and handed to the runner's log ([`ControlAccess::internal_error`]); a client's bad
 //! input is always its own error code.
@@ -27,6 +29,7 @@ pub mod testing;
 mod handlers;
 mod introspect;
 pub mod magazine;
+pub mod pressure;
 mod session;
 
 use protocol::control::ControlMemory;
@@ -35,6 +38,7 @@ use protocol::{ClientId, Error, Reply, Request};
 
 pub use magazine::MagazineSizes;
 use memserver_engine::{Engine, Fault, Platform};
+pub use pressure::{FairReclaim, PressurePolicy, Reclaim};
 pub use session::{DEPOT_MAGAZINES, MAX_SLOTS, Phase, Session};
 
 /// What the dispatch layer needs from a platform beyond the engine's [`Platform`]: access to
@@ -55,7 +59,8 @@ pub trait ControlAccess {
 pub struct InternalError {
     /// The client being served.
     pub client: ClientId,
-    /// The request's wire tag (`docs/protocol.md` request index), `None` for a disconnect.
+    /// The request's wire tag (`docs/protocol.md` request index); `None` when no request of
+    /// this client was being served (its disconnect, or memory pressure reclaiming from it).
     pub request: Option<u8>,
     /// Whether the request failed with [`Error::Internal`]; `false`: it completed, but a
     /// platform hook failed on the way (a frame whose release failed was quarantined).
@@ -105,6 +110,8 @@ pub struct Server<'a, P: Platform + ControlAccess> {
     internal_errors: u64,
     /// The engine's fault count already accounted for.
     faults_seen: u64,
+    /// The memory-pressure policy.
+    pub(crate) pressure: pressure::Pressure<'a>,
 }
 
 impl<'a, P: Platform + ControlAccess> Server<'a, P> {
@@ -116,7 +123,7 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         }
         sessions.fill(Session::VACANT);
         let faults_seen = engine.faults();
-        Ok(Server { engine, sessions, config, internal_errors: 0, faults_seen })
+        Ok(Server { engine, sessions, config, internal_errors: 0, faults_seen, pressure: pressure::Pressure::DEFAULT })
     }
 
     /// The engine (statistics, tests, the invariant checker).
@@ -177,7 +184,7 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
 
     /// Counts and logs the internal errors of one request (`failed`: it was answered with
     /// `Error::Internal`), including the platform faults the engine recorded meanwhile.
-    fn account_internal(&mut self, client: ClientId, request: Option<u8>, failed: bool) {
+    pub(crate) fn account_internal(&mut self, client: ClientId, request: Option<u8>, failed: bool) {
         let faults = self.engine.faults();
         let new = faults.saturating_sub(self.faults_seen);
         self.faults_seen = faults;

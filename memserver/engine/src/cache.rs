@@ -75,6 +75,7 @@ impl<P: Platform> Engine<'_, P> {
             live: true,
             is_kmalloc,
             has_ctor,
+            no_reap: super::reclaim::forbids_reaping(flags),
             generation: c.generation,
             name,
             size,
@@ -330,14 +331,6 @@ impl<P: Platform> Engine<'_, P> {
     /// Release every empty slab of a cache. Corresponds to `kmem_cache_shrink()`; returns
     /// the pages that went back to the pool.
     pub fn cache_shrink(&mut self, client: ClientId, cache: CacheId) -> Result<u32, Error> {
-        let gi = self.cache_lookup(client, cache)?;
-        let mut pages = 0u32;
-        loop {
-            let head = self.cache(gi)?.heads.get(usize::from(LIST_EMPTY)).copied().unwrap_or(NIL);
-            if head == NIL {
-                return Ok(pages);
-            }
-            pages = pages.saturating_add(self.slab_destroy(gi, head)?);
-        }
+        Ok(self.cache_shrink_some(client, cache, super::reclaim::Released::ALL)?.pages)
     }
 }

@@ -20,8 +20,9 @@
 //! Files: [`storage`] (config and caller-provided tables), `frame` (pool free stack),
 //! `window` (per-client page maps), [`layout`] (alignment, stride, slab order), `slab`
 //! (descriptors, bitmaps, lists), `cache` (create/alloc/free/destroy/shrink), `bulk`
-//! (magazine refill/drain), `debug` (poison, red zones, owner tracks), `kmalloc`, `client`
-//! (attach, reclaim), `stats` (info and slabinfo), `invariants` (the checker).
+//! (magazine refill/drain), `debug` (poison, red zones, owner records), `kmalloc`, `client`
+//! (attach, reclaim), `reclaim` (bounded shrink and reapable caches for the dispatch's
+//! pressure policy), `stats` (info and slabinfo), `invariants` (the checker).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -42,6 +43,7 @@ mod frame;
 mod invariants;
 mod kmalloc;
 pub mod layout;
+mod reclaim;
 mod slab;
 mod stats;
 pub mod storage;
@@ -53,6 +55,7 @@ use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle, PAGE_SIZE};
 
 pub use debug::InvariantViolation;
 pub use kmalloc::{KMALLOC_MAX, KMALLOC_SIZES};
+pub use reclaim::{NO_REAP_FLAGS, Released};
 pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes};
 use storage::{NIL, PAGE_NONE};
 

@@ -205,6 +205,8 @@ pub struct CacheDesc {
     pub(crate) live: bool,
     pub(crate) is_kmalloc: bool,
     pub(crate) has_ctor: bool,
+    /// Memory pressure must not reap it (see `reclaim::NO_REAP_FLAGS`).
+    pub(crate) no_reap: bool,
     /// Bumped whenever the slot is freed, so stale `CacheId`s are rejected.
     pub(crate) generation: u16,
     pub(crate) name: String<CACHE_NAME_MAX>,
@@ -228,6 +230,7 @@ impl CacheDesc {
         live: false,
         is_kmalloc: false,
         has_ctor: false,
+        no_reap: false,
         generation: 1,
         name: String::new(),
         size: 0,

@@ -53,7 +53,8 @@ impl InternalLog {
             return;
         }
         self.printed += 1;
-        let request = e.request.map_or("disconnect".to_string(), |tag| format!("request tag {tag}"));
+        let request =
+            e.request.map_or("(no request: disconnect or reclaim)".to_string(), |tag| format!("request tag {tag}"));
         let outcome = if e.failed { "failed with Internal" } else { "completed" };
         match e.fault {
             Some(f) => eprintln!(

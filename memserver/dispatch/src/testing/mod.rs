@@ -1,6 +1,7 @@
 //! Test support for the dispatch (feature `testing`, uses std): [`ServerPlatform`], an
-//! in-memory platform with control regions, and the bodies of the fuzz targets over the one
-//! `Arbitrary` op enum ([`ops`]). The engine's own test support is re-exported.
+//! in-memory platform with control regions, the bodies of the fuzz targets over the one
+//! `Arbitrary` op enum ([`ops`]), and a server ready for a test ([`setup`]). The engine's own
+//! test support is re-exported.
 
 #![allow(clippy::expect_used, clippy::indexing_slicing)]
 
@@ -8,6 +9,7 @@ mod server;
 
 pub mod fuzz;
 pub mod ops;
+pub mod setup;
 
 pub use memserver_engine::testing::{OwnedStorage, VecPlatform, state_digest};
 pub use server::ServerPlatform;

@@ -1,0 +1,96 @@
+//! What the dispatch's memory-pressure policy reclaims with: a bounded shrink, the caches that
+//! may be reaped, and the caches of a client by slot (no list to collect, however many).
+
+use protocol::{CacheId, ClientId, Error};
+
+use super::storage::{LIST_EMPTY, NIL};
+use super::{Engine, Platform};
+
+/// Cache flags that forbid reaping under memory pressure. None exist yet; `SLAB_NO_REAP` and
+/// `SLAB_TYPESAFE_BY_RCU` join here when the protocol has them (an explicit `Shrink` still
+/// works on such a cache, as `kmem_cache_shrink()` does).
+pub const NO_REAP_FLAGS: u32 = 0;
+
+/// Whether cache flags `flags` forbid reaping.
+// NO_REAP_FLAGS is empty until the protocol has those flags.
+#[allow(clippy::bad_bit_mask)]
+pub(crate) const fn forbids_reaping(flags: u32) -> bool {
+    flags & NO_REAP_FLAGS != 0
+}
+
+/// Memory given back: pool pages and slab descriptors (one per slab).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    pub pages: u32,
+    pub slabs: u32,
+}
+
+impl Released {
+    /// Nothing.
+    pub const NONE: Released = Released { pages: 0, slabs: 0 };
+    /// As much as there is.
+    pub const ALL: Released = Released { pages: u32::MAX, slabs: u32::MAX };
+
+    /// Whether `self` is at least `want` in both counts.
+    pub const fn covers(&self, want: &Released) -> bool {
+        self.pages >= want.pages && self.slabs >= want.slabs
+    }
+
+    /// What is still missing of `want` after `self`.
+    pub const fn short_of(&self, want: &Released) -> Released {
+        Released { pages: want.pages.saturating_sub(self.pages), slabs: want.slabs.saturating_sub(self.slabs) }
+    }
+
+    /// Both amounts together.
+    pub const fn plus(&self, other: &Released) -> Released {
+        Released { pages: self.pages.saturating_add(other.pages), slabs: self.slabs.saturating_add(other.slabs) }
+    }
+}
+
+impl<P: Platform> Engine<'_, P> {
+    /// Cache slots per client (the bound of [`Self::cache_in_slot`]).
+    pub fn cache_slots(&self) -> u16 {
+        self.config.max_caches_per_client
+    }
+
+    /// The live cache in slot `slot` of `client`, if any.
+    pub fn cache_in_slot(&self, client: ClientId, slot: u16) -> Option<CacheId> {
+        if self.client(client).is_err() || slot >= self.config.max_caches_per_client {
+            return None;
+        }
+        let gi = self.cache_slot(client, slot);
+        match self.cache(gi) {
+            Ok(c) if c.live => self.cache_id(gi).ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether memory pressure may reap `cache` (its depot flushed, its empty slabs released).
+    pub fn cache_reapable(&self, client: ClientId, cache: CacheId) -> Result<bool, Error> {
+        Ok(!self.cache(self.cache_lookup(client, cache)?)?.no_reap)
+    }
+
+    /// Forbid (or allow again) reaping `cache` under memory pressure: the hook `SLAB_NO_REAP`
+    /// and `SLAB_TYPESAFE_BY_RCU` caches will use.
+    pub fn cache_set_no_reap(&mut self, client: ClientId, cache: CacheId, no_reap: bool) -> Result<(), Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        self.cache_mut(gi)?.no_reap = no_reap;
+        Ok(())
+    }
+
+    /// Release empty slabs of `cache` until `want` is covered or none is left. A bounded
+    /// `kmem_cache_shrink()`: memory pressure takes only what it needs.
+    pub fn cache_shrink_some(&mut self, client: ClientId, cache: CacheId, want: Released) -> Result<Released, Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        let mut got = Released::NONE;
+        while !got.covers(&want) {
+            let head = self.cache(gi)?.heads.get(usize::from(LIST_EMPTY)).copied().unwrap_or(NIL);
+            if head == NIL {
+                break;
+            }
+            let pages = self.slab_destroy(gi, head)?;
+            got = got.plus(&Released { pages, slabs: 1 });
+        }
+        Ok(got)
+    }
+}
