@@ -64,10 +64,11 @@ impl<P: Platform> Engine<'_, P> {
             if c.live && c.name.as_str() == name {
                 return Err(Error::NameTaken);
             }
-            if !c.live && free_slot.is_none() {
+            if !c.live && !c.retired && free_slot.is_none() {
                 free_slot = Some(slot);
             }
         }
+        // No slot left (live or retired): a limit of the client's own, not memory pressure.
         let gi = self.cache_slot(client, free_slot.ok_or(Error::OutOfMemory)?);
         let name = heapless::String::try_from(name).map_err(|_| Error::InvalidArgument)?;
         let c = self.cache_mut(gi)?;
@@ -305,7 +306,8 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Every slab of cache `gi` back to the pool (objects or not) and the slot freed, with a
-    /// new generation so old ids are stale. Returns nothing; pages are counted by the caller.
+    /// new generation so old ids are stale (or retired after its last one). Returns nothing;
+    /// pages are counted by the caller.
     pub(crate) fn cache_release(&mut self, gi: u32) -> Result<(), Error> {
         let client = self.cache_client(gi);
         for list in 0..3 {
@@ -317,12 +319,14 @@ impl<P: Platform> Engine<'_, P> {
                 self.slab_destroy(gi, head)?;
             }
         }
+        let last = self.cache_generation_max();
         let c = self.cache_mut(gi)?;
-        let generation = match c.generation.wrapping_add(1) {
-            0 => 1,
-            g => g,
+        // A slot that used its last generation retires: its ids can never come back to life.
+        let (generation, retired) = match c.generation {
+            g if g >= last => (g, true),
+            g => (g + 1, false),
         };
-        *c = CacheDesc { generation, ..CacheDesc::EMPTY };
+        *c = CacheDesc { generation, retired, ..CacheDesc::EMPTY };
         let cl = self.client_mut(client)?;
         cl.caches = cl.caches.saturating_sub(1);
         Ok(())

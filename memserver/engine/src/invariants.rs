@@ -161,6 +161,9 @@ impl<P: Platform> Engine<'_, P> {
         for slot in 0..self.config.max_caches_per_client {
             let gi = self.cache_slot(client, slot);
             let c = self.cache(gi).map_err(|_| violation("cache table short", client, slot))?;
+            if c.generation == 0 || c.generation > self.cache_generation_max() || (c.retired && c.live) {
+                return Err(violation("cache slot generation", gi, c.generation));
+            }
             if !c.live {
                 if c.heads.iter().any(|&h| h != NIL) || c.counts.iter().any(|&n| n != 0) {
                     return Err(violation("dead cache holds slabs", client, slot));

@@ -250,6 +250,8 @@ pub struct ClientStats {
     pub quota_frames: u32,
     pub window_pages: u32,
     pub caches: u16,
+    /// Cache slots that used their last generation (never used again).
+    pub retired_cache_slots: u16,
 }
 
 /// The error for engine metadata that contradicts itself: never expected (the invariant
@@ -412,11 +414,26 @@ impl<'a, P: Platform> Engine<'a, P> {
         u32::from(client) * u32::from(self.config.max_caches_per_client) + u32::from(slot)
     }
 
+    /// Bits of a `CacheId` that name the slot (just enough for `max_caches_per_client`); the
+    /// rest name the slot's generation.
+    fn cache_slot_bits(&self) -> u32 {
+        u32::BITS - u32::from(self.config.max_caches_per_client.saturating_sub(1)).leading_zeros()
+    }
+
+    /// The last generation a cache slot can have: after it the slot is retired for good, so a
+    /// `CacheId` never names a second cache. With 64 caches per client a slot lasts 2^26
+    /// create/destroy cycles, with 1,024 caches 2^22.
+    pub fn cache_generation_max(&self) -> u32 {
+        u32::MAX >> self.cache_slot_bits()
+    }
+
     /// The live cache `id` of `client` (its global slot), else `NoSuchCache`.
     pub(crate) fn cache_lookup(&self, client: ClientId, id: CacheId) -> Result<u32, Error> {
         self.client(client)?;
-        let slot = (id.0 & 0xffff) as u16;
-        let generation = (id.0 >> 16) as u16;
+        let bits = self.cache_slot_bits();
+        let slot = id.0 & !(u32::MAX << bits);
+        let generation = id.0 >> bits;
+        let slot = u16::try_from(slot).map_err(|_| Error::NoSuchCache)?;
         if slot >= self.config.max_caches_per_client {
             return Err(Error::NoSuchCache);
         }
@@ -427,11 +444,12 @@ impl<'a, P: Platform> Engine<'a, P> {
         }
     }
 
-    /// The public id of a global cache slot.
+    /// The public id of a global cache slot: its generation above its slot.
     pub(crate) fn cache_id(&self, gi: u32) -> Result<CacheId, Error> {
         let c = self.cache(gi)?;
         let slot = gi % u32::from(self.config.max_caches_per_client);
-        Ok(CacheId(u32::from(c.generation) << 16 | slot))
+        let generation = c.generation.checked_shl(self.cache_slot_bits()).ok_or(BROKEN)?;
+        Ok(CacheId(generation | slot))
     }
 
     /// The client owning global cache slot `gi`.

@@ -78,6 +78,23 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
+    /// Set the generation of `client`'s free cache slot `slot` (tests drive a slot to the end of
+    /// its generations cheaply). `InvalidArgument` for a live slot or a generation out of
+    /// `1..=cache_generation_max()`.
+    #[cfg(feature = "testing")]
+    pub fn cache_slot_set_generation(&mut self, client: ClientId, slot: u16, generation: u32) -> Result<(), Error> {
+        self.client(client)?;
+        if slot >= self.config.max_caches_per_client || generation == 0 || generation > self.cache_generation_max() {
+            return Err(Error::InvalidArgument);
+        }
+        let c = self.cache_mut(self.cache_slot(client, slot))?;
+        if c.live {
+            return Err(Error::InvalidArgument);
+        }
+        c.generation = generation;
+        Ok(())
+    }
+
     /// Release empty slabs of `cache` until `want` is covered or none is left. A bounded
     /// `kmem_cache_shrink()`: memory pressure takes only what it needs.
     pub fn cache_shrink_some(&mut self, client: ClientId, cache: CacheId, want: Released) -> Result<Released, Error> {

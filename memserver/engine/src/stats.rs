@@ -108,12 +108,16 @@ impl<P: Platform> Engine<'_, P> {
     /// One client's accounting.
     pub fn client_stats(&self, client: ClientId) -> Result<ClientStats, Error> {
         let c = self.client(client)?;
+        let retired = (0..self.config.max_caches_per_client)
+            .filter(|&slot| self.cache(self.cache_slot(client, slot)).is_ok_and(|d| d.retired))
+            .count();
         Ok(ClientStats {
             frames_used: c.frames_used,
             tracking_frames: c.tracking_frames,
             quota_frames: c.quota_frames,
             window_pages: c.window_pages,
             caches: c.caches,
+            retired_cache_slots: u16::try_from(retired).unwrap_or(u16::MAX),
         })
     }
 
