@@ -1,5 +1,7 @@
 //! Test support (feature `testing`, uses std): [`VecPlatform`], a window per client in a
-//! `Vec<u8>`, and [`OwnedStorage`], the engine's tables in `Vec`s.
+//! `Vec<u8>` that checks the engine's use of the platform hooks and can make each fail,
+//! [`OwnedStorage`], the engine's tables in `Vec`s, the one op enum of every random-program
+//! test ([`ops`]) and the model harness ([`model`]).
 
 #![allow(clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -245,6 +247,7 @@ impl OwnedStorage {
 }
 
 pub mod model;
+pub mod ops;
 
 /// Everything observable about accounting, as text: slabinfo of every client, the pool, each
 /// client's stats. Equal digests before and after a failed operation mean it changed nothing.
