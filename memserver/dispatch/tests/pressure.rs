@@ -59,6 +59,22 @@ fn depot(s: &mut TestServer, c: ClientId, name: &str) -> CacheId {
     cache
 }
 
+/// A new cache "big" of `c` with `pages` one-page objects allocated.
+fn big_cache(s: &mut TestServer, c: ClientId, pages: u32) -> CacheId {
+    let (cache, _) = create(s, c, "big", 4096);
+    for _ in 0..pages {
+        alloc(s, c, cache).unwrap();
+    }
+    cache
+}
+
+/// Client `c` has something to lose (a depot, 3 empty slabs): its digest.
+fn bystander(s: &mut TestServer, c: ClientId) -> String {
+    depot(s, c, "d");
+    empty_slabs(s, c, "e", 3);
+    client_digest(s, c)
+}
+
 fn slabs(s: &TestServer, c: ClientId, cache: CacheId) -> u32 {
     s.engine().cache_info(c, cache).unwrap().num_slabs
 }
@@ -68,13 +84,8 @@ fn a_full_window_never_touches_another_clients_depot_or_slabs() {
     // Client 1's window holds 4 pages; the pool has plenty. It used to flush every client's
     // depots and shrink every client's caches on any OutOfMemory.
     let mut s = server(64, &[(4, 32), (64, 32)]);
-    depot(&mut s, 2, "d");
-    empty_slabs(&mut s, 2, "e", 3);
-    let other = client_digest(&s, 2);
-    let (cache, _) = create(&mut s, 1, "big", 4096);
-    for _ in 0..4 {
-        alloc(&mut s, 1, cache).unwrap();
-    }
+    let other = bystander(&mut s, 2);
+    let cache = big_cache(&mut s, 1, 4);
     assert_eq!(alloc(&mut s, 1, cache), Err(Error::OutOfMemory));
     assert_eq!(s.engine().pool_stats().free_frames, 64 - 4 - 1 - 3);
     assert_eq!(client_digest(&s, 2), other, "client 1's full window reclaimed from client 2");
@@ -84,13 +95,8 @@ fn a_full_window_never_touches_another_clients_depot_or_slabs() {
 fn an_exhausted_quota_reclaims_from_the_client_itself_only() {
     let mut s = server(64, &[(64, 5), (64, 32)]);
     let own_depot = depot(&mut s, 1, "d"); // one page, its objects all in the depot
-    depot(&mut s, 2, "d");
-    empty_slabs(&mut s, 2, "e", 3);
-    let other = client_digest(&s, 2);
-    let (cache, _) = create(&mut s, 1, "big", 4096);
-    for _ in 0..4 {
-        alloc(&mut s, 1, cache).unwrap();
-    }
+    let other = bystander(&mut s, 2);
+    let cache = big_cache(&mut s, 1, 4);
     // The fifth page is over quota until client 1's own depot goes back and its slab with it.
     alloc(&mut s, 1, cache).unwrap();
     assert_eq!(slabs(&s, 1, own_depot), 0);
@@ -106,11 +112,8 @@ fn pool_pressure_takes_only_what_is_missing_plus_a_batch_from_the_others_in_turn
     let two_depot = depot(&mut s, 2, "d");
     let three = empty_slabs(&mut s, 3, "e", 10);
     let third = client_digest(&s, 3);
-    let (cache, _) = create(&mut s, 1, "big", 4096);
     let free = s.engine().pool_stats().free_frames;
-    for _ in 0..free {
-        alloc(&mut s, 1, cache).unwrap();
-    }
+    let cache = big_cache(&mut s, 1, free);
     // The pool is empty: one page missing, taken with a batch from the next client in turn.
     alloc(&mut s, 1, cache).unwrap();
     assert_eq!(slabs(&s, 2, two), 10 - (1 + RECLAIM_BATCH));
@@ -132,11 +135,8 @@ fn pool_pressure_takes_only_what_is_missing_plus_a_batch_from_the_others_in_turn
 fn pool_pressure_flushes_another_clients_depot_only_when_its_empty_slabs_are_not_enough() {
     let mut s = server(16, &[(64, 32), (64, 32)]);
     let two_depot = depot(&mut s, 2, "d");
-    let (cache, _) = create(&mut s, 1, "big", 4096);
     let free = s.engine().pool_stats().free_frames;
-    for _ in 0..free {
-        alloc(&mut s, 1, cache).unwrap();
-    }
+    let cache = big_cache(&mut s, 1, free);
     alloc(&mut s, 1, cache).unwrap();
     assert_eq!(slabs(&s, 2, two_depot), 0, "the depot went back and its slab with it");
     assert!(!client_digest(&s, 2).contains("depot [["));
@@ -148,11 +148,8 @@ fn a_cache_that_must_not_be_reaped_never_is() {
     let kept = empty_slabs(&mut s, 2, "e", 6);
     s.engine_mut().cache_set_no_reap(2, kept, true).unwrap();
     let other = client_digest(&s, 2);
-    let (cache, _) = create(&mut s, 1, "big", 4096);
     let free = s.engine().pool_stats().free_frames;
-    for _ in 0..free {
-        alloc(&mut s, 1, cache).unwrap();
-    }
+    let cache = big_cache(&mut s, 1, free);
     assert_eq!(alloc(&mut s, 1, cache), Err(Error::OutOfMemory));
     assert_eq!(client_digest(&s, 2), other);
     // An explicit shrink still works.

@@ -158,8 +158,9 @@ fn page_range(first_page: u64, count: u64) -> Option<(u64, u64)> {
 
 /// The server's private pool frames (engine metadata such as STORE_USER records, never mapped
 /// into a client): one anonymous `MAP_PRIVATE | MAP_NORESERVE` mapping of one page per pool
-/// frame, committed by the kernel only where touched; a frame going back to the pool is given
-/// back to the OS (`madvise(MADV_DONTNEED)`), so only frames in use cost memory.
+/// frame (no transparent huge pages), committed by the kernel only where touched; a frame
+/// going back to the pool is given back to the OS (`madvise(MADV_DONTNEED)`), so only frames
+/// in use cost memory.
 pub struct PrivateFrames {
     base: NonNull<u8>,
     frames: u32,
@@ -175,7 +176,13 @@ impl PrivateFrames {
         let base =
             unsafe { rustix::mm::mmap_anonymous(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, flags)? };
         let base = NonNull::new(base.cast::<u8>()).ok_or(MemoryError::Os(Errno::NOMEM))?;
-        Ok(PrivateFrames { base, frames })
+        let private = PrivateFrames { base, frames };
+        // Frames are used and given back one page at a time: a transparent huge page would
+        // make a whole 2 MiB resident for one frame. (The distinct flag also keeps the mapping
+        // its own in /proc/self/smaps, where its resident size is the frames in use.)
+        // SAFETY: the range is exactly the mapping just made; the advice changes no contents.
+        unsafe { rustix::mm::madvise(base.as_ptr().cast::<c_void>(), len, rustix::mm::Advice::LinuxNoHugepage)? };
+        Ok(private)
     }
 
     fn span(frames: u32) -> Option<usize> {

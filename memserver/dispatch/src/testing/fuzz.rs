@@ -480,6 +480,7 @@ impl FuzzHarness<'_> {
             }
         }
         assert_eq!(used + pool.free_frames + pool.quarantined_frames, pool.total_frames, "frames unaccounted for");
+        engine.platform().windows.assert_agrees_with(engine);
     }
 }
 

@@ -114,6 +114,24 @@ impl VecPlatform {
     pub fn private_frames(&self) -> usize {
         self.private.len()
     }
+
+    /// What the platform was told matches the engine's accounting: as many private frames as
+    /// the clients' tracking frames, as many window frames as their other frames, plus the
+    /// quarantined ones (whose release failed) of either kind; panics otherwise.
+    pub fn assert_agrees_with<P: Platform>(&self, engine: &Engine<'_, P>) {
+        let (mut tracking, mut window) = (0u64, 0u64);
+        for c in 0..engine.config().max_clients {
+            if let Ok(s) = engine.client_stats(c) {
+                tracking += u64::from(s.tracking_frames);
+                window += u64::from(s.frames_used - s.tracking_frames);
+            }
+        }
+        let mapped = self.frames.values().filter(|u| matches!(u, FrameUse::Window { .. })).count() as u64;
+        let quarantined = u64::from(engine.pool_stats().quarantined_frames);
+        let private = self.private.len() as u64;
+        assert!(private >= tracking && mapped >= window, "platform holds {private} private, {mapped} window frames");
+        assert_eq!(private + mapped, tracking + window + quarantined, "frames the platform holds");
+    }
 }
 
 impl Platform for VecPlatform {

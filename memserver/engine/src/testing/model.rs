@@ -486,6 +486,7 @@ impl<'a> Harness<'a> {
         }
         let p = self.engine.pool_stats();
         assert_eq!(used + p.free_frames + p.quarantined_frames, p.total_frames);
+        self.engine.platform().assert_agrees_with(&self.engine);
     }
 
     /// Verify every live object's pattern (nothing overwrote anything).
