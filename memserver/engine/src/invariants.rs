@@ -5,11 +5,12 @@
 use protocol::flags::SLAB_STORE_USER;
 use protocol::{ClientId, PAGE_SIZE};
 
-use super::debug::{InvariantViolation, track_frames_for, violation};
+use super::debug::{InvariantViolation, violation};
 use super::storage::{
     FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, FRAME_TRACK, NIL, PAGE_FREED_LARGE,
     PAGE_NONE,
 };
+use super::track::track_frames_for;
 use super::{Engine, Platform};
 
 impl<P: Platform> Engine<'_, P> {

@@ -1,10 +1,55 @@
-//! What the dispatch's memory-pressure policy reclaims with: a bounded shrink, the caches that
-//! may be reaped, and the caches of a client by slot (no list to collect, however many).
+//! What the dispatch's memory-pressure policy works with: why an allocation failed
+//! ([`Shortage`]), a bounded shrink, the caches that may be reaped, and the caches of a client
+//! by slot (no list to collect, however many).
 
 use protocol::{CacheId, ClientId, Error};
 
 use super::storage::{LIST_EMPTY, NIL};
 use super::{Engine, Platform};
+
+/// Why an allocation could not get memory. A client sees only `QuotaExceeded` or
+/// `OutOfMemory` ([`ShortageKind::error`]); the dispatch's memory-pressure policy needs to know
+/// whose shortage it is: a client's own (its quota, its tracking budget, its window) is relieved
+/// from that client alone, only a shared one (the pool, the slab descriptors) from others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShortageKind {
+    /// The client's frame quota does not cover the pages.
+    Quota,
+    /// Its quota covers the slab's pages but not the private frames of its STORE_USER records.
+    Tracking,
+    /// No free run of pages in the client's window (full, or fragmented for this order).
+    Window,
+    /// The global frame pool is short.
+    Pool,
+    /// The global slab-descriptor table is exhausted.
+    SlabDescriptors,
+}
+
+impl ShortageKind {
+    /// The error the client sees.
+    pub const fn error(self) -> Error {
+        match self {
+            ShortageKind::Quota | ShortageKind::Tracking => Error::QuotaExceeded,
+            ShortageKind::Window | ShortageKind::Pool | ShortageKind::SlabDescriptors => Error::OutOfMemory,
+        }
+    }
+
+    /// Whether only the client itself can relieve it (its quota, tracking budget or window).
+    pub const fn is_own(self) -> bool {
+        matches!(self, ShortageKind::Quota | ShortageKind::Tracking | ShortageKind::Window)
+    }
+}
+
+/// The latest allocation failure for lack of memory ([`Engine::take_shortage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shortage {
+    /// Who was allocating.
+    pub client: ClientId,
+    pub kind: ShortageKind,
+    /// How much is missing: frames (quota, tracking, pool), contiguous window pages (window),
+    /// descriptors (slab descriptors).
+    pub needed: u32,
+}
 
 /// Cache flags that forbid reaping under memory pressure. None exist yet; `SLAB_NO_REAP` and
 /// `SLAB_TYPESAFE_BY_RCU` join here when the protocol has them (an explicit `Shrink` still

@@ -29,7 +29,7 @@ impl<P: Platform> Engine<'_, P> {
             pages_per_slab: 1 << c.order,
             tracking_frames_per_slab: match c.flags & SLAB_STORE_USER {
                 0 => 0,
-                _ => super::debug::track_frames_for(objs),
+                _ => super::track::track_frames_for(objs),
             },
             active_objs: c.active_objs,
             num_objs: num_slabs.saturating_mul(objs),
