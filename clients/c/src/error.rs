@@ -18,6 +18,7 @@ pub(crate) mod errno {
     use core::ffi::c_int;
     pub(crate) const EPERM: c_int = 1;
     pub(crate) const ENOENT: c_int = 2;
+    pub(crate) const EIO: c_int = 5;
     pub(crate) const EAGAIN: c_int = 11;
     pub(crate) const ENOMEM: c_int = 12;
     pub(crate) const EFAULT: c_int = 14;
@@ -73,6 +74,7 @@ pub fn code_of(error: &Error) -> c_int {
             E::Malformed | E::VersionMismatch { .. } => errno::EPROTO,
             E::NotSupported => errno::EOPNOTSUPP,
             E::PermissionDenied => errno::EPERM,
+            E::Internal => errno::EIO,
         },
         Error::Transport(TransportError::Disconnected) => errno::ENOTCONN,
         Error::Transport(TransportError::Os(code)) if *code > 0 => *code,
