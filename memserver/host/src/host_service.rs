@@ -230,14 +230,13 @@ impl Service for HostService {
     }
 
     fn handle(&mut self, client: ClientId, request: &[u8], reply: &mut [u8]) -> usize {
-        let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
-        let len = self.server.dispatch(client, request, &mut buf);
-        match (reply.get_mut(..len), buf.get(..len)) {
-            (Some(dst), Some(src)) => {
-                dst.copy_from_slice(src);
-                len
-            }
-            _ => 0,
+        // The dispatch encodes straight into the runner's reply buffer: nothing is zeroed or
+        // copied per request.
+        let buf =
+            reply.get_mut(..protocol::MAX_MESSAGE_BYTES).and_then(|b| <&mut protocol::MessageBuffer>::try_from(b).ok());
+        match buf {
+            Some(buf) => self.server.dispatch(client, request, buf),
+            None => 0,
         }
     }
 

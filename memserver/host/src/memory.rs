@@ -356,7 +356,7 @@ impl Windows {
         &mut self,
         client: ClientId,
         policy: &AuditPolicy,
-        now: std::time::Instant,
+        now: impl FnOnce() -> std::time::Instant,
     ) -> Result<Verdict, MemoryError> {
         let memory = self.get_mut(client)?;
         crate::audit::audit(&memory.window, &memory.grants, &mut memory.audit, policy, now)

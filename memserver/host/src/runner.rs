@@ -12,10 +12,15 @@
 //! reply per request. A client that does not read its replies (its socket buffer full) is
 //! disconnected rather than waited for; a read of zero bytes is the end of the connection.
 //!
-//! After every batch of requests from a client, and for every client each `audit.interval_ms`,
-//! the runner [audits](crate::audit) the client's window against the pages it was granted, and
-//! disconnects a client that keeps breaking its grant. Which client a connection is admitted
-//! as is known in one place: the connection's [`State`].
+//! After every batch of requests from a client, and for every client each `audit.interval_ms`
+//! (a timerfd in the same epoll set), the runner [audits](crate::audit) the client's window
+//! against the pages it was granted, and disconnects a client that keeps breaking its grant.
+//! Which client a connection is admitted as is known in one place: the connection's [`State`].
+//!
+//! The request path costs the runner no allocation, no clock read and no walk over the
+//! connections: the event buffer is kept, the audit timer is a file descriptor, and only while
+//! connections wait for their `Hello` are their deadlines looked at (at most
+//! `pending_connections` of them).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -26,6 +31,7 @@ use protocol::{ClientId, PAGE_SIZE};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SocketFlags};
+use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, timerfd_create, timerfd_settime};
 
 use crate::audit::{AuditPolicy, Verdict};
 use crate::connection::{self, Connection, State};
@@ -38,6 +44,9 @@ use crate::signals::Signals;
 
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
+const AUDIT_TIMER: u64 = u64::MAX - 2;
+/// Events taken from one `epoll_wait`.
+const EVENTS: usize = 64;
 /// Messages taken from one connection per wake-up, so a busy client cannot starve the rest.
 const BATCH: usize = 32;
 /// Connections accepted per wake-up, so a flood of connects cannot starve the clients.
@@ -58,10 +67,16 @@ pub struct Runner<'a, S: Service> {
     listener: Option<Listener>,
     signals: Option<Signals>,
     connections: Vec<Option<Connection>>,
+    /// Connections waiting for their `Hello`, and admitted ones (kept, never counted).
+    pending: usize,
+    admitted: usize,
     next_generation: u32,
     audit: AuditPolicy,
     audit_every: Duration,
-    next_audit: Instant,
+    /// Fires every `audit_every` while any client is admitted.
+    audit_timer: OwnedFd,
+    /// The buffer `epoll_wait` fills, kept across wake-ups.
+    events: Vec<epoll::Event>,
     /// The uid an identity without `uid` stands for: the server's own.
     server_uid: u32,
     request: Vec<u8>,
@@ -84,6 +99,8 @@ impl<'a, S: Service> Runner<'a, S> {
         if let Some(s) = &signals {
             epoll::add(&epoll, s, EventData::new_u64(SIGNALS), EventFlags::IN)?;
         }
+        let audit_timer = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)?;
+        epoll::add(&epoll, &audit_timer, EventData::new_u64(AUDIT_TIMER), EventFlags::IN)?;
         Ok(Runner {
             system,
             service,
@@ -91,10 +108,13 @@ impl<'a, S: Service> Runner<'a, S> {
             listener,
             signals,
             connections: Vec::new(),
+            pending: 0,
+            admitted: 0,
             next_generation: 0,
             audit: AuditPolicy::of(system),
-            audit_every: Duration::from_millis(system.server.audit.interval_ms.into()),
-            next_audit: Instant::now(),
+            audit_every: Duration::from_millis(system.server.audit.interval_ms.max(1).into()),
+            audit_timer,
+            events: Vec::with_capacity(EVENTS),
             server_uid: rustix::process::geteuid().as_raw(),
             request: vec![0; REQUEST_MAX],
             reply: vec![0; REPLY_MAX],
@@ -116,38 +136,32 @@ impl<'a, S: Service> Runner<'a, S> {
         }
     }
 
-    /// Waits for events (at most `limit`, and never past the nearest Hello deadline or audit
-    /// pass), handles them, expires silent connections and audits every window when due.
+    /// Waits for events (at most `limit`, and never past the nearest Hello deadline), handles
+    /// them, expires silent connections, and audits every window when the audit timer fired.
     pub fn poll_once(&mut self, limit: Option<Duration>) -> io::Result<Option<Stop>> {
-        let now = Instant::now();
-        let deadline = self
-            .connections
-            .iter()
-            .flatten()
-            .filter_map(|c| match c.state {
-                State::AwaitingHello { deadline } => Some(deadline.saturating_duration_since(now)),
-                State::Admitted(_) => None,
-            })
-            .chain(limit)
-            .chain(self.any_admitted().then(|| self.next_audit.saturating_duration_since(now)))
-            .min();
-        let timeout = deadline.map(|d| rustix::time::Timespec {
+        let timeout = self.nearest_deadline().into_iter().chain(limit).min().map(|d| rustix::time::Timespec {
             tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
             tv_nsec: d.subsec_nanos().into(),
         });
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
-        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+        self.events.clear();
+        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut self.events), timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
-        for event in &events {
-            let token = event.data.u64();
+        for i in 0..self.events.len() {
+            let Some(token) = self.events.get(i).map(|e| e.data.u64()) else { break };
             match token {
                 LISTENER => self.accept_all(),
                 SIGNALS => {
                     if let Some(signal) = self.signals.as_ref().and_then(Signals::take) {
                         return Ok(Some(Stop::Signal(signal)));
                     }
+                }
+                AUDIT_TIMER => {
+                    // The expiration count; the timer re-arms itself.
+                    let mut count = [0u8; 8];
+                    let _ = rustix::io::read(&self.audit_timer, &mut count);
+                    self.audit_all();
                 }
                 _ => {
                     if let Some(slot) = self.slot_of(token) {
@@ -156,17 +170,40 @@ impl<'a, S: Service> Runner<'a, S> {
                 }
             }
         }
-        self.expire_silent();
-        let now = Instant::now();
-        if now >= self.next_audit {
-            self.audit_all();
-            self.next_audit = now + self.audit_every;
+        if self.pending > 0 {
+            self.expire_silent();
         }
         Ok(None)
     }
 
-    fn any_admitted(&self) -> bool {
-        self.connections.iter().flatten().any(|c| matches!(c.state, State::Admitted(_)))
+    /// Time left until the nearest Hello deadline, if any connection is waiting for its Hello.
+    fn nearest_deadline(&self) -> Option<Duration> {
+        if self.pending == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        self.connections
+            .iter()
+            .flatten()
+            .filter_map(|c| match c.state {
+                State::AwaitingHello { deadline } => Some(deadline.saturating_duration_since(now)),
+                State::Admitted(_) => None,
+            })
+            .min()
+    }
+
+    /// Arms the audit timer (every `audit_every`) while a client is admitted, disarms it when
+    /// none is.
+    fn set_audit_timer(&self) {
+        let every = if self.admitted > 0 { self.audit_every } else { Duration::ZERO };
+        let spec = rustix::time::Timespec {
+            tv_sec: every.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: every.subsec_nanos().into(),
+        };
+        let value = Itimerspec { it_interval: spec, it_value: spec };
+        if let Err(e) = timerfd_settime(&self.audit_timer, TimerfdTimerFlags::empty(), &value) {
+            log::line(Source::Server, format_args!("cannot set the audit timer: {e}"));
+        }
     }
 
     /// Connections waiting for their `Hello`.
@@ -195,7 +232,10 @@ impl<'a, S: Service> Runner<'a, S> {
     /// keeps doing so.
     fn audit_window(&mut self, slot: usize, client: ClientId) {
         let policy = self.audit;
-        let verdict = self.service.memory().audit(client, &policy, Instant::now());
+        let verdict = self.service.memory().audit(client, &policy, Instant::now);
+        if verdict == Ok(Verdict::Held) {
+            return;
+        }
         let name = self.system.client(client).map_or("?", |c| c.name.as_str());
         let (v, reclaim) = match verdict {
             Ok(Verdict::Held) => return,
@@ -252,6 +292,7 @@ impl<'a, S: Service> Runner<'a, S> {
         epoll::add(&self.epoll, &fd, EventData::new_u64(token), EventFlags::IN | EventFlags::RDHUP)?;
         let deadline = Instant::now() + timeout;
         self.connections[slot] = Some(Connection { fd, generation, state: State::AwaitingHello { deadline }, peer });
+        self.pending += 1;
         Ok(())
     }
 
@@ -446,6 +487,11 @@ impl<'a, S: Service> Runner<'a, S> {
         let name = config.name.clone();
         if let Some(conn) = self.connections[slot].as_mut() {
             conn.state = State::Admitted(client);
+            self.pending -= 1;
+            self.admitted += 1;
+            if self.admitted == 1 {
+                self.set_audit_timer();
+            }
         }
         self.service.memory().insert(client, memory);
         let mut reply_len = reply_len;
@@ -483,6 +529,15 @@ impl<'a, S: Service> Runner<'a, S> {
         let Some(conn) = self.connections.get_mut(slot).and_then(Option::take) else { return };
         let _ = epoll::delete(&self.epoll, &conn.fd);
         drop(conn.fd);
+        match conn.state {
+            State::AwaitingHello { .. } => self.pending -= 1,
+            State::Admitted(_) => {
+                self.admitted -= 1;
+                if self.admitted == 0 {
+                    self.set_audit_timer();
+                }
+            }
+        }
         if let State::Admitted(client) = conn.state {
             self.service.disconnected(client);
             drop(self.service.memory().remove(client));

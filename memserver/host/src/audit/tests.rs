@@ -67,7 +67,7 @@ fn within_the_grant_plus_slack_nothing_happens() {
     w.map(1, 8, &[0; 8]).unwrap();
     peer.dirty(8, 8);
     peer.dirty(40, 4); // four ungranted pages: exactly the slack
-    assert_eq!(w.audit(1, &policy(), Instant::now()), Ok(Verdict::Held));
+    assert_eq!(w.audit(1, &policy(), Instant::now), Ok(Verdict::Held));
     assert_eq!(w.usage(1).unwrap().resident_pages, 12);
     assert_eq!(w.usage(1).unwrap().violations, 0);
 }
@@ -79,7 +79,7 @@ fn over_the_slack_every_ungranted_page_is_punched_and_granted_ones_kept() {
     w.map(1, 8, &[0; 8]).unwrap();
     w.map(1, 30, &[0; 2]).unwrap();
     peer.dirty(0, PAGES);
-    let verdict = w.audit(1, &policy(), Instant::now()).unwrap();
+    let verdict = w.audit(1, &policy(), Instant::now).unwrap();
     assert_eq!(verdict, Verdict::Punched(Violation { granted: 10, resident: 64, punched: 54, recent: 1 }));
     let usage = w.usage(1).unwrap();
     assert_eq!((usage.granted_pages, usage.resident_pages, usage.violations), (10, 10, 1));
@@ -96,17 +96,20 @@ fn repeated_violations_within_the_window_reclaim_and_old_ones_expire() {
     let t0 = Instant::now();
     let p = policy();
     peer.dirty(0, PAGES);
-    assert!(matches!(w.audit(1, &p, t0), Ok(Verdict::Punched(Violation { recent: 1, .. }))));
+    assert!(matches!(w.audit(1, &p, || t0), Ok(Verdict::Punched(Violation { recent: 1, .. }))));
     peer.dirty(0, PAGES);
-    assert!(matches!(w.audit(1, &p, t0 + Duration::from_secs(1)), Ok(Verdict::Punched(Violation { recent: 2, .. }))));
+    assert!(matches!(
+        w.audit(1, &p, || t0 + Duration::from_secs(1)),
+        Ok(Verdict::Punched(Violation { recent: 2, .. }))
+    ));
     // Past the window the first two no longer count.
     let later = t0 + Duration::from_secs(120);
     peer.dirty(0, PAGES);
-    assert!(matches!(w.audit(1, &p, later), Ok(Verdict::Punched(Violation { recent: 1, .. }))));
+    assert!(matches!(w.audit(1, &p, || later), Ok(Verdict::Punched(Violation { recent: 1, .. }))));
     peer.dirty(0, PAGES);
-    assert!(matches!(w.audit(1, &p, later), Ok(Verdict::Punched(Violation { recent: 2, .. }))));
+    assert!(matches!(w.audit(1, &p, || later), Ok(Verdict::Punched(Violation { recent: 2, .. }))));
     peer.dirty(0, PAGES);
-    assert!(matches!(w.audit(1, &p, later), Ok(Verdict::Reclaim(Violation { recent: 3, .. }))));
+    assert!(matches!(w.audit(1, &p, || later), Ok(Verdict::Reclaim(Violation { recent: 3, .. }))));
     assert_eq!(w.usage(1).unwrap().violations, 5);
 }
 
@@ -116,12 +119,12 @@ fn release_takes_the_grant_back_and_a_later_touch_is_a_violation() {
     let peer = PeerMapping::of(&w, 1);
     w.map(1, 0, &[0; 16]).unwrap();
     peer.dirty(0, 16);
-    assert_eq!(w.audit(1, &policy(), Instant::now()), Ok(Verdict::Held));
+    assert_eq!(w.audit(1, &policy(), Instant::now), Ok(Verdict::Held));
     w.release(1, 0, 16).unwrap();
     assert_eq!(w.usage(1).unwrap().granted_pages, 0);
     assert_eq!(w.usage(1).unwrap().resident_pages, 0, "release punched the pages");
     peer.dirty(0, 16); // use after release
-    assert!(matches!(w.audit(1, &policy(), Instant::now()), Ok(Verdict::Punched(Violation { punched: 16, .. }))));
+    assert!(matches!(w.audit(1, &policy(), Instant::now), Ok(Verdict::Punched(Violation { punched: 16, .. }))));
 }
 
 #[test]
@@ -155,7 +158,7 @@ fn audit_cost() {
         let start = Instant::now();
         for _ in 0..rounds {
             for id in 1..=clients {
-                assert_eq!(w.audit(id, &p, Instant::now()), Ok(Verdict::Held));
+                assert_eq!(w.audit(id, &p, Instant::now), Ok(Verdict::Held));
             }
         }
         let pass = start.elapsed() / rounds;
@@ -164,7 +167,7 @@ fn audit_cost() {
         let start = Instant::now();
         for id in 1..=clients {
             peers[usize::from(id) - 1].dirty(16, 48);
-            assert!(matches!(w.audit(id, &p, Instant::now()), Ok(Verdict::Punched(_))));
+            assert!(matches!(w.audit(id, &p, Instant::now), Ok(Verdict::Punched(_))));
         }
         let walk = start.elapsed() / u32::from(clients);
         eprintln!(
