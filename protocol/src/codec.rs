@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::reply::ReplyValue;
 use crate::wire_size::WireSize;
 use crate::{Error, MAX_MESSAGE_BYTES, Reply, Request};
 
@@ -44,6 +45,21 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, Error> {
 /// small; a [`MessageBuffer`] is always large enough.
 pub fn encode_request<'a>(request: &Request, buf: &'a mut [u8]) -> Result<&'a [u8], Error> {
     encode(request, buf)
+}
+
+/// Encodes `value` as the reply that carries it (`Reply::Object(value)` for an [`Object`]),
+/// without building the [`Reply`]: the same bytes as [`encode_reply`] of
+/// `value.into_reply()`, minus a copy of the reply enum (about 1 KiB: `SlabInfo` is inline).
+///
+/// [`Object`]: crate::Object
+pub fn encode_reply_value<'a, V: ReplyValue>(value: &V, buf: &'a mut [u8]) -> Result<&'a [u8], Error> {
+    let (tag, rest) = buf.split_first_mut().ok_or(Error::Malformed)?;
+    *tag = V::TAG;
+    let len = postcard::to_slice(value, rest).map_err(|_| Error::Malformed)?.len();
+    if len >= MAX_MESSAGE_BYTES {
+        return Err(Error::Malformed);
+    }
+    buf.get(..len + 1).ok_or(Error::Malformed)
 }
 
 /// Decodes one reply, with the same checks as [`decode_request`].

@@ -27,7 +27,7 @@ pub mod slabinfo;
 pub mod transport;
 pub mod wire_size;
 
-pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encode_request};
+pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encode_reply_value, encode_request};
 pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
 pub use reply::{

@@ -307,9 +307,12 @@ impl Reply {
 
 /// What one success variant of [`Reply`] carries: the typed value a request returns (the
 /// interface in [`api`](crate::api) names, per request, the variant it expects).
-pub trait ReplyValue: Sized {
+pub trait ReplyValue: Sized + Serialize {
     /// The name of the [`Reply`] variant that carries this value.
     const VARIANT: &'static str;
+    /// The variant's index in [`Reply`]: its tag on the wire, so the value can be encoded as
+    /// its reply without building one ([`encode_reply_value`](crate::encode_reply_value)).
+    const TAG: u8;
     /// Wraps the value in its reply.
     fn into_reply(self) -> Reply;
     /// The value, if `reply` is its variant.
@@ -319,6 +322,7 @@ pub trait ReplyValue: Sized {
 /// `Done` carries nothing.
 impl ReplyValue for () {
     const VARIANT: &'static str = "Done";
+    const TAG: u8 = 3;
     fn into_reply(self) -> Reply {
         Reply::Done
     }
@@ -330,10 +334,11 @@ impl ReplyValue for () {
 /// Implements [`ReplyValue`] for the type each `Variant(Type)` of [`Reply`] carries, and
 /// names it `payload::Variant` (the interface refers to replies by variant name).
 macro_rules! reply_values {
-    ($($variant:ident($value:ident),)*) => {
+    ($($variant:ident($value:ident) = $tag:literal,)*) => {
         $(
             impl ReplyValue for $value {
                 const VARIANT: &'static str = stringify!($variant);
+                const TAG: u8 = $tag;
                 fn into_reply(self) -> Reply {
                     Reply::$variant(self)
                 }
@@ -359,17 +364,19 @@ macro_rules! reply_values {
     };
 }
 
+// The tags are the variants' positions in `Reply` (Done is 3, Error 10); the interface test
+// checks each against the encoding of the whole reply.
 reply_values! {
-    Hello(SessionInfo),
-    Created(Created),
-    Object(Object),
-    Shrunk(Shrunk),
-    Exchanged(Exchanged),
-    CacheInfo(CacheInfo),
-    SlabInfo(SlabInfoPage),
-    Owner(Owner),
-    Stats(Stats),
-    Clients(ClientsPage),
+    Hello(SessionInfo) = 0,
+    Created(Created) = 1,
+    Object(Object) = 2,
+    Shrunk(Shrunk) = 4,
+    Exchanged(Exchanged) = 5,
+    CacheInfo(CacheInfo) = 6,
+    SlabInfo(SlabInfoPage) = 7,
+    Owner(Owner) = 8,
+    Stats(Stats) = 9,
+    Clients(ClientsPage) = 11,
 }
 
 impl WireSize for CacheLayout {

@@ -44,3 +44,43 @@ fn door_errors_are_not_declared_per_request() {
         assert!(!info.errors.contains(&ErrorCode::Malformed), "{} declares Malformed", info.name);
     }
 }
+
+/// Encodes the value a reply carries the way the dispatch does (`route`: in place, no `Reply`
+/// built), or `None` for `Error`, which the dispatch encodes as a whole reply.
+fn in_place(reply: &Reply, buf: &mut [u8]) -> Option<Vec<u8>> {
+    let bytes = match reply {
+        Reply::Hello(v) => encode_reply_value(v, buf),
+        Reply::Created(v) => encode_reply_value(v, buf),
+        Reply::Object(v) => encode_reply_value(v, buf),
+        Reply::Done => encode_reply_value(&(), buf),
+        Reply::Shrunk(v) => encode_reply_value(v, buf),
+        Reply::Exchanged(v) => encode_reply_value(v, buf),
+        Reply::CacheInfo(v) => encode_reply_value(v, buf),
+        Reply::SlabInfo(v) => encode_reply_value(v, buf),
+        Reply::Owner(v) => encode_reply_value(v, buf),
+        Reply::Stats(v) => encode_reply_value(v, buf),
+        Reply::Error(_) => return None,
+        Reply::Clients(v) => encode_reply_value(v, buf),
+    };
+    Some(bytes.expect("every reply value fits a message").to_vec())
+}
+
+#[test]
+fn a_reply_value_encoded_in_place_is_the_encoded_reply() {
+    let mut whole = [0u8; MAX_MESSAGE_BYTES];
+    let mut buf = [0u8; MAX_MESSAGE_BYTES];
+    let examples = common::reply_examples().into_iter().map(|(_, r)| r).chain(common::worst_replies());
+    let mut checked = 0;
+    for reply in examples {
+        let expected = encode_reply(&reply, &mut whole).unwrap();
+        if let Some(bytes) = in_place(&reply, &mut buf) {
+            assert_eq!(bytes, expected, "{}", reply.variant_name());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 11, "every success variant has an example ({checked})");
+    // A buffer too small is an error, not a panic.
+    assert_eq!(encode_reply_value(&(), &mut []), Err(Error::Malformed));
+    let object = Object { handle: Handle(u64::MAX), fresh: true };
+    assert_eq!(encode_reply_value(&object, &mut buf[..3]), Err(Error::Malformed));
+}

@@ -222,31 +222,37 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
     }
 
     /// Answers one request: decodes `request`, serves it, encodes the reply into `reply` and
-    /// returns its length. Never panics; every failure is a `Reply::Error`.
+    /// returns its length. Never panics; every failure is a `Reply::Error`. A success value is
+    /// encoded in place (`protocol::api::route`), no `Reply` is built.
     pub fn dispatch(&mut self, client: ClientId, request: &[u8], reply: &mut protocol::MessageBuffer) -> usize {
         let answer = match self.sessions.get_mut(usize::from(client)) {
-            None => Reply::Error(Error::PermissionDenied),
-            Some(session) if session.phase == Phase::Vacant => Reply::Error(Error::PermissionDenied),
+            None => Err(Error::PermissionDenied),
+            Some(session) if session.phase == Phase::Vacant => Err(Error::PermissionDenied),
             Some(session) => {
                 session.stats.requests = session.stats.requests.saturating_add(1);
                 match protocol::decode_request(request) {
-                    Err(e) => Reply::Error(e),
-                    Ok(req) => self.serve(client, req).unwrap_or_else(Reply::Error),
+                    Err(e) => Err(e),
+                    Ok(req) => self.serve(client, req, reply),
                 }
             }
         };
-        if let (Reply::Error(_), Some(session)) = (&answer, self.sessions.get_mut(usize::from(client))) {
-            session.stats.errors = session.stats.errors.saturating_add(1);
-        }
-        let (len, encoded) = encode(&answer, reply);
-        let failed = !encoded || matches!(answer, Reply::Error(Error::Internal));
+        let (len, failed) = match answer {
+            Ok(len) => (len, false),
+            Err(error) => {
+                if let Some(session) = self.sessions.get_mut(usize::from(client)) {
+                    session.stats.errors = session.stats.errors.saturating_add(1);
+                }
+                (encode_error(error, reply), error == Error::Internal)
+            }
+        };
         self.account_internal(client, request.first().copied(), failed);
         len
     }
 
     /// The door's checks on a decoded request, then its handler: `Hello` only in an admitted
     /// session and with this server's version, every other request only in an open one.
-    fn serve(&mut self, client: ClientId, request: Request) -> Result<Reply, Error> {
+    /// Returns the length of the reply encoded into `reply`.
+    fn serve(&mut self, client: ClientId, request: Request, reply: &mut [u8]) -> Result<usize, Error> {
         let phase = self.sessions.get(usize::from(client)).map_or(Phase::Vacant, |s| s.phase);
         let hello_version = match &request {
             Request::Hello { version, .. } => Some(*version),
@@ -263,16 +269,11 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         if hello_version.is_some_and(|v| v != PROTOCOL_VERSION) {
             return Err(Error::VersionMismatch { server: PROTOCOL_VERSION });
         }
-        protocol::api::route(&mut Handlers(self), client, request)
+        protocol::api::route(&mut Handlers(self), client, request, reply)
     }
 }
 
-/// Encodes `reply`: its length, and whether it was `reply` that was encoded. A reply that
-/// cannot be encoded (never expected: every reply has a compile-time maximum that fits)
-/// becomes `Error(Internal)`.
-fn encode(reply: &Reply, buf: &mut protocol::MessageBuffer) -> (usize, bool) {
-    match protocol::encode_reply(reply, buf) {
-        Ok(bytes) => (bytes.len(), true),
-        Err(_) => (protocol::encode_reply(&Reply::Error(Error::Internal), buf).map_or(0, |b| b.len()), false),
-    }
+/// Encodes `Reply::Error(error)`; its length (an error always fits a message).
+fn encode_error(error: Error, buf: &mut protocol::MessageBuffer) -> usize {
+    protocol::encode_reply(&Reply::Error(error), buf).map_or(0, |b| b.len())
 }

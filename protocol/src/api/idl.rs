@@ -29,7 +29,7 @@
 /// * `trait Service`: one method per entry taking the caller and the fields, returning the
 ///   reply's value (`fn free(&mut self, caller: ClientId, cache: CacheId, handle: Handle) ->
 ///   Result<(), Error>`; `payload::Done` is `()`), and `fn route`, which hands a decoded
-///   request to the matching method and wraps its value in the reply;
+///   request to the matching method and encodes its value as the reply, in place;
 /// * on `Client<T: Transport>` one method per entry (`fn free(&mut self, cache, handle) ->
 ///   Result<(), CallError>`) that encodes, calls, decodes and checks the reply's variant;
 /// * [`RequestInfo`](crate::api::RequestInfo) per entry: [`REQUESTS`](crate::api::REQUESTS)
@@ -112,18 +112,25 @@ macro_rules! interface {
             )*
         }
 
-        /// Hands `request` from `caller` to the [`Service`] method of its kind and wraps the
-        /// value in its reply.
+        /// Hands `request` from `caller` to the [`Service`] method of its kind and encodes
+        /// the value as its reply into `reply` ([`encode_reply_value`](crate::encode_reply_value):
+        /// no `Reply` is built); returns the reply's length. The method's error is returned
+        /// as it is (the caller encodes `Reply::Error`); a value that cannot be encoded
+        /// (never expected: every reply fits a message) is `Internal`.
         pub fn route<S: Service + ?Sized>(
             service: &mut S,
             caller: $crate::ClientId,
             request: Request,
-        ) -> Result<$crate::Reply, $crate::Error> {
+            reply: &mut [u8],
+        ) -> Result<usize, $crate::Error> {
             match request {
                 $(
-                    Request::$request $({ $($field),* })? => service
-                        .$method(caller $($(, $field)*)?)
-                        .map($crate::reply::ReplyValue::into_reply),
+                    Request::$request $({ $($field),* })? => {
+                        let value = service.$method(caller $($(, $field)*)?)?;
+                        $crate::encode_reply_value(&value, reply)
+                            .map(|bytes| bytes.len())
+                            .map_err(|_| $crate::Error::Internal)
+                    }
                 )*
             }
         }
