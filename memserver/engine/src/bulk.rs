@@ -1,11 +1,47 @@
-//! Bulk operations for magazine refill and drain (`kmem_cache_alloc_bulk/free_bulk`).
+//! Bulk operations for magazine refill and drain (`kmem_cache_alloc_bulk/free_bulk`), and the
+//! *parked* state of objects the server's magazine depot holds.
+//!
+//! An object is free, held by its client, or parked: allocated, but in the depot of the
+//! dispatch rather than with the client (the parked bit of `bitmap`). A handle coming back
+//! from a client must be held by it, so one the depot already holds (given back twice) is a
+//! `DoubleFree`, found in O(1). Within one bulk call a repeated handle is found the same way:
+//! each handle is parked as it is checked, so its repeat looks parked; the check then unparks
+//! what it parked (or, for [`Engine::cache_park_bulk`], keeps it so). Caches without debug
+//! flags take the hot path (`plain`); debug caches (no magazines, so never parked) the
+//! general one, with their checks.
 
 use protocol::{CacheId, ClientId, Error, Handle};
 
-use super::{Engine, Platform};
+use super::bitmap::bitmap_words;
+use super::plain::{Obj, Shape};
+use super::{BROKEN, Engine, Platform};
 
 /// Most handles one bulk allocation fills (the fresh mask is a `u64`).
 pub const BULK_MAX: usize = 64;
+/// Most handles one bulk free, park or unpark takes (two full magazines).
+pub const BULK_RETURN_MAX: usize = 2 * BULK_MAX;
+
+/// The (slab, object index) of each handle of a bulk call, resolved once.
+struct Resolved {
+    at: [(u32, u32); BULK_RETURN_MAX],
+    len: usize,
+}
+
+impl Resolved {
+    fn new() -> Self {
+        Resolved { at: [(0, 0); BULK_RETURN_MAX], len: 0 }
+    }
+
+    fn push(&mut self, slab: u32, idx: u32) -> Result<(), Error> {
+        *self.at.get_mut(self.len).ok_or(Error::InvalidArgument)? = (slab, idx);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn as_slice(&self) -> &[(u32, u32)] {
+        self.at.get(..self.len).unwrap_or(&[])
+    }
+}
 
 impl<P: Platform> Engine<'_, P> {
     /// Allocate up to `out.len()` (≤ 64) objects. Corresponds to `kmem_cache_alloc_bulk()`.
@@ -23,6 +59,9 @@ impl<P: Platform> Engine<'_, P> {
         let gi = self.cache_lookup(client, cache)?;
         if out.is_empty() || out.len() > BULK_MAX {
             return Err(Error::InvalidArgument);
+        }
+        if let Some(sh) = self.plain_shape(client, gi)? {
+            return self.plain_alloc(client, &sh, out);
         }
         let mut fresh = 0u64;
         let mut n = 0usize;
@@ -43,9 +82,9 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Validate `handles` as [`cache_free_bulk`](Self::cache_free_bulk) would, without
-    /// freeing anything: every handle an allocated object of this cache held by this client,
-    /// none repeated, red zones intact. For magazines drained into the depot, whose objects
-    /// stay allocated. On the first bad handle, `Err((index, error))`.
+    /// changing anything: every handle an allocated object of this cache held by this client
+    /// (not parked), none repeated, red zones intact. On the first bad handle,
+    /// `Err((index, error))`.
     pub fn cache_check_bulk(
         &mut self,
         client: ClientId,
@@ -53,15 +92,79 @@ impl<P: Platform> Engine<'_, P> {
         handles: &[Handle],
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
-        self.check_bulk(client, gi, handles)
+        match self.plain_shape(client, gi).map_err(|e| (0, e))? {
+            Some(sh) => {
+                let mut objs = Objs::new();
+                self.returned(client, &sh, handles, &mut objs)?;
+                self.plain_unpark(&sh, objs.as_slice()).map_err(|e| (0, e))
+            }
+            None => {
+                let resolved = self.check_bulk(client, gi, handles)?;
+                self.unpark_all(gi, resolved.as_slice()).map_err(|e| (0, e))
+            }
+        }
+    }
+
+    /// Park `handles`, all or none: each must be held by the client as for
+    /// [`cache_free_bulk`](Self::cache_free_bulk); they stay allocated and count as active,
+    /// held by the server's depot until [`cache_unpark_bulk`](Self::cache_unpark_bulk) gives
+    /// them back to the client or [`cache_free_parked_bulk`](Self::cache_free_parked_bulk)
+    /// frees them. A parked object coming back from the client again is a `DoubleFree`. A
+    /// debug cache has no depot (its objects bypass the magazines): `InvalidArgument`.
+    pub fn cache_park_bulk(
+        &mut self,
+        client: ClientId,
+        cache: CacheId,
+        handles: &[Handle],
+    ) -> Result<(), (usize, Error)> {
+        let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
+        let sh = self.plain_shape(client, gi).map_err(|e| (0, e))?.ok_or((0, Error::InvalidArgument))?;
+        let mut objs = Objs::new();
+        self.returned(client, &sh, handles, &mut objs)?;
+        let c = self.cache_mut(gi).map_err(|e| (0, e))?;
+        c.parked_objs = c.parked_objs.saturating_add(objs.len as u32);
+        Ok(())
+    }
+
+    /// Hand parked `handles` back to the client (a refill from the depot), all or none. They
+    /// come from the server's own depot, so one that is not a parked object of this cache is
+    /// the server's fault: `Internal`.
+    pub fn cache_unpark_bulk(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        let sh = self.plain_shape(client, gi)?.ok_or(BROKEN)?;
+        let mut objs = Objs::new();
+        self.parked(client, &sh, handles, &mut objs)?;
+        self.plain_unpark(&sh, objs.as_slice())?;
+        let c = self.cache_mut(gi)?;
+        c.parked_objs = c.parked_objs.checked_sub(objs.len as u32).ok_or(BROKEN)?;
+        Ok(())
+    }
+
+    /// Free parked `handles` (the depot flushed into the slabs), all or none; a handle that
+    /// is not a parked object of this cache is `Internal`, as for `cache_unpark_bulk`.
+    pub fn cache_free_parked_bulk(
+        &mut self,
+        client: ClientId,
+        cache: CacheId,
+        handles: &[Handle],
+    ) -> Result<(), Error> {
+        let gi = self.cache_lookup(client, cache)?;
+        let sh = self.plain_shape(client, gi)?.ok_or(BROKEN)?;
+        let mut objs = Objs::new();
+        self.parked(client, &sh, handles, &mut objs)?;
+        self.plain_free(&sh, objs.as_slice())?;
+        let c = self.cache_mut(gi)?;
+        c.parked_objs = c.parked_objs.checked_sub(objs.len as u32).ok_or(BROKEN)?;
+        Ok(())
     }
 
     /// Free all `handles` or none. Corresponds to `kmem_cache_free_bulk()`, but validating
-    /// first: every handle must be an allocated object of this cache held by this client, no
-    /// handle may appear twice (the second is a `DoubleFree`), red zones must be intact. On
-    /// the first bad handle, `Err((index, error))` and nothing is freed. A platform failure
-    /// writing object memory frees nothing either; one reaching a STORE_USER record (never
-    /// expected: the record frames are the server's own) frees the handles before `index`.
+    /// first: every handle must be an allocated object of this cache held by this client (not
+    /// parked), no handle may appear twice (the second is a `DoubleFree`), red zones must be
+    /// intact. On the first bad handle, `Err((index, error))` and nothing is freed. A platform
+    /// failure writing object memory frees nothing either; one reaching a STORE_USER record
+    /// (never expected: the record frames are the server's own) frees the handles before
+    /// `index`.
     pub fn cache_free_bulk(
         &mut self,
         client: ClientId,
@@ -69,62 +172,104 @@ impl<P: Platform> Engine<'_, P> {
         handles: &[Handle],
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
-        self.check_bulk(client, gi, handles)?;
-        // Object memory of every object first, then the metadata: a platform failure frees none.
-        for (i, &h) in handles.iter().enumerate() {
-            let (slab, idx) = self.located_slab(client, h).map_err(|e| (i, e))?;
+        if let Some(sh) = self.plain_shape(client, gi).map_err(|e| (0, e))? {
+            let mut objs = Objs::new();
+            self.returned(client, &sh, handles, &mut objs)?;
+            return self.plain_free(&sh, objs.as_slice()).map_err(|e| (0, e));
+        }
+        let resolved = self.check_bulk(client, gi, handles)?;
+        self.free_resolved(client, gi, &resolved)
+    }
+
+    /// `handles` coming back from the client, resolved into `objs` and parked (see
+    /// [`Self::plain_resolve_all`]).
+    fn returned(
+        &mut self,
+        client: ClientId,
+        sh: &Shape,
+        handles: &[Handle],
+        objs: &mut Objs,
+    ) -> Result<(), (usize, Error)> {
+        self.plain_resolve_all(client, sh, handles, &mut objs.at, false)?;
+        objs.len = handles.len();
+        Ok(())
+    }
+
+    /// `handles` from the server's depot, resolved into `objs` (each must be parked).
+    fn parked(&mut self, client: ClientId, sh: &Shape, handles: &[Handle], objs: &mut Objs) -> Result<(), Error> {
+        self.plain_resolve_all(client, sh, handles, &mut objs.at, true).map_err(|(_, e)| e)?;
+        objs.len = handles.len();
+        Ok(())
+    }
+
+    /// Frees resolved objects of a debug cache, parked by the check: object memory of every
+    /// object first, then the metadata, so a platform failure frees none (and unparks them).
+    fn free_resolved(&mut self, client: ClientId, gi: u32, resolved: &Resolved) -> Result<(), (usize, Error)> {
+        let objects = resolved.as_slice();
+        for (i, &(slab, idx)) in objects.iter().enumerate() {
             if let Err(e) = self.free_prepare(client, gi, slab, idx) {
-                for &done in handles.iter().take(i) {
-                    if let Ok((slab, idx)) = self.located_slab(client, done) {
-                        self.debug_bytes_restore(client, gi, slab, idx, true);
-                    }
+                for &(slab, idx) in objects.iter().take(i) {
+                    self.debug_bytes_restore(client, gi, slab, idx, true);
                 }
+                self.unpark_all(gi, objects).map_err(|e| (0, e))?;
                 return Err((i, e));
             }
         }
-        for (i, &h) in handles.iter().enumerate() {
-            let (slab, idx) = self.located_slab(client, h).map_err(|e| (i, e))?;
+        self.unpark_all(gi, objects).map_err(|e| (0, e))?;
+        for (i, &(slab, idx)) in objects.iter().enumerate() {
             self.free_commit(client, gi, slab, idx).map_err(|e| (i, e))?;
         }
         Ok(())
     }
 
-    /// Slab and index of a handle already validated as a slab object.
-    fn located_slab(&self, client: ClientId, h: Handle) -> Result<(u32, u32), Error> {
-        match self.locate(client, h)? {
-            super::cache::Located::Slab { slab, idx, .. } => Ok((slab, idx)),
-            _ => Err(super::BROKEN),
+    /// The validation pass of a debug cache's bulk return: each handle held by the client
+    /// (see [`Self::validate_free`], red zones included), parked as it is seen so a repeat is
+    /// a `DoubleFree`. On a bad handle everything parked here is unparked again.
+    fn check_bulk(&mut self, client: ClientId, gi: u32, handles: &[Handle]) -> Result<Resolved, (usize, Error)> {
+        if handles.len() > BULK_RETURN_MAX {
+            return Err((BULK_RETURN_MAX, Error::InvalidArgument));
         }
+        let c = self.cache(gi).map_err(|e| (0, e))?;
+        let (flags, words) = (c.flags, bitmap_words(c.objs));
+        let mut resolved = Resolved::new();
+        for (i, &h) in handles.iter().enumerate() {
+            let checked = self
+                .validate_free_in(client, gi, flags, words, h)
+                .and_then(|(s, idx, b)| self.obj_set_parked(&b, idx, true).map(|()| (s, idx)))
+                .and_then(|(s, idx)| resolved.push(s, idx));
+            if let Err(e) = checked {
+                self.unpark_all(gi, resolved.as_slice()).map_err(|e| (0, e))?;
+                return Err((i, e));
+            }
+        }
+        Ok(resolved)
     }
 
-    /// The validation pass of the bulk operations: clears each object's bit as it is seen so
-    /// a repeat looks free, then restores every bit it cleared.
-    fn check_bulk(&mut self, client: ClientId, gi: u32, handles: &[Handle]) -> Result<(), (usize, Error)> {
-        let mut bad = None;
-        let mut seen = 0usize;
-        for (i, &h) in handles.iter().enumerate() {
-            match self.validate_free(client, gi, h) {
-                Ok((s, idx)) => {
-                    if let Err(e) = self.obj_bit_toggle(s, idx) {
-                        bad = Some((i, e));
-                        break;
-                    }
-                    seen += 1;
-                }
-                Err(e) => {
-                    bad = Some((i, e));
-                    break;
-                }
-            }
+    /// Clears the parked bit of each object of cache `gi`.
+    fn unpark_all(&mut self, gi: u32, objects: &[(u32, u32)]) -> Result<(), Error> {
+        let words = bitmap_words(self.cache(gi)?.objs);
+        for &(slab, idx) in objects {
+            let b = self.slab_bits(slab, words)?;
+            self.obj_set_parked(&b, idx, false)?;
         }
-        for &h in handles.iter().take(seen) {
-            if let Ok(super::cache::Located::Slab { slab, idx, .. }) = self.locate(client, h) {
-                self.obj_bit_toggle(slab, idx).map_err(|e| (0, e))?;
-            }
-        }
-        match bad {
-            Some(b) => Err(b),
-            None => Ok(()),
-        }
+        Ok(())
+    }
+}
+
+/// The resolved objects of one bulk call on the hot path.
+struct Objs {
+    at: [Obj; BULK_RETURN_MAX],
+    len: usize,
+}
+
+impl Objs {
+    /// Room for the objects of one call (a longer call is `InvalidArgument`, see
+    /// [`Engine::plain_resolve_all`]).
+    fn new() -> Self {
+        Objs { at: [Obj::default(); BULK_RETURN_MAX], len: 0 }
+    }
+
+    fn as_slice(&self) -> &[Obj] {
+        self.at.get(..self.len).unwrap_or(&[])
     }
 }

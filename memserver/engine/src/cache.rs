@@ -1,11 +1,12 @@
 //! Caches: `kmem_cache_create/alloc/zalloc/free/destroy/shrink`, and handle validation.
 
-use protocol::flags::{SLAB_ALL, SLAB_CONSISTENCY_CHECKS, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::flags::{SLAB_ALL, SLAB_CONSISTENCY_CHECKS, SLAB_DEBUG, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
 use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle, PAGE_SIZE};
 
+use super::bitmap::{Bits, bitmap_words};
 use super::storage::{
-    CacheDesc, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, LIST_EMPTY, LIST_PARTIAL, NIL, PAGE_FREED_LARGE,
-    PAGE_NONE,
+    CacheDesc, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL,
+    PAGE_FREED_LARGE, PAGE_NONE,
 };
 use super::{Allocated, BROKEN, Engine, Platform, layout};
 
@@ -120,16 +121,63 @@ impl<P: Platform> Engine<'_, P> {
         zero: bool,
         repair: bool,
     ) -> Result<Allocated, Error> {
+        if !zero && let Some(sh) = self.plain_shape(client, gi)? {
+            let (handle, fresh) = self.plain_alloc_one(client, &sh)?;
+            return Ok(Allocated { handle, fresh });
+        }
         let c = self.cache(gi)?;
-        let flags = c.flags;
-        let poisoned = flags & SLAB_POISON != 0 && !c.has_ctor;
+        let (flags, obj_offset, words) = (c.flags, c.obj_offset, bitmap_words(c.objs));
         let head = |list: u8| c.heads.get(usize::from(list)).copied().unwrap_or(NIL);
         let s = match (head(LIST_PARTIAL), head(LIST_EMPTY)) {
             (p, _) if p != NIL => p,
             (_, e) if e != NIL => e,
             _ => self.slab_create(client, gi)?,
         };
-        let idx = self.slab_peek_free(s)?;
+        let b = self.slab_bits(s, words)?;
+        let idx = self.slab_peek_free(s, &b)?;
+        let handle = Handle(self.obj_stride_start(gi, s, idx)? + u64::from(obj_offset));
+        if flags & SLAB_DEBUG != 0 || zero {
+            self.alloc_prepare(client, gi, s, idx, handle, zero, repair)?;
+        }
+        // Commit (metadata only: nothing here calls the platform).
+        self.next_seq();
+        let inuse = self.slab_set_obj(s, &b, idx, true)?;
+        let d = self.slab_mut(s)?;
+        let fresh = idx >= u32::from(d.constructed);
+        if fresh {
+            d.constructed = u16::try_from(idx + 1).map_err(|_| BROKEN)?;
+        }
+        let list = d.list;
+        let c = self.cache_mut(gi)?;
+        c.active_objs = c.active_objs.saturating_add(1);
+        let want = if inuse >= c.objs { LIST_FULL } else { LIST_PARTIAL };
+        if list != want {
+            self.slab_relist(gi, s)?;
+        }
+        if flags & SLAB_CONSISTENCY_CHECKS != 0 {
+            self.check_slab(gi, s).map_err(|_| BROKEN)?;
+        }
+        Ok(Allocated { handle, fresh })
+    }
+
+    /// The debug checks and object memory of an allocation of object `idx` (at `handle`),
+    /// before anything is committed: poison and red zones checked (and repaired when
+    /// `repair`), red zones activated, the object zeroed when `zero`, its STORE_USER record
+    /// stamped with the sequence number the commit takes. A failure leaves the object free.
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_prepare(
+        &mut self,
+        client: ClientId,
+        gi: u32,
+        s: u32,
+        idx: u32,
+        handle: Handle,
+        zero: bool,
+        repair: bool,
+    ) -> Result<(), Error> {
+        let c = self.cache(gi)?;
+        let (flags, size) = (c.flags, c.size as usize);
+        let poisoned = flags & SLAB_POISON != 0 && !c.has_ctor;
         let inactive = Self::red_zone_expected(false);
         if flags & SLAB_RED_ZONE != 0
             && let Some(bad) = self.red_zone_check(client, gi, s, idx, inactive)?
@@ -147,10 +195,6 @@ impl<P: Platform> Engine<'_, P> {
         }
         // Object memory first, while the object is still free in the metadata: a platform
         // failure then leaves the metadata as it was.
-        let start = self.obj_stride_start(gi, s, idx)?;
-        let c = self.cache(gi)?;
-        let handle = Handle(start + u64::from(c.obj_offset));
-        let size = c.size as usize;
         let prepared = match flags & SLAB_RED_ZONE != 0 {
             true => self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(true)),
             false => Ok(()),
@@ -160,64 +204,84 @@ impl<P: Platform> Engine<'_, P> {
             self.debug_bytes_restore(client, gi, s, idx, false);
             return Err(e);
         }
-        let seq = self.next_seq();
         if flags & SLAB_STORE_USER != 0
-            && let Err(e) = self.track_stamp(s, idx, true, client, seq)
+            && let Err(e) = self.track_stamp(s, idx, true, client, self.seq)
         {
             self.debug_bytes_restore(client, gi, s, idx, false);
             return Err(e);
         }
-        // Commit (metadata only: nothing here calls the platform).
-        self.slab_set_obj(s, idx, true)?;
-        let d = self.slab_mut(s)?;
-        let fresh = idx >= u32::from(d.constructed);
-        if fresh {
-            d.constructed = u16::try_from(idx + 1).map_err(|_| BROKEN)?;
-        }
-        self.slab_relist(gi, s)?;
-        let c = self.cache_mut(gi)?;
-        c.active_objs = c.active_objs.saturating_add(1);
-        if flags & SLAB_CONSISTENCY_CHECKS != 0 {
-            self.check_slab(gi, s).map_err(|_| BROKEN)?;
-        }
-        Ok(Allocated { handle, fresh })
+        Ok(())
     }
 
     /// Free an object. Corresponds to `kmem_cache_free()`.
     pub fn cache_free(&mut self, client: ClientId, cache: CacheId, handle: Handle) -> Result<(), Error> {
         let gi = self.cache_lookup(client, cache)?;
+        if let Some(sh) = self.plain_shape(client, gi)? {
+            return self.plain_free_one(client, &sh, handle);
+        }
         let (s, idx) = self.validate_free(client, gi, handle)?;
         self.free_prepare(client, gi, s, idx)?;
         self.free_commit(client, gi, s, idx)
     }
 
-    /// Check that `handle` is an allocated object of cache `gi` and its red zones are intact
+    /// Check that `handle` is an allocated object of cache `gi` held by the client (not parked
+    /// in the depot: one given back already is a `DoubleFree`) and its red zones are intact
     /// (repairing them if not). Changes nothing else.
+    #[inline]
     pub(crate) fn validate_free(&mut self, client: ClientId, gi: u32, handle: Handle) -> Result<(u32, u32), Error> {
-        let (s, idx) = match self.locate(client, handle)? {
-            Located::Slab { gi: owner, slab, idx } if owner == gi => (slab, idx),
-            Located::Slab { .. } => return Err(Error::WrongCache),
-            _ => return Err(Error::InvalidObject),
-        };
-        if !self.obj_allocated(s, idx)? {
+        let c = self.cache(gi)?;
+        let (flags, words) = (c.flags, bitmap_words(c.objs));
+        self.validate_free_in(client, gi, flags, words, handle).map(|(s, idx, _)| (s, idx))
+    }
+
+    /// [`Self::validate_free`] for a cache of `flags` and `words`-word bitmaps (read once for
+    /// a bulk call); also returns where the object's bits are.
+    #[inline]
+    pub(crate) fn validate_free_in(
+        &mut self,
+        client: ClientId,
+        gi: u32,
+        flags: u32,
+        words: usize,
+        handle: Handle,
+    ) -> Result<(u32, u32, Bits), Error> {
+        let (s, idx) = self.locate_in(client, gi, handle)?;
+        let b = self.slab_bits(s, words)?;
+        let (allocated, parked, bit) = self.obj_words(&b, idx)?;
+        if allocated & bit == 0 || parked & bit != 0 {
             return Err(Error::DoubleFree);
         }
-        if self.cache(gi)?.flags & SLAB_RED_ZONE != 0 {
+        if flags & SLAB_RED_ZONE != 0 {
             let active = Self::red_zone_expected(true);
             if let Some(bad) = self.red_zone_check(client, gi, s, idx, active)? {
                 self.red_zone_fill(client, gi, s, idx, active)?;
                 return Err(Error::RedZoneCorrupted(bad));
             }
         }
-        Ok((s, idx))
+        Ok((s, idx, b))
+    }
+
+    /// The slab object `handle` names, which must be one of cache `gi`: `WrongCache` for an
+    /// object of another cache, `InvalidObject` for anything else.
+    #[inline]
+    pub(crate) fn locate_in(&self, client: ClientId, gi: u32, handle: Handle) -> Result<(u32, u32), Error> {
+        match self.locate(client, handle)? {
+            Located::Slab { gi: owner, slab, idx } if owner == gi => Ok((slab, idx)),
+            Located::Slab { .. } => Err(Error::WrongCache),
+            _ => Err(Error::InvalidObject),
+        }
     }
 
     /// Object memory of a validated object about to be freed: the free poison and inactive red
     /// zones, written while the metadata still has it allocated (a platform failure leaves the
     /// metadata as it was, the red zones put back as far as possible).
+    #[inline]
     pub(crate) fn free_prepare(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
         let c = self.cache(gi)?;
         let (flags, has_ctor) = (c.flags, c.has_ctor);
+        if flags & (SLAB_POISON | SLAB_RED_ZONE) == 0 {
+            return Ok(());
+        }
         let poisoned = match flags & SLAB_POISON != 0 && !has_ctor {
             true => self.poison_object(client, gi, s, idx),
             false => Ok(()),
@@ -234,16 +298,22 @@ impl<P: Platform> Engine<'_, P> {
 
     /// Free a validated, prepared object: its STORE_USER record (a failure there changes
     /// nothing), then the metadata.
+    #[inline]
     pub(crate) fn free_commit(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
-        let flags = self.cache(gi)?.flags;
+        let c = self.cache(gi)?;
+        let (flags, words) = (c.flags, bitmap_words(c.objs));
         let seq = self.next_seq();
         if flags & SLAB_STORE_USER != 0 {
             self.track_stamp(s, idx, false, client, seq)?;
         }
-        self.slab_set_obj(s, idx, false)?;
-        self.slab_relist(gi, s)?;
+        let b = self.slab_bits(s, words)?;
+        let inuse = self.slab_set_obj(s, &b, idx, false)?;
+        let (list, first) = (self.slab(s)?.list, self.slab(s)?.prev == NIL);
         let c = self.cache_mut(gi)?;
         c.active_objs = c.active_objs.saturating_sub(1);
+        if list != LIST_PARTIAL || (inuse == 0 && !first) {
+            self.slab_relist(gi, s)?;
+        }
         if flags & SLAB_CONSISTENCY_CHECKS != 0 {
             self.check_slab(gi, s).map_err(|_| BROKEN)?;
         }
@@ -251,6 +321,7 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Resolve a handle in O(1): window page → frame → slab → object index.
+    #[inline]
     pub(crate) fn locate(&self, client: ClientId, handle: Handle) -> Result<Located, Error> {
         let window = self.client(client)?.window_pages;
         if handle.0 & Handle::FLAG_BITS != 0 {

@@ -10,7 +10,7 @@
 use protocol::flags::{POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 use protocol::{ClientId, Corruption, Error, Handle};
 
-use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL};
+use super::storage::NIL;
 use super::{BROKEN, Engine, Hook, Platform};
 
 /// A broken engine invariant: what, and two numbers to locate it.
@@ -166,27 +166,31 @@ impl<P: Platform> Engine<'_, P> {
         if d.cache != gi || d.order != c.order {
             return Err(v("slab cache/order mismatch"));
         }
-        let bm = self.bitmap(s).map_err(|_| v("bitmap out of range"))?;
+        self.check_bitmap_record(gi, s)?;
         let mut count = 0u32;
-        for (w, &word) in bm.iter().enumerate() {
+        for w in 0..super::bitmap::bitmap_words(c.objs) {
+            let word = self.bitmap_word(s, false, w).map_err(|_| v("bitmap out of reach"))?;
+            let parked = self.bitmap_word(s, true, w).map_err(|_| v("bitmap out of reach"))?;
             let valid = u32::from(c.objs).saturating_sub(w as u32 * 64).min(64);
             let pad = if valid == 64 { 0 } else { u64::MAX.checked_shl(valid).unwrap_or(0) };
             if word & pad != pad {
                 return Err(v("bitmap padding bit clear"));
+            }
+            if parked & !(word & !pad) != 0 {
+                return Err(v("parked object not allocated"));
             }
             count += (word & !pad).count_ones();
             if ((d.summary >> w) & 1 == 1) != (word != u64::MAX) {
                 return Err(v("bitmap summary wrong"));
             }
         }
+        if d.summary.checked_shr(super::bitmap::bitmap_words(c.objs) as u32).unwrap_or(0) != 0 {
+            return Err(v("summary bit past the bitmap"));
+        }
         if count != u32::from(d.inuse) {
             return Err(violation("bitmap count != inuse", count, d.inuse));
         }
-        let want = match d.inuse {
-            0 => LIST_EMPTY,
-            n if n >= c.objs => LIST_FULL,
-            _ => LIST_PARTIAL,
-        };
+        let want = super::slab::list_for(d, c.objs);
         if d.list != want || d.inuse > c.objs {
             return Err(v("slab on the wrong list"));
         }

@@ -1,14 +1,16 @@
 //! The invariant checker (tests and the `debug-invariants` feature): frame pool, windows,
-//! per-client accounting (window pages and tracking frames), cache lists and slab bitmaps, the
-//! STORE_USER record frames of every slab.
+//! per-client accounting (window pages, tracking and bitmap frames), cache lists and slab
+//! bitmaps (each slab's record in a bitmap frame of its cache, the frames' free lists), parked
+//! objects, the STORE_USER record frames of every slab.
 
 use protocol::flags::SLAB_STORE_USER;
 use protocol::{ClientId, PAGE_SIZE};
 
+use super::bitmap::{FrameHeader, bitmap_words, record_owner, records_per_frame};
 use super::debug::{InvariantViolation, violation};
 use super::storage::{
-    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, FRAME_TRACK, NIL, PAGE_FREED_LARGE,
-    PAGE_NONE,
+    FRAME_BITMAP, FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, FRAME_TRACK,
+    LIST_NONE, NIL, PAGE_FREED_LARGE, PAGE_NONE,
 };
 use super::track::track_frames_for;
 use super::{Engine, Platform};
@@ -77,6 +79,10 @@ impl<P: Platform> Engine<'_, P> {
         }
         for (i, d) in self.st.frames.iter().enumerate().take(self.config.pool_frames as usize) {
             if d.kind == FRAME_FREE || d.kind == FRAME_QUARANTINED {
+                continue;
+            }
+            if d.kind == FRAME_BITMAP {
+                self.check_bitmap_frame(i as u32)?;
                 continue;
             }
             if d.kind == FRAME_TRACK {
@@ -158,6 +164,7 @@ impl<P: Platform> Engine<'_, P> {
         }
         let mut slabs = 0u32;
         let mut tracking = 0u32;
+        let mut bitmap_frames = 0u32;
         let mut live = 0u16;
         for slot in 0..self.config.max_caches_per_client {
             let gi = self.cache_slot(client, slot);
@@ -182,6 +189,8 @@ impl<P: Platform> Engine<'_, P> {
                 return Err(violation("cache layout", gi, c.stride));
             }
             let mut inuse = 0u32;
+            let mut parked = 0u32;
+            let mut cache_slabs = 0u32;
             for (list, &head) in c.heads.iter().enumerate() {
                 let mut n = 0u32;
                 let mut s = head;
@@ -192,6 +201,7 @@ impl<P: Platform> Engine<'_, P> {
                         return Err(violation("slab list tag", s, d.list));
                     }
                     inuse += u32::from(d.inuse);
+                    parked += self.slab_parked(gi, s)?;
                     tracking += self.check_track_chain(gi, s)?;
                     n += 1;
                     if n > self.config.max_tracked_slabs {
@@ -203,10 +213,16 @@ impl<P: Platform> Engine<'_, P> {
                     return Err(violation("slab list count", gi, n));
                 }
                 slabs += n;
+                cache_slabs += n;
             }
             if inuse != c.active_objs {
                 return Err(violation("active_objs != sum of inuse", inuse, c.active_objs));
             }
+            if parked != c.parked_objs {
+                return Err(violation("parked_objs != parked bits", parked, c.parked_objs));
+            }
+            self.check_bitmap_list(gi, cache_slabs)?;
+            bitmap_frames += c.bitmap_frames;
         }
         if live != cl.caches {
             return Err(violation("client cache count", live, cl.caches));
@@ -214,7 +230,10 @@ impl<P: Platform> Engine<'_, P> {
         if tracking != cl.tracking_frames {
             return Err(violation("client tracking frames", tracking, cl.tracking_frames));
         }
-        let frames = frames + tracking;
+        if bitmap_frames != cl.bitmap_frames {
+            return Err(violation("client bitmap frames", bitmap_frames, cl.bitmap_frames));
+        }
+        let frames = frames + tracking + bitmap_frames;
         if frames != cl.frames_used || frames > cl.quota_frames {
             return Err(violation("client frame accounting", frames, cl.frames_used));
         }
@@ -241,5 +260,80 @@ impl<P: Platform> Engine<'_, P> {
             return Err(violation("slab's tracking frame count", s, n));
         }
         Ok(n)
+    }
+
+    /// Parked objects of slab `s` (its parked bits).
+    fn slab_parked(&self, gi: u32, s: u32) -> Result<u32, InvariantViolation> {
+        let c = self.cache(gi).map_err(|_| violation("cache index out of range", s, gi))?;
+        let mut n = 0u32;
+        for w in 0..bitmap_words(c.objs) {
+            n += self.bitmap_word(s, true, w).map_err(|_| violation("parked bitmap out of reach", s, gi))?.count_ones();
+        }
+        Ok(n)
+    }
+
+    /// One bitmap frame: of a live cache of an attached client; its free records a list
+    /// without repeats; every other record owned by a slab of the cache that names this record;
+    /// at least one used (an unused frame goes back to the pool).
+    fn check_bitmap_frame(&self, f: u32) -> Result<(), InvariantViolation> {
+        let d = self.frame(f).map_err(|_| violation("bitmap frame out of range", f, 0u32))?;
+        let gi = d.page;
+        let cache = self.cache(gi).ok().filter(|c| c.live && self.cache_client(gi) == d.client);
+        let Some(c) = cache else { return Err(violation("bitmap frame of no live cache of its client", f, gi)) };
+        let words = bitmap_words(c.objs);
+        let records = records_per_frame(words);
+        let bytes = self.platform.private_bytes(f).map_err(|_| violation("bitmap frame unreachable", f, gi))?;
+        let header = FrameHeader::read(bytes).map_err(|_| violation("bitmap frame header", f, gi))?;
+        // The free records, marked in a bitset of up to 256 records.
+        let mut free = [0u64; 4];
+        let mut r = usize::from(header.free_head);
+        let mut free_count = 0usize;
+        while r != usize::from(u16::MAX) {
+            let word = free.get_mut(r / 64).filter(|_| r < records);
+            let Some(word) = word else { return Err(violation("free bitmap record out of range", f, r as u64)) };
+            if *word & (1u64 << (r % 64)) != 0 {
+                return Err(violation("bitmap frame's free records repeat", f, r as u64));
+            }
+            *word |= 1u64 << (r % 64);
+            free_count += 1;
+            r = record_owner(bytes, words, r).map_err(|_| violation("bitmap record unreadable", f, r as u64))? as usize;
+        }
+        if free_count + usize::from(header.used) != records || header.used == 0 {
+            return Err(violation("bitmap frame's used count", f, header.used));
+        }
+        for r in (0..records).filter(|r| free.get(r / 64).is_some_and(|w| w & (1u64 << (r % 64)) == 0)) {
+            let s = record_owner(bytes, words, r).map_err(|_| violation("bitmap record unreadable", f, r as u64))?;
+            let ok = self.slab(s).is_ok_and(|d| {
+                d.cache == gi && d.bitmap_frame == f && usize::from(d.bitmap_record) == r && d.list != LIST_NONE
+            });
+            if !ok {
+                return Err(violation("used bitmap record of no slab of its cache", f, r as u64));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cache `gi`'s list of bitmap frames with a free record: frames of the cache, `prev` links
+    /// mutual, no more than the cache's bitmap frames, which are at most its slabs (each frame
+    /// has a used record) and none without slabs.
+    fn check_bitmap_list(&self, gi: u32, slabs: u32) -> Result<(), InvariantViolation> {
+        let c = self.cache(gi).map_err(|_| violation("cache index out of range", gi, 0u32))?;
+        if c.bitmap_frames > slabs || (slabs > 0 && c.bitmap_frames == 0) {
+            return Err(violation("cache's bitmap frames against its slabs", c.bitmap_frames, slabs));
+        }
+        let (mut f, mut prev, mut n) = (c.bitmap_free, NIL, 0u32);
+        while f != NIL {
+            let d = self.frame(f).map_err(|_| violation("bitmap list out of the pool", gi, f))?;
+            let header = self.platform.private_bytes(f).ok().and_then(|b| FrameHeader::read(b).ok());
+            let ok = d.kind == FRAME_BITMAP
+                && d.page == gi
+                && header.is_some_and(|h| h.prev == prev && h.free_head != u16::MAX);
+            n += 1;
+            if !ok || n > c.bitmap_frames {
+                return Err(violation("cache's bitmap frame list broken", gi, f));
+            }
+            (prev, f) = (f, d.link);
+        }
+        Ok(())
     }
 }

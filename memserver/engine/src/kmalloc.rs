@@ -80,6 +80,9 @@ impl<P: Platform> Engine<'_, P> {
                 if !self.cache(gi)?.is_kmalloc {
                     return Err(Error::WrongCache);
                 }
+                if let Some(sh) = self.plain_shape(client, gi)? {
+                    return self.plain_free_one(client, &sh, handle);
+                }
                 let (s, idx) = self.validate_free(client, gi, handle)?;
                 self.free_prepare(client, gi, s, idx)?;
                 self.free_commit(client, gi, s, idx)

@@ -37,6 +37,7 @@ extern crate std;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+mod bitmap;
 mod bulk;
 mod cache;
 mod client;
@@ -46,6 +47,7 @@ mod frame;
 mod invariants;
 mod kmalloc;
 pub mod layout;
+mod plain;
 mod platform;
 mod reclaim;
 mod slab;
@@ -91,7 +93,10 @@ pub struct CacheInfo {
     pub pages_per_slab: u32,
     /// Private frames each slab takes for STORE_USER records (0 without `SLAB_STORE_USER`).
     pub tracking_frames_per_slab: u32,
+    /// Allocated objects, the parked ones included.
     pub active_objs: u32,
+    /// Allocated objects the server's magazine depot holds (see `cache_park_bulk`).
+    pub parked_objs: u32,
     pub num_objs: u32,
     pub active_slabs: u32,
     pub num_slabs: u32,
@@ -128,6 +133,8 @@ pub struct ClientStats {
     pub frames_used: u32,
     /// Private frames holding the STORE_USER records of its slabs.
     pub tracking_frames: u32,
+    /// Private frames holding the object bitmaps of its slabs.
+    pub bitmap_frames: u32,
     pub quota_frames: u32,
     pub window_pages: u32,
     pub caches: u16,
@@ -197,7 +204,6 @@ impl<'a, P: Platform> Engine<'a, P> {
         for s in (0..config.max_tracked_slabs).rev() {
             e.slab_desc_push(s)?;
         }
-        e.st.bitmaps.fill(0);
         e.st.clients.fill(ClientDesc::EMPTY);
         e.st.caches.fill(CacheDesc::EMPTY);
         e.st.page_map.fill(PAGE_NONE);
@@ -250,31 +256,38 @@ impl<'a, P: Platform> Engine<'a, P> {
 
     // ---- checked table access (indices come from private metadata or are range-checked) ----
 
+    #[inline]
     pub(crate) fn frame(&self, f: u32) -> Result<&FrameDesc, Error> {
         self.st.frames.get(f as usize).ok_or(BROKEN)
     }
 
+    #[inline]
     pub(crate) fn frame_mut(&mut self, f: u32) -> Result<&mut FrameDesc, Error> {
         self.st.frames.get_mut(f as usize).ok_or(BROKEN)
     }
 
+    #[inline]
     pub(crate) fn slab(&self, s: u32) -> Result<&SlabDesc, Error> {
         self.st.slabs.get(s as usize).ok_or(BROKEN)
     }
 
+    #[inline]
     pub(crate) fn slab_mut(&mut self, s: u32) -> Result<&mut SlabDesc, Error> {
         self.st.slabs.get_mut(s as usize).ok_or(BROKEN)
     }
 
+    #[inline]
     pub(crate) fn cache(&self, gi: u32) -> Result<&CacheDesc, Error> {
         self.st.caches.get(gi as usize).ok_or(BROKEN)
     }
 
+    #[inline]
     pub(crate) fn cache_mut(&mut self, gi: u32) -> Result<&mut CacheDesc, Error> {
         self.st.caches.get_mut(gi as usize).ok_or(BROKEN)
     }
 
     /// An attached client, else `InvalidArgument`.
+    #[inline]
     pub(crate) fn client(&self, c: ClientId) -> Result<&ClientDesc, Error> {
         match self.st.clients.get(usize::from(c)) {
             Some(d) if d.attached && c < self.config.max_clients => Ok(d),
@@ -282,6 +295,7 @@ impl<'a, P: Platform> Engine<'a, P> {
         }
     }
 
+    #[inline]
     pub(crate) fn client_mut(&mut self, c: ClientId) -> Result<&mut ClientDesc, Error> {
         let max = self.config.max_clients;
         match self.st.clients.get_mut(usize::from(c)) {
@@ -291,12 +305,14 @@ impl<'a, P: Platform> Engine<'a, P> {
     }
 
     /// Global slot of a client's cache slot.
+    #[inline]
     pub(crate) fn cache_slot(&self, client: ClientId, slot: u16) -> u32 {
         u32::from(client) * u32::from(self.config.max_caches_per_client) + u32::from(slot)
     }
 
     /// Bits of a `CacheId` that name the slot (just enough for `max_caches_per_client`); the
     /// rest name the slot's generation.
+    #[inline]
     fn cache_slot_bits(&self) -> u32 {
         u32::BITS - u32::from(self.config.max_caches_per_client.saturating_sub(1)).leading_zeros()
     }
@@ -309,6 +325,7 @@ impl<'a, P: Platform> Engine<'a, P> {
     }
 
     /// The live cache `id` of `client` (its global slot), else `NoSuchCache`.
+    #[inline]
     pub(crate) fn cache_lookup(&self, client: ClientId, id: CacheId) -> Result<u32, Error> {
         self.client(client)?;
         let bits = self.cache_slot_bits();
@@ -334,10 +351,12 @@ impl<'a, P: Platform> Engine<'a, P> {
     }
 
     /// The client owning global cache slot `gi`.
+    #[inline]
     pub(crate) fn cache_client(&self, gi: u32) -> ClientId {
         (gi / u32::from(self.config.max_caches_per_client)) as ClientId
     }
 
+    #[inline]
     pub(crate) fn next_seq(&mut self) -> u64 {
         let s = self.seq;
         self.seq = self.seq.saturating_add(1);

@@ -22,6 +22,10 @@ use protocol::{ClientId, Error, PAGE_SIZE};
 ///   serve (checks before an allocation, poison and red zones before a free's bookkeeping), so
 ///   a failure leaves the metadata as it was; the operation fails with [`Error::Internal`] and
 ///   the platform's own error is kept in the [`Fault`].
+/// * `private_bytes` and `private_bytes_mut` reach a frame `private_frame` already gave the
+///   engine (its metadata: object bitmaps, STORE_USER records) and must not fail for one: the
+///   engine reads and writes its metadata there in the middle of an operation, so a failure is
+///   a broken platform, answered with [`Error::Internal`] like a broken table.
 ///
 /// Platforms return [`Error::Internal`] for anything but a resource shortage in `map`.
 pub trait Platform {
@@ -39,10 +43,15 @@ pub trait Platform {
     fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error>;
     /// Fill object memory with one byte.
     fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error>;
-    /// A pool frame used by the server itself (metadata, never mapped into any client): its
+    /// A pool frame the server takes for itself (metadata, never mapped into any client): its
     /// bytes. The engine initialises a frame it takes for itself, so the contents found the
     /// first time may be anything.
     fn private_frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error>;
+    /// The bytes of a frame `private_frame` gave the server and it has not released: for
+    /// reading its metadata. Never fails for such a frame (see Failures).
+    fn private_bytes(&self, frame: u32) -> Result<&[u8; PAGE_SIZE], Error>;
+    /// The same bytes, for writing. Never fails for such a frame (see Failures).
+    fn private_bytes_mut(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error>;
     /// A private frame goes back to the pool: its memory may go back to the OS (host:
     /// `madvise(MADV_DONTNEED)`; seL4: zero it, or unmap it from the server).
     fn private_release(&mut self, frame: u32) -> Result<(), Error>;

@@ -144,6 +144,7 @@ impl<P: Platform> Engine<'_, P> {
     /// `kmem_cache_shrink()`: memory pressure takes only what it needs.
     pub fn cache_shrink_some(&mut self, client: ClientId, cache: CacheId, want: Released) -> Result<Released, Error> {
         let gi = self.cache_lookup(client, cache)?;
+        self.slab_settle_partial_head(gi)?;
         let mut got = Released::NONE;
         while !got.covers(&want) {
             let head = self.cache(gi)?.heads.get(usize::from(LIST_EMPTY)).copied().unwrap_or(NIL);

@@ -1,16 +1,25 @@
-//! Slabs: descriptors (an intrusive free stack), the private two-level object bitmap, the
-//! per-cache empty / partial / full lists (intrusive index links, O(1) moves), and slab
-//! creation and destruction.
+//! Slabs: descriptors (an intrusive free stack), the two-level object bitmap, the per-cache
+//! empty / partial / full lists (intrusive index links, O(1) moves), and slab creation and
+//! destruction.
 //!
-//! Bitmap: `BITMAP_WORDS` words per slab, bit set = object allocated (bits past the last
-//! object are set too, so they are never handed out). The slab's `summary` byte has bit `w`
-//! set while word `w` has a free object, so finding the lowest free object is two
-//! `trailing_zeros`: O(1).
+//! Lists: a slab with free and allocated objects is partial, one without free objects full,
+//! one without allocated objects empty; one exception, as SLUB keeps empty slabs on its
+//! partial list: the first partial slab stays there when it empties, so an allocation and a
+//! free in turn (the commonest pattern) move no slab between lists. It goes to the empty list
+//! as soon as another slab is put first on the partial list, and before any shrink
+//! ([`Engine::slab_settle_partial_head`]), so the empty list is every empty slab whenever a
+//! shrink looks at it.
+//!
+//! Bitmap: `ceil(objs / 64)` words per slab in a private frame (`bitmap`), bit set = object
+//! allocated (bits past the last object are set too, so they are never handed out). The
+//! slab's `summary` byte has bit `w` set while word `w` has a free object, so finding the
+//! lowest free object is two `trailing_zeros`: O(1).
 
 use protocol::flags::{SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
 use protocol::{ClientId, Error, PAGE_SIZE};
 
-use super::storage::{BITMAP_WORDS, FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_NONE, LIST_PARTIAL, NIL, SlabDesc};
+use super::bitmap::Bits;
+use super::storage::{FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_NONE, LIST_PARTIAL, NIL, SlabDesc};
 use super::track::track_frames_for;
 use super::{BROKEN, Engine, Platform};
 
@@ -33,35 +42,11 @@ impl<P: Platform> Engine<'_, P> {
         Ok(s)
     }
 
-    pub(crate) fn bitmap(&self, s: u32) -> Result<&[u64], Error> {
-        let base = (s as usize).checked_mul(BITMAP_WORDS).ok_or(BROKEN)?;
-        self.st.bitmaps.get(base..base + BITMAP_WORDS).ok_or(BROKEN)
-    }
-
-    fn bitmap_mut(&mut self, s: u32) -> Result<&mut [u64], Error> {
-        let base = (s as usize).checked_mul(BITMAP_WORDS).ok_or(BROKEN)?;
-        self.st.bitmaps.get_mut(base..base + BITMAP_WORDS).ok_or(BROKEN)
-    }
-
-    /// Whether object `idx` of slab `s` is allocated.
-    pub(crate) fn obj_allocated(&self, s: u32, idx: u32) -> Result<bool, Error> {
-        let w = self.bitmap(s)?.get((idx / 64) as usize).ok_or(BROKEN)?;
-        Ok(w & (1u64 << (idx % 64)) != 0)
-    }
-
-    /// Set or clear the bitmap bit of object `idx` only (no counts, no summary): used by the
-    /// bulk free's duplicate detection, always restored.
-    pub(crate) fn obj_bit_toggle(&mut self, s: u32, idx: u32) -> Result<(), Error> {
-        let w = self.bitmap_mut(s)?.get_mut((idx / 64) as usize).ok_or(BROKEN)?;
-        *w ^= 1u64 << (idx % 64);
-        Ok(())
-    }
-
-    /// The lowest free object of slab `s` (without taking it).
-    pub(crate) fn slab_peek_free(&self, s: u32) -> Result<u32, Error> {
-        let summary = self.slab(s)?.summary;
-        let w = summary.trailing_zeros();
-        let word = self.bitmap(s)?.get(w as usize).copied().ok_or(BROKEN)?;
+    /// The lowest free object of slab `s`, whose bitmaps are at `b` (without taking it).
+    #[inline]
+    pub(crate) fn slab_peek_free(&self, s: u32, b: &Bits) -> Result<u32, Error> {
+        let w = self.slab(s)?.summary.trailing_zeros();
+        let word = self.word(b, false, w as usize)?;
         let b = (!word).trailing_zeros();
         if b >= 64 {
             return Err(BROKEN);
@@ -69,17 +54,12 @@ impl<P: Platform> Engine<'_, P> {
         Ok(w * 64 + b)
     }
 
-    /// Mark object `idx` allocated or free, keeping the summary and `inuse` exact.
-    pub(crate) fn slab_set_obj(&mut self, s: u32, idx: u32, allocated: bool) -> Result<(), Error> {
+    /// Mark object `idx` of slab `s` (bitmaps at `b`) allocated or free, keeping the summary
+    /// and `inuse` exact. Returns the new `inuse`.
+    #[inline]
+    pub(crate) fn slab_set_obj(&mut self, s: u32, b: &Bits, idx: u32, allocated: bool) -> Result<u16, Error> {
         let wi = idx / 64;
-        let bm = self.bitmap_mut(s)?;
-        let w = bm.get_mut(wi as usize).ok_or(BROKEN)?;
-        if allocated {
-            *w |= 1u64 << (idx % 64);
-        } else {
-            *w &= !(1u64 << (idx % 64));
-        }
-        let full = *w == u64::MAX;
+        let full = self.obj_set_allocated(b, idx, allocated)? == u64::MAX;
         let d = self.slab_mut(s)?;
         if full {
             d.summary &= !(1u8 << wi);
@@ -87,7 +67,7 @@ impl<P: Platform> Engine<'_, P> {
             d.summary |= 1u8 << wi;
         }
         d.inuse = if allocated { d.inuse.checked_add(1) } else { d.inuse.checked_sub(1) }.ok_or(BROKEN)?;
-        Ok(())
+        Ok(d.inuse)
     }
 
     fn list_unlink(&mut self, gi: u32, s: u32) -> Result<(), Error> {
@@ -112,6 +92,9 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     fn list_push(&mut self, gi: u32, s: u32, list: u8) -> Result<(), Error> {
+        if list == LIST_PARTIAL {
+            self.slab_settle_partial_head(gi)?;
+        }
         let c = self.cache_mut(gi)?;
         let head = *c.heads.get(list as usize).ok_or(BROKEN)?;
         *c.heads.get_mut(list as usize).ok_or(BROKEN)? = s;
@@ -127,22 +110,36 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
-    /// Put slab `s` on the list its in-use count calls for (O(1)).
+    /// Put slab `s` on the list its in-use count calls for (O(1); an emptied first partial
+    /// slab stays first, see the module documentation).
+    #[inline]
     pub(crate) fn slab_relist(&mut self, gi: u32, s: u32) -> Result<(), Error> {
         let objs = self.cache(gi)?.objs;
         let d = self.slab(s)?;
-        let want = match d.inuse {
-            0 => LIST_EMPTY,
-            n if n >= objs => LIST_FULL,
-            _ => LIST_PARTIAL,
-        };
+        let want = list_for(d, objs);
         if d.list != want {
-            if d.list != LIST_NONE {
-                self.list_unlink(gi, s)?;
-            }
-            self.list_push(gi, s, want)?;
+            self.slab_move(gi, s, d.list, want)?;
         }
         Ok(())
+    }
+
+    /// Moves an empty first partial slab of cache `gi` to the empty list (before another slab
+    /// goes first, and before a shrink).
+    pub(crate) fn slab_settle_partial_head(&mut self, gi: u32) -> Result<(), Error> {
+        let head = self.cache(gi)?.heads.get(usize::from(LIST_PARTIAL)).copied().unwrap_or(NIL);
+        if head != NIL && self.slab(head)?.inuse == 0 {
+            self.list_unlink(gi, head)?;
+            self.list_push(gi, head, LIST_EMPTY)?;
+        }
+        Ok(())
+    }
+
+    /// Moves slab `s` from list `from` (`LIST_NONE`: none) to list `to`.
+    fn slab_move(&mut self, gi: u32, s: u32, from: u8, to: u8) -> Result<(), Error> {
+        if from != LIST_NONE {
+            self.list_unlink(gi, s)?;
+        }
+        self.list_push(gi, s, to)
     }
 
     /// Window offset of the start of object `idx`'s stride (red zone included).
@@ -152,41 +149,41 @@ impl<P: Platform> Engine<'_, P> {
         Ok(base + u64::from(idx) * u64::from(c.stride))
     }
 
-    /// A new empty slab for cache `gi` of `client`, or an error with nothing changed. A slab
-    /// of a STORE_USER cache also takes the private frames for its records, charged to the
-    /// client like its pages.
+    /// A new empty slab for cache `gi` of `client`, or an error with nothing changed. Its
+    /// bitmaps take a record in a private bitmap frame (a new frame when the cache has none
+    /// with room), and a slab of a STORE_USER cache the private frames for its records: both
+    /// charged to the client like its pages.
     pub(crate) fn slab_create(&mut self, client: ClientId, gi: u32) -> Result<u32, Error> {
         let c = self.cache(gi)?;
         let (order, objs, flags, has_ctor) = (c.order, c.objs, c.flags, c.has_ctor);
         let pages = 1u32 << order;
         let tracks = if flags & SLAB_STORE_USER != 0 { track_frames_for(u32::from(objs)) } else { 0 };
+        let private = tracks.saturating_add(self.bitmap_frames_needed(gi)?);
         // Every check first, the client's own limits before the shared ones.
-        self.quota_check(client, pages, tracks)?;
+        self.quota_check(client, pages, private)?;
         let first = self.window_find(client, pages, pages)?;
-        self.pool_check(client, pages.saturating_add(tracks))?;
+        self.pool_check(client, pages.saturating_add(private))?;
         if self.free_slab_head == NIL {
             return Err(self.short(client, super::ShortageKind::SlabDescriptors, 1));
         }
         let s = self.slab_desc_pop()?;
         *self.slab_mut(s)? = SlabDesc { cache: gi, first_page: first, order, ..SlabDesc::EMPTY };
+        if let Err(e) = self.bitmap_record_take(client, gi, s) {
+            self.slab_desc_push(s)?;
+            return Err(e);
+        }
         if let Err(e) = self.track_frames_take(client, s, tracks) {
+            self.bitmap_record_give(client, gi, s)?;
             self.slab_desc_push(s)?;
             return Err(e);
         }
         if let Err(e) = self.pages_take(client, first, pages, |_| (FRAME_SLAB, s)) {
             self.track_frames_give(client, s)?;
+            self.bitmap_record_give(client, gi, s)?;
             self.slab_desc_push(s)?;
             return Err(e);
         }
-        let mut summary = 0u8;
-        let bm = self.bitmap_mut(s)?;
-        for (w, word) in bm.iter_mut().enumerate() {
-            let valid = u32::from(objs).saturating_sub(w as u32 * 64).min(64);
-            *word = if valid == 64 { 0 } else { u64::MAX.checked_shl(valid).unwrap_or(0) };
-            if *word != u64::MAX {
-                summary |= 1u8 << w;
-            }
-        }
+        let summary = self.bitmap_clear(s, objs)?;
         self.slab_mut(s)?.summary = summary;
         self.slab_relist(gi, s)?;
         // Fresh debug state: every object free (poisoned) with inactive red zones. A platform
@@ -220,8 +217,8 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
-    /// Give slab `s` of cache `gi` back to the pool: pages released, record frames and
-    /// descriptor freed. Returns the pages released.
+    /// Give slab `s` of cache `gi` back to the pool: pages released, record frames, bitmap
+    /// record and descriptor freed. Returns the pages released.
     pub(crate) fn slab_destroy(&mut self, gi: u32, s: u32) -> Result<u32, Error> {
         let client = self.cache_client(gi);
         let d = *self.slab(s)?;
@@ -231,7 +228,20 @@ impl<P: Platform> Engine<'_, P> {
         let pages = 1u32 << d.order;
         self.pages_release(client, d.first_page, pages)?;
         self.track_frames_give(client, s)?;
+        self.bitmap_record_give(client, gi, s)?;
         self.slab_desc_push(s)?;
         Ok(pages)
+    }
+}
+
+/// The list slab `d` of a cache of `objs` objects per slab belongs on (the first partial slab,
+/// the one without a `prev`, keeps its place when it empties).
+#[inline]
+pub(crate) fn list_for(d: &SlabDesc, objs: u16) -> u8 {
+    match d.inuse {
+        0 if d.list == LIST_PARTIAL && d.prev == NIL => LIST_PARTIAL,
+        0 => LIST_EMPTY,
+        n if n >= objs => LIST_FULL,
+        _ => LIST_PARTIAL,
     }
 }

@@ -32,12 +32,20 @@ impl<P: Platform> Engine<'_, P> {
                 _ => super::track::track_frames_for(objs),
             },
             active_objs: c.active_objs,
+            parked_objs: c.parked_objs,
             num_objs: num_slabs.saturating_mul(objs),
-            active_slabs: c.counts.get(usize::from(LIST_PARTIAL)).copied().unwrap_or(0)
-                + c.counts.get(usize::from(LIST_FULL)).copied().unwrap_or(0),
+            active_slabs: (c.counts.get(usize::from(LIST_PARTIAL)).copied().unwrap_or(0)
+                + c.counts.get(usize::from(LIST_FULL)).copied().unwrap_or(0))
+            .saturating_sub(u32::from(self.partial_head_empty(gi))),
             num_slabs,
             is_kmalloc: c.is_kmalloc,
         })
+    }
+
+    /// Whether cache `gi`'s first partial slab is empty (it stays first: see `slab`).
+    fn partial_head_empty(&self, gi: u32) -> bool {
+        let head = self.cache(gi).ok().and_then(|c| c.heads.get(usize::from(LIST_PARTIAL)).copied());
+        head.filter(|&h| h != super::storage::NIL).and_then(|h| self.slab(h).ok()).is_some_and(|d| d.inuse == 0)
     }
 
     /// Everything about one cache.
@@ -114,6 +122,7 @@ impl<P: Platform> Engine<'_, P> {
         Ok(ClientStats {
             frames_used: c.frames_used,
             tracking_frames: c.tracking_frames,
+            bitmap_frames: c.bitmap_frames,
             quota_frames: c.quota_frames,
             window_pages: c.window_pages,
             caches: c.caches,

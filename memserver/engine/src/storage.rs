@@ -14,9 +14,9 @@ pub(crate) const PAGE_NONE: u32 = u32::MAX;
 /// Page-map value: unmapped, and it was the first page of a large kmalloc that was freed
 /// (lets a second `kfree` of it report `DoubleFree` until the page is reused).
 pub(crate) const PAGE_FREED_LARGE: u32 = u32::MAX - 1;
-/// Bitmap words per slab.
+/// Most bitmap words one slab needs (one bit per object, in each of its two bitmaps).
 pub const BITMAP_WORDS: usize = 8;
-/// Most objects one slab can hold (the private bitmap has this many bits).
+/// Most objects one slab can hold (a bitmap has at most this many bits).
 pub const MAX_OBJS_PER_SLAB: u32 = (BITMAP_WORDS * 64) as u32;
 /// Number of kmalloc size classes (`kmalloc-8` … `kmalloc-8k`).
 pub const KMALLOC_CLASSES: usize = 13;
@@ -35,6 +35,11 @@ pub struct EngineConfig {
     /// Slab descriptors (slabs alive at once, all clients); `pool_frames` never runs out first.
     pub max_tracked_slabs: u32,
 }
+
+/// Bytes of the server's own tables for one pool frame at most: its frame descriptor and one
+/// slab descriptor (object bitmaps and STORE_USER records are in pool frames charged to the
+/// client whose slabs they describe). Linux's `struct page` is 64 bytes.
+pub const TABLE_BYTES_PER_POOL_FRAME: usize = core::mem::size_of::<FrameDesc>() + core::mem::size_of::<SlabDesc>();
 
 impl EngineConfig {
     /// A configuration with room for 64 caches per client and a slab descriptor per pool frame.
@@ -59,7 +64,6 @@ impl EngineConfig {
 pub struct StorageSizes {
     pub frames: usize,
     pub slabs: usize,
-    pub bitmaps: usize,
     pub clients: usize,
     pub caches: usize,
     pub page_map: usize,
@@ -73,7 +77,6 @@ impl StorageSizes {
         [
             (self.frames, size_of::<FrameDesc>()),
             (self.slabs, size_of::<SlabDesc>()),
-            (self.bitmaps, size_of::<u64>()),
             (self.clients, size_of::<ClientDesc>()),
             (self.caches, size_of::<CacheDesc>()),
             (self.page_map, size_of::<u32>()),
@@ -94,6 +97,10 @@ pub(crate) const FRAME_QUARANTINED: u8 = 4;
 /// Server-private: STORE_USER records of one slab (`page`: the slab descriptor, `link`: the
 /// next frame of the slab's records or `NIL`), charged to `client`.
 pub(crate) const FRAME_TRACK: u8 = 5;
+/// Server-private: object bitmaps of slabs of one cache (`page`: the global cache slot,
+/// `link`: the next frame of the cache's list of bitmap frames with a free record, or `NIL`),
+/// charged to `client`. See `bitmap`.
+pub(crate) const FRAME_BITMAP: u8 = 6;
 
 /// One pool frame, Linux `struct page` style: who holds it and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +141,11 @@ pub struct SlabDesc {
     pub(crate) next: u32,
     /// First frame of the STORE_USER records (a chain through the frame links), or `NIL`.
     pub(crate) track_frame: u32,
+    /// The private frame holding the slab's object bitmaps (see `bitmap`).
+    pub(crate) bitmap_frame: u32,
     pub(crate) inuse: u16,
+    /// The record in `bitmap_frame` (its index).
+    pub(crate) bitmap_record: u8,
     /// Objects below this index have been handed out at least once (are constructed).
     pub(crate) constructed: u16,
     pub(crate) order: u8,
@@ -151,7 +162,9 @@ impl SlabDesc {
         prev: NIL,
         next: NIL,
         track_frame: NIL,
+        bitmap_frame: NIL,
         inuse: 0,
+        bitmap_record: 0,
         constructed: 0,
         order: 0,
         list: LIST_NONE,
@@ -175,6 +188,8 @@ pub struct ClientDesc {
     pub(crate) frames_used: u32,
     /// Private frames holding the STORE_USER records of its slabs (part of `frames_used`).
     pub(crate) tracking_frames: u32,
+    /// Private frames holding the object bitmaps of its slabs (part of `frames_used`).
+    pub(crate) bitmap_frames: u32,
     pub(crate) caches: u16,
     /// Slot of each kmalloc cache.
     pub(crate) kmalloc: [u16; KMALLOC_CLASSES],
@@ -188,6 +203,7 @@ impl ClientDesc {
         quota_frames: 0,
         frames_used: 0,
         tracking_frames: 0,
+        bitmap_frames: 0,
         caches: 0,
         kmalloc: [0; KMALLOC_CLASSES],
     };
@@ -224,6 +240,13 @@ pub struct CacheDesc {
     pub(crate) heads: [u32; 3],
     pub(crate) counts: [u32; 3],
     pub(crate) active_objs: u32,
+    /// Objects held by the server's magazine depot (allocated, not with the client).
+    pub(crate) parked_objs: u32,
+    /// The first of the cache's bitmap frames with a free record (a list through their frame
+    /// links), or `NIL`.
+    pub(crate) bitmap_free: u32,
+    /// Bitmap frames the cache's slabs use.
+    pub(crate) bitmap_frames: u32,
 }
 
 impl CacheDesc {
@@ -246,6 +269,9 @@ impl CacheDesc {
         heads: [NIL; 3],
         counts: [0; 3],
         active_objs: 0,
+        parked_objs: 0,
+        bitmap_free: NIL,
+        bitmap_frames: 0,
     };
 }
 
@@ -261,8 +287,6 @@ pub struct EngineStorage<'a> {
     pub frames: &'a mut [FrameDesc],
     /// Slab descriptors (`max_tracked_slabs`).
     pub slabs: &'a mut [SlabDesc],
-    /// Object bitmaps, `BITMAP_WORDS` per slab descriptor.
-    pub bitmaps: &'a mut [u64],
     /// One per client.
     pub clients: &'a mut [ClientDesc],
     /// `max_caches_per_client` per client.
@@ -281,7 +305,6 @@ impl EngineStorage<'_> {
         Some(StorageSizes {
             frames: config.pool_frames as usize,
             slabs,
-            bitmaps: slabs.checked_mul(BITMAP_WORDS)?,
             clients,
             caches: clients.checked_mul(usize::from(config.max_caches_per_client))?,
             page_map: clients.checked_mul(config.max_window_pages as usize)?,
@@ -292,7 +315,6 @@ impl EngineStorage<'_> {
     pub(crate) fn fits(&self, s: &StorageSizes) -> bool {
         self.frames.len() >= s.frames
             && self.slabs.len() >= s.slabs
-            && self.bitmaps.len() >= s.bitmaps
             && self.clients.len() >= s.clients
             && self.caches.len() >= s.caches
             && self.page_map.len() >= s.page_map

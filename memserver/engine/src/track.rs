@@ -115,12 +115,12 @@ impl<P: Platform> Engine<'_, P> {
         Ok((f, (idx % TRACKS_PER_FRAME) as usize * TRACK_RECORD_BYTES))
     }
 
-    /// The record bytes of object `idx` of slab `s`.
-    fn track_bytes(&mut self, s: u32, idx: u32) -> Result<&mut [u8; TRACK_RECORD_BYTES], Error> {
+    /// The record bytes of object `idx` of slab `s`, to write.
+    fn track_bytes_mut(&mut self, s: u32, idx: u32) -> Result<&mut [u8; TRACK_RECORD_BYTES], Error> {
         let (f, at) = self.track_place(s, idx)?;
         let client = self.frame(f)?.client;
         let log = &self.fault_log;
-        let frame = self.platform.private_frame(f).map_err(|e| log.record(Hook::PrivateFrame, client, e))?;
+        let frame = self.platform.private_bytes_mut(f).map_err(|e| log.record(Hook::PrivateFrame, client, e))?;
         frame.get_mut(at..at + TRACK_RECORD_BYTES).and_then(|b| b.try_into().ok()).ok_or(BROKEN)
     }
 
@@ -133,7 +133,7 @@ impl<P: Platform> Engine<'_, P> {
         client: ClientId,
         seq: u64,
     ) -> Result<(), Error> {
-        let bytes = self.track_bytes(s, idx)?;
+        let bytes = self.track_bytes_mut(s, idx)?;
         let mut t = TrackRecord::decode(bytes);
         if alloc {
             (t.alloc_client, t.alloc_seq) = (client, seq);
@@ -145,7 +145,12 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// The record of object `idx` of slab `s`.
-    pub(crate) fn track_record(&mut self, s: u32, idx: u32) -> Result<TrackRecord, Error> {
-        Ok(TrackRecord::decode(self.track_bytes(s, idx)?))
+    pub(crate) fn track_record(&self, s: u32, idx: u32) -> Result<TrackRecord, Error> {
+        let (f, at) = self.track_place(s, idx)?;
+        let client = self.frame(f)?.client;
+        let frame = self.platform.private_bytes(f).map_err(|e| self.hook_failed(Hook::PrivateFrame, client, e))?;
+        let bytes: &[u8; TRACK_RECORD_BYTES] =
+            frame.get(at..at + TRACK_RECORD_BYTES).and_then(|b| b.try_into().ok()).ok_or(BROKEN)?;
+        Ok(TrackRecord::decode(bytes))
     }
 }

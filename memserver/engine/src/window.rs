@@ -6,6 +6,7 @@ use protocol::{ClientId, Error};
 use super::{BROKEN, Engine, Platform, ShortageKind};
 
 impl<P: Platform> Engine<'_, P> {
+    #[inline]
     fn page_index(&self, client: ClientId, page: u32) -> Result<usize, Error> {
         if page >= self.config.max_window_pages {
             return Err(BROKEN);
@@ -14,6 +15,7 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// The page-map entry of a window page (`PAGE_NONE`, `PAGE_FREED_LARGE` or a frame).
+    #[inline]
     pub(crate) fn page_map_get(&self, client: ClientId, page: u32) -> Result<u32, Error> {
         let i = self.page_index(client, page)?;
         self.st.page_map.get(i).copied().ok_or(BROKEN)

@@ -32,12 +32,15 @@ fn alloc_takes_new_slab_when_all_full() {
         e.cache_alloc(0, id).unwrap();
         assert_eq!(e.cache_info(0, id).unwrap().num_slabs, n.div_ceil(2));
     }
-    assert_eq!(e.client_stats(0).unwrap().frames_used, 3);
+    // Three pages and the bitmap frame of the cache's slabs.
+    let s = e.client_stats(0).unwrap();
+    assert_eq!((s.frames_used, s.bitmap_frames), (4, 1));
 }
 
 #[test]
 fn alloc_failure_on_quota_changes_nothing() {
-    let mut e = engine_with(64, &[(64, 2), (64, 64)]);
+    // Two one-page slabs and their bitmap frame.
+    let mut e = engine_with(64, &[(64, 3), (64, 64)]);
     let id = e.cache_create(0, "x", 4096, 0, 0, false).unwrap();
     e.cache_alloc(0, id).unwrap();
     e.cache_alloc(0, id).unwrap();
@@ -49,7 +52,8 @@ fn alloc_failure_on_quota_changes_nothing() {
 
 #[test]
 fn alloc_failure_on_pool_exhaustion_changes_nothing() {
-    let mut e = engine_with(4, &[(64, 64), (64, 64)]);
+    // Each client: two one-page slabs and a bitmap frame.
+    let mut e = engine_with(6, &[(64, 64), (64, 64)]);
     let a = e.cache_create(0, "x", 4096, 0, 0, false).unwrap();
     let b = e.cache_create(1, "x", 4096, 0, 0, false).unwrap();
     e.cache_alloc(0, a).unwrap();
@@ -65,7 +69,8 @@ fn alloc_failure_on_pool_exhaustion_changes_nothing() {
 
 #[test]
 fn quota_is_checked_before_the_pool() {
-    let mut e = engine_with(1, &[(64, 1)]);
+    // A page and its bitmap frame: the quota is full when the pool is.
+    let mut e = engine_with(2, &[(64, 2)]);
     let id = e.cache_create(0, "x", 4096, 0, 0, false).unwrap();
     e.cache_alloc(0, id).unwrap();
     assert_eq!(e.cache_alloc(0, id), Err(Error::QuotaExceeded));
@@ -309,7 +314,7 @@ fn shrink_releases_empty_slabs_and_counts_pages() {
     assert_eq!(e.platform().pages_released - released, 2, "Platform::release hook called");
     let i = e.cache_info(0, id).unwrap();
     assert_eq!((i.num_slabs, i.active_objs), (1, 2));
-    assert_eq!(e.client_stats(0).unwrap().frames_used, 1);
+    assert_eq!(e.client_stats(0).unwrap().frames_used, 2, "the slab left and its bitmap frame");
     assert_eq!(e.cache_shrink(0, id).unwrap(), 0);
     e.check_invariants().unwrap();
 }

@@ -20,7 +20,8 @@ fn alloc_bulk_returns_handles_and_fresh_mask() {
 
 #[test]
 fn alloc_bulk_stops_early_at_quota() {
-    let mut e = engine_with(64, &[(64, 1)]);
+    // One page and its bitmap frame.
+    let mut e = engine_with(64, &[(64, 2)]);
     let id = e.cache_create(0, "c", 1024, 0, 0, false).unwrap();
     let mut out = [Handle(0); 10];
     assert_eq!(e.cache_alloc_bulk(0, id, &mut out).unwrap(), (4, 0b1111));

@@ -81,7 +81,7 @@ fn detach_forgets_client_and_allows_reattach() {
     let mut e = engine();
     let a = e.cache_create(2, "a", 100, 0, 0, false).unwrap();
     e.cache_alloc(2, a).unwrap();
-    assert_eq!(e.client_detach(2).unwrap(), 1);
+    assert_eq!(e.client_detach(2).unwrap(), 2, "the slab's page and its bitmap frame");
     assert_eq!(e.client_stats(2), Err(Error::InvalidArgument));
     assert_eq!(e.kmalloc(2, 8), Err(Error::InvalidArgument));
     e.check_invariants().unwrap();

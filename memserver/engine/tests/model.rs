@@ -35,6 +35,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (c.clone(), any::<u16>()).prop_map(|(client, pick)| Op::Kfree { client, pick }),
         1 => (c.clone(), any::<u8>(), any::<u8>()).prop_map(|(client, cache, n)| Op::AllocBulk { client, cache, n }),
         1 => (c.clone(), any::<u8>(), any::<bool>()).prop_map(|(client, n, dup)| Op::FreeBulk { client, n, dup }),
+        2 => (c.clone(), any::<u8>(), any::<bool>()).prop_map(|(client, n, dup)| Op::Park { client, n, dup }),
+        2 => (c.clone(), any::<u8>(), any::<bool>()).prop_map(|(client, n, free)| Op::Unpark { client, n, free }),
         1 => c.prop_map(|client| Op::Reclaim { client }),
     ]
 }

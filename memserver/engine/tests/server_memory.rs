@@ -1,7 +1,8 @@
 //! The server's own memory per pool frame, from `EngineStorage::required` and the table entry
-//! sizes (issue 14's `server_bytes_per_pool_frame`). Run with `--nocapture` to see the figures
-//! for a 64-client system.
+//! sizes (issue 14's `server_bytes_per_pool_frame`, goal at most 64 bytes, Linux's
+//! `struct page`). Run with `--nocapture` to see the figures for a 64-client system.
 
+use memserver_engine::storage::TABLE_BYTES_PER_POOL_FRAME;
 use memserver_engine::{EngineConfig, EngineStorage, FrameDesc, SlabDesc};
 use std::mem::size_of;
 
@@ -14,11 +15,13 @@ fn bytes(pool: u32) -> usize {
 }
 
 #[test]
-fn per_frame_tables_are_the_frame_and_slab_descriptors_and_a_bitmap_only() {
-    // What each further pool frame costs: no table grows with the pool for what only some
-    // caches use (STORE_USER records live in frames charged to their client).
+fn per_frame_tables_are_the_frame_and_slab_descriptors_only() {
+    // What each further pool frame costs: no table grows with the pool for what only slabs in
+    // use need (object bitmaps and STORE_USER records live in frames charged to their client).
     let per_frame = (bytes(2 * 16_384) - bytes(16_384)) / 16_384;
-    assert_eq!(per_frame, size_of::<FrameDesc>() + size_of::<SlabDesc>() + memserver_engine::storage::BITMAP_WORDS * 8);
+    assert_eq!(per_frame, size_of::<FrameDesc>() + size_of::<SlabDesc>());
+    assert_eq!(per_frame, TABLE_BYTES_PER_POOL_FRAME);
+    assert!(per_frame <= 64, "{per_frame} bytes per pool frame, more than a struct page");
     for pool in [16_384u32, 262_144] {
         let b = bytes(pool);
         println!(

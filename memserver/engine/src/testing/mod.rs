@@ -116,14 +116,15 @@ impl VecPlatform {
     }
 
     /// What the platform was told matches the engine's accounting: as many private frames as
-    /// the clients' tracking frames, as many window frames as their other frames, plus the
-    /// quarantined ones (whose release failed) of either kind; panics otherwise.
+    /// the clients' tracking and bitmap frames, as many window frames as their other frames,
+    /// plus the quarantined ones (whose release failed) of either kind; panics otherwise.
     pub fn assert_agrees_with<P: Platform>(&self, engine: &Engine<'_, P>) {
         let (mut tracking, mut window) = (0u64, 0u64);
         for c in 0..engine.config().max_clients {
             if let Ok(s) = engine.client_stats(c) {
-                tracking += u64::from(s.tracking_frames);
-                window += u64::from(s.frames_used - s.tracking_frames);
+                let private = s.tracking_frames + s.bitmap_frames;
+                tracking += u64::from(private);
+                window += u64::from(s.frames_used - private);
             }
         }
         let mapped = self.frames.values().filter(|u| matches!(u, FrameUse::Window { .. })).count() as u64;
@@ -207,6 +208,16 @@ impl Platform for VecPlatform {
         Ok(self.private.entry(frame).or_insert_with(|| Box::new([0xa5; PAGE_SIZE])))
     }
 
+    fn private_bytes(&self, frame: u32) -> Result<&[u8; PAGE_SIZE], Error> {
+        assert_eq!(self.frames.get(&frame), Some(&FrameUse::Private), "private bytes of frame {frame}");
+        Ok(self.private.get(&frame).expect("a private frame has bytes"))
+    }
+
+    fn private_bytes_mut(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error> {
+        assert_eq!(self.frames.get(&frame), Some(&FrameUse::Private), "private bytes of frame {frame}");
+        Ok(self.private.get_mut(&frame).expect("a private frame has bytes"))
+    }
+
     fn private_release(&mut self, frame: u32) -> Result<(), Error> {
         assert_eq!(self.frames.get(&frame), Some(&FrameUse::Private), "private release of frame {frame}");
         if let Some(e) = trip(&mut self.fail_private_release) {
@@ -223,7 +234,6 @@ impl Platform for VecPlatform {
 pub struct OwnedStorage {
     frames: Vec<FrameDesc>,
     slabs: Vec<SlabDesc>,
-    bitmaps: Vec<u64>,
     clients: Vec<ClientDesc>,
     caches: Vec<CacheDesc>,
     page_map: Vec<u32>,
@@ -237,7 +247,6 @@ impl OwnedStorage {
         OwnedStorage {
             frames: vec![FrameDesc::EMPTY; s.frames],
             slabs: vec![SlabDesc::EMPTY; s.slabs],
-            bitmaps: vec![0; s.bitmaps],
             clients: vec![ClientDesc::EMPTY; s.clients],
             caches: vec![CacheDesc::EMPTY; s.caches],
             page_map: vec![0; s.page_map],
@@ -250,7 +259,6 @@ impl OwnedStorage {
         EngineStorage {
             frames: &mut self.frames,
             slabs: &mut self.slabs,
-            bitmaps: &mut self.bitmaps,
             clients: &mut self.clients,
             caches: &mut self.caches,
             page_map: &mut self.page_map,

@@ -41,6 +41,8 @@ struct MClient {
     caches: Vec<MCache>,
     stale: Vec<CacheId>,
     live: BTreeMap<u64, MObj>,
+    /// Objects parked in the (engine's view of the) depot: allocated, not the client's.
+    parked: BTreeMap<u64, MObj>,
     freed: Vec<u64>,
 }
 
@@ -135,12 +137,13 @@ impl<'a> Harness<'a> {
             let a = self.engine.cache_info(c as ClientId, id).unwrap().align;
             assert_eq!(h.0 % u64::from(a), 0, "object {h:?} not {a}-aligned");
         }
-        let live = &self.clients[c].live;
-        if let Some((&p, prev)) = live.range(..=h.0).next_back() {
-            assert!(p + u64::from(prev.size) <= h.0, "object {h:?} overlaps live {p:#x}");
-        }
-        if let Some((&n, _)) = live.range(h.0..).next() {
-            assert!(end <= n, "object {h:?} overlaps live {n:#x}");
+        for held in [&self.clients[c].live, &self.clients[c].parked] {
+            if let Some((&p, prev)) = held.range(..=h.0).next_back() {
+                assert!(p + u64::from(prev.size) <= h.0, "object {h:?} overlaps held {p:#x}");
+            }
+            if let Some((&n, _)) = held.range(h.0..).next() {
+                assert!(end <= n, "object {h:?} overlaps held {n:#x}");
+            }
         }
         self.counter = self.counter.wrapping_add(1);
         let obj = MObj { pattern: self.counter, ..obj };
@@ -156,6 +159,11 @@ impl<'a> Harness<'a> {
     fn remove_live(&mut self, c: usize, h: u64) {
         let o = self.clients[c].live.remove(&h).unwrap();
         let _ = o;
+        self.remove_live_freed(c, h);
+    }
+
+    /// Remember `h` as freed recently (for `FreeAgain`).
+    fn remove_live_freed(&mut self, c: usize, h: u64) {
         let freed = &mut self.clients[c].freed;
         freed.push(h);
         if freed.len() > 32 {
@@ -163,12 +171,14 @@ impl<'a> Harness<'a> {
         }
     }
 
-    /// A failed allocation: the error is one the situation allows, and nothing changed.
+    /// A failed allocation of a new slab of `pages` frames (its pages and record frames; a
+    /// bitmap frame may come on top, when the cache has no room for another bitmap record):
+    /// the error is one the situation allows, and nothing changed.
     fn check_alloc_failure(&mut self, c: usize, e: Error, pages: u32, before: &str) {
         self.seen.insert(e.code() as u16);
         let s = self.engine.client_stats(c as ClientId).unwrap();
         match e {
-            Error::QuotaExceeded => assert!(s.frames_used + pages > s.quota_frames, "spurious QuotaExceeded"),
+            Error::QuotaExceeded => assert!(s.frames_used + pages + 1 > s.quota_frames, "spurious QuotaExceeded"),
             Error::OutOfMemory => assert!(s.frames_used + pages <= s.quota_frames, "OOM where quota was hit"),
             other => panic!("allocation failed with {other:?}"),
         }
@@ -329,7 +339,8 @@ impl<'a> Harness<'a> {
                     }
                     Pick::None => return,
                 };
-                let live = self.clients[c].live.values().filter(|o| o.cache == Some(id)).count() as u32;
+                let m = &self.clients[c];
+                let live = m.live.values().chain(m.parked.values()).filter(|o| o.cache == Some(id)).count() as u32;
                 let res = self.engine.cache_destroy(c as ClientId, id);
                 if let Err(e) = res {
                     self.seen.insert(e.code() as u16);
@@ -378,7 +389,8 @@ impl<'a> Harness<'a> {
                         let s = self.engine.client_stats(c as ClientId).unwrap();
                         assert!(matches!(e, Error::OutOfMemory | Error::QuotaExceeded), "kmalloc: {e:?}");
                         if e == Error::QuotaExceeded {
-                            assert!(s.frames_used + pages > s.quota_frames);
+                            // A new slab's bitmap frame may come on top of its pages.
+                            assert!(s.frames_used + pages + 1 > s.quota_frames);
                         }
                         assert_eq!(state_digest(&self.engine), before);
                     }
@@ -448,6 +460,8 @@ impl<'a> Harness<'a> {
                     }
                 }
             }
+            Op::Park { client, n, dup } => self.park(usize::from(client) % nc, n, dup, &before),
+            Op::Unpark { client, n, free } => self.unpark(usize::from(client) % nc, n, free, &before),
             Op::Reclaim { client } => {
                 let c = usize::from(client) % nc;
                 let used = self.engine.client_stats(c as ClientId).unwrap().frames_used;
@@ -456,6 +470,7 @@ impl<'a> Harness<'a> {
                 let old: Vec<_> = m.caches.drain(..).map(|x| x.id).collect();
                 m.stale.extend(old);
                 m.live.clear();
+                m.parked.clear();
                 m.freed.clear();
                 self.refresh_kmalloc(c);
                 assert_eq!(self.engine.client_stats(c as ClientId).unwrap().frames_used, 0);
@@ -475,7 +490,9 @@ impl<'a> Harness<'a> {
             for mc in &m.caches {
                 let i = self.engine.cache_info(c as ClientId, mc.id).unwrap();
                 let live = m.live.values().filter(|o| o.cache == Some(mc.id)).count() as u32;
-                assert_eq!(i.active_objs, live, "cache {} of client {c}", mc.name);
+                let parked = m.parked.values().filter(|o| o.cache == Some(mc.id)).count() as u32;
+                assert_eq!(i.active_objs, live + parked, "cache {} of client {c}", mc.name);
+                assert_eq!(i.parked_objs, parked, "parked objects of cache {} of client {c}", mc.name);
             }
             for &id in m.stale.iter().rev().take(4) {
                 assert_eq!(self.engine.cache_info(c as ClientId, id).map(|_| ()), Err(Error::NoSuchCache));
@@ -487,6 +504,69 @@ impl<'a> Harness<'a> {
         let p = self.engine.pool_stats();
         assert_eq!(used + p.free_frames + p.quarantined_frames, p.total_frames);
         self.engine.platform().assert_agrees_with(&self.engine);
+    }
+
+    /// Up to `n % 8 + 1` held objects of one cache into the depot (`dup`: the first again at
+    /// the end, which must fail with nothing changed); then a free of a parked one must fail.
+    fn park(&mut self, c: usize, n: u8, dup: bool, before: &str) {
+        let Some((_, first)) = self.pick_live(c, 0) else { return };
+        let Some(id) = first.cache else { return };
+        let debug = self.engine.cache_info(c as ClientId, id).unwrap().flags & protocol::flags::SLAB_DEBUG != 0;
+        let mut hs: Vec<Handle> = self.clients[c]
+            .live
+            .iter()
+            .filter(|(_, o)| o.cache == Some(id))
+            .map(|(&h, _)| Handle(h))
+            .take(usize::from(n % 8) + 1)
+            .collect();
+        if dup {
+            hs.push(hs[0]);
+        }
+        let res = self.engine.cache_park_bulk(c as ClientId, id, &hs);
+        if debug || dup {
+            let want = if debug { (0, Error::InvalidArgument) } else { (hs.len() - 1, Error::DoubleFree) };
+            assert_eq!(res, Err(want), "park");
+            assert_eq!(state_digest(&self.engine), before);
+            return;
+        }
+        res.unwrap();
+        for h in &hs {
+            let o = self.clients[c].live.remove(&h.0).unwrap();
+            self.verify_pattern(c, h.0, &o);
+            self.clients[c].parked.insert(h.0, o);
+        }
+        let after = state_digest(&self.engine);
+        assert_eq!(self.engine.cache_free(c as ClientId, id, hs[0]), Err(Error::DoubleFree), "free of a parked object");
+        assert_eq!(self.engine.cache_free_bulk(c as ClientId, id, &hs), Err((0, Error::DoubleFree)));
+        assert_eq!(state_digest(&self.engine), after);
+    }
+
+    /// Up to `n % 8 + 1` parked objects of one cache back to the client, or freed (`free`).
+    fn unpark(&mut self, c: usize, n: u8, free: bool, before: &str) {
+        let parked = &self.clients[c].parked;
+        let Some((_, first)) = parked.iter().next() else { return };
+        let Some(id) = first.cache else { return };
+        let hs: Vec<Handle> = parked
+            .iter()
+            .filter(|(_, o)| o.cache == Some(id))
+            .map(|(&h, _)| Handle(h))
+            .take(usize::from(n % 8) + 1)
+            .collect();
+        if free {
+            self.engine.cache_free_parked_bulk(c as ClientId, id, &hs).unwrap();
+            for h in &hs {
+                let o = self.clients[c].parked.remove(&h.0).unwrap();
+                self.verify_pattern(c, h.0, &o);
+                self.remove_live_freed(c, h.0);
+            }
+        } else {
+            self.engine.cache_unpark_bulk(c as ClientId, id, &hs).unwrap();
+            for h in &hs {
+                let o = self.clients[c].parked.remove(&h.0).unwrap();
+                self.clients[c].live.insert(h.0, o);
+            }
+        }
+        let _ = before;
     }
 
     /// Verify every live object's pattern (nothing overwrote anything).

@@ -1,5 +1,6 @@
 //! The one operation enum of the object lifecycle — create, alloc, free (right, wrong, bogus,
-//! twice), destroy, shrink, kmalloc, kfree, bulk, reclaim — shared by every random-program test:
+//! twice), destroy, shrink, kmalloc, kfree, bulk, park and unpark (the depot), reclaim — shared
+//! by every random-program test:
 //! the engine's model test ([`super::model::Harness`], programs from a proptest strategy) and the
 //! dispatch's fuzz targets (`memserver_dispatch::testing::ops::Op::Object`, programs from
 //! fuzzer bytes through [`Arbitrary`], each op sent as the requests it corresponds to).
@@ -67,6 +68,13 @@ pub enum Op {
     FreeBulk { client: u8, n: u8, dup: bool },
     /// Everything of the client back (a disconnect).
     Reclaim { client: u8 },
+    /// `cache_park_bulk` of up to `n % 8 + 1` held objects of one cache (a magazine drained
+    /// into the depot), the first repeated at the end when `dup`; a free of a parked object is
+    /// then a `DoubleFree`.
+    Park { client: u8, n: u8, dup: bool },
+    /// Up to `n % 8 + 1` parked objects of one cache back to the client (a refill from the
+    /// depot), or freed when `free` (the depot flushed).
+    Unpark { client: u8, n: u8, free: bool },
 }
 
 impl Op {
@@ -85,6 +93,8 @@ impl Op {
             | Op::Kfree { client, .. }
             | Op::AllocBulk { client, .. }
             | Op::FreeBulk { client, .. }
+            | Op::Park { client, .. }
+            | Op::Unpark { client, .. }
             | Op::Reclaim { client } => client,
         }
     }

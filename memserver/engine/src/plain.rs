@@ -1,0 +1,416 @@
+//! The hot path: allocation and free in caches without debug flags, which is every cache with
+//! magazines (debug caches bypass them) and every `Alloc`/`Free` IPC of such a cache.
+//!
+//! The same rules as the general path (`cache`), with the work per object cut to what the
+//! rules need: the cache's geometry is read once per call ([`Shape`]), a handle resolves in a
+//! few table reads (window page → frame → slab → index), and an allocation takes free objects
+//! a bitmap word at a time, relisting its slab once. A call that returns objects validates all
+//! of them before it frees any (`DoubleFree` for a repeat or a parked object, found through
+//! the parked bits, see `bulk`): a bad handle changes nothing. Errors are those of the general
+//! path; where telling them apart takes more than the hot path reads (an object of another
+//! cache), the general `locate` decides.
+
+use protocol::flags::SLAB_DEBUG;
+use protocol::{ClientId, Error, Handle, PAGE_SIZE};
+
+use super::bitmap::{bitmap_words, record_at};
+use super::storage::{FRAME_SLAB, LIST_FULL, LIST_PARTIAL, NIL};
+use super::{BROKEN, Engine, Platform};
+
+/// What the hot path needs of a cache, read once per call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    pub(crate) gi: u32,
+    stride: u64,
+    obj_offset: u64,
+    objs: u16,
+    words: usize,
+    /// The client's window, in pages.
+    window: u32,
+}
+
+/// One resolved object: its slab and index.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Obj {
+    pub(crate) slab: u32,
+    pub(crate) idx: u32,
+}
+
+/// Where an object's bits are: its slab's bitmap frame, the byte offsets of the words holding
+/// its allocated and parked bits, and its bit in them.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    frame: u32,
+    allocated_at: usize,
+    parked_at: usize,
+    bit: u64,
+}
+
+/// Where the bits of object `idx` are, in record `record` of bitmap frame `frame`.
+#[inline(always)]
+fn place(sh: &Shape, frame: u32, record: u8, idx: u32) -> Place {
+    let allocated_at = record_at(sh.words, usize::from(record)) + 8 + 8 * (idx / 64) as usize;
+    Place { frame, allocated_at, parked_at: allocated_at + 8 * sh.words, bit: 1u64 << (idx % 64) }
+}
+
+#[inline]
+fn get(bytes: &[u8; PAGE_SIZE], at: usize) -> Result<u64, Error> {
+    let b: [u8; 8] = bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).ok_or(BROKEN)?;
+    Ok(u64::from_ne_bytes(b))
+}
+
+#[inline]
+fn put(bytes: &mut [u8; PAGE_SIZE], at: usize, v: u64) -> Result<(), Error> {
+    bytes.get_mut(at..at + 8).ok_or(BROKEN)?.copy_from_slice(&v.to_ne_bytes());
+    Ok(())
+}
+
+impl<P: Platform> Engine<'_, P> {
+    /// The shape of cache `gi` of `client`, if it has no debug flag (`None`: take the general
+    /// path).
+    #[inline]
+    pub(crate) fn plain_shape(&self, client: ClientId, gi: u32) -> Result<Option<Shape>, Error> {
+        let c = self.cache(gi)?;
+        if c.flags & SLAB_DEBUG != 0 {
+            return Ok(None);
+        }
+        let window = self.client(client)?.window_pages;
+        Ok(Some(Shape {
+            gi,
+            stride: u64::from(c.stride),
+            obj_offset: u64::from(c.obj_offset),
+            objs: c.objs,
+            words: bitmap_words(c.objs),
+            window,
+        }))
+    }
+
+    /// The object of the cache of `sh` that `handle` names, else the error the general path
+    /// gives (`InvalidObject`, `WrongCache`).
+    #[inline(always)]
+    fn plain_resolve(&self, client: ClientId, sh: &Shape, handle: Handle) -> Result<(Obj, Place), Error> {
+        match self.plain_find(client, sh, handle) {
+            Some(found) => Ok(found),
+            None => Err(self.plain_resolve_error(client, sh, handle)),
+        }
+    }
+
+    /// [`Self::plain_resolve`] without the error: `None` for anything but an object of the
+    /// cache of `sh`. The page map and frame table agree by invariant (`check_invariants`), so
+    /// the frame's own client and page are not read again here.
+    #[inline(always)]
+    fn plain_find(&self, client: ClientId, sh: &Shape, handle: Handle) -> Option<(Obj, Place)> {
+        let h = handle.0;
+        let page = h / PAGE_SIZE as u64;
+        if h & Handle::FLAG_BITS != 0 || page >= u64::from(sh.window) {
+            return None;
+        }
+        let f = self.page_map_get(client, page as u32).ok()?;
+        let fd = self.st.frames.get(f as usize)?;
+        if fd.kind != FRAME_SLAB {
+            return None;
+        }
+        let s = fd.link;
+        let d = self.st.slabs.get(s as usize)?;
+        if d.cache != sh.gi {
+            return None;
+        }
+        let rel = h.checked_sub(u64::from(d.first_page) * PAGE_SIZE as u64 + sh.obj_offset)?;
+        let stride = sh.stride.max(1);
+        let idx = rel / stride;
+        if rel % stride != 0 || idx >= u64::from(sh.objs) {
+            return None;
+        }
+        let o = Obj { slab: s, idx: idx as u32 };
+        Some((o, place(sh, d.bitmap_frame, d.bitmap_record, o.idx)))
+    }
+
+    /// Where resolved object `o`'s bits are.
+    #[inline(always)]
+    fn plain_place(&self, sh: &Shape, o: &Obj) -> Result<Place, Error> {
+        let d = self.slab(o.slab)?;
+        Ok(place(sh, d.bitmap_frame, d.bitmap_record, o.idx))
+    }
+
+    /// The error the general path gives for a handle the hot path did not resolve.
+    #[cold]
+    fn plain_resolve_error(&self, client: ClientId, sh: &Shape, handle: Handle) -> Error {
+        match self.locate_in(client, sh.gi, handle) {
+            Err(e) => e,
+            // The general path resolved what the hot path did not: broken metadata.
+            Ok(_) => BROKEN,
+        }
+    }
+
+    /// Allocates up to `out.len()` objects of the cache of `sh` (at least one, or the error
+    /// that kept it from one): the lowest free objects of the first partial slab, else of an
+    /// empty slab, else of a new slab, a bitmap word at a time. Bit `i` of the mask returned
+    /// says `out[i]` is fresh (never handed out before).
+    pub(crate) fn plain_alloc(
+        &mut self,
+        client: ClientId,
+        sh: &Shape,
+        out: &mut [Handle],
+    ) -> Result<(usize, u64), Error> {
+        let mut n = 0usize;
+        let mut fresh = 0u64;
+        while n < out.len() {
+            let s = match self.plain_slab(client, sh) {
+                Ok(s) => s,
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => break,
+            };
+            let taken = self.plain_take_from(sh, s, out.get_mut(n..).ok_or(BROKEN)?, n, &mut fresh)?;
+            if taken == 0 {
+                return Err(BROKEN);
+            }
+            n += taken;
+        }
+        let c = self.cache_mut(sh.gi)?;
+        c.active_objs = c.active_objs.saturating_add(n as u32);
+        self.seq = self.seq.saturating_add(n as u64);
+        Ok((n, fresh))
+    }
+
+    /// Allocates one object of the cache of `sh` (`kmem_cache_alloc`, `kmalloc`): the lowest
+    /// free object of the first partial slab, else of an empty slab, else of a new slab. Its
+    /// handle, and whether it is fresh.
+    pub(crate) fn plain_alloc_one(&mut self, client: ClientId, sh: &Shape) -> Result<(Handle, bool), Error> {
+        let s = self.plain_slab(client, sh)?;
+        let d = *self.slab(s)?;
+        let w = d.summary.trailing_zeros();
+        let at = record_at(sh.words, usize::from(d.bitmap_record)) + 8 + 8 * w as usize;
+        let bytes = self.platform.private_bytes_mut(d.bitmap_frame)?;
+        let word = get(bytes, at)?;
+        let bit = (!word).trailing_zeros();
+        if bit >= 64 {
+            return Err(BROKEN);
+        }
+        let word = word | 1u64 << bit;
+        put(bytes, at, word)?;
+        let idx = w * 64 + bit;
+        let fresh = idx >= u32::from(d.constructed);
+        let handle = u64::from(d.first_page) * PAGE_SIZE as u64 + sh.obj_offset + u64::from(idx) * sh.stride;
+        let d = self.slab_mut(s)?;
+        if word == u64::MAX {
+            d.summary &= !(1u8 << w);
+        }
+        if fresh {
+            d.constructed = u16::try_from(idx + 1).map_err(|_| BROKEN)?;
+        }
+        d.inuse = d.inuse.checked_add(1).ok_or(BROKEN)?;
+        if d.inuse >= sh.objs || d.list != LIST_PARTIAL {
+            self.slab_relist(sh.gi, s)?;
+        }
+        let c = self.cache_mut(sh.gi)?;
+        c.active_objs = c.active_objs.saturating_add(1);
+        self.seq = self.seq.saturating_add(1);
+        Ok((Handle(handle), fresh))
+    }
+
+    /// The slab the next allocation takes from: the first partial, else the first empty, else
+    /// a new one.
+    #[inline(always)]
+    fn plain_slab(&mut self, client: ClientId, sh: &Shape) -> Result<u32, Error> {
+        let c = self.cache(sh.gi)?;
+        match c.heads {
+            [_, partial, _] if partial != NIL => Ok(partial),
+            [empty, _, _] if empty != NIL => Ok(empty),
+            _ => self.slab_create(client, sh.gi),
+        }
+    }
+
+    /// Takes free objects of slab `s` into `out` (until it is full or `out` is), marking in
+    /// `fresh` (from bit `first`) the ones never handed out. Returns how many.
+    #[inline(always)]
+    fn plain_take_from(
+        &mut self,
+        sh: &Shape,
+        s: u32,
+        out: &mut [Handle],
+        first: usize,
+        fresh: &mut u64,
+    ) -> Result<usize, Error> {
+        let d = *self.slab(s)?;
+        let base = u64::from(d.first_page) * PAGE_SIZE as u64 + sh.obj_offset;
+        let words_at = record_at(sh.words, usize::from(d.bitmap_record)) + 8;
+        let (mut summary, mut constructed) = (d.summary, u32::from(d.constructed));
+        let bytes = self.platform.private_bytes_mut(d.bitmap_frame)?;
+        let mut n = 0usize;
+        while n < out.len() && summary != 0 {
+            let w = summary.trailing_zeros();
+            let at = words_at + 8 * w as usize;
+            let mut word = get(bytes, at)?;
+            while word != u64::MAX && n < out.len() {
+                let bit = (!word).trailing_zeros();
+                word |= 1u64 << bit;
+                let idx = w * 64 + bit;
+                if idx >= constructed {
+                    constructed = idx + 1;
+                    *fresh |= 1u64.checked_shl((first + n) as u32).unwrap_or(0);
+                }
+                *out.get_mut(n).ok_or(BROKEN)? = Handle(base + u64::from(idx) * sh.stride);
+                n += 1;
+            }
+            put(bytes, at, word)?;
+            if word == u64::MAX {
+                summary &= !(1u8 << w);
+            }
+        }
+        let d = self.slab_mut(s)?;
+        d.summary = summary;
+        d.constructed = u16::try_from(constructed).map_err(|_| BROKEN)?;
+        d.inuse = d.inuse.checked_add(n as u16).ok_or(BROKEN)?;
+        let want = if d.inuse >= sh.objs { LIST_FULL } else { LIST_PARTIAL };
+        if d.list != want {
+            self.slab_relist(sh.gi, s)?;
+        }
+        Ok(n)
+    }
+
+    /// Frees one object the client holds (`kmem_cache_free`, `kfree` of a slab object):
+    /// allocated and not parked, else `DoubleFree`.
+    pub(crate) fn plain_free_one(&mut self, client: ClientId, sh: &Shape, handle: Handle) -> Result<(), Error> {
+        let (o, p) = self.plain_resolve(client, sh, handle)?;
+        let bytes = self.platform.private_bytes_mut(p.frame)?;
+        let (allocated, parked) = (get(bytes, p.allocated_at)?, get(bytes, p.parked_at)?);
+        if allocated & p.bit == 0 || parked & p.bit != 0 {
+            return Err(Error::DoubleFree);
+        }
+        put(bytes, p.allocated_at, allocated & !p.bit)?;
+        self.plain_slab_freed(sh, &o)?;
+        let c = self.cache_mut(sh.gi)?;
+        c.active_objs = c.active_objs.checked_sub(1).ok_or(BROKEN)?;
+        self.seq = self.seq.saturating_add(1);
+        Ok(())
+    }
+
+    /// Resolves every handle into `objs` as an object of the cache of `sh`, all or none:
+    /// * `parked == false` (objects coming back from the client): each must be allocated and
+    ///   not parked (else `DoubleFree`); it is parked as it is seen, so a repeat is a
+    ///   `DoubleFree` too. On success they are all parked.
+    /// * `parked == true` (objects from the server's depot): each must be allocated and
+    ///   parked, else the server's metadata is broken (`Internal`).
+    ///
+    /// On a bad handle, `Err((index, error))` and everything parked here is unparked again.
+    pub(crate) fn plain_resolve_all(
+        &mut self,
+        client: ClientId,
+        sh: &Shape,
+        handles: &[Handle],
+        objs: &mut [Obj],
+        parked: bool,
+    ) -> Result<(), (usize, Error)> {
+        if objs.len() < handles.len() {
+            return Err((objs.len(), Error::InvalidArgument));
+        }
+        for (i, (&h, slot)) in handles.iter().zip(objs.iter_mut()).enumerate() {
+            let fine = match self.plain_find(client, sh, h) {
+                Some((o, p)) => {
+                    *slot = o;
+                    if parked { self.plain_is_parked(&p) } else { self.plain_park_held(&p) }
+                }
+                None => Some(false),
+            };
+            if fine != Some(true) {
+                let broken = fine.is_none();
+                return Err((i, self.plain_resolve_all_failed(client, sh, h, objs, i, parked, broken)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The error of handle `i` of [`Self::plain_resolve_all`] (`broken`: its bits could not
+    /// be reached), after unparking what it parked.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn plain_resolve_all_failed(
+        &mut self,
+        client: ClientId,
+        sh: &Shape,
+        h: Handle,
+        objs: &[Obj],
+        i: usize,
+        parked: bool,
+        broken: bool,
+    ) -> Error {
+        if !parked && let Err(e) = self.plain_unpark(sh, objs.get(..i).unwrap_or(&[])) {
+            return e;
+        }
+        match self.plain_resolve(client, sh, h) {
+            Err(e) => e,
+            Ok(_) if parked || broken => BROKEN,
+            Ok(_) => Error::DoubleFree,
+        }
+    }
+
+    /// Parks resolved object `o` if the client holds it (allocated, not parked): `Some(true)`;
+    /// `Some(false)`: it does not; `None`: broken metadata.
+    #[inline(always)]
+    fn plain_park_held(&mut self, p: &Place) -> Option<bool> {
+        let bytes = self.platform.private_bytes_mut(p.frame).ok()?;
+        let (allocated, parked) = (get(bytes, p.allocated_at).ok()?, get(bytes, p.parked_at).ok()?);
+        if allocated & p.bit == 0 || parked & p.bit != 0 {
+            return Some(false);
+        }
+        put(bytes, p.parked_at, parked | p.bit).ok()?;
+        Some(true)
+    }
+
+    /// Whether resolved object `o` is parked (`None`: broken metadata).
+    #[inline(always)]
+    fn plain_is_parked(&self, p: &Place) -> Option<bool> {
+        let bytes = self.platform.private_bytes(p.frame).ok()?;
+        Some(get(bytes, p.allocated_at).ok()? & get(bytes, p.parked_at).ok()? & p.bit != 0)
+    }
+
+    /// Clears the parked bit of every object.
+    pub(crate) fn plain_unpark(&mut self, sh: &Shape, objs: &[Obj]) -> Result<(), Error> {
+        for o in objs {
+            let p = self.plain_place(sh, o)?;
+            let bytes = self.platform.private_bytes_mut(p.frame)?;
+            let word = get(bytes, p.parked_at)?;
+            put(bytes, p.parked_at, word & !p.bit)?;
+        }
+        Ok(())
+    }
+
+    /// Frees resolved objects (parked, as [`Self::plain_resolve_all`] leaves them): both bits
+    /// cleared, each slab's count, summary and list kept exact.
+    pub(crate) fn plain_free(&mut self, sh: &Shape, objs: &[Obj]) -> Result<(), Error> {
+        for o in objs {
+            self.plain_free_obj(sh, o)?;
+        }
+        let c = self.cache_mut(sh.gi)?;
+        c.active_objs = c.active_objs.checked_sub(objs.len() as u32).ok_or(BROKEN)?;
+        self.seq = self.seq.saturating_add(objs.len() as u64);
+        Ok(())
+    }
+
+    /// Frees one resolved, checked object: both its bits cleared, its slab's count, summary
+    /// and list kept exact (the cache's counts are the caller's).
+    #[inline(always)]
+    fn plain_free_obj(&mut self, sh: &Shape, o: &Obj) -> Result<(), Error> {
+        let p = self.plain_place(sh, o)?;
+        let bytes = self.platform.private_bytes_mut(p.frame)?;
+        let allocated = get(bytes, p.allocated_at)?;
+        let parked = get(bytes, p.parked_at)?;
+        put(bytes, p.allocated_at, allocated & !p.bit)?;
+        put(bytes, p.parked_at, parked & !p.bit)?;
+        self.plain_slab_freed(sh, o)
+    }
+
+    /// Object `o` was freed in its bitmap: its slab's summary, count and list follow.
+    #[inline(always)]
+    fn plain_slab_freed(&mut self, sh: &Shape, o: &Obj) -> Result<(), Error> {
+        let d = self.slab_mut(o.slab)?;
+        d.summary |= 1u8 << (o.idx / 64);
+        d.inuse = d.inuse.checked_sub(1).ok_or(BROKEN)?;
+        // Only a slab that was full, or became empty and is not the first partial one, changes
+        // lists.
+        if d.list != LIST_PARTIAL || (d.inuse == 0 && d.prev != NIL) {
+            self.slab_relist(sh.gi, o.slab)?;
+        }
+        Ok(())
+    }
+}
