@@ -37,9 +37,104 @@ fn encode<'a, T: Serialize>(message: &T, buf: &'a mut [u8]) -> Result<&'a [u8], 
 
 /// Decodes one request. `Malformed` if `bytes` is longer than [`MAX_MESSAGE_BYTES`], does not
 /// decode, or has bytes after the message. Does not check the `Hello` version (dispatch does).
+///
+/// The requests of the hot path (`Alloc`, `Free`, `MagazineExchange`) are read by hand first
+/// ([`hot`]), the way postcard reads them; anything else, and any of them that does not read
+/// cleanly, goes through postcard. Both give the same answer for every input
+/// (`tests/decode_props.rs`).
 pub fn decode_request(bytes: &[u8]) -> Result<Request, Error> {
+    match hot::decode(bytes) {
+        Some(request) => Ok(request),
+        None => decode(bytes),
+    }
+}
+
+/// [`decode_request`] through postcard alone (the reference the hand-read requests are tested
+/// against).
+#[doc(hidden)]
+pub fn decode_request_postcard(bytes: &[u8]) -> Result<Request, Error> {
     decode(bytes)
 }
+
+/// The hot requests read without serde: postcard's varints (7 bits a byte, low first, at most
+/// 3/5/10 bytes for `u16`/`u32`/`u64`, the last byte's unused bits zero), its enum tags
+/// (a varint variant index) and newtypes (the inner value).
+mod hot {
+    use crate::request::ExchangeOp;
+    use crate::{CacheId, Handle, Request};
+
+    /// Wire tags of the requests read here (their index in `api`; `tests/interface.rs` checks
+    /// them against the encoder).
+    pub const ALLOC: u32 = 2;
+    pub const FREE: u32 = 4;
+    pub const MAGAZINE_EXCHANGE: u32 = 9;
+
+    struct Cursor<'a>(&'a [u8]);
+
+    impl Cursor<'_> {
+        /// A varint of at most `max_bytes` bytes whose last byte is at most `max_last`.
+        #[inline(always)]
+        fn varint(&mut self, max_bytes: u32, max_last: u8) -> Option<u64> {
+            // One byte (every tag, most ids): the value itself.
+            if let Some((&byte, rest)) = self.0.split_first()
+                && byte < 0x80
+            {
+                self.0 = rest;
+                return Some(u64::from(byte));
+            }
+            self.varint_long(max_bytes, max_last)
+        }
+
+        fn varint_long(&mut self, max_bytes: u32, max_last: u8) -> Option<u64> {
+            let mut out = 0u64;
+            for i in 0..max_bytes {
+                let (&byte, rest) = self.0.split_first()?;
+                self.0 = rest;
+                out |= u64::from(byte & 0x7f) << (7 * i);
+                if byte & 0x80 == 0 {
+                    return (i + 1 < max_bytes || byte <= max_last).then_some(out);
+                }
+            }
+            None
+        }
+
+        fn u16(&mut self) -> Option<u16> {
+            self.varint(3, 0b11).map(|v| v as u16)
+        }
+
+        fn u32(&mut self) -> Option<u32> {
+            self.varint(5, 0b1111).map(|v| v as u32)
+        }
+
+        fn u64(&mut self) -> Option<u64> {
+            self.varint(10, 0b1)
+        }
+    }
+
+    /// The request, if `bytes` are exactly one hot request; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Request> {
+        let mut c = Cursor(bytes);
+        let request = match c.u32()? {
+            ALLOC => Request::Alloc { cache: CacheId(c.u32()?) },
+            FREE => Request::Free { cache: CacheId(c.u32()?), handle: Handle(c.u64()?) },
+            MAGAZINE_EXCHANGE => {
+                let (cache, slot) = (CacheId(c.u32()?), c.u16()?);
+                let op = match c.u32()? {
+                    0 => ExchangeOp::Refill,
+                    1 => ExchangeOp::Drain,
+                    2 => ExchangeOp::Flush,
+                    _ => return None,
+                };
+                Request::MagazineExchange { cache, slot, op }
+            }
+            _ => return None,
+        };
+        c.0.is_empty().then_some(request)
+    }
+}
+
+#[doc(hidden)]
+pub use hot::{ALLOC as ALLOC_TAG, FREE as FREE_TAG, MAGAZINE_EXCHANGE as MAGAZINE_EXCHANGE_TAG};
 
 /// Encodes `request` into `buf` and returns the bytes written. `Malformed` if `buf` is too
 /// small; a [`MessageBuffer`] is always large enough.

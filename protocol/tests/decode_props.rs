@@ -47,6 +47,27 @@ proptest! {
     }
 
     #[test]
+    fn the_hand_read_requests_decode_as_postcard_does(
+        tag in prop_oneof![Just(2u8), Just(4u8), Just(9u8), 0u8..20],
+        rest in proptest::collection::vec(prop_oneof![any::<u8>(), Just(0x80u8), Just(0xffu8), Just(0u8), Just(1u8)], 0..24),
+    ) {
+        let mut bytes = vec![tag];
+        bytes.extend(rest);
+        prop_assert_eq!(decode_request(&bytes), codec::decode_request_postcard(&bytes));
+    }
+
+    #[test]
+    fn hand_read_requests_round_trip_and_match_postcard(r in arb_request(), cut in 0usize..16) {
+        let bytes = encode_req(&r);
+        prop_assert_eq!(decode_request(&bytes), codec::decode_request_postcard(&bytes));
+        let cut = &bytes[..bytes.len().saturating_sub(cut)];
+        prop_assert_eq!(decode_request(cut), codec::decode_request_postcard(cut));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert_eq!(decode_request(&longer), Err(Error::Malformed));
+    }
+
+    #[test]
     fn requests_round_trip_within_their_bound(r in arb_request()) {
         let bytes = encode_req(&r);
         prop_assert!(bytes.len() <= Request::MAX_ENCODED);

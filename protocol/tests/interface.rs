@@ -84,3 +84,13 @@ fn a_reply_value_encoded_in_place_is_the_encoded_reply() {
     let object = Object { handle: Handle(u64::MAX), fresh: true };
     assert_eq!(encode_reply_value(&object, &mut buf[..3]), Err(Error::Malformed));
 }
+
+#[test]
+fn the_hot_requests_read_by_hand_have_their_wire_tags() {
+    let mut buf = [0u8; MAX_MESSAGE_BYTES];
+    let mut tag = |r: Request| u32::from(encode_request(&r, &mut buf).unwrap()[0]);
+    assert_eq!(tag(Request::Alloc { cache: CacheId(1) }), codec::ALLOC_TAG);
+    assert_eq!(tag(Request::Free { cache: CacheId(1), handle: Handle(8) }), codec::FREE_TAG);
+    let exchange = Request::MagazineExchange { cache: CacheId(1), slot: 0, op: ExchangeOp::Drain };
+    assert_eq!(tag(exchange), codec::MAGAZINE_EXCHANGE_TAG);
+}

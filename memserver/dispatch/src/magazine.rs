@@ -2,8 +2,11 @@
 //!
 //! The client can write its control region at any moment, so every exchange copies the
 //! magazine out by value, validates the copy against server-private state (the slot's
-//! capacity, the engine's object state, the depot), acts on the copy, and only then writes
-//! the new count back. A bad magazine is an error reply that changes nothing.
+//! capacity, the engine's object state), acts on the copy, and only then writes the new count
+//! back. A bad magazine is an error reply that changes nothing. Objects in the depot are
+//! *parked* in the engine (allocated, held by the server): a handle the depot holds coming
+//! back from the client is a `DoubleFree` the engine finds in O(1), and every step of an
+//! exchange costs O(1) per object moved.
 
 use protocol::control::{self, MAGAZINE_MAX, Magazine, MagazineRole};
 use protocol::request::ExchangeOp;
@@ -139,7 +142,6 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
                 let loaded = self.read_magazine(client, slot, MagazineRole::Loaded)?;
                 let mut taken = Taken::new();
                 taken.extend(&loaded, capacity)?;
-                self.validate_returned(client, cache, taken.as_slice())?;
                 let n = taken.len;
                 self.keep_in_depot(client, cache, slot, taken.as_slice())?;
                 self.write_count(client, slot, MagazineRole::Loaded, 0)?;
@@ -175,8 +177,12 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             .and_then(|s| s.depot.pop());
         let (magazine, fresh_mask) = match from_depot {
             Some(full) => {
-                let raw: heapless::Vec<u64, MAGAZINE_MAX> = full.handles().iter().map(|h| h.0).collect();
-                (Magazine::from_handles(&raw)?, 0)
+                // Parked since their drain: back to the client.
+                if let Err(e) = self.engine.cache_unpark_bulk(client, cache, full.handles()) {
+                    self.depot_push(client, slot, full.handles());
+                    return Err(e);
+                }
+                (Magazine::from_handles(&full.raw())?, 0)
             }
             None => {
                 let mut out = [Handle(0); MAGAZINE_MAX];
@@ -201,16 +207,21 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     /// nothing, and zeroes their counts. Returns how many objects came back.
     pub(super) fn take_back_magazines(&mut self, client: ClientId, cache: CacheId, slot: u16) -> Result<usize, Error> {
         let capacity = self.slot_capacity(client, cache, slot)?;
+        let taken = self.both_magazines(client, slot, capacity)?;
+        self.engine.cache_free_bulk(client, cache, taken.as_slice()).map_err(|(_, e)| e)?;
+        self.write_count(client, slot, MagazineRole::Loaded, 0)?;
+        self.write_count(client, slot, MagazineRole::Previous, 0)?;
+        Ok(taken.len)
+    }
+
+    /// Both magazines of `slot` copied out (loaded, then previous), checked against `capacity`.
+    fn both_magazines(&mut self, client: ClientId, slot: u16, capacity: u16) -> Result<Taken, Error> {
         let loaded = self.read_magazine(client, slot, MagazineRole::Loaded)?;
         let previous = self.read_magazine(client, slot, MagazineRole::Previous)?;
         let mut taken = Taken::new();
         taken.extend(&loaded, capacity)?;
         taken.extend(&previous, capacity)?;
-        self.validate_returned(client, cache, taken.as_slice())?;
-        self.engine.cache_free_bulk(client, cache, taken.as_slice()).map_err(|(_, e)| e)?;
-        self.write_count(client, slot, MagazineRole::Loaded, 0)?;
-        self.write_count(client, slot, MagazineRole::Previous, 0)?;
-        Ok(taken.len)
+        Ok(taken)
     }
 
     /// Objects a destroy would take back before destroying: the depot's, and both magazines
@@ -222,54 +233,41 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             .map_or(0, |s| s.depot.full.iter().take(s.depot.len).map(|m| u32::from(m.count)).sum::<u32>());
         let Some(slot) = slot else { return depot };
         let Ok(capacity) = self.slot_capacity(client, cache, slot) else { return depot };
-        let (Ok(loaded), Ok(previous)) = (
-            self.read_magazine(client, slot, MagazineRole::Loaded),
-            self.read_magazine(client, slot, MagazineRole::Previous),
-        ) else {
-            return depot;
-        };
-        let mut taken = Taken::new();
-        if taken.extend(&loaded, capacity).is_err() || taken.extend(&previous, capacity).is_err() {
-            return depot;
-        }
-        match self.validate_returned(client, cache, taken.as_slice()) {
+        let Ok(taken) = self.both_magazines(client, slot, capacity) else { return depot };
+        match self.engine.cache_check_bulk(client, cache, taken.as_slice()) {
             Ok(()) => depot + taken.len as u32,
             Err(_) => depot,
         }
     }
 
-    /// Every handle coming back from a client's magazine: an allocated object of this cache
-    /// held by this client (the engine checks range, boundary, cache, state and repeats), and
-    /// not one the depot holds.
-    fn validate_returned(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), Error> {
-        for &h in handles {
-            self.check_not_in_depot(client, cache, h)?;
-        }
-        self.engine.cache_check_bulk(client, cache, handles).map_err(|(_, e)| e)
-    }
-
-    /// `DoubleFree` if `handle` sits in the depot of `cache` (the client gave it back already).
-    pub(super) fn check_not_in_depot(&self, client: ClientId, cache: CacheId, handle: Handle) -> Result<(), Error> {
-        let Some(session) = self.sessions.get(usize::from(client)) else { return Ok(()) };
-        let in_depot = session
-            .slot_of(cache)
-            .and_then(|i| session.slots.get(usize::from(i)))
-            .is_some_and(|s| s.depot.contains(handle));
-        if in_depot { Err(Error::DoubleFree) } else { Ok(()) }
-    }
-
-    /// Validated handles go into the depot as one full magazine, or straight to the slabs
-    /// when the depot is full.
+    /// Handles coming back from a client go into the depot as one full magazine, parked in
+    /// the engine, or straight to the slabs when the depot is full. Either way the engine
+    /// validates every handle first (an allocated object of this cache held by this client,
+    /// none repeated): a bad one changes nothing.
     fn keep_in_depot(&mut self, client: ClientId, cache: CacheId, slot: u16, handles: &[Handle]) -> Result<(), Error> {
-        let kept = self
+        let room = self
             .sessions
+            .get(usize::from(client))
+            .and_then(|s| s.slots.get(usize::from(slot)))
+            .is_some_and(|s| s.depot.has_room());
+        if !room {
+            return self.engine.cache_free_bulk(client, cache, handles).map_err(|(_, e)| e);
+        }
+        self.engine.cache_park_bulk(client, cache, handles).map_err(|(_, e)| e)?;
+        if !self.depot_push(client, slot, handles) {
+            // Never expected (room was checked): unpark rather than lose track of them.
+            self.engine.cache_unpark_bulk(client, cache, handles)?;
+            return Err(Error::Internal);
+        }
+        Ok(())
+    }
+
+    /// Puts `handles` into the depot of `slot` as one full magazine; `false` if it is full.
+    fn depot_push(&mut self, client: ClientId, slot: u16, handles: &[Handle]) -> bool {
+        self.sessions
             .get_mut(usize::from(client))
             .and_then(|s| s.slots.get_mut(usize::from(slot)))
-            .is_some_and(|s| s.depot.push(handles));
-        if kept {
-            return Ok(());
-        }
-        self.engine.cache_free_bulk(client, cache, handles).map_err(|(_, e)| e)
+            .is_some_and(|s| s.depot.push(handles))
     }
 
     /// Every depot magazine of `cache` back to the slabs (before shrink and destroy, and under
@@ -279,7 +277,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         let Some(slot) = session.slot_of(cache) else { return Ok(()) };
         let Some(s) = session.slots.get_mut(usize::from(slot)) else { return Ok(()) };
         while let Some(full) = s.depot.pop() {
-            if let Err((_, e)) = self.engine.cache_free_bulk(client, cache, full.handles()) {
+            if let Err(e) = self.engine.cache_free_parked_bulk(client, cache, full.handles()) {
                 // The handles were validated on the way in, so only the server can be at
                 // fault; keep them rather than lose track of them.
                 s.depot.push(full.handles());

@@ -38,10 +38,16 @@ impl DepotMagazine {
     pub(crate) fn handles(&self) -> &[Handle] {
         self.handles.get(..usize::from(self.count)).unwrap_or(&[])
     }
+
+    /// The handles as the control region holds them.
+    pub(crate) fn raw(&self) -> heapless::Vec<u64, MAGAZINE_MAX> {
+        self.handles().iter().map(|h| h.0).collect()
+    }
 }
 
 /// The depot of one (client, cache): full magazines the client drained, handed out again on
-/// the next refill before the slabs are touched (Bonwick & Adams 2001, §3.3).
+/// the next refill before the slabs are touched (Bonwick & Adams 2001, §3.3). Its objects are
+/// parked in the engine, which is how a client giving one back again is caught.
 #[derive(Clone, Copy, Debug)]
 pub struct Depot {
     pub(crate) full: [DepotMagazine; DEPOT_MAGAZINES],
@@ -51,9 +57,9 @@ pub struct Depot {
 impl Depot {
     pub(crate) const EMPTY: Depot = Depot { full: [DepotMagazine::EMPTY; DEPOT_MAGAZINES], len: 0 };
 
-    /// Whether `handle` sits in the depot (then a client that frees it again is double-freeing).
-    pub(crate) fn contains(&self, handle: Handle) -> bool {
-        self.full.iter().take(self.len).any(|m| m.handles().contains(&handle))
+    /// Whether another full magazine fits.
+    pub(crate) fn has_room(&self) -> bool {
+        self.len < DEPOT_MAGAZINES
     }
 
     /// Keeps `handles` as one full magazine; `false` when the depot is full.

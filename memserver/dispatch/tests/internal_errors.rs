@@ -92,7 +92,7 @@ fn a_failed_release_while_a_client_is_reclaimed_is_logged_as_its_disconnect() {
     let cache = create(&mut s, 0);
     alloc(&mut s, cache);
     s.engine_mut().platform_mut().windows.fail_release = Failure::next(Error::Internal);
-    assert_eq!(s.disconnect(1), 1);
+    assert_eq!(s.disconnect(1), 2, "the slab's page and its bitmap frame");
     let e = s.engine().platform().internal_errors[0];
     assert_eq!((e.client, e.request, e.failed), (1, None, false));
     let pool = s.engine().pool_stats();

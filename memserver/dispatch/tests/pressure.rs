@@ -87,20 +87,24 @@ fn a_full_window_never_touches_another_clients_depot_or_slabs() {
     let other = bystander(&mut s, 2);
     let cache = big_cache(&mut s, 1, 4);
     assert_eq!(alloc(&mut s, 1, cache), Err(Error::OutOfMemory));
-    assert_eq!(s.engine().pool_stats().free_frames, 64 - 4 - 1 - 3);
+    // Each cache's pages and its bitmap frame: client 1's, client 2's depot and empty slabs.
+    assert_eq!(s.engine().pool_stats().free_frames, 64 - (4 + 1) - (1 + 1) - (3 + 1));
     assert_eq!(client_digest(&s, 2), other, "client 1's full window reclaimed from client 2");
 }
 
 #[test]
 fn an_exhausted_quota_reclaims_from_the_client_itself_only() {
-    let mut s = server(64, &[(64, 5), (64, 32)]);
+    // Each cache: its pages and a bitmap frame.
+    let mut s = server(64, &[(64, 7), (64, 32)]);
     let own_depot = depot(&mut s, 1, "d"); // one page, its objects all in the depot
     let other = bystander(&mut s, 2);
     let cache = big_cache(&mut s, 1, 4);
-    // The fifth page is over quota until client 1's own depot goes back and its slab with it.
+    // The fifth page is over quota until client 1's own depot goes back and its slab (and
+    // that cache's bitmap frame) with it; that makes room for two.
     alloc(&mut s, 1, cache).unwrap();
     assert_eq!(slabs(&s, 1, own_depot), 0);
     assert!(!client_digest(&s, 1).contains("depot [["), "client 1's depot was flushed");
+    alloc(&mut s, 1, cache).unwrap();
     assert_eq!(alloc(&mut s, 1, cache), Err(Error::QuotaExceeded));
     assert_eq!(client_digest(&s, 2), other, "client 1's quota reclaimed from client 2");
 }
@@ -113,7 +117,7 @@ fn pool_pressure_takes_only_what_is_missing_plus_a_batch_from_the_others_in_turn
     let three = empty_slabs(&mut s, 3, "e", 10);
     let third = client_digest(&s, 3);
     let free = s.engine().pool_stats().free_frames;
-    let cache = big_cache(&mut s, 1, free);
+    let cache = big_cache(&mut s, 1, free - 1); // and its bitmap frame
     // The pool is empty: one page missing, taken with a batch from the next client in turn.
     alloc(&mut s, 1, cache).unwrap();
     assert_eq!(slabs(&s, 2, two), 10 - (1 + RECLAIM_BATCH));
@@ -136,7 +140,7 @@ fn pool_pressure_flushes_another_clients_depot_only_when_its_empty_slabs_are_not
     let mut s = server(16, &[(64, 32), (64, 32)]);
     let two_depot = depot(&mut s, 2, "d");
     let free = s.engine().pool_stats().free_frames;
-    let cache = big_cache(&mut s, 1, free);
+    let cache = big_cache(&mut s, 1, free - 1); // and its bitmap frame
     alloc(&mut s, 1, cache).unwrap();
     assert_eq!(slabs(&s, 2, two_depot), 0, "the depot went back and its slab with it");
     assert!(!client_digest(&s, 2).contains("depot [["));
@@ -149,7 +153,8 @@ fn a_cache_that_must_not_be_reaped_never_is() {
     s.engine_mut().cache_set_no_reap(2, kept, true).unwrap();
     let other = client_digest(&s, 2);
     let free = s.engine().pool_stats().free_frames;
-    let cache = big_cache(&mut s, 1, free);
+    // Its pages and its bitmap frame fill the pool.
+    let cache = big_cache(&mut s, 1, free - 1);
     assert_eq!(alloc(&mut s, 1, cache), Err(Error::OutOfMemory));
     assert_eq!(client_digest(&s, 2), other);
     // An explicit shrink still works.
@@ -167,19 +172,19 @@ fn many_caches(quota: u32) -> (TestServer, Vec<CacheId>) {
 
 #[test]
 fn pressure_relief_reaches_caches_past_the_256th() {
-    let (mut s, caches) = many_caches(2);
+    let (mut s, caches) = many_caches(3);
     let last = caches[279];
     let h = alloc(&mut s, 1, last).unwrap();
     assert_eq!(call(&mut s, 1, &Request::Free { cache: last, handle: h }), Reply::Done);
-    alloc(&mut s, 1, caches[0]).unwrap();
-    // Over quota unless the empty slab of the 280th cache goes back.
+    // A page and a bitmap frame: over quota unless the empty slab of the 280th cache (and its
+    // bitmap frame) goes back.
     alloc(&mut s, 1, caches[0]).unwrap();
     assert_eq!(slabs(&s, 1, last), 0);
 }
 
 #[test]
 fn stats_count_the_objects_of_every_cache_past_the_256th() {
-    let (mut s, caches) = many_caches(16);
+    let (mut s, caches) = many_caches(20);
     for &cache in &caches[270..] {
         alloc(&mut s, 1, cache).unwrap();
     }
@@ -204,7 +209,8 @@ impl PressurePolicy for Recorder {
 fn a_policy_of_ones_own_sees_why_each_allocation_failed() {
     let recorder: &'static mut Recorder = Box::leak(Box::default());
     let seen = Rc::clone(&recorder.0);
-    let mut s = server(8, &[(2, 32), (64, 3), (64, 32)]);
+    // Each cache takes its pages and a bitmap frame.
+    let mut s = server(11, &[(2, 32), (64, 4), (64, 32)]);
     s.set_pressure_policy(recorder);
     let (window, _) = create(&mut s, 1, "w", 4096);
     let (quota, _) = create(&mut s, 2, "q", 4096);

@@ -74,6 +74,14 @@ impl Platform for HostPlatform {
         self.private.frame(frame).map_err(|_| Error::Internal)
     }
 
+    fn private_bytes(&self, frame: u32) -> Result<&[u8; PAGE_SIZE], Error> {
+        self.private.bytes(frame).map_err(|_| Error::Internal)
+    }
+
+    fn private_bytes_mut(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error> {
+        self.private.frame(frame).map_err(|_| Error::Internal)
+    }
+
     fn private_release(&mut self, frame: u32) -> Result<(), Error> {
         self.private.release(frame).map_err(|_| Error::Internal)
     }
@@ -178,7 +186,6 @@ fn leak_storage(config: &EngineConfig) -> Result<EngineStorage<'static>, String>
     Ok(EngineStorage {
         frames: leak(FrameDesc::EMPTY, s.frames),
         slabs: leak(SlabDesc::EMPTY, s.slabs),
-        bitmaps: leak(0u64, s.bitmaps),
         clients: leak(ClientDesc::EMPTY, s.clients),
         caches: leak(CacheDesc::EMPTY, s.caches),
         page_map: leak(0u32, s.page_map),

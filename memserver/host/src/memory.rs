@@ -215,6 +215,18 @@ impl PrivateFrames {
         Ok(unsafe { &mut *self.base.as_ptr().add(offset).cast::<[u8; PAGE_SIZE]>() })
     }
 
+    /// The bytes of frame `frame`, to read.
+    pub fn bytes(&self, frame: u32) -> Result<&[u8; PAGE_SIZE], MemoryError> {
+        if frame >= self.frames {
+            return Err(MemoryError::OutOfRange);
+        }
+        let offset = Self::span(frame).ok_or(MemoryError::OutOfRange)?;
+        // SAFETY: as in `frame`: inside the private anonymous mapping, which lives as long as
+        // `self`; the `&self` borrow excludes every `&mut` handed out by `frame`, and nothing
+        // else can write these bytes.
+        Ok(unsafe { &*self.base.as_ptr().add(offset).cast::<[u8; PAGE_SIZE]>() })
+    }
+
     /// Gives frame `frame`'s memory back to the OS; it reads as zero next time.
     pub fn release(&mut self, frame: u32) -> Result<(), MemoryError> {
         if frame >= self.frames {

@@ -101,11 +101,11 @@ interface! {
     } => fn free -> Done, errors [NoSuchCache, InvalidObject, WrongCache, DoubleFree, RedZoneCorrupted];
 
     /// Corresponds to `kmem_cache_destroy()`. `CacheBusy { live }`: live objects; the cache
-    /// is left intact.
+    /// is left intact. `InvalidArgument`: a kmalloc cache (they live as long as the client).
     Destroy {
         /// The cache.
         cache: CacheId,
-    } => fn destroy -> Done, errors [NoSuchCache, CacheBusy];
+    } => fn destroy -> Done, errors [NoSuchCache, InvalidArgument, CacheBusy];
 
     /// Corresponds to `kmem_cache_shrink()`: empty slabs go back to the frame pool.
     Shrink {

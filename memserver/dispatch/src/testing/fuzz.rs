@@ -387,6 +387,18 @@ impl FuzzHarness<'_> {
                 let op = if dup { ExchangeOp::Flush } else { ExchangeOp::Drain };
                 Request::MagazineExchange { cache, slot: slot.unwrap_or(0), op }
             }
+            // Parking is what a drain into the depot does, unparking what a refill from it does.
+            ObjectOp::Park { n, .. } => {
+                let Some((_, Some(cache))) = self.held(c, u16::from(n)) else { return };
+                let Some(&(_, slot, _)) = self.models[usize::from(c) - 1].caches.iter().find(|x| x.0 == cache) else {
+                    return;
+                };
+                Request::MagazineExchange { cache, slot: slot.unwrap_or(0), op: ExchangeOp::Drain }
+            }
+            ObjectOp::Unpark { n, .. } => {
+                let (cache, slot, _) = self.cache(c, n);
+                Request::MagazineExchange { cache, slot: slot.unwrap_or(0), op: ExchangeOp::Refill }
+            }
             ObjectOp::Reclaim { .. } => {
                 self.disconnect(c);
                 return self.connect(c, HelloKind::Honest);

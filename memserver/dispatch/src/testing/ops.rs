@@ -109,6 +109,8 @@ impl Op {
                         | ObjectOp::Shrink { .. }
                         | ObjectOp::AllocBulk { .. }
                         | ObjectOp::FreeBulk { .. }
+                        | ObjectOp::Park { .. }
+                        | ObjectOp::Unpark { .. }
                 )
         )
     }

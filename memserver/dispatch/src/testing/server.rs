@@ -79,6 +79,14 @@ impl Platform for ServerPlatform {
         self.windows.private_frame(frame)
     }
 
+    fn private_bytes(&self, frame: u32) -> Result<&[u8; PAGE_SIZE], Error> {
+        self.windows.private_bytes(frame)
+    }
+
+    fn private_bytes_mut(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error> {
+        self.windows.private_bytes_mut(frame)
+    }
+
     fn private_release(&mut self, frame: u32) -> Result<(), Error> {
         self.windows.private_release(frame)
     }
