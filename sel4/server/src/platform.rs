@@ -1,0 +1,121 @@
+//! The engine's [`Platform`] and the dispatch's [`ControlAccess`] on seL4: the frame table
+//! plus the kernel and the memserver's own memory.
+//!
+//! Object memory is reached through the direct map of the pool, by copying only; a client's
+//! control region is the one piece of client memory mapped here outright (the root task
+//! maps it into both tasks), also copied in and out, bounds-checked.
+
+use alloc::vec::Vec;
+
+use memserver_dispatch::ControlAccess;
+use memserver_engine::Platform;
+use memserver_sel4_abi::{Region, ServerBoot};
+use protocol::control::ControlMemory;
+use protocol::{ClientId, Error};
+
+use crate::frames::{FrameError, FrameTable};
+use crate::kernel::{Kernel, Memory};
+
+/// The memserver's platform on seL4.
+pub struct Sel4Platform<K: Kernel, M: Memory> {
+    /// The frame table.
+    pub frames: FrameTable,
+    /// The kernel.
+    pub kernel: K,
+    /// The memserver's own mapped memory.
+    pub memory: M,
+    /// Each client's control region in this task, by client id.
+    controls: Vec<Option<Region>>,
+    /// The client whose control region [`ControlAccess::control`] handed out last.
+    control_client: ClientId,
+    /// Platform operations that failed (a hook the engine cannot be told about).
+    failures: u32,
+    /// The first of them.
+    first_failure: Option<FrameError>,
+}
+
+impl<K: Kernel, M: Memory> Sel4Platform<K, M> {
+    /// The platform for the clients of `boot`, over `frames`.
+    pub fn new(boot: &ServerBoot, frames: FrameTable, kernel: K, memory: M) -> Result<Self, FrameError> {
+        let mut controls = Vec::new();
+        controls.try_reserve_exact(boot.session_count()).map_err(|_| FrameError::Memory)?;
+        controls.resize(boot.session_count(), None);
+        for c in &boot.clients {
+            *controls.get_mut(usize::from(c.id)).ok_or(FrameError::OutOfRange)? = Some(c.control);
+        }
+        Ok(Sel4Platform { frames, kernel, memory, controls, control_client: 0, failures: 0, first_failure: None })
+    }
+
+    /// Platform operations that failed so far, and the first failure.
+    pub fn failures(&self) -> (u32, Option<FrameError>) {
+        (self.failures, self.first_failure)
+    }
+
+    fn note(&mut self, result: Result<(), FrameError>) {
+        if let Err(e) = result {
+            self.failures = self.failures.saturating_add(1);
+            self.first_failure.get_or_insert(e);
+        }
+    }
+
+    fn control_region(&self) -> Option<Region> {
+        self.controls.get(usize::from(self.control_client)).copied().flatten()
+    }
+}
+
+impl<K: Kernel, M: Memory> Platform for Sel4Platform<K, M> {
+    fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
+        let result = self.frames.map(&mut self.kernel, &mut self.memory, client, first_page, frames);
+        if let Err(e) = result {
+            self.note(Err(e));
+        }
+        result.map_err(Error::from)
+    }
+
+    fn release(&mut self, client: ClientId, first_page: u32, count: u32) {
+        let result = self.frames.release(&mut self.kernel, &mut self.memory, client, first_page, count, None);
+        self.note(result);
+    }
+
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) {
+        if self.frames.read(&self.memory, client, offset, buf).is_err() {
+            buf.fill(0);
+        }
+    }
+
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) {
+        let result = self.frames.write(&mut self.memory, client, offset, data);
+        self.note(result);
+    }
+
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) {
+        let result = self.frames.fill(&mut self.memory, client, offset, len, byte);
+        self.note(result);
+    }
+}
+
+impl<K: Kernel, M: Memory> ControlMemory for Sel4Platform<K, M> {
+    fn len(&self) -> usize {
+        self.control_region().map_or(0, |r| usize::try_from(r.len).unwrap_or(0))
+    }
+
+    fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
+        let region = self.control_region().ok_or(Error::InvalidArgument)?;
+        let at = region.place(offset as u64, dst.len()).ok_or(Error::InvalidArgument)?;
+        if self.memory.read(at, dst) { Ok(()) } else { Err(Error::InvalidArgument) }
+    }
+
+    fn write(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
+        let region = self.control_region().ok_or(Error::InvalidArgument)?;
+        let at = region.place(offset as u64, src.len()).ok_or(Error::InvalidArgument)?;
+        if self.memory.write(at, src) { Ok(()) } else { Err(Error::InvalidArgument) }
+    }
+}
+
+impl<K: Kernel, M: Memory> ControlAccess for Sel4Platform<K, M> {
+    fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory> {
+        self.controls.get(usize::from(client)).copied().flatten()?;
+        self.control_client = client;
+        Some(self)
+    }
+}
