@@ -2,14 +2,15 @@
 CARGO ?= cargo
 SYSTEM ?= system.toml
 
-.PHONY: run test test-unit test-props lint bench fmt clean help qemu hostile fuzz soak
+.PHONY: run test test-unit test-props lint bench fmt clean help qemu sel4-env hostile fuzz soak
 
 help:
 	@echo "make run    - build in release, start memserver with $(SYSTEM), run a client workload, print slabinfo"
 	@echo "make test   - every host test tier (unit, property, conformance, host runner)"
 	@echo "make bench  - criterion micro-benchmarks and load-generator ratios"
 	@echo "make lint   - rustfmt check and clippy"
-	@echo "make qemu   - boot the system on seL4 under QEMU (needs a prepared seL4 environment, README)"
+	@echo "make sel4-env SEL4_SRC=dir RUST_SEL4_SRC=dir - prepare sel4-env/ for make qemu (README)"
+	@echo "make qemu   - boot the system on seL4 under QEMU (after make sel4-env)"
 	@echo "make hostile - the hostile-client suite against the real server (ends with a hostile: line)"
 	@echo "make fuzz SECONDS=n - both cargo-fuzz targets (nightly) for n seconds each, side by side"
 	@echo "make soak SECONDS=n - random client traffic with SIGKILLs and restarts for n seconds"
@@ -53,14 +54,22 @@ bench:
 fmt:
 	$(CARGO) fmt --all
 
-# seL4 under QEMU (README "Running on seL4"); never part of `make test`. Knobs: SEL4_PREFIX,
-# QEMU_TIMEOUT (seconds), SYSTEM, CARGO/RUSTC for the qemu/ build (default: cargo, rustc).
-# Exit 0 on TEST_PASS; make reports any failure as status 2 and names the script's own status
-# in its error line (3: environment missing, 1: TEST_FAIL, 124: timeout).
-QEMU_CARGO ?= cargo
-QEMU_RUSTC ?= rustc
+# seL4 under QEMU (README "Running on seL4", docs/sel4.md); never part of `make test` or CI.
+# `make sel4-env` prepares sel4-env/ (git-ignored) from two checkouts the user provides:
+# Debian packages, the sel4-deps venv, the kernel, rust-sel4's loader, the qemu/rust-sel4 link,
+# and the Rust toolchain it chose (sel4-env/env.mk). A rerun without the two variables reuses
+# the recorded checkouts and skips what is up to date.
+sel4-env:
+	SEL4_SRC=$(SEL4_SRC) RUST_SEL4_SRC=$(RUST_SEL4_SRC) bash scripts/sel4-env.sh
+
+# `make qemu` then needs no variables. Knobs: QEMU_TIMEOUT (seconds), SYSTEM, SEL4_PREFIX, and
+# CARGO=/RUSTC= to build qemu/ with another toolchain than the recorded one (given on the
+# command line they reach qemu/Makefile through MAKEFLAGS; QEMU_CARGO/QEMU_RUSTC are older
+# spellings of the same). Exit 0 on TEST_PASS; make reports any failure as status 2 and names
+# the script's own status in its error line (3: environment missing, 1: TEST_FAIL, 124: timeout).
 qemu:
-	$(MAKE) -C qemu run CARGO=$(QEMU_CARGO) RUSTC=$(QEMU_RUSTC) SYSTEM=$(abspath $(SYSTEM))
+	$(MAKE) -C qemu run SYSTEM=$(abspath $(SYSTEM)) \
+		$(if $(QEMU_CARGO),CARGO=$(QEMU_CARGO)) $(if $(QEMU_RUSTC),RUSTC=$(QEMU_RUSTC))
 
 clean:
 	$(CARGO) clean
