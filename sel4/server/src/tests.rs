@@ -420,3 +420,29 @@ fn goodbye_unmaps_everything_the_client_held() {
     assert!(census.agrees(), "{census}");
     t.task.server().engine().platform().frames.check_invariants().unwrap();
 }
+
+#[test]
+fn a_reserve_of_tables_for_every_range_maps_every_page_and_no_more() {
+    let mut boot = boot(0);
+    boot.clients[0].window_pages = 1100;
+    let page = 4096u64;
+    let tables = Paging::AARCH64.tables_for(WINDOW_BASE, 1100 * page).unwrap()
+        + Paging::AARCH64.tables_for(WINDOW_BASE, 16 * page).unwrap()
+        + Paging::AARCH64.tables_for(DIRECT_MAP_BASE, u64::from(POOL) * page).unwrap();
+    assert_eq!(tables, 11);
+    boot.paging_untyped_bits = heapless::Vec::from_slice(&[15, 13, 12]).unwrap();
+    let log: Log = Rc::new(RefCell::new(Vec::new()));
+    let mut kernel = FakeKernel::for_boot(&boot, log.clone());
+    let mut memory = FakeMemory::new(memory_regions(&boot), log);
+    let mut table = FrameTable::new(&boot).unwrap();
+    table.map_direct(&mut kernel).unwrap();
+    for (client, pages) in [(3, 1100), (5, 16)] {
+        for p in 0..pages {
+            table.map(&mut kernel, &mut memory, client, p, &[0]).unwrap();
+            table.release(&mut kernel, &mut memory, client, p, 1, Some(&[0])).unwrap();
+        }
+    }
+    let census = table.census(&mut kernel, 0, POOL, POOL + 11);
+    assert_eq!((census.tables, census.tables_reserved), (11, 11));
+    assert!(census.agrees(), "{census}");
+}
