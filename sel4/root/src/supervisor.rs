@@ -97,7 +97,9 @@ enum Phase {
     Running,
     /// A call (ready, pause, expect-fault) waits for its answer.
     Waiting,
-    /// It reported (or faulted and was reclaimed): nothing more will come from it.
+    /// It faulted (or was stopped with its image): stopped, its memory being reclaimed.
+    Reclaiming,
+    /// It reported, or was reclaimed: nothing more will come from it.
     Finished,
 }
 
@@ -254,7 +256,7 @@ impl Supervisor {
 
     fn fault(&mut self, task: usize, fault: FaultKind, actions: &mut Vec<Action>) {
         let Some(t) = self.running(task, actions) else { return };
-        t.phase = Phase::Finished;
+        t.phase = Phase::Reclaiming;
         actions.push(Action::Say(format!("{}", FaultReport { name: &t.info.name, window: t.info.window, fault })));
         actions.push(Action::Stop(task));
         actions.push(Action::Reclaim { task, client: t.info.client });
@@ -279,7 +281,7 @@ impl Supervisor {
     fn stop_group(&mut self, image: &str, except: usize, actions: &mut Vec<Action>) {
         for (n, t) in self.tasks.iter_mut().enumerate() {
             if n != except && t.info.image == image && matches!(t.phase, Phase::Running | Phase::Waiting) {
-                t.phase = Phase::Finished;
+                t.phase = Phase::Reclaiming;
                 self.failures += 1;
                 actions.push(Action::Say(format!("root: client {} stopped with its image", t.info.name)));
                 actions.push(Action::Stop(n));
@@ -289,7 +291,11 @@ impl Supervisor {
     }
 
     fn reclaimed(&mut self, task: usize, frames: u32, free: u32, actions: &mut Vec<Action>) {
-        let Some(t) = self.tasks.get(task) else { return };
+        let Some(t) = self.tasks.get_mut(task).filter(|t| t.phase == Phase::Reclaiming) else {
+            actions.push(Action::Say(format!("root: a reclaim of task {task}, which was not stopped")));
+            return;
+        };
+        t.phase = Phase::Finished;
         actions.push(Action::Say(format!(
             "root: client {} reclaimed: {frames} frame(s) back to the pool, {free} free",
             t.info.name
