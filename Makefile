@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SYSTEM ?= system.toml
 
-.PHONY: run test test-unit test-props lint bench fmt clean help qemu sel4-env hostile fuzz soak
+.PHONY: run test test-unit test-props lint bench fmt docs clean help qemu sel4-env hostile fuzz soak
 
 help:
 	@echo "make run    - build in release, start memserver with $(SYSTEM), run a client workload, print slabinfo"
@@ -53,6 +53,10 @@ bench:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Regenerates the package graph in docs/architecture.md (checked by `make test`).
+docs:
+	UPDATE_PACKAGE_GRAPH=1 $(CARGO) test -p memserver-integration --test layers
 
 # seL4 under QEMU (README "Running on seL4", docs/sel4.md); never part of `make test` or CI.
 # `make sel4-env` prepares sel4-env/ (git-ignored) from two checkouts the user provides:
