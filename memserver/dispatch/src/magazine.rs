@@ -64,7 +64,8 @@ impl Taken {
 
     fn extend(&mut self, magazine: &Magazine, capacity: u16) -> Result<(), Error> {
         for &h in magazine.checked_handles(capacity)? {
-            let dst = self.handles.get_mut(self.len).ok_or(Error::InvalidArgument)?;
+            // Never expected: both magazines were checked against a capacity ≤ MAGAZINE_MAX.
+            let dst = self.handles.get_mut(self.len).ok_or(Error::Internal)?;
             *dst = Handle(h);
             self.len += 1;
         }
@@ -179,7 +180,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             }
             None => {
                 let mut out = [Handle(0); MAGAZINE_MAX];
-                let want = out.get_mut(..usize::from(capacity)).ok_or(Error::InvalidArgument)?;
+                let want = out.get_mut(..usize::from(capacity)).ok_or(Error::Internal)?;
                 let (n, fresh) =
                     self.with_pressure_relief(client, |s| s.engine.cache_alloc_bulk(client, cache, want))?;
                 let raw: heapless::Vec<u64, MAGAZINE_MAX> = out.iter().take(n).map(|h| h.0).collect();
@@ -279,10 +280,10 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         let Some(s) = session.slots.get_mut(usize::from(slot)) else { return Ok(()) };
         while let Some(full) = s.depot.pop() {
             if let Err((_, e)) = self.engine.cache_free_bulk(client, cache, full.handles()) {
-                // Never expected (the handles were validated on the way in); keep them rather
-                // than lose track of them.
+                // The handles were validated on the way in, so only the server can be at
+                // fault; keep them rather than lose track of them.
                 s.depot.push(full.handles());
-                return Err(e);
+                return Err(if e.is_internal() { e } else { Error::Internal });
             }
         }
         Ok(())

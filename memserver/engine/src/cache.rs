@@ -142,7 +142,29 @@ impl<P: Platform> Engine<'_, P> {
             }
             return Err(Error::PoisonCorrupted(bad));
         }
-        // Commit.
+        // Object memory first, while the object is still free in the metadata: a platform
+        // failure then leaves the metadata as it was.
+        let start = self.obj_stride_start(gi, s, idx)?;
+        let c = self.cache(gi)?;
+        let handle = Handle(start + u64::from(c.obj_offset));
+        let size = c.size as usize;
+        let prepared = match flags & SLAB_RED_ZONE != 0 {
+            true => self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(true)),
+            false => Ok(()),
+        }
+        .and_then(|()| if zero { self.fill(client, handle.0, size, 0) } else { Ok(()) });
+        if let Err(e) = prepared {
+            self.debug_bytes_restore(client, gi, s, idx, false);
+            return Err(e);
+        }
+        let seq = self.next_seq();
+        if flags & SLAB_STORE_USER != 0
+            && let Err(e) = self.track_stamp(s, idx, true, client, seq)
+        {
+            self.debug_bytes_restore(client, gi, s, idx, false);
+            return Err(e);
+        }
+        // Commit (metadata only: nothing here calls the platform).
         self.slab_set_obj(s, idx, true)?;
         let d = self.slab_mut(s)?;
         let fresh = idx >= u32::from(d.constructed);
@@ -152,22 +174,6 @@ impl<P: Platform> Engine<'_, P> {
         self.slab_relist(gi, s)?;
         let c = self.cache_mut(gi)?;
         c.active_objs = c.active_objs.saturating_add(1);
-        let seq = self.next_seq();
-        if flags & SLAB_STORE_USER != 0 {
-            let t = self.track_mut(s, idx)?;
-            t.alloc_client = client;
-            t.alloc_seq = seq;
-        }
-        if flags & SLAB_RED_ZONE != 0 {
-            self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(true))?;
-        }
-        let start = self.obj_stride_start(gi, s, idx)?;
-        let c = self.cache(gi)?;
-        let handle = Handle(start + u64::from(c.obj_offset));
-        if zero {
-            let size = c.size as usize;
-            self.platform.fill(client, handle.0, size, 0);
-        }
         if flags & SLAB_CONSISTENCY_CHECKS != 0 {
             self.check_slab(gi, s).map_err(|_| BROKEN)?;
         }
@@ -178,6 +184,7 @@ impl<P: Platform> Engine<'_, P> {
     pub fn cache_free(&mut self, client: ClientId, cache: CacheId, handle: Handle) -> Result<(), Error> {
         let gi = self.cache_lookup(client, cache)?;
         let (s, idx) = self.validate_free(client, gi, handle)?;
+        self.free_prepare(client, gi, s, idx)?;
         self.free_commit(client, gi, s, idx)
     }
 
@@ -202,25 +209,38 @@ impl<P: Platform> Engine<'_, P> {
         Ok((s, idx))
     }
 
-    /// Free a validated object.
+    /// Object memory of a validated object about to be freed: the free poison and inactive red
+    /// zones, written while the metadata still has it allocated (a platform failure leaves the
+    /// metadata as it was, the red zones put back as far as possible).
+    pub(crate) fn free_prepare(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
+        let c = self.cache(gi)?;
+        let (flags, has_ctor) = (c.flags, c.has_ctor);
+        let poisoned = match flags & SLAB_POISON != 0 && !has_ctor {
+            true => self.poison_object(client, gi, s, idx),
+            false => Ok(()),
+        };
+        let prepared = poisoned.and_then(|()| match flags & SLAB_RED_ZONE != 0 {
+            true => self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(false)),
+            false => Ok(()),
+        });
+        if prepared.is_err() {
+            self.debug_bytes_restore(client, gi, s, idx, true);
+        }
+        prepared
+    }
+
+    /// Free a validated, prepared object: its STORE_USER record (a failure there changes
+    /// nothing), then the metadata.
     pub(crate) fn free_commit(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
+        let flags = self.cache(gi)?.flags;
+        let seq = self.next_seq();
+        if flags & SLAB_STORE_USER != 0 {
+            self.track_stamp(s, idx, false, client, seq)?;
+        }
         self.slab_set_obj(s, idx, false)?;
         self.slab_relist(gi, s)?;
         let c = self.cache_mut(gi)?;
         c.active_objs = c.active_objs.saturating_sub(1);
-        let (flags, has_ctor) = (c.flags, c.has_ctor);
-        let seq = self.next_seq();
-        if flags & SLAB_STORE_USER != 0 {
-            let t = self.track_mut(s, idx)?;
-            t.free_client = client;
-            t.free_seq = seq;
-        }
-        if flags & SLAB_POISON != 0 && !has_ctor {
-            self.poison_object(client, gi, s, idx)?;
-        }
-        if flags & SLAB_RED_ZONE != 0 {
-            self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(false))?;
-        }
         if flags & SLAB_CONSISTENCY_CHECKS != 0 {
             self.check_slab(gi, s).map_err(|_| BROKEN)?;
         }

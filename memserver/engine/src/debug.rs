@@ -1,6 +1,8 @@
 //! Debug flags: `POISON` (0x6b…0xa5 in free objects, checked when handed out), `RED_ZONE`
-//! (0xbb / 0xcc guards, checked on free and on alloc), `STORE_USER` (private track records,
-//! in blocks of 64), and the per-slab consistency check behind `CONSISTENCY_CHECKS`.
+//! (0xbb / 0xcc guards, checked on free and on alloc), `STORE_USER` (one 20-byte record per
+//! object in server-private pool frames taken with the slab and charged to its client, so a
+//! client that tracks much pays with its own quota), and the per-slab consistency check behind
+//! `CONSISTENCY_CHECKS`.
 //!
 //! Policy on corruption: the failing operation does not happen (a poisoned object stays free,
 //! a red-zoned object stays allocated), the damage is reported with cache, object and offset
@@ -8,10 +10,52 @@
 //! restores the bytes ("Restoring …"), though it leaks an object whose free failed its checks.
 
 use protocol::flags::{POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
-use protocol::{ClientId, Corruption, Error, Handle};
+use protocol::{ClientId, Corruption, Error, Handle, PAGE_SIZE};
 
-use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL, TRACK_BLOCK, TrackPair};
-use super::{BROKEN, Engine, Platform};
+use super::storage::{FRAME_TRACK, FrameDesc, LIST_EMPTY, LIST_FULL, LIST_PARTIAL, MAX_OBJS_PER_SLAB, NIL};
+use super::{BROKEN, Engine, Hook, Platform};
+
+/// Bytes of one STORE_USER record in a private frame: allocation sequence, free sequence (both
+/// `u64`, 0 = never), allocating client, freeing client (both `u16`), little-endian.
+pub(crate) const TRACK_RECORD_BYTES: usize = 20;
+/// Records per private frame.
+pub(crate) const TRACKS_PER_FRAME: u32 = (PAGE_SIZE / TRACK_RECORD_BYTES) as u32;
+/// Most record frames one slab needs.
+pub(crate) const MAX_TRACK_FRAMES: u32 = MAX_OBJS_PER_SLAB.div_ceil(TRACKS_PER_FRAME);
+
+/// Private frames the STORE_USER records of a slab of `objs` objects take.
+pub(crate) const fn track_frames_for(objs: u32) -> u32 {
+    objs.div_ceil(TRACKS_PER_FRAME)
+}
+
+/// One STORE_USER record: last allocation and last free of an object (sequence 0 = never).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TrackRecord {
+    pub(crate) alloc_seq: u64,
+    pub(crate) free_seq: u64,
+    pub(crate) alloc_client: ClientId,
+    pub(crate) free_client: ClientId,
+}
+
+impl TrackRecord {
+    fn decode(b: &[u8; TRACK_RECORD_BYTES]) -> Self {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, f0, f1, f2, f3, f4, f5, f6, f7, ac0, ac1, fc0, fc1] = *b;
+        TrackRecord {
+            alloc_seq: u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+            free_seq: u64::from_le_bytes([f0, f1, f2, f3, f4, f5, f6, f7]),
+            alloc_client: u16::from_le_bytes([ac0, ac1]),
+            free_client: u16::from_le_bytes([fc0, fc1]),
+        }
+    }
+
+    fn encode(&self) -> [u8; TRACK_RECORD_BYTES] {
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = self.alloc_seq.to_le_bytes();
+        let [f0, f1, f2, f3, f4, f5, f6, f7] = self.free_seq.to_le_bytes();
+        let [ac0, ac1] = self.alloc_client.to_le_bytes();
+        let [fc0, fc1] = self.free_client.to_le_bytes();
+        [a0, a1, a2, a3, a4, a5, a6, a7, f0, f1, f2, f3, f4, f5, f6, f7, ac0, ac1, fc0, fc1]
+    }
+}
 
 /// A broken engine invariant: what, and two numbers to locate it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +70,8 @@ pub(crate) fn violation(what: &'static str, a: impl Into<u64>, b: impl Into<u64>
 }
 
 /// Where the first byte of `[start, start + len)` differs from the expected bytes: `fill`
-/// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected).
+/// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected);
+/// a failed read is the platform's error.
 fn first_mismatch<P: Platform>(
     p: &P,
     client: ClientId,
@@ -34,29 +79,29 @@ fn first_mismatch<P: Platform>(
     len: u32,
     fill: u8,
     end: u8,
-) -> Option<(u32, u8, u8)> {
+) -> Result<Option<(u32, u8, u8)>, Error> {
     let mut buf = [0u8; 512];
     let mut done = 0u32;
     while done < len {
         let n = (len - done).min(buf.len() as u32) as usize;
-        let chunk = buf.get_mut(..n)?;
-        p.read(client, start + u64::from(done), chunk);
+        let chunk = buf.get_mut(..n).ok_or(BROKEN)?;
+        p.read(client, start + u64::from(done), chunk)?;
         let last_chunk = done + n as u32 == len;
         let body = if last_chunk { n - 1 } else { n };
         // Fast path (vectorises): the whole chunk is as expected.
-        let body_ok = chunk.get(..body)?.iter().all(|&b| b == fill);
+        let body_ok = chunk.get(..body).ok_or(BROKEN)?.iter().all(|&b| b == fill);
         let end_ok = !last_chunk || chunk.get(n - 1) == Some(&end);
         if !(body_ok && end_ok) {
             for (i, &b) in chunk.iter().enumerate() {
                 let want = if last_chunk && i == n - 1 { end } else { fill };
                 if b != want {
-                    return Some((done + i as u32, b, want));
+                    return Ok(Some((done + i as u32, b, want)));
                 }
             }
         }
         done += n as u32;
     }
-    None
+    Ok(None)
 }
 
 impl<P: Platform> Engine<'_, P> {
@@ -71,9 +116,8 @@ impl<P: Platform> Engine<'_, P> {
     pub(crate) fn poison_object(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
         let (obj, size, ..) = self.obj_geometry(gi, s, idx)?;
         let last = size.saturating_sub(1);
-        self.platform.fill(client, obj, last as usize, POISON_FREE);
-        self.platform.fill(client, obj + u64::from(last), 1, POISON_END);
-        Ok(())
+        self.fill(client, obj, last as usize, POISON_FREE)?;
+        self.fill(client, obj + u64::from(last), 1, POISON_END)
     }
 
     /// Check the free poison of object `idx`; on a mismatch, the corruption.
@@ -85,7 +129,8 @@ impl<P: Platform> Engine<'_, P> {
         idx: u32,
     ) -> Result<Option<Corruption>, Error> {
         let (obj, size, ..) = self.obj_geometry(gi, s, idx)?;
-        let bad = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END);
+        let bad = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END)
+            .map_err(|e| self.hook_failed(Hook::Read, client, e))?;
         Ok(match bad {
             Some((at, found, expected)) => {
                 Some(Corruption { cache: self.cache_id(gi)?, object: Handle(obj), offset: at as i32, found, expected })
@@ -97,10 +142,9 @@ impl<P: Platform> Engine<'_, P> {
     /// Fill both red zones of object `idx` with `byte`.
     pub(crate) fn red_zone_fill(&mut self, client: ClientId, gi: u32, s: u32, idx: u32, byte: u8) -> Result<(), Error> {
         let (obj, size, start, left, stride) = self.obj_geometry(gi, s, idx)?;
-        self.platform.fill(client, start, left as usize, byte);
+        self.fill(client, start, left as usize, byte)?;
         let right = stride.saturating_sub(left).saturating_sub(size);
-        self.platform.fill(client, obj + u64::from(size), right as usize, byte);
-        Ok(())
+        self.fill(client, obj + u64::from(size), right as usize, byte)
     }
 
     /// Check both red zones of object `idx` hold `byte`; on a mismatch, the corruption
@@ -115,9 +159,11 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<Option<Corruption>, Error> {
         let (obj, size, start, left, stride) = self.obj_geometry(gi, s, idx)?;
         let right = stride.saturating_sub(left).saturating_sub(size);
-        let found = match first_mismatch(&self.platform, client, start, left, byte, byte) {
+        let read_failed = |e| self.hook_failed(Hook::Read, client, e);
+        let found = match first_mismatch(&self.platform, client, start, left, byte, byte).map_err(read_failed)? {
             Some((at, f, e)) => Some((at as i32 - left as i32, f, e)),
             None => first_mismatch(&self.platform, client, obj + u64::from(size), right, byte, byte)
+                .map_err(read_failed)?
                 .map(|(at, f, e)| ((size + at) as i32, f, e)),
         };
         Ok(match found {
@@ -128,59 +174,126 @@ impl<P: Platform> Engine<'_, P> {
         })
     }
 
+    /// `Platform::fill`, a failure recorded as a fault (the operation fails with `Internal`).
+    pub(crate) fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error> {
+        self.platform.fill(client, offset, len, byte).map_err(|e| self.hook_failed(Hook::Fill, client, e))
+    }
+
+    /// After a platform failure half-way through preparing object `idx`: put its debug bytes
+    /// back as its (unchanged) state calls for, as far as the platform lets us. The failure
+    /// itself is already recorded and reported; a second one changes nothing about that.
+    pub(crate) fn debug_bytes_restore(&mut self, client: ClientId, gi: u32, s: u32, idx: u32, allocated: bool) {
+        let Ok(c) = self.cache(gi) else { return };
+        let (flags, has_ctor) = (c.flags, c.has_ctor);
+        if flags & protocol::flags::SLAB_RED_ZONE != 0 {
+            let _ = self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(allocated));
+        }
+        if !allocated && flags & protocol::flags::SLAB_POISON != 0 && !has_ctor {
+            let _ = self.poison_object(client, gi, s, idx);
+        }
+    }
+
     /// Red zones of a free object must be inactive (0xbb), of an allocated one active (0xcc).
     pub(crate) fn red_zone_expected(allocated: bool) -> u8 {
         if allocated { RED_ACTIVE } else { RED_INACTIVE }
     }
 
-    // ---- STORE_USER track blocks ----
+    // ---- STORE_USER records, in private frames charged to the slab's client ----
 
-    fn track_block_used(&self, b: u32) -> bool {
-        self.st.track_used.get((b / 64) as usize).is_none_or(|w| w & (1u64 << (b % 64)) != 0)
-    }
-
-    fn track_blocks_mark(&mut self, first: u32, n: u32, used: bool) -> Result<(), Error> {
-        for b in first..first + n {
-            let w = self.st.track_used.get_mut((b / 64) as usize).ok_or(BROKEN)?;
-            if used {
-                *w |= 1u64 << (b % 64);
-            } else {
-                *w &= !(1u64 << (b % 64));
+    /// Give slab `s`'s record frames back (`Platform::private_release` each; a frame whose
+    /// release fails is quarantined and the failure recorded) and uncharge `client`.
+    pub(crate) fn track_frames_give(&mut self, client: ClientId, s: u32) -> Result<(), Error> {
+        let mut f = self.slab(s)?.track_frame;
+        let mut n = 0u32;
+        while f != NIL {
+            let next = self.frame(f)?.link;
+            match self.platform.private_release(f) {
+                Ok(()) => self.frame_push(f)?,
+                Err(e) => {
+                    self.hook_failed(Hook::PrivateRelease, client, e);
+                    self.frame_quarantine(f)?;
+                }
             }
-        }
-        Ok(())
-    }
-
-    /// First run of blocks with room for `objs` records, else `OutOfMemory`. Changes nothing.
-    pub(crate) fn track_find(&self, objs: u32) -> Result<u32, Error> {
-        let n = objs.div_ceil(TRACK_BLOCK as u32).max(1);
-        let total = self.config.track_blocks() as u32;
-        let mut b = 0u32;
-        while b + n <= total {
-            match (b..b + n).find(|&q| self.track_block_used(q)) {
-                None => return Ok(b),
-                Some(q) => b = q + 1,
+            n += 1;
+            if n > MAX_TRACK_FRAMES {
+                return Err(BROKEN);
             }
+            f = next;
         }
-        Err(Error::OutOfMemory)
+        self.slab_mut(s)?.track_frame = NIL;
+        let c = self.client_mut(client)?;
+        c.frames_used = c.frames_used.checked_sub(n).ok_or(BROKEN)?;
+        c.tracking_frames = c.tracking_frames.checked_sub(n).ok_or(BROKEN)?;
+        Ok(())
     }
 
-    pub(crate) fn track_take(&mut self, first: u32, objs: u32) -> Result<(), Error> {
-        let n = objs.div_ceil(TRACK_BLOCK as u32).max(1);
-        self.track_blocks_mark(first, n, true)?;
-        self.track_blocks_free = self.track_blocks_free.checked_sub(n).ok_or(BROKEN)?;
-        let start = first as usize * TRACK_BLOCK;
-        for t in self.st.tracks.get_mut(start..start + n as usize * TRACK_BLOCK).ok_or(BROKEN)? {
-            *t = TrackPair::EMPTY;
+    /// Take `n` frames for slab `s`'s records, each initialised through
+    /// `Platform::private_frame` (every record "never"), and charge them to `client` (the
+    /// caller checked quota and pool). On a failure every frame taken goes back and nothing is
+    /// charged.
+    pub(crate) fn track_frames_take(&mut self, client: ClientId, s: u32, n: u32) -> Result<(), Error> {
+        for _ in 0..n {
+            let f = self.frame_pop()?;
+            if let Err(e) = self.platform.private_frame(f).map(|bytes| bytes.fill(0)) {
+                self.frame_push(f)?;
+                let failed = self.hook_failed(Hook::PrivateFrame, client, e);
+                self.track_frames_give(client, s)?;
+                return Err(failed);
+            }
+            let next = self.slab(s)?.track_frame;
+            *self.frame_mut(f)? = FrameDesc { kind: FRAME_TRACK, client, page: s, link: next };
+            self.slab_mut(s)?.track_frame = f;
+            let c = self.client_mut(client)?;
+            c.frames_used = c.frames_used.saturating_add(1);
+            c.tracking_frames = c.tracking_frames.saturating_add(1);
         }
         Ok(())
     }
 
-    pub(crate) fn track_give(&mut self, first: u32, objs: u32) -> Result<(), Error> {
-        let n = objs.div_ceil(TRACK_BLOCK as u32).max(1);
-        self.track_blocks_mark(first, n, false)?;
-        self.track_blocks_free = self.track_blocks_free.saturating_add(n);
+    /// The private frame and byte offset of object `idx`'s record in slab `s`.
+    fn track_place(&self, s: u32, idx: u32) -> Result<(u32, usize), Error> {
+        let mut f = self.slab(s)?.track_frame;
+        for _ in 0..idx / TRACKS_PER_FRAME {
+            f = self.frame(f)?.link;
+        }
+        if f == NIL || self.frame(f)?.kind != FRAME_TRACK {
+            return Err(BROKEN);
+        }
+        Ok((f, (idx % TRACKS_PER_FRAME) as usize * TRACK_RECORD_BYTES))
+    }
+
+    /// The record bytes of object `idx` of slab `s`.
+    fn track_bytes(&mut self, s: u32, idx: u32) -> Result<&mut [u8; TRACK_RECORD_BYTES], Error> {
+        let (f, at) = self.track_place(s, idx)?;
+        let client = self.frame(f)?.client;
+        let log = &self.fault_log;
+        let frame = self.platform.private_frame(f).map_err(|e| log.record(Hook::PrivateFrame, client, e))?;
+        frame.get_mut(at..at + TRACK_RECORD_BYTES).and_then(|b| b.try_into().ok()).ok_or(BROKEN)
+    }
+
+    /// Object `idx` of slab `s` was allocated (`alloc`) or freed by `client` at `seq`.
+    pub(crate) fn track_stamp(
+        &mut self,
+        s: u32,
+        idx: u32,
+        alloc: bool,
+        client: ClientId,
+        seq: u64,
+    ) -> Result<(), Error> {
+        let bytes = self.track_bytes(s, idx)?;
+        let mut t = TrackRecord::decode(bytes);
+        if alloc {
+            (t.alloc_client, t.alloc_seq) = (client, seq);
+        } else {
+            (t.free_client, t.free_seq) = (client, seq);
+        }
+        *bytes = t.encode();
         Ok(())
+    }
+
+    /// The record of object `idx` of slab `s`.
+    pub(crate) fn track_record(&mut self, s: u32, idx: u32) -> Result<TrackRecord, Error> {
+        Ok(TrackRecord::decode(self.track_bytes(s, idx)?))
     }
 
     // ---- CONSISTENCY_CHECKS ----

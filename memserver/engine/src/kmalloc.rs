@@ -62,8 +62,9 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     fn kmalloc_large(&mut self, client: ClientId, pages: u32) -> Result<Handle, Error> {
-        self.frames_available(client, pages)?;
+        self.quota_check(client, pages, 0)?;
         let first = self.window_find(client, pages, 1)?;
+        self.pool_check(client, pages)?;
         self.pages_take(client, first, pages, |i| {
             if i == 0 { (FRAME_LARGE_HEAD, pages) } else { (FRAME_LARGE_TAIL, first) }
         })?;
@@ -80,6 +81,7 @@ impl<P: Platform> Engine<'_, P> {
                     return Err(Error::WrongCache);
                 }
                 let (s, idx) = self.validate_free(client, gi, handle)?;
+                self.free_prepare(client, gi, s, idx)?;
                 self.free_commit(client, gi, s, idx)
             }
             Located::Large { page, pages } => {

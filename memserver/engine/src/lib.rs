@@ -6,9 +6,11 @@
 //! backs pages of each client's **window** (a per-client page map plus occupancy bitmap; a
 //! handle is a byte offset in it), a run of `2^order` window pages forms a **slab** of one
 //! cache, and a slab is cut into **objects** at a fixed stride. All metadata (frame and slab
-//! descriptors, object bitmaps, slab lists, STORE_USER records) lives in server-private
-//! tables the runner provides ([`EngineStorage`]); nothing is ever read back from memory a
-//! client can write except to check poison and red-zone bytes. Every path is O(1): a handle
+//! descriptors, object bitmaps, slab lists) lives in server-private tables the runner provides
+//! ([`EngineStorage`]), sized from the pool; STORE_USER records, which only some caches need,
+//! live in server-private pool frames ([`Platform::private_frame`]) taken with each such slab and
+//! charged to its client. Nothing is ever read back from memory a client can write except to
+//! check poison and red-zone bytes. Every path is O(1): a handle
 //! resolves by index arithmetic (window page → frame → slab → `(offset - start) / stride`), an
 //! allocation takes the first slab of the partial list and the lowest free object through a
 //! two-level bitmap, and slabs move between empty/partial/full lists through intrusive index
@@ -45,28 +47,137 @@ mod stats;
 pub mod storage;
 mod window;
 
-use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
+use core::cell::Cell;
+
+use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle, PAGE_SIZE};
 
 pub use debug::InvariantViolation;
 pub use kmalloc::{KMALLOC_MAX, KMALLOC_SIZES};
-pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes, TrackPair};
+pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes};
 use storage::{NIL, PAGE_NONE};
 
 /// What the engine needs from the machine it runs on.
+///
+/// # Failures
+/// Every hook is fallible and the engine never drops a failure. Its rules, which keep its
+/// metadata consistent whatever a hook does:
+/// * `map` may fail for lack of resources (seL4: no untyped left for page tables): the engine
+///   undoes everything (already mapped chunks are released again) and the allocation fails
+///   with `map`'s error, changing nothing.
+/// * `release` and `private_release` run before a frame goes back to the pool. The engine's
+///   bookkeeping moves either way (the pages are gone from the client, the slab is gone), but a
+///   frame whose release failed is **quarantined**, never handed out again
+///   ([`PoolStats::quarantined_frames`]): on seL4 it may still be mapped into its old client.
+///   The operation itself completes; the failure is recorded as a [`Fault`] the dispatch logs.
+/// * `read`, `write`, `fill` and `private_frame` run before the engine commits the change they
+///   serve (checks before an allocation, poison and red zones before a free's bookkeeping), so
+///   a failure leaves the metadata as it was; the operation fails with [`Error::Internal`] and
+///   the platform's own error is kept in the [`Fault`].
+///
+/// Platforms return [`Error::Internal`] for anything but a resource shortage in `map`.
 pub trait Platform {
-    /// A new slab (or large kmalloc) occupies window pages `[first_page, first_page + frames.len())`
-    /// of `client`, backed by the given pool frames (`frames[i]` backs page `first_page + i`).
-    /// Host: nothing to do (memfd pages commit lazily); seL4: map the frames into both VSpaces.
+    /// Window pages `[first_page, first_page + frames.len())` of `client` are now backed by
+    /// pool frames (`frames[i]` backs page `first_page + i`). seL4: map derived frame caps into
+    /// the client's VSpace. Host: record the grant (the resident-memory audit bounds the client
+    /// by it).
     fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error>;
-    /// Those pages go back to the pool: the host punches a hole (memory back to the OS), seL4
-    /// unmaps.
-    fn release(&mut self, client: ClientId, first_page: u32, count: u32);
+    /// Those pages go back to the pool (the same frames given again): seL4 unmaps, revokes and
+    /// zeroes; the host punches a hole (memory back to the OS).
+    fn release(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error>;
     /// Copy object memory out (never a reference into client-writable memory).
-    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]);
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error>;
     /// Copy into object memory.
-    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]);
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error>;
     /// Fill object memory with one byte.
-    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8);
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error>;
+    /// A pool frame used by the server itself (metadata, never mapped into any client): its
+    /// bytes. The engine initialises a frame it takes for itself, so the contents found the
+    /// first time may be anything.
+    fn private_frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error>;
+    /// A private frame goes back to the pool: its memory may go back to the OS (host:
+    /// `madvise(MADV_DONTNEED)`; seL4: zero it, or unmap it from the server).
+    fn private_release(&mut self, frame: u32) -> Result<(), Error>;
+}
+
+/// Which platform hook failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Map,
+    Release,
+    Read,
+    Write,
+    Fill,
+    PrivateFrame,
+    PrivateRelease,
+}
+
+/// A failure of the server itself (a platform hook failed), recorded for the runner's log:
+/// which hook, for which client (0 for private frames), and the platform's error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub hook: Hook,
+    pub client: ClientId,
+    pub error: Error,
+}
+
+/// Why an allocation could not get memory. A client sees only `QuotaExceeded` or
+/// `OutOfMemory` ([`ShortageKind::error`]); the dispatch's memory-pressure policy needs to know
+/// whose shortage it is: a client's own (its quota, its tracking budget, its window) is relieved
+/// from that client alone, only a shared one (the pool, the slab descriptors) from others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShortageKind {
+    /// The client's frame quota does not cover the pages.
+    Quota,
+    /// Its quota covers the slab's pages but not the private frames of its STORE_USER records.
+    Tracking,
+    /// No free run of pages in the client's window (full, or fragmented for this order).
+    Window,
+    /// The global frame pool is short.
+    Pool,
+    /// The global slab-descriptor table is exhausted.
+    SlabDescriptors,
+}
+
+impl ShortageKind {
+    /// The error the client sees.
+    pub const fn error(self) -> Error {
+        match self {
+            ShortageKind::Quota | ShortageKind::Tracking => Error::QuotaExceeded,
+            ShortageKind::Window | ShortageKind::Pool | ShortageKind::SlabDescriptors => Error::OutOfMemory,
+        }
+    }
+
+    /// Whether only the client itself can relieve it (its quota, tracking budget or window).
+    pub const fn is_own(self) -> bool {
+        matches!(self, ShortageKind::Quota | ShortageKind::Tracking | ShortageKind::Window)
+    }
+}
+
+/// The latest allocation failure for lack of memory ([`Engine::take_shortage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shortage {
+    /// Who was allocating.
+    pub client: ClientId,
+    pub kind: ShortageKind,
+    /// How much is missing: frames (quota, tracking, pool), contiguous window pages (window),
+    /// descriptors (slab descriptors).
+    pub needed: u32,
+}
+
+/// Platform failures so far and the latest (`Cell`s: reads fail in `&self` paths).
+#[derive(Default)]
+pub(crate) struct FaultLog {
+    count: Cell<u64>,
+    last: Cell<Option<Fault>>,
+}
+
+impl FaultLog {
+    /// Record that a platform hook failed; returns the error the operation reports.
+    pub(crate) fn record(&self, hook: Hook, client: ClientId, error: Error) -> Error {
+        self.count.set(self.count.get().saturating_add(1));
+        self.last.set(Some(Fault { hook, client, error }));
+        Error::Internal
+    }
 }
 
 /// The result of an allocation.
@@ -94,6 +205,8 @@ pub struct CacheInfo {
     pub order: u8,
     pub objects_per_slab: u32,
     pub pages_per_slab: u32,
+    /// Private frames each slab takes for STORE_USER records (0 without `SLAB_STORE_USER`).
+    pub tracking_frames_per_slab: u32,
     pub active_objs: u32,
     pub num_objs: u32,
     pub active_slabs: u32,
@@ -120,20 +233,26 @@ pub struct OwnerInfo {
 pub struct PoolStats {
     pub total_frames: u32,
     pub free_frames: u32,
+    /// Frames whose platform release failed: out of use until the server restarts.
+    pub quarantined_frames: u32,
 }
 
 /// One client's accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientStats {
+    /// Every frame it holds, its tracking frames included.
     pub frames_used: u32,
+    /// Private frames holding the STORE_USER records of its slabs.
+    pub tracking_frames: u32,
     pub quota_frames: u32,
     pub window_pages: u32,
     pub caches: u16,
 }
 
 /// The error for engine metadata that contradicts itself: never expected (the invariant
-/// checker proves it in tests); the operation is refused rather than panicking.
-pub(crate) const BROKEN: Error = Error::InvalidObject;
+/// checker proves it in tests); the operation is refused rather than panicking, and the
+/// client is told it was the server's fault.
+pub(crate) const BROKEN: Error = Error::Internal;
 
 /// The slab engine of one memory server.
 pub struct Engine<'a, P: Platform> {
@@ -144,7 +263,12 @@ pub struct Engine<'a, P: Platform> {
     free_frames: u32,
     free_slab_head: u32,
     free_slabs: u32,
-    track_blocks_free: u32,
+    /// Frames taken out of use because their release failed.
+    quarantined_frames: u32,
+    /// Why the latest allocation failed for lack of memory, until taken.
+    shortage: Option<Shortage>,
+    /// Platform failures so far.
+    fault_log: FaultLog,
     /// Global operation sequence number (STORE_USER timestamps), starts at 1.
     seq: u64,
 }
@@ -170,7 +294,9 @@ impl<'a, P: Platform> Engine<'a, P> {
             free_frames: 0,
             free_slab_head: NIL,
             free_slabs: 0,
-            track_blocks_free: 0,
+            quarantined_frames: 0,
+            shortage: None,
+            fault_log: FaultLog::default(),
             seq: 1,
         };
         for f in e.st.frames.iter_mut() {
@@ -190,9 +316,6 @@ impl<'a, P: Platform> Engine<'a, P> {
         e.st.caches.fill(CacheDesc::EMPTY);
         e.st.page_map.fill(PAGE_NONE);
         e.st.window_bits.fill(0);
-        e.st.tracks.fill(TrackPair::EMPTY);
-        e.st.track_used.fill(0);
-        e.track_blocks_free = u32::try_from(config.track_blocks()).map_err(|_| Error::InvalidArgument)?;
         Ok(e)
     }
 
@@ -204,6 +327,34 @@ impl<'a, P: Platform> Engine<'a, P> {
     /// The platform hooks, mutably (tests use it to scribble on object memory).
     pub fn platform_mut(&mut self) -> &mut P {
         &mut self.platform
+    }
+
+    /// Platform failures recorded so far (see [`Platform`]); the dispatch logs each.
+    pub fn faults(&self) -> u64 {
+        self.fault_log.count.get()
+    }
+
+    /// The latest platform failure, if any.
+    pub fn last_fault(&self) -> Option<Fault> {
+        self.fault_log.last.get()
+    }
+
+    /// Record that a platform hook failed; returns the error the operation reports.
+    pub(crate) fn hook_failed(&self, hook: Hook, client: ClientId, error: Error) -> Error {
+        self.fault_log.record(hook, client, error)
+    }
+
+    /// Why the latest allocation failed for lack of memory (`QuotaExceeded`, `OutOfMemory`),
+    /// if one did since the last call; clears it.
+    pub fn take_shortage(&mut self) -> Option<Shortage> {
+        self.shortage.take()
+    }
+
+    /// Record a shortage of `client`; returns the error the allocation fails with.
+    pub(crate) fn short(&mut self, client: ClientId, kind: ShortageKind, needed: u64) -> Error {
+        let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+        self.shortage = Some(Shortage { client, kind, needed });
+        kind.error()
     }
 
     /// The configuration the engine was built with.

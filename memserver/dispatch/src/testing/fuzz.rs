@@ -4,6 +4,8 @@
 //! clients, checking after every step:
 //!
 //! * nothing panics and every reply decodes;
+//! * no request meets an internal error (`Error::Internal` or a platform fault): nothing a
+//!   client does is the server's fault;
 //! * `check_invariants()` holds and the pool's frames add up (free + every client's = total),
 //!   every client within its quota;
 //! * an exact model of what each client holds: no object is handed out twice, and the server
@@ -26,7 +28,7 @@ use protocol::{CacheId, ClientId, Error, ExchangeOp, Handle, PAGE_SIZE, PROTOCOL
 use super::ops::{Forge, HelloKind, Op};
 use super::{OwnedStorage, ServerPlatform};
 use crate::{ClientSpec, MagazineSizes, Server, ServerConfig, Session};
-use memserver_engine::{Engine, EngineConfig, Platform};
+use memserver_engine::{Engine, EngineConfig};
 
 /// Clients of the fuzzed server (ids 1..=3).
 pub const CLIENTS: u8 = 3;
@@ -362,7 +364,7 @@ impl FuzzHarness<'_> {
             Op::ObjectWrite { pick, offset, byte, .. } => {
                 let h = self.forge(c, *pick, Forge::Held).0.wrapping_add_signed(i64::from(*offset));
                 if h < u64::from(WINDOW_PAGES) * PAGE_SIZE as u64 {
-                    self.server.engine_mut().platform_mut().write(c, h, &[*byte]);
+                    self.server.engine_mut().platform_mut().windows.fill_bytes(c, h, 1, *byte);
                 }
                 let held: Vec<(u64, u32)> = self.model(c).held.iter().map(|(&h, v)| (h, v.1)).collect();
                 for (h, size) in held {
@@ -399,6 +401,9 @@ impl FuzzHarness<'_> {
         if let Err(v) = engine.check_invariants() {
             panic!("invariant violated: {v:?}");
         }
+        // Nothing a client does is the server's fault.
+        let internal = &engine.platform().internal_errors;
+        assert!(internal.is_empty(), "internal errors: {internal:?}");
         let pool = engine.pool_stats();
         let mut used = 0;
         for c in 1..=ClientId::from(CLIENTS) {
@@ -409,14 +414,14 @@ impl FuzzHarness<'_> {
             for (&h, &(_, size)) in &self.models[usize::from(c) - 1].held {
                 let mut first = [0u8; 8];
                 let n = first.len().min(size as usize);
-                engine.platform().read(c, h, &mut first[..n]);
+                first[..n].copy_from_slice(&engine.platform().windows.bytes(c, h, n));
                 let mut last = [0u8; 1];
-                engine.platform().read(c, h + u64::from(size.max(1) - 1), &mut last);
+                last.copy_from_slice(&engine.platform().windows.bytes(c, h + u64::from(size.max(1) - 1), 1));
                 let want = pattern(c);
                 assert!(first[..n].iter().chain(&last).all(|&b| b == want), "client {c}: object {h:#x} changed");
             }
         }
-        assert_eq!(used + pool.free_frames, pool.total_frames, "frames unaccounted for");
+        assert_eq!(used + pool.free_frames + pool.quarantined_frames, pool.total_frames, "frames unaccounted for");
     }
 }
 

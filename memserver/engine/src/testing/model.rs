@@ -249,7 +249,7 @@ impl<'a> Harness<'a> {
                     Err(Error::InvalidArgument) if zero && ctor => assert_eq!(state_digest(&self.engine), before),
                     Err(e) => {
                         assert_eq!(info.num_objs, info.active_objs, "alloc failed with free objects: {e:?}");
-                        self.check_alloc_failure(c, e, info.pages_per_slab, &before);
+                        self.check_alloc_failure(c, e, info.pages_per_slab + info.tracking_frames_per_slab, &before);
                     }
                 }
             }
@@ -480,6 +480,7 @@ impl<'a> Harness<'a> {
         if let Err(v) = self.engine.check_invariants() {
             panic!("invariant violated: {v:?}");
         }
+        assert_eq!(self.engine.faults(), 0, "a platform hook failed: {:?}", self.engine.last_fault());
         let mut used = 0;
         for (c, m) in self.clients.iter().enumerate() {
             for mc in &m.caches {
@@ -495,7 +496,7 @@ impl<'a> Harness<'a> {
             used += s.frames_used;
         }
         let p = self.engine.pool_stats();
-        assert_eq!(used + p.free_frames, p.total_frames);
+        assert_eq!(used + p.free_frames + p.quarantined_frames, p.total_frames);
     }
 
     /// Verify every live object's pattern (nothing overwrote anything).
