@@ -73,6 +73,10 @@ impl Kernel for Sel4Kernel {
             .map_err(error)
     }
 
+    fn debug_line(&mut self, line: core::fmt::Arguments<'_>) {
+        sel4::debug_println!("{line}");
+    }
+
     fn frame_address(&mut self, frame: u64) -> Result<u64, KernelError> {
         sel4::cap::SmallPage::from_bits(frame).frame_get_address().map(|a| a as u64).map_err(error)
     }

@@ -47,14 +47,21 @@ pub struct Census {
     pub mapped: u32,
     /// Derived frame capabilities that exist (checked with the kernel, one per mapped frame).
     pub derived_caps: u32,
-    /// Frames the engine says its clients hold.
+    /// Frames the engine says its clients hold in their windows (their private record
+    /// frames not counted).
     pub accounted: u32,
     /// Pool frames neither mapped nor private (frame table entries).
     pub free: u32,
     /// Free frames as the engine counts them.
     pub engine_free: u32,
-    /// Pool frames the server keeps for itself (never mapped into a client).
+    /// Pool frames the server keeps for itself (never mapped into a client): frame table entries.
     pub private: u32,
+    /// Private frames as the engine counts them (the clients' STORE_USER record frames).
+    pub engine_private: u32,
+    /// Pool frames whose release the kernel refused half way: frame table entries.
+    pub lost: u32,
+    /// Frames the engine quarantined (their release failed).
+    pub engine_quarantined: u32,
     /// Pool frames the engine hands out.
     pub pool: u32,
     /// Translation tables made so far (for client windows and the direct map).
@@ -67,13 +74,15 @@ pub struct Census {
 
 impl Census {
     /// Whether every figure agrees: the mapping table, the capabilities and the engine count
-    /// the same frames, every frame is in exactly one state, and the pool frames plus the
-    /// paging reserve stay within `server.pool_pages`.
+    /// the same frames (mapped, free, private, lost), every frame is in exactly one state,
+    /// and the pool frames plus the paging reserve stay within `server.pool_pages`.
     pub fn agrees(&self) -> bool {
-        let states = u64::from(self.mapped) + u64::from(self.free) + u64::from(self.private);
+        let states = u64::from(self.mapped) + u64::from(self.free) + u64::from(self.private) + u64::from(self.lost);
         self.mapped == self.accounted
             && self.derived_caps == self.mapped
             && self.free == self.engine_free
+            && self.private == self.engine_private
+            && self.lost == self.engine_quarantined
             && states == u64::from(self.pool)
             && self.tables <= self.tables_reserved
             && u64::from(self.pool) + u64::from(self.tables_reserved) <= u64::from(self.pool_pages)
@@ -97,8 +106,11 @@ impl fmt::Display for Census {
             u64::from(self.pool) + u64::from(self.tables_reserved),
             self.pool_pages
         )?;
-        if self.private != 0 {
-            write!(f, ", private {}", self.private)?;
+        if self.private != 0 || self.engine_private != 0 {
+            write!(f, ", private {} (engine {})", self.private, self.engine_private)?;
+        }
+        if self.lost != 0 || self.engine_quarantined != 0 {
+            write!(f, ", LOST {} (engine quarantined {})", self.lost, self.engine_quarantined)?;
         }
         if self.derived_caps != self.mapped {
             write!(f, "; DISAGREES: {} derived caps for {} mapped frames", self.derived_caps, self.mapped)?;
@@ -106,7 +118,13 @@ impl fmt::Display for Census {
         if self.free != self.engine_free {
             write!(f, "; DISAGREES: engine counts {} free", self.engine_free)?;
         }
-        if !self.agrees() && self.derived_caps == self.mapped && self.free == self.engine_free {
+        if !self.agrees()
+            && self.derived_caps == self.mapped
+            && self.free == self.engine_free
+            && self.mapped != self.accounted
+        {
+            f.write_str("; DISAGREES: mapped is not accounted")?;
+        } else if !self.agrees() && self.derived_caps == self.mapped && self.free == self.engine_free {
             f.write_str("; DISAGREES")?;
         }
         Ok(())

@@ -80,6 +80,9 @@ fn census() -> Census {
         free: 80,
         engine_free: 80,
         private: 2,
+        engine_private: 2,
+        lost: 0,
+        engine_quarantined: 0,
         pool: 92,
         tables: 5,
         tables_reserved: 8,
@@ -96,6 +99,9 @@ fn census_agrees_only_when_every_count_matches() {
     assert!(!Census { free: 79, engine_free: 79, ..census() }.agrees(), "a frame in no state");
     assert!(!Census { tables: 9, ..census() }.agrees());
     assert!(!Census { pool_pages: 99, ..census() }.agrees(), "pool + reserve above pool_pages");
+    assert!(!Census { engine_private: 3, ..census() }.agrees());
+    assert!(Census { lost: 1, engine_quarantined: 1, free: 79, engine_free: 79, ..census() }.agrees());
+    assert!(!Census { lost: 1, free: 79, engine_free: 79, ..census() }.agrees());
 }
 
 #[test]

@@ -196,7 +196,7 @@ fn good_census() -> Census {
         tables: 1,
         tables_reserved: 2,
         pool_pages: 12,
-        private: 0,
+        ..Census::default()
     }
 }
 
@@ -291,7 +291,12 @@ fn an_unexpected_fault_stops_its_image_and_the_others_go_on() {
     assert!(said(&actions).contains("client conformance: vm fault at 0x10, outside its window"), "{actions:?}");
     assert_eq!(
         not_say(actions),
-        [Action::Stop(2), Action::Reclaim { task: 2, client: 5 }, Action::Stop(3), Action::Reclaim { task: 3, client: 9 }]
+        [
+            Action::Stop(2),
+            Action::Reclaim { task: 2, client: 5 },
+            Action::Stop(3),
+            Action::Reclaim { task: 3, client: 9 }
+        ]
     );
     assert_eq!(not_say(s.on(Event::Reclaimed { task: 2, frames: 7, free: 10 })), []);
     assert_eq!(not_say(s.on(Event::Reclaimed { task: 3, frames: 1, free: 11 })), [Action::Start(4)]);

@@ -47,6 +47,8 @@ pub enum Fail {
 
 pub struct FakeKernel {
     pub log: Log,
+    /// What went to the debug console.
+    pub console: Vec<std::string::String>,
     caps: HashMap<u64, Cap>,
     /// (vspace, level, table span index) present.
     tables: HashSet<(u64, u8, u64)>,
@@ -74,6 +76,7 @@ impl FakeKernel {
         }
         FakeKernel {
             log,
+            console: Vec::new(),
             caps,
             tables: HashSet::new(),
             mappings: HashMap::new(),
@@ -218,6 +221,10 @@ impl Kernel for FakeKernel {
         let level = self.missing_level(vspace, vaddr).ok_or(KernelError::DeleteFirst)?;
         self.tables.insert((vspace, level, vaddr >> self.paging.span_bits(level)));
         Ok(())
+    }
+
+    fn debug_line(&mut self, line: core::fmt::Arguments<'_>) {
+        self.console.push(std::format!("{line}"));
     }
 
     fn frame_address(&mut self, frame: u64) -> Result<u64, KernelError> {

@@ -81,6 +81,21 @@ impl From<FrameError> for protocol::Error {
     }
 }
 
+/// What the engine counts, to set beside the frame table in the census.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCount {
+    /// Frames its clients hold in their windows (`frames_used - tracking_frames`, all clients).
+    pub mapped: u32,
+    /// Its free frames.
+    pub free: u32,
+    /// Private frames it holds (the clients' STORE_USER record frames).
+    pub private: u32,
+    /// Frames it quarantined.
+    pub quarantined: u32,
+    /// `server.pool_pages`.
+    pub pool_pages: u32,
+}
+
 /// One client's window.
 #[derive(Debug)]
 struct Window {
@@ -369,8 +384,9 @@ impl FrameTable {
         self.for_each_piece(client, offset, len, |addr, range| memory.fill(addr, range.len(), byte))
     }
 
-    /// Pool frame `frame` as server-private memory: a free frame becomes private for good
-    /// (the engine's own metadata); a mapped one is refused.
+    /// Pool frame `frame` as server-private memory: a free frame becomes private (the
+    /// engine's own metadata) until [`private_release`](Self::private_release); a mapped one
+    /// is refused.
     pub fn private_frame<'m>(
         &mut self,
         memory: &'m mut impl Memory,
@@ -382,6 +398,20 @@ impl FrameTable {
         }
         set_state(&mut self.frames, frame, FrameState::Private);
         memory.private_page(self.direct_addr(frame)).ok_or(FrameError::Memory)
+    }
+
+    /// A private frame goes back: zeroed through the direct map, free. Refused for a frame
+    /// that is not private.
+    pub fn private_release(&mut self, memory: &mut impl Memory, frame: u32) -> Result<(), FrameError> {
+        if self.state(frame)? != FrameState::Private {
+            return Err(FrameError::FrameInUse(frame));
+        }
+        if !memory.fill(self.direct_addr(frame), PAGE_SIZE, 0) {
+            set_state(&mut self.frames, frame, FrameState::Lost);
+            return Err(FrameError::Memory);
+        }
+        set_state(&mut self.frames, frame, FrameState::Free);
+        Ok(())
     }
 
     /// The physical address of the byte at window `offset` of `client` (its page must have a
@@ -403,23 +433,24 @@ impl FrameTable {
     }
 
     /// The census from this table, checking with the kernel that each mapped frame's derived
-    /// capability exists; `accounted` and `engine_free` are the engine's figures to set
-    /// beside it, `pool_pages` the bound.
-    pub fn census(&self, kernel: &mut impl Kernel, accounted: u32, engine_free: u32, pool_pages: u32) -> Census {
+    /// capability exists, beside the engine's own figures.
+    pub fn census(&self, kernel: &mut impl Kernel, engine: EngineCount) -> Census {
         let mut census = Census {
-            accounted,
-            engine_free,
+            accounted: engine.mapped,
+            engine_free: engine.free,
+            engine_private: engine.private,
+            engine_quarantined: engine.quarantined,
+            pool_pages: engine.pool_pages,
             pool: self.pool_frames(),
             tables: self.tables.made(),
             tables_reserved: u32::try_from(self.tables.capacity()).unwrap_or(u32::MAX),
-            pool_pages,
             ..Census::default()
         };
         for (f, state) in self.frames.iter().enumerate() {
             match state {
                 FrameState::Free => census.free += 1,
                 FrameState::Private => census.private += 1,
-                FrameState::Lost => {}
+                FrameState::Lost => census.lost += 1,
                 FrameState::Mapped { .. } => {
                     census.mapped += 1;
                     if kernel.frame_address(self.slots.derived + f as u64).is_ok() {

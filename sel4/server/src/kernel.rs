@@ -41,6 +41,9 @@ pub trait Kernel {
     /// Corresponds to `seL4_ARM_Page_GetAddress`: the physical address of the frame in
     /// `frame` (fails on an empty slot: the census uses it to check a capability exists).
     fn frame_address(&mut self, frame: u64) -> Result<u64, KernelError>;
+    /// Corresponds to `seL4_DebugPutChar` for each character of `line` and a newline: the
+    /// serial log (internal errors, the census).
+    fn debug_line(&mut self, line: core::fmt::Arguments<'_>);
 }
 
 /// Copies in and out of memory mapped in the memserver's own VSpace (the direct map of the

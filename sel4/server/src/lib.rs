@@ -33,7 +33,7 @@ pub mod sizing;
 pub mod space;
 pub mod task;
 
-pub use frames::{FrameError, FrameState, FrameTable};
+pub use frames::{EngineCount, FrameError, FrameState, FrameTable};
 pub use kernel::{Kernel, KernelError, Memory};
 pub use platform::Sel4Platform;
 pub use task::{MemserverTask, StartError, start};

@@ -7,11 +7,11 @@
 
 use alloc::vec::Vec;
 
-use memserver_dispatch::ControlAccess;
+use memserver_dispatch::{ControlAccess, InternalError};
 use memserver_engine::Platform;
 use memserver_sel4_abi::{Region, ServerBoot};
 use protocol::control::ControlMemory;
-use protocol::{ClientId, Error};
+use protocol::{ClientId, Error, PAGE_SIZE};
 
 use crate::frames::{FrameError, FrameTable};
 use crate::kernel::{Kernel, Memory};
@@ -28,9 +28,9 @@ pub struct Sel4Platform<K: Kernel, M: Memory> {
     controls: Vec<Option<Region>>,
     /// The client whose control region [`ControlAccess::control`] handed out last.
     control_client: ClientId,
-    /// Platform operations that failed (a hook the engine cannot be told about).
+    /// Platform operations that failed, and the first failure (the engine records each as a
+    /// fault and the dispatch reports it through [`ControlAccess::internal_error`]).
     failures: u32,
-    /// The first of them.
     first_failure: Option<FrameError>,
 }
 
@@ -51,11 +51,13 @@ impl<K: Kernel, M: Memory> Sel4Platform<K, M> {
         (self.failures, self.first_failure)
     }
 
-    fn note(&mut self, result: Result<(), FrameError>) {
-        if let Err(e) = result {
+    /// Counts a failure and turns it into the engine's error.
+    fn note<T>(&mut self, result: Result<T, FrameError>) -> Result<T, Error> {
+        result.map_err(|e| {
             self.failures = self.failures.saturating_add(1);
             self.first_failure.get_or_insert(e);
-        }
+            Error::from(e)
+        })
     }
 
     fn control_region(&self) -> Option<Region> {
@@ -66,31 +68,43 @@ impl<K: Kernel, M: Memory> Sel4Platform<K, M> {
 impl<K: Kernel, M: Memory> Platform for Sel4Platform<K, M> {
     fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
         let result = self.frames.map(&mut self.kernel, &mut self.memory, client, first_page, frames);
-        if let Err(e) = result {
-            self.note(Err(e));
-        }
-        result.map_err(Error::from)
+        self.note(result)
     }
 
-    fn release(&mut self, client: ClientId, first_page: u32, count: u32) {
-        let result = self.frames.release(&mut self.kernel, &mut self.memory, client, first_page, count, None);
-        self.note(result);
+    fn release(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
+        let count = u32::try_from(frames.len()).map_err(|_| Error::Internal)?;
+        let result = self.frames.release(&mut self.kernel, &mut self.memory, client, first_page, count, Some(frames));
+        self.note(result)
     }
 
-    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) {
-        if self.frames.read(&self.memory, client, offset, buf).is_err() {
-            buf.fill(0);
-        }
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.frames.read(&self.memory, client, offset, buf).map_err(Error::from)
     }
 
-    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) {
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error> {
         let result = self.frames.write(&mut self.memory, client, offset, data);
-        self.note(result);
+        self.note(result)
     }
 
-    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) {
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error> {
         let result = self.frames.fill(&mut self.memory, client, offset, len, byte);
-        self.note(result);
+        self.note(result)
+    }
+
+    fn private_frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error> {
+        match self.frames.private_frame(&mut self.memory, frame) {
+            Ok(page) => Ok(page),
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                self.first_failure.get_or_insert(e);
+                Err(Error::from(e))
+            }
+        }
+    }
+
+    fn private_release(&mut self, frame: u32) -> Result<(), Error> {
+        let result = self.frames.private_release(&mut self.memory, frame);
+        self.note(result)
     }
 }
 
@@ -117,5 +131,12 @@ impl<K: Kernel, M: Memory> ControlAccess for Sel4Platform<K, M> {
         self.controls.get(usize::from(client)).copied().flatten()?;
         self.control_client = client;
         Some(self)
+    }
+
+    /// One line on the serial log (the kernel's debug console never blocks the server).
+    fn internal_error(&mut self, error: &InternalError) {
+        let first = self.first_failure;
+        self.kernel
+            .debug_line(format_args!("memserver: internal error: {error:?} (frame table: first failure {first:?})"));
     }
 }

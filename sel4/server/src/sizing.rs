@@ -5,7 +5,7 @@
 use core::mem::size_of;
 
 use memserver_dispatch::{MagazineSizes, ServerConfig, Session};
-use memserver_engine::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, TrackPair};
+use memserver_engine::{EngineConfig, EngineStorage};
 use memserver_sel4_abi::ServerBoot;
 
 use crate::frames::FrameState;
@@ -28,26 +28,20 @@ pub fn engine_config(boot: &ServerBoot) -> EngineConfig {
 
 /// Bytes of heap the memserver task needs: the engine's tables and sessions, the frame
 /// table (a state per pool frame, a frame index per window page, table presence bits), with
-/// room for the allocator's own bookkeeping; `None` on overflow.
+/// room for the allocator's own bookkeeping; `None` on overflow. (The engine's STORE_USER
+/// records live in private pool frames, charged to their clients, not here.)
 pub fn heap_bytes(boot: &ServerBoot) -> Option<usize> {
-    let s = EngineStorage::required(&engine_config(boot))?;
+    let engine = EngineStorage::required(&engine_config(boot))?.bytes();
     let window_pages =
         boot.clients.iter().try_fold(0usize, |a, c| a.checked_add(usize::try_from(c.window_pages).ok()?))?;
+    let pool_frames = usize::try_from(boot.pool_frames).ok()?;
     let parts = [
-        size_of::<FrameDesc>().checked_mul(s.frames)?,
-        size_of::<SlabDesc>().checked_mul(s.slabs)?,
-        8usize.checked_mul(s.bitmaps)?,
-        size_of::<ClientDesc>().checked_mul(s.clients)?,
-        size_of::<CacheDesc>().checked_mul(s.caches)?,
-        4usize.checked_mul(s.page_map)?,
-        8usize.checked_mul(s.window_bits)?,
-        size_of::<TrackPair>().checked_mul(s.tracks)?,
-        8usize.checked_mul(s.track_used)?,
+        engine,
         size_of::<Session>().checked_mul(boot.session_count())?,
-        size_of::<FrameState>().checked_mul(usize::try_from(boot.pool_frames).ok()?)?,
+        size_of::<FrameState>().checked_mul(pool_frames)?,
         4usize.checked_mul(window_pages)?,
         // Presence bits: at most one bit per page at the last level, far fewer above.
-        window_pages.checked_add(usize::try_from(boot.pool_frames).ok()?)? / 8 + 1024 * (boot.clients.len() + 1),
+        window_pages.checked_add(pool_frames)? / 8 + 1024 * (boot.clients.len() + 1),
     ];
     let total = parts.iter().try_fold(0usize, |a, &b| a.checked_add(b))?;
     // Allocator headers and alignment, plus the task's own small allocations.

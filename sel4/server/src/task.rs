@@ -14,13 +14,13 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use memserver_dispatch::{ClientSpec, Server, Session};
-use memserver_engine::{CacheDesc, ClientDesc, Engine, EngineStorage, FrameDesc, SlabDesc, TrackPair};
+use memserver_engine::{CacheDesc, ClientDesc, Engine, EngineStorage, FrameDesc, SlabDesc};
 use memserver_sel4_abi::message::{from_words, to_words};
 use memserver_sel4_abi::{Census, SUPERVISOR_BADGE, ServerBoot, SupervisorReply, SupervisorRequest};
 use protocol::framing::{self, MessageWords};
 use protocol::{ClientId, Error, MAX_MESSAGE_BYTES, MessageBuffer, Reply, Request};
 
-use crate::frames::{FrameError, FrameTable};
+use crate::frames::{EngineCount, FrameError, FrameTable};
 use crate::kernel::{Kernel, Memory};
 use crate::platform::Sel4Platform;
 use crate::sizing::{engine_config, server_config};
@@ -68,8 +68,6 @@ pub fn start<K: Kernel + 'static, M: Memory + 'static>(
         caches: leak(CacheDesc::EMPTY, s.caches),
         page_map: leak(0u32, s.page_map),
         window_bits: leak(0u64, s.window_bits),
-        tracks: leak(TrackPair::EMPTY, s.tracks),
-        track_used: leak(0u64, s.track_used),
     };
     let engine = Engine::new(config, storage, platform).map_err(StartError::Config)?;
     let sessions = leak(Session::VACANT, boot.session_count());
@@ -170,15 +168,16 @@ impl<K: Kernel + 'static, M: Memory + 'static> MemserverTask<K, M> {
     /// The frame census: the frame table's and the kernel's figures beside the engine's.
     pub fn census(&mut self) -> Census {
         let engine = self.server.engine();
-        let accounted = (0..self.specs.len())
-            .filter_map(|id| ClientId::try_from(id).ok())
-            .filter_map(|id| engine.client_stats(id).ok())
-            .map(|s| s.frames_used)
-            .sum();
-        let engine_free = engine.pool_stats().free_frames;
-        let pool_pages = self.pool_pages;
+        let mut count = EngineCount { pool_pages: self.pool_pages, ..EngineCount::default() };
+        for stats in (0..self.specs.len()).filter_map(|id| engine.client_stats(ClientId::try_from(id).ok()?).ok()) {
+            count.mapped += stats.frames_used.saturating_sub(stats.tracking_frames);
+            count.private += stats.tracking_frames;
+        }
+        let pool = engine.pool_stats();
+        count.free = pool.free_frames;
+        count.quarantined = pool.quarantined_frames;
         let platform = self.server.engine_mut().platform_mut();
-        platform.frames.census(&mut platform.kernel, accounted, engine_free, pool_pages)
+        platform.frames.census(&mut platform.kernel, count)
     }
 
     /// The slabinfo of every client with an open session, one block per client.

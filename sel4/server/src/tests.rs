@@ -19,7 +19,7 @@ use protocol::framing::{self, MessageWords};
 use protocol::{ClientId, Error, MAX_MESSAGE_BYTES, MAX_MESSAGE_WORDS, MessageBuffer, Reply, Request};
 
 use crate::fake::{Fail, FakeKernel, FakeMemory, Log, Op};
-use crate::frames::{FrameError, FrameTable};
+use crate::frames::{EngineCount, FrameError, FrameTable};
 use crate::kernel::Memory;
 
 const POOL: u32 = 64;
@@ -93,6 +93,11 @@ fn rig(reserve_bits: u8) -> Rig {
     table.map_direct(&mut kernel).unwrap();
     log.borrow_mut().clear();
     Rig { log, kernel, memory, table }
+}
+
+/// The engine's figures for a census: frames mapped, free, and the bound.
+fn count(mapped: u32, free: u32, pool_pages: u32) -> EngineCount {
+    EngineCount { mapped, free, pool_pages, ..EngineCount::default() }
 }
 
 fn direct(frame: u32) -> u64 {
@@ -194,7 +199,7 @@ fn tables_are_made_once_per_span_and_counted() {
     r.table.release(&mut r.kernel, &mut r.memory, 3, 0, 3, None).unwrap();
     r.table.map(&mut r.kernel, &mut r.memory, 3, 0, &[1]).unwrap();
     assert_eq!(r.table.tables_made().0, 6);
-    let census = r.table.census(&mut r.kernel, 4, POOL - 4, POOL + 64);
+    let census = r.table.census(&mut r.kernel, count(4, POOL - 4, POOL + 64));
     assert_eq!(census.tables, 6 + 3, "client tables plus the direct map's");
     assert!(census.agrees(), "{census}");
 }
@@ -224,7 +229,7 @@ fn a_failed_map_releases_and_zeroes_what_the_same_call_mapped() {
     let zeroed: Vec<u64> =
         r.log.borrow().iter().filter_map(|o| if let Op::Fill { addr, .. } = o { Some(*addr) } else { None }).collect();
     assert_eq!(zeroed, [direct(1), direct(2)]);
-    let census = r.table.census(&mut r.kernel, 0, POOL, POOL + 64);
+    let census = r.table.census(&mut r.kernel, count(0, POOL, POOL + 64));
     assert!(census.agrees(), "{census}");
     r.table.check_invariants().unwrap();
 }
@@ -235,7 +240,7 @@ fn a_release_the_kernel_refuses_loses_the_frame_and_the_census_says_so() {
     r.table.map(&mut r.kernel, &mut r.memory, 3, 0, &[8]).unwrap();
     r.kernel.fail = Some(Fail::Unmap);
     assert!(r.table.release(&mut r.kernel, &mut r.memory, 3, 0, 1, None).is_err());
-    let census = r.table.census(&mut r.kernel, 0, POOL - 1, POOL + 64);
+    let census = r.table.census(&mut r.kernel, count(0, POOL - 1, POOL + 64));
     assert_eq!((census.mapped, census.free), (0, POOL - 1));
     assert!(!census.agrees(), "a lost frame is in no state: {census}");
     // And it is never handed out again.
@@ -275,9 +280,17 @@ fn private_frames_are_never_mapped_and_counted_apart() {
     assert_eq!(r.table.map(&mut r.kernel, &mut r.memory, 3, 0, &[20]), Err(FrameError::FrameInUse(20)));
     r.table.map(&mut r.kernel, &mut r.memory, 3, 0, &[21]).unwrap();
     assert!(matches!(r.table.private_frame(&mut r.memory, 21), Err(FrameError::FrameInUse(21))));
-    let census = r.table.census(&mut r.kernel, 1, POOL - 2, POOL + 64);
+    let census = r.table.census(&mut r.kernel, EngineCount { private: 1, ..count(1, POOL - 2, POOL + 64) });
     assert_eq!((census.private, census.mapped, census.free), (1, 1, POOL - 2));
     assert!(census.agrees(), "{census}");
+    // Given back: zeroed, free, mappable again.
+    r.log.borrow_mut().clear();
+    r.table.private_release(&mut r.memory, 20).unwrap();
+    assert_eq!(*r.log.borrow(), [Op::Fill { addr: direct(20), len: 4096, byte: 0 }]);
+    assert!(r.memory.page_is_zero(direct(20)));
+    assert_eq!(r.table.private_release(&mut r.memory, 20), Err(FrameError::FrameInUse(20)));
+    r.table.map(&mut r.kernel, &mut r.memory, 3, 1, &[20]).unwrap();
+    r.table.check_invariants().unwrap();
 }
 
 #[test]
@@ -408,6 +421,28 @@ fn a_client_cannot_send_supervisor_requests() {
 }
 
 #[test]
+fn store_user_record_frames_are_private_and_the_census_agrees() {
+    let mut t = task();
+    t.hello(3, "alpha");
+    let create = Request::CacheCreate {
+        name: protocol::cache_name("tracked").unwrap(),
+        size: 64,
+        align: 0,
+        flags: protocol::flags::SLAB_STORE_USER,
+        ctor: false,
+    };
+    let Reply::Created { cache, .. } = t.call(3, &create) else { panic!("create") };
+    let Reply::Object { .. } = t.call(3, &Request::Alloc { cache }) else { panic!("alloc") };
+    let census = t.task.census();
+    assert!(census.private >= 1 && census.engine_private == census.private, "{census}");
+    assert!(census.agrees(), "{census}");
+    assert_eq!(t.call(3, &Request::Goodbye), Reply::Done);
+    let census = t.task.census();
+    assert_eq!((census.private, census.mapped, census.free), (0, 0, POOL), "{census}");
+    assert!(census.agrees(), "{census}");
+}
+
+#[test]
 fn goodbye_unmaps_everything_the_client_held() {
     let mut t = task();
     t.hello(3, "alpha");
@@ -442,7 +477,7 @@ fn a_reserve_of_tables_for_every_range_maps_every_page_and_no_more() {
             table.release(&mut kernel, &mut memory, client, p, 1, Some(&[0])).unwrap();
         }
     }
-    let census = table.census(&mut kernel, 0, POOL, POOL + 11);
+    let census = table.census(&mut kernel, count(0, POOL, POOL + 11));
     assert_eq!((census.tables, census.tables_reserved), (11, 11));
     assert!(census.agrees(), "{census}");
 }
