@@ -34,6 +34,10 @@ const PACKAGES: &[(&str, u8, Side)] = &[
     ("conformance", 2, Side::Client),
     ("loadgen", 2, Side::Client),
     ("memctl", 2, Side::Client),
+    ("memserver-sel4-abi", 1, Side::Shared),
+    ("memserver-sel4-client", 2, Side::Client),
+    ("memserver-sel4-server", 3, Side::Server),
+    ("memserver-sel4-root", 4, Side::Server),
     ("memserver-integration", 9, Side::Top),
 ];
 
