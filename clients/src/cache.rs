@@ -7,7 +7,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use protocol::control::MagazineRole;
 use protocol::flags::SLAB_PANIC;
-use protocol::{CacheId, CacheLayout, ExchangeOp, Handle, Reply, Request};
+use protocol::{CacheId, CacheLayout, ExchangeOp, Handle};
 use spin::Mutex;
 
 use crate::error::Error;
@@ -99,10 +99,8 @@ impl<'m, T: Transport> Cache<'m, T> {
         ctor: Option<Ctor>,
     ) -> Result<Self, Error> {
         let name = protocol::cache_name(name)?;
-        let request = Request::CacheCreate { name, size, align, flags, ctor: ctor.is_some() };
-        let Reply::Created { cache, layout, slot, magazine_capacity, .. } = server.call(&request)? else {
-            return Err(Error::UnexpectedReply);
-        };
+        let created = server.ipc(|api| api.cache_create(name, size, align, flags, ctor.is_some()))?;
+        let protocol::Created { cache, layout, slot, magazine_capacity, .. } = created;
         let slot = slot
             .filter(|&s| magazine_capacity > 0 && server.control().has_slot(s))
             .map(|index| Slot { index, capacity: magazine_capacity });
@@ -218,7 +216,7 @@ impl<'m, T: Transport> Cache<'m, T> {
     fn ipc_free(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
         self.server.raw_counters().misses.fetch_add(1, Relaxed);
-        self.server.expect_done(&Request::Free { cache: self.id, handle })
+        self.server.ipc(|api| api.free(self.id, handle))
     }
 
     /// The magazine path of `free`, with the lock held.
@@ -245,10 +243,7 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// released.
     pub fn shrink(&self) -> Result<u32, Error> {
         self.flush()?;
-        match self.server.call(&Request::Shrink { cache: self.id })? {
-            Reply::Shrunk { pages } => Ok(pages),
-            _ => Err(Error::UnexpectedReply),
-        }
+        Ok(self.server.ipc(|api| api.shrink(self.id))?.pages)
     }
 
     /// Corresponds to `kmem_cache_destroy()`. With live objects the server refuses
@@ -257,7 +252,7 @@ impl<'m, T: Transport> Cache<'m, T> {
         if let Err(e) = self.flush() {
             return Err((self, e));
         }
-        match self.server.expect_done(&Request::Destroy { cache: self.id }) {
+        match self.server.ipc(|api| api.destroy(self.id)) {
             Ok(()) => Ok(()),
             Err(e) => Err((self, e)),
         }
@@ -272,11 +267,8 @@ impl<'m, T: Transport> Cache<'m, T> {
 
     /// One `MagazineExchange`; after a refill, runs the ctor on every fresh object.
     fn exchange(&self, slot: Slot, op: ExchangeOp) -> Result<(), Error> {
-        let Reply::Exchanged { count, fresh_mask } =
-            self.server.call(&Request::MagazineExchange { cache: self.id, slot: slot.index, op })?
-        else {
-            return Err(Error::UnexpectedReply);
-        };
+        let protocol::Exchanged { count, fresh_mask } =
+            self.server.ipc(|api| api.magazine_exchange(self.id, slot.index, op))?;
         if let (Some(ctor), ExchangeOp::Refill) = (self.ctor, op) {
             let control = self.server.control();
             for i in (0..usize::from(count)).filter(|i| fresh_mask >> i & 1 == 1) {
@@ -289,10 +281,8 @@ impl<'m, T: Transport> Cache<'m, T> {
 
     fn ipc_alloc(&self, zero: bool) -> Result<NonNull<u8>, Error> {
         self.server.raw_counters().misses.fetch_add(1, Relaxed);
-        let request = if zero { Request::Zalloc { cache: self.id } } else { Request::Alloc { cache: self.id } };
-        let Reply::Object { handle, fresh } = self.server.call(&request)? else {
-            return Err(Error::UnexpectedReply);
-        };
+        let protocol::Object { handle, fresh } =
+            self.server.ipc(|api| if zero { api.zalloc(self.id) } else { api.alloc(self.id) })?;
         let ptr = self.server.object(handle, self.layout.object_size as usize)?;
         if let (true, Some(ctor)) = (fresh, self.ctor) {
             ctor(ptr);

@@ -1,9 +1,10 @@
 //! memclient: the Linux `kmem_cache` API for memserver clients.
 //!
 //! # Design
-//! A [`Memserver`] is one client's session: a [`Transport`] that carries a postcard request
-//! and brings back the reply (a Unix socket on the host, `seL4_Call` on seL4), the client's
-//! [`Window`] (objects live at `window base + handle`) and its [`Control`] region. A
+//! A [`Memserver`] is one client's session: the protocol's one typed client
+//! (`protocol::api::Client`, one method per request) over a [`Transport`] that carries a
+//! postcard request and brings back the reply (a Unix socket on the host, `seL4_Call` on seL4),
+//! the client's [`Window`] (objects live at `window base + handle`) and its [`Control`] region. A
 //! [`Cache`] mirrors `struct kmem_cache`; caches without debug flags keep Bonwick's *loaded*
 //! and *previous* magazines in their control-region slot, so `alloc` and `free` are a pop or
 //! a push there, and only an empty (or full) pair of magazines costs one `MagazineExchange`

@@ -1,9 +1,10 @@
-//! [`Memserver`]: one client's session with the server — the transport, the two shared
-//! mappings and the library's counters.
+//! [`Memserver`]: one client's session with the server — the typed client over its
+//! transport, the two shared mappings and the library's counters.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use protocol::api::{CallError, Client};
 use protocol::{CacheId, ClientId, Handle, MessageBuffer, PROTOCOL_VERSION, Reply, Request};
 use spin::Mutex;
 
@@ -50,7 +51,7 @@ impl CounterSnapshot {
 
 /// One client's session with the memory server.
 pub struct Memserver<T: Transport> {
-    transport: Mutex<T>,
+    api: Mutex<Client<T>>,
     window: Window,
     control: Control,
     client: ClientId,
@@ -68,7 +69,7 @@ impl<T: Transport> Memserver<T> {
     /// A session whose `Hello` was answered with `hello` and whose window and control region
     /// are mapped. Checks the control-region header against the reply.
     pub fn new(transport: T, hello: &Reply, window: Window, control: Control) -> Result<Self, Error> {
-        let Reply::Hello { client, window_size, magazine_slots, .. } = *hello else {
+        let &Reply::Hello(protocol::SessionInfo { client, window_size, magazine_slots, .. }) = hello else {
             return match hello {
                 Reply::Error(e) => Err(Error::Server(*e)),
                 _ => Err(Error::UnexpectedReply),
@@ -88,7 +89,7 @@ impl<T: Transport> Memserver<T> {
             return Err(Error::Server(protocol::Error::Malformed));
         }
         Ok(Memserver {
-            transport: Mutex::new(transport),
+            api: Mutex::new(Client::new(transport)),
             window,
             control,
             client,
@@ -97,14 +98,19 @@ impl<T: Transport> Memserver<T> {
         })
     }
 
+    /// One typed call through the session's [`Client`] (`|api| api.cache_info(id)`), with
+    /// the session's lock held for its round trip, counted in [`CounterSnapshot::calls`].
+    pub fn ipc<V>(&self, call: impl FnOnce(&mut Client<T>) -> Result<V, CallError>) -> Result<V, Error> {
+        let result = call(&mut self.api.lock());
+        if !matches!(result, Err(CallError::Transport(_) | CallError::Encode)) {
+            self.counters.calls.fetch_add(1, Relaxed);
+        }
+        result.map_err(Error::from)
+    }
+
     /// One request, one reply; `Reply::Error` becomes `Err(Error::Server)`.
     pub fn call(&self, request: &Request) -> Result<Reply, Error> {
-        let mut out = [0u8; protocol::MAX_MESSAGE_BYTES];
-        let mut back = [0u8; protocol::MAX_MESSAGE_BYTES];
-        let len = protocol::encode_request(request, &mut out)?.len();
-        let n = self.transport.lock().call(out.get(..len).unwrap_or(&[]), &mut back)?;
-        self.counters.calls.fetch_add(1, Relaxed);
-        match protocol::decode_reply(back.get(..n).ok_or(Error::UnexpectedReply)?)? {
+        match self.ipc(|api| api.call(request))? {
             Reply::Error(e) => Err(Error::Server(e)),
             reply => Ok(reply),
         }
@@ -155,48 +161,36 @@ impl<T: Transport> Memserver<T> {
     /// Corresponds to `kmalloc()`.
     pub fn kmalloc(&self, size: u32) -> Result<NonNull<u8>, Error> {
         self.raw_counters().misses.fetch_add(1, Relaxed);
-        match self.call(&Request::Kmalloc { size })? {
-            Reply::Object { handle, .. } => self.window.ptr(handle, size as usize).ok_or(Error::NotInWindow),
-            _ => Err(Error::UnexpectedReply),
-        }
+        let object = self.ipc(|api| api.kmalloc(size))?;
+        self.window.ptr(object.handle, size as usize).ok_or(Error::NotInWindow)
     }
 
     /// Corresponds to `kfree()`.
     pub fn kfree(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         let handle = self.window.handle(ptr).ok_or(Error::NotInWindow)?;
         self.raw_counters().misses.fetch_add(1, Relaxed);
-        self.expect_done(&Request::Kfree { handle })
+        self.ipc(|api| api.kfree(handle))
     }
 
     /// The server's statistics for this client.
     pub fn stats(&self) -> Result<protocol::Stats, Error> {
-        match self.call(&Request::Stats)? {
-            Reply::Stats(s) => Ok(s),
-            _ => Err(Error::UnexpectedReply),
-        }
+        self.ipc(|api| api.stats())
     }
 
     /// The statistics of any client (`ClientStats`; another client's need introspection
     /// rights).
     pub fn client_stats(&self, client: ClientId) -> Result<protocol::Stats, Error> {
-        match self.call(&Request::ClientStats { client })? {
-            Reply::Stats(s) => Ok(s),
-            _ => Err(Error::UnexpectedReply),
-        }
+        self.ipc(|api| api.client_stats(client))
     }
 
     /// Every client with an open session, by id (`Clients`, all pages; needs introspection
     /// rights).
     pub fn for_each_client(&self, mut f: impl FnMut(&protocol::ClientEntry)) -> Result<(), Error> {
         for page in 0..=u16::MAX {
-            match self.call(&Request::Clients { page })? {
-                Reply::Clients { clients, more, .. } => {
-                    clients.iter().for_each(&mut f);
-                    if !more {
-                        return Ok(());
-                    }
-                }
-                _ => return Err(Error::UnexpectedReply),
+            let page = self.ipc(|api| api.clients(page))?;
+            page.clients.iter().for_each(&mut f);
+            if !page.more {
+                break;
             }
         }
         Ok(())
@@ -204,10 +198,7 @@ impl<T: Transport> Memserver<T> {
 
     /// One cache's geometry and counters.
     pub fn cache_info(&self, cache: CacheId) -> Result<protocol::CacheInfo, Error> {
-        match self.call(&Request::CacheInfo { cache })? {
-            Reply::CacheInfo(i) => Ok(i),
-            _ => Err(Error::UnexpectedReply),
-        }
+        self.ipc(|api| api.cache_info(cache))
     }
 
     /// Every slabinfo row (this client's, or all clients' with introspection rights).
@@ -217,14 +208,10 @@ impl<T: Transport> Memserver<T> {
         mut f: impl FnMut(&protocol::SlabInfoRow),
     ) -> Result<(), Error> {
         for page in 0..=u16::MAX {
-            match self.call(&Request::SlabInfo { page, all_clients })? {
-                Reply::SlabInfo { rows, more, .. } => {
-                    rows.iter().for_each(&mut f);
-                    if !more {
-                        return Ok(());
-                    }
-                }
-                _ => return Err(Error::UnexpectedReply),
+            let page = self.ipc(|api| api.slab_info(page, all_clients))?;
+            page.rows.iter().for_each(&mut f);
+            if !page.more {
+                break;
             }
         }
         Ok(())
@@ -233,22 +220,13 @@ impl<T: Transport> Memserver<T> {
     /// The `SLAB_STORE_USER` record of an object.
     pub fn object_owner(&self, ptr: NonNull<u8>) -> Result<(Option<protocol::Track>, Option<protocol::Track>), Error> {
         let handle = self.window.handle(ptr).ok_or(Error::NotInWindow)?;
-        match self.call(&Request::ObjectOwner { handle })? {
-            Reply::Owner { alloc, free } => Ok((alloc, free)),
-            _ => Err(Error::UnexpectedReply),
-        }
+        let owner = self.ipc(|api| api.object_owner(handle))?;
+        Ok((owner.alloc, owner.free))
     }
 
     /// Ends the session: the server reclaims everything this client holds.
     pub fn goodbye(&self) -> Result<(), Error> {
-        self.expect_done(&Request::Goodbye)
-    }
-
-    pub(crate) fn expect_done(&self, request: &Request) -> Result<(), Error> {
-        match self.call(request)? {
-            Reply::Done => Ok(()),
-            _ => Err(Error::UnexpectedReply),
-        }
+        self.ipc(|api| api.goodbye())
     }
 
     /// The address of `handle` for an object of `size` bytes.

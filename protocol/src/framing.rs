@@ -148,7 +148,7 @@ mod tests {
         let mut words = [0u64; MAX_MESSAGE_WORDS];
         let (label, n) = pack_request(&Request::Stats, &mut words).unwrap();
         assert_eq!(unpack_request(label, &words[..n]), Ok(Request::Stats));
-        let reply = Reply::Shrunk { pages: 300 };
+        let reply = Reply::Shrunk(crate::Shrunk { pages: 300 });
         let (label, n) = pack_reply(&reply, &mut words).unwrap();
         assert_eq!(unpack_reply(label, &words[..n]), Ok(reply));
     }

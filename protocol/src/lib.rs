@@ -1,17 +1,20 @@
 //! memserver wire protocol: the types a client and the server share, and nothing else.
 //!
 //! # Design
-//! This crate holds only types and pure functions: identifiers ([`ClientId`], [`CacheId`],
-//! [`Handle`]), the `kmem_cache` flag bits ([`flags`]), the one error enum ([`Error`] with its
-//! `#[repr(u16)]` [`ErrorCode`]), the messages ([`Request`], [`Reply`]) and their postcard
-//! [`codec`] with compile-time worst-case sizes ([`WireSize`]), the seL4 message-register
-//! [`framing`], and the layout of the shared [`control`] region that carries the magazines.
-//! It performs no I/O and never allocates, so the same crate builds for the Linux host runner
-//! and for seL4 tasks. The wire format is specified in `docs/protocol.md`; the golden vectors
+//! This crate holds only types, traits and pure functions: identifiers ([`ClientId`],
+//! [`CacheId`], [`Handle`]), the `kmem_cache` flag bits ([`flags`]), the one error enum
+//! ([`Error`] with its `#[repr(u16)]` [`ErrorCode`]), the messages ([`Request`], [`Reply`]) and
+//! their postcard [`codec`] with compile-time worst-case sizes ([`WireSize`]), the seL4
+//! message-register [`framing`], and the layout of the shared [`control`] region that carries
+//! the magazines. Each request is defined once, in [`api`]: from that one definition come the
+//! `Request` enum, the server-side [`api::Service`] trait and its router, the one typed
+//! [`api::Client`] (over any [`Transport`]) and the per-request metadata. It performs no I/O
+//! and never allocates, so the same crate builds for the Linux host runner and for seL4 tasks. The wire format is specified in `docs/protocol.md`; the golden vectors
 //! in `tests/golden/` pin it to [`PROTOCOL_VERSION`].
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod codec;
 pub mod control;
 pub mod error;
@@ -21,17 +24,19 @@ pub mod ids;
 pub mod reply;
 pub mod request;
 pub mod slabinfo;
+pub mod transport;
 pub mod wire_size;
 
 pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encode_request};
 pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
 pub use reply::{
-    CLIENTS_PER_PAGE, CacheInfo, CacheLayout, ClientEntry, ClientList, Reply, SLABINFO_ROWS_PER_PAGE, SlabInfoRows,
-    Stats, Track,
+    CLIENTS_PER_PAGE, CacheInfo, CacheLayout, ClientEntry, ClientList, ClientsPage, Created, Exchanged, Object, Owner,
+    Reply, ReplyValue, SLABINFO_ROWS_PER_PAGE, SessionInfo, Shrunk, SlabInfoPage, SlabInfoRows, Stats, Track,
 };
 pub use request::{CLIENT_NAME_MAX, CacheName, ClientName, ExchangeOp, Request, cache_name, client_name};
 pub use slabinfo::SlabInfoRow;
+pub use transport::{Transport, TransportError};
 pub use wire_size::WireSize;
 
 /// The protocol version a client must present in `Hello`. Bump it whenever the wire format

@@ -148,91 +148,216 @@ const _: () = assert!(CLIENTS_PER_PAGE > 0 && CLIENTS_PER_PAGE < 128);
 /// The entries of one clients page.
 pub type ClientList = heapless::Vec<ClientEntry, CLIENTS_PER_PAGE>;
 
+/// What `Hello` tells the client about its session (`Reply::Hello`). The host runner passes
+/// the window and the control region as file descriptors alongside this reply; on seL4 they
+/// are mapped before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The id the server knows the client by.
+    pub client: ClientId,
+    /// Bytes of the client's window (handles are offsets into it).
+    pub window_size: u64,
+    /// Bytes of the control region (a multiple of `PAGE_SIZE`).
+    pub control_size: u32,
+    /// Magazine slots in the control region.
+    pub magazine_slots: u16,
+    /// The largest magazine capacity of any slot (at most `MAGAZINE_MAX`).
+    pub magazine_capacity: u16,
+}
+
+/// A cache was created (`Reply::Created`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// Its id.
+    pub cache: CacheId,
+    /// Its object layout.
+    pub layout: CacheLayout,
+    /// A debug cache: every alloc and free must be an IPC (no magazines).
+    pub debug: bool,
+    /// The control-region slot for its magazines; `None` for debug caches.
+    pub slot: Option<u16>,
+    /// Handles per magazine of that slot (0 for debug caches).
+    pub magazine_capacity: u16,
+}
+
+/// An object (`Reply::Object`, from `Alloc`, `Zalloc`, `Kmalloc`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Object {
+    /// The object.
+    pub handle: Handle,
+    /// Never handed out since its slab was created: the client runs its ctor on it.
+    pub fresh: bool,
+}
+
+/// A shrink finished (`Reply::Shrunk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shrunk {
+    /// Pages returned to the frame pool.
+    pub pages: u32,
+}
+
+/// A magazine exchange finished (`Reply::Exchanged`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchanged {
+    /// The loaded magazine's count now (also written into the control region).
+    pub count: u16,
+    /// Bit `i` set: handle `i` of the loaded magazine is fresh (run the ctor).
+    pub fresh_mask: u64,
+}
+
+/// One page of slabinfo rows (`Reply::SlabInfo`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlabInfoPage {
+    /// The page asked for.
+    pub page: u16,
+    /// Whether a later page has rows.
+    pub more: bool,
+    /// The rows, in cache creation order (by client, then cache, for `all_clients`).
+    pub rows: SlabInfoRows,
+}
+
+/// The `SLAB_STORE_USER` record of an object (`Reply::Owner`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The last allocation (`None`: never allocated since its slab was created).
+    pub alloc: Option<Track>,
+    /// The last free (`None`: never freed).
+    pub free: Option<Track>,
+}
+
+/// One page of the clients with an open session (`Reply::Clients`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientsPage {
+    /// The page asked for.
+    pub page: u16,
+    /// Whether a later page has entries.
+    pub more: bool,
+    /// The clients, by id.
+    pub clients: ClientList,
+}
+
 /// The server's answer to one [`Request`](crate::Request).
+///
+/// Every variant but `Done` and `Error` carries one struct; on the wire a variant is its
+/// index followed by the struct's fields, so the bytes are those of a variant with the
+/// fields inline. [`ReplyValue`] maps each success variant to the type it carries.
 // `SlabInfo` is about 1 KiB inline; without a heap there is nothing to box it into, and a
 // reply lives only while one request is answered.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
-    /// The session is open. The host runner passes the window and the control region as
-    /// file descriptors alongside this reply; on seL4 they are mapped before it.
-    Hello {
-        /// The id the server knows the client by.
-        client: ClientId,
-        /// Bytes of the client's window (handles are offsets into it).
-        window_size: u64,
-        /// Bytes of the control region (a multiple of `PAGE_SIZE`).
-        control_size: u32,
-        /// Magazine slots in the control region.
-        magazine_slots: u16,
-        /// The largest magazine capacity of any slot (at most `MAGAZINE_MAX`).
-        magazine_capacity: u16,
-    },
+    /// The session is open.
+    Hello(SessionInfo),
     /// A cache was created.
-    Created {
-        /// Its id.
-        cache: CacheId,
-        /// Its object layout.
-        layout: CacheLayout,
-        /// A debug cache: every alloc and free must be an IPC (no magazines).
-        debug: bool,
-        /// The control-region slot for its magazines; `None` for debug caches.
-        slot: Option<u16>,
-        /// Handles per magazine of that slot (0 for debug caches).
-        magazine_capacity: u16,
-    },
+    Created(Created),
     /// An object (from `Alloc`, `Zalloc`, `Kmalloc`).
-    Object {
-        /// The object.
-        handle: Handle,
-        /// Never handed out since its slab was created: the client runs its ctor on it.
-        fresh: bool,
-    },
+    Object(Object),
     /// The request succeeded and has nothing to report.
     Done,
     /// A shrink finished.
-    Shrunk {
-        /// Pages returned to the frame pool.
-        pages: u32,
-    },
+    Shrunk(Shrunk),
     /// A magazine exchange finished.
-    Exchanged {
-        /// The loaded magazine's count now (also written into the control region).
-        count: u16,
-        /// Bit `i` set: handle `i` of the loaded magazine is fresh (run the ctor).
-        fresh_mask: u64,
-    },
+    Exchanged(Exchanged),
     /// Answer to `Request::CacheInfo`.
     CacheInfo(CacheInfo),
     /// One page of slabinfo rows.
-    SlabInfo {
-        /// The page asked for.
-        page: u16,
-        /// Whether a later page has rows.
-        more: bool,
-        /// The rows, in cache creation order (by client, then cache, for `all_clients`).
-        rows: SlabInfoRows,
-    },
+    SlabInfo(SlabInfoPage),
     /// The `SLAB_STORE_USER` record of an object.
-    Owner {
-        /// The last allocation (`None`: never allocated since its slab was created).
-        alloc: Option<Track>,
-        /// The last free (`None`: never freed).
-        free: Option<Track>,
-    },
+    Owner(Owner),
     /// Pool and client statistics.
     Stats(Stats),
     /// The request failed.
     Error(Error),
     /// One page of the clients with an open session (answer to `Request::Clients`).
-    Clients {
-        /// The page asked for.
-        page: u16,
-        /// Whether a later page has entries.
-        more: bool,
-        /// The clients, by id.
-        clients: ClientList,
-    },
+    Clients(ClientsPage),
+}
+
+impl Reply {
+    /// The name of this reply's variant (`"Object"`, `"Error"` …), for messages about a reply
+    /// of the wrong kind.
+    pub const fn variant_name(&self) -> &'static str {
+        match self {
+            Reply::Hello(_) => "Hello",
+            Reply::Created(_) => "Created",
+            Reply::Object(_) => "Object",
+            Reply::Done => "Done",
+            Reply::Shrunk(_) => "Shrunk",
+            Reply::Exchanged(_) => "Exchanged",
+            Reply::CacheInfo(_) => "CacheInfo",
+            Reply::SlabInfo(_) => "SlabInfo",
+            Reply::Owner(_) => "Owner",
+            Reply::Stats(_) => "Stats",
+            Reply::Error(_) => "Error",
+            Reply::Clients(_) => "Clients",
+        }
+    }
+}
+
+/// What one success variant of [`Reply`] carries: the typed value a request returns (the
+/// interface in [`api`](crate::api) names, per request, the variant it expects).
+pub trait ReplyValue: Sized {
+    /// The name of the [`Reply`] variant that carries this value.
+    const VARIANT: &'static str;
+    /// Wraps the value in its reply.
+    fn into_reply(self) -> Reply;
+    /// The value, if `reply` is its variant.
+    fn from_reply(reply: Reply) -> Option<Self>;
+}
+
+/// `Done` carries nothing.
+impl ReplyValue for () {
+    const VARIANT: &'static str = "Done";
+    fn into_reply(self) -> Reply {
+        Reply::Done
+    }
+    fn from_reply(reply: Reply) -> Option<Self> {
+        matches!(reply, Reply::Done).then_some(())
+    }
+}
+
+/// Implements [`ReplyValue`] for the type each `Variant(Type)` of [`Reply`] carries, and
+/// names it `payload::Variant` (the interface refers to replies by variant name).
+macro_rules! reply_values {
+    ($($variant:ident($value:ident),)*) => {
+        $(
+            impl ReplyValue for $value {
+                const VARIANT: &'static str = stringify!($variant);
+                fn into_reply(self) -> Reply {
+                    Reply::$variant(self)
+                }
+                fn from_reply(reply: Reply) -> Option<Self> {
+                    match reply {
+                        Reply::$variant(value) => Some(value),
+                        _ => None,
+                    }
+                }
+            }
+        )*
+
+        /// The value each success variant of [`Reply`] carries, by variant name
+        /// (`payload::Done` is `()`).
+        pub mod payload {
+            $(
+                #[doc = concat!("What `Reply::", stringify!($variant), "` carries.")]
+                pub type $variant = super::$value;
+            )*
+            /// `Reply::Done` carries nothing.
+            pub type Done = ();
+        }
+    };
+}
+
+reply_values! {
+    Hello(SessionInfo),
+    Created(Created),
+    Object(Object),
+    Shrunk(Shrunk),
+    Exchanged(Exchanged),
+    CacheInfo(CacheInfo),
+    SlabInfo(SlabInfoPage),
+    Owner(Owner),
+    Stats(Stats),
+    Clients(ClientsPage),
 }
 
 impl WireSize for CacheLayout {
@@ -263,24 +388,56 @@ impl WireSize for ClientEntry {
     const MAX_ENCODED: usize = ClientId::MAX_ENCODED + ClientName::MAX_ENCODED;
 }
 
+impl WireSize for SessionInfo {
+    const MAX_ENCODED: usize = ClientId::MAX_ENCODED + u64::MAX_ENCODED + u32::MAX_ENCODED + 2 * u16::MAX_ENCODED;
+}
+
+impl WireSize for Created {
+    const MAX_ENCODED: usize = CacheId::MAX_ENCODED
+        + CacheLayout::MAX_ENCODED
+        + bool::MAX_ENCODED
+        + Option::<u16>::MAX_ENCODED
+        + u16::MAX_ENCODED;
+}
+
+impl WireSize for Object {
+    const MAX_ENCODED: usize = Handle::MAX_ENCODED + bool::MAX_ENCODED;
+}
+
+impl WireSize for Shrunk {
+    const MAX_ENCODED: usize = u32::MAX_ENCODED;
+}
+
+impl WireSize for Exchanged {
+    const MAX_ENCODED: usize = u16::MAX_ENCODED + u64::MAX_ENCODED;
+}
+
+impl WireSize for SlabInfoPage {
+    const MAX_ENCODED: usize = u16::MAX_ENCODED + bool::MAX_ENCODED + SlabInfoRows::MAX_ENCODED;
+}
+
+impl WireSize for Owner {
+    const MAX_ENCODED: usize = 2 * Option::<Track>::MAX_ENCODED;
+}
+
+impl WireSize for ClientsPage {
+    const MAX_ENCODED: usize = u16::MAX_ENCODED + bool::MAX_ENCODED + ClientList::MAX_ENCODED;
+}
+
 impl WireSize for Reply {
     const MAX_ENCODED: usize = ENUM_TAG
         + max_of(&[
-            u16::MAX_ENCODED + u64::MAX_ENCODED + u32::MAX_ENCODED + 2 * u16::MAX_ENCODED, // Hello
-            CacheId::MAX_ENCODED
-                + CacheLayout::MAX_ENCODED
-                + bool::MAX_ENCODED
-                + Option::<u16>::MAX_ENCODED
-                + u16::MAX_ENCODED, // Created
-            Handle::MAX_ENCODED + bool::MAX_ENCODED,                                       // Object
-            0,                                                                             // Done
-            u32::MAX_ENCODED,                                                              // Shrunk
-            u16::MAX_ENCODED + u64::MAX_ENCODED,                                           // Exchanged
-            CacheInfo::MAX_ENCODED,                                                        // CacheInfo
-            u16::MAX_ENCODED + bool::MAX_ENCODED + SlabInfoRows::MAX_ENCODED,              // SlabInfo
-            2 * Option::<Track>::MAX_ENCODED,                                              // Owner
-            Stats::MAX_ENCODED,                                                            // Stats
-            Error::MAX_ENCODED,                                                            // Error
-            u16::MAX_ENCODED + bool::MAX_ENCODED + ClientList::MAX_ENCODED,                // Clients
+            SessionInfo::MAX_ENCODED,
+            Created::MAX_ENCODED,
+            Object::MAX_ENCODED,
+            0, // Done
+            Shrunk::MAX_ENCODED,
+            Exchanged::MAX_ENCODED,
+            CacheInfo::MAX_ENCODED,
+            SlabInfoPage::MAX_ENCODED,
+            Owner::MAX_ENCODED,
+            Stats::MAX_ENCODED,
+            Error::MAX_ENCODED,
+            ClientsPage::MAX_ENCODED,
         ]);
 }

@@ -71,7 +71,7 @@ fn a_full_slabinfo_page_fits_and_one_more_row_does_not() {
     let mut rows = SlabInfoRows::new();
     while rows.push(worst_row()).is_ok() {}
     assert_eq!(rows.len(), SLABINFO_ROWS_PER_PAGE);
-    let full = Reply::SlabInfo { page: u16::MAX, more: true, rows };
+    let full = Reply::SlabInfo(SlabInfoPage { page: u16::MAX, more: true, rows });
     assert!(len(&full) <= MAX_MESSAGE_BYTES);
     assert!(len(&full) + SlabInfoRow::MAX_ENCODED > MAX_MESSAGE_BYTES);
 }
@@ -81,7 +81,7 @@ fn a_full_clients_page_fits_and_one_more_entry_does_not() {
     let mut clients = ClientList::new();
     while clients.push(worst_client_entry()).is_ok() {}
     assert_eq!(clients.len(), CLIENTS_PER_PAGE);
-    let full = Reply::Clients { page: u16::MAX, more: true, clients };
+    let full = Reply::Clients(ClientsPage { page: u16::MAX, more: true, clients });
     assert!(len(&full) <= MAX_MESSAGE_BYTES);
     assert!(len(&full) + ClientEntry::MAX_ENCODED > MAX_MESSAGE_BYTES);
 }

@@ -3,7 +3,8 @@
 //! # Design
 //! Each scenario is a function named after the rule it checks; it opens sessions through a
 //! [`Harness`] ("send these request bytes, give me the reply bytes", plus copy access to object
-//! memory and the control region) and speaks the protocol through a typed [`Client`]. The crate
+//! memory and the control region) and speaks the protocol through [`Client`], the protocol's
+//! one typed client (`protocol::api::Client`) over that session. The crate
 //! is `no_std` + `alloc`, so the same scenarios run in-process against the dispatch in
 //! `cargo test`, against the real host server process, and inside an seL4 client task.
 //! [`run_all`] prints one line per scenario and ends with `conformance: N passed, M failed`.

@@ -46,7 +46,7 @@ pub fn connect(socket_path: &Path, name: &str) -> Result<Memserver<Connection>, 
             return Err(crate::Error::Transport(TransportError::Os(e.raw_os_error().unwrap_or(0))));
         }
     };
-    let reply = protocol::decode_reply(&reply)?;
+    let reply = protocol::decode_reply(&reply).map_err(|_| crate::Error::UnexpectedReply)?;
     let window_base = NonNull::new(connection.window_base()).ok_or(crate::Error::NotInWindow)?;
     let control_base = NonNull::new(connection.control_base()).ok_or(crate::Error::NotInWindow)?;
     // SAFETY: both mappings belong to `connection`, which the Memserver owns from here on, so

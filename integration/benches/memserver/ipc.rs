@@ -90,7 +90,9 @@ pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>, serv
     cache.free(first).expect("free");
     let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
     let request = protocol::encode_request(&Request::Alloc { cache: cache.id() }, &mut buf).expect("encode").len();
-    let reply = protocol::encode_reply(&Reply::Object { handle, fresh: false }, &mut buf).expect("encode").len();
+    let reply = protocol::encode_reply(&Reply::Object(protocol::Object { handle, fresh: false }), &mut buf)
+        .expect("encode")
+        .len();
     let sizes = Sizes { request, reply };
 
     let echo = Echo::spawn(reply);

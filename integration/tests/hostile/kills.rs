@@ -20,7 +20,7 @@ pub fn worker(mode: &str, socket: &Path, name: &str) -> Result<(), Failure> {
         "hold" => {
             let c = ok("create", p.create("w-hold", 256, 0, 0))?;
             for _ in 0..40 {
-                let h = ok("alloc", p.alloc(c.cache))?;
+                let h = ok("alloc", p.alloc(c.cache))?.handle;
                 p.write(h.0, &[0xab; 256]);
             }
             for size in [20_000u32, 100, 100, 3000] {
@@ -30,27 +30,27 @@ pub fn worker(mode: &str, socket: &Path, name: &str) -> Result<(), Failure> {
         "loaded" => {
             let c = ok("create", p.create("w-loaded", 64, 0, 0))?;
             let slot = c.slot.ok_or("no slot")?;
-            ok("refill", p.exchange(c.cache, slot, ExchangeOp::Refill))?;
+            ok("refill", p.magazine_exchange(c.cache, slot, ExchangeOp::Refill))?;
             let full = p.magazine(slot, MagazineRole::Loaded);
             p.set_magazine(slot, MagazineRole::Previous, &full);
             p.set_magazine(slot, MagazineRole::Loaded, &Magazine::EMPTY);
-            ok("refill", p.exchange(c.cache, slot, ExchangeOp::Refill))?;
+            ok("refill", p.magazine_exchange(c.cache, slot, ExchangeOp::Refill))?;
             // A second cache whose depot holds a full magazine.
             let d = ok("create", p.create("w-depot", 96, 0, 0))?;
             let dslot = d.slot.ok_or("no slot")?;
-            ok("refill", p.exchange(d.cache, dslot, ExchangeOp::Refill))?;
-            ok("drain", p.exchange(d.cache, dslot, ExchangeOp::Drain))?;
-            ok("refill", p.exchange(d.cache, dslot, ExchangeOp::Refill))?;
+            ok("refill", p.magazine_exchange(d.cache, dslot, ExchangeOp::Refill))?;
+            ok("drain", p.magazine_exchange(d.cache, dslot, ExchangeOp::Drain))?;
+            ok("refill", p.magazine_exchange(d.cache, dslot, ExchangeOp::Refill))?;
         }
         "exchange" => {
             let c = ok("create", p.create("w-exchange", 64, 0, 0))?;
             let slot = c.slot.ok_or("no slot")?;
-            ok("refill", p.exchange(c.cache, slot, ExchangeOp::Refill))?;
+            ok("refill", p.magazine_exchange(c.cache, slot, ExchangeOp::Refill))?;
             // Sent, never received: the kill lands between the request and its reply.
             let ops = [ExchangeOp::Drain, ExchangeOp::Refill, ExchangeOp::Flush];
             for op in ops.iter().cycle().take(30) {
                 let bytes = encode(&Request::MagazineExchange { cache: c.cache, slot, op: *op });
-                p.connection.send(&bytes).map_err(|e| e.to_string())?;
+                p.connection_mut().send(&bytes).map_err(|e| e.to_string())?;
             }
         }
         other => return Err(format!("unknown worker mode {other}")),

@@ -4,15 +4,15 @@
 use protocol::flags::SLAB_ALL;
 use protocol::{CacheId, Error, Handle};
 
-use crate::peer::{Failure, Peer, ok, refused};
+use crate::peer::{Failure, Peer, ok, outcome, refused};
 use crate::world::World;
 
 /// Allocates from `cache` until refused; returns the handles and the refusal.
 fn alloc_until_refused(a: &mut Peer, cache: CacheId, limit: usize) -> Result<(Vec<Handle>, Error), Failure> {
     let mut held = Vec::new();
     for _ in 0..limit {
-        match a.alloc(cache)? {
-            Ok(h) => held.push(h),
+        match outcome("alloc", a.alloc(cache))? {
+            Ok(object) => held.push(object.handle),
             Err(e) => return Ok((held, e)),
         }
     }
@@ -52,7 +52,7 @@ pub fn pool_exhaustion(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-0")?;
     let mut large = 0usize;
     for size in [256 * 1024u32, 64 * 1024, 12 * 1024] {
-        while a.kmalloc(size)?.is_ok() {
+        while outcome("kmalloc", a.kmalloc(size))?.is_ok() {
             large += 1;
         }
     }
@@ -71,8 +71,8 @@ pub fn pool_exhaustion(w: &mut World) -> Result<(), Failure> {
         let info = ok("victim stats", v.peer.stats())?;
         let mut got = Vec::new();
         for i in 0..8u8 {
-            match v.peer.alloc(cache)? {
-                Ok(h) => {
+            match outcome("alloc", v.peer.alloc(cache))? {
+                Ok(protocol::Object { handle: h, .. }) => {
                     v.peer.write(h.0, &[i; 8]);
                     got.push((h, i));
                 }
@@ -141,7 +141,7 @@ pub fn hostile_cache_create(w: &mut World) -> Result<(), Failure> {
     // More caches than `max_caches_per_client`: refused, never more than the limit.
     let mut made = 0;
     let e = loop {
-        match a.create(&format!("a-many-{made}"), 64, 0, 0)? {
+        match outcome("create", a.create(&format!("a-many-{made}"), 64, 0, 0))? {
             Ok(_) => made += 1,
             Err(e) => break e,
         }
@@ -165,7 +165,8 @@ pub fn hostile_cache_create(w: &mut World) -> Result<(), Failure> {
 pub fn destroy_busy_unknown_twice(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-1")?;
     let c = ok("create", a.create("a-destroy", 64, 0, 0))?;
-    let held: Vec<Handle> = (0..3).map(|_| ok("alloc", a.alloc(c.cache))).collect::<Result<_, _>>()?;
+    let held: Vec<Handle> =
+        (0..3).map(|_| ok("alloc", a.alloc(c.cache)).map(|o| o.handle)).collect::<Result<_, _>>()?;
     a.write(held[0].0, b"still here");
     refused("busy destroy", a.destroy(c.cache), |e| *e == Error::CacheBusy { live: 3 })?;
     if a.read(held[0].0, 10).as_deref() != Some(b"still here".as_slice()) {
@@ -178,9 +179,9 @@ pub fn destroy_busy_unknown_twice(w: &mut World) -> Result<(), Failure> {
     // A busy destroy of a cache whose loaded magazine is full leaves the magazine alone.
     let m = ok("create", a.create("a-destroy-mag", 64, 0, 0))?;
     let slot = m.slot.ok_or("no slot")?;
-    ok("refill", a.exchange(m.cache, slot, protocol::ExchangeOp::Refill))?;
+    ok("refill", a.magazine_exchange(m.cache, slot, protocol::ExchangeOp::Refill))?;
     let loaded = a.magazine(slot, protocol::control::MagazineRole::Loaded);
-    let extra = ok("alloc", a.alloc(m.cache))?;
+    let extra = ok("alloc", a.alloc(m.cache))?.handle;
     refused("busy destroy with a full magazine", a.destroy(m.cache), |e| *e == Error::CacheBusy { live: 1 })?;
     if a.magazine(slot, protocol::control::MagazineRole::Loaded) != loaded {
         return Err("a refused destroy emptied the loaded magazine".into());

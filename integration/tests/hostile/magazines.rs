@@ -22,14 +22,14 @@ pub fn tampered_magazine(w: &mut World) -> Result<(), Failure> {
     let c = ok("create", a.create("a-mag", 64, 0, 0))?;
     let other = ok("create", a.create("a-mag-other", 64, 0, 0))?;
     let slot = c.slot.ok_or("no slot")?;
-    ok("refill", a.exchange(c.cache, slot, ExchangeOp::Refill))?;
+    ok("refill", a.magazine_exchange(c.cache, slot, ExchangeOp::Refill))?;
     let honest = a.magazine(slot, MagazineRole::Loaded);
     let n = honest.count as usize;
     let held = &honest.handles[..n];
-    let foreign = ok("alloc other", a.alloc(other.cache))?;
+    let foreign = ok("alloc other", a.alloc(other.cache))?.handle;
     let victim = w.victims[0].handles()[3];
     let mut bad: Vec<(&str, Magazine, Error)> = Vec::new();
-    for count in [u32::from(c.capacity) + 1, 65, 1000, u32::MAX] {
+    for count in [u32::from(c.magazine_capacity) + 1, 65, 1000, u32::MAX] {
         let mut m = honest;
         m.count = count;
         bad.push(("count above capacity", m, Error::InvalidArgument));
@@ -51,20 +51,24 @@ pub fn tampered_magazine(w: &mut World) -> Result<(), Failure> {
     with("a free object", 9, free_slot_neighbour, Error::DoubleFree)?;
     for (what, m, expected) in &bad {
         a.set_magazine(slot, MagazineRole::Loaded, m);
-        refused(what, a.exchange(c.cache, slot, ExchangeOp::Drain), |e| {
+        refused(what, a.magazine_exchange(c.cache, slot, ExchangeOp::Drain), |e| {
             e == expected
                 || matches!(e, Error::InvalidObject | Error::DoubleFree | Error::WrongCache | Error::InvalidArgument)
         })?;
-        refused(what, a.exchange(c.cache, slot, ExchangeOp::Flush), |_| true)?;
+        refused(what, a.magazine_exchange(c.cache, slot, ExchangeOp::Flush), |_| true)?;
     }
     // The same objects in the loaded and the previous magazine: the flush is refused whole.
     a.set_magazine(slot, MagazineRole::Loaded, &honest);
     a.set_magazine(slot, MagazineRole::Previous, &magazine(&held[..2])?);
-    refused("object in both magazines", a.exchange(c.cache, slot, ExchangeOp::Flush), |e| *e == Error::DoubleFree)?;
+    refused("object in both magazines", a.magazine_exchange(c.cache, slot, ExchangeOp::Flush), |e| {
+        *e == Error::DoubleFree
+    })?;
     // Another cache's slot, a slot out of range, a refill over a non-empty magazine.
-    refused("wrong slot", a.exchange(other.cache, slot, ExchangeOp::Drain), |e| *e == Error::InvalidArgument)?;
-    refused("slot out of range", a.exchange(c.cache, 999, ExchangeOp::Drain), |e| *e == Error::InvalidArgument)?;
-    refused("refill over a full magazine", a.exchange(c.cache, slot, ExchangeOp::Refill), |e| {
+    refused("wrong slot", a.magazine_exchange(other.cache, slot, ExchangeOp::Drain), |e| *e == Error::InvalidArgument)?;
+    refused("slot out of range", a.magazine_exchange(c.cache, 999, ExchangeOp::Drain), |e| {
+        *e == Error::InvalidArgument
+    })?;
+    refused("refill over a full magazine", a.magazine_exchange(c.cache, slot, ExchangeOp::Refill), |e| {
         *e == Error::InvalidArgument
     })?;
     // Nothing changed: the honest magazines drain, and every object is accounted for.
@@ -73,7 +77,7 @@ pub fn tampered_magazine(w: &mut World) -> Result<(), Failure> {
     if s.live_objects != n as u64 + 1 {
         return Err(format!("{} live objects, expected {}", s.live_objects, n + 1));
     }
-    ok("honest flush", a.exchange(c.cache, slot, ExchangeOp::Flush))?;
+    ok("honest flush", a.magazine_exchange(c.cache, slot, ExchangeOp::Flush))?;
     ok("free", a.free(other.cache, foreign))?;
     let s = ok("stats", a.stats())?;
     if s.live_objects != 0 {
@@ -121,8 +125,12 @@ pub fn control_page_scribbled(w: &mut World) -> Result<(), Failure> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(AtomicU64::new(0));
-    let scribbler =
-        scribble(a.connection.control_base() as usize, a.connection.control_len(), stop.clone(), writes.clone());
+    let scribbler = scribble(
+        a.connection_mut().control_base() as usize,
+        a.connection_mut().control_len(),
+        stop.clone(),
+        writes.clone(),
+    );
     let ops = [ExchangeOp::Refill, ExchangeOp::Drain, ExchangeOp::Flush];
     let (mut exchanged, mut refused_n) = (0u32, 0u32);
     let mut result = Ok(());

@@ -1,36 +1,37 @@
-//! [`Peer`]: one raw client of the real server, speaking the protocol by hand (typed requests,
-//! raw bytes, its mapped window and control region), so an attack can do anything a real
-//! client task could.
+//! [`Peer`]: one raw client of the real server: the protocol's typed client over its
+//! connection (every request, through `Deref`), raw bytes, and its mapped window and control
+//! region, so an attack can do anything a real client task could.
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::Duration;
 
-use memclient::host::{ConnectError, Connection, MESSAGE_MAX};
+use memclient::host::{ConnectError, Connection};
+use protocol::api::{self, CallError};
 use protocol::control::{self, Magazine, MagazineRole};
-use protocol::reply::{CacheLayout, Stats};
-use protocol::{CacheId, Error, ExchangeOp, Handle, PROTOCOL_VERSION, Reply, Request, SlabInfoRow};
+use protocol::{Created, Error, PROTOCOL_VERSION, Reply, Request, SlabInfoRow, TransportError};
 use zerocopy::{FromBytes, IntoBytes};
 
-/// A transport failure or an unexpected reply shape: the attack (or the check) itself failed.
-pub type Failure = String;
-
-/// What a typed call returns: the domain outcome, or a failure of the run.
-pub type Outcome<T> = Result<Result<T, Error>, Failure>;
-
-/// A cache as `CacheCreate` described it.
-#[derive(Clone, Copy, Debug)]
-pub struct Created {
-    pub cache: CacheId,
-    pub layout: CacheLayout,
-    pub slot: Option<u16>,
-    pub capacity: u16,
-}
+pub use conformance::client::{Failure, ok, outcome};
 
 /// One connected client task.
 pub struct Peer {
     pub name: String,
     pub id: u16,
-    pub connection: Connection,
+    api: api::Client<Connection>,
+}
+
+impl Deref for Peer {
+    type Target = api::Client<Connection>;
+    fn deref(&self) -> &Self::Target {
+        &self.api
+    }
+}
+
+impl DerefMut for Peer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.api
+    }
 }
 
 /// The encoded `Hello` for `name`.
@@ -50,7 +51,9 @@ impl Peer {
     pub fn connect(socket: &Path, name: &str) -> Result<Peer, Failure> {
         match Connection::connect(socket, &hello_bytes(name, PROTOCOL_VERSION)) {
             Ok((connection, reply)) => match protocol::decode_reply(&reply) {
-                Ok(Reply::Hello { client, .. }) => Ok(Peer { name: name.into(), id: client, connection }),
+                Ok(Reply::Hello(info)) => {
+                    Ok(Peer { name: name.into(), id: info.client, api: api::Client::new(connection) })
+                }
                 other => Err(format!("{name}: Hello answered with {other:?}")),
             },
             Err(ConnectError::Refused(reply)) => Err(format!("{name} refused: {:?}", protocol::decode_reply(&reply))),
@@ -58,169 +61,85 @@ impl Peer {
         }
     }
 
+    /// The connection (raw sends, the mappings).
+    pub fn connection(&self) -> &Connection {
+        self.api.transport()
+    }
+
+    /// The connection, mutably.
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        self.api.transport_mut()
+    }
+
     /// Sends raw bytes; the decoded reply (`Ok(None)`: the server closed the connection).
     pub fn call_raw(&mut self, bytes: &[u8]) -> Result<Option<Reply>, Failure> {
-        let mut reply = vec![0u8; MESSAGE_MAX];
-        self.connection.send(bytes).map_err(|e| format!("{}: send: {e}", self.name))?;
-        let n = self.connection.receive(&mut reply).map_err(|e| format!("{}: receive: {e}", self.name))?;
-        if n == 0 {
-            return Ok(None);
+        match self.api.call_raw(bytes) {
+            Ok(reply) => Ok(Some(reply)),
+            Err(CallError::Transport(TransportError::Disconnected)) => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.name)),
         }
-        protocol::decode_reply(&reply[..n])
-            .map(Some)
-            .map_err(|e| format!("{}: reply does not decode: {e:?}", self.name))
     }
 
-    /// One typed request.
+    /// One request; the reply as it came (`Reply::Error` included).
     pub fn call(&mut self, request: &Request) -> Result<Reply, Failure> {
-        self.call_raw(&encode(request))?.ok_or_else(|| format!("{}: server closed the connection", self.name))
+        self.api.call(request).map_err(|e| format!("{}: {e}", self.name))
     }
 
-    fn outcome<T>(&mut self, request: &Request, f: impl FnOnce(Reply) -> Option<T>) -> Outcome<T> {
-        match self.call(request)? {
-            Reply::Error(e) => Ok(Err(e)),
-            reply => {
-                let shown = format!("{reply:?}");
-                f(reply).map(Ok).ok_or_else(|| format!("{}: {request:?} answered with {shown}", self.name))
-            }
-        }
-    }
-
-    /// `kmem_cache_create()`.
-    pub fn create(&mut self, name: &str, size: u32, align: u32, flags: u32) -> Outcome<Created> {
-        let name = protocol::cache_name(name).map_err(|e| format!("{e:?}"))?;
-        self.outcome(&Request::CacheCreate { name, size, align, flags, ctor: false }, |r| match r {
-            Reply::Created { cache, layout, slot, magazine_capacity, .. } => {
-                Some(Created { cache, layout, slot, capacity: magazine_capacity })
-            }
-            _ => None,
-        })
-    }
-
-    /// `kmem_cache_alloc()`.
-    pub fn alloc(&mut self, cache: CacheId) -> Outcome<Handle> {
-        self.outcome(&Request::Alloc { cache }, object)
-    }
-
-    /// `kmem_cache_free()`.
-    pub fn free(&mut self, cache: CacheId, handle: Handle) -> Outcome<()> {
-        self.outcome(&Request::Free { cache, handle }, done)
-    }
-
-    /// `kmalloc()`.
-    pub fn kmalloc(&mut self, size: u32) -> Outcome<Handle> {
-        self.outcome(&Request::Kmalloc { size }, object)
-    }
-
-    /// `kfree()`.
-    pub fn kfree(&mut self, handle: Handle) -> Outcome<()> {
-        self.outcome(&Request::Kfree { handle }, done)
-    }
-
-    /// `kmem_cache_destroy()`.
-    pub fn destroy(&mut self, cache: CacheId) -> Outcome<()> {
-        self.outcome(&Request::Destroy { cache }, done)
-    }
-
-    /// `kmem_cache_shrink()`.
-    pub fn shrink(&mut self, cache: CacheId) -> Outcome<u32> {
-        self.outcome(&Request::Shrink { cache }, |r| match r {
-            Reply::Shrunk { pages } => Some(pages),
-            _ => None,
-        })
-    }
-
-    /// `MagazineExchange`: the loaded count after it.
-    pub fn exchange(&mut self, cache: CacheId, slot: u16, op: ExchangeOp) -> Outcome<u16> {
-        self.outcome(&Request::MagazineExchange { cache, slot, op }, |r| match r {
-            Reply::Exchanged { count, .. } => Some(count),
-            _ => None,
-        })
-    }
-
-    /// `Stats` of this client.
-    pub fn stats(&mut self) -> Outcome<Stats> {
-        self.outcome(&Request::Stats, |r| match r {
-            Reply::Stats(s) => Some(s),
-            _ => None,
-        })
+    /// `kmem_cache_create()` without a ctor, the name as text.
+    pub fn create(&mut self, name: &str, size: u32, align: u32, flags: u32) -> Result<Created, CallError> {
+        let name = protocol::cache_name(name).map_err(|_| CallError::Encode)?;
+        self.api.cache_create(name, size, align, flags, false)
     }
 
     /// Every slabinfo row (of every client with `all`).
-    pub fn slabinfo(&mut self, all: bool) -> Outcome<Vec<SlabInfoRow>> {
+    pub fn slabinfo(&mut self, all: bool) -> Result<Vec<SlabInfoRow>, CallError> {
         let mut rows = Vec::new();
-        for page in 0..1000u16 {
-            match self.outcome(&Request::SlabInfo { page, all_clients: all }, |r| match r {
-                Reply::SlabInfo { rows, more, .. } => Some((rows, more)),
-                _ => None,
-            })? {
-                Err(e) => return Ok(Err(e)),
-                Ok((page_rows, more)) => {
-                    rows.extend(page_rows);
-                    if !more {
-                        return Ok(Ok(rows));
-                    }
-                }
+        for page in 0..=u16::MAX {
+            let page = self.slab_info(page, all)?;
+            rows.extend(page.rows);
+            if !page.more {
+                break;
             }
         }
-        Err("slabinfo never ended".into())
+        Ok(rows)
     }
 
     /// Writes `bytes` at window offset `at`.
     pub fn write(&self, at: u64, bytes: &[u8]) -> bool {
-        usize::try_from(at).is_ok_and(|at| self.connection.window().write(at, bytes))
+        usize::try_from(at).is_ok_and(|at| self.connection().window().write(at, bytes))
     }
 
     /// Reads `len` bytes at window offset `at` (`None` outside the window).
     pub fn read(&self, at: u64, len: usize) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        usize::try_from(at).ok().filter(|&at| self.connection.window().read(at, &mut buf)).map(|_| buf)
+        usize::try_from(at).ok().filter(|&at| self.connection().window().read(at, &mut buf)).map(|_| buf)
     }
 
     /// A magazine of the control region.
     pub fn magazine(&self, slot: u16, role: MagazineRole) -> Magazine {
         let mut bytes = [0u8; control::MAGAZINE_SIZE];
-        assert!(self.connection.control().read(control::magazine_offset(slot, role), &mut bytes));
+        assert!(self.connection().control().read(control::magazine_offset(slot, role), &mut bytes));
         Magazine::read_from_bytes(&bytes).expect("magazine layout")
     }
 
     /// Overwrites a magazine of the control region.
     pub fn set_magazine(&self, slot: u16, role: MagazineRole, m: &Magazine) {
-        assert!(self.connection.control().write(control::magazine_offset(slot, role), m.as_bytes()));
+        assert!(self.connection().control().write(control::magazine_offset(slot, role), m.as_bytes()));
     }
 
     /// Closes the connection and waits until the server has reclaimed everything.
     pub fn close(self) {
-        let _ = self.connection.close(Duration::from_secs(30));
+        let _ = self.api.into_transport().close(Duration::from_secs(30));
     }
 }
 
-fn object(reply: Reply) -> Option<Handle> {
-    match reply {
-        Reply::Object { handle, .. } => Some(handle),
-        _ => None,
-    }
-}
-
-fn done(reply: Reply) -> Option<()> {
-    matches!(reply, Reply::Done).then_some(())
-}
-
-/// The success value of an outcome, else a failure naming `what`.
-pub fn ok<T>(what: &str, outcome: Outcome<T>) -> Result<T, Failure> {
-    match outcome? {
-        Ok(v) => Ok(v),
-        Err(e) => Err(format!("{what}: expected success, got {e:?}")),
-    }
-}
-
-/// The error of an outcome, which must satisfy `expected`.
+/// The error of a call that must be refused with an error satisfying `expected`.
 pub fn refused<T: std::fmt::Debug>(
     what: &str,
-    outcome: Outcome<T>,
+    result: Result<T, CallError>,
     expected: impl Fn(&Error) -> bool,
 ) -> Result<Error, Failure> {
-    match outcome? {
+    match outcome(what, result)? {
         Err(e) if expected(&e) => Ok(e),
         other => Err(format!("{what}: expected a refusal, got {other:?}")),
     }

@@ -156,10 +156,10 @@ pub fn flooding_client_fairness(w: &mut World) -> Result<(), Failure> {
                     break;
                 }
                 for _ in 0..16 {
-                    f.connection.send(&stats).map_err(|e| e.to_string())?;
+                    f.connection_mut().send(&stats).map_err(|e| e.to_string())?;
                 }
                 for _ in 0..16 {
-                    if f.connection.receive(&mut reply).map_err(|e| e.to_string())? == 0 {
+                    if f.connection_mut().receive(&mut reply).map_err(|e| e.to_string())? == 0 {
                         return Err("flooder disconnected".into());
                     }
                 }
@@ -176,7 +176,7 @@ pub fn flooding_client_fairness(w: &mut World) -> Result<(), Failure> {
     let v = &mut w.victims[0];
     let cache = v.caches[0];
     for i in 0..500u32 {
-        let h = ok("victim alloc during the flood", v.peer.alloc(cache))?;
+        let h = ok("victim alloc during the flood", v.peer.alloc(cache))?.handle;
         v.peer.write(h.0, &i.to_le_bytes());
         if v.peer.read(h.0, 4) != Some(i.to_le_bytes().to_vec()) {
             return Err("victim object changed during the flood".into());
@@ -195,7 +195,7 @@ pub fn flooding_client_fairness(w: &mut World) -> Result<(), Failure> {
     let alloc = encode(&Request::Kmalloc { size: 8 });
     let mut cut = false;
     for _ in 0..1_000_000u32 {
-        match deaf.connection.send(&alloc) {
+        match deaf.connection_mut().send(&alloc) {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
                 cut = true;

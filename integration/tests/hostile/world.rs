@@ -101,7 +101,7 @@ impl Victim {
 
     fn alloc_patterned(&mut self, cache: CacheId, len: usize, n: usize) -> Result<(), Failure> {
         for _ in 0..n {
-            let h = ok("victim alloc", self.peer.alloc(cache))?;
+            let h = ok("victim alloc", self.peer.alloc(cache))?.handle;
             self.remember(h, len)?;
         }
         Ok(())
@@ -140,7 +140,7 @@ impl Victim {
     /// of its caches leaves its accounting as it was.
     pub fn probe(&mut self) -> Result<(), Failure> {
         for &cache in &self.caches {
-            let h = ok("probe alloc", self.peer.alloc(cache))?;
+            let h = ok("probe alloc", self.peer.alloc(cache))?.handle;
             self.peer.write(h.0, &[0xee; 8]);
             ok("probe free", self.peer.free(cache, h))?;
             ok("probe shrink", self.peer.shrink(cache))?;
@@ -192,7 +192,7 @@ impl World {
         v.alloc_patterned(c.cache, 64, 150)?;
         for size in [24u32, 100, 700, 3000] {
             for _ in 0..5 {
-                let h = ok("kmalloc", v.peer.kmalloc(size))?;
+                let h = ok("kmalloc", v.peer.kmalloc(size))?.handle;
                 v.remember(h, size as usize)?;
             }
         }
@@ -208,11 +208,11 @@ impl World {
         let m = ok("create", v.peer.create("v2-mag", 128, 0, 0))?;
         let slot = m.slot.ok_or("victim-2 got no magazine slot")?;
         v.caches.push(m.cache);
-        ok("refill", v.peer.exchange(m.cache, slot, ExchangeOp::Refill))?;
+        ok("refill", v.peer.magazine_exchange(m.cache, slot, ExchangeOp::Refill))?;
         let first = v.peer.magazine(slot, MagazineRole::Loaded);
         v.peer.set_magazine(slot, MagazineRole::Previous, &first);
         v.peer.set_magazine(slot, MagazineRole::Loaded, &Magazine::EMPTY);
-        ok("refill", v.peer.exchange(m.cache, slot, ExchangeOp::Refill))?;
+        ok("refill", v.peer.magazine_exchange(m.cache, slot, ExchangeOp::Refill))?;
         for role in [MagazineRole::Loaded, MagazineRole::Previous] {
             let mag = v.peer.magazine(slot, role);
             for &h in &mag.handles[..mag.count as usize] {

@@ -8,7 +8,7 @@
 
 use protocol::control::read_client_counters;
 use protocol::reply::{ClientEntry, ClientList};
-use protocol::{CLIENTS_PER_PAGE, CacheId, ClientId, Error, Reply};
+use protocol::{CLIENTS_PER_PAGE, CacheId, ClientId, ClientsPage, Error, Stats};
 
 use super::session::Phase;
 use super::{ControlAccess, Server};
@@ -26,18 +26,18 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     }
 
     /// `ClientStats { target }` asked by `client`.
-    pub(super) fn client_stats(&mut self, client: ClientId, target: ClientId) -> Result<Reply, Error> {
+    pub(super) fn stats_for(&mut self, client: ClientId, target: ClientId) -> Result<Stats, Error> {
         if target != client && !self.introspects(client) {
             return Err(Error::PermissionDenied);
         }
         if !self.is_open(target) {
             return Err(Error::InvalidArgument);
         }
-        self.stats(target)
+        self.stats_of(target)
     }
 
     /// `Clients { page }`: the open sessions by id, [`CLIENTS_PER_PAGE`] per page.
-    pub(super) fn clients(&mut self, client: ClientId, page: u16) -> Result<Reply, Error> {
+    pub(super) fn clients_page(&mut self, client: ClientId, page: u16) -> Result<ClientsPage, Error> {
         if !self.introspects(client) {
             return Err(Error::PermissionDenied);
         }
@@ -55,12 +55,12 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
                 break;
             }
         }
-        Ok(Reply::Clients { page, more, clients })
+        Ok(ClientsPage { page, more, clients })
     }
 
     /// The pool, `client`'s frames, quota and counters, and the magazine counters its library
     /// published in its control-region header (copied, never trusted).
-    pub(super) fn stats(&mut self, client: ClientId) -> Result<Reply, Error> {
+    pub(super) fn stats_of(&mut self, client: ClientId) -> Result<Stats, Error> {
         let pool = self.engine.pool_stats();
         let mine = self.engine.client_stats(client)?;
         let ids: heapless::Vec<CacheId, 256> = self.engine.cache_ids(client).take(256).collect();
@@ -88,6 +88,6 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         stats.alloc_hits = published.alloc_hits;
         stats.free_hits = published.free_hits;
         stats.magazine_misses = published.magazine_misses;
-        Ok(Reply::Stats(stats))
+        Ok(stats)
     }
 }

@@ -5,7 +5,9 @@
 //! the same on every platform: the host runner feeds it from Unix sockets, the seL4 runner
 //! from message registers. It decodes with [`protocol::decode_request`] (a message that does
 //! not decode is a client fault: `Malformed`), checks the session phase and the version, and
-//! hands typed, already-checked values to the handlers, which call the engine ([`Engine`]). Beside the
+//! routes the request (`protocol::api::route`) to its handler: the dispatch implements the
+//! interface's `Service` trait, one method per request, which receives typed, already-checked
+//! values and calls the engine ([`Engine`]). Beside the
 //! engine it keeps per-client [`Session`]s: the handshake, introspection rights, counters, and
 //! for every magazine-enabled cache a control-region slot and a depot of full magazines
 //! ([`magazine`]). Nothing a client sends or writes into its control region can panic it.
@@ -31,7 +33,9 @@ mod session;
 
 use protocol::control::ControlMemory;
 use protocol::request::ClientName;
-use protocol::{ClientId, Error, Reply, Request};
+use protocol::{ClientId, Error, PROTOCOL_VERSION, Reply, Request};
+
+use handlers::Handlers;
 
 pub use magazine::MagazineSizes;
 use memserver_engine::{Engine, Fault, Platform};
@@ -214,15 +218,26 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         len
     }
 
-    /// Routes one decoded request, after the handshake check.
+    /// The door's checks on a decoded request, then its handler: `Hello` only in an admitted
+    /// session and with this server's version, every other request only in an open one.
     fn serve(&mut self, client: ClientId, request: Request) -> Result<Reply, Error> {
         let phase = self.sessions.get(usize::from(client)).map_or(Phase::Vacant, |s| s.phase);
-        match (phase, request) {
-            (Phase::Admitted, Request::Hello { version, client_name }) => self.hello(client, version, &client_name),
-            (Phase::Open, Request::Hello { .. }) => Err(Error::PermissionDenied),
-            (Phase::Open, request) => self.handle(client, request),
-            _ => Err(Error::PermissionDenied),
+        let hello_version = match &request {
+            Request::Hello { version, .. } => Some(*version),
+            _ => None,
+        };
+        let passes = match phase {
+            Phase::Admitted => hello_version.is_some(),
+            Phase::Open => hello_version.is_none(),
+            Phase::Vacant => false,
+        };
+        if !passes {
+            return Err(Error::PermissionDenied);
         }
+        if hello_version.is_some_and(|v| v != PROTOCOL_VERSION) {
+            return Err(Error::VersionMismatch { server: PROTOCOL_VERSION });
+        }
+        protocol::api::route(&mut Handlers(self), client, request)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use protocol::control::{self, MAGAZINE_MAX, Magazine, MagazineRole};
 use protocol::request::ExchangeOp;
-use protocol::{CacheId, ClientId, Error, Handle, Reply};
+use protocol::{CacheId, ClientId, Error, Exchanged, Handle};
 
 use super::{ControlAccess, Server};
 use memserver_engine::Platform;
@@ -130,7 +130,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         cache: CacheId,
         slot: u16,
         op: ExchangeOp,
-    ) -> Result<Reply, Error> {
+    ) -> Result<Exchanged, Error> {
         self.engine.cache_info(client, cache)?;
         let capacity = self.slot_capacity(client, cache, slot)?;
         match op {
@@ -147,7 +147,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
                     s.drains = s.drains.saturating_add(1);
                     s.objects_drained = s.objects_drained.saturating_add(n as u64);
                 });
-                Ok(Reply::Exchanged { count: 0, fresh_mask: 0 })
+                Ok(Exchanged { count: 0, fresh_mask: 0 })
             }
             ExchangeOp::Flush => {
                 let n = self.take_back_magazines(client, cache, slot)?;
@@ -156,14 +156,14 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
                     s.flushes = s.flushes.saturating_add(1);
                     s.objects_drained = s.objects_drained.saturating_add(n as u64);
                 });
-                Ok(Reply::Exchanged { count: 0, fresh_mask: 0 })
+                Ok(Exchanged { count: 0, fresh_mask: 0 })
             }
         }
     }
 
     /// `Refill`: the loaded magazine must be empty; it gets a full magazine from the depot, or
     /// fresh objects from the slabs.
-    fn refill(&mut self, client: ClientId, cache: CacheId, slot: u16, capacity: u16) -> Result<Reply, Error> {
+    fn refill(&mut self, client: ClientId, cache: CacheId, slot: u16, capacity: u16) -> Result<Exchanged, Error> {
         let loaded = self.read_magazine(client, slot, MagazineRole::Loaded)?;
         if loaded.count != 0 {
             return Err(Error::InvalidArgument);
@@ -194,7 +194,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             s.refills = s.refills.saturating_add(1);
             s.objects_refilled = s.objects_refilled.saturating_add(u64::from(count));
         });
-        Ok(Reply::Exchanged { count, fresh_mask })
+        Ok(Exchanged { count, fresh_mask })
     }
 
     /// Takes back both magazines of a slot (loaded, then previous) into the slabs, all or

@@ -1,16 +1,15 @@
 //! Regressions the fuzz targets found in the dispatch, each as a plain test.
 
-use memserver_dispatch::testing::ServerPlatform;
-use memserver_dispatch::testing::fuzz::encode;
+use memserver_dispatch::testing::{InProcess, ServerPlatform};
 use memserver_dispatch::{ClientSpec, MagazineSizes, Server, ServerConfig, Session};
 use memserver_engine::{Engine, EngineConfig};
+use protocol::api::{CallError, Client};
 use protocol::control::{self, MagazineRole};
-use protocol::{CacheId, Error, ExchangeOp, PROTOCOL_VERSION, Reply, Request};
+use protocol::{Created, Error, ExchangeOp, PROTOCOL_VERSION};
 
-fn call(server: &mut Server<'_, ServerPlatform>, request: &Request) -> Reply {
-    let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
-    let n = server.dispatch(1, &encode(request), &mut buf);
-    protocol::decode_reply(&buf[..n]).unwrap()
+/// The typed client of client 1, for one call.
+fn client<'s, 'a>(server: &'s mut Server<'a, ServerPlatform>) -> Client<InProcess<'s, 'a, ServerPlatform>> {
+    Client::new(InProcess { server, client: 1 })
 }
 
 /// A `Destroy` refused as busy changes nothing: the magazines keep their objects (it used to
@@ -28,38 +27,27 @@ fn busy_destroy_leaves_the_magazines_alone() {
     let size = server.config().control_size();
     server.engine_mut().platform_mut().create_control(1, size);
     server.admit(1, &ClientSpec { name: name.clone(), window_pages: 64, quota_pages: 64, introspect: false }).unwrap();
-    assert!(matches!(
-        call(&mut server, &Request::Hello { version: PROTOCOL_VERSION, client_name: name }),
-        Reply::Hello { .. }
-    ));
+    client(&mut server).hello(PROTOCOL_VERSION, name).unwrap();
     let name = protocol::cache_name("busy").unwrap();
-    let Reply::Created { cache, slot: Some(slot), .. } =
-        call(&mut server, &Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false })
+    let Created { cache, slot: Some(slot), .. } = client(&mut server).cache_create(name, 64, 0, 0, false).unwrap()
     else {
         panic!("no magazine cache")
     };
-    let Reply::Exchanged { count, .. } =
-        call(&mut server, &Request::MagazineExchange { cache, slot, op: ExchangeOp::Refill })
-    else {
-        panic!("refill")
-    };
-    let Reply::Object { handle, .. } = call(&mut server, &Request::Alloc { cache }) else { panic!("alloc") };
+    let count = client(&mut server).magazine_exchange(cache, slot, ExchangeOp::Refill).unwrap().count;
+    let handle = client(&mut server).alloc(cache).unwrap().handle;
     let region = |s: &mut Server<'_, ServerPlatform>| {
         control::read_magazine(s.engine_mut().platform_mut().control_bytes(1).as_slice(), slot, MagazineRole::Loaded)
             .unwrap()
     };
     let loaded = region(&mut server);
-    let info = |s: &mut Server<'_, ServerPlatform>, cache: CacheId| match call(s, &Request::CacheInfo { cache }) {
-        Reply::CacheInfo(i) => i.active_objs,
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(info(&mut server, cache), u32::from(count) + 1);
-    assert_eq!(call(&mut server, &Request::Destroy { cache }), Reply::Error(Error::CacheBusy { live: 1 }));
+    let active = |s: &mut Server<'_, ServerPlatform>| client(s).cache_info(cache).unwrap().active_objs;
+    assert_eq!(active(&mut server), u32::from(count) + 1);
+    assert_eq!(client(&mut server).destroy(cache), Err(CallError::Server(Error::CacheBusy { live: 1 })));
     assert_eq!(region(&mut server), loaded, "a refused destroy emptied the loaded magazine");
-    assert_eq!(info(&mut server, cache), u32::from(count) + 1, "a refused destroy took objects back");
+    assert_eq!(active(&mut server), u32::from(count) + 1, "a refused destroy took objects back");
     // Once the last object outside the magazines is freed, the destroy takes them back.
-    assert_eq!(call(&mut server, &Request::Free { cache, handle }), Reply::Done);
-    assert_eq!(call(&mut server, &Request::Destroy { cache }), Reply::Done);
+    assert_eq!(client(&mut server).free(cache, handle), Ok(()));
+    assert_eq!(client(&mut server).destroy(cache), Ok(()));
     server.engine().check_invariants().unwrap();
     server.disconnect(1);
     let pool = server.engine().pool_stats();

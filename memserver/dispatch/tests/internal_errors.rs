@@ -39,14 +39,14 @@ fn call(server: &mut Server<'_, ServerPlatform>, client: ClientId, request: &Req
 fn create(server: &mut Server<'_, ServerPlatform>, flags: u32) -> CacheId {
     let name = protocol::cache_name("x").unwrap();
     match call(server, 1, &Request::CacheCreate { name, size: 64, align: 0, flags, ctor: false }) {
-        Reply::Created { cache, .. } => cache,
+        Reply::Created(created) => created.cache,
         other => panic!("{other:?}"),
     }
 }
 
 fn alloc(server: &mut Server<'_, ServerPlatform>, cache: CacheId) -> Handle {
     match call(server, 1, &Request::Alloc { cache }) {
-        Reply::Object { handle, .. } => handle,
+        Reply::Object(object) => object.handle,
         other => panic!("{other:?}"),
     }
 }
@@ -58,7 +58,7 @@ fn a_failed_release_is_counted_and_logged_while_the_request_completes() {
     let h = alloc(&mut s, cache);
     assert_eq!(call(&mut s, 1, &Request::Free { cache, handle: h }), Reply::Done);
     s.engine_mut().platform_mut().windows.fail_release = Failure::next(Error::Internal);
-    assert_eq!(call(&mut s, 1, &Request::Shrink { cache }), Reply::Shrunk { pages: 1 });
+    assert_eq!(call(&mut s, 1, &Request::Shrink { cache }), Reply::Shrunk(protocol::Shrunk { pages: 1 }));
     assert_eq!(s.internal_errors(), 1);
     let log = &s.engine().platform().internal_errors;
     assert_eq!(log.len(), 1);

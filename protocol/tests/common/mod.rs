@@ -100,22 +100,28 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
     let mut v: Vec<(String, Reply)> = vec![
         (
             "hello".into(),
-            Reply::Hello {
+            Reply::Hello(SessionInfo {
                 client: 1,
                 window_size: 64 << 20,
                 control_size: 17 * 4096,
                 magazine_slots: 64,
                 magazine_capacity: 64,
-            },
+            }),
         ),
         (
             "created".into(),
-            Reply::Created { cache: CacheId(5), layout: layout(), debug: false, slot: Some(2), magazine_capacity: 32 },
+            Reply::Created(Created {
+                cache: CacheId(5),
+                layout: layout(),
+                debug: false,
+                slot: Some(2),
+                magazine_capacity: 32,
+            }),
         ),
-        ("object".into(), Reply::Object { handle: Handle(0x1_2340), fresh: true }),
+        ("object".into(), Reply::Object(Object { handle: Handle(0x1_2340), fresh: true })),
         ("done".into(), Reply::Done),
-        ("shrunk".into(), Reply::Shrunk { pages: 12 }),
-        ("exchanged".into(), Reply::Exchanged { count: 32, fresh_mask: 0xffff_0000 }),
+        ("shrunk".into(), Reply::Shrunk(Shrunk { pages: 12 })),
+        ("exchanged".into(), Reply::Exchanged(Exchanged { count: 32, fresh_mask: 0xffff_0000 })),
         (
             "cache_info".into(),
             Reply::CacheInfo(CacheInfo {
@@ -134,8 +140,8 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
                 magazine_objs: 7,
             }),
         ),
-        ("slab_info".into(), Reply::SlabInfo { page: 0, more: false, rows }),
-        ("owner".into(), Reply::Owner { alloc: Some(Track { client: 1, seq: 1000 }), free: None }),
+        ("slab_info".into(), Reply::SlabInfo(SlabInfoPage { page: 0, more: false, rows })),
+        ("owner".into(), Reply::Owner(Owner { alloc: Some(Track { client: 1, seq: 1000 }), free: None })),
         (
             "stats".into(),
             Reply::Stats(Stats {
@@ -169,7 +175,7 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
     for (client, n) in [(1, "app"), (2, "memctl")] {
         clients.push(ClientEntry { client, name: client_name(n).unwrap() }).unwrap();
     }
-    v.push(("clients".into(), Reply::Clients { page: 0, more: false, clients }));
+    v.push(("clients".into(), Reply::Clients(ClientsPage { page: 0, more: false, clients })));
     v
 }
 
@@ -291,33 +297,33 @@ pub fn worst_replies() -> Vec<Reply> {
     let mut rows = SlabInfoRows::new();
     while rows.push(worst_row()).is_ok() {}
     let mut v = vec![
-        Reply::Hello {
+        Reply::Hello(SessionInfo {
             client: u16::MAX,
             window_size: u64::MAX,
             control_size: u32::MAX,
             magazine_slots: u16::MAX,
             magazine_capacity: u16::MAX,
-        },
-        Reply::Created {
+        }),
+        Reply::Created(Created {
             cache: CacheId(u32::MAX),
             layout: worst_layout(),
             debug: true,
             slot: Some(u16::MAX),
             magazine_capacity: u16::MAX,
-        },
-        Reply::Object { handle: Handle(u64::MAX), fresh: true },
+        }),
+        Reply::Object(Object { handle: Handle(u64::MAX), fresh: true }),
         Reply::Done,
-        Reply::Shrunk { pages: u32::MAX },
-        Reply::Exchanged { count: u16::MAX, fresh_mask: u64::MAX },
+        Reply::Shrunk(Shrunk { pages: u32::MAX }),
+        Reply::Exchanged(Exchanged { count: u16::MAX, fresh_mask: u64::MAX }),
         Reply::CacheInfo(worst_cache_info()),
-        Reply::SlabInfo { page: u16::MAX, more: true, rows },
-        Reply::Owner { alloc: track, free: track },
+        Reply::SlabInfo(SlabInfoPage { page: u16::MAX, more: true, rows }),
+        Reply::Owner(Owner { alloc: track, free: track }),
         Reply::Stats(worst_stats()),
     ];
     v.extend(worst_errors().into_iter().map(Reply::Error));
     let mut clients = ClientList::new();
     while clients.push(worst_client_entry()).is_ok() {}
-    v.push(Reply::Clients { page: u16::MAX, more: true, clients });
+    v.push(Reply::Clients(ClientsPage { page: u16::MAX, more: true, clients }));
     v
 }
 

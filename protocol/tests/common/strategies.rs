@@ -153,26 +153,27 @@ pub fn arb_reply() -> impl Strategy<Value = Reply> {
     prop_oneof![
         (any::<u16>(), any::<u64>(), any::<u32>(), any::<u16>(), any::<u16>()).prop_map(
             |(client, window_size, control_size, magazine_slots, magazine_capacity)| {
-                Reply::Hello { client, window_size, control_size, magazine_slots, magazine_capacity }
+                Reply::Hello(SessionInfo { client, window_size, control_size, magazine_slots, magazine_capacity })
             }
         ),
         (arb_cache(), arb_layout(), any::<bool>(), proptest::option::of(any::<u16>()), any::<u16>()).prop_map(
-            |(cache, layout, debug, slot, magazine_capacity)| Reply::Created {
+            |(cache, layout, debug, slot, magazine_capacity)| Reply::Created(Created {
                 cache,
                 layout,
                 debug,
                 slot,
                 magazine_capacity
-            }
+            })
         ),
-        (arb_handle(), any::<bool>()).prop_map(|(handle, fresh)| Reply::Object { handle, fresh }),
+        (arb_handle(), any::<bool>()).prop_map(|(handle, fresh)| Reply::Object(Object { handle, fresh })),
         Just(Reply::Done),
-        any::<u32>().prop_map(|pages| Reply::Shrunk { pages }),
-        (any::<u16>(), any::<u64>()).prop_map(|(count, fresh_mask)| Reply::Exchanged { count, fresh_mask }),
+        any::<u32>().prop_map(|pages| Reply::Shrunk(Shrunk { pages })),
+        (any::<u16>(), any::<u64>()).prop_map(|(count, fresh_mask)| Reply::Exchanged(Exchanged { count, fresh_mask })),
         arb_cache_info().prop_map(Reply::CacheInfo),
-        (any::<u16>(), any::<bool>(), proptest::collection::vec(arb_row(), 0..=SLABINFO_ROWS_PER_PAGE))
-            .prop_map(|(page, more, rows)| Reply::SlabInfo { page, more, rows: SlabInfoRows::from_iter(rows) }),
-        (arb_track(), arb_track()).prop_map(|(alloc, free)| Reply::Owner { alloc, free }),
+        (any::<u16>(), any::<bool>(), proptest::collection::vec(arb_row(), 0..=SLABINFO_ROWS_PER_PAGE)).prop_map(
+            |(page, more, rows)| Reply::SlabInfo(SlabInfoPage { page, more, rows: SlabInfoRows::from_iter(rows) })
+        ),
+        (arb_track(), arb_track()).prop_map(|(alloc, free)| Reply::Owner(Owner { alloc, free })),
         arb_stats().prop_map(Reply::Stats),
         arb_error().prop_map(Reply::Error),
         (
@@ -180,11 +181,11 @@ pub fn arb_reply() -> impl Strategy<Value = Reply> {
             any::<bool>(),
             proptest::collection::vec((any::<u16>(), arb_client_name()), 0..=CLIENTS_PER_PAGE)
         )
-            .prop_map(|(page, more, entries)| Reply::Clients {
+            .prop_map(|(page, more, entries)| Reply::Clients(ClientsPage {
                 page,
                 more,
                 clients: entries.into_iter().map(|(client, name)| ClientEntry { client, name }).collect(),
-            }),
+            })),
     ]
 }
 

@@ -15,8 +15,11 @@ use memserver_sel4_abi::message::{from_words, to_words};
 use memserver_sel4_abi::{
     Region, SUPERVISOR_BADGE, ServerBoot, ServerClient, ServerSlots, SupervisorReply, SupervisorRequest,
 };
+use protocol::api::{CallError, Client};
 use protocol::framing::{self, MessageWords};
-use protocol::{ClientId, Error, MAX_MESSAGE_BYTES, MAX_MESSAGE_WORDS, MessageBuffer, Reply, Request};
+use protocol::{
+    ClientId, Error, MAX_MESSAGE_BYTES, MAX_MESSAGE_WORDS, MessageBuffer, Reply, Transport, TransportError,
+};
 
 use crate::fake::{Fail, FakeKernel, FakeMemory, Log, Op};
 use crate::frames::{EngineCount, FrameError, FrameTable};
@@ -316,6 +319,25 @@ fn task() -> Task {
     Task { task: crate::start(&boot, kernel, memory).unwrap(), log: String::new() }
 }
 
+/// A client's messages to the task, on the endpoint capability with `badge`, through the
+/// message-register framing.
+struct Badged<'a> {
+    task: &'a mut Task,
+    badge: u64,
+}
+
+impl Transport for Badged<'_> {
+    fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
+        let mut words: MessageWords = [0; MAX_MESSAGE_WORDS];
+        let (label, len) = framing::pack(request, &mut words).map_err(|_| TransportError::Truncated)?;
+        let (label, answer, len) = self.task.raw(self.badge, label, &words[..len]);
+        let mut buf: MessageBuffer = [0; MAX_MESSAGE_BYTES];
+        let bytes = framing::unpack(label, &answer[..len], &mut buf).map_err(|_| TransportError::Truncated)?;
+        reply.get_mut(..bytes.len()).ok_or(TransportError::Truncated)?.copy_from_slice(bytes);
+        Ok(bytes.len())
+    }
+}
+
 impl Task {
     fn raw(&mut self, badge: u64, label: u64, words: &[u64]) -> (u64, MessageWords, usize) {
         let mut reply: MessageWords = [0; MAX_MESSAGE_WORDS];
@@ -323,12 +345,9 @@ impl Task {
         (label, reply, len)
     }
 
-    fn call(&mut self, badge: u64, request: &Request) -> Reply {
-        let mut words: MessageWords = [0; MAX_MESSAGE_WORDS];
-        let (label, len) = framing::pack_request(request, &mut words).unwrap();
-        let (label, reply, len) = self.raw(badge, label, &words[..len]);
-        let mut buf: MessageBuffer = [0; MAX_MESSAGE_BYTES];
-        protocol::decode_reply(framing::unpack(label, &reply[..len], &mut buf).unwrap()).unwrap()
+    /// The typed client of the badge `badge`.
+    fn client(&mut self, badge: u64) -> Client<Badged<'_>> {
+        Client::new(Badged { task: self, badge })
     }
 
     fn supervise(&mut self, request: SupervisorRequest) -> SupervisorReply {
@@ -338,10 +357,8 @@ impl Task {
         from_words(label, &reply[..len]).unwrap()
     }
 
-    fn hello(&mut self, badge: u64, name: &str) -> Reply {
-        let request =
-            Request::Hello { version: protocol::PROTOCOL_VERSION, client_name: protocol::client_name(name).unwrap() };
-        self.call(badge, &request)
+    fn hello(&mut self, badge: u64, name: &str) -> Result<protocol::SessionInfo, CallError> {
+        self.client(badge).hello(protocol::PROTOCOL_VERSION, protocol::client_name(name).unwrap())
     }
 
     fn platform(&self) -> &crate::Sel4Platform<FakeKernel, FakeMemory> {
@@ -349,31 +366,28 @@ impl Task {
     }
 }
 
+fn refused(result: Result<impl core::fmt::Debug, CallError>) -> Error {
+    match result {
+        Err(CallError::Server(e)) => e,
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_client_badge_is_admitted_on_hello_and_gets_frames_mapped_on_grant() {
     let mut t = task();
-    let hello = t.hello(3, "alpha");
-    assert!(matches!(hello, Reply::Hello { client: 3, .. }), "{hello:?}");
-    let Reply::Created { cache, .. } = t.call(
-        3,
-        &Request::CacheCreate {
-            name: protocol::cache_name("obj").unwrap(),
-            size: 256,
-            align: 0,
-            flags: 0,
-            ctor: false,
-        },
-    ) else {
-        panic!("create")
-    };
-    let Reply::Object { handle, .. } = t.call(3, &Request::Alloc { cache }) else { panic!("alloc") };
+    assert_eq!(t.hello(3, "alpha").unwrap().client, 3);
+    let mut c = t.client(3);
+    let cache = c.cache_create(protocol::cache_name("obj").unwrap(), 256, 0, 0, false).unwrap().cache;
+    let handle = c.alloc(cache).unwrap().handle;
     let mapped = t.platform().frames.mapped_of(3);
     assert!(mapped >= 1);
     let vaddr = WINDOW_BASE + (handle.0 & !4095);
     assert!(t.platform().kernel.mapped_at(alpha_vspace(), vaddr).is_some(), "the object's page is mapped into alpha");
     // Free + shrink: the page goes back, unmapped.
-    assert_eq!(t.call(3, &Request::Free { cache, handle }), Reply::Done);
-    assert!(matches!(t.call(3, &Request::Shrink { cache }), Reply::Shrunk { .. }));
+    let mut c = t.client(3);
+    c.free(cache, handle).unwrap();
+    assert!(c.shrink(cache).unwrap().pages >= 1);
     assert_eq!(t.platform().frames.mapped_of(3), 0);
     assert_eq!(t.platform().kernel.mapped_at(alpha_vspace(), vaddr), None);
     let census = t.task.census();
@@ -384,8 +398,8 @@ fn a_client_badge_is_admitted_on_hello_and_gets_frames_mapped_on_grant() {
 #[test]
 fn the_supervisor_reclaims_a_dead_client_and_takes_the_census() {
     let mut t = task();
-    t.hello(5, "beta");
-    let Reply::Object { .. } = t.call(5, &Request::Kmalloc { size: 3 * 4096 }) else { panic!("kmalloc") };
+    t.hello(5, "beta").unwrap();
+    t.client(5).kmalloc(3 * 4096).unwrap();
     let census = t.task.census();
     assert_eq!((census.mapped, census.accounted), (3, 3));
     assert!(census.agrees(), "{census}");
@@ -401,14 +415,14 @@ fn the_supervisor_reclaims_a_dead_client_and_takes_the_census() {
     assert_eq!(t.platform().kernel.mappings_in(SLOTS.client_vspaces + 1), 0);
     assert!(t.task.census().agrees());
     // The client is gone: a request is refused until it says Hello again.
-    assert_eq!(t.call(5, &Request::Stats), Reply::Error(Error::PermissionDenied));
+    assert_eq!(refused(t.client(5).stats()), Error::PermissionDenied);
     assert_eq!(t.supervise(SupervisorRequest::Reclaim { client: 4 }), SupervisorReply::Refused(Error::InvalidArgument));
 }
 
 #[test]
 fn a_client_cannot_send_supervisor_requests() {
     let mut t = task();
-    t.hello(5, "beta");
+    t.hello(5, "beta").unwrap();
     let mut words: MessageWords = [0; MAX_MESSAGE_WORDS];
     let (label, len) = to_words(&SupervisorRequest::Reclaim { client: 3 }, &mut words).unwrap();
     let (label, reply, len) = t.raw(5, label, &words[..len]);
@@ -416,27 +430,22 @@ fn a_client_cannot_send_supervisor_requests() {
     let reply = protocol::decode_reply(framing::unpack(label, &reply[..len], &mut buf).unwrap()).unwrap();
     assert_eq!(reply, Reply::Error(Error::Malformed));
     // A badge the root task never minted is no client.
-    assert_eq!(t.call(4, &Request::Stats), Reply::Error(Error::PermissionDenied));
-    assert_eq!(t.call(SUPERVISOR_BADGE + 1, &Request::Stats), Reply::Error(Error::PermissionDenied));
+    assert_eq!(refused(t.client(4).stats()), Error::PermissionDenied);
+    assert_eq!(refused(t.client(SUPERVISOR_BADGE + 1).stats()), Error::PermissionDenied);
 }
 
 #[test]
 fn store_user_record_frames_are_private_and_the_census_agrees() {
     let mut t = task();
-    t.hello(3, "alpha");
-    let create = Request::CacheCreate {
-        name: protocol::cache_name("tracked").unwrap(),
-        size: 64,
-        align: 0,
-        flags: protocol::flags::SLAB_STORE_USER,
-        ctor: false,
-    };
-    let Reply::Created { cache, .. } = t.call(3, &create) else { panic!("create") };
-    let Reply::Object { .. } = t.call(3, &Request::Alloc { cache }) else { panic!("alloc") };
+    t.hello(3, "alpha").unwrap();
+    let mut c = t.client(3);
+    let name = protocol::cache_name("tracked").unwrap();
+    let cache = c.cache_create(name, 64, 0, protocol::flags::SLAB_STORE_USER, false).unwrap().cache;
+    c.alloc(cache).unwrap();
     let census = t.task.census();
     assert!(census.private >= 1 && census.engine_private == census.private, "{census}");
     assert!(census.agrees(), "{census}");
-    assert_eq!(t.call(3, &Request::Goodbye), Reply::Done);
+    t.client(3).goodbye().unwrap();
     let census = t.task.census();
     assert_eq!((census.private, census.mapped, census.free), (0, 0, POOL), "{census}");
     assert!(census.agrees(), "{census}");
@@ -445,10 +454,10 @@ fn store_user_record_frames_are_private_and_the_census_agrees() {
 #[test]
 fn goodbye_unmaps_everything_the_client_held() {
     let mut t = task();
-    t.hello(3, "alpha");
-    let Reply::Object { .. } = t.call(3, &Request::Kmalloc { size: 5 * 4096 }) else { panic!("kmalloc") };
+    t.hello(3, "alpha").unwrap();
+    t.client(3).kmalloc(5 * 4096).unwrap();
     assert_eq!(t.platform().kernel.mappings_in(alpha_vspace()), 5);
-    assert_eq!(t.call(3, &Request::Goodbye), Reply::Done);
+    t.client(3).goodbye().unwrap();
     assert_eq!(t.platform().kernel.mappings_in(alpha_vspace()), 0);
     let census = t.task.census();
     assert_eq!((census.mapped, census.free), (0, POOL));

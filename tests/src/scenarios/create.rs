@@ -1,7 +1,9 @@
 //! Rules 1-3: `kmem_cache_create()` arguments, alignment, slab order.
 
+use alloc::format;
 use protocol::flags::{SLAB_ALL, SLAB_HWCACHE_ALIGN};
-use protocol::{Error, PAGE_SIZE};
+
+use protocol::{Error, PAGE_SIZE, Reply, Request};
 
 use super::{CLIENT, connect};
 use crate::client::{Failure, err, ok};
@@ -11,7 +13,17 @@ use crate::harness::Harness;
 pub fn bad_names(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     err("empty name", c.create("", 64, 0, 0, false), Error::InvalidArgument)?;
-    err("32-byte name", c.create(&"n".repeat(32), 64, 0, 0, false), Error::InvalidArgument)?;
+    // A 32-byte name is no `CacheName`, so no typed request carries one: hand-made bytes
+    // (the 31-byte encoding with one more name byte) must be refused by the server's decoder.
+    let name = protocol::cache_name(&"n".repeat(31)).map_err(|e| format!("31-byte name: {e:?}"))?;
+    let request = Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false };
+    let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
+    let mut bytes = protocol::encode_request(&request, &mut buf).map_err(|e| format!("encode: {e:?}"))?.to_vec();
+    ensure!(bytes.get(1) == Some(&31), "name length is not the second byte: {bytes:?}");
+    bytes[1] = 32;
+    bytes.insert(2, b'n');
+    let reply = c.call_raw(&bytes)?;
+    ensure!(reply == Reply::Error(Error::Malformed), "32-byte name: {reply:?}");
     ok("31-byte name", c.create(&"n".repeat(31), 64, 0, 0, false))?;
     Ok(())
 }
@@ -72,7 +84,7 @@ pub fn hwcache_align(h: &mut dyn Harness) -> Result<(), Failure> {
         let want = linux_alignment(SLAB_HWCACHE_ALIGN, align, size);
         ensure!(created.layout.align == want, "size {size} align {align}: got {} want {want}", created.layout.align);
         ensure!(created.layout.stride % want == 0, "stride {} not a multiple of {want}", created.layout.stride);
-        let (handle, _) = ok("alloc", c.alloc(created.cache))?;
+        let handle = ok("alloc", c.alloc(created.cache))?.handle;
         ensure!(handle.0 % u64::from(want) == 0, "object {:#x} not {want}-aligned", handle.0);
     }
     let plain = ok("create", c.create("no-hw", 20, 0, 0, false))?;
@@ -87,7 +99,7 @@ pub fn explicit_align(h: &mut dyn Harness) -> Result<(), Failure> {
     ensure!(created.layout.align == 256, "align {}", created.layout.align);
     ensure!(created.layout.stride == 256, "stride {}", created.layout.stride);
     for _ in 0..40 {
-        let (handle, _) = ok("alloc", c.alloc(created.cache))?;
+        let handle = ok("alloc", c.alloc(created.cache))?.handle;
         ensure!(handle.0 % 256 == 0, "object {:#x} not 256-aligned", handle.0);
     }
     Ok(())

@@ -4,17 +4,17 @@ use protocol::flags::{
     POISON_END, POISON_FREE, RED_ACTIVE, SLAB_CACHE_DMA, SLAB_CONSISTENCY_CHECKS, SLAB_PANIC, SLAB_POISON,
     SLAB_RED_ZONE, SLAB_STORE_USER,
 };
-use protocol::{Error, Handle};
+use protocol::{Error, Handle, Owner};
 
 use super::{CLIENT, connect};
-use crate::client::{Failure, any_err, err, ok};
+use crate::client::{Failure, any_err, err, ok, outcome};
 use crate::ensure;
 use crate::harness::Harness;
 
 pub fn poison_pattern(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("poisoned", 40, 0, SLAB_POISON, false))?;
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
     c.write(handle, 0, &[0x11; 40])?;
     ok("free", c.free(created.cache, handle))?;
     let bytes = c.read(handle, 0, 40)?;
@@ -26,14 +26,14 @@ pub fn poison_pattern(h: &mut dyn Harness) -> Result<(), Failure> {
 pub fn poison_write_after_free(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("uaf", 64, 0, SLAB_POISON, false))?;
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
     ok("free", c.free(created.cache, handle))?;
     c.write(handle, 17, &[0x00])?;
     // The corrupted object is the next one handed out, whichever order the slab uses: keep
     // allocating until the server reports it.
     let mut report = None;
     for _ in 0..=created.layout.objects_per_slab {
-        match c.alloc(created.cache)? {
+        match outcome("alloc", c.alloc(created.cache))? {
             Ok(_) => continue,
             Err(e) => {
                 report = Some(e);
@@ -56,8 +56,8 @@ pub fn red_zone_overrun(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("redzone", 32, 0, SLAB_RED_ZONE, false))?;
     ensure!(created.layout.stride >= 32 + 16, "stride {} leaves no room for red zones", created.layout.stride);
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
-    let (neighbour, _) = ok("alloc", c.alloc(created.cache))?;
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
+    let neighbour = ok("alloc", c.alloc(created.cache))?.handle;
     let zone = c.read(handle, 32, 1)?;
     ensure!(zone[0] == RED_ACTIVE, "right red zone of a live object is {:#04x}, want 0xcc", zone[0]);
     c.write(handle, 32, &[0x42])?;
@@ -81,7 +81,7 @@ pub fn red_zone_overrun(h: &mut dyn Harness) -> Result<(), Failure> {
 pub fn red_zone_underrun(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("redzone-left", 32, 0, SLAB_RED_ZONE, false))?;
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
     c.write(Handle(handle.0 - 1), 0, &[0x42])?;
     match any_err("free after underrun", c.free(created.cache, handle))? {
         Error::RedZoneCorrupted(found) => ensure!(found.offset == -1, "reported offset {}, want -1", found.offset),
@@ -93,25 +93,25 @@ pub fn red_zone_underrun(h: &mut dyn Harness) -> Result<(), Failure> {
 pub fn store_user(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("tracked", 64, 0, SLAB_STORE_USER, false))?;
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
-    let (alloc, free) = ok("owner", c.owner(handle))?;
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
+    let Owner { alloc, free } = ok("owner", c.object_owner(handle))?;
     let alloc = alloc.ok_or("no alloc record")?;
     ensure!(alloc.client == c.id, "alloc by client {}, want {}", alloc.client, c.id);
     ensure!(free.is_none(), "free record before any free: {free:?}");
     ok("free", c.free(created.cache, handle))?;
-    let (alloc2, free) = ok("owner", c.owner(handle))?;
+    let Owner { alloc: alloc2, free } = ok("owner", c.object_owner(handle))?;
     let free = free.ok_or("no free record")?;
     ensure!(alloc2 == Some(alloc), "alloc record changed by free");
     ensure!(free.client == c.id && free.seq > alloc.seq, "free record {free:?} after alloc {alloc:?}");
-    err("owner of a non-object", c.owner(Handle(handle.0 + 8)), Error::InvalidObject)?;
+    err("owner of a non-object", c.object_owner(Handle(handle.0 + 8)), Error::InvalidObject)?;
     Ok(())
 }
 
 pub fn owner_without_store_user(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("untracked", 64, 0, 0, false))?;
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
-    err("owner", c.owner(handle), Error::NotSupported)
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
+    err("owner", c.object_owner(handle), Error::NotSupported)
 }
 
 pub fn debug_bypasses_magazines(h: &mut dyn Harness) -> Result<(), Failure> {
@@ -137,7 +137,7 @@ pub fn consistency_checks(h: &mut dyn Harness) -> Result<(), Failure> {
     let created = ok("create", c.create("checked", 96, 0, flags, false))?;
     let mut held = alloc::vec::Vec::new();
     for _ in 0..(created.layout.objects_per_slab + 3) {
-        held.push(ok("alloc", c.alloc(created.cache))?.0);
+        held.push(ok("alloc", c.alloc(created.cache))?.handle);
     }
     let first = held[0];
     for handle in held {
@@ -153,7 +153,7 @@ pub fn panic_dma_flags(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("dma-panic", 64, 0, SLAB_PANIC | SLAB_CACHE_DMA, false))?;
     ensure!(!created.debug, "PANIC|CACHE_DMA made a debug cache");
-    let info = ok("info", c.info(created.cache))?;
+    let info = ok("info", c.cache_info(created.cache))?;
     ensure!(info.flags & (SLAB_PANIC | SLAB_CACHE_DMA) == SLAB_PANIC | SLAB_CACHE_DMA, "flags {:#x}", info.flags);
     Ok(())
 }

@@ -17,7 +17,8 @@ pub fn client_stats_of_self_needs_no_rights(h: &mut dyn Harness) -> Result<(), F
     let created = ok("create", c.create("own-stats", 256, 0, 0, false))?;
     ok("alloc", c.alloc(created.cache))?;
     let plain = ok("stats", c.stats())?;
-    let own = ok("client stats of self", c.client_stats(c.id))?;
+    let id = c.id;
+    let own = ok("client stats of self", c.client_stats(id))?;
     ensure!(own.client == c.id, "client {} vs {}", own.client, c.id);
     ensure!(own.requests == plain.requests + 1, "requests {} vs {}", own.requests, plain.requests);
     ensure!(
@@ -63,20 +64,21 @@ pub fn client_stats_of_unconnected_client_is_invalid_argument(h: &mut dyn Harnes
 
 pub fn clients_lists_open_sessions_and_needs_introspection(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
-    err("clients without rights", c.clients_page(0), Error::PermissionDenied)?;
+    err("clients without rights", c.clients(0), Error::PermissionDenied)?;
     let mut peer = connect(h, PEER)?;
-    let (list, more) = ok("clients", peer.clients_page(0))?;
-    ensure!(!more, "more on the only page");
-    ensure!(list.windows(2).all(|w| w[0].0 < w[1].0), "not in id order: {list:?}");
-    ensure!(list.iter().any(|(id, n)| *id == c.id && n == CLIENT), "{CLIENT} missing: {list:?}");
-    ensure!(list.iter().any(|(id, n)| *id == peer.id && n == PEER), "{PEER} missing: {list:?}");
-    let (past, more) = ok("page past the end", peer.clients_page(1000))?;
-    ensure!(past.is_empty() && !more, "page past the end: {past:?}, more {more}");
+    let page = ok("clients", peer.clients(0))?;
+    let list = &page.clients;
+    ensure!(!page.more, "more on the only page");
+    ensure!(list.windows(2).all(|w| w[0].client < w[1].client), "not in id order: {list:?}");
+    ensure!(list.iter().any(|e| e.client == c.id && e.name == CLIENT), "{CLIENT} missing: {list:?}");
+    ensure!(list.iter().any(|e| e.client == peer.id && e.name == PEER), "{PEER} missing: {list:?}");
+    let past = ok("page past the end", peer.clients(1000))?;
+    ensure!(past.clients.is_empty() && !past.more, "page past the end: {past:?}");
     let id = c.id;
     ok("goodbye", c.goodbye())?;
     drop(c);
-    let (list, _) = ok("clients after goodbye", peer.clients_page(0))?;
-    ensure!(!list.iter().any(|(i, _)| *i == id), "gone client still listed: {list:?}");
+    let list = ok("clients after goodbye", peer.clients(0))?.clients;
+    ensure!(!list.iter().any(|e| e.client == id), "gone client still listed: {list:?}");
     Ok(())
 }
 

@@ -14,7 +14,7 @@ fn active(c: &mut Client, name: &str) -> Result<u32, Failure> {
 
 fn served_from(c: &mut Client, size: u32, class: &str) -> Result<Handle, Failure> {
     let before = active(c, class)?;
-    let handle = ok("kmalloc", c.kmalloc(size))?;
+    let handle = ok("kmalloc", c.kmalloc(size))?.handle;
     let after = active(c, class)?;
     ensure!(after == before + 1, "kmalloc({size}) did not come from {class} ({before} -> {after})");
     Ok(handle)
@@ -58,7 +58,7 @@ pub fn classes(h: &mut dyn Harness) -> Result<(), Failure> {
 pub fn large(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let before = ok("stats", c.stats())?.client_pages;
-    let handle = ok("kmalloc 20000", c.kmalloc(20_000))?;
+    let handle = ok("kmalloc 20000", c.kmalloc(20_000))?.handle;
     ensure!(handle.0 % PAGE_SIZE as u64 == 0, "large object {:#x} not page aligned", handle.0);
     let during = ok("stats", c.stats())?.client_pages;
     ensure!(during >= before + 5, "20000 bytes took {} pages", during - before);
@@ -71,14 +71,14 @@ pub fn large(h: &mut dyn Harness) -> Result<(), Failure> {
 
 pub fn kfree_checks(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
-    let handle = ok("kmalloc", c.kmalloc(100))?;
+    let handle = ok("kmalloc", c.kmalloc(100))?.handle;
     ok("kfree", c.kfree(handle))?;
     err("kfree twice", c.kfree(handle), Error::DoubleFree)?;
     let cache = ok("create", c.create("not-kmalloc", 64, 0, 0, false))?.cache;
-    let (object, _) = ok("alloc", c.alloc(cache))?;
+    let object = ok("alloc", c.alloc(cache))?.handle;
     err("kfree of a cache object", c.kfree(object), Error::WrongCache)?;
     err("kfree of nothing", c.kfree(Handle(1 << 44)), Error::InvalidObject)?;
-    let live = ok("kmalloc", c.kmalloc(100))?;
+    let live = ok("kmalloc", c.kmalloc(100))?.handle;
     err("kfree inside", c.kfree(Handle(live.0 + 8)), Error::InvalidObject)?;
     ok("kfree", c.kfree(live))?;
     Ok(())

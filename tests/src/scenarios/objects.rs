@@ -3,10 +3,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use protocol::{Error, Handle, Reply};
+use protocol::{Error, Handle, Object};
 
 use super::{CLIENT, PEER, connect};
-use crate::client::{Failure, any_err, err, ok};
+use crate::client::{Failure, any_err, err, ok, outcome};
 use crate::ensure;
 use crate::harness::Harness;
 
@@ -20,7 +20,7 @@ pub fn distinct_aligned(h: &mut dyn Harness) -> Result<(), Failure> {
     let (size, stride, align) = (24usize, created.layout.stride as u64, u64::from(created.layout.align));
     let mut handles = Vec::new();
     for _ in 0..300 {
-        let (handle, _) = ok("alloc", c.alloc(created.cache))?;
+        let handle = ok("alloc", c.alloc(created.cache))?.handle;
         ensure!(handle.0 % align == 0, "object {:#x} not {align}-aligned", handle.0);
         ensure!(handle.0 + size as u64 <= c.window_size, "object {:#x} outside the window", handle.0);
         c.write(handle, 0, &pattern(handle, size))?;
@@ -43,8 +43,8 @@ pub fn quota(h: &mut dyn Harness) -> Result<(), Failure> {
     let created = ok("create", c.create("quota", 4096, 0, 0, false))?;
     let mut held = Vec::new();
     let failure = loop {
-        match c.alloc(created.cache)? {
-            Ok((handle, _)) => held.push(handle),
+        match outcome("alloc", c.alloc(created.cache))? {
+            Ok(object) => held.push(object.handle),
             Err(e) => break e,
         }
         ensure!(held.len() < 1 << 20, "quota never reached");
@@ -52,9 +52,9 @@ pub fn quota(h: &mut dyn Harness) -> Result<(), Failure> {
     ensure!(failure == Error::QuotaExceeded, "expected QuotaExceeded, got {failure:?}");
     let stats = ok("stats", c.stats())?;
     ensure!(stats.client_pages <= stats.quota_pages, "{} pages over quota {}", stats.client_pages, stats.quota_pages);
-    let info = ok("info", c.info(created.cache))?;
+    let info = ok("info", c.cache_info(created.cache))?;
     err("again", c.alloc(created.cache), Error::QuotaExceeded)?;
-    ensure!(ok("info", c.info(created.cache))? == info, "a failed alloc changed the cache");
+    ensure!(ok("info", c.cache_info(created.cache))? == info, "a failed alloc changed the cache");
     ensure!(ok("stats", c.stats())?.client_pages == stats.client_pages, "a failed alloc changed the accounting");
     let last = held.pop().ok_or("nothing allocated")?;
     ok("free", c.free(created.cache, last))?;
@@ -67,7 +67,7 @@ pub fn zalloc_zeroes(h: &mut dyn Harness) -> Result<(), Failure> {
     let created = ok("create", c.create("zeroed", 200, 0, 0, false))?;
     let mut dirty = Vec::new();
     for _ in 0..8 {
-        let (handle, _) = ok("alloc", c.alloc(created.cache))?;
+        let handle = ok("alloc", c.alloc(created.cache))?.handle;
         c.write(handle, 0, &[0xff; 200])?;
         dirty.push(handle);
     }
@@ -75,7 +75,7 @@ pub fn zalloc_zeroes(h: &mut dyn Harness) -> Result<(), Failure> {
         ok("free", c.free(created.cache, handle))?;
     }
     for _ in 0..8 {
-        let (handle, _) = ok("zalloc", c.zalloc(created.cache))?;
+        let handle = ok("zalloc", c.zalloc(created.cache))?.handle;
         ensure!(c.read(handle, 0, 200)? == vec![0u8; 200], "zalloc object {:#x} not zeroed", handle.0);
     }
     Ok(())
@@ -95,7 +95,7 @@ pub fn ctor_fresh_once(h: &mut dyn Harness) -> Result<(), Failure> {
     let per_slab = created.layout.objects_per_slab as usize;
     let mut first = Vec::new();
     for _ in 0..per_slab {
-        let (handle, fresh) = ok("alloc", c.alloc(created.cache))?;
+        let Object { handle, fresh } = ok("alloc", c.alloc(created.cache))?;
         ensure!(fresh, "object {:#x} of a new slab not fresh", handle.0);
         first.push(handle);
     }
@@ -103,11 +103,11 @@ pub fn ctor_fresh_once(h: &mut dyn Harness) -> Result<(), Failure> {
         ok("free", c.free(created.cache, handle))?;
     }
     for _ in 0..per_slab {
-        let (handle, fresh) = ok("realloc", c.alloc(created.cache))?;
+        let Object { handle, fresh } = ok("realloc", c.alloc(created.cache))?;
         ensure!(!fresh, "reused object {:#x} reported fresh", handle.0);
         ensure!(first.contains(&handle), "reuse handed out {:#x}, not a freed object", handle.0);
     }
-    let (handle, fresh) = ok("alloc from a second slab", c.alloc(created.cache))?;
+    let Object { handle, fresh } = ok("alloc from a second slab", c.alloc(created.cache))?;
     ensure!(fresh, "object {:#x} of the second slab not fresh", handle.0);
     Ok(())
 }
@@ -125,7 +125,7 @@ pub fn free_outside_window(h: &mut dyn Harness) -> Result<(), Failure> {
 pub fn free_inside_object(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("inside", 64, 0, 0, false))?;
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
     for delta in [8u64, 32, 56, 1, 4] {
         err("free inside", c.free(created.cache, Handle(handle.0 + delta)), Error::InvalidObject)?;
     }
@@ -137,7 +137,7 @@ pub fn free_wrong_cache(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let a = ok("create a", c.create("cache-a", 64, 0, 0, false))?.cache;
     let b = ok("create b", c.create("cache-b", 64, 0, 0, false))?.cache;
-    let (handle, _) = ok("alloc", c.alloc(a))?;
+    let handle = ok("alloc", c.alloc(a))?.handle;
     ok("alloc b", c.alloc(b))?;
     err("free to b", c.free(b, handle), Error::WrongCache)?;
     ok("free to a", c.free(a, handle))?;
@@ -147,8 +147,8 @@ pub fn free_wrong_cache(h: &mut dyn Harness) -> Result<(), Failure> {
 pub fn double_free(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("double", 48, 0, 0, false))?;
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
-    let (other, _) = ok("alloc", c.alloc(created.cache))?;
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
+    let other = ok("alloc", c.alloc(created.cache))?.handle;
     ok("free", c.free(created.cache, handle))?;
     err("free again", c.free(created.cache, handle), Error::DoubleFree)?;
     ok("the neighbour is still live", c.free(created.cache, other))?;
@@ -159,16 +159,16 @@ pub fn rejected_free_changes_nothing(h: &mut dyn Harness) -> Result<(), Failure>
     let mut c = connect(h, CLIENT)?;
     let created = ok("create", c.create("unchanged", 64, 0, 0, false))?;
     let other = ok("create", c.create("unchanged-2", 64, 0, 0, false))?;
-    let (handle, _) = ok("alloc", c.alloc(created.cache))?;
-    let (freed, _) = ok("alloc", c.alloc(created.cache))?;
+    let handle = ok("alloc", c.alloc(created.cache))?.handle;
+    let freed = ok("alloc", c.alloc(created.cache))?.handle;
     ok("free", c.free(created.cache, freed))?;
-    let info = ok("info", c.info(created.cache))?;
+    let info = ok("info", c.cache_info(created.cache))?;
     let stats = ok("stats", c.stats())?;
     any_err("inside", c.free(created.cache, Handle(handle.0 + 8)))?;
     any_err("wrong cache", c.free(other.cache, handle))?;
     any_err("double", c.free(created.cache, freed))?;
     any_err("outside", c.free(created.cache, Handle(1 << 45)))?;
-    ensure!(ok("info", c.info(created.cache))? == info, "rejected frees changed the cache");
+    ensure!(ok("info", c.cache_info(created.cache))? == info, "rejected frees changed the cache");
     let after = ok("stats", c.stats())?;
     ensure!(
         after.client_pages == stats.client_pages && after.frees == stats.frees,
@@ -183,10 +183,10 @@ pub fn destroy_busy(h: &mut dyn Harness) -> Result<(), Failure> {
     let created = ok("create", c.create("busy", 64, 0, 0, false))?;
     let mut live = Vec::new();
     for _ in 0..3 {
-        live.push(ok("alloc", c.alloc(created.cache))?.0);
+        live.push(ok("alloc", c.alloc(created.cache))?.handle);
     }
     err("destroy", c.destroy(created.cache), Error::CacheBusy { live: 3 })?;
-    live.push(ok("alloc after busy destroy", c.alloc(created.cache))?.0);
+    live.push(ok("alloc after busy destroy", c.alloc(created.cache))?.handle);
     for handle in live {
         ok("free", c.free(created.cache, handle))?;
     }
@@ -198,7 +198,7 @@ pub fn destroy_reuse(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let before = ok("stats", c.stats())?.client_pages;
     let first = ok("create", c.create("reused", 64, 0, 0, false))?.cache;
-    let (handle, _) = ok("alloc", c.alloc(first))?;
+    let handle = ok("alloc", c.alloc(first))?.handle;
     ok("free", c.free(first, handle))?;
     ok("destroy", c.destroy(first))?;
     ensure!(ok("stats", c.stats())?.client_pages == before, "destroy left pages behind");
@@ -215,13 +215,13 @@ pub fn shrink(h: &mut dyn Harness) -> Result<(), Failure> {
     let created = ok("create", c.create("shrinkable", 512, 0, 0, false))?;
     let mut held = Vec::new();
     for _ in 0..(created.layout.objects_per_slab * 4) {
-        held.push(ok("alloc", c.alloc(created.cache))?.0);
+        held.push(ok("alloc", c.alloc(created.cache))?.handle);
     }
     let full = ok("stats", c.stats())?;
     for handle in held {
         ok("free", c.free(created.cache, handle))?;
     }
-    let pages = ok("shrink", c.shrink(created.cache))?;
+    let pages = ok("shrink", c.shrink(created.cache))?.pages;
     ensure!(pages == 4 * created.layout.pages_per_slab, "shrink released {pages} pages");
     let after = ok("stats", c.stats())?;
     ensure!(
@@ -231,9 +231,9 @@ pub fn shrink(h: &mut dyn Harness) -> Result<(), Failure> {
         after.client_pages
     );
     ensure!(after.pool_free_pages == full.pool_free_pages + pages, "pool did not get the pages back");
-    let info = ok("info", c.info(created.cache))?;
+    let info = ok("info", c.cache_info(created.cache))?;
     ensure!(info.num_slabs == 0 && info.num_objs == 0, "slabs left: {}", info.num_slabs);
-    ensure!(ok("shrink again", c.shrink(created.cache))? == 0, "second shrink released pages");
+    ensure!(ok("shrink again", c.shrink(created.cache))?.pages == 0, "second shrink released pages");
     ok("usable after shrink", c.alloc(created.cache))?;
     Ok(())
 }
@@ -242,17 +242,17 @@ pub fn other_clients_handles(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut a = connect(h, CLIENT)?;
     let mut b = connect(h, PEER)?;
     let cache = ok("create", a.create("isolated", 64, 0, 0, false))?.cache;
-    let (handle, _) = ok("alloc", a.alloc(cache))?;
+    let handle = ok("alloc", a.alloc(cache))?.handle;
     a.write(handle, 0, &pattern(handle, 64))?;
-    let large = ok("kmalloc", a.kmalloc(100))?;
+    let large = ok("kmalloc", a.kmalloc(100))?.handle;
     // The peer names the owner's cache id and handles: its own ids and window are separate.
-    let reply = b.free(cache, handle)?;
-    ensure!(matches!(reply, Err(Error::NoSuchCache | Error::InvalidObject)), "peer free: {reply:?}");
+    let refused = any_err("peer free", b.free(cache, handle))?;
+    ensure!(matches!(refused, Error::NoSuchCache | Error::InvalidObject), "peer free: {refused:?}");
     let peer_cache = ok("peer create", b.create("isolated", 64, 0, 0, false))?.cache;
     err("peer free of owner's offset", b.free(peer_cache, handle), Error::InvalidObject)?;
-    let reply = b.kfree(large)?;
-    ensure!(matches!(reply, Err(Error::InvalidObject | Error::DoubleFree)), "peer kfree: {reply:?}");
-    ensure!(matches!(b.call(&protocol::Request::ObjectOwner { handle })?, Reply::Error(_)), "peer saw owner record");
+    let refused = any_err("peer kfree", b.kfree(large))?;
+    ensure!(matches!(refused, Error::InvalidObject | Error::DoubleFree), "peer kfree: {refused:?}");
+    any_err("peer asks for the owner record", b.object_owner(handle))?;
     ensure!(a.read(handle, 0, 64)? == pattern(handle, 64), "owner's object changed");
     ok("owner frees", a.free(cache, handle))?;
     ok("owner kfrees", a.kfree(large))?;

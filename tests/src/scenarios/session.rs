@@ -3,7 +3,7 @@
 use alloc::vec;
 
 use protocol::control::CONTROL_MAGIC;
-use protocol::{CacheId, Error, Handle, PROTOCOL_VERSION, Reply, Request};
+use protocol::{CacheId, Error, Handle, PROTOCOL_VERSION, Reply, Request, SessionInfo};
 
 use super::{CLIENT, PEER, connect};
 use crate::client::{Client, Failure, err, ok};
@@ -94,17 +94,14 @@ pub fn unknown_cache_id(h: &mut dyn Harness) -> Result<(), Failure> {
     err("free", c.free(bogus, Handle(0)), Error::NoSuchCache)?;
     err("destroy", c.destroy(bogus), Error::NoSuchCache)?;
     err("shrink", c.shrink(bogus), Error::NoSuchCache)?;
-    err("info", c.info(bogus), Error::NoSuchCache)?;
-    err("exchange", c.exchange(bogus, 0, protocol::ExchangeOp::Refill), Error::NoSuchCache)?;
+    err("info", c.cache_info(bogus), Error::NoSuchCache)?;
+    err("exchange", c.magazine_exchange(bogus, 0, protocol::ExchangeOp::Refill), Error::NoSuchCache)?;
     Ok(())
 }
 
 pub fn control_header_valid(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = open(h, CLIENT)?;
-    let reply = ok("hello", c.hello(CLIENT))?;
-    let Reply::Hello { client, magazine_slots, magazine_capacity, control_size, .. } = reply else {
-        return Err(alloc::format!("hello reply {reply:?}"));
-    };
+    let SessionInfo { client, magazine_slots, magazine_capacity, control_size, .. } = ok("hello", c.hello(CLIENT))?;
     let header = c.control_header()?;
     ensure!(header.magic == CONTROL_MAGIC, "magic {:#x}", header.magic);
     ensure!(header.version == PROTOCOL_VERSION, "version {}", header.version);

@@ -16,7 +16,7 @@ pub fn slabinfo_rows(h: &mut dyn Harness) -> Result<(), Failure> {
     for _ in 0..5 {
         ok("alloc", c.alloc(created.cache))?;
     }
-    let info = ok("info", c.info(created.cache))?;
+    let info = ok("info", c.cache_info(created.cache))?;
     let rows = ok("slabinfo", c.slabinfo(false))?;
     let row = rows.iter().find(|r| r.name.as_str() == "rows").ok_or("no row for the cache")?;
     ensure!(row.active_objs == 5 && row.num_objs == info.num_objs, "objs {}/{}", row.active_objs, row.num_objs);
@@ -50,23 +50,23 @@ pub fn slabinfo_paging(h: &mut dyn Harness) -> Result<(), Failure> {
     for i in 0..extra {
         ok("create", c.create(&alloc::format!("paged-{i}"), 32 + i as u32, 0, 0, false))?;
     }
-    let (first, more) = ok("page 0", c.slabinfo_page(0, false))?;
-    ensure!(first.len() == SLABINFO_ROWS_PER_PAGE && more, "page 0: {} rows, more {more}", first.len());
+    let first = ok("page 0", c.slab_info(0, false))?;
+    ensure!(first.rows.len() == SLABINFO_ROWS_PER_PAGE && first.more, "page 0: {} rows", first.rows.len());
     let rows = ok("all pages", c.slabinfo(false))?;
     ensure!(rows.len() == extra + 13, "{} rows for {} caches", rows.len(), extra + 13);
     for i in 0..extra {
         let name = alloc::format!("paged-{i}");
         ensure!(rows.iter().filter(|r| r.name.as_str() == name).count() == 1, "{name} not exactly once");
     }
-    let (past, more) = ok("page past the end", c.slabinfo_page(1000, false))?;
-    ensure!(past.is_empty() && !more, "page past the end: {} rows, more {more}", past.len());
+    let past = ok("page past the end", c.slab_info(1000, false))?;
+    ensure!(past.rows.is_empty() && !past.more, "page past the end: {} rows, more {}", past.rows.len(), past.more);
     Ok(())
 }
 
 pub fn slabinfo_all_needs_rights(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     ok("create", c.create("mine", 64, 0, 0, false))?;
-    err("all clients without rights", c.slabinfo_page(0, true), Error::PermissionDenied)?;
+    err("all clients without rights", c.slab_info(0, true), Error::PermissionDenied)?;
     let mut peer = connect(h, PEER)?;
     let rows = ok("all clients with rights", peer.slabinfo(true))?;
     ensure!(rows.iter().any(|r| r.name.as_str() == "mine" && r.client == c.id), "other client's cache missing");

@@ -12,7 +12,10 @@
 //!   only ever takes back (by `Free`, `Kfree`, `Drain`, `Flush`, `Destroy`) objects the client
 //!   really held in that cache — the magazine validator's whole job;
 //! * every held object of every client still carries its owner's byte pattern, so no client's
-//!   operation ever touched another client's memory.
+//!   operation ever touched another client's memory;
+//! * every error a request gets is one the interface declares for it
+//!   (`protocol::api::REQUESTS`), or the door's `PermissionDenied` for a session that is not
+//!   open.
 #![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 extern crate std;
@@ -27,7 +30,7 @@ use protocol::{CacheId, ClientId, Error, ExchangeOp, Handle, PAGE_SIZE, PROTOCOL
 
 use super::ops::{Forge, HelloKind, Op};
 use super::{OwnedStorage, ServerPlatform};
-use crate::{ClientSpec, MagazineSizes, Server, ServerConfig, Session};
+use crate::{ClientSpec, MagazineSizes, Phase, Server, ServerConfig, Session};
 use memserver_engine::{Engine, EngineConfig};
 
 /// Clients of the fuzzed server (ids 1..=3).
@@ -234,27 +237,33 @@ impl FuzzHarness<'_> {
                 .map(|s| (self.magazine(c, s, MagazineRole::Loaded), self.magazine(c, s, MagazineRole::Previous))),
             _ => None,
         };
+        let was_open = self.server.session(c).is_some_and(|s| s.phase == Phase::Open);
         let reply = self.send(c, &bytes);
+        if let Reply::Error(e) = &reply {
+            check_declared(&request, e, was_open);
+        }
         if trace() {
             std::eprintln!("client {c}: {request:?} -> {reply:?}");
         }
         let size_of = |m: &Model, cache: CacheId| m.caches.iter().find(|x| x.0 == cache).map_or(8, |x| x.2);
         match (&request, &reply) {
-            (Request::Hello { .. }, Reply::Hello { .. }) | (Request::Goodbye, Reply::Done) => {
+            (Request::Hello { .. }, Reply::Hello(_)) | (Request::Goodbye, Reply::Done) => {
                 self.model(c).held.clear();
                 self.model(c).caches.clear();
             }
-            (Request::CacheCreate { size, .. }, Reply::Created { cache, slot, .. }) => {
+            (Request::CacheCreate { size, .. }, Reply::Created(protocol::Created { cache, slot, .. })) => {
                 self.model(c).caches.push((*cache, *slot, *size));
             }
-            (Request::Alloc { cache } | Request::Zalloc { cache }, Reply::Object { handle, .. }) => {
+            (Request::Alloc { cache } | Request::Zalloc { cache }, Reply::Object(protocol::Object { handle, .. })) => {
                 let size = size_of(self.model(c), *cache);
                 self.handed_out(c, handle.0, Some(*cache), size);
             }
-            (Request::Kmalloc { size }, Reply::Object { handle, .. }) => self.handed_out(c, handle.0, None, *size),
+            (Request::Kmalloc { size }, Reply::Object(protocol::Object { handle, .. })) => {
+                self.handed_out(c, handle.0, None, *size)
+            }
             (Request::Free { cache, handle }, Reply::Done) => self.taken_back(c, handle.0, Some(*cache), "free"),
             (Request::Kfree { handle }, Reply::Done) => self.taken_back(c, handle.0, None, "kfree"),
-            (Request::MagazineExchange { cache, op, .. }, Reply::Exchanged { count, .. }) => {
+            (Request::MagazineExchange { cache, op, .. }, Reply::Exchanged(protocol::Exchanged { count, .. })) => {
                 let (loaded, previous) = before.unwrap();
                 match op {
                     ExchangeOp::Refill => {
@@ -423,6 +432,23 @@ impl FuzzHarness<'_> {
         }
         assert_eq!(used + pool.free_frames + pool.quarantined_frames, pool.total_frames, "frames unaccounted for");
     }
+}
+
+/// An error reply to a decoded `request` is one the interface declares for it, or the door's
+/// `PermissionDenied` while the session is not open (then no handler may have run: only
+/// `Hello` gets past the door).
+fn check_declared(request: &Request, error: &Error, was_open: bool) {
+    let info = request.info();
+    if !was_open && !matches!(request, Request::Hello { .. }) {
+        assert_eq!(*error, Error::PermissionDenied, "{} before Hello got past the door", info.name);
+        return;
+    }
+    assert!(
+        info.declares(error),
+        "{} returned {error:?}, which the interface does not declare for it (declared: {:?})",
+        info.name,
+        info.errors
+    );
 }
 
 /// Whether `MEMSERVER_FUZZ_TRACE` is set: every request and reply goes to stderr (to read a
