@@ -187,6 +187,17 @@ interface! {
         /// Page number.
         page: u16,
     } => fn clients -> Clients, errors [PermissionDenied];
+
+    /// The physical (bus) address of an object of a `SLAB_CACHE_DMA` cache, as a user-level
+    /// driver needs it to program a DMA engine: the address of its first byte and how many
+    /// bytes from there are physically contiguous (the whole object when the frames behind
+    /// its pages follow each other). `NotSupported`: the platform does not know physical
+    /// addresses (the host runner). `InvalidArgument`: the object's cache is not a DMA cache
+    /// (a large kmalloc neither). `InvalidObject`: not an allocated object of the caller.
+    DmaAddr {
+        /// The object.
+        handle: Handle,
+    } => fn dma_addr -> DmaAddr, errors [NotSupported, InvalidArgument, InvalidObject];
 }
 
 const _: () = assert!(REQUESTS.len() <= 128, "a request tag must stay one byte (wire_size::ENUM_TAG)");
