@@ -165,6 +165,11 @@ impl Harness for Sel4Harness {
             .ok_or_else(|| TransportError(format!("no seL4 task for client {name:?} (image = \"conformance\")")))?;
         Ok(Box::new(RemoteSession(RemoteClient::new(EndpointLink::at(peer.endpoint_slot)))))
     }
+
+    /// The memserver holds the pool's frame capabilities: it knows their physical addresses.
+    fn knows_bus_addresses(&self) -> bool {
+        true
+    }
 }
 
 fn transport(e: impl core::fmt::Debug) -> TransportError {

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 
 use memserver_sel4_abi::layout::Paging;
 use memserver_sel4_abi::{Census, ServerBoot, ServerSlots};
-use protocol::{ClientId, PAGE_SIZE};
+use protocol::{ClientId, DmaAddress, PAGE_SIZE};
 
 use crate::kernel::{Kernel, KernelError, Memory};
 use crate::space::{Space, SpaceError, Tables};
@@ -414,17 +414,45 @@ impl FrameTable {
         Ok(())
     }
 
-    /// The physical address of the byte at window `offset` of `client` (its page must have a
-    /// frame): `seL4_ARM_Page_GetAddress` of the frame plus the offset in the page.
-    pub fn physical_address(&self, kernel: &mut impl Kernel, client: ClientId, offset: u64) -> Result<u64, FrameError> {
+    /// The frame behind window page `page` of `client`.
+    fn frame_at(&self, client: ClientId, page: u64) -> Result<u32, FrameError> {
         let window = self.windows.get(self.window_index(client)?).ok_or(FrameError::NoSuchClient)?;
-        let page = u32::try_from(offset / PAGE).map_err(|_| FrameError::OutOfRange)?;
-        let frame = *window.pages.get(page as usize).ok_or(FrameError::OutOfRange)?;
-        if frame == NO_FRAME {
-            return Err(FrameError::NotMapped(page));
+        let page = u32::try_from(page).map_err(|_| FrameError::OutOfRange)?;
+        match window.pages.get(page as usize) {
+            Some(&NO_FRAME) => Err(FrameError::NotMapped(page)),
+            Some(&frame) => Ok(frame),
+            None => Err(FrameError::OutOfRange),
         }
-        let base = kernel.frame_address(self.slots.pool + u64::from(frame)).map_err(FrameError::Kernel)?;
-        Ok(base + offset % PAGE)
+    }
+
+    /// The physical address of `len` bytes at window `offset` of `client` (every page must
+    /// have a frame): `seL4_ARM_Page_GetAddress` of the first page's frame plus the offset in
+    /// the page, and how many bytes from there are physically contiguous (up to `len`: the
+    /// run stops at the first page whose frame does not follow the previous one).
+    pub fn bus_address(
+        &self,
+        kernel: &mut impl Kernel,
+        client: ClientId,
+        offset: u64,
+        len: u32,
+    ) -> Result<DmaAddress, FrameError> {
+        let first = offset / PAGE;
+        let last = offset.checked_add(u64::from(len.max(1)) - 1).ok_or(FrameError::OutOfRange)? / PAGE;
+        let address = |kernel: &mut _, page| -> Result<u64, FrameError> {
+            let frame = self.frame_at(client, page)?;
+            Kernel::frame_address(kernel, self.slots.pool + u64::from(frame)).map_err(FrameError::Kernel)
+        };
+        let base = address(kernel, first)?;
+        let mut end = base + PAGE;
+        for page in first + 1..=last {
+            if address(kernel, page)? != end {
+                break;
+            }
+            end += PAGE;
+        }
+        let addr = base + offset % PAGE;
+        let contiguous = u32::try_from((end - addr).min(u64::from(len))).unwrap_or(len);
+        Ok(DmaAddress { addr, contiguous })
     }
 
     /// Frames mapped into `client`'s window.

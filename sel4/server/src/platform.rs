@@ -133,6 +133,12 @@ impl<K: Kernel, M: Memory> ControlAccess for Sel4Platform<K, M> {
         Some(self)
     }
 
+    /// From the frames behind the object's pages (`seL4_ARM_Page_GetAddress`).
+    fn bus_address(&mut self, client: ClientId, offset: u64, len: u32) -> Result<protocol::DmaAddress, Error> {
+        let result = self.frames.bus_address(&mut self.kernel, client, offset, len);
+        self.note(result)
+    }
+
     /// One line on the serial log (the kernel's debug console never blocks the server).
     fn internal_error(&mut self, error: &InternalError) {
         let first = self.first_failure;

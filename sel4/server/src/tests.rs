@@ -18,7 +18,7 @@ use memserver_sel4_abi::{
 use protocol::api::{CallError, Client};
 use protocol::framing::{self, MessageWords};
 use protocol::{
-    ClientId, Error, MAX_MESSAGE_BYTES, MAX_MESSAGE_WORDS, MessageBuffer, Reply, Transport, TransportError,
+    ClientId, DmaAddress, Error, MAX_MESSAGE_BYTES, MAX_MESSAGE_WORDS, MessageBuffer, Reply, Transport, TransportError,
 };
 
 use crate::fake::{Fail, FakeKernel, FakeMemory, Log, Op};
@@ -297,11 +297,20 @@ fn private_frames_are_never_mapped_and_counted_apart() {
 }
 
 #[test]
-fn physical_addresses_come_from_the_frame_behind_the_page() {
+fn bus_addresses_come_from_the_frames_behind_the_pages() {
     let mut r = rig(6);
-    r.table.map(&mut r.kernel, &mut r.memory, 3, 2, &[17]).unwrap();
-    assert_eq!(r.table.physical_address(&mut r.kernel, 3, 2 * 4096 + 0x40), Ok(0x4000_0000 + 17 * 4096 + 0x40));
-    assert_eq!(r.table.physical_address(&mut r.kernel, 3, 3 * 4096), Err(FrameError::NotMapped(3)));
+    let phys = |frame: u64| 0x4000_0000 + frame * 4096;
+    r.table.map(&mut r.kernel, &mut r.memory, 3, 2, &[17, 18, 30]).unwrap();
+    // Within one page.
+    let a = r.table.bus_address(&mut r.kernel, 3, 2 * 4096 + 0x40, 64).unwrap();
+    assert_eq!(a, DmaAddress { addr: phys(17) + 0x40, contiguous: 64 });
+    // Across pages 2 and 3 (frames 17, 18: physically next to each other): all contiguous.
+    let b = r.table.bus_address(&mut r.kernel, 3, 3 * 4096 - 100, 200).unwrap();
+    assert_eq!(b, DmaAddress { addr: phys(17) + 4096 - 100, contiguous: 200 });
+    // Across pages 3 and 4 (frames 18, 30): the run stops at the page boundary.
+    let c = r.table.bus_address(&mut r.kernel, 3, 4 * 4096 - 100, 200).unwrap();
+    assert_eq!(c, DmaAddress { addr: phys(18) + 4096 - 100, contiguous: 100 });
+    assert_eq!(r.table.bus_address(&mut r.kernel, 3, 5 * 4096, 8), Err(FrameError::NotMapped(5)));
 }
 
 // ---- the memserver task ----
@@ -449,6 +458,23 @@ fn store_user_record_frames_are_private_and_the_census_agrees() {
     let census = t.task.census();
     assert_eq!((census.private, census.mapped, census.free), (0, 0, POOL), "{census}");
     assert!(census.agrees(), "{census}");
+}
+
+#[test]
+fn dma_addr_answers_the_physical_address_of_a_dma_object() {
+    let mut t = task();
+    t.hello(3, "alpha").unwrap();
+    let mut c = t.client(3);
+    let dma = c.cache_create(protocol::cache_name("dma").unwrap(), 256, 0, protocol::flags::SLAB_CACHE_DMA, false);
+    let handle = c.alloc(dma.unwrap().cache).unwrap().handle;
+    let answer = c.dma_addr(handle).unwrap();
+    let vaddr = WINDOW_BASE + (handle.0 & !4095);
+    let (_, frame) = t.platform().kernel.mapped_at(alpha_vspace(), vaddr).unwrap();
+    assert_eq!(answer, DmaAddress { addr: 0x4000_0000 + u64::from(frame) * 4096 + handle.0 % 4096, contiguous: 256 });
+    let mut c = t.client(3);
+    let plain = c.cache_create(protocol::cache_name("plain").unwrap(), 256, 0, 0, false).unwrap().cache;
+    let other = c.alloc(plain).unwrap().handle;
+    assert_eq!(refused(c.dma_addr(other)), Error::InvalidArgument);
 }
 
 #[test]
