@@ -32,41 +32,9 @@ use memserver_task_client::{Console, EndpointLink, Shared};
 use protocol::framing::MessageWords;
 use protocol::{Handle, MAX_MESSAGE_WORDS, Request};
 
-// The panic handler (prints the panic through seL4's debug console, then aborts).
-use sel4_panicking as _;
+memserver_task_client::client_task!(task_main, stack = 256 * 1024);
 
-const STACK_SIZE: usize = 256 * 1024;
-
-sel4_runtime_common::declare_stack!(STACK_SIZE);
-sel4_runtime_common::declare_entrypoint_with_stack_init!();
-sel4_runtime_common::declare_rust_entrypoint! {
-    task_main(
-        ipc_buffer: *mut sel4::IpcBuffer,
-        own_tcb: sel4::CPtrBits,
-        report_endpoint: sel4::CPtrBits,
-        boot_info: usize,
-        boot_info_len: usize,
-    )
-}
-sel4_panicking_env::register_debug_put_char!(sel4::debug_put_char);
-
-fn task_main(
-    ipc_buffer: *mut sel4::IpcBuffer,
-    _own_tcb: sel4::CPtrBits,
-    report_endpoint: sel4::CPtrBits,
-    boot_info: usize,
-    boot_info_len: usize,
-) -> ! {
-    // SAFETY: the root task mapped one fresh page at this address as this
-    // thread's IPC buffer (x0 of the start registers); nothing else refers to it.
-    sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
-    let root = sel4::cap::Endpoint::from_bits(report_endpoint);
-
-    // SAFETY: x3/x4 are the boot-info pages the root task mapped read-only.
-    let Some(boot) = (unsafe { memserver_task_client::boot_info(boot_info, boot_info_len) }) else {
-        sel4::debug_println!("conformance: unreadable boot info");
-        memserver_task_client::report(root, 1)
-    };
+fn task_main(boot: ClientBoot, root: sel4::cap::Endpoint) -> ! {
     if boot.instance == 0 { run_suite(&boot, root) } else { serve_as_agent(&boot, root) }
 }
 

@@ -26,30 +26,12 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use memclient::{Cache, Control, Memserver, Window};
-use memserver_sel4_abi::ClientSession;
+use memclient::{Cache, Memserver};
 use memserver_sel4_abi::root::{LABEL_PAUSE, LABEL_READY};
-use memserver_sel4_abi::start::SLOT_MEMSERVER;
-use memserver_task_client::{EndpointLink, Sel4Transport, counter};
-use protocol::Reply;
+use memserver_sel4_abi::{ClientBoot, ClientSession};
+use memserver_task_client::{Sel4Transport, counter};
 
-// The panic handler (prints the panic through seL4's debug console, then aborts).
-use sel4_panicking as _;
-
-const STACK_SIZE: usize = 256 * 1024;
-
-sel4_runtime_common::declare_stack!(STACK_SIZE);
-sel4_runtime_common::declare_entrypoint_with_stack_init!();
-sel4_runtime_common::declare_rust_entrypoint! {
-    task_main(
-        ipc_buffer: *mut sel4::IpcBuffer,
-        own_tcb: sel4::CPtrBits,
-        report_endpoint: sel4::CPtrBits,
-        boot_info: usize,
-        boot_info_len: usize,
-    )
-}
-sel4_panicking_env::register_debug_put_char!(sel4::debug_put_char);
+memserver_task_client::client_task!(task_main, stack = 256 * 1024);
 
 /// Operations per workload.
 const CHURN_OPS: usize = 400_000;
@@ -64,22 +46,7 @@ const MIXED_POOL: usize = 1024;
 const MIXED_CLASSES: [(u32, u32); 11] =
     [(8, 10), (16, 12), (32, 14), (64, 18), (96, 6), (128, 10), (192, 8), (256, 8), (512, 7), (1024, 5), (2048, 2)];
 
-fn task_main(
-    ipc_buffer: *mut sel4::IpcBuffer,
-    _own_tcb: sel4::CPtrBits,
-    report_endpoint: sel4::CPtrBits,
-    boot_info: usize,
-    boot_info_len: usize,
-) -> ! {
-    // SAFETY: the root task mapped one fresh page at this address as this
-    // thread's IPC buffer (x0 of the start registers); nothing else refers to it.
-    sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
-    let root = sel4::cap::Endpoint::from_bits(report_endpoint);
-    // SAFETY: x3/x4 are the boot-info pages the root task mapped read-only.
-    let Some(boot) = (unsafe { memserver_task_client::boot_info(boot_info, boot_info_len) }) else {
-        sel4::debug_println!("loadgen: unreadable boot info");
-        memserver_task_client::report(root, 1)
-    };
+fn task_main(boot: ClientBoot, root: sel4::cap::Endpoint) -> ! {
     let workload = if boot.instance % 2 == 0 { Workload::Churn } else { Workload::Mixed };
     let failures = match run(&boot.session, workload, root) {
         Ok(()) => 0,
@@ -97,7 +64,7 @@ fn task_main(
 /// task it is ready, run and measure, pause with the memory held until the root task's go,
 /// tear down.
 fn run(session: &ClientSession, workload: Workload, root: sel4::cap::Endpoint) -> Result<(), &'static str> {
-    let server = open(session)?;
+    let server = memserver_task_client::open(session)?;
     let result = match workload {
         Workload::Churn => {
             let churn = Churn::prepare(&server)?;
@@ -118,29 +85,6 @@ fn run(session: &ClientSession, workload: Workload, root: sel4::cap::Endpoint) -
     };
     result?;
     close(&server)
-}
-
-/// Hello, and the session over the reserved window and the mapped control region.
-fn open(session: &ClientSession) -> Result<Memserver<Sel4Transport>, &'static str> {
-    let mut link = EndpointLink::at(SLOT_MEMSERVER);
-    let mut hello = [0u8; protocol::MAX_MESSAGE_BYTES];
-    let len = memclient::hello_request(session.name.as_str(), &mut hello).map_err(|_| "bad client name")?;
-    let mut reply = [0u8; protocol::MAX_MESSAGE_BYTES];
-    let n = memserver_sel4_client::call(&mut link, &hello[..len], &mut reply).map_err(|_| "hello: transport")?;
-    let hello_reply = protocol::decode_reply(&reply[..n]).map_err(|_| "hello: bad reply")?;
-    if !matches!(hello_reply, Reply::Hello { .. }) {
-        sel4::debug_println!("loadgen: hello refused: {hello_reply:?}");
-        return Err("hello refused");
-    }
-    let window_base = NonNull::new(session.window.addr as *mut u8).ok_or("no window")?;
-    let control_base = NonNull::new(session.control.addr as *mut u8).ok_or("no control region")?;
-    // SAFETY: the root task reserved this client's window in this task's VSpace (the
-    // memserver maps frames into it as objects are granted; the library touches only objects
-    // it holds) and mapped its control region read-write, page aligned, for the task's life.
-    let (window, control) = unsafe {
-        (Window::new(window_base, session.window.len as usize), Control::new(control_base, session.control.len as usize))
-    };
-    Memserver::new(Sel4Transport(link), &hello_reply, window, control).map_err(|_| "session")
 }
 
 /// Checks that nothing is left live, then Goodbye.

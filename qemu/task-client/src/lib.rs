@@ -14,13 +14,84 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use core::fmt;
+use core::ptr::NonNull;
 
+use memclient::{Control, Memserver, Window};
 use memserver_sel4_abi::root::{LABEL_EXPECT_FAULT, LABEL_REPORT};
-use memserver_sel4_abi::start::{BOOT_INFO_BYTES, SLOT_OWN_TCB};
-use memserver_sel4_abi::{ClientBoot, Region};
+use memserver_sel4_abi::start::{BOOT_INFO_BYTES, SLOT_MEMSERVER, SLOT_OWN_TCB};
+use memserver_sel4_abi::{ClientBoot, ClientSession, Region};
 use memserver_sel4_client::Link;
-use protocol::MAX_MESSAGE_WORDS;
 use protocol::framing::MessageWords;
+use protocol::{MAX_MESSAGE_WORDS, Reply};
+
+#[doc(hidden)]
+pub use {sel4, sel4_panicking, sel4_panicking_env, sel4_runtime_common};
+
+/// Declares a client task's entry: a stack of `$stack` bytes, the runtime's entry point and
+/// panic console, and an entry function that installs the IPC buffer, reads the boot info
+/// and calls `$main(boot: ClientBoot, root: sel4::cap::Endpoint) -> !` (`root`: the report
+/// endpoint of the root task).
+#[macro_export]
+macro_rules! client_task {
+    ($main:path, stack = $stack:expr) => {
+        // The panic handler (prints the panic through seL4's debug console, then aborts).
+        use $crate::sel4_panicking as _;
+
+        $crate::sel4_runtime_common::declare_stack!($stack);
+        $crate::sel4_runtime_common::declare_entrypoint_with_stack_init!();
+        $crate::sel4_runtime_common::declare_rust_entrypoint! {
+            __client_task_entry(
+                ipc_buffer: *mut $crate::sel4::IpcBuffer,
+                own_tcb: $crate::sel4::CPtrBits,
+                report_endpoint: $crate::sel4::CPtrBits,
+                boot_info: usize,
+                boot_info_len: usize,
+            )
+        }
+        $crate::sel4_panicking_env::register_debug_put_char!($crate::sel4::debug_put_char);
+
+        fn __client_task_entry(
+            ipc_buffer: *mut $crate::sel4::IpcBuffer,
+            _own_tcb: $crate::sel4::CPtrBits,
+            report_endpoint: $crate::sel4::CPtrBits,
+            boot_info: usize,
+            boot_info_len: usize,
+        ) -> ! {
+            // SAFETY: the start registers the root task set (memserver-sel4-abi::start): x0 a
+            // fresh page mapped as this thread's IPC buffer, x3/x4 its read-only boot-info
+            // pages.
+            unsafe { $crate::enter(ipc_buffer, report_endpoint, boot_info, boot_info_len, $main) }
+        }
+    };
+}
+
+/// What [`client_task!`] runs: installs the IPC buffer, decodes the boot info, calls `main`
+/// (a task whose boot info is unreadable reports one failure).
+///
+/// # Safety
+/// - `ipc_buffer` is a page mapped read-write as this thread's IPC buffer, referred to by
+///   nothing else;
+/// - `boot_info .. boot_info + boot_info_len` is mapped readable for the task's life.
+#[doc(hidden)]
+pub unsafe fn enter(
+    ipc_buffer: *mut sel4::IpcBuffer,
+    report_endpoint: sel4::CPtrBits,
+    boot_info_addr: usize,
+    boot_info_len: usize,
+    main: fn(ClientBoot, sel4::cap::Endpoint) -> !,
+) -> ! {
+    // SAFETY: the caller guarantees the page is this thread's IPC buffer and unaliased.
+    sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
+    let root = sel4::cap::Endpoint::from_bits(report_endpoint);
+    // SAFETY: the caller guarantees the boot-info range is mapped readable.
+    match unsafe { boot_info(boot_info_addr, boot_info_len) } {
+        Some(boot) => main(boot, root),
+        None => {
+            sel4::debug_println!("client task: unreadable boot info");
+            report(root, 1)
+        }
+    }
+}
 use sel4_dlmalloc::{StaticDlmalloc, StaticHeap};
 use sel4_sync::RawLazyNotificationMutex;
 
@@ -77,6 +148,30 @@ impl memclient::Transport for Sel4Transport {
     fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, memclient::TransportError> {
         memserver_sel4_client::call(&mut self.0, request, reply).map_err(|_| memclient::TransportError::Truncated)
     }
+}
+
+/// `Hello` as `session`'s client on the memserver endpoint, then the `memclient` session over
+/// its reserved window and mapped control region.
+pub fn open(session: &ClientSession) -> Result<Memserver<Sel4Transport>, &'static str> {
+    let mut link = EndpointLink::at(SLOT_MEMSERVER);
+    let mut hello = [0u8; protocol::MAX_MESSAGE_BYTES];
+    let len = memclient::hello_request(session.name.as_str(), &mut hello).map_err(|_| "bad client name")?;
+    let mut reply = [0u8; protocol::MAX_MESSAGE_BYTES];
+    let n = memserver_sel4_client::call(&mut link, &hello[..len], &mut reply).map_err(|_| "hello: transport")?;
+    let hello_reply = protocol::decode_reply(&reply[..n]).map_err(|_| "hello: bad reply")?;
+    if !matches!(hello_reply, Reply::Hello(_)) {
+        sel4::debug_println!("{}: hello refused: {hello_reply:?}", session.name);
+        return Err("hello refused");
+    }
+    let window_base = NonNull::new(session.window.addr as *mut u8).ok_or("no window")?;
+    let control_base = NonNull::new(session.control.addr as *mut u8).ok_or("no control region")?;
+    // SAFETY: the root task reserved this client's window in this task's VSpace (the
+    // memserver maps frames into it as objects are granted; the library touches only objects
+    // it holds) and mapped its control region read-write, page aligned, for the task's life.
+    let (window, control) = unsafe {
+        (Window::new(window_base, session.window.len as usize), Control::new(control_base, session.control.len as usize))
+    };
+    Memserver::new(Sel4Transport(link), &hello_reply, window, control).map_err(|_| "session")
 }
 
 /// Decodes the boot info the root task wrote at `addr`.
