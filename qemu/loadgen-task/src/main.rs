@@ -23,6 +23,8 @@
 
 extern crate alloc;
 
+mod ratios;
+
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
@@ -71,6 +73,8 @@ fn run(session: &ClientSession, workload: Workload, root: sel4::cap::Endpoint) -
             memserver_task_client::rendezvous(root, LABEL_READY);
             let result = measure(workload, &server, || churn.run());
             memserver_task_client::rendezvous(root, LABEL_PAUSE);
+            // The other tasks are done or paused by now: the figures see a quiet system.
+            ratios::print(&server)?;
             churn.cache.destroy().map_err(|_| "destroy")?;
             result
         }
