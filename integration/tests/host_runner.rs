@@ -48,6 +48,7 @@ fn release_punches_holes_and_resident_memory_falls() {
     let server = start(&system_toml(2000));
     let (mut c, _) = server.connect("app").unwrap();
     let pages = 4096usize; // 16 MiB
+    assert_eq!(call(&mut c, &format!("grant 0 {pages}")), "ok");
     let process_before = resident_pages_of_this_process();
     // SAFETY: the window is window_len() >= 16 MiB bytes, mapped for the connection's life.
     unsafe { std::ptr::write_bytes(c.window_base(), 0x5A, pages * PAGE) };
@@ -73,6 +74,37 @@ fn release_punches_holes_and_resident_memory_falls() {
 }
 
 #[test]
+fn pages_touched_without_a_grant_are_punched_out() {
+    let server = start(&system_toml(2000));
+    let (mut c, _) = server.connect("app").unwrap();
+    assert_eq!(call(&mut c, "grant 0 16"), "ok");
+    // SAFETY: the window is window_len() >= 1 MiB bytes, mapped for the connection's life.
+    unsafe { std::ptr::write_bytes(c.window_base(), 0x5A, 256 * PAGE) };
+    // The audit after this request (or the timer) takes the 240 ungranted pages back.
+    assert!(eventually(Duration::from_secs(10), || call(&mut c, "resident") == "16"));
+    let mut byte = [0u8];
+    assert!(c.window().read(15 * PAGE, &mut byte) && byte == [0x5A], "granted pages keep their bytes");
+    assert!(c.window().read(16 * PAGE, &mut byte) && byte == [0], "ungranted pages read as zero");
+    assert!(server.stderr_so_far().contains("punched 240 ungranted pages"));
+}
+
+#[test]
+fn a_client_bound_to_an_executable_admits_only_that_program() {
+    // hostile-0 must be /usr/bin/true: this test binary is not; app names this binary.
+    let me = std::env::current_exe().unwrap();
+    let system = system_toml(2000)
+        .replace("name = \"hostile-0\"", "name = \"hostile-0\"\nexe = \"/usr/bin/true\"")
+        .replace("name = \"app\"", &format!("name = \"app\"\nexe = {:?}", me.display().to_string()));
+    let server = start(&system);
+    match server.connect("hostile-0") {
+        Err(ConnectError::Refused(reply)) => assert_eq!(reply, b"refused: NotPermitted"),
+        other => panic!("{other:?}"),
+    }
+    assert!(server.connect("app").is_ok(), "the configured executable is admitted");
+    assert!(server.stderr_so_far().contains("not client 3 (hostile-0): executable"));
+}
+
+#[test]
 fn unknown_and_duplicate_names_are_refused() {
     let server = start(&system_toml(2000));
     match server.connect("nobody") {
@@ -90,15 +122,49 @@ fn unknown_and_duplicate_names_are_refused() {
 }
 
 #[test]
-fn connections_beyond_the_configured_clients_are_refused() {
-    let server = start(&system_toml(5000));
-    let raw: Vec<_> = (0..3).map(|_| raw_connection(&server.socket)).collect();
-    match server.connect("app") {
-        Err(ConnectError::Refused(reply)) => assert_eq!(reply, b"refused: TooManyConnections"),
-        other => panic!("{other:?}"),
+fn silent_connections_never_keep_a_client_out() {
+    let server = start(
+        &system_toml(5000).replace("hello_timeout_ms = 5000", "hello_timeout_ms = 5000\npending_connections = 2"),
+    );
+    // Far more silent connections than the pending pool and than there are clients.
+    let raw: Vec<_> = (0..20).map(|_| raw_connection(&server.socket)).collect();
+    let (app, reply) = server.connect("app").expect("a client task is admitted whatever the silent ones do");
+    assert_eq!(reply, "welcome 1");
+    // The evicted silent connections were told so; at most the pool's two are still pending.
+    let mut evicted = 0;
+    for fd in &raw {
+        rustix::net::sockopt::set_socket_timeout(
+            fd,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_millis(50)),
+        )
+        .unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = rustix::net::recv(fd, &mut buf[..], rustix::net::RecvFlags::empty())
+            && &buf[..n] == b"refused: TooManyConnections"
+        {
+            evicted += 1;
+        }
     }
-    drop(raw);
-    assert!(eventually(Duration::from_secs(5), || server.connect("app").is_ok()));
+    assert!(evicted >= 18, "{evicted} of 20 silent connections evicted");
+    drop(app);
+}
+
+#[test]
+fn a_hello_of_another_version_may_be_retried_on_the_same_connection() {
+    // The test service answers "retry" with a Retry admission (as the real service does for a
+    // VersionMismatch): the connection stays pending and the next Hello is admitted.
+    let server = start(&system_toml(2000));
+    let fd = raw_connection(&server.socket);
+    rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(Duration::from_secs(10)))
+        .unwrap();
+    rustix::net::send(&fd, b"retry", rustix::net::SendFlags::empty()).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = rustix::net::recv(&fd, &mut buf[..], rustix::net::RecvFlags::empty()).unwrap();
+    assert_eq!(&buf[..n], b"try again");
+    rustix::net::send(&fd, b"hello app", rustix::net::SendFlags::empty()).unwrap();
+    let (n, _) = rustix::net::recv(&fd, &mut buf[..], rustix::net::RecvFlags::empty()).unwrap();
+    assert_eq!(&buf[..n], b"welcome 1");
 }
 
 #[test]

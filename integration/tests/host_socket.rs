@@ -19,6 +19,17 @@ fn sigterm_shuts_down_cleanly_and_removes_the_socket() {
 }
 
 #[test]
+fn socket_file_mode_is_set_explicitly() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |server: &host::Server| std::fs::metadata(&server.socket).unwrap().permissions().mode() & 0o777;
+    let default = start(&system_toml(2000));
+    assert_eq!(mode(&default), 0o600, "default: only the server's uid may connect");
+    let group =
+        start(&system_toml(2000).replace("hello_timeout_ms = 2000", "hello_timeout_ms = 2000\nsocket_mode = 0o660"));
+    assert_eq!(mode(&group), 0o660, "exactly the configured bits, whatever the umask");
+}
+
+#[test]
 fn socket_taken_by_a_live_server_is_an_error() {
     let first = start(&system_toml(2000));
     let (mut second, stderr, listening) = spawn_in(first.dir.path(), &system_toml(2000), &[]);

@@ -75,10 +75,15 @@ fn slabinfo_and_stats_show_a_running_client() {
     assert!(app_stats["live_objects"].as_u64().unwrap() >= 100);
     assert!(app_stats["magazines"]["alloc_hits"].as_u64().unwrap() >= 90, "{app_stats}");
     assert!(app_stats["ipc"]["refills"].as_u64().unwrap() >= 1);
+    let window = &app_stats["window"];
+    assert_eq!(window["granted_pages"], app_stats["pages"], "the runner's grant is the engine's frames");
+    assert!(window["resident_pages"].as_u64().unwrap() <= window["granted_pages"].as_u64().unwrap());
+    assert_eq!(window["violations"], 0);
     assert!(json["clients"].as_array().unwrap().iter().any(|c| c["name"] == "memctl"));
 
     let table = stdout(&memctl(&server, &["stats"]));
     assert!(table.starts_with("pool: ") && table.contains(" app "), "{table}");
+    assert!(table.contains(" GRANTED RESIDENT  VIOL "), "{table}");
     for p in objects {
         cache.free(p).unwrap();
     }

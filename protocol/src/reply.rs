@@ -112,6 +112,18 @@ pub struct Stats {
     /// Allocations and frees the client library could not serve from a magazine: each cost
     /// an IPC (an exchange, or the cache has no magazines). Client-written, as `alloc_hits`.
     pub magazine_misses: u64,
+    /// Window pages the server granted the client (slabs and large kmallocs), as the Linux
+    /// runner's grant bitmap counts them. 0 on seL4, where no audit is needed (a page the
+    /// client was not granted is not mapped). Since version 3.
+    pub granted_pages: u32,
+    /// Window pages holding memory now (the memfd's allocated blocks, Linux runner). At most
+    /// `granted_pages` plus the audit's slack once the client's window has been audited. 0 on
+    /// seL4. Since version 3.
+    pub resident_pages: u32,
+    /// Audits that found the client keeping more pages resident than it was granted plus the
+    /// slack (each time the ungranted pages were punched out), since it connected. 0 on seL4.
+    /// Since version 3.
+    pub grant_violations: u32,
 }
 
 /// One client with an open session, for `Reply::Clients`.
@@ -394,7 +406,7 @@ impl WireSize for Track {
 }
 
 impl WireSize for Stats {
-    const MAX_ENCODED: usize = 5 * u32::MAX_ENCODED + u16::MAX_ENCODED + 14 * u64::MAX_ENCODED;
+    const MAX_ENCODED: usize = 8 * u32::MAX_ENCODED + u16::MAX_ENCODED + 14 * u64::MAX_ENCODED;
 }
 
 impl WireSize for ClientEntry {

@@ -20,8 +20,12 @@ pub type CacheName = heapless::String<CACHE_NAME_MAX>;
 /// A client task name as carried in `Hello` (at most [`CLIENT_NAME_MAX`] bytes of UTF-8).
 pub type ClientName = heapless::String<CLIENT_NAME_MAX>;
 
-/// Copies `name` into a [`CacheName`]; `InvalidArgument` if it is longer than 31 bytes.
+/// Copies `name` into a [`CacheName`]; `InvalidArgument` if it is longer than 31 bytes or not
+/// printable ASCII without spaces (what slabinfo shows unambiguously; the server checks the same).
 pub fn cache_name(name: &str) -> Result<CacheName, Error> {
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::InvalidArgument);
+    }
     CacheName::try_from(name).map_err(|_| Error::InvalidArgument)
 }
 

@@ -46,7 +46,7 @@ fn the_numbers_are_as_documented() {
     assert_eq!(SLABINFO_ROWS_PER_PAGE, 13);
     assert_eq!(Error::MAX_ENCODED, 23);
     assert_eq!(CacheInfo::MAX_ENCODED, 101);
-    assert_eq!(Stats::MAX_ENCODED, 168);
+    assert_eq!(Stats::MAX_ENCODED, 183);
     assert_eq!(ClientEntry::MAX_ENCODED, 35);
     assert_eq!(CLIENTS_PER_PAGE, 27);
 }

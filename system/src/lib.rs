@@ -84,10 +84,67 @@ pub struct Server {
     /// Default magazine capacities by object size.
     #[serde(default)]
     pub magazines: Magazines,
+    /// Connections that have not said `Hello` yet the host runner keeps at once (their own
+    /// pool, apart from the clients' connections).
+    #[serde(default = "default_pending_connections")]
+    pub pending_connections: u32,
+    /// Permission bits of the host runner's socket file (`0o600`: only the server's uid may
+    /// connect; `0o660` for a group of client uids).
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: u32,
+    /// The identity of clients that name none of their own (`[server.identity]`).
+    #[serde(default)]
+    pub identity: Identity,
+    /// How the host runner holds each client to the pages it granted (`[server.audit]`).
+    #[serde(default)]
+    pub audit: Audit,
 }
 
 fn default_hello_timeout_ms() -> u32 {
     2000
+}
+
+fn default_pending_connections() -> u32 {
+    32
+}
+
+fn default_socket_mode() -> u32 {
+    0o600
+}
+
+/// Who may connect as a client task, as the kernel reports the peer of a host connection
+/// (`SO_PEERCRED`, `/proc/PID/exe`). A key left out is not checked, except `uid`, which
+/// defaults to the uid that runs the server. On seL4 the endpoint badge is the identity and
+/// these keys do not apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The effective uid the peer must have.
+    pub uid: Option<u32>,
+    /// The effective gid the peer must have.
+    pub gid: Option<u32>,
+    /// The executable the peer must run (an absolute path, compared with `/proc/PID/exe`).
+    pub exe: Option<PathBuf>,
+}
+
+/// `[server.audit]`: the host runner's audit of client windows (docs/system.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Every window is audited this often, in milliseconds (besides after each request batch).
+    pub interval_ms: u32,
+    /// Pages a client may keep resident beyond its grant without a violation.
+    pub slack_pages: u32,
+    /// Violations within `violation_window_ms` that get a client disconnected.
+    pub violations_max: u32,
+    /// The window of time violations are counted in, in milliseconds.
+    pub violation_window_ms: u32,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit { interval_ms: 50, slack_pages: 32, violations_max: 3, violation_window_ms: 10_000 }
+    }
 }
 
 /// `[server.magazines]`: default magazine capacity (objects per magazine) by object size,
@@ -151,12 +208,27 @@ pub struct Client {
     /// `None`: not started on seL4. The host runner ignores it.
     #[serde(default)]
     pub image: Option<String>,
+    /// The effective uid its host connection must come from (default: `server.identity`).
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// The effective gid its host connection must come from (default: `server.identity`).
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// The executable its host connection must come from (default: `server.identity`).
+    #[serde(default)]
+    pub exe: Option<PathBuf>,
 }
 
 impl Client {
     /// Window size in bytes.
     pub fn window_bytes(&self) -> u64 {
         u64::from(self.window_pages) * protocol::PAGE_SIZE as u64
+    }
+
+    /// Its identity: each key of its own, else the server's default (`server.identity`).
+    pub fn identity(&self, server: &Server) -> Identity {
+        let d = &server.identity;
+        Identity { uid: self.uid.or(d.uid), gid: self.gid.or(d.gid), exe: self.exe.clone().or_else(|| d.exe.clone()) }
     }
 }
 

@@ -168,3 +168,40 @@ fn image_names_the_sel4_program_and_is_optional() {
     assert_eq!(repo.client_by_name("conformance-peer").unwrap().1.image.as_deref(), Some("conformance"));
     assert_eq!(repo.client_by_name("loadgen-0").unwrap().1.image.as_deref(), Some("loadgen"));
 }
+
+#[test]
+fn host_runner_defaults_for_the_trust_boundary() {
+    let s = System::parse(GOOD).unwrap();
+    assert_eq!((s.server.pending_connections, s.server.socket_mode), (32, 0o600));
+    assert_eq!(s.server.identity, Identity::default());
+    assert_eq!(
+        s.server.audit,
+        Audit { interval_ms: 50, slack_pages: 32, violations_max: 3, violation_window_ms: 10_000 }
+    );
+    assert_eq!(s.client(1).unwrap().identity(&s.server), Identity::default(), "uid: the server's, at run time");
+}
+
+#[test]
+fn client_identity_key_by_key_over_the_server_default() {
+    let text = GOOD
+        .replace("magazine_slots = 16", "magazine_slots = 16\n[server.identity]\nuid = 1000\nexe = \"/usr/bin/app\"")
+        .replace("name = \"memctl\"", "name = \"memctl\"\nuid = 0\ngid = 4");
+    let s = System::parse(&text).unwrap();
+    let app = s.client(1).unwrap().identity(&s.server);
+    let memctl = s.client(2).unwrap().identity(&s.server);
+    assert_eq!(app, Identity { uid: Some(1000), gid: None, exe: Some("/usr/bin/app".into()) });
+    assert_eq!(memctl, Identity { uid: Some(0), gid: Some(4), exe: Some("/usr/bin/app".into()) });
+}
+
+#[test]
+fn rejects_bad_trust_boundary_settings() {
+    let server = |extra: &str| GOOD.replace("magazine_slots = 16", &format!("magazine_slots = 16\n{extra}"));
+    assert_eq!(rejected_key(&server("socket_mode = 0o1777")), "server.socket_mode");
+    assert_eq!(rejected_key(&server("socket_mode = 0o066")), "server.socket_mode", "the server's own uid must connect");
+    assert_eq!(rejected_key(&server("pending_connections = 0")), "server.pending_connections");
+    assert_eq!(rejected_key(&server("[server.identity]\nexe = \"relative/app\"")), "server.identity.exe");
+    assert_eq!(rejected_key(&server("[server.audit]\ninterval_ms = 0")), "server.audit.interval_ms");
+    assert_eq!(rejected_key(&server("[server.audit]\nviolations_max = 0")), "server.audit.violations_max");
+    assert_eq!(rejected_key(&GOOD.replace("name = \"app\"", "name = \"app\"\nexe = \"app\"")), "client[0].exe");
+    assert!(System::parse(&server("socket_mode = 0o660\n[server.audit]\nslack_pages = 0")).is_ok());
+}

@@ -21,6 +21,12 @@ pub mod limits {
     pub const CLIENTS_MAX: usize = 4096;
     /// Longest `hello_timeout_ms`: ten minutes.
     pub const HELLO_TIMEOUT_MS_MAX: u32 = 600_000;
+    /// Most connections waiting for their `Hello` at once.
+    pub const PENDING_CONNECTIONS_MAX: u32 = 1024;
+    /// Longest audit period and violation window: one hour.
+    pub const AUDIT_MS_MAX: u32 = 3_600_000;
+    /// Most violations before a disconnect.
+    pub const VIOLATIONS_MAX: u32 = 1000;
 }
 
 fn invalid(key: impl Into<String>, value: impl Display, reason: impl Into<String>) -> ConfigError {
@@ -52,6 +58,20 @@ impl System {
             )
         })?;
         in_range("server.hello_timeout_ms", s.hello_timeout_ms, 1, HELLO_TIMEOUT_MS_MAX)?;
+        in_range("server.pending_connections", s.pending_connections, 1, PENDING_CONNECTIONS_MAX)?;
+        if s.socket_mode & !0o777 != 0 || s.socket_mode & 0o600 != 0o600 {
+            return Err(invalid(
+                "server.socket_mode",
+                format!("{:#o}", s.socket_mode),
+                "must be permission bits (at most 0o777) that include 0o600 (the server's own uid)",
+            ));
+        }
+        check_identity("server.identity", &s.identity.exe)?;
+        let a = &s.audit;
+        in_range("server.audit.interval_ms", a.interval_ms, 1, AUDIT_MS_MAX)?;
+        in_range("server.audit.slack_pages", a.slack_pages, 0, WINDOW_PAGES_MAX)?;
+        in_range("server.audit.violations_max", a.violations_max, 1, VIOLATIONS_MAX)?;
+        in_range("server.audit.violation_window_ms", a.violation_window_ms, 1, AUDIT_MS_MAX)?;
         let m = &s.magazines;
         for (key, value) in [
             ("server.magazines.small", m.small),
@@ -94,6 +114,7 @@ impl System {
             if let Some(image) = &c.image {
                 check_image(&key("image"), image)?;
             }
+            check_identity(&format!("client[{i}]"), &c.exe)?;
         }
         Ok(())
     }
@@ -110,6 +131,16 @@ fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
         return Err(invalid(key, quoted, "must be printable ASCII without spaces"));
     }
     Ok(())
+}
+
+/// An identity's `exe`: an absolute path (it is compared with the kernel's `/proc/PID/exe`).
+fn check_identity(key: &str, exe: &Option<std::path::PathBuf>) -> Result<(), ConfigError> {
+    match exe {
+        Some(path) if !path.is_absolute() => {
+            Err(invalid(format!("{key}.exe"), format!("{:?}", path.display().to_string()), "must be an absolute path"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An seL4 program image name: 1..=31 bytes of lower-case ASCII letters, digits and `-` (it

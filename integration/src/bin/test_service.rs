@@ -5,9 +5,11 @@
 //! | message | reply |
 //! | --- | --- |
 //! | `hello NAME` (first message) | `welcome ID`, or `refused: ...` for an unknown/duplicate name |
+//! | `retry` (before `hello`) | `try again`, and the connection goes on waiting for its `hello` |
 //! | `peek OFFSET LEN` | LEN bytes of the window at OFFSET, or `out of range` |
 //! | `poke OFFSET TEXT` | writes TEXT into the window: `ok` / `out of range` |
-//! | `release FIRST_PAGE COUNT` | punches the pages out of the window: `ok` / the error |
+//! | `grant FIRST_PAGE COUNT` | grants the pages to the client (as the engine's `Platform::map` does; the runner's audit punches ungranted pages the client touches): `ok` / the error |
+//! | `release FIRST_PAGE COUNT` | punches the pages out of the window and takes their grant back: `ok` / the error |
 //! | `resident` | the window's resident pages, in decimal |
 //! | `connected` | the ids of connected clients, comma-separated |
 //! | `silent` | no reply at all |
@@ -92,6 +94,9 @@ fn two_numbers(args: &str) -> Option<(u64, u64)> {
 
 impl Service for TestService<'_> {
     fn admit(&mut self, hello: &[u8], reply: &mut [u8]) -> Admission {
+        if hello == b"retry" {
+            return Admission::Retry { reply_len: put(reply, b"try again") };
+        }
         let name = std::str::from_utf8(hello).ok().and_then(|h| h.strip_prefix("hello "));
         let Some((client, _)) = name.and_then(|n| self.system.client_by_name(n)) else {
             return Admission::Refuse { reply_len: put(reply, b"refused: unknown client") };
@@ -124,6 +129,14 @@ impl Service for TestService<'_> {
                 let ok = offset.parse().is_ok_and(|o| memory.write(client, o, data.as_bytes()));
                 put(reply, if ok { b"ok" } else { b"out of range" })
             }
+            "grant" => match two_numbers(args).map(|(first, count)| {
+                let frames = vec![0u32; usize::try_from(count).unwrap_or(0)];
+                memory.map(client, first, &frames)
+            }) {
+                Some(Ok(())) => put(reply, b"ok"),
+                Some(Err(e)) => put(reply, e.to_string().as_bytes()),
+                None => put(reply, b"bad arguments"),
+            },
             "release" => match two_numbers(args).map(|(first, count)| memory.release(client, first, count)) {
                 Some(Ok(())) => put(reply, b"ok"),
                 Some(Err(e)) => put(reply, e.to_string().as_bytes()),

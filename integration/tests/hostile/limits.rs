@@ -95,7 +95,7 @@ pub fn pool_exhaustion(w: &mut World) -> Result<(), Failure> {
 }
 
 /// A `CacheCreate` encoded by hand, so the name may be longer than the type allows.
-fn raw_create(name: &[u8], size: u32, align: u32, flags: u32) -> Vec<u8> {
+pub fn raw_create(name: &[u8], size: u32, align: u32, flags: u32) -> Vec<u8> {
     let mut out = vec![1u8, name.len() as u8];
     out.extend_from_slice(name);
     for mut v in [size, align, flags] {

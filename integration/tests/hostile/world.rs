@@ -17,8 +17,9 @@ use protocol::{CacheId, ExchangeOp, Handle};
 use crate::host;
 use crate::peer::{Failure, Peer, ok};
 
-/// The suite's system description: an observer, three victims, three attackers. `hostile-0`
-/// may take the whole pool (quota = pool); the others have small quotas.
+/// The suite's system description: an observer, three victims, three attackers, and a second
+/// introspecting task nobody runs (`inspector`, for the identity attacks). `hostile-0` may take
+/// the whole pool (quota = pool); the others have small quotas.
 pub const SYSTEM: &str = r#"
 [server]
 pool_pages = 1024
@@ -26,6 +27,9 @@ socket = "memserver.sock"
 max_caches_per_client = 32
 magazine_slots = 8
 hello_timeout_ms = 300
+
+[server.audit]
+slack_pages = 8
 
 [[client]]
 name = "memctl"
@@ -62,7 +66,16 @@ window_pages = 64
 name = "hostile-2"
 quota_pages = 32
 window_pages = 64
+
+[[client]]
+name = "inspector"
+quota_pages = 1
+window_pages = 1
+introspect = true
 "#;
+
+/// `server.audit.slack_pages` of [`SYSTEM`]: pages a client may keep beyond its grant.
+pub const AUDIT_SLACK_PAGES: u64 = 8;
 
 /// Names of the attacking client tasks.
 pub const ATTACKERS: [&str; 3] = ["hostile-0", "hostile-1", "hostile-2"];

@@ -8,7 +8,7 @@
 
 use protocol::control::read_client_counters;
 use protocol::reply::{ClientEntry, ClientList};
-use protocol::{CLIENTS_PER_PAGE, CacheId, ClientId, ClientsPage, Error, Stats};
+use protocol::{CLIENTS_PER_PAGE, ClientId, ClientsPage, Error, Stats};
 
 use super::session::Phase;
 use super::{ControlAccess, Server};
@@ -63,10 +63,10 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     pub(super) fn stats_of(&mut self, client: ClientId) -> Result<Stats, Error> {
         let pool = self.engine.pool_stats();
         let mine = self.engine.client_stats(client)?;
-        let ids: heapless::Vec<CacheId, 256> = self.engine.cache_ids(client).take(256).collect();
         let mut live = 0u64;
         let mut in_magazines = 0u64;
-        for cache in ids {
+        for slot in 0..self.engine.cache_slots() {
+            let Some(cache) = self.engine.cache_in_slot(client, slot) else { continue };
             if let Ok(info) = self.wire_cache_info(client, cache) {
                 live = live.saturating_add(u64::from(info.active_objs));
                 in_magazines = in_magazines.saturating_add(u64::from(info.magazine_objs));
@@ -76,6 +76,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             Some(control) => read_client_counters(control).unwrap_or_default(),
             None => Default::default(),
         };
+        let window = self.engine.platform_mut().window_usage(client).unwrap_or_default();
         let session = self.sessions.get(usize::from(client)).ok_or(Error::PermissionDenied)?;
         let mut stats = session.stats;
         stats.pool_pages = pool.total_frames;
@@ -88,6 +89,9 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         stats.alloc_hits = published.alloc_hits;
         stats.free_hits = published.free_hits;
         stats.magazine_misses = published.magazine_misses;
+        stats.granted_pages = window.granted_pages;
+        stats.resident_pages = window.resident_pages;
+        stats.grant_violations = window.violations;
         Ok(stats)
     }
 }

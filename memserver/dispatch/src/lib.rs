@@ -7,10 +7,11 @@
 //! not decode is a client fault: `Malformed`), checks the session phase and the version, and
 //! routes the request (`protocol::api::route`) to its handler: the dispatch implements the
 //! interface's `Service` trait, one method per request, which receives typed, already-checked
-//! values and calls the engine ([`Engine`]). Beside the
-//! engine it keeps per-client [`Session`]s: the handshake, introspection rights, counters, and
+//! values and calls the engine ([`Engine`]). Beside the engine it keeps per-client [`Session`]s: the handshake, introspection rights, counters, and
 //! for every magazine-enabled cache a control-region slot and a depot of full magazines
-//! ([`magazine`]). Nothing a client sends or writes into its control region can panic it.
+//! ([`magazine`]). An allocation that finds no memory goes to the memory-pressure policy
+//! ([`pressure`]), which reclaims from the client itself for its own shortage and from others
+//! only under real pool pressure. Nothing a client sends or writes into its control region can panic it.
 //! The server's own failures (`Error::Internal`, and platform faults the engine survived) are
 //! counted and handed to the runner's log ([`ControlAccess::internal_error`]); a client's bad
 //! input is always its own error code.
@@ -29,6 +30,7 @@ pub mod testing;
 mod handlers;
 mod introspect;
 pub mod magazine;
+pub mod pressure;
 mod session;
 
 use protocol::control::ControlMemory;
@@ -39,6 +41,7 @@ use handlers::Handlers;
 
 pub use magazine::MagazineSizes;
 use memserver_engine::{Engine, Fault, Platform};
+pub use pressure::{FairReclaim, PressurePolicy, Reclaim};
 pub use session::{DEPOT_MAGAZINES, MAX_SLOTS, Phase, Session};
 
 /// What the dispatch layer needs from a platform beyond the engine's [`Platform`]: access to
@@ -46,6 +49,14 @@ pub use session::{DEPOT_MAGAZINES, MAX_SLOTS, Phase, Session};
 pub trait ControlAccess {
     /// The control region of `client`, if it has one.
     fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory>;
+
+    /// `client`'s window as a platform that audits windows sees it (the Linux runner: pages
+    /// granted, pages resident in the memfd, violations of the grant), for `Stats`. `None`
+    /// where nothing needs auditing (seL4: a page the client was not granted is not mapped).
+    fn window_usage(&mut self, client: ClientId) -> Option<WindowUsage> {
+        let _ = client;
+        None
+    }
 
     /// The server met an internal error ([`InternalError`]): log it. Called on the serving
     /// thread, so it must never block (drop or rate-limit lines when the sink is slow); the
@@ -62,13 +73,26 @@ pub trait ControlAccess {
     }
 }
 
+/// A client's window against its grant, where the platform audits it (see
+/// [`ControlAccess::window_usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// Window pages the engine granted (slabs and large kmallocs).
+    pub granted_pages: u32,
+    /// Window pages holding memory now.
+    pub resident_pages: u32,
+    /// Audits that found more resident than granted plus slack, since admission.
+    pub violations: u32,
+}
+
 /// One internal error, as the dispatch hands it to the runner's log: the server's own fault,
 /// never a client's bad input (that is the client's error code, and not logged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InternalError {
     /// The client being served.
     pub client: ClientId,
-    /// The request's wire tag (`docs/protocol.md` request index), `None` for a disconnect.
+    /// The request's wire tag (`docs/protocol.md` request index); `None` when no request of
+    /// this client was being served (its disconnect, or memory pressure reclaiming from it).
     pub request: Option<u8>,
     /// Whether the request failed with [`Error::Internal`]; `false`: it completed, but a
     /// platform hook failed on the way (a frame whose release failed was quarantined).
@@ -118,6 +142,8 @@ pub struct Server<'a, P: Platform + ControlAccess> {
     internal_errors: u64,
     /// The engine's fault count already accounted for.
     faults_seen: u64,
+    /// The memory-pressure policy.
+    pub(crate) pressure: pressure::Pressure<'a>,
 }
 
 impl<'a, P: Platform + ControlAccess> Server<'a, P> {
@@ -129,7 +155,7 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         }
         sessions.fill(Session::VACANT);
         let faults_seen = engine.faults();
-        Ok(Server { engine, sessions, config, internal_errors: 0, faults_seen })
+        Ok(Server { engine, sessions, config, internal_errors: 0, faults_seen, pressure: pressure::Pressure::DEFAULT })
     }
 
     /// The engine (statistics, tests, the invariant checker).
@@ -190,7 +216,7 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
 
     /// Counts and logs the internal errors of one request (`failed`: it was answered with
     /// `Error::Internal`), including the platform faults the engine recorded meanwhile.
-    fn account_internal(&mut self, client: ClientId, request: Option<u8>, failed: bool) {
+    pub(crate) fn account_internal(&mut self, client: ClientId, request: Option<u8>, failed: bool) {
         let faults = self.engine.faults();
         let new = faults.saturating_sub(self.faults_seen);
         self.faults_seen = faults;

@@ -273,7 +273,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     }
 
     /// Every depot magazine of `cache` back to the slabs (before shrink and destroy, and under
-    /// memory pressure).
+    /// memory pressure, see [`crate::pressure`]).
     pub(super) fn flush_depot(&mut self, client: ClientId, cache: CacheId) -> Result<(), Error> {
         let Some(session) = self.sessions.get_mut(usize::from(client)) else { return Ok(()) };
         let Some(slot) = session.slot_of(cache) else { return Ok(()) };
@@ -287,49 +287,6 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             }
         }
         Ok(())
-    }
-
-    /// Runs an allocation; on `OutOfMemory` or `QuotaExceeded` flushes depots and shrinks
-    /// caches (this client's for a quota failure, everyone's for an empty pool) and tries once
-    /// more — memory pressure empties the depots before anything fails.
-    pub(super) fn with_pressure_relief<T>(
-        &mut self,
-        client: ClientId,
-        mut op: impl FnMut(&mut Self) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        match op(self) {
-            Err(Error::QuotaExceeded) => {
-                if self.relieve(Some(client)) == 0 {
-                    return Err(Error::QuotaExceeded);
-                }
-                op(self)
-            }
-            Err(Error::OutOfMemory) => {
-                if self.relieve(None) == 0 {
-                    return Err(Error::OutOfMemory);
-                }
-                op(self)
-            }
-            other => other,
-        }
-    }
-
-    /// Flushes the depots and shrinks the caches of one client (or of all); returns the
-    /// pages released.
-    fn relieve(&mut self, only: Option<ClientId>) -> u32 {
-        let mut released = 0u32;
-        for index in 0..self.sessions.len() {
-            let client = index as ClientId;
-            if only.is_some_and(|c| c != client) {
-                continue;
-            }
-            let caches: heapless::Vec<CacheId, 256> = self.engine.cache_ids(client).take(256).collect();
-            for cache in caches {
-                let _ = self.flush_depot(client, cache);
-                released = released.saturating_add(self.engine.cache_shrink(client, cache).unwrap_or(0));
-            }
-        }
-        released
     }
 
     /// Objects the client's two magazines of `slot` hold, as its control region says (an

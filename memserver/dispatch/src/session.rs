@@ -128,6 +128,9 @@ impl Session {
             alloc_hits: 0,
             free_hits: 0,
             magazine_misses: 0,
+            granted_pages: 0,
+            resident_pages: 0,
+            grant_violations: 0,
         },
     };
 

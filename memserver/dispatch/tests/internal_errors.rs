@@ -1,56 +1,34 @@
 //! The server's own failures are counted and logged (`ControlAccess::internal_error`); a
 //! client's bad input is its own error code and is neither.
 
-use memserver_dispatch::testing::fuzz::encode;
-use memserver_dispatch::testing::{OwnedStorage, ServerPlatform};
-use memserver_dispatch::{ClientSpec, MagazineSizes, Server, ServerConfig, Session};
+use memserver_dispatch::testing::ServerPlatform;
+use memserver_dispatch::testing::setup::{call, open_server};
+use memserver_dispatch::{MagazineSizes, Server, ServerConfig};
 use memserver_engine::testing::Failure;
-use memserver_engine::{Engine, EngineConfig, Hook};
+use memserver_engine::{EngineConfig, Hook};
 use protocol::flags::SLAB_POISON;
-use protocol::{CacheId, ClientId, Error, Handle, PROTOCOL_VERSION, Reply, Request};
+use protocol::{CacheId, Error, Handle, Reply, Request};
 
-/// A server with clients 1 and 2 open (storage leaked: fine for a test).
+/// A server with clients 1 and 2 open.
 fn server() -> Server<'static, ServerPlatform> {
-    let config = EngineConfig::new(64, 3, 64);
-    let storage = Box::leak(Box::new(OwnedStorage::new(&config)));
-    let sessions = Box::leak(vec![Session::VACANT; 3].into_boxed_slice());
-    let engine = Engine::new(config, storage.storage(), ServerPlatform::default()).unwrap();
-    let server_config = ServerConfig { magazine_slots: 2, magazine_sizes: MagazineSizes::DEFAULT };
-    let mut server = Server::new(engine, sessions, server_config).unwrap();
-    for c in 1..=2 {
-        let name = protocol::client_name(&format!("c{c}")).unwrap();
-        let size = server.config().control_size();
-        server.engine_mut().platform_mut().create_control(c, size);
-        server
-            .admit(c, &ClientSpec { name: name.clone(), window_pages: 64, quota_pages: 32, introspect: false })
-            .unwrap();
-        let hello = call(&mut server, c, &Request::Hello { version: PROTOCOL_VERSION, client_name: name });
-        assert!(matches!(hello, Reply::Hello { .. }));
-    }
-    server
-}
-
-fn call(server: &mut Server<'_, ServerPlatform>, client: ClientId, request: &Request) -> Reply {
-    let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
-    let n = server.dispatch(client, &encode(request), &mut buf);
-    protocol::decode_reply(&buf[..n]).unwrap()
+    let config = ServerConfig { magazine_slots: 2, magazine_sizes: MagazineSizes::DEFAULT };
+    open_server(EngineConfig::new(64, 3, 64), config, &[(64, 32), (64, 32)])
 }
 
 fn create(server: &mut Server<'_, ServerPlatform>, flags: u32) -> CacheId {
     let name = protocol::cache_name("x").unwrap();
     match call(server, 1, &Request::CacheCreate { name, size: 64, align: 0, flags, ctor: false }) {
-        Reply::Created(created) => created.cache,
+        Reply::Created(protocol::Created { cache, .. }) => cache,
         other => panic!("{other:?}"),
     }
 }
 
 fn alloc(server: &mut Server<'_, ServerPlatform>, cache: CacheId) -> Handle {
     match call(server, 1, &Request::Alloc { cache }) {
-        Reply::Object(object) => object.handle,
+        Reply::Object(protocol::Object { handle, .. }) => handle,
         other => panic!("{other:?}"),
     }
 }
-
 #[test]
 fn a_failed_release_is_counted_and_logged_while_the_request_completes() {
     let mut s = server();

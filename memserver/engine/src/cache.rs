@@ -22,8 +22,9 @@ pub(crate) enum Located {
 impl<P: Platform> Engine<'_, P> {
     /// Create a cache. Corresponds to `kmem_cache_create()`.
     ///
-    /// `name`: 1..=31 bytes, unique among the client's caches, no whitespace or control
-    /// characters (slabinfo columns are whitespace-separated).
+    /// `name`: 1..=31 bytes, unique among the client's caches, printable ASCII without spaces
+    /// (slabinfo columns are whitespace-separated, and no invisible or right-to-left character
+    /// may disguise a row).
     pub fn cache_create(
         &mut self,
         client: ClientId,
@@ -36,7 +37,7 @@ impl<P: Platform> Engine<'_, P> {
         self.client(client)?;
         if name.is_empty()
             || name.len() > CACHE_NAME_MAX
-            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+            || !name.bytes().all(|b| b.is_ascii_graphic())
             || flags & !SLAB_ALL != 0
         {
             return Err(Error::InvalidArgument);
@@ -64,10 +65,11 @@ impl<P: Platform> Engine<'_, P> {
             if c.live && c.name.as_str() == name {
                 return Err(Error::NameTaken);
             }
-            if !c.live && free_slot.is_none() {
+            if !c.live && !c.retired && free_slot.is_none() {
                 free_slot = Some(slot);
             }
         }
+        // No slot left (live or retired): a limit of the client's own, not memory pressure.
         let gi = self.cache_slot(client, free_slot.ok_or(Error::OutOfMemory)?);
         let name = heapless::String::try_from(name).map_err(|_| Error::InvalidArgument)?;
         let c = self.cache_mut(gi)?;
@@ -75,6 +77,7 @@ impl<P: Platform> Engine<'_, P> {
             live: true,
             is_kmalloc,
             has_ctor,
+            no_reap: super::reclaim::forbids_reaping(flags),
             generation: c.generation,
             name,
             size,
@@ -304,7 +307,8 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Every slab of cache `gi` back to the pool (objects or not) and the slot freed, with a
-    /// new generation so old ids are stale. Returns nothing; pages are counted by the caller.
+    /// new generation so old ids are stale (or retired after its last one). Returns nothing;
+    /// pages are counted by the caller.
     pub(crate) fn cache_release(&mut self, gi: u32) -> Result<(), Error> {
         let client = self.cache_client(gi);
         for list in 0..3 {
@@ -316,12 +320,14 @@ impl<P: Platform> Engine<'_, P> {
                 self.slab_destroy(gi, head)?;
             }
         }
+        let last = self.cache_generation_max();
         let c = self.cache_mut(gi)?;
-        let generation = match c.generation.wrapping_add(1) {
-            0 => 1,
-            g => g,
+        // A slot that used its last generation retires: its ids can never come back to life.
+        let (generation, retired) = match c.generation {
+            g if g >= last => (g, true),
+            g => (g + 1, false),
         };
-        *c = CacheDesc { generation, ..CacheDesc::EMPTY };
+        *c = CacheDesc { generation, retired, ..CacheDesc::EMPTY };
         let cl = self.client_mut(client)?;
         cl.caches = cl.caches.saturating_sub(1);
         Ok(())
@@ -330,14 +336,6 @@ impl<P: Platform> Engine<'_, P> {
     /// Release every empty slab of a cache. Corresponds to `kmem_cache_shrink()`; returns
     /// the pages that went back to the pool.
     pub fn cache_shrink(&mut self, client: ClientId, cache: CacheId) -> Result<u32, Error> {
-        let gi = self.cache_lookup(client, cache)?;
-        let mut pages = 0u32;
-        loop {
-            let head = self.cache(gi)?.heads.get(usize::from(LIST_EMPTY)).copied().unwrap_or(NIL);
-            if head == NIL {
-                return Ok(pages);
-            }
-            pages = pages.saturating_add(self.slab_destroy(gi, head)?);
-        }
+        Ok(self.cache_shrink_some(client, cache, super::reclaim::Released::ALL)?.pages)
     }
 }

@@ -5,11 +5,12 @@
 use protocol::flags::SLAB_STORE_USER;
 use protocol::{ClientId, PAGE_SIZE};
 
-use super::debug::{InvariantViolation, track_frames_for, violation};
+use super::debug::{InvariantViolation, violation};
 use super::storage::{
     FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, FRAME_TRACK, NIL, PAGE_FREED_LARGE,
     PAGE_NONE,
 };
+use super::track::track_frames_for;
 use super::{Engine, Platform};
 
 impl<P: Platform> Engine<'_, P> {
@@ -161,6 +162,9 @@ impl<P: Platform> Engine<'_, P> {
         for slot in 0..self.config.max_caches_per_client {
             let gi = self.cache_slot(client, slot);
             let c = self.cache(gi).map_err(|_| violation("cache table short", client, slot))?;
+            if c.generation == 0 || c.generation > self.cache_generation_max() || (c.retired && c.live) {
+                return Err(violation("cache slot generation", gi, c.generation));
+            }
             if !c.live {
                 if c.heads.iter().any(|&h| h != NIL) || c.counts.iter().any(|&n| n != 0) {
                     return Err(violation("dead cache holds slabs", client, slot));

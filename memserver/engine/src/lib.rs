@@ -8,20 +8,24 @@
 //! cache, and a slab is cut into **objects** at a fixed stride. All metadata (frame and slab
 //! descriptors, object bitmaps, slab lists) lives in server-private tables the runner provides
 //! ([`EngineStorage`]), sized from the pool; STORE_USER records, which only some caches need,
-//! live in server-private pool frames ([`Platform::private_frame`]) taken with each such slab and
-//! charged to its client. Nothing is ever read back from memory a client can write except to
-//! check poison and red-zone bytes. Every path is O(1): a handle
-//! resolves by index arithmetic (window page → frame → slab → `(offset - start) / stride`), an
-//! allocation takes the first slab of the partial list and the lowest free object through a
-//! two-level bitmap, and slabs move between empty/partial/full lists through intrusive index
-//! links. Only a new slab searches the window bitmap for room. No heap, no panics: every
-//! table access is checked and every failure is a [`protocol::Error`].
+//! live in server-private pool frames ([`Platform::private_frame`]) taken with each such slab
+//! and charged to its client. Nothing is ever read back from memory a client can write except
+//! to check poison and red-zone bytes. Every path is O(1): a handle resolves by index
+//! arithmetic (window page → frame → slab → `(offset - start) / stride`), an allocation takes
+//! the first slab of the partial list and the lowest free object through a two-level bitmap,
+//! and slabs move between empty/partial/full lists through intrusive index links. Only a new
+//! slab searches the window bitmap for room. No heap, no panics: every table access is checked
+//! and every failure is a [`protocol::Error`] — the client's own, or [`Error::Internal`] when
+//! the engine's metadata or a platform hook failed (never dropped: see [`Platform`]). An
+//! allocation that finds no memory says why ([`Shortage`]), for the dispatch's pressure policy.
 //!
-//! Files: [`storage`] (config and caller-provided tables), `frame` (pool free stack),
-//! `window` (per-client page maps), [`layout`] (alignment, stride, slab order), `slab`
-//! (descriptors, bitmaps, lists), `cache` (create/alloc/free/destroy/shrink), `bulk`
-//! (magazine refill/drain), `debug` (poison, red zones, owner tracks), `kmalloc`, `client`
-//! (attach, reclaim), `stats` (info and slabinfo), `invariants` (the checker).
+//! Files: [`storage`] (config and caller-provided tables), `platform` (the hooks and their
+//! faults), `frame` (pool free stack, quarantine), `window` (per-client page maps), [`layout`]
+//! (alignment, stride, slab order), `slab` (descriptors, bitmaps, lists), `cache`
+//! (create/alloc/free/destroy/shrink), `bulk` (magazine refill/drain), `debug` (poison, red
+//! zones, consistency checks), `track` (STORE_USER records in private frames), `kmalloc`,
+//! `client` (attach, reclaim), `reclaim` (shortages, bounded shrink, reapable caches),
+//! `stats` (info and slabinfo), `invariants` (the checker).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -42,143 +46,23 @@ mod frame;
 mod invariants;
 mod kmalloc;
 pub mod layout;
+mod platform;
+mod reclaim;
 mod slab;
 mod stats;
 pub mod storage;
+mod track;
 mod window;
 
-use core::cell::Cell;
-
-use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle, PAGE_SIZE};
+use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
 
 pub use debug::InvariantViolation;
 pub use kmalloc::{KMALLOC_MAX, KMALLOC_SIZES};
+use platform::FaultLog;
+pub use platform::{Fault, Hook, Platform};
+pub use reclaim::{NO_REAP_FLAGS, Released, Shortage, ShortageKind};
 pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes};
 use storage::{NIL, PAGE_NONE};
-
-/// What the engine needs from the machine it runs on.
-///
-/// # Failures
-/// Every hook is fallible and the engine never drops a failure. Its rules, which keep its
-/// metadata consistent whatever a hook does:
-/// * `map` may fail for lack of resources (seL4: no untyped left for page tables): the engine
-///   undoes everything (already mapped chunks are released again) and the allocation fails
-///   with `map`'s error, changing nothing.
-/// * `release` and `private_release` run before a frame goes back to the pool. The engine's
-///   bookkeeping moves either way (the pages are gone from the client, the slab is gone), but a
-///   frame whose release failed is **quarantined**, never handed out again
-///   ([`PoolStats::quarantined_frames`]): on seL4 it may still be mapped into its old client.
-///   The operation itself completes; the failure is recorded as a [`Fault`] the dispatch logs.
-/// * `read`, `write`, `fill` and `private_frame` run before the engine commits the change they
-///   serve (checks before an allocation, poison and red zones before a free's bookkeeping), so
-///   a failure leaves the metadata as it was; the operation fails with [`Error::Internal`] and
-///   the platform's own error is kept in the [`Fault`].
-///
-/// Platforms return [`Error::Internal`] for anything but a resource shortage in `map`.
-pub trait Platform {
-    /// Window pages `[first_page, first_page + frames.len())` of `client` are now backed by
-    /// pool frames (`frames[i]` backs page `first_page + i`). seL4: map derived frame caps into
-    /// the client's VSpace. Host: record the grant (the resident-memory audit bounds the client
-    /// by it).
-    fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error>;
-    /// Those pages go back to the pool (the same frames given again): seL4 unmaps, revokes and
-    /// zeroes; the host punches a hole (memory back to the OS).
-    fn release(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error>;
-    /// Copy object memory out (never a reference into client-writable memory).
-    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error>;
-    /// Copy into object memory.
-    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error>;
-    /// Fill object memory with one byte.
-    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error>;
-    /// A pool frame used by the server itself (metadata, never mapped into any client): its
-    /// bytes. The engine initialises a frame it takes for itself, so the contents found the
-    /// first time may be anything.
-    fn private_frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error>;
-    /// A private frame goes back to the pool: its memory may go back to the OS (host:
-    /// `madvise(MADV_DONTNEED)`; seL4: zero it, or unmap it from the server).
-    fn private_release(&mut self, frame: u32) -> Result<(), Error>;
-}
-
-/// Which platform hook failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Map,
-    Release,
-    Read,
-    Write,
-    Fill,
-    PrivateFrame,
-    PrivateRelease,
-}
-
-/// A failure of the server itself (a platform hook failed), recorded for the runner's log:
-/// which hook, for which client (0 for private frames), and the platform's error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fault {
-    pub hook: Hook,
-    pub client: ClientId,
-    pub error: Error,
-}
-
-/// Why an allocation could not get memory. A client sees only `QuotaExceeded` or
-/// `OutOfMemory` ([`ShortageKind::error`]); the dispatch's memory-pressure policy needs to know
-/// whose shortage it is: a client's own (its quota, its tracking budget, its window) is relieved
-/// from that client alone, only a shared one (the pool, the slab descriptors) from others.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShortageKind {
-    /// The client's frame quota does not cover the pages.
-    Quota,
-    /// Its quota covers the slab's pages but not the private frames of its STORE_USER records.
-    Tracking,
-    /// No free run of pages in the client's window (full, or fragmented for this order).
-    Window,
-    /// The global frame pool is short.
-    Pool,
-    /// The global slab-descriptor table is exhausted.
-    SlabDescriptors,
-}
-
-impl ShortageKind {
-    /// The error the client sees.
-    pub const fn error(self) -> Error {
-        match self {
-            ShortageKind::Quota | ShortageKind::Tracking => Error::QuotaExceeded,
-            ShortageKind::Window | ShortageKind::Pool | ShortageKind::SlabDescriptors => Error::OutOfMemory,
-        }
-    }
-
-    /// Whether only the client itself can relieve it (its quota, tracking budget or window).
-    pub const fn is_own(self) -> bool {
-        matches!(self, ShortageKind::Quota | ShortageKind::Tracking | ShortageKind::Window)
-    }
-}
-
-/// The latest allocation failure for lack of memory ([`Engine::take_shortage`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shortage {
-    /// Who was allocating.
-    pub client: ClientId,
-    pub kind: ShortageKind,
-    /// How much is missing: frames (quota, tracking, pool), contiguous window pages (window),
-    /// descriptors (slab descriptors).
-    pub needed: u32,
-}
-
-/// Platform failures so far and the latest (`Cell`s: reads fail in `&self` paths).
-#[derive(Default)]
-pub(crate) struct FaultLog {
-    count: Cell<u64>,
-    last: Cell<Option<Fault>>,
-}
-
-impl FaultLog {
-    /// Record that a platform hook failed; returns the error the operation reports.
-    pub(crate) fn record(&self, hook: Hook, client: ClientId, error: Error) -> Error {
-        self.count.set(self.count.get().saturating_add(1));
-        self.last.set(Some(Fault { hook, client, error }));
-        Error::Internal
-    }
-}
 
 /// The result of an allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,6 +131,8 @@ pub struct ClientStats {
     pub quota_frames: u32,
     pub window_pages: u32,
     pub caches: u16,
+    /// Cache slots that used their last generation (never used again).
+    pub retired_cache_slots: u16,
 }
 
 /// The error for engine metadata that contradicts itself: never expected (the invariant
@@ -409,11 +295,26 @@ impl<'a, P: Platform> Engine<'a, P> {
         u32::from(client) * u32::from(self.config.max_caches_per_client) + u32::from(slot)
     }
 
+    /// Bits of a `CacheId` that name the slot (just enough for `max_caches_per_client`); the
+    /// rest name the slot's generation.
+    fn cache_slot_bits(&self) -> u32 {
+        u32::BITS - u32::from(self.config.max_caches_per_client.saturating_sub(1)).leading_zeros()
+    }
+
+    /// The last generation a cache slot can have: after it the slot is retired for good, so a
+    /// `CacheId` never names a second cache. With 64 caches per client a slot lasts 2^26
+    /// create/destroy cycles, with 1,024 caches 2^22.
+    pub fn cache_generation_max(&self) -> u32 {
+        u32::MAX >> self.cache_slot_bits()
+    }
+
     /// The live cache `id` of `client` (its global slot), else `NoSuchCache`.
     pub(crate) fn cache_lookup(&self, client: ClientId, id: CacheId) -> Result<u32, Error> {
         self.client(client)?;
-        let slot = (id.0 & 0xffff) as u16;
-        let generation = (id.0 >> 16) as u16;
+        let bits = self.cache_slot_bits();
+        let slot = id.0 & !(u32::MAX << bits);
+        let generation = id.0 >> bits;
+        let slot = u16::try_from(slot).map_err(|_| Error::NoSuchCache)?;
         if slot >= self.config.max_caches_per_client {
             return Err(Error::NoSuchCache);
         }
@@ -424,11 +325,12 @@ impl<'a, P: Platform> Engine<'a, P> {
         }
     }
 
-    /// The public id of a global cache slot.
+    /// The public id of a global cache slot: its generation above its slot.
     pub(crate) fn cache_id(&self, gi: u32) -> Result<CacheId, Error> {
         let c = self.cache(gi)?;
         let slot = gi % u32::from(self.config.max_caches_per_client);
-        Ok(CacheId(u32::from(c.generation) << 16 | slot))
+        let generation = c.generation.checked_shl(self.cache_slot_bits()).ok_or(BROKEN)?;
+        Ok(CacheId(generation | slot))
     }
 
     /// The client owning global cache slot `gi`.

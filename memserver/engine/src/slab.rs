@@ -10,8 +10,8 @@
 use protocol::flags::{SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
 use protocol::{ClientId, Error, PAGE_SIZE};
 
-use super::debug::track_frames_for;
 use super::storage::{BITMAP_WORDS, FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_NONE, LIST_PARTIAL, NIL, SlabDesc};
+use super::track::track_frames_for;
 use super::{BROKEN, Engine, Platform};
 
 impl<P: Platform> Engine<'_, P> {

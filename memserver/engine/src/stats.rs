@@ -29,7 +29,7 @@ impl<P: Platform> Engine<'_, P> {
             pages_per_slab: 1 << c.order,
             tracking_frames_per_slab: match c.flags & SLAB_STORE_USER {
                 0 => 0,
-                _ => super::debug::track_frames_for(objs),
+                _ => super::track::track_frames_for(objs),
             },
             active_objs: c.active_objs,
             num_objs: num_slabs.saturating_mul(objs),
@@ -108,12 +108,16 @@ impl<P: Platform> Engine<'_, P> {
     /// One client's accounting.
     pub fn client_stats(&self, client: ClientId) -> Result<ClientStats, Error> {
         let c = self.client(client)?;
+        let retired = (0..self.config.max_caches_per_client)
+            .filter(|&slot| self.cache(self.cache_slot(client, slot)).is_ok_and(|d| d.retired))
+            .count();
         Ok(ClientStats {
             frames_used: c.frames_used,
             tracking_frames: c.tracking_frames,
             quota_frames: c.quota_frames,
             window_pages: c.window_pages,
             caches: c.caches,
+            retired_cache_slots: u16::try_from(retired).unwrap_or(u16::MAX),
         })
     }
 

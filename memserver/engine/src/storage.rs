@@ -205,8 +205,12 @@ pub struct CacheDesc {
     pub(crate) live: bool,
     pub(crate) is_kmalloc: bool,
     pub(crate) has_ctor: bool,
-    /// Bumped whenever the slot is freed, so stale `CacheId`s are rejected.
-    pub(crate) generation: u16,
+    /// Memory pressure must not reap it (see `reclaim::NO_REAP_FLAGS`).
+    pub(crate) no_reap: bool,
+    /// Bumped whenever the slot is freed, so stale `CacheId`s are rejected (1 at first, never 0).
+    pub(crate) generation: u32,
+    /// The slot used its last generation: never used again (`Engine::cache_generation_max`).
+    pub(crate) retired: bool,
     pub(crate) name: String<CACHE_NAME_MAX>,
     pub(crate) size: u32,
     pub(crate) align: u32,
@@ -228,7 +232,9 @@ impl CacheDesc {
         live: false,
         is_kmalloc: false,
         has_ctor: false,
+        no_reap: false,
         generation: 1,
+        retired: false,
         name: String::new(),
         size: 0,
         align: 0,

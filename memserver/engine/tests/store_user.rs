@@ -26,7 +26,7 @@ fn a_store_user_slab_takes_record_frames_charged_to_its_client() {
     assert_eq!((s.frames_used, s.tracking_frames), (0, 0));
     assert_eq!(e.platform().private_frames(), 0, "the record frame went back");
     assert_eq!(e.pool_stats().free_frames, 256);
-    e.check_invariants().unwrap();
+    check(&e);
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn records_of_a_512_object_slab_span_three_frames() {
         seqs.push(alloc);
     }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "each record is its own object's");
-    e.check_invariants().unwrap();
+    check(&e);
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn exhausting_its_tracking_budget_hurts_only_the_client_doing_it() {
         assert!(e.object_owner(1, h).unwrap().alloc.is_some());
     }
     assert_eq!(e.client_stats(1).unwrap().tracking_frames, 8);
-    e.check_invariants().unwrap();
+    check(&e);
 }
 
 #[test]
@@ -101,35 +101,31 @@ fn a_failed_private_frame_fails_the_new_slab_and_changes_nothing() {
     assert_eq!(snapshot(&e), before);
     assert_eq!(e.platform().private_frames(), 0, "the first record frame went back");
     assert_eq!(e.last_fault().map(|f| f.hook), Some(Hook::PrivateFrame));
-    e.check_invariants().unwrap();
+    check(&e);
     e.cache_alloc(0, id).unwrap();
 }
 
 #[test]
 fn a_failed_private_release_quarantines_the_record_frame() {
     let mut e = engine();
-    let id = e.cache_create(0, "u", 64, 0, SLAB_STORE_USER, false).unwrap();
-    let h = e.cache_alloc(0, id).unwrap().handle;
-    e.cache_free(0, id, h).unwrap();
+    let (id, _) = freed_object(&mut e, "u", 64, SLAB_STORE_USER);
     e.platform_mut().fail_private_release = Failure::next(Error::Internal);
     assert_eq!(e.cache_shrink(0, id), Ok(1));
     assert_eq!(e.client_stats(0).unwrap().frames_used, 0);
     assert_eq!(e.pool_stats().quarantined_frames, 1);
     assert_eq!(e.last_fault().map(|f| f.hook), Some(Hook::PrivateRelease));
-    e.check_invariants().unwrap();
+    check(&e);
 }
 
 #[test]
 fn a_failed_private_frame_while_stamping_fails_the_alloc_and_changes_nothing() {
     let mut e = engine();
-    let id = e.cache_create(0, "u", 64, 0, SLAB_STORE_USER, false).unwrap();
-    let h = e.cache_alloc(0, id).unwrap().handle;
-    e.cache_free(0, id, h).unwrap();
+    let (id, h) = freed_object(&mut e, "u", 64, SLAB_STORE_USER);
     let owner = e.object_owner(0, h).unwrap();
     let before = snapshot(&e);
     e.platform_mut().fail_private_frame = Failure::next(Error::Internal);
     assert_eq!(e.cache_alloc(0, id), Err(Error::Internal));
     assert_eq!(snapshot(&e), before);
     assert_eq!(e.object_owner(0, h), Ok(owner));
-    e.check_invariants().unwrap();
+    check(&e);
 }

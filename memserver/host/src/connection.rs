@@ -9,6 +9,7 @@ use protocol::ClientId;
 use rustix::io::Errno;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
+use crate::identity::Credentials;
 use crate::memory::ClientMemory;
 
 /// Where a connection stands.
@@ -31,6 +32,9 @@ pub struct Connection {
     pub generation: u32,
     /// Where it stands.
     pub state: State,
+    /// The peer's credentials as the kernel recorded them at `connect()` (`None` if the kernel
+    /// would not say: such a connection can be admitted as no client).
+    pub peer: Option<Credentials>,
 }
 
 /// Sends one message without blocking and without `SIGPIPE`. `Errno::AGAIN` means the peer's

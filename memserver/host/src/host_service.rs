@@ -6,12 +6,15 @@
 //! once to find the client task by name; the dispatch then answers that same `Hello` after the
 //! runner has created the client's memory.
 
-use memserver_dispatch::{ClientSpec, ControlAccess, InternalError, MagazineSizes, Server, ServerConfig, Session};
+use memserver_dispatch::{
+    ClientSpec, ControlAccess, InternalError, MagazineSizes, Server, ServerConfig, Session, WindowUsage,
+};
 use memserver_engine::{Engine, EngineConfig, EngineStorage, Platform};
 use memserver_system::System;
 use protocol::control::ControlMemory;
 use protocol::{ClientId, Error, PAGE_SIZE, PROTOCOL_VERSION, Reply, Request};
 
+use crate::log::{self, Source};
 use crate::memory::{PrivateFrames, Windows};
 use crate::service::{Admission, Refusal, Service};
 
@@ -23,46 +26,6 @@ pub struct HostPlatform {
     /// The client whose control region [`ControlAccess::control`] handed out last; the
     /// platform itself is that region's [`ControlMemory`].
     control_client: ClientId,
-    /// Rate limit of the internal-error log.
-    internal_log: InternalLog,
-}
-
-/// Internal-error lines printed per second at most; the rest are counted and summed up in one
-/// line when the next second begins, so a storm of them cannot flood stderr.
-const INTERNAL_LINES_PER_SECOND: u32 = 5;
-
-/// The rate limit of the internal-error log.
-#[derive(Default)]
-struct InternalLog {
-    second: Option<std::time::Instant>,
-    printed: u32,
-    suppressed: u64,
-}
-
-impl InternalLog {
-    fn log(&mut self, e: &InternalError) {
-        let now = std::time::Instant::now();
-        if self.second.is_none_or(|s| now.duration_since(s).as_secs() >= 1) {
-            if self.suppressed > 0 {
-                eprintln!("memserver: {} more internal errors not shown", self.suppressed);
-            }
-            *self = InternalLog { second: Some(now), printed: 0, suppressed: 0 };
-        }
-        if self.printed >= INTERNAL_LINES_PER_SECOND {
-            self.suppressed = self.suppressed.saturating_add(1);
-            return;
-        }
-        self.printed += 1;
-        let request = e.request.map_or("disconnect".to_string(), |tag| format!("request tag {tag}"));
-        let outcome = if e.failed { "failed with Internal" } else { "completed" };
-        match e.fault {
-            Some(f) => eprintln!(
-                "memserver: internal error: client {} {request} {outcome}; platform {:?} failed ({}), {} fault(s)",
-                e.client, f.hook, f.error, e.count
-            ),
-            None => eprintln!("memserver: internal error: client {} {request} {outcome} (engine metadata)", e.client),
-        }
-    }
 }
 
 impl ControlMemory for HostPlatform {
@@ -91,6 +54,7 @@ impl Platform for HostPlatform {
     }
 
     fn release(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
+        // A failure reaches the log as an internal error (the engine quarantines the frames).
         self.windows.release(client, u64::from(first_page), frames.len() as u64).map_err(|_| Error::Internal)
     }
 
@@ -122,8 +86,34 @@ impl ControlAccess for HostPlatform {
         Some(self)
     }
 
-    fn internal_error(&mut self, error: &InternalError) {
-        self.internal_log.log(error);
+    fn window_usage(&mut self, client: ClientId) -> Option<WindowUsage> {
+        let usage = self.windows.usage(client)?;
+        let pages = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Some(WindowUsage {
+            granted_pages: pages(usage.granted_pages),
+            resident_pages: pages(usage.resident_pages),
+            violations: usage.violations,
+        })
+    }
+
+    /// Through the runner's log: never blocks, rate-limited per client.
+    fn internal_error(&mut self, e: &InternalError) {
+        let request =
+            e.request.map_or("(no request: disconnect or reclaim)".to_string(), |tag| format!("request tag {tag}"));
+        let outcome = if e.failed { "failed with Internal" } else { "completed" };
+        match e.fault {
+            Some(f) => log::line(
+                Source::Client(e.client),
+                format_args!(
+                    "internal error: client {} {request} {outcome}; platform {:?} failed ({}), {} fault(s)",
+                    e.client, f.hook, f.error, e.count
+                ),
+            ),
+            None => log::line(
+                Source::Client(e.client),
+                format_args!("internal error: client {} {request} {outcome} (engine metadata)", e.client),
+            ),
+        }
     }
 }
 
@@ -131,7 +121,6 @@ impl ControlAccess for HostPlatform {
 pub struct HostService {
     server: Server<'static, HostPlatform>,
     system: System,
-    connected: Vec<bool>,
 }
 
 impl HostService {
@@ -144,8 +133,7 @@ impl HostService {
         config.max_caches_per_client = system.server.max_caches_per_client.max(14);
         let storage = leak_storage(&config)?;
         let private = PrivateFrames::new(config.pool_frames).map_err(|e| format!("server-private frames: {e}"))?;
-        let platform =
-            HostPlatform { windows: Windows::new(), private, control_client: 0, internal_log: InternalLog::default() };
+        let platform = HostPlatform { windows: Windows::new(), private, control_client: 0 };
         let engine = Engine::new(config, storage, platform).map_err(|e| format!("engine configuration: {e}"))?;
         let sessions: &'static mut [Session] =
             Box::leak(vec![Session::VACANT; usize::from(max_clients)].into_boxed_slice());
@@ -166,7 +154,7 @@ impl HostService {
                 memserver_dispatch::MAX_SLOTS
             )
         })?;
-        Ok(HostService { server, system: system.clone(), connected: vec![false; usize::from(max_clients)] })
+        Ok(HostService { server, system: system.clone() })
     }
 
     /// The dispatch (for a summary at shutdown).
@@ -210,12 +198,15 @@ impl Service for HostService {
             Err(e) => return self.refuse(e, reply),
         };
         if version != PROTOCOL_VERSION {
-            return self.refuse(Error::VersionMismatch { server: PROTOCOL_VERSION }, reply);
+            // docs/protocol.md: the session stays closed and the client may send another Hello.
+            let reply_len = encode(&Reply::Error(Error::VersionMismatch { server: PROTOCOL_VERSION }), reply);
+            return Admission::Retry { reply_len };
         }
         let Some((client, task)) = self.system.client_by_name(name.as_str()) else {
             return self.refuse(Error::PermissionDenied, reply);
         };
-        if self.connected.get(usize::from(client)).copied().unwrap_or(true) {
+        // Connected or not is the dispatch's session, nothing kept beside it.
+        if self.server.session(client).is_some() {
             return self.refuse(Error::PermissionDenied, reply);
         }
         let spec = ClientSpec {
@@ -227,15 +218,12 @@ impl Service for HostService {
         if let Err(e) = self.server.admit(client, &spec) {
             return self.refuse(e, reply);
         }
-        if let Some(flag) = self.connected.get_mut(usize::from(client)) {
-            *flag = true;
-        }
         Admission::Admit { client, control_len: self.server.config().control_size(), reply_len: 0 }
     }
 
     fn refusal(&mut self, why: Refusal, reply: &mut [u8]) -> usize {
         let error = match why {
-            Refusal::TooManyConnections => Error::PermissionDenied,
+            Refusal::TooManyConnections | Refusal::NotPermitted => Error::PermissionDenied,
             Refusal::OutOfResources => Error::OutOfMemory,
         };
         encode(&Reply::Error(error), reply)
@@ -255,11 +243,8 @@ impl Service for HostService {
 
     fn disconnected(&mut self, client: ClientId) {
         let frames = self.server.disconnect(client);
-        if let Some(flag) = self.connected.get_mut(usize::from(client)) {
-            *flag = false;
-        }
         if frames > 0 {
-            eprintln!("memserver: reclaimed {frames} frames of client {client}");
+            log::line(Source::Client(client), format_args!("reclaimed {frames} frames of client {client}"));
         }
     }
 

@@ -1,5 +1,10 @@
 //! The listening `SOCK_SEQPACKET` socket: binding with a clear diagnosis when the path is taken,
-//! and removing the socket file on shutdown.
+//! the socket file's permission bits set explicitly, and removing the file on shutdown.
+//!
+//! Connecting to a Unix socket needs write permission on its file, so the mode is a first fence
+//! around the server (the [identity](crate::identity) check is the second, and the one that
+//! decides). The file is created under a umask of `0o177` (so it is never more open than
+//! `0o600`, not even between `bind` and `chmod`) and then given exactly `server.socket_mode`.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -77,13 +82,18 @@ fn seqpacket_socket(path: &Path) -> Result<OwnedFd, ListenError> {
 }
 
 impl Listener {
-    /// Binds and listens on `path`. A socket file nobody listens on (left by a killed server)
-    /// is replaced and `replaced_stale` set; a live server or a non-socket file is an error.
-    pub fn bind(path: &Path) -> Result<Listener, ListenError> {
+    /// Binds and listens on `path`, with permission bits `mode`. A socket file nobody listens
+    /// on (left by a killed server) is replaced and `replaced_stale` set; a live server or a
+    /// non-socket file is an error.
+    pub fn bind(path: &Path, mode: u32) -> Result<Listener, ListenError> {
         let addr = SocketAddrUnix::new(path).map_err(os(path, "name"))?;
         let fd = seqpacket_socket(path)?;
         let mut replaced_stale = false;
-        match rustix::net::bind(&fd, &addr) {
+        // The runner is single-threaded while it binds (the log thread creates no files).
+        let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+        let bound = rustix::net::bind(&fd, &addr);
+        rustix::process::umask(umask);
+        match bound {
             Ok(()) => {}
             Err(Errno::ADDRINUSE) => {
                 let meta = std::fs::symlink_metadata(path).map_err(|error| ListenError::Os {
@@ -108,7 +118,10 @@ impl Listener {
                     error,
                 })?;
                 replaced_stale = true;
-                rustix::net::bind(&fd, &addr).map_err(os(path, "bind"))?;
+                let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+                let bound = rustix::net::bind(&fd, &addr);
+                rustix::process::umask(umask);
+                bound.map_err(os(path, "bind"))?;
             }
             Err(e) => return Err(os(path, "bind")(e)),
         }
@@ -118,7 +131,8 @@ impl Listener {
             error,
         })?;
         let listener = Listener { fd, path: path.to_owned(), identity: (meta.dev(), meta.ino()), replaced_stale };
-        rustix::net::listen(&listener.fd, 64).map_err(os(path, "listen on"))?;
+        rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode & 0o777)).map_err(os(path, "set the mode of"))?;
+        rustix::net::listen(&listener.fd, 256).map_err(os(path, "listen on"))?;
         Ok(listener)
     }
 

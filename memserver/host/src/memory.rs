@@ -7,12 +7,21 @@
 //! bounds-checked first; out of range is `false` / an error, never a panic. The memfds are
 //! sealed against shrinking, so a client cannot `ftruncate` its window under the server's
 //! mapping (which would turn a server read into `SIGBUS`).
+//!
+//! Beside each window the runner keeps the pages the engine granted ([`Grants`], fed by
+//! [`Windows::map`] and [`Windows::release`], i.e. by the engine's `Platform::map`/`release`)
+//! and what the [`audit`](crate::audit) of that window found. When a client's memory is
+//! dropped the whole window and control region are punched out, so everything a client left
+//! there goes back to the OS even if the client still maps it.
 
 use std::ffi::c_void;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::{self, NonNull};
 
 use protocol::{ClientId, PAGE_SIZE};
+
+use crate::audit::{AuditPolicy, AuditRecord, Verdict};
+use crate::grants::Grants;
 use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -143,6 +152,9 @@ impl SharedRegion {
 
 impl Drop for SharedRegion {
     fn drop(&mut self) {
+        // Everything back to the OS, even if a peer keeps the memfd mapped after we are gone.
+        let _ =
+            rustix::fs::fallocate(&self.fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, 0, self.len as u64);
         // SAFETY: `base .. base + len` is the mapping made in `create`, owned by this value and
         // unmapped only here; no reference into it exists (all access goes through raw copies).
         // A failure leaves a leaked mapping, which is harmless.
@@ -158,8 +170,9 @@ fn page_range(first_page: u64, count: u64) -> Option<(u64, u64)> {
 
 /// The server's private pool frames (engine metadata such as STORE_USER records, never mapped
 /// into a client): one anonymous `MAP_PRIVATE | MAP_NORESERVE` mapping of one page per pool
-/// frame, committed by the kernel only where touched; a frame going back to the pool is given
-/// back to the OS (`madvise(MADV_DONTNEED)`), so only frames in use cost memory.
+/// frame (no transparent huge pages), committed by the kernel only where touched; a frame
+/// going back to the pool is given back to the OS (`madvise(MADV_DONTNEED)`), so only frames
+/// in use cost memory.
 pub struct PrivateFrames {
     base: NonNull<u8>,
     frames: u32,
@@ -175,7 +188,13 @@ impl PrivateFrames {
         let base =
             unsafe { rustix::mm::mmap_anonymous(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, flags)? };
         let base = NonNull::new(base.cast::<u8>()).ok_or(MemoryError::Os(Errno::NOMEM))?;
-        Ok(PrivateFrames { base, frames })
+        let private = PrivateFrames { base, frames };
+        // Frames are used and given back one page at a time: a transparent huge page would
+        // make a whole 2 MiB resident for one frame. (The distinct flag also keeps the mapping
+        // its own in /proc/self/smaps, where its resident size is the frames in use.)
+        // SAFETY: the range is exactly the mapping just made; the advice changes no contents.
+        unsafe { rustix::mm::madvise(base.as_ptr().cast::<c_void>(), len, rustix::mm::Advice::LinuxNoHugepage)? };
+        Ok(private)
     }
 
     fn span(frames: u32) -> Option<usize> {
@@ -234,6 +253,10 @@ pub struct ClientMemory {
     pub window: SharedRegion,
     /// The control region.
     pub control: SharedRegion,
+    /// The window pages the engine granted.
+    pub grants: Grants,
+    /// What the audits of the window found.
+    pub audit: AuditRecord,
 }
 
 impl ClientMemory {
@@ -242,8 +265,21 @@ impl ClientMemory {
         Ok(ClientMemory {
             window: SharedRegion::create(&format!("memserver-window-{name}"), window_len)?,
             control: SharedRegion::create(&format!("memserver-control-{name}"), control_len)?,
+            grants: Grants::new((window_len / PAGE_SIZE) as u64),
+            audit: AuditRecord::default(),
         })
     }
+}
+
+/// One window's grant as the runner knows it (for `Stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// Pages the engine granted.
+    pub granted_pages: u64,
+    /// Pages the memfd holds now (`st_blocks`).
+    pub resident_pages: u64,
+    /// Audits that found more resident than granted plus slack, since admission.
+    pub violations: u32,
 }
 
 /// The memory of every connected client, indexed by [`ClientId`]; what the engine's platform
@@ -293,19 +329,52 @@ impl Windows {
         self.get(client).map(|m| m.control.len())
     }
 
-    /// Backs window pages `first_page ..` with pool `frames`. On the host the memfd commits
-    /// pages when first touched, so this only checks the range; on seL4 it maps the frames.
+    fn get_mut(&mut self, client: ClientId) -> Result<&mut ClientMemory, MemoryError> {
+        self.clients.get_mut(usize::from(client)).and_then(Option::as_mut).ok_or(MemoryError::NoSuchClient)
+    }
+
+    /// Grants window pages `first_page ..` (backed by pool `frames`) to the client. On the host
+    /// the memfd commits pages when first touched, so this records the grant the audit holds
+    /// the client to; on seL4 the same call maps the frames.
     pub fn map(&mut self, client: ClientId, first_page: u64, frames: &[u32]) -> Result<(), MemoryError> {
-        let window = self.window(client)?;
-        let (offset, len) = page_range(first_page, frames.len() as u64).ok_or(MemoryError::OutOfRange)?;
-        let len = usize::try_from(len).map_err(|_| MemoryError::OutOfRange)?;
-        window.range(offset, len).map(|_| ()).ok_or(MemoryError::OutOfRange)
+        let memory = self.get_mut(client)?;
+        memory.grants.grant(first_page, frames.len() as u64).map_err(|_| MemoryError::OutOfRange)
     }
 
     /// Returns window pages `first_page .. first_page + count` to the OS
-    /// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`): resident memory really falls.
+    /// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`: resident memory really falls, and the pages read as
+    /// zero, here and in the client) and takes back their grant.
     pub fn release(&mut self, client: ClientId, first_page: u64, count: u64) -> Result<(), MemoryError> {
-        self.window(client)?.release(first_page, count)
+        let memory = self.get_mut(client)?;
+        memory.grants.range_check(first_page, count).map_err(|_| MemoryError::OutOfRange)?;
+        memory.window.release(first_page, count)?;
+        memory.grants.revoke(first_page, count).map_err(|_| MemoryError::OutOfRange)
+    }
+
+    /// Audits `client`'s window against its grant ([`audit`](crate::audit::audit)).
+    pub fn audit(
+        &mut self,
+        client: ClientId,
+        policy: &AuditPolicy,
+        now: std::time::Instant,
+    ) -> Result<Verdict, MemoryError> {
+        let memory = self.get_mut(client)?;
+        crate::audit::audit(&memory.window, &memory.grants, &mut memory.audit, policy, now)
+    }
+
+    /// `client`'s granted and resident pages and violations, if connected.
+    pub fn usage(&self, client: ClientId) -> Option<WindowUsage> {
+        let memory = self.get(client)?;
+        Some(WindowUsage {
+            granted_pages: memory.grants.granted(),
+            resident_pages: memory.window.resident_pages().unwrap_or(0),
+            violations: memory.audit.violations,
+        })
+    }
+
+    /// The ids of every client with memory, in order.
+    pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
+        self.clients.iter().enumerate().filter(|(_, m)| m.is_some()).filter_map(|(i, _)| ClientId::try_from(i).ok())
     }
 
     /// Copies bytes out of `client`'s window; `false` if not connected or out of range.

@@ -1,23 +1,37 @@
 //! The event loop: one thread, level-triggered epoll over the listener, the signalfd and every
 //! connection, all nonblocking, so no client can stall the others.
 //!
-//! A connection starts waiting for its `Hello` (closed after `hello_timeout_ms` of silence),
-//! is admitted by the [`Service`] (window and control memfds created and passed with
-//! `SCM_RIGHTS`), then exchanges one reply per request. A client that does not read its
-//! replies (its socket buffer full) is disconnected rather than waited for.
+//! A connection starts *pending*: waiting for its `Hello` in a pool of its own
+//! (`pending_connections` of system.toml), apart from the admitted clients, and closed after
+//! `hello_timeout_ms` of silence. When the pool is full, a new connection first gets the pending
+//! ones that have sent their `Hello` served, then evicts the oldest silent one, so a process
+//! holding (and reopening) many silent connections keeps no client task out. A `Hello` is
+//! admitted by the [`Service`] (which client task it names) and by the runner (whether the
+//! peer's kernel credentials are that task's [identity](crate::identity)); then the window and
+//! control memfds are created and passed with `SCM_RIGHTS`, and the connection exchanges one
+//! reply per request. A client that does not read its replies (its socket buffer full) is
+//! disconnected rather than waited for; a read of zero bytes is the end of the connection.
+//!
+//! After every batch of requests from a client, and for every client each `audit.interval_ms`,
+//! the runner [audits](crate::audit) the client's window against the pages it was granted, and
+//! disconnects a client that keeps breaking its grant. Which client a connection is admitted
+//! as is known in one place: the connection's [`State`].
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use memserver_system::System;
-use protocol::PAGE_SIZE;
+use protocol::{ClientId, PAGE_SIZE};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SocketFlags};
 
+use crate::audit::{AuditPolicy, Verdict};
 use crate::connection::{self, Connection, State};
+use crate::identity::{self, Credentials};
 use crate::listener::Listener;
+use crate::log::{self, Source};
 use crate::memory::ClientMemory;
 use crate::service::{Admission, REPLY_MAX, REQUEST_MAX, Refusal, Service};
 use crate::signals::Signals;
@@ -26,6 +40,8 @@ const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
 /// Messages taken from one connection per wake-up, so a busy client cannot starve the rest.
 const BATCH: usize = 32;
+/// Connections accepted per wake-up, so a flood of connects cannot starve the clients.
+const ACCEPT_BATCH: usize = 64;
 
 /// Why [`Runner::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +59,11 @@ pub struct Runner<'a, S: Service> {
     signals: Option<Signals>,
     connections: Vec<Option<Connection>>,
     next_generation: u32,
-    open: usize,
-    connected: Vec<bool>,
+    audit: AuditPolicy,
+    audit_every: Duration,
+    next_audit: Instant,
+    /// The uid an identity without `uid` stands for: the server's own.
+    server_uid: u32,
     request: Vec<u8>,
     reply: Vec<u8>,
 }
@@ -73,8 +92,10 @@ impl<'a, S: Service> Runner<'a, S> {
             signals,
             connections: Vec::new(),
             next_generation: 0,
-            open: 0,
-            connected: vec![false; system.clients.len() + 1],
+            audit: AuditPolicy::of(system),
+            audit_every: Duration::from_millis(system.server.audit.interval_ms.into()),
+            next_audit: Instant::now(),
+            server_uid: rustix::process::geteuid().as_raw(),
             request: vec![0; REQUEST_MAX],
             reply: vec![0; REPLY_MAX],
         })
@@ -95,8 +116,8 @@ impl<'a, S: Service> Runner<'a, S> {
         }
     }
 
-    /// Waits for events (at most `limit`, and never past the nearest Hello deadline), handles
-    /// them and expires silent connections.
+    /// Waits for events (at most `limit`, and never past the nearest Hello deadline or audit
+    /// pass), handles them, expires silent connections and audits every window when due.
     pub fn poll_once(&mut self, limit: Option<Duration>) -> io::Result<Option<Stop>> {
         let now = Instant::now();
         let deadline = self
@@ -108,6 +129,7 @@ impl<'a, S: Service> Runner<'a, S> {
                 State::Admitted(_) => None,
             })
             .chain(limit)
+            .chain(self.any_admitted().then(|| self.next_audit.saturating_duration_since(now)))
             .min();
         let timeout = deadline.map(|d| rustix::time::Timespec {
             tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
@@ -119,7 +141,7 @@ impl<'a, S: Service> Runner<'a, S> {
             Err(e) => return Err(e.into()),
         }
         for event in &events {
-            let (token, flags) = (event.data.u64(), event.flags);
+            let token = event.data.u64();
             match token {
                 LISTENER => self.accept_all(),
                 SIGNALS => {
@@ -127,11 +149,80 @@ impl<'a, S: Service> Runner<'a, S> {
                         return Ok(Some(Stop::Signal(signal)));
                     }
                 }
-                _ => self.readable(token, flags),
+                _ => {
+                    if let Some(slot) = self.slot_of(token) {
+                        self.serve(slot);
+                    }
+                }
             }
         }
         self.expire_silent();
+        let now = Instant::now();
+        if now >= self.next_audit {
+            self.audit_all();
+            self.next_audit = now + self.audit_every;
+        }
         Ok(None)
+    }
+
+    fn any_admitted(&self) -> bool {
+        self.connections.iter().flatten().any(|c| matches!(c.state, State::Admitted(_)))
+    }
+
+    /// Connections waiting for their `Hello`.
+    pub fn pending(&self) -> usize {
+        self.connections.iter().flatten().filter(|c| matches!(c.state, State::AwaitingHello { .. })).count()
+    }
+
+    /// The client `slot` is admitted as, if any.
+    fn admitted(&self, slot: usize) -> Option<ClientId> {
+        match self.connections.get(slot)?.as_ref()?.state {
+            State::Admitted(client) => Some(client),
+            State::AwaitingHello { .. } => None,
+        }
+    }
+
+    /// Audits every admitted client's window (the timer pass).
+    pub fn audit_all(&mut self) {
+        for slot in 0..self.connections.len() {
+            if let Some(client) = self.admitted(slot) {
+                self.audit_window(slot, client);
+            }
+        }
+    }
+
+    /// Audits `client`'s window; punches what it was not granted, and disconnects it when it
+    /// keeps doing so.
+    fn audit_window(&mut self, slot: usize, client: ClientId) {
+        let policy = self.audit;
+        let verdict = self.service.memory().audit(client, &policy, Instant::now());
+        let name = self.system.client(client).map_or("?", |c| c.name.as_str());
+        let (v, reclaim) = match verdict {
+            Ok(Verdict::Held) => return,
+            Ok(Verdict::Punched(v)) => (v, false),
+            Ok(Verdict::Reclaim(v)) => (v, true),
+            Err(e) => {
+                log::line(Source::Client(client), format_args!("client {client} ({name}): audit failed: {e}"));
+                return;
+            }
+        };
+        log::line(
+            Source::Client(client),
+            format_args!(
+                "client {client} ({name}): {} pages resident, {} granted (+{} slack): punched {} ungranted pages \
+                 (violation {} of {} within {:?})",
+                v.resident,
+                v.granted,
+                policy.slack_pages,
+                v.punched,
+                v.recent,
+                policy.violations_max,
+                policy.violation_window
+            ),
+        );
+        if reclaim {
+            self.close(slot, &format!("kept pages it was not granted resident ({} violations)", v.recent));
+        }
     }
 
     /// Closes every connection (the service hears `disconnected` for each admitted client)
@@ -143,8 +234,10 @@ impl<'a, S: Service> Runner<'a, S> {
         self.listener = None;
     }
 
-    /// Takes an already connected socket as a new connection, as if accepted.
+    /// Takes an already connected socket as a new connection, as if accepted (it joins the
+    /// pending pool whatever its size: [`accept_all`](Self::accept_all) makes room first).
     pub fn adopt(&mut self, fd: OwnedFd) -> io::Result<()> {
+        let peer = Credentials::of(&fd).ok();
         let timeout = Duration::from_millis(self.system.server.hello_timeout_ms.into());
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -158,13 +251,14 @@ impl<'a, S: Service> Runner<'a, S> {
         let token = (u64::from(generation) << 32) | slot as u64;
         epoll::add(&self.epoll, &fd, EventData::new_u64(token), EventFlags::IN | EventFlags::RDHUP)?;
         let deadline = Instant::now() + timeout;
-        self.connections[slot] = Some(Connection { fd, generation, state: State::AwaitingHello { deadline } });
-        self.open += 1;
+        self.connections[slot] = Some(Connection { fd, generation, state: State::AwaitingHello { deadline }, peer });
         Ok(())
     }
 
+    /// Accepts up to [`ACCEPT_BATCH`] connections into the pending pool, making room in it for
+    /// each one as needed.
     fn accept_all(&mut self) {
-        loop {
+        for _ in 0..ACCEPT_BATCH {
             let Some(listener) = &self.listener else { return };
             let fd = match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
                 Ok(fd) => fd,
@@ -172,19 +266,45 @@ impl<'a, S: Service> Runner<'a, S> {
                 Err(Errno::AGAIN) => return,
                 Err(e) => {
                     // EMFILE and friends: leave the connection in the backlog for a later try.
-                    log(format_args!("accept failed: {e}"));
+                    log::line(Source::Server, format_args!("accept failed: {e}"));
                     return;
                 }
             };
-            if self.open >= self.system.clients.len() {
-                let len = self.service.refusal(Refusal::TooManyConnections, &mut self.reply);
-                let _ = connection::send(&fd, self.reply.get(..len).unwrap_or_default());
-                log(format_args!("refused a connection: {} already open", self.open));
-                continue;
-            }
+            self.make_room();
             if let Err(e) = self.adopt(fd) {
-                log(format_args!("cannot watch a new connection: {e}"));
+                log::line(Source::Server, format_args!("cannot watch a new connection: {e}"));
             }
+        }
+    }
+
+    /// While the pending pool is full: serve the pending connections that have sent something
+    /// (their `Hello`), then evict the oldest silent one.
+    fn make_room(&mut self) {
+        let max = usize::try_from(self.system.server.pending_connections).unwrap_or(usize::MAX).max(1);
+        if self.pending() < max {
+            return;
+        }
+        for slot in 0..self.connections.len() {
+            if self.connections[slot].as_ref().is_some_and(|c| matches!(c.state, State::AwaitingHello { .. })) {
+                self.serve(slot);
+            }
+        }
+        while self.pending() >= max {
+            let oldest = self
+                .connections
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, c)| match c.as_ref()?.state {
+                    State::AwaitingHello { deadline } => Some((deadline, slot)),
+                    State::Admitted(_) => None,
+                })
+                .min();
+            let Some((_, slot)) = oldest else { return };
+            let len = self.service.refusal(Refusal::TooManyConnections, &mut self.reply);
+            if let Some(conn) = &self.connections[slot] {
+                let _ = connection::send(&conn.fd, self.reply.get(..len).unwrap_or_default());
+            }
+            self.close(slot, "silent while the pending pool was full (evicted)");
         }
     }
 
@@ -195,17 +315,18 @@ impl<'a, S: Service> Runner<'a, S> {
         (conn.generation == generation).then_some(slot)
     }
 
-    fn readable(&mut self, token: u64, flags: EventFlags) {
-        let Some(slot) = self.slot_of(token) else { return };
-        let hung_up = flags.intersects(EventFlags::HUP | EventFlags::RDHUP | EventFlags::ERR);
+    /// Takes up to [`BATCH`] messages from `slot`, then audits the client's window. A read of
+    /// zero bytes is the end of the connection (the peer closed or shut down its sending side):
+    /// no request of the protocol is empty.
+    fn serve(&mut self, slot: usize) {
         for _ in 0..BATCH {
             let Some(conn) = self.connections[slot].as_ref() else { return };
             let received = rustix::net::recv(&conn.fd, &mut self.request[..], RecvFlags::DONTWAIT | RecvFlags::TRUNC);
             match received {
-                Err(Errno::AGAIN) => return,
+                Err(Errno::AGAIN) => break,
                 Err(Errno::INTR) => continue,
                 Err(e) => return self.close(slot, &format!("receive failed: {e}")),
-                Ok((_, 0)) if hung_up => return self.close(slot, "end of connection"),
+                Ok((_, 0)) => return self.close(slot, "end of connection"),
                 Ok((_, len)) if len > REQUEST_MAX => {
                     return self.close(slot, &format!("message of {len} bytes exceeds {REQUEST_MAX}"));
                 }
@@ -215,6 +336,9 @@ impl<'a, S: Service> Runner<'a, S> {
                     }
                 }
             }
+        }
+        if let Some(client) = self.admitted(slot) {
+            self.audit_window(slot, client);
         }
     }
 
@@ -260,17 +384,45 @@ impl<'a, S: Service> Runner<'a, S> {
                 self.close(slot, "refused by the service");
                 return false;
             }
+            Admission::Retry { reply_len } => {
+                let Some(conn) = &self.connections[slot] else { return false };
+                return match connection::send(&conn.fd, self.reply.get(..reply_len).unwrap_or_default()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        self.close(slot, &format!("cannot answer its Hello: {e}"));
+                        false
+                    }
+                };
+            }
             Admission::Admit { client, control_len, reply_len } => (client, control_len, reply_len),
         };
         let system = self.system;
-        let known = system.client(client);
-        let Some(config) = known.filter(|_| !self.connected.get(usize::from(client)).copied().unwrap_or(true)) else {
+        let taken = self.connections.iter().flatten().any(|c| c.state == State::Admitted(client));
+        let known = system.client(client).filter(|_| !taken);
+        let Some(config) = known else {
             // The service broke its contract (unknown or already connected id): refuse without
             // telling it, since the id may belong to a live connection.
-            log(format_args!("service admitted client {client}, which is unknown or already connected"));
+            log::line(
+                Source::Server,
+                format_args!("service admitted client {client}, which is unknown or already connected"),
+            );
             self.close(slot, "bad admission");
             return false;
         };
+        let identity = config.identity(&system.server);
+        let verdict = match self.connections[slot].as_ref() {
+            Some(Connection { peer: Some(peer), fd, .. }) => identity::check(&identity, self.server_uid, peer, fd),
+            _ => Err(identity::Mismatch::NoCredentials),
+        };
+        if let Err(mismatch) = verdict {
+            self.service.disconnected(client);
+            let len = self.service.refusal(Refusal::NotPermitted, &mut self.reply);
+            if let Some(conn) = &self.connections[slot] {
+                let _ = connection::send(&conn.fd, self.reply.get(..len).unwrap_or_default());
+            }
+            self.close(slot, &format!("not client {client} ({}): {mismatch}", config.name));
+            return false;
+        }
         let control_len = control_len.max(1).div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
         let memory = usize::try_from(config.window_bytes())
             .map_err(|_| crate::memory::MemoryError::OutOfRange)
@@ -278,7 +430,10 @@ impl<'a, S: Service> Runner<'a, S> {
         let memory = match memory {
             Ok(memory) => memory,
             Err(e) => {
-                log(format_args!("cannot create memory for client {client} ({}): {e}", config.name));
+                log::line(
+                    Source::Server,
+                    format_args!("cannot create memory for client {client} ({}): {e}", config.name),
+                );
                 self.service.disconnected(client);
                 let len = self.service.refusal(Refusal::OutOfResources, &mut self.reply);
                 if let Some(conn) = &self.connections[slot] {
@@ -292,7 +447,6 @@ impl<'a, S: Service> Runner<'a, S> {
         if let Some(conn) = self.connections[slot].as_mut() {
             conn.state = State::Admitted(client);
         }
-        self.connected[usize::from(client)] = true;
         self.service.memory().insert(client, memory);
         let mut reply_len = reply_len;
         if reply_len == 0 {
@@ -308,7 +462,7 @@ impl<'a, S: Service> Runner<'a, S> {
             self.close(slot, &format!("cannot send the Hello reply: {e}"));
             return false;
         }
-        log(format_args!("client {client} ({name}) admitted"));
+        log::line(Source::Client(client), format_args!("client {client} ({name}) admitted"));
         true
     }
 
@@ -327,25 +481,19 @@ impl<'a, S: Service> Runner<'a, S> {
 
     fn close(&mut self, slot: usize, reason: &str) {
         let Some(conn) = self.connections.get_mut(slot).and_then(Option::take) else { return };
-        self.open = self.open.saturating_sub(1);
         let _ = epoll::delete(&self.epoll, &conn.fd);
         drop(conn.fd);
         if let State::Admitted(client) = conn.state {
             self.service.disconnected(client);
             drop(self.service.memory().remove(client));
-            if let Some(flag) = self.connected.get_mut(usize::from(client)) {
-                *flag = false;
-            }
             let name = self.system.client(client).map_or("?", |c| c.name.as_str());
-            log(format_args!("client {client} ({name}) disconnected: {reason}"));
+            log::line(Source::Client(client), format_args!("client {client} ({name}) disconnected: {reason}"));
         } else {
-            log(format_args!("connection closed before admission: {reason}"));
+            let source = conn.peer.map_or(Source::Others, |p| Source::Uid(p.uid));
+            let who = conn.peer.map_or_else(|| "unknown peer".to_string(), |p| format!("pid {} uid {}", p.pid, p.uid));
+            log::line(source, format_args!("connection of {who} closed before admission: {reason}"));
         }
     }
-}
-
-fn log(args: std::fmt::Arguments<'_>) {
-    eprintln!("memserver: {args}");
 }
 
 #[cfg(test)]

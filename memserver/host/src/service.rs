@@ -37,13 +37,23 @@ pub enum Admission {
         /// Bytes of the refusal written into `reply`.
         reply_len: usize,
     },
+    /// Answer, and go on waiting for a `Hello` on this connection (a `Hello` of another
+    /// protocol version: the client may retry). The connection's Hello deadline is unchanged.
+    Retry {
+        /// Bytes of the answer written into `reply`.
+        reply_len: usize,
+    },
 }
 
 /// Refusals the runner decides on its own; the service turns them into reply bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// As many connections are open as system.toml has clients.
+    /// The pool of connections waiting for their `Hello` is full and this one (the oldest
+    /// silent one) was evicted to make room.
     TooManyConnections,
+    /// The peer's credentials are not the identity of the client task it named; it was
+    /// admitted and at once `disconnected`.
+    NotPermitted,
     /// The client's memory could not be created (memfd, mmap); it was admitted and at once
     /// `disconnected`.
     OutOfResources,
@@ -54,7 +64,8 @@ pub enum Refusal {
 pub trait Service {
     /// Decides on the first message of a connection, which must be a `Hello`: decode it, check
     /// the protocol version and that it names a client task of system.toml not already
-    /// connected. On `Admit` the service records the client as connected.
+    /// connected. On `Admit` the service records the client as connected. Whether the peer
+    /// may be that client (its kernel credentials) is the runner's check, made after `Admit`.
     fn admit(&mut self, hello: &[u8], reply: &mut [u8]) -> Admission;
 
     /// Encodes a refusal the runner decided on (see [`Refusal`]); returns the reply length.
@@ -65,9 +76,10 @@ pub trait Service {
     /// itself once the client's memory exists, and sends that reply with the memfds.
     fn handle(&mut self, client: ClientId, request: &[u8], reply: &mut [u8]) -> usize;
 
-    /// `client` has gone (EOF, error, killed, refused to read its replies, or server shutdown):
-    /// reclaim everything it held. Its memory is still mapped during this call and unmapped
-    /// right after.
+    /// `client` has gone (EOF, error, killed, refused to read its replies, broke its grant, or
+    /// server shutdown): reclaim everything it held. Its memory is still mapped during this
+    /// call and unmapped right after. A client the runner refused right after `Admit` (its
+    /// peer is not that client's identity, or its memory could not be made) never had memory.
     fn disconnected(&mut self, client: ClientId);
 
     /// The memory of every connected client. The service owns it (the engine's platform layer

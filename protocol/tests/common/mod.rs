@@ -166,6 +166,9 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
                 alloc_hits: 90_000,
                 free_hits: 89_000,
                 magazine_misses: 1_500,
+                granted_pages: 384,
+                resident_pages: 300,
+                grant_violations: 1,
             }),
         ),
     ];
@@ -291,6 +294,9 @@ pub fn worst_stats() -> Stats {
         alloc_hits: d,
         free_hits: d,
         magazine_misses: d,
+        granted_pages: w,
+        resident_pages: w,
+        grant_violations: w,
     }
 }
 

@@ -125,7 +125,7 @@ fn arb_cache_info() -> impl Strategy<Value = CacheInfo> {
 }
 
 fn arb_stats() -> impl Strategy<Value = Stats> {
-    (any::<[u32; 5]>(), any::<u16>(), any::<[u64; 14]>()).prop_map(|(w, client, d)| Stats {
+    (any::<[u32; 8]>(), any::<u16>(), any::<[u64; 14]>()).prop_map(|(w, client, d)| Stats {
         pool_pages: w[0],
         pool_free_pages: w[1],
         client,
@@ -146,6 +146,9 @@ fn arb_stats() -> impl Strategy<Value = Stats> {
         alloc_hits: d[11],
         free_hits: d[12],
         magazine_misses: d[13],
+        granted_pages: w[5],
+        resident_pages: w[6],
+        grant_violations: w[7],
     })
 }
 

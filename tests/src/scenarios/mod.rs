@@ -62,6 +62,7 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "goodbye_reclaims_everything", run: session::goodbye_reclaims_everything },
     // Rule 1: cache_create arguments.
     Scenario { name: "create_rejects_bad_names", run: create::bad_names },
+    Scenario { name: "create_rejects_disguising_names", run: create::disguising_names },
     Scenario { name: "create_rejects_duplicate_name", run: create::duplicate_name },
     Scenario { name: "create_rejects_bad_sizes", run: create::bad_sizes },
     Scenario { name: "create_rejects_bad_alignments", run: create::bad_alignments },

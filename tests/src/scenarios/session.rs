@@ -53,10 +53,23 @@ pub fn garbage_is_malformed(h: &mut dyn Harness) -> Result<(), Failure> {
     Ok(())
 }
 
+/// An empty message is `Malformed` and the session goes on, except on a transport where a
+/// zero-length read is the end of the connection (the host's `SOCK_SEQPACKET` cannot tell it
+/// from a `shutdown`): there the server closes that connection, and a new one is served.
 pub fn empty_message_is_malformed(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
-    expect_error(c.call_raw(&[])?, Error::Malformed)?;
-    ok("served after empty message", c.kmalloc(32))?;
+    match c.call_raw(&[]) {
+        Ok(reply) => {
+            expect_error(reply, Error::Malformed)?;
+            ok("served after empty message", c.kmalloc(32))?;
+        }
+        Err(_) if !c.is_open() => {
+            drop(c);
+            let mut again = connect(h, CLIENT)?;
+            ok("a new session after the end of the connection", again.kmalloc(32))?;
+        }
+        Err(e) => return Err(e),
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! `memctl stats`: the pool and every client's frames, quota, magazine counters and IPC
-//! counts, as one JSON object or a table.
+//! `memctl stats`: the pool and every client's frames, quota, window (pages granted, resident,
+//! violations of the grant), magazine counters and IPC counts, as one JSON object or a table.
 
 use std::fmt::Write as _;
 
@@ -28,6 +28,11 @@ fn client_json(c: &ClientView) -> Value {
         "pages": s.client_pages,
         "quota_pages": s.quota_pages,
         "caches": s.caches,
+        "window": {
+            "granted_pages": s.granted_pages,
+            "resident_pages": s.resident_pages,
+            "violations": s.grant_violations,
+        },
         "live_objects": s.live_objects,
         "magazine_objects": s.magazine_objects,
         "magazines": {
@@ -62,18 +67,33 @@ pub fn table(snapshot: &Snapshot) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>3} {:<16} {:>8} {:>8} {:>6} {:>10} {:>8} {:>9} {:>12} {:>7}",
-        "ID", "NAME", "PAGES", "QUOTA", "CACHES", "LIVE", "IN-MAGS", "REQUESTS", "MAG-HITS", "HIT%"
+        "{:>3} {:<16} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6} {:>10} {:>8} {:>9} {:>12} {:>7}",
+        "ID",
+        "NAME",
+        "PAGES",
+        "QUOTA",
+        "GRANTED",
+        "RESIDENT",
+        "VIOL",
+        "CACHES",
+        "LIVE",
+        "IN-MAGS",
+        "REQUESTS",
+        "MAG-HITS",
+        "HIT%"
     );
     for c in &snapshot.clients {
         let s = &c.stats;
         let _ = writeln!(
             out,
-            "{:>3} {:<16} {:>8} {:>8} {:>6} {:>10} {:>8} {:>9} {:>12} {:>6.1}%",
+            "{:>3} {:<16} {:>8} {:>8} {:>8} {:>8} {:>5} {:>6} {:>10} {:>8} {:>9} {:>12} {:>6.1}%",
             c.id,
             c.name,
             s.client_pages,
             s.quota_pages,
+            s.granted_pages,
+            s.resident_pages,
+            s.grant_violations,
             s.caches,
             s.live_objects,
             s.magazine_objects,
@@ -91,8 +111,16 @@ mod tests {
 
     #[test]
     fn json_has_pool_and_every_client() {
-        let mut stats =
-            protocol::Stats { client: 1, client_pages: 12, quota_pages: 4096, requests: 7, ..Default::default() };
+        let mut stats = protocol::Stats {
+            client: 1,
+            client_pages: 12,
+            quota_pages: 4096,
+            requests: 7,
+            granted_pages: 12,
+            resident_pages: 40,
+            grant_violations: 2,
+            ..Default::default()
+        };
         stats.alloc_hits = 90;
         stats.free_hits = 9;
         stats.magazine_misses = 1;
@@ -109,6 +137,14 @@ mod tests {
         assert_eq!(v["clients"][0]["magazines"]["alloc_hits"], 90);
         assert_eq!(v["clients"][0]["magazines"]["hit_rate"], 0.99);
         assert_eq!(v["clients"][0]["ipc"]["requests"], 7);
-        assert!(table(&snapshot).contains(" 99.0%"));
+        assert_eq!(v["clients"][0]["window"]["granted_pages"], 12);
+        assert_eq!(v["clients"][0]["window"]["resident_pages"], 40);
+        assert_eq!(v["clients"][0]["window"]["violations"], 2);
+        let table = table(&snapshot);
+        assert!(table.contains(" 99.0%"));
+        let header = table.lines().nth(1).unwrap();
+        let row: Vec<&str> = table.lines().nth(2).unwrap().split_whitespace().collect();
+        let column = |name: &str| header.split_whitespace().position(|h| h == name).unwrap();
+        assert_eq!((row[column("GRANTED")], row[column("RESIDENT")], row[column("VIOL")]), ("12", "40", "2"));
     }
 }

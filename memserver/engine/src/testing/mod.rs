@@ -1,5 +1,7 @@
 //! Test support (feature `testing`, uses std): [`VecPlatform`], a window per client in a
-//! `Vec<u8>`, and [`OwnedStorage`], the engine's tables in `Vec`s.
+//! `Vec<u8>` that checks the engine's use of the platform hooks and can make each fail,
+//! [`OwnedStorage`], the engine's tables in `Vec`s, the one op enum of every random-program
+//! test ([`ops`]) and the model harness ([`model`]).
 
 #![allow(clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -111,6 +113,24 @@ impl VecPlatform {
     /// Private frames the server holds now.
     pub fn private_frames(&self) -> usize {
         self.private.len()
+    }
+
+    /// What the platform was told matches the engine's accounting: as many private frames as
+    /// the clients' tracking frames, as many window frames as their other frames, plus the
+    /// quarantined ones (whose release failed) of either kind; panics otherwise.
+    pub fn assert_agrees_with<P: Platform>(&self, engine: &Engine<'_, P>) {
+        let (mut tracking, mut window) = (0u64, 0u64);
+        for c in 0..engine.config().max_clients {
+            if let Ok(s) = engine.client_stats(c) {
+                tracking += u64::from(s.tracking_frames);
+                window += u64::from(s.frames_used - s.tracking_frames);
+            }
+        }
+        let mapped = self.frames.values().filter(|u| matches!(u, FrameUse::Window { .. })).count() as u64;
+        let quarantined = u64::from(engine.pool_stats().quarantined_frames);
+        let private = self.private.len() as u64;
+        assert!(private >= tracking && mapped >= window, "platform holds {private} private, {mapped} window frames");
+        assert_eq!(private + mapped, tracking + window + quarantined, "frames the platform holds");
     }
 }
 
@@ -245,6 +265,7 @@ impl OwnedStorage {
 }
 
 pub mod model;
+pub mod ops;
 
 /// Everything observable about accounting, as text: slabinfo of every client, the pool, each
 /// client's stats. Equal digests before and after a failed operation mean it changed nothing.
