@@ -101,11 +101,12 @@ interface! {
     } => fn free -> Done, errors [NoSuchCache, InvalidObject, WrongCache, DoubleFree, RedZoneCorrupted];
 
     /// Corresponds to `kmem_cache_destroy()`. `CacheBusy { live }`: live objects; the cache
-    /// is left intact.
+    /// is left intact. `InvalidArgument`: one of the client's `kmalloc-<n>` caches, which
+    /// live as long as the session.
     Destroy {
         /// The cache.
         cache: CacheId,
-    } => fn destroy -> Done, errors [NoSuchCache, CacheBusy];
+    } => fn destroy -> Done, errors [NoSuchCache, CacheBusy, InvalidArgument];
 
     /// Corresponds to `kmem_cache_shrink()`: empty slabs go back to the frame pool.
     Shrink {
