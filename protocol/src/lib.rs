@@ -31,8 +31,9 @@ pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encod
 pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
 pub use reply::{
-    CLIENTS_PER_PAGE, CacheInfo, CacheLayout, ClientEntry, ClientList, ClientsPage, Created, Exchanged, Object, Owner,
-    Reply, ReplyValue, SLABINFO_ROWS_PER_PAGE, SessionInfo, Shrunk, SlabInfoPage, SlabInfoRows, Stats, Track,
+    CLIENTS_PER_PAGE, CacheInfo, CacheLayout, ClientEntry, ClientList, ClientsPage, Created, DmaAddress, Exchanged,
+    Object, Owner, Reply, ReplyValue, SLABINFO_ROWS_PER_PAGE, SessionInfo, Shrunk, SlabInfoPage, SlabInfoRows, Stats,
+    Track,
 };
 pub use request::{CLIENT_NAME_MAX, CacheName, ClientName, ExchangeOp, Request, cache_name, client_name};
 pub use slabinfo::SlabInfoRow;

@@ -248,6 +248,15 @@ pub struct ClientsPage {
     pub clients: ClientList,
 }
 
+/// Where an object of a `SLAB_CACHE_DMA` cache is in physical memory (`Reply::DmaAddr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmaAddress {
+    /// The physical (bus) address of the object's first byte.
+    pub addr: u64,
+    /// Bytes from `addr` that are physically contiguous, at most the object's size.
+    pub contiguous: u32,
+}
+
 /// The server's answer to one [`Request`](crate::Request).
 ///
 /// Every variant but `Done` and `Error` carries one struct; on the wire a variant is its
@@ -282,6 +291,8 @@ pub enum Reply {
     Error(Error),
     /// One page of the clients with an open session (answer to `Request::Clients`).
     Clients(ClientsPage),
+    /// Where a DMA object is in physical memory (answer to `Request::DmaAddr`).
+    DmaAddr(DmaAddress),
 }
 
 impl Reply {
@@ -301,6 +312,7 @@ impl Reply {
             Reply::Stats(_) => "Stats",
             Reply::Error(_) => "Error",
             Reply::Clients(_) => "Clients",
+            Reply::DmaAddr(_) => "DmaAddr",
         }
     }
 }
@@ -377,6 +389,7 @@ reply_values! {
     Owner(Owner) = 8,
     Stats(Stats) = 9,
     Clients(ClientsPage) = 11,
+    DmaAddr(DmaAddress) = 12,
 }
 
 impl WireSize for CacheLayout {
@@ -443,6 +456,10 @@ impl WireSize for ClientsPage {
     const MAX_ENCODED: usize = u16::MAX_ENCODED + bool::MAX_ENCODED + ClientList::MAX_ENCODED;
 }
 
+impl WireSize for DmaAddress {
+    const MAX_ENCODED: usize = u64::MAX_ENCODED + u32::MAX_ENCODED;
+}
+
 impl WireSize for Reply {
     const MAX_ENCODED: usize = ENUM_TAG
         + max_of(&[
@@ -458,5 +475,6 @@ impl WireSize for Reply {
             Stats::MAX_ENCODED,
             Error::MAX_ENCODED,
             ClientsPage::MAX_ENCODED,
+            DmaAddress::MAX_ENCODED,
         ]);
 }

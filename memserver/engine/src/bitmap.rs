@@ -151,6 +151,12 @@ impl<P: Platform> Engine<'_, P> {
         Ok(self.bitmap_word(s, false, (idx / 64) as usize)? & (1u64 << (idx % 64)) != 0)
     }
 
+    /// Whether object `idx` of slab `s` is held by its client (allocated, not parked).
+    pub(crate) fn obj_held(&self, s: u32, idx: u32) -> Result<bool, Error> {
+        let (allocated, parked, bit) = self.obj_words(&self.bits(s)?, idx)?;
+        Ok(allocated & !parked & bit != 0)
+    }
+
     /// The allocated and parked words holding object `idx` at `b`, and its bit in them.
     #[inline]
     pub(crate) fn obj_words(&self, b: &Bits, idx: u32) -> Result<(u64, u64, u64), Error> {

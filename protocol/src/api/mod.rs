@@ -101,11 +101,12 @@ interface! {
     } => fn free -> Done, errors [NoSuchCache, InvalidObject, WrongCache, DoubleFree, RedZoneCorrupted];
 
     /// Corresponds to `kmem_cache_destroy()`. `CacheBusy { live }`: live objects; the cache
-    /// is left intact. `InvalidArgument`: a kmalloc cache (they live as long as the client).
+    /// is left intact. `InvalidArgument`: one of the client's `kmalloc-<n>` caches, which
+    /// live as long as the session.
     Destroy {
         /// The cache.
         cache: CacheId,
-    } => fn destroy -> Done, errors [NoSuchCache, InvalidArgument, CacheBusy];
+    } => fn destroy -> Done, errors [NoSuchCache, CacheBusy, InvalidArgument];
 
     /// Corresponds to `kmem_cache_shrink()`: empty slabs go back to the frame pool.
     Shrink {
@@ -187,6 +188,17 @@ interface! {
         /// Page number.
         page: u16,
     } => fn clients -> Clients, errors [PermissionDenied];
+
+    /// The physical (bus) address of an object of a `SLAB_CACHE_DMA` cache, as a user-level
+    /// driver needs it to program a DMA engine: the address of its first byte and how many
+    /// bytes from there are physically contiguous (the whole object when the frames behind
+    /// its pages follow each other). `NotSupported`: the platform does not know physical
+    /// addresses (the host runner). `InvalidArgument`: the object's cache is not a DMA cache
+    /// (a large kmalloc neither). `InvalidObject`: not an allocated object of the caller.
+    DmaAddr {
+        /// The object.
+        handle: Handle,
+    } => fn dma_addr -> DmaAddr, errors [NotSupported, InvalidArgument, InvalidObject];
 }
 
 const _: () = assert!(REQUESTS.len() <= 128, "a request tag must stay one byte (wire_size::ENUM_TAG)");

@@ -71,6 +71,7 @@ pub fn request_examples() -> Vec<(&'static str, Request)> {
         ("goodbye", Request::Goodbye),
         ("client_stats", Request::ClientStats { client: 3 }),
         ("clients", Request::Clients { page: 1 }),
+        ("dma_addr", Request::DmaAddr { handle: Handle(0x3040) }),
     ]
 }
 
@@ -179,6 +180,7 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
         clients.push(ClientEntry { client, name: client_name(n).unwrap() }).unwrap();
     }
     v.push(("clients".into(), Reply::Clients(ClientsPage { page: 0, more: false, clients })));
+    v.push(("dma_addr".into(), Reply::DmaAddr(DmaAddress { addr: 0x4_1234_5040, contiguous: 192 })));
     v
 }
 
@@ -210,6 +212,7 @@ pub fn worst_requests() -> Vec<Request> {
         Request::Goodbye,
         Request::ClientStats { client: u16::MAX },
         Request::Clients { page: u16::MAX },
+        Request::DmaAddr { handle: h },
     ]
 }
 
@@ -330,6 +333,7 @@ pub fn worst_replies() -> Vec<Reply> {
     let mut clients = ClientList::new();
     while clients.push(worst_client_entry()).is_ok() {}
     v.push(Reply::Clients(ClientsPage { page: u16::MAX, more: true, clients }));
+    v.push(Reply::DmaAddr(DmaAddress { addr: u64::MAX, contiguous: u32::MAX }));
     v
 }
 
