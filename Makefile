@@ -2,12 +2,13 @@
 CARGO ?= cargo
 SYSTEM ?= system.toml
 
-.PHONY: run test test-unit test-props lint bench fmt docs clean help qemu sel4-env hostile fuzz soak c-api c-header examples
+.PHONY: run test test-unit test-props lint bench scale fmt docs clean help qemu sel4-env hostile fuzz soak c-api c-header examples
 
 help:
 	@echo "make run    - build in release, start memserver with $(SYSTEM), run a client workload, print slabinfo"
 	@echo "make test   - every host test tier (unit, property, conformance, host runner)"
-	@echo "make bench  - criterion micro-benchmarks and load-generator ratios"
+	@echo "make bench  - criterion micro-benchmarks, load-generator ratios, server instructions and memory: every figure with its goal"
+	@echo "make scale  - 64 clients x 1 M live objects (in process) and 16 client processes: cost flat in clients, caches, objects"
 	@echo "make lint   - rustfmt check and clippy"
 	@echo "make sel4-env SEL4_SRC=dir RUST_SEL4_SRC=dir - prepare sel4-env/ for make qemu (README)"
 	@echo "make qemu   - boot the system on seL4 under QEMU (after make sel4-env)"
@@ -47,12 +48,21 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The engine benchmarks, then memserver vs glibc/mimalloc/bare socket and loadgen runs: prints
-# the ratio table and writes target/bench/summary.json (bounded: a few minutes on 2 cores).
+# The engine benchmarks, then memserver vs glibc/mimalloc/bare socket, the server's instructions
+# (valgrind's callgrind; the rows are skipped, saying so, without valgrind) and memory, and
+# loadgen runs: prints every figure with its goal and writes target/bench/summary.json and
+# ops-per-sec.svg (bounded: about ten minutes on 2 cores). The last `make scale`'s table is
+# included.
 bench:
 	$(CARGO) build --release -p memserver-host --bin memserver -p loadgen --bin loadgen
 	$(CARGO) bench -p memserver-engine --bench engine
 	$(CARGO) bench -p memserver-integration --bench memserver
+
+# 64 clients x 1,000,000 live objects in process and 16 client processes: the exchange, shrink
+# and memory per object against the number of clients, caches and objects; writes
+# target/bench/scale.json (and into summary.json). A few minutes.
+scale:
+	$(CARGO) bench -p memserver-integration --bench scale
 
 fmt:
 	$(CARGO) fmt --all

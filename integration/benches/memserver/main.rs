@@ -4,10 +4,13 @@
 //! One bench binary (criterion, `harness = false`) that starts a real `memserver` process from
 //! the release build, then measures (a) an alloc+free pair through the magazine fast path vs
 //! glibc and mimalloc per size ([`fast_path`]), (b) one `Alloc` IPC round trip vs a bare
-//! `SOCK_SEQPACKET` ping-pong of the same sizes, pinned to one CPU and not ([`ipc`]), and
-//! finally runs loadgen `churn` and `mixed` with 1 and 2 clients ([`summary`]). It prints a
-//! ratio table with the goals of issue 5 next to the figures and writes `summary.json`
-//! (`target/bench/`). Timing is never asserted.
+//! `SOCK_SEQPACKET` ping-pong of the same sizes, pinned to one CPU and not ([`ipc`]), (c) the
+//! server's instructions per request and per object an exchange moves, under callgrind
+//! ([`instructions`]), (d) its memory per pool frame ([`memory`]), and (e) loadgen `churn`
+//! and `mixed` with 1 and 2 clients and 1 and 2 threads ([`loadgen`]). It prints the table of
+//! every figure with its goal (issues 5 and 14) and whether it is met, with the scale table of
+//! the last `make scale`, writes `summary.json` and `ops-per-sec.svg` (`target/bench/`,
+//! [`summary`], [`plot`]). Timing is never asserted.
 //!
 //! `MEMSERVER_BENCH_MICRO_ONLY=1` stops after the criterion benchmarks (for profiling one of
 //! them, e.g. `-- --profile-time 5 fast_path/memserver/64`).
@@ -16,9 +19,20 @@
 //! runs a few thousand operations, writing into a temporary directory.
 
 mod fast_path;
+mod instructions;
 mod ipc;
+mod loadgen;
+mod memory;
+mod plot;
+#[path = "../scale/table.rs"]
+mod scale;
 mod server;
 mod summary;
+
+/// The scale table of a `make scale` result (`summary.json`'s `scale`).
+pub fn scale_table(scale: &serde_json::Value) -> Option<String> {
+    scale::render(scale)
+}
 
 use std::time::Duration;
 
@@ -55,7 +69,8 @@ fn main() {
         server.stop();
         return;
     }
-    let summary = summary::run(&bin, &server, &out, sizes, quick);
+    let instructions = instructions::measure(&bin, quick);
+    let summary = summary::run(&bin, &server, &out, sizes, &instructions, quick);
     let path = out.join("summary.json");
     let text = serde_json::to_string_pretty(&summary).expect("json");
     std::fs::write(&path, text + "\n").expect("write summary.json");

@@ -1,15 +1,23 @@
-//! After the micro-benchmarks: loadgen `churn` and `mixed` with 1 and 2 clients against the
-//! same server, then the ratio table (goals next to the figures; nothing is asserted) and
-//! `summary.json`.
+//! After the micro-benchmarks: the loadgen runs ([`crate::loadgen`]), the server's cost in
+//! instructions ([`crate::instructions`]) and memory ([`crate::memory`]), the scale table of
+//! the last `make scale` (`scale.json`, if any), then the table of every figure with its goal
+//! (nothing is asserted), `summary.json` and the plot.
 //!
-//! Every ratio is memserver's time divided by the baseline's, both measured in this run:
-//! * `fast_path_vs_mimalloc`, `fast_path_vs_glibc`: the geometric mean over the sizes of the
-//!   alloc+free pair medians (per size under `sizes`);
-//! * `ipc_vs_pingpong`: the `Alloc` round trip over the bare ping-pong, both pinned to one CPU
-//!   (`ipc_vs_pingpong_unpinned`: placed by the scheduler);
-//! * `loadgen_mean_vs_fast_path`: loadgen `churn` (1 client, 64 B) mean sampled time per
-//!   operation, times two (an alloc+free pair), over the 64 B fast-path pair;
-//! * `magazine_hit_rate`: loadgen `churn`, 1 client.
+//! Every ratio is memserver's figure divided by the baseline's, both measured in this run:
+//! * times (lower is better): `fast_path_vs_mimalloc`, `fast_path_vs_glibc` (geometric mean
+//!   over the sizes of the alloc+free pair medians through a `CacheGuard`; per size under
+//!   `sizes`), `plain_vs_fast_path` (`Cache::alloc`/`free`, which lock per call, over the
+//!   guard's pair), `ipc_vs_pingpong` (the `Alloc` round trip over a bare ping-pong, both pinned
+//!   to one CPU; `_unpinned`: placed by the scheduler), `loadgen_mean_vs_fast_path` (loadgen
+//!   `churn` mean time per operation times two, over the 64 B guard pair) and
+//!   `loadgen_mean_vs_locked_pair` (the same over the 64 B `Cache::alloc`+`free` pair, which is
+//!   what loadgen calls);
+//! * rates (higher is better): `loadgen_churn_vs_mimalloc`, `loadgen_mixed_vs_mimalloc` (ops/s
+//!   of one client, one thread), `threads2_vs_threads1` (churn, one client with 2 threads over
+//!   1; mimalloc's beside it as `mimalloc_threads2_vs_threads1`);
+//! * absolute: `magazine_hit_rate` (churn, 1 client), `instructions_per_request`,
+//!   `instructions_per_exchanged_object`, `server_bytes_per_pool_frame` (and
+//!   `server_bytes_per_pool_frame_tables`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,11 +26,11 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::fast_path::{self, SIZES};
+use crate::instructions::Instructions;
 use crate::ipc::{self, PLACEMENTS, Sizes};
-use crate::server::{self, Server};
-
-/// The loadgen runs: (workload, clients).
-const RUNS: [(&str, usize); 4] = [("churn", 1), ("churn", 2), ("mixed", 1), ("mixed", 2)];
+use crate::loadgen::{self, Run};
+use crate::memory::{self, Memory};
+use crate::server;
 
 /// Where the results go: `$CARGO_TARGET_DIR/bench`, else `<workspace>/target/bench`.
 pub fn out_dir() -> PathBuf {
@@ -52,51 +60,38 @@ fn geomean(values: &[Option<f64>]) -> Option<f64> {
     (!v.is_empty()).then(|| (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp())
 }
 
-/// One loadgen run; its JSON report.
-fn loadgen(
-    bin: &crate::server::Binaries,
-    server: &Server,
-    out: &Path,
-    workload: &str,
-    clients: usize,
-    quick: bool,
-) -> Option<Value> {
-    let json = out.join(format!("loadgen-{workload}-{clients}.json"));
-    let mut cmd = Command::new(&bin.loadgen);
-    cmd.arg("--system").arg(server.system()).arg("--socket").arg(server.socket());
-    cmd.args(["--workload", workload, "--clients", &clients.to_string(), "--json"]).arg(&json);
-    if quick {
-        cmd.args(["--ops", "500"])
-    } else {
-        cmd.args(["--seconds", "2"])
-    };
-    if workload == "mixed" && clients == 2 {
-        cmd.arg("--plot").arg(out.join("latency-mixed-2.svg"));
-    }
-    eprintln!("bench: loadgen --workload {workload} --clients {clients}");
-    let output = cmd.output().ok()?;
-    print!("{}", String::from_utf8_lossy(&output.stdout));
-    if !output.status.success() {
-        eprintln!("bench: loadgen {workload} x{clients} failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()
+/// A goal: the figure (a ratio, or absolute) at most or at least this.
+#[derive(Clone, Copy, Debug)]
+enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
 }
 
-fn config<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["configs"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .map_or(&Value::Null, |c| &c["total"])
+impl Goal {
+    fn met(self, v: f64) -> bool {
+        match self {
+            Goal::AtMost(g) => v <= g,
+            Goal::AtLeast(g) => v >= g,
+        }
+    }
+
+    fn text(self, unit: &str) -> String {
+        match self {
+            Goal::AtMost(g) => format!("≤ {g}{unit}"),
+            Goal::AtLeast(g) => format!("≥ {g}{unit}"),
+        }
+    }
 }
 
-/// A table row: figure, baseline, ratio, goal, met.
+/// A table row: what, memserver's figure, the baseline's, the figure the goal is about, the
+/// goal and whether it is met.
 struct Line {
     what: String,
     ours: String,
     base: String,
-    ratio: Option<f64>,
-    /// The goal as text and whether it is met.
-    goal: Option<(String, bool)>,
+    /// The judged figure as text (a ratio "1.23×", or absolute).
+    figure: String,
+    goal: Option<(String, Option<bool>)>,
 }
 
 fn ns(v: Option<f64>) -> String {
@@ -107,38 +102,73 @@ fn ns(v: Option<f64>) -> String {
     }
 }
 
-fn goal_line(what: String, ours: Option<f64>, base: Option<f64>, goal: Option<f64>) -> Line {
-    let r = ratio(ours, base);
-    let goal = goal.map(|g| (format!("≤ {g}×"), r.is_some_and(|r| r <= g)));
-    Line { what, ours: ns(ours), base: ns(base), ratio: r, goal }
+fn ops(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.2} M/s", v / 1e6))
 }
 
-pub fn run(bin: &crate::server::Binaries, server: &Server, out: &Path, sizes: Sizes, quick: bool) -> Value {
+/// A row judging `ours / base`.
+fn ratio_line(what: String, ours: String, base: String, r: Option<f64>, goal: Option<Goal>) -> Line {
+    let figure = r.map_or("-".into(), |r| format!("{r:.2}×"));
+    let goal = goal.map(|g| (g.text("×"), r.map(|r| g.met(r))));
+    Line { what, ours, base, figure, goal }
+}
+
+/// A row judging an absolute figure.
+fn absolute_line(what: &str, value: Option<f64>, shown: String, goal: Goal, unit: &str) -> Line {
+    let goal = Some((goal.text(unit), value.map(|v| goal.met(v))));
+    Line { what: what.into(), ours: shown.clone(), base: String::new(), figure: shown, goal }
+}
+
+pub fn run(
+    bin: &server::Binaries,
+    server: &server::Server,
+    out: &Path,
+    sizes: Sizes,
+    instructions: &Instructions,
+    quick: bool,
+) -> Value {
     let mut lines = Vec::new();
     let mut per_size = serde_json::Map::new();
-    let (mut vs_mi, mut vs_glibc) = (Vec::new(), Vec::new());
-    let (mut locked_vs_mi, mut locked_vs_glibc) = (Vec::new(), Vec::new());
+    let (mut vs_mi, mut vs_glibc, mut plain_vs_fast) = (Vec::new(), Vec::new(), Vec::new());
     for size in SIZES {
         let p = size.to_string();
-        // The headline fast path is a CacheGuard's (the lock taken once for a run of
-        // operations); `Cache::alloc`/`free` taking the lock per call is reported beside it.
+        // The fast path is a CacheGuard's (the lock taken once for a run of operations);
+        // `Cache::alloc`/`free` taking the lock per call is the plain API.
         let ours = median(out, fast_path::GROUP, "memserver-guard", &p);
         let locked = median(out, fast_path::GROUP, "memserver", &p);
         let glibc = median(out, fast_path::GROUP, "glibc", &p);
         let mi = median(out, fast_path::GROUP, "mimalloc", &p);
         vs_mi.push(ratio(ours, mi));
         vs_glibc.push(ratio(ours, glibc));
-        locked_vs_mi.push(ratio(locked, mi));
-        locked_vs_glibc.push(ratio(locked, glibc));
+        plain_vs_fast.push(ratio(locked, ours));
         per_size.insert(
             p,
             json!({ "memserver_ns": ours, "memserver_locked_ns": locked, "glibc_ns": glibc, "mimalloc_ns": mi,
-            "vs_mimalloc": ratio(ours, mi), "vs_glibc": ratio(ours, glibc),
+            "vs_mimalloc": ratio(ours, mi), "vs_glibc": ratio(ours, glibc), "plain_vs_fast_path": ratio(locked, ours),
             "locked_vs_mimalloc": ratio(locked, mi), "locked_vs_glibc": ratio(locked, glibc) }),
         );
-        lines.push(goal_line(format!("fast path pair {size} B vs mimalloc"), ours, mi, Some(1.0)));
-        lines.push(goal_line(format!("fast path pair {size} B vs glibc"), ours, glibc, Some(0.5)));
-        lines.push(goal_line(format!("locked per call, {size} B vs mimalloc"), locked, mi, None));
+        let pair = format!("{size} B");
+        lines.push(ratio_line(
+            format!("fast path pair {pair} vs mimalloc"),
+            ns(ours),
+            ns(mi),
+            ratio(ours, mi),
+            Some(Goal::AtMost(1.0)),
+        ));
+        lines.push(ratio_line(
+            format!("fast path pair {pair} vs glibc"),
+            ns(ours),
+            ns(glibc),
+            ratio(ours, glibc),
+            Some(Goal::AtMost(0.5)),
+        ));
+        lines.push(ratio_line(
+            format!("Cache::alloc+free (locked per call) {pair} vs fast path"),
+            ns(locked),
+            ns(ours),
+            ratio(locked, ours),
+            Some(Goal::AtMost(1.5)),
+        ));
     }
     let mut ipc_json = json!({ "request_bytes": sizes.request, "reply_bytes": sizes.reply });
     let mut ipc_ratio = None;
@@ -151,58 +181,144 @@ pub fn run(bin: &crate::server::Binaries, server: &Server, out: &Path, sizes: Si
         if placement == server::Placement::OneCpu {
             ipc_ratio = ratio(alloc, ping);
         }
-        let goal = (placement == server::Placement::OneCpu).then_some(1.25);
-        lines.push(goal_line(format!("Alloc IPC vs ping-pong ({})", placement.name()), alloc, ping, goal));
+        let goal = (placement == server::Placement::OneCpu).then_some(Goal::AtMost(1.25));
+        let what = format!("Alloc IPC vs ping-pong ({})", placement.name());
+        lines.push(ratio_line(what, ns(alloc), ns(ping), ratio(alloc, ping), goal));
     }
 
-    let mut loadgen_json = serde_json::Map::new();
-    let mut runs = Vec::new();
-    for (workload, clients) in RUNS {
-        let report = loadgen(bin, server, out, workload, clients, quick).unwrap_or(Value::Null);
-        let row = |name: &str| {
-            let t = config(&report, name);
-            json!({ "ops_per_sec": t["ops_per_sec"], "mean_ns": t["mean_ns"], "p50_ns": t["p50_ns"],
-                "p99_ns": t["p99_ns"], "p999_ns": t["p999_ns"], "hit_rate": t["hit_rate"],
-                "ipc_per_1000_ops": t["ipc_per_1000_ops"] })
-        };
-        loadgen_json.insert(
-            format!("{workload}-{clients}"),
-            json!({
-            "ok": report["ok"], "memserver": row("memserver"), "memserver-no-magazines": row("memserver-no-magazines"),
-            "glibc": row("glibc"), "mimalloc": row("mimalloc") }),
-        );
-        runs.push((workload, clients, report));
+    let runs = loadgen::run_all(bin, server, out, quick);
+    let loadgen_json = loadgen::json(&runs);
+    let churn = loadgen::find(&runs, "churn", 1, 1);
+    let churn2 = loadgen::find(&runs, "churn", 1, 2);
+    let mixed = loadgen::find(&runs, "mixed", 1, 1);
+    let hit_rate = churn.and_then(|r| r.total("memserver")["hit_rate"].as_f64());
+    let loadgen_pair = churn.and_then(|r| r.total("memserver")["mean_ns"].as_f64()).map(|m| 2.0 * m);
+    let fast64 = median(out, fast_path::GROUP, "memserver-guard", "64");
+    let locked64 = median(out, fast_path::GROUP, "memserver", "64");
+    lines.push(ratio_line(
+        "loadgen churn mean pair vs fast path pair (64 B)".into(),
+        ns(loadgen_pair),
+        ns(fast64),
+        ratio(loadgen_pair, fast64),
+        Some(Goal::AtMost(3.0)),
+    ));
+    lines.push(ratio_line(
+        "loadgen churn mean pair vs Cache::alloc+free pair (locked per call, 64 B)".into(),
+        ns(loadgen_pair),
+        ns(locked64),
+        ratio(loadgen_pair, locked64),
+        None,
+    ));
+    lines.push(absolute_line(
+        "magazine hit rate, loadgen churn 1 client",
+        hit_rate.map(|h| h * 100.0),
+        hit_rate.map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
+        Goal::AtLeast(98.0),
+        " %",
+    ));
+    let rate = |run: Option<&Run>, config: &str| run.and_then(|r| r.total(config)["ops_per_sec"].as_f64());
+    let churn_vs_mi = ratio(rate(churn, "memserver"), rate(churn, "mimalloc"));
+    let mixed_vs_mi = ratio(rate(mixed, "memserver"), rate(mixed, "mimalloc"));
+    for (what, run, r) in [("churn", churn, churn_vs_mi), ("mixed", mixed, mixed_vs_mi)] {
+        lines.push(ratio_line(
+            format!("loadgen {what} ops/s vs mimalloc (1 client, 1 thread)"),
+            ops(rate(run, "memserver")),
+            ops(rate(run, "mimalloc")),
+            r,
+            Some(Goal::AtLeast(1.0)),
+        ));
     }
-    let churn1 = &runs[0].2;
-    let hit_rate = config(churn1, "memserver")["hit_rate"].as_f64();
-    let loadgen_mean = config(churn1, "memserver")["mean_ns"].as_f64().map(|m| 2.0 * m);
-    let fast64 = median(out, fast_path::GROUP, "memserver", "64");
-    let loadgen_vs_fast = ratio(loadgen_mean, fast64);
-    lines.push(goal_line("loadgen churn mean pair vs fast path (64 B)".into(), loadgen_mean, fast64, Some(3.0)));
-    lines.push(Line {
-        what: "magazine hit rate, loadgen churn 1 client".into(),
-        ours: hit_rate.map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
-        base: String::new(),
-        ratio: None,
-        goal: Some(("≥ 98 %".into(), hit_rate.is_some_and(|h| h >= 0.98))),
-    });
+    let threads = ratio(rate(churn2, "memserver"), rate(churn, "memserver"));
+    let mi_threads = ratio(rate(churn2, "mimalloc"), rate(churn, "mimalloc"));
+    lines.push(ratio_line(
+        "loadgen churn, 2 threads vs 1 (one client)".into(),
+        ops(rate(churn2, "memserver")),
+        ops(rate(churn, "memserver")),
+        threads,
+        Some(Goal::AtLeast(1.8)),
+    ));
+    lines.push(ratio_line(
+        "  the same for mimalloc".into(),
+        ops(rate(churn2, "mimalloc")),
+        ops(rate(churn, "mimalloc")),
+        mi_threads,
+        None,
+    ));
+
+    let count = |v: Option<f64>| v.map_or_else(|| "skipped".into(), |v| format!("{v:.0}"));
+    lines.push(absolute_line(
+        "server instructions per Alloc/Free request",
+        instructions.per_request,
+        count(instructions.per_request),
+        Goal::AtMost(600.0),
+        "",
+    ));
+    lines.push(absolute_line(
+        "server instructions per object a MagazineExchange moves",
+        instructions.per_exchanged_object,
+        count(instructions.per_exchanged_object),
+        Goal::AtMost(60.0),
+        "",
+    ));
+
+    let mem: Memory = if quick { Memory::default() } else { memory::measure(bin) };
+    lines.push(absolute_line(
+        "server bytes per pool frame (idle server, 64 clients)",
+        mem.per_frame,
+        mem.per_frame.map_or("-".into(), |b| format!("{b:.1} B")),
+        Goal::AtMost(64.0),
+        " B",
+    ));
+    lines.push(absolute_line(
+        "  the same from the engine's table sizes",
+        Some(mem.per_frame_tables),
+        format!("{:.1} B", mem.per_frame_tables),
+        Goal::AtMost(64.0),
+        " B",
+    ));
+
+    let scale = std::fs::read_to_string(out.join("scale.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .unwrap_or(Value::Null);
 
     let summary = json!({
         "date": date(), "machine": format!("{} CPUs, {}", server::cpus(), server::cpu_model()),
         "command": "make bench",
+        "placement": PLACEMENT,
         "fast_path_vs_mimalloc": geomean(&vs_mi), "fast_path_vs_glibc": geomean(&vs_glibc),
-        "fast_path_locked_vs_mimalloc": geomean(&locked_vs_mi), "fast_path_locked_vs_glibc": geomean(&locked_vs_glibc),
+        "plain_vs_fast_path": geomean(&plain_vs_fast),
         "ipc_vs_pingpong": ipc_ratio, "ipc_vs_pingpong_unpinned": ipc_json["ratio_unpinned"].clone(),
-        "loadgen_mean_vs_fast_path": loadgen_vs_fast, "magazine_hit_rate": hit_rate,
-        "sizes": per_size, "ipc": ipc_json, "loadgen": loadgen_json,
-        "goals": { "fast_path_vs_mimalloc": 1.0, "fast_path_vs_glibc": 0.5, "ipc_vs_pingpong": 1.25,
-            "magazine_hit_rate": 0.98, "loadgen_mean_vs_fast_path": 3.0 },
+        "loadgen_mean_vs_fast_path": ratio(loadgen_pair, fast64),
+        "loadgen_mean_vs_locked_pair": ratio(loadgen_pair, locked64),
+        "magazine_hit_rate": hit_rate,
+        "loadgen_churn_vs_mimalloc": churn_vs_mi, "loadgen_mixed_vs_mimalloc": mixed_vs_mi,
+        "threads2_vs_threads1": threads, "mimalloc_threads2_vs_threads1": mi_threads,
+        "instructions_per_request": instructions.per_request,
+        "instructions_per_exchanged_object": instructions.per_exchanged_object,
+        "instructions_skipped": instructions.skipped,
+        "server_bytes_per_pool_frame": mem.per_frame,
+        "server_bytes_per_pool_frame_tables": mem.per_frame_tables,
+        "server_idle_anon_bytes": { "pools": memory::POOLS, "measured": mem.idle_anon, "tables": mem.tables },
+        "sizes": per_size, "ipc": ipc_json, "loadgen": loadgen_json, "scale": scale,
+        "goals": { "fast_path_vs_mimalloc": "<= 1.0", "fast_path_vs_glibc": "<= 0.5", "plain_vs_fast_path": "<= 1.5",
+            "ipc_vs_pingpong": "<= 1.25", "magazine_hit_rate": ">= 0.98", "loadgen_mean_vs_fast_path": "<= 3.0",
+            "loadgen_churn_vs_mimalloc": ">= 1.0", "loadgen_mixed_vs_mimalloc": ">= 1.0",
+            "threads2_vs_threads1": ">= 1.8", "instructions_per_request": "<= 600",
+            "instructions_per_exchanged_object": "<= 60", "server_bytes_per_pool_frame": "<= 64" },
     });
+    if let Err(e) = crate::plot::write(&runs, &out.join("ops-per-sec.svg")) {
+        eprintln!("bench: {e}");
+    }
     println!("\n{}", table(&lines, &runs, &summary, quick));
     summary
 }
 
-fn table(lines: &[Line], runs: &[(&str, usize, Value)], summary: &Value, quick: bool) -> String {
+/// Where the processes ran (printed with the table).
+const PLACEMENT: &str = "processes placed by the scheduler on the CPUs available, except the pinned IPC \
+    row (bench and peer on CPU 0) and the instruction counts (server under callgrind and its client on CPU 0)";
+
+fn table(lines: &[Line], runs: &[Run], summary: &Value, quick: bool) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -210,37 +326,22 @@ fn table(lines: &[Line], runs: &[(&str, usize, Value)], summary: &Value, quick: 
         summary["date"].as_str().unwrap_or(""),
         summary["machine"].as_str().unwrap_or("")
     );
-    let _ = writeln!(t, "(ratio = memserver / baseline, both measured in this run; medians of criterion samples)\n");
-    let _ = writeln!(t, "| what | memserver | baseline | ratio | goal | met |");
+    let _ = writeln!(t, "(ratio = memserver / baseline, both measured in this run; medians of criterion samples;");
+    let _ = writeln!(t, " {PLACEMENT})\n");
+    let _ = writeln!(t, "| what | memserver | baseline | figure | goal | met |");
     let _ = writeln!(t, "| --- | ---: | ---: | ---: | --- | --- |");
     for l in lines {
-        let ratio = l.ratio.map_or("-".into(), |r| format!("{r:.2}×"));
         let (goal, met) = match &l.goal {
-            Some((goal, true)) => (goal.as_str(), "yes"),
-            Some((goal, false)) => (goal.as_str(), "**no**"),
+            Some((goal, Some(true))) => (goal.as_str(), "yes"),
+            Some((goal, Some(false))) => (goal.as_str(), "**no**"),
+            Some((goal, None)) => (goal.as_str(), "not measured"),
             None => ("-", ""),
         };
-        let _ = writeln!(t, "| {} | {} | {} | {ratio} | {goal} | {met} |", l.what, l.ours, l.base);
+        let _ = writeln!(t, "| {} | {} | {} | {} | {goal} | {met} |", l.what, l.ours, l.base, l.figure);
     }
-    let budget = if quick { "500 operations" } else { "2 s" };
-    let _ = writeln!(t, "\nloadgen ({budget} per configuration; ops/s of all clients together):\n");
-    let _ = writeln!(t, "| workload | clients | memserver | no magazines | glibc | mimalloc | hit rate | IPC/1k ops |");
-    let _ = writeln!(t, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (workload, clients, report) in runs {
-        let ops = |name: &str| {
-            config(report, name)["ops_per_sec"].as_f64().map_or("-".into(), |v| format!("{:.2} M", v / 1e6))
-        };
-        let m = config(report, "memserver");
-        let _ = writeln!(
-            t,
-            "| {workload} | {clients} | {} | {} | {} | {} | {} | {} |",
-            ops("memserver"),
-            ops("memserver-no-magazines"),
-            ops("glibc"),
-            ops("mimalloc"),
-            m["hit_rate"].as_f64().map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
-            m["ipc_per_1000_ops"].as_f64().map_or("-".into(), |c| format!("{c:.1}")),
-        );
+    let _ = writeln!(t, "\n{}", loadgen::table(runs, quick));
+    if let Some(scale) = crate::scale_table(&summary["scale"]) {
+        let _ = writeln!(t, "{scale}");
     }
     t
 }

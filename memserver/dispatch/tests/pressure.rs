@@ -87,24 +87,22 @@ fn a_full_window_never_touches_another_clients_depot_or_slabs() {
     let other = bystander(&mut s, 2);
     let cache = big_cache(&mut s, 1, 4);
     assert_eq!(alloc(&mut s, 1, cache), Err(Error::OutOfMemory));
-    // Each cache's pages and its bitmap frame: client 1's, client 2's depot and empty slabs.
-    assert_eq!(s.engine().pool_stats().free_frames, 64 - (4 + 1) - (1 + 1) - (3 + 1));
+    // Each client's pages and its bitmap frame (one: all these bitmaps are one word long).
+    assert_eq!(s.engine().pool_stats().free_frames, 64 - (4 + 1) - (1 + 3 + 1));
     assert_eq!(client_digest(&s, 2), other, "client 1's full window reclaimed from client 2");
 }
 
 #[test]
 fn an_exhausted_quota_reclaims_from_the_client_itself_only() {
-    // Each cache: its pages and a bitmap frame.
-    let mut s = server(64, &[(64, 7), (64, 32)]);
+    // Five pages and the client's bitmap frame.
+    let mut s = server(64, &[(64, 6), (64, 32)]);
     let own_depot = depot(&mut s, 1, "d"); // one page, its objects all in the depot
     let other = bystander(&mut s, 2);
     let cache = big_cache(&mut s, 1, 4);
-    // The fifth page is over quota until client 1's own depot goes back and its slab (and
-    // that cache's bitmap frame) with it; that makes room for two.
+    // The fifth page is over quota until client 1's own depot goes back and its slab with it.
     alloc(&mut s, 1, cache).unwrap();
     assert_eq!(slabs(&s, 1, own_depot), 0);
     assert!(!client_digest(&s, 1).contains("depot [["), "client 1's depot was flushed");
-    alloc(&mut s, 1, cache).unwrap();
     assert_eq!(alloc(&mut s, 1, cache), Err(Error::QuotaExceeded));
     assert_eq!(client_digest(&s, 2), other, "client 1's quota reclaimed from client 2");
 }
@@ -172,12 +170,12 @@ fn many_caches(quota: u32) -> (TestServer, Vec<CacheId>) {
 
 #[test]
 fn pressure_relief_reaches_caches_past_the_256th() {
-    let (mut s, caches) = many_caches(3);
+    // A page and the client's bitmap frame.
+    let (mut s, caches) = many_caches(2);
     let last = caches[279];
     let h = alloc(&mut s, 1, last).unwrap();
     assert_eq!(call(&mut s, 1, &Request::Free { cache: last, handle: h }), Reply::Done);
-    // A page and a bitmap frame: over quota unless the empty slab of the 280th cache (and its
-    // bitmap frame) goes back.
+    // Over quota unless the empty slab of the 280th cache goes back.
     alloc(&mut s, 1, caches[0]).unwrap();
     assert_eq!(slabs(&s, 1, last), 0);
 }

@@ -5,13 +5,15 @@
 //! `ceil(objs / 64)` words each, *allocated* (bit set: the object is allocated; bits past the
 //! last object are set too, so they are never handed out) and *parked* (bit set: an allocated
 //! object the server's magazine depot holds, not the client). A bitmap frame holds records of
-//! one cache only (one record size), after an 8-byte header (`prev` frame, `free_head`
-//! record, `used` records); a free record's owner field links to the next free record. A cache
-//! keeps its bitmap frames that have a free record on a doubly linked list (`bitmap_free`,
-//! through the frame descriptors' links and the headers' `prev`): taking a record pops from
-//! the first frame, giving one back pushes onto its frame, and a frame whose last record goes
-//! back is released at once. Every step is O(1); a slab that needs a new bitmap frame is
-//! charged one frame more (quota and pool checks count it).
+//! one client and one record size (the slabs of all its caches of that bitmap length), after
+//! an 8-byte header (`prev` frame, `free_head` record, `used` records); a free record's owner
+//! field links to the next free record. A client keeps, per record size, its bitmap frames
+//! that have a free record on a doubly linked list (`bitmap_free`, through the frame
+//! descriptors' links and the headers' `prev`): taking a record pops from the first frame,
+//! giving one back pushes onto its frame, and a frame whose last record goes back is released
+//! at once. Every step is O(1); a slab that needs a new bitmap frame is charged one frame more
+//! (quota and pool checks count it). A client with a thousand small caches pays for the
+//! records its slabs use, not a frame per cache.
 //!
 //! The bytes are reached through `Platform::private_bytes{,_mut}`, which cannot fail for a
 //! frame the engine holds; a failure there is a broken platform (`Internal`).
@@ -207,17 +209,32 @@ impl<P: Platform> Engine<'_, P> {
 
     /// Whether a new slab of cache `gi` needs a new bitmap frame (1) or not (0).
     pub(crate) fn bitmap_frames_needed(&self, gi: u32) -> Result<u32, Error> {
-        Ok(u32::from(self.cache(gi)?.bitmap_free == NIL))
+        let head = self.bitmap_head(gi)?;
+        Ok(u32::from(head == NIL))
+    }
+
+    /// The first bitmap frame with a free record of the size cache `gi`'s slabs use.
+    fn bitmap_head(&self, gi: u32) -> Result<u32, Error> {
+        let class = bitmap_words(self.cache(gi)?.objs).checked_sub(1).ok_or(BROKEN)?;
+        self.client(self.cache_client(gi))?.bitmap_free.get(class).copied().ok_or(BROKEN)
+    }
+
+    /// Sets it.
+    fn bitmap_set_head(&mut self, client: ClientId, words: usize, f: u32) -> Result<(), Error> {
+        let class = words.checked_sub(1).ok_or(BROKEN)?;
+        *self.client_mut(client)?.bitmap_free.get_mut(class).ok_or(BROKEN)? = f;
+        Ok(())
     }
 
     /// Gives slab `s` of cache `gi` (of `client`) a bitmap record, taking a bitmap frame for
-    /// the cache if it has none with a free record (the caller checked quota and pool for
-    /// [`Self::bitmap_frames_needed`]). The record's bits are the caller's to initialise.
+    /// the client if it has none of that record size with a free record (the caller checked
+    /// quota and pool for [`Self::bitmap_frames_needed`]). The record's bits are the caller's
+    /// to initialise.
     pub(crate) fn bitmap_record_take(&mut self, client: ClientId, gi: u32, s: u32) -> Result<(), Error> {
         let words = bitmap_words(self.cache(gi)?.objs);
-        let mut f = self.cache(gi)?.bitmap_free;
+        let mut f = self.bitmap_head(gi)?;
         if f == NIL {
-            f = self.bitmap_frame_take(client, gi, words)?;
+            f = self.bitmap_frame_take(client, words)?;
         }
         let bytes = self.platform.private_bytes_mut(f)?;
         let mut header = FrameHeader::read(bytes)?;
@@ -237,7 +254,7 @@ impl<P: Platform> Engine<'_, P> {
             let next_frame = self.frame(f)?.link;
             self.frame_mut(f)?.link = NIL;
             self.bitmap_list_set_prev(next_frame, NIL)?;
-            self.cache_mut(gi)?.bitmap_free = next_frame;
+            self.bitmap_set_head(client, words, next_frame)?;
         } else {
             header.write(bytes)?;
         }
@@ -247,9 +264,9 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
-    /// Takes a pool frame as a bitmap frame of cache `gi`, all records free, first on the
-    /// cache's list; charged to `client`.
-    fn bitmap_frame_take(&mut self, client: ClientId, gi: u32, words: usize) -> Result<u32, Error> {
+    /// Takes a pool frame as a bitmap frame of `client` for records of `words` words, all
+    /// records free, first on the client's list; charged to `client`.
+    fn bitmap_frame_take(&mut self, client: ClientId, words: usize) -> Result<u32, Error> {
         let f = self.frame_pop()?;
         let records = records_per_frame(words);
         let initialised = self.platform.private_frame(f).and_then(|bytes| {
@@ -264,12 +281,11 @@ impl<P: Platform> Engine<'_, P> {
             self.frame_push(f)?;
             return Err(self.hook_failed(Hook::PrivateFrame, client, e));
         }
-        let head = self.cache(gi)?.bitmap_free;
-        *self.frame_mut(f)? = FrameDesc { kind: FRAME_BITMAP, client, page: gi, link: head };
+        let class = words.checked_sub(1).ok_or(BROKEN)?;
+        let head = self.client(client)?.bitmap_free.get(class).copied().ok_or(BROKEN)?;
+        *self.frame_mut(f)? = FrameDesc { kind: FRAME_BITMAP, client, page: words as u32, link: head };
         self.bitmap_list_set_prev(head, f)?;
-        let c = self.cache_mut(gi)?;
-        c.bitmap_free = f;
-        c.bitmap_frames = c.bitmap_frames.saturating_add(1);
+        self.bitmap_set_head(client, words, f)?;
         let cl = self.client_mut(client)?;
         cl.frames_used = cl.frames_used.saturating_add(1);
         cl.bitmap_frames = cl.bitmap_frames.saturating_add(1);
@@ -307,7 +323,7 @@ impl<P: Platform> Engine<'_, P> {
         self.slab_mut(s)?.bitmap_frame = NIL;
         if header.used == 0 {
             if !was_full {
-                self.bitmap_list_unlink(gi, f, header.prev)?;
+                self.bitmap_list_unlink(client, words, f, header.prev)?;
             }
             match self.platform.private_release(f) {
                 Ok(()) => self.frame_push(f)?,
@@ -316,27 +332,25 @@ impl<P: Platform> Engine<'_, P> {
                     self.frame_quarantine(f)?;
                 }
             }
-            let c = self.cache_mut(gi)?;
-            c.bitmap_frames = c.bitmap_frames.checked_sub(1).ok_or(BROKEN)?;
             let cl = self.client_mut(client)?;
             cl.frames_used = cl.frames_used.checked_sub(1).ok_or(BROKEN)?;
             cl.bitmap_frames = cl.bitmap_frames.checked_sub(1).ok_or(BROKEN)?;
         } else if was_full {
             // It has a free record again: first on the list.
-            let head = self.cache(gi)?.bitmap_free;
+            let head = self.bitmap_head(gi)?;
             self.frame_mut(f)?.link = head;
             self.bitmap_list_set_prev(head, f)?;
             self.bitmap_list_set_prev(f, NIL)?;
-            self.cache_mut(gi)?.bitmap_free = f;
+            self.bitmap_set_head(client, words, f)?;
         }
         Ok(())
     }
 
-    /// Takes bitmap frame `f` (whose `prev` is `prev`) off cache `gi`'s list.
-    fn bitmap_list_unlink(&mut self, gi: u32, f: u32, prev: u32) -> Result<(), Error> {
+    /// Takes bitmap frame `f` (whose `prev` is `prev`) off `client`'s list for `words`.
+    fn bitmap_list_unlink(&mut self, client: ClientId, words: usize, f: u32, prev: u32) -> Result<(), Error> {
         let next = self.frame(f)?.link;
         if prev == NIL {
-            self.cache_mut(gi)?.bitmap_free = next;
+            self.bitmap_set_head(client, words, next)?;
         } else {
             self.frame_mut(prev)?.link = next;
         }
@@ -353,10 +367,10 @@ impl<P: Platform> Engine<'_, P> {
         let c = self.cache(gi).map_err(|_| v("cache index out of range"))?;
         let words = bitmap_words(c.objs);
         match self.frame(d.bitmap_frame) {
-            Ok(fd) if fd.kind == FRAME_BITMAP && fd.page == gi && fd.client == self.cache_client(gi) => {}
+            Ok(fd) if fd.kind == FRAME_BITMAP && fd.page as usize == words && fd.client == self.cache_client(gi) => {}
             _ => {
                 return Err(super::debug::violation(
-                    "slab's bitmap frame is no bitmap frame of its cache",
+                    "slab's bitmap frame is no bitmap frame of its client and size",
                     s,
                     d.bitmap_frame,
                 ));

@@ -8,6 +8,7 @@ use protocol::{ClientId, PAGE_SIZE};
 
 use super::bitmap::{FrameHeader, bitmap_words, record_owner, records_per_frame};
 use super::debug::{InvariantViolation, violation};
+use super::storage::BITMAP_WORDS;
 use super::storage::{
     FRAME_BITMAP, FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, FRAME_TRACK,
     LIST_NONE, NIL, PAGE_FREED_LARGE, PAGE_NONE,
@@ -119,6 +120,9 @@ impl<P: Platform> Engine<'_, P> {
             }
             return Ok((0, 0));
         };
+        if (0..cl.window_hint.min(cl.window_pages)).any(|page| !self.page_used(client, page)) {
+            return Err(violation("a free window page below the search hint", client, cl.window_hint));
+        }
         let mut frames = 0u32;
         for page in 0..self.config.max_window_pages {
             let e = self.page_map_get(client, page).map_err(|_| violation("page map short", client, page))?;
@@ -164,7 +168,6 @@ impl<P: Platform> Engine<'_, P> {
         }
         let mut slabs = 0u32;
         let mut tracking = 0u32;
-        let mut bitmap_frames = 0u32;
         let mut live = 0u16;
         for slot in 0..self.config.max_caches_per_client {
             let gi = self.cache_slot(client, slot);
@@ -190,7 +193,6 @@ impl<P: Platform> Engine<'_, P> {
             }
             let mut inuse = 0u32;
             let mut parked = 0u32;
-            let mut cache_slabs = 0u32;
             for (list, &head) in c.heads.iter().enumerate() {
                 let mut n = 0u32;
                 let mut s = head;
@@ -213,7 +215,6 @@ impl<P: Platform> Engine<'_, P> {
                     return Err(violation("slab list count", gi, n));
                 }
                 slabs += n;
-                cache_slabs += n;
             }
             if inuse != c.active_objs {
                 return Err(violation("active_objs != sum of inuse", inuse, c.active_objs));
@@ -221,8 +222,6 @@ impl<P: Platform> Engine<'_, P> {
             if parked != c.parked_objs {
                 return Err(violation("parked_objs != parked bits", parked, c.parked_objs));
             }
-            self.check_bitmap_list(gi, cache_slabs)?;
-            bitmap_frames += c.bitmap_frames;
         }
         if live != cl.caches {
             return Err(violation("client cache count", live, cl.caches));
@@ -230,10 +229,8 @@ impl<P: Platform> Engine<'_, P> {
         if tracking != cl.tracking_frames {
             return Err(violation("client tracking frames", tracking, cl.tracking_frames));
         }
-        if bitmap_frames != cl.bitmap_frames {
-            return Err(violation("client bitmap frames", bitmap_frames, cl.bitmap_frames));
-        }
-        let frames = frames + tracking + bitmap_frames;
+        self.check_bitmap_lists(client, slabs)?;
+        let frames = frames + tracking + cl.bitmap_frames;
         if frames != cl.frames_used || frames > cl.quota_frames {
             return Err(violation("client frame accounting", frames, cl.frames_used));
         }
@@ -272,18 +269,19 @@ impl<P: Platform> Engine<'_, P> {
         Ok(n)
     }
 
-    /// One bitmap frame: of a live cache of an attached client; its free records a list
-    /// without repeats; every other record owned by a slab of the cache that names this record;
-    /// at least one used (an unused frame goes back to the pool).
+    /// One bitmap frame: of an attached client, for records of 1 to `BITMAP_WORDS` words; its
+    /// free records a list without repeats; every other record owned by a slab of that client
+    /// and record size that names this record; at least one used (an unused frame goes back to
+    /// the pool).
     fn check_bitmap_frame(&self, f: u32) -> Result<(), InvariantViolation> {
         let d = self.frame(f).map_err(|_| violation("bitmap frame out of range", f, 0u32))?;
-        let gi = d.page;
-        let cache = self.cache(gi).ok().filter(|c| c.live && self.cache_client(gi) == d.client);
-        let Some(c) = cache else { return Err(violation("bitmap frame of no live cache of its client", f, gi)) };
-        let words = bitmap_words(c.objs);
+        let words = d.page as usize;
+        if self.client(d.client).is_err() || !(1..=BITMAP_WORDS).contains(&words) {
+            return Err(violation("bitmap frame of no client or of no record size", f, d.page));
+        }
         let records = records_per_frame(words);
-        let bytes = self.platform.private_bytes(f).map_err(|_| violation("bitmap frame unreachable", f, gi))?;
-        let header = FrameHeader::read(bytes).map_err(|_| violation("bitmap frame header", f, gi))?;
+        let bytes = self.platform.private_bytes(f).map_err(|_| violation("bitmap frame unreachable", f, 0u32))?;
+        let header = FrameHeader::read(bytes).map_err(|_| violation("bitmap frame header", f, 0u32))?;
         // The free records, marked in a bitset of up to 256 records.
         let mut free = [0u64; 4];
         let mut r = usize::from(header.free_head);
@@ -303,36 +301,46 @@ impl<P: Platform> Engine<'_, P> {
         }
         for r in (0..records).filter(|r| free.get(r / 64).is_some_and(|w| w & (1u64 << (r % 64)) == 0)) {
             let s = record_owner(bytes, words, r).map_err(|_| violation("bitmap record unreadable", f, r as u64))?;
-            let ok = self.slab(s).is_ok_and(|d| {
-                d.cache == gi && d.bitmap_frame == f && usize::from(d.bitmap_record) == r && d.list != LIST_NONE
+            let ok = self.slab(s).is_ok_and(|sd| {
+                sd.cache != NIL
+                    && self.cache_client(sd.cache) == d.client
+                    && self.cache(sd.cache).is_ok_and(|c| bitmap_words(c.objs) == words)
+                    && sd.bitmap_frame == f
+                    && usize::from(sd.bitmap_record) == r
+                    && sd.list != LIST_NONE
             });
             if !ok {
-                return Err(violation("used bitmap record of no slab of its cache", f, r as u64));
+                return Err(violation("used bitmap record of no slab of its client", f, r as u64));
             }
         }
         Ok(())
     }
 
-    /// Cache `gi`'s list of bitmap frames with a free record: frames of the cache, `prev` links
-    /// mutual, no more than the cache's bitmap frames, which are at most its slabs (each frame
-    /// has a used record) and none without slabs.
-    fn check_bitmap_list(&self, gi: u32, slabs: u32) -> Result<(), InvariantViolation> {
-        let c = self.cache(gi).map_err(|_| violation("cache index out of range", gi, 0u32))?;
-        if c.bitmap_frames > slabs || (slabs > 0 && c.bitmap_frames == 0) {
-            return Err(violation("cache's bitmap frames against its slabs", c.bitmap_frames, slabs));
+    /// `client`'s bitmap frames: as many in the pool as its count says, at most one per slab
+    /// (each has a used record), and its lists of frames with a free record, per record size:
+    /// frames of the client and size, `prev` links mutual.
+    fn check_bitmap_lists(&self, client: ClientId, slabs: u32) -> Result<(), InvariantViolation> {
+        let cl = self.client(client).map_err(|_| violation("client detached", client, 0u32))?;
+        let held = self.st.frames.iter().take(self.config.pool_frames as usize);
+        let held = held.filter(|d| d.kind == FRAME_BITMAP && d.client == client).count() as u32;
+        if held != cl.bitmap_frames || held > slabs || (slabs > 0 && held == 0) {
+            return Err(violation("client's bitmap frames against its count and slabs", held, cl.bitmap_frames));
         }
-        let (mut f, mut prev, mut n) = (c.bitmap_free, NIL, 0u32);
-        while f != NIL {
-            let d = self.frame(f).map_err(|_| violation("bitmap list out of the pool", gi, f))?;
-            let header = self.platform.private_bytes(f).ok().and_then(|b| FrameHeader::read(b).ok());
-            let ok = d.kind == FRAME_BITMAP
-                && d.page == gi
-                && header.is_some_and(|h| h.prev == prev && h.free_head != u16::MAX);
-            n += 1;
-            if !ok || n > c.bitmap_frames {
-                return Err(violation("cache's bitmap frame list broken", gi, f));
+        for (class, &head) in cl.bitmap_free.iter().enumerate() {
+            let (mut f, mut prev, mut n) = (head, NIL, 0u32);
+            while f != NIL {
+                let d = self.frame(f).map_err(|_| violation("bitmap list out of the pool", client, f))?;
+                let header = self.platform.private_bytes(f).ok().and_then(|b| FrameHeader::read(b).ok());
+                let ok = d.kind == FRAME_BITMAP
+                    && d.client == client
+                    && d.page as usize == class + 1
+                    && header.is_some_and(|h| h.prev == prev && h.free_head != u16::MAX);
+                n += 1;
+                if !ok || n > held {
+                    return Err(violation("client's bitmap frame list broken", client, f));
+                }
+                (prev, f) = (f, d.link);
             }
-            (prev, f) = (f, d.link);
         }
         Ok(())
     }

@@ -97,8 +97,8 @@ pub(crate) const FRAME_QUARANTINED: u8 = 4;
 /// Server-private: STORE_USER records of one slab (`page`: the slab descriptor, `link`: the
 /// next frame of the slab's records or `NIL`), charged to `client`.
 pub(crate) const FRAME_TRACK: u8 = 5;
-/// Server-private: object bitmaps of slabs of one cache (`page`: the global cache slot,
-/// `link`: the next frame of the cache's list of bitmap frames with a free record, or `NIL`),
+/// Server-private: object bitmaps of slabs of `client` whose bitmaps have `page` words each
+/// (`link`: the next frame of the client's list of such frames with a free record, or `NIL`),
 /// charged to `client`. See `bitmap`.
 pub(crate) const FRAME_BITMAP: u8 = 6;
 
@@ -190,7 +190,12 @@ pub struct ClientDesc {
     pub(crate) tracking_frames: u32,
     /// Private frames holding the object bitmaps of its slabs (part of `frames_used`).
     pub(crate) bitmap_frames: u32,
+    /// Per bitmap size (`w` + 1 words): the first of its bitmap frames with a free record
+    /// (a list through their frame links), or `NIL`.
+    pub(crate) bitmap_free: [u32; BITMAP_WORDS],
     pub(crate) caches: u16,
+    /// Every window page below it is occupied (where a search for room starts).
+    pub(crate) window_hint: u32,
     /// Slot of each kmalloc cache.
     pub(crate) kmalloc: [u16; KMALLOC_CLASSES],
 }
@@ -204,7 +209,9 @@ impl ClientDesc {
         frames_used: 0,
         tracking_frames: 0,
         bitmap_frames: 0,
+        bitmap_free: [NIL; BITMAP_WORDS],
         caches: 0,
+        window_hint: 0,
         kmalloc: [0; KMALLOC_CLASSES],
     };
 }
@@ -242,11 +249,6 @@ pub struct CacheDesc {
     pub(crate) active_objs: u32,
     /// Objects held by the server's magazine depot (allocated, not with the client).
     pub(crate) parked_objs: u32,
-    /// The first of the cache's bitmap frames with a free record (a list through their frame
-    /// links), or `NIL`.
-    pub(crate) bitmap_free: u32,
-    /// Bitmap frames the cache's slabs use.
-    pub(crate) bitmap_frames: u32,
 }
 
 impl CacheDesc {
@@ -270,8 +272,6 @@ impl CacheDesc {
         counts: [0; 3],
         active_objs: 0,
         parked_objs: 0,
-        bitmap_free: NIL,
-        bitmap_frames: 0,
     };
 }
 
