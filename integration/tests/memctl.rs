@@ -76,7 +76,10 @@ fn slabinfo_and_stats_show_a_running_client() {
     assert!(app_stats["magazines"]["alloc_hits"].as_u64().unwrap() >= 90, "{app_stats}");
     assert!(app_stats["ipc"]["refills"].as_u64().unwrap() >= 1);
     let window = &app_stats["window"];
-    assert_eq!(window["granted_pages"], app_stats["pages"], "the runner's grant is the engine's frames");
+    // The engine's frames: the window pages it granted, and the frames of its slabs' metadata
+    // (object bitmaps, charged to the client but never in its window).
+    let (granted, pages) = (window["granted_pages"].as_u64().unwrap(), app_stats["pages"].as_u64().unwrap());
+    assert!(granted < pages && pages <= granted + 2, "granted {granted}, engine {pages}");
     assert!(window["resident_pages"].as_u64().unwrap() <= window["granted_pages"].as_u64().unwrap());
     assert_eq!(window["violations"], 0);
     assert!(json["clients"].as_array().unwrap().iter().any(|c| c["name"] == "memctl"));

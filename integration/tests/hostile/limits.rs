@@ -61,8 +61,9 @@ pub fn pool_exhaustion(w: &mut World) -> Result<(), Failure> {
     if e != Error::OutOfMemory {
         return Err(format!("pool exhaustion ended with {e:?}"));
     }
+    // One page may be left: a new slab whose client needs a new bitmap frame takes two.
     let free = w.pool_free()?;
-    if free != 0 || large == 0 {
+    if free > 1 || large == 0 {
         return Err(format!("pool not exhausted: {free} pages free after {large} large allocations"));
     }
     // The victims work on within their own slabs: allocate, write, check, free.

@@ -292,15 +292,44 @@ impl World {
         out
     }
 
-    /// Frames unaccounted for: the pool's used pages against every client's slabs in the
-    /// observer's all-clients slabinfo (exact: victims hold no large kmallocs), and the free
-    /// count against the baseline (attackers hold nothing now).
+    /// Frames unaccounted for: the pool's used pages against the pages every connected client
+    /// holds (its `ClientStats`: slabs, large kmallocs, and the frames of its slabs' metadata),
+    /// more than its slabs in the observer's all-clients slabinfo, and the free count against
+    /// the baseline (attackers hold nothing now).
     pub fn leaked_frames(&mut self) -> Result<u64, Failure> {
         let stats = ok("observer stats", self.observer.stats())?;
         let rows = ok("observer slabinfo", self.observer.slabinfo(true))?;
         let in_slabs: u64 = rows.iter().map(|r| u64::from(r.num_slabs) * u64::from(r.pagesperslab)).sum();
+        let held = self.pages_held()?;
         let used = u64::from(stats.pool_pages - stats.pool_free_pages);
-        Ok(used.abs_diff(in_slabs).max(u64::from(stats.pool_free_pages).abs_diff(u64::from(self.baseline_free))))
+        let missing = if held < in_slabs { in_slabs - held } else { 0 };
+        Ok(used
+            .abs_diff(held)
+            .max(missing)
+            .max(u64::from(stats.pool_free_pages).abs_diff(u64::from(self.baseline_free))))
+    }
+
+    /// The pages every connected client holds, from the observer's `Clients` and
+    /// `ClientStats`.
+    fn pages_held(&mut self) -> Result<u64, Failure> {
+        let mut held = 0u64;
+        let mut page = 0u16;
+        loop {
+            let list = match self.observer.call(&protocol::Request::Clients { page })? {
+                protocol::Reply::Clients(list) => list,
+                other => return Err(format!("observer clients: {other:?}")),
+            };
+            for entry in list.clients.iter() {
+                match self.observer.call(&protocol::Request::ClientStats { client: entry.client })? {
+                    protocol::Reply::Stats(s) => held += u64::from(s.client_pages),
+                    other => return Err(format!("observer stats of {}: {other:?}", entry.client)),
+                }
+            }
+            if !list.more {
+                return Ok(held);
+            }
+            page += 1;
+        }
     }
 
     /// Pool pages free right now.

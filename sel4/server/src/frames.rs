@@ -84,11 +84,12 @@ impl From<FrameError> for protocol::Error {
 /// What the engine counts, to set beside the frame table in the census.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineCount {
-    /// Frames its clients hold in their windows (`frames_used - tracking_frames`, all clients).
+    /// Frames its clients hold in their windows (`frames_used` less their private frames, all
+    /// clients).
     pub mapped: u32,
     /// Its free frames.
     pub free: u32,
-    /// Private frames it holds (the clients' STORE_USER record frames).
+    /// Private frames it holds (the clients' STORE_USER record and object bitmap frames).
     pub private: u32,
     /// Frames it quarantined.
     pub quarantined: u32,

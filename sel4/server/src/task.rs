@@ -169,8 +169,9 @@ impl<K: Kernel + 'static, M: Memory + 'static> MemserverTask<K, M> {
         let engine = self.server.engine();
         let mut count = EngineCount { pool_pages: self.pool_pages, ..EngineCount::default() };
         for stats in (0..self.specs.len()).filter_map(|id| engine.client_stats(ClientId::try_from(id).ok()?).ok()) {
-            count.mapped += stats.frames_used.saturating_sub(stats.tracking_frames);
-            count.private += stats.tracking_frames;
+            let private = stats.tracking_frames + stats.bitmap_frames;
+            count.mapped += stats.frames_used.saturating_sub(private);
+            count.private += private;
         }
         let pool = engine.pool_stats();
         count.free = pool.free_frames;
