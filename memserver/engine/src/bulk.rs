@@ -13,7 +13,7 @@
 use protocol::{CacheId, ClientId, Error, Handle};
 
 use super::bitmap::bitmap_words;
-use super::plain::{Obj, Shape};
+use super::plain::{Obj, Step};
 use super::{BROKEN, Engine, Platform};
 
 /// Most handles one bulk allocation fills (the fresh mask is a `u64`).
@@ -94,9 +94,10 @@ impl<P: Platform> Engine<'_, P> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         match self.plain_shape(client, gi).map_err(|e| (0, e))? {
             Some(sh) => {
-                let mut objs = Objs::new();
-                self.returned(client, &sh, handles, &mut objs)?;
-                self.plain_unpark(&sh, objs.as_slice()).map_err(|e| (0, e))
+                // Parked as they are checked (a repeat is a DoubleFree), then unparked again.
+                let mut undo = Undo::new();
+                self.plain_step_all(client, &sh, handles, Step::Park, &mut undo.0)?;
+                self.plain_step_all(client, &sh, handles, Step::Unpark, &mut undo.0).map_err(|(_, e)| (0, e))
             }
             None => {
                 let resolved = self.check_bulk(client, gi, handles)?;
@@ -119,10 +120,9 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         let sh = self.plain_shape(client, gi).map_err(|e| (0, e))?.ok_or((0, Error::InvalidArgument))?;
-        let mut objs = Objs::new();
-        self.returned(client, &sh, handles, &mut objs)?;
+        self.plain_step_all(client, &sh, handles, Step::Park, &mut Undo::new().0)?;
         let c = self.cache_mut(gi).map_err(|e| (0, e))?;
-        c.parked_objs = c.parked_objs.saturating_add(objs.len as u32);
+        c.parked_objs = c.parked_objs.saturating_add(handles.len() as u32);
         Ok(())
     }
 
@@ -132,11 +132,9 @@ impl<P: Platform> Engine<'_, P> {
     pub fn cache_unpark_bulk(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), Error> {
         let gi = self.cache_lookup(client, cache)?;
         let sh = self.plain_shape(client, gi)?.ok_or(BROKEN)?;
-        let mut objs = Objs::new();
-        self.parked(client, &sh, handles, &mut objs)?;
-        self.plain_unpark(&sh, objs.as_slice())?;
+        self.plain_step_all(client, &sh, handles, Step::Unpark, &mut Undo::new().0).map_err(|(_, e)| e)?;
         let c = self.cache_mut(gi)?;
-        c.parked_objs = c.parked_objs.checked_sub(objs.len as u32).ok_or(BROKEN)?;
+        c.parked_objs = c.parked_objs.checked_sub(handles.len() as u32).ok_or(BROKEN)?;
         Ok(())
     }
 
@@ -150,11 +148,10 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), Error> {
         let gi = self.cache_lookup(client, cache)?;
         let sh = self.plain_shape(client, gi)?.ok_or(BROKEN)?;
-        let mut objs = Objs::new();
-        self.parked(client, &sh, handles, &mut objs)?;
-        self.plain_free(&sh, objs.as_slice())?;
+        self.plain_step_all(client, &sh, handles, Step::FreeParked, &mut Undo::new().0).map_err(|(_, e)| e)?;
+        self.freed(gi, handles.len()).map_err(|(_, e)| e)?;
         let c = self.cache_mut(gi)?;
-        c.parked_objs = c.parked_objs.checked_sub(objs.len as u32).ok_or(BROKEN)?;
+        c.parked_objs = c.parked_objs.checked_sub(handles.len() as u32).ok_or(BROKEN)?;
         Ok(())
     }
 
@@ -173,32 +170,19 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         if let Some(sh) = self.plain_shape(client, gi).map_err(|e| (0, e))? {
-            let mut objs = Objs::new();
-            self.returned(client, &sh, handles, &mut objs)?;
-            return self.plain_free(&sh, objs.as_slice()).map_err(|e| (0, e));
+            self.plain_step_all(client, &sh, handles, Step::FreeHeld, &mut Undo::new().0)?;
+            return self.freed(gi, handles.len());
         }
         let resolved = self.check_bulk(client, gi, handles)?;
         self.free_resolved(client, gi, &resolved)
     }
 
-    /// `handles` coming back from the client, resolved into `objs` and parked (see
-    /// [`Self::plain_resolve_all`]).
-    fn returned(
-        &mut self,
-        client: ClientId,
-        sh: &Shape,
-        handles: &[Handle],
-        objs: &mut Objs,
-    ) -> Result<(), (usize, Error)> {
-        self.plain_resolve_all(client, sh, handles, &mut objs.at, false)?;
-        objs.len = handles.len();
-        Ok(())
-    }
-
-    /// `handles` from the server's depot, resolved into `objs` (each must be parked).
-    fn parked(&mut self, client: ClientId, sh: &Shape, handles: &[Handle], objs: &mut Objs) -> Result<(), Error> {
-        self.plain_resolve_all(client, sh, handles, &mut objs.at, true).map_err(|(_, e)| e)?;
-        objs.len = handles.len();
+    /// `n` objects of cache `gi` were freed on the hot path: its count and the operation
+    /// sequence follow.
+    fn freed(&mut self, gi: u32, n: usize) -> Result<(), (usize, Error)> {
+        let c = self.cache_mut(gi).map_err(|e| (0, e))?;
+        c.active_objs = c.active_objs.checked_sub(n as u32).ok_or((0, BROKEN))?;
+        self.seq = self.seq.saturating_add(n as u64);
         Ok(())
     }
 
@@ -256,20 +240,12 @@ impl<P: Platform> Engine<'_, P> {
     }
 }
 
-/// The resolved objects of one bulk call on the hot path.
-struct Objs {
-    at: [Obj; BULK_RETURN_MAX],
-    len: usize,
-}
+/// Scratch room for the objects one hot-path bulk call changed (to undo them on a bad
+/// handle); a longer call is `InvalidArgument` (see [`Engine::plain_step_all`]).
+struct Undo([Obj; BULK_RETURN_MAX]);
 
-impl Objs {
-    /// Room for the objects of one call (a longer call is `InvalidArgument`, see
-    /// [`Engine::plain_resolve_all`]).
+impl Undo {
     fn new() -> Self {
-        Objs { at: [Obj::default(); BULK_RETURN_MAX], len: 0 }
-    }
-
-    fn as_slice(&self) -> &[Obj] {
-        self.at.get(..self.len).unwrap_or(&[])
+        Undo([Obj::default(); BULK_RETURN_MAX])
     }
 }

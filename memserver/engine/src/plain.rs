@@ -36,6 +36,19 @@ pub(crate) struct Obj {
     pub(crate) idx: u32,
 }
 
+/// What [`Engine::plain_step_all`] does to each object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Held by the client → parked (into the depot).
+    Park,
+    /// Parked → held by the client (out of the depot).
+    Unpark,
+    /// Held by the client → free.
+    FreeHeld,
+    /// Parked → free (the depot flushed).
+    FreeParked,
+}
+
 /// Where an object's bits are: its slab's bitmap frame, the byte offsets of the words holding
 /// its allocated and parked bits, and its bit in them.
 #[derive(Clone, Copy, Debug)]
@@ -285,119 +298,92 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
-    /// Resolves every handle into `objs` as an object of the cache of `sh`, all or none:
-    /// * `parked == false` (objects coming back from the client): each must be allocated and
-    ///   not parked (else `DoubleFree`); it is parked as it is seen, so a repeat is a
-    ///   `DoubleFree` too. On success they are all parked.
-    /// * `parked == true` (objects from the server's depot): each must be allocated and
-    ///   parked, else the server's metadata is broken (`Internal`).
-    ///
-    /// On a bad handle, `Err((index, error))` and everything parked here is unparked again.
-    pub(crate) fn plain_resolve_all(
+    /// Applies `step` to every handle, all or none, in one pass: each handle is resolved as an
+    /// object of the cache of `sh`, checked for the state `step` needs and changed at once
+    /// (so a repeat meets the changed state: a `DoubleFree` for a repeat coming back from the
+    /// client); on a bad handle every step done is undone in reverse and
+    /// `Err((index, error))` returned. `undo` is scratch room for the objects stepped (at
+    /// least as many as `handles`: `InvalidArgument` otherwise). Counts of the cache and the
+    /// operation sequence are the caller's.
+    pub(crate) fn plain_step_all(
         &mut self,
         client: ClientId,
         sh: &Shape,
         handles: &[Handle],
-        objs: &mut [Obj],
-        parked: bool,
+        step: Step,
+        undo: &mut [Obj],
     ) -> Result<(), (usize, Error)> {
-        if objs.len() < handles.len() {
-            return Err((objs.len(), Error::InvalidArgument));
+        if undo.len() < handles.len() {
+            return Err((undo.len(), Error::InvalidArgument));
         }
-        for (i, (&h, slot)) in handles.iter().zip(objs.iter_mut()).enumerate() {
-            let fine = match self.plain_find(client, sh, h) {
+        for (i, (&h, slot)) in handles.iter().zip(undo.iter_mut()).enumerate() {
+            let done = match self.plain_find(client, sh, h) {
                 Some((o, p)) => {
                     *slot = o;
-                    if parked { self.plain_is_parked(&p) } else { self.plain_park_held(&p) }
+                    self.plain_step(sh, &o, &p, step)
                 }
-                None => Some(false),
+                None => Err(self.plain_resolve_error(client, sh, h)),
             };
-            if fine != Some(true) {
-                let broken = fine.is_none();
-                return Err((i, self.plain_resolve_all_failed(client, sh, h, objs, i, parked, broken)));
+            if let Err(e) = done {
+                let stepped = undo.get(..i).unwrap_or(&[]);
+                for o in stepped.iter().rev() {
+                    if let Err(broken) = self.plain_unstep(sh, o, step) {
+                        return Err((i, broken));
+                    }
+                }
+                return Err((i, e));
             }
         }
         Ok(())
     }
 
-    /// The error of handle `i` of [`Self::plain_resolve_all`] (`broken`: its bits could not
-    /// be reached), after unparking what it parked.
+    /// One object's step: its bits checked for the state `step` needs (`DoubleFree` for an
+    /// object the client does not hold; broken metadata for a depot object not parked), then
+    /// changed, its slab following a free.
+    #[inline(always)]
+    fn plain_step(&mut self, sh: &Shape, o: &Obj, p: &Place, step: Step) -> Result<(), Error> {
+        let bytes = self.platform.private_bytes_mut(p.frame)?;
+        let (allocated, parked) = (get(bytes, p.allocated_at)?, get(bytes, p.parked_at)?);
+        let (held, in_depot) = (allocated & p.bit != 0 && parked & p.bit == 0, allocated & parked & p.bit != 0);
+        match step {
+            Step::Park | Step::FreeHeld if !held => return Err(Error::DoubleFree),
+            Step::Unpark | Step::FreeParked if !in_depot => return Err(BROKEN),
+            Step::Park => put(bytes, p.parked_at, parked | p.bit)?,
+            Step::Unpark => put(bytes, p.parked_at, parked & !p.bit)?,
+            Step::FreeHeld | Step::FreeParked => {
+                put(bytes, p.allocated_at, allocated & !p.bit)?;
+                put(bytes, p.parked_at, parked & !p.bit)?;
+            }
+        }
+        if matches!(step, Step::FreeHeld | Step::FreeParked) {
+            self.plain_slab_freed(sh, o)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Self::plain_step`] of `o` (an object it changed).
     #[cold]
-    #[allow(clippy::too_many_arguments)]
-    fn plain_resolve_all_failed(
-        &mut self,
-        client: ClientId,
-        sh: &Shape,
-        h: Handle,
-        objs: &[Obj],
-        i: usize,
-        parked: bool,
-        broken: bool,
-    ) -> Error {
-        if !parked && let Err(e) = self.plain_unpark(sh, objs.get(..i).unwrap_or(&[])) {
-            return e;
-        }
-        match self.plain_resolve(client, sh, h) {
-            Err(e) => e,
-            Ok(_) if parked || broken => BROKEN,
-            Ok(_) => Error::DoubleFree,
-        }
-    }
-
-    /// Parks resolved object `o` if the client holds it (allocated, not parked): `Some(true)`;
-    /// `Some(false)`: it does not; `None`: broken metadata.
-    #[inline(always)]
-    fn plain_park_held(&mut self, p: &Place) -> Option<bool> {
-        let bytes = self.platform.private_bytes_mut(p.frame).ok()?;
-        let (allocated, parked) = (get(bytes, p.allocated_at).ok()?, get(bytes, p.parked_at).ok()?);
-        if allocated & p.bit == 0 || parked & p.bit != 0 {
-            return Some(false);
-        }
-        put(bytes, p.parked_at, parked | p.bit).ok()?;
-        Some(true)
-    }
-
-    /// Whether resolved object `o` is parked (`None`: broken metadata).
-    #[inline(always)]
-    fn plain_is_parked(&self, p: &Place) -> Option<bool> {
-        let bytes = self.platform.private_bytes(p.frame).ok()?;
-        Some(get(bytes, p.allocated_at).ok()? & get(bytes, p.parked_at).ok()? & p.bit != 0)
-    }
-
-    /// Clears the parked bit of every object.
-    pub(crate) fn plain_unpark(&mut self, sh: &Shape, objs: &[Obj]) -> Result<(), Error> {
-        for o in objs {
-            let p = self.plain_place(sh, o)?;
-            let bytes = self.platform.private_bytes_mut(p.frame)?;
-            let word = get(bytes, p.parked_at)?;
-            put(bytes, p.parked_at, word & !p.bit)?;
-        }
-        Ok(())
-    }
-
-    /// Frees resolved objects (parked, as [`Self::plain_resolve_all`] leaves them): both bits
-    /// cleared, each slab's count, summary and list kept exact.
-    pub(crate) fn plain_free(&mut self, sh: &Shape, objs: &[Obj]) -> Result<(), Error> {
-        for o in objs {
-            self.plain_free_obj(sh, o)?;
-        }
-        let c = self.cache_mut(sh.gi)?;
-        c.active_objs = c.active_objs.checked_sub(objs.len() as u32).ok_or(BROKEN)?;
-        self.seq = self.seq.saturating_add(objs.len() as u64);
-        Ok(())
-    }
-
-    /// Frees one resolved, checked object: both its bits cleared, its slab's count, summary
-    /// and list kept exact (the cache's counts are the caller's).
-    #[inline(always)]
-    fn plain_free_obj(&mut self, sh: &Shape, o: &Obj) -> Result<(), Error> {
+    fn plain_unstep(&mut self, sh: &Shape, o: &Obj, step: Step) -> Result<(), Error> {
         let p = self.plain_place(sh, o)?;
         let bytes = self.platform.private_bytes_mut(p.frame)?;
-        let allocated = get(bytes, p.allocated_at)?;
-        let parked = get(bytes, p.parked_at)?;
-        put(bytes, p.allocated_at, allocated & !p.bit)?;
-        put(bytes, p.parked_at, parked & !p.bit)?;
-        self.plain_slab_freed(sh, o)
+        let (allocated, parked) = (get(bytes, p.allocated_at)?, get(bytes, p.parked_at)?);
+        match step {
+            Step::Park => put(bytes, p.parked_at, parked & !p.bit),
+            Step::Unpark => put(bytes, p.parked_at, parked | p.bit),
+            Step::FreeHeld | Step::FreeParked => {
+                let word = allocated | p.bit;
+                put(bytes, p.allocated_at, word)?;
+                if step == Step::FreeParked {
+                    put(bytes, p.parked_at, parked | p.bit)?;
+                }
+                let d = self.slab_mut(o.slab)?;
+                if word == u64::MAX {
+                    d.summary &= !(1u8 << (o.idx / 64));
+                }
+                d.inuse = d.inuse.checked_add(1).ok_or(BROKEN)?;
+                self.slab_relist(sh.gi, o.slab)
+            }
+        }
     }
 
     /// Object `o` was freed in its bitmap: its slab's summary, count and list follow.
