@@ -302,7 +302,7 @@ impl World {
         let in_slabs: u64 = rows.iter().map(|r| u64::from(r.num_slabs) * u64::from(r.pagesperslab)).sum();
         let held = self.pages_held()?;
         let used = u64::from(stats.pool_pages - stats.pool_free_pages);
-        let missing = if held < in_slabs { in_slabs - held } else { 0 };
+        let missing = in_slabs.saturating_sub(held);
         Ok(used
             .abs_diff(held)
             .max(missing)
