@@ -7,9 +7,11 @@
 //! not decode is a client fault: `Malformed`), checks the session phase and the version, and
 //! routes the request (`protocol::api::route`) to its handler: the dispatch implements the
 //! interface's `Service` trait, one method per request, which receives typed, already-checked
-//! values and calls the engine ([`Engine`]). Beside the engine it keeps per-client [`Session`]s: the handshake, introspection rights, counters, and
-//! for every magazine-enabled cache a control-region slot and a depot of full magazines
-//! ([`magazine`]). An allocation that finds no memory goes to the memory-pressure policy
+//! values and calls the engine ([`Engine`]); the value a handler returns is encoded in place as
+//! its reply (no `Reply` is built per request). Beside the engine it keeps per-client
+//! [`Session`]s: the handshake, introspection rights, counters, and for every magazine-enabled
+//! cache a control-region slot and a depot of full magazines, whose objects the engine holds
+//! parked ([`magazine`]). An allocation that finds no memory goes to the memory-pressure policy
 //! ([`pressure`]), which reclaims from the client itself for its own shortage and from others
 //! only under real pool pressure. Nothing a client sends or writes into its control region can panic it.
 //! The server's own failures (`Error::Internal`, and platform faults the engine survived) are

@@ -5,27 +5,32 @@
 //! threaded through a frame descriptor table, one Linux `struct page`-like entry per frame)
 //! backs pages of each client's **window** (a per-client page map plus occupancy bitmap; a
 //! handle is a byte offset in it), a run of `2^order` window pages forms a **slab** of one
-//! cache, and a slab is cut into **objects** at a fixed stride. All metadata (frame and slab
-//! descriptors, object bitmaps, slab lists) lives in server-private tables the runner provides
-//! ([`EngineStorage`]), sized from the pool; STORE_USER records, which only some caches need,
-//! live in server-private pool frames ([`Platform::private_frame`]) taken with each such slab
-//! and charged to its client. Nothing is ever read back from memory a client can write except
-//! to check poison and red-zone bytes. Every path is O(1): a handle resolves by index
-//! arithmetic (window page → frame → slab → `(offset - start) / stride`), an allocation takes
-//! the first slab of the partial list and the lowest free object through a two-level bitmap,
-//! and slabs move between empty/partial/full lists through intrusive index links. Only a new
-//! slab searches the window bitmap for room. No heap, no panics: every table access is checked
-//! and every failure is a [`protocol::Error`] — the client's own, or [`Error::Internal`] when
-//! the engine's metadata or a platform hook failed (never dropped: see [`Platform`]). An
-//! allocation that finds no memory says why ([`Shortage`]), for the dispatch's pressure policy.
+//! cache, and a slab is cut into **objects** at a fixed stride. The tables the runner provides
+//! sized from the pool ([`EngineStorage`]) are a frame and a slab descriptor per frame, 44
+//! bytes; the metadata that grows with use, the objects' bitmaps and STORE_USER records, lives
+//! in server-private pool frames ([`Platform::private_frame`]) charged to the client whose
+//! slabs it describes. Nothing is ever read back from memory a client can write except to check
+//! poison and red-zone bytes. Every path is O(1): a handle resolves by index arithmetic (window
+//! page → frame → slab → `(offset - start) / stride`), an allocation takes the first slab of the
+//! partial list and the lowest free object through a two-level bitmap, slabs move between
+//! empty/partial/full lists through intrusive index links, bitmap records are taken from and
+//! given back to per-client free lists, and a new slab's room in the window is found from a
+//! hint below which every page is occupied. Objects the dispatch's depot holds are *parked*
+//! (a second bit), so a double free into the depot is found in O(1). No heap, no panics: every
+//! table access is checked and every failure is a [`protocol::Error`] — the client's own, or
+//! [`Error::Internal`] when the engine's metadata or a platform hook failed (never dropped: see
+//! [`Platform`]). An allocation that finds no memory says why ([`Shortage`]), for the
+//! dispatch's pressure policy. Caches without debug flags take a hot path that does the same
+//! with less work per object.
 //!
 //! Files: [`storage`] (config and caller-provided tables), `platform` (the hooks and their
 //! faults), `frame` (pool free stack, quarantine), `window` (per-client page maps), [`layout`]
-//! (alignment, stride, slab order), `slab` (descriptors, bitmaps, lists), `cache`
-//! (create/alloc/free/destroy/shrink), `bulk` (magazine refill/drain), `debug` (poison, red
+//! (alignment, stride, slab order), `slab` (descriptors, lists), `bitmap` (object bitmaps in
+//! private frames), `cache` (create/alloc/free/destroy/shrink), `plain` (the hot path of caches
+//! without debug flags), `bulk` (magazine refill/drain, parked objects), `debug` (poison, red
 //! zones, consistency checks), `track` (STORE_USER records in private frames), `kmalloc`,
-//! `client` (attach, reclaim), `reclaim` (shortages, bounded shrink, reapable caches),
-//! `stats` (info and slabinfo), `invariants` (the checker).
+//! `client` (attach, reclaim), `reclaim` (shortages, bounded shrink, reapable caches), `stats`
+//! (info and slabinfo), `invariants` (the checker).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
