@@ -9,9 +9,11 @@
 //!   slabs and most drains go back to them (the depot holds two magazines); the objects moved
 //!   are the server's own count (`Stats`: refilled + drained).
 //!
-//! Server and client are pinned to one CPU, so each request is served in a wake-up of its own
-//! and the counts repeat exactly from run to run; the window audit's timer is set to a minute
-//! (its passes cost time, not requests).
+//! Server and client are pinned to one CPU and the client pauses before each request (each
+//! magazine's worth of operations), so every request is served in a wake-up of its own (the
+//! worst case: the `epoll_wait`, the audit after the batch, all for one request) and the counts
+//! repeat exactly from run to run; the window audit's timer is set to a minute (its passes
+//! cost time, not requests).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -108,6 +110,14 @@ fn run(bin: &Binaries, work: Work) -> Result<(u64, u64), String> {
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     let _ = child.wait();
     let done = done?;
+    // To read where the instructions go (callgrind_annotate), keep the outputs.
+    if let Some(keep) = std::env::var_os("MEMSERVER_BENCH_KEEP_CALLGRIND") {
+        let name = match work {
+            Work::Ipc { pairs } => format!("callgrind.ipc.{pairs}"),
+            Work::Exchange { rounds } => format!("callgrind.exchange.{rounds}"),
+        };
+        let _ = std::fs::copy(&out, Path::new(&keep).join(name));
+    }
     Ok((total_instructions(&out)?, done))
 }
 
@@ -121,7 +131,9 @@ fn drive(socket: &Path, work: &Work) -> Result<u64, String> {
         Work::Ipc { pairs } => {
             let cache = Cache::create_without_magazines(&session, "cg-ipc", 64, 0, 0, None).map_err(e("create"))?;
             for _ in 0..pairs {
+                pause();
                 let object = cache.alloc().map_err(e("alloc"))?;
+                pause();
                 cache.free(object).map_err(e("free"))?;
             }
             u64::from(pairs) * 2
@@ -130,10 +142,16 @@ fn drive(socket: &Path, work: &Work) -> Result<u64, String> {
             let cache = Cache::create(&session, "cg-exchange", 64, 0, 0, None).map_err(e("create"))?;
             let mut held: Vec<NonNull<u8>> = Vec::with_capacity(2048);
             for _ in 0..rounds {
-                for _ in 0..2048 {
+                for i in 0..2048 {
+                    if i % 64 == 0 {
+                        pause();
+                    }
                     held.push(cache.alloc().map_err(e("alloc"))?);
                 }
-                for object in held.drain(..) {
+                for (i, object) in held.drain(..).enumerate() {
+                    if i % 64 == 0 {
+                        pause();
+                    }
                     cache.free(object).map_err(e("free"))?;
                 }
             }
@@ -143,6 +161,12 @@ fn drive(socket: &Path, work: &Work) -> Result<u64, String> {
     };
     let _ = session.goodbye();
     Ok(done)
+}
+
+/// Long enough for the server (under callgrind, on the same CPU) to finish a request and wait
+/// in `epoll_wait` again.
+fn pause() {
+    std::thread::sleep(std::time::Duration::from_micros(300));
 }
 
 /// The `summary:` (or `totals:`) line of a callgrind output file.

@@ -218,7 +218,16 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
 
     /// Counts and logs the internal errors of one request (`failed`: it was answered with
     /// `Error::Internal`), including the platform faults the engine recorded meanwhile.
+    #[inline]
     pub(crate) fn account_internal(&mut self, client: ClientId, request: Option<u8>, failed: bool) {
+        if !failed && self.engine.faults() == self.faults_seen {
+            return;
+        }
+        self.account_internal_errors(client, request, failed);
+    }
+
+    #[cold]
+    fn account_internal_errors(&mut self, client: ClientId, request: Option<u8>, failed: bool) {
         let faults = self.engine.faults();
         let new = faults.saturating_sub(self.faults_seen);
         self.faults_seen = faults;
@@ -237,34 +246,38 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
     /// encoded in place (`protocol::api::route`), no `Reply` is built.
     pub fn dispatch(&mut self, client: ClientId, request: &[u8], reply: &mut protocol::MessageBuffer) -> usize {
         let answer = match self.sessions.get_mut(usize::from(client)) {
-            None => Err(Error::PermissionDenied),
-            Some(session) if session.phase == Phase::Vacant => Err(Error::PermissionDenied),
-            Some(session) => {
+            Some(session) if session.phase != Phase::Vacant => {
                 session.stats.requests = session.stats.requests.saturating_add(1);
+                let phase = session.phase;
                 match protocol::decode_request(request) {
                     Err(e) => Err(e),
-                    Ok(req) => self.serve(client, req, reply),
+                    Ok(req) => self.serve(client, phase, req, reply),
                 }
             }
+            _ => Err(Error::PermissionDenied),
         };
         let (len, failed) = match answer {
             Ok(len) => (len, false),
-            Err(error) => {
-                if let Some(session) = self.sessions.get_mut(usize::from(client)) {
-                    session.stats.errors = session.stats.errors.saturating_add(1);
-                }
-                (encode_error(error, reply), error == Error::Internal)
-            }
+            Err(error) => (self.answer_error(client, error, reply), error == Error::Internal),
         };
         self.account_internal(client, request.first().copied(), failed);
         len
     }
 
-    /// The door's checks on a decoded request, then its handler: `Hello` only in an admitted
-    /// session and with this server's version, every other request only in an open one.
-    /// Returns the length of the reply encoded into `reply`.
-    fn serve(&mut self, client: ClientId, request: Request, reply: &mut [u8]) -> Result<usize, Error> {
-        let phase = self.sessions.get(usize::from(client)).map_or(Phase::Vacant, |s| s.phase);
+    /// Counts an error reply and encodes it; its length.
+    #[cold]
+    fn answer_error(&mut self, client: ClientId, error: Error, reply: &mut protocol::MessageBuffer) -> usize {
+        if let Some(session) = self.sessions.get_mut(usize::from(client)) {
+            session.stats.errors = session.stats.errors.saturating_add(1);
+        }
+        encode_error(error, reply)
+    }
+
+    /// The door's checks on a decoded request of a client in session `phase`, then its
+    /// handler: `Hello` only in an admitted session and with this server's version, every
+    /// other request only in an open one. Returns the length of the reply encoded into `reply`.
+    #[inline]
+    fn serve(&mut self, client: ClientId, phase: Phase, request: Request, reply: &mut [u8]) -> Result<usize, Error> {
         let hello_version = match &request {
             Request::Hello { version, .. } => Some(*version),
             _ => None,

@@ -84,16 +84,28 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
 
     /// Runs an allocation; when it fails for lack of memory, the pressure policy frees what it
     /// decides from whom it decides, and the allocation is tried once more.
+    #[inline]
     pub(super) fn with_pressure_relief<T>(
         &mut self,
         client: ClientId,
         mut op: impl FnMut(&mut Self) -> Result<T, Error>,
     ) -> Result<T, Error> {
         self.engine.take_shortage();
-        let error = match op(self) {
-            Err(e @ (Error::OutOfMemory | Error::QuotaExceeded)) => e,
-            other => return other,
-        };
+        match op(self) {
+            Err(e @ (Error::OutOfMemory | Error::QuotaExceeded)) => self.relieve_and_retry(client, e, op),
+            other => other,
+        }
+    }
+
+    /// An allocation of `client` failed for lack of memory (`error`): the policy frees what it
+    /// decides, and `op` is tried once more.
+    #[cold]
+    fn relieve_and_retry<T>(
+        &mut self,
+        client: ClientId,
+        error: Error,
+        mut op: impl FnMut(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let Some(shortage) = self.engine.take_shortage().filter(|s| s.client == client) else {
             return Err(error);
         };

@@ -87,6 +87,7 @@ pub struct Violation {
 
 /// Audits one window against its grant (see the module documentation). `now` is asked only
 /// when there is a violation to date (a window within its grant costs one `fstat`).
+#[inline]
 pub fn audit(
     window: &SharedRegion,
     grants: &Grants,
@@ -95,10 +96,23 @@ pub fn audit(
     now: impl FnOnce() -> Instant,
 ) -> Result<Verdict, MemoryError> {
     let resident = window.resident_pages()?;
-    let granted = grants.granted();
-    if resident <= granted.saturating_add(policy.slack_pages) {
+    if resident <= grants.granted().saturating_add(policy.slack_pages) {
         return Ok(Verdict::Held);
     }
+    violation(window, grants, record, policy, resident, now())
+}
+
+/// The window holds more than its grant plus slack: punch, count, judge.
+#[cold]
+fn violation(
+    window: &SharedRegion,
+    grants: &Grants,
+    record: &mut AuditRecord,
+    policy: &AuditPolicy,
+    resident: u64,
+    now: Instant,
+) -> Result<Verdict, MemoryError> {
+    let granted = grants.granted();
     punch_ungranted(window, grants)?;
     if window.resident_pages()? > granted {
         // Pages the walk cannot see: `fallocate`d through the memfd but never written, which
@@ -110,7 +124,6 @@ pub fn audit(
     let punched = resident.saturating_sub(window.resident_pages()?);
     record.violations = record.violations.saturating_add(1);
     record.punched_pages = record.punched_pages.saturating_add(punched);
-    let now = now();
     while record.recent.front().is_some_and(|t| now.saturating_duration_since(*t) > policy.violation_window) {
         record.recent.pop_front();
     }

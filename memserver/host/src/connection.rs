@@ -39,6 +39,7 @@ pub struct Connection {
 
 /// Sends one message without blocking and without `SIGPIPE`. `Errno::AGAIN` means the peer's
 /// queue is full: it is not reading its replies.
+#[inline]
 pub fn send(fd: impl AsFd, message: &[u8]) -> Result<(), Errno> {
     let sent = rustix::net::send(fd, message, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)?;
     if sent == message.len() { Ok(()) } else { Err(Errno::MSGSIZE) }

@@ -144,6 +144,7 @@ impl SharedRegion {
     }
 
     /// Pages of the memfd that hold memory right now (from `st_blocks`), in 4 KiB pages.
+    #[inline]
     pub fn resident_pages(&self) -> Result<u64, MemoryError> {
         let stat = rustix::fs::fstat(&self.fd)?;
         Ok(u64::try_from(stat.st_blocks).unwrap_or(0) * 512 / PAGE_SIZE as u64)
@@ -364,6 +365,7 @@ impl Windows {
     }
 
     /// Audits `client`'s window against its grant ([`audit`](crate::audit::audit)).
+    #[inline]
     pub fn audit(
         &mut self,
         client: ClientId,
