@@ -21,16 +21,19 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cache;
+mod dtor;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod host;
+pub mod kmalloc;
 pub mod server;
 #[allow(unsafe_code)]
 pub mod shm;
 pub mod transport;
 
-pub use cache::{Cache, CacheGuard, Ctor, KmemCache};
+pub use cache::{Cache, CacheGuard, Ctor, Dtor, KmemCache};
 pub use error::Error;
+pub use kmalloc::{__GFP_ZERO, GFP_KERNEL, Gfp, ZERO_SIZE_PTR, kmalloc_index, kmalloc_size_roundup};
 pub use server::{CounterSnapshot, Memserver, hello_request};
 pub use shm::{Control, PublishedCounters, Window};
 pub use transport::{Transport, TransportError};

@@ -94,7 +94,13 @@ impl Client {
     /// `CallError::Encode`).
     pub fn create(&mut self, name: &str, size: u32, align: u32, flags: u32, ctor: bool) -> Result<Created, CallError> {
         let name = protocol::cache_name(name).map_err(|_| CallError::Encode)?;
-        self.api.cache_create(name, size, align, flags, ctor)
+        self.api.cache_create(name, size, align, flags, ctor, false)
+    }
+
+    /// `kmem_cache_create()` of a cache with a destructor (Linux 2.4's API).
+    pub fn create_with_dtor(&mut self, name: &str, size: u32, flags: u32, ctor: bool) -> Result<Created, CallError> {
+        let name = protocol::cache_name(name).map_err(|_| CallError::Encode)?;
+        self.api.cache_create(name, size, 0, flags, ctor, true)
     }
 
     /// Every slabinfo row, all pages.

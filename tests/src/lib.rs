@@ -21,4 +21,4 @@ pub mod scenarios;
 pub use client::{Client, Failure};
 pub use harness::{Harness, Session, TransportError};
 pub use runner::{Summary, run_all};
-pub use scenarios::{CLIENT, PEER, SCENARIOS, Scenario};
+pub use scenarios::{CLIENT, DEBUG, DEBUG_SLUB_DEBUG, PEER, SCENARIOS, Scenario};

@@ -7,6 +7,7 @@ use conformance::{Harness, Session, TransportError};
 use memserver_dispatch::testing::{OwnedStorage, ServerPlatform};
 use memserver_dispatch::{ClientSpec, MagazineSizes, Server, ServerConfig, Session as ServerSession};
 use memserver_engine::{Engine, EngineConfig};
+use protocol::slub_debug::SlubDebug;
 use protocol::{ClientId, Handle};
 
 type Shared = Rc<RefCell<Server<'static, ServerPlatform>>>;
@@ -17,7 +18,13 @@ struct InProcess {
     server: Shared,
 }
 
-const CLIENTS: [(&str, ClientId, bool); 2] = [(conformance::CLIENT, 1, false), (conformance::PEER, 2, true)];
+/// The suite's client tasks as the host `system.toml` declares them: name, id, introspection
+/// rights, `slub_debug`.
+const CLIENTS: [(&str, ClientId, bool, &str); 3] = [
+    (conformance::CLIENT, 1, false, ""),
+    (conformance::PEER, 2, true, ""),
+    (conformance::DEBUG, 3, false, conformance::DEBUG_SLUB_DEBUG),
+];
 const WINDOW_PAGES: u32 = 4096;
 const QUOTA_PAGES: u32 = 512;
 
@@ -28,7 +35,7 @@ impl InProcess {
         let storage: &'static mut OwnedStorage = Box::leak(Box::new(OwnedStorage::new(&config)));
         let engine = Engine::new(config, storage.storage(), ServerPlatform::default()).expect("engine");
         let sessions: &'static mut [ServerSession] = Box::leak(vec![ServerSession::VACANT; 4].into_boxed_slice());
-        let server_config = ServerConfig { magazine_slots: 16, magazine_sizes: MagazineSizes::DEFAULT };
+        let server_config = ServerConfig { magazine_slots: 32, magazine_sizes: MagazineSizes::DEFAULT };
         let server = Server::new(engine, sessions, server_config).expect("server");
         InProcess { server: Rc::new(RefCell::new(server)) }
     }
@@ -41,19 +48,20 @@ struct InProcessSession {
 
 impl Harness for InProcess {
     fn open(&mut self, name: &str) -> Result<Box<dyn Session>, TransportError> {
-        let (name, client, introspect) = CLIENTS
+        let (name, client, introspect, slub_debug) = CLIENTS
             .iter()
             .copied()
-            .find(|(n, _, _)| *n == name)
+            .find(|(n, ..)| *n == name)
             .ok_or_else(|| TransportError(format!("no client task {name}")))?;
         let spec = ClientSpec {
             name: protocol::client_name(name).expect("name"),
             window_pages: WINDOW_PAGES,
             quota_pages: QUOTA_PAGES,
             introspect,
+            slub_debug: SlubDebug::parse(slub_debug).expect("slub_debug"),
         };
         let mut server = self.server.borrow_mut();
-        let control_size = server.config().control_size();
+        let control_size = server.control_size(WINDOW_PAGES);
         server.engine_mut().platform_mut().create_control(client, control_size);
         server.admit(client, &spec).map_err(|e| TransportError(format!("admit {name}: {e:?}")))?;
         Ok(Box::new(InProcessSession { server: self.server.clone(), client }))

@@ -257,6 +257,15 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         if in_depot { Err(Error::DoubleFree) } else { Ok(()) }
     }
 
+    /// `DoubleFree` if `handle` is an object of one of the client's caches and sits in that
+    /// cache's depot (`kfree` and `krealloc`, which name no cache).
+    pub(super) fn check_not_in_any_depot(&self, client: ClientId, handle: Handle) -> Result<(), Error> {
+        match self.engine.object_cache(client, handle) {
+            Some(cache) => self.check_not_in_depot(client, cache, handle),
+            None => Ok(()),
+        }
+    }
+
     /// Validated handles go into the depot as one full magazine, or straight to the slabs
     /// when the depot is full.
     fn keep_in_depot(&mut self, client: ClientId, cache: CacheId, slot: u16, handles: &[Handle]) -> Result<(), Error> {
@@ -324,6 +333,10 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             }
             let caches: heapless::Vec<CacheId, 256> = self.engine.cache_ids(client).take(256).collect();
             for cache in caches {
+                // Caches with a dtor, SLAB_NO_REAP and SLAB_TYPESAFE_BY_RCU keep their memory.
+                if self.engine.cache_reapable(client, cache) != Ok(true) {
+                    continue;
+                }
                 let _ = self.flush_depot(client, cache);
                 released = released.saturating_add(self.engine.cache_shrink(client, cache).unwrap_or(0));
             }

@@ -21,15 +21,27 @@ fn busy_destroy_leaves_the_magazines_alone() {
     let mut storage = memserver_dispatch::testing::OwnedStorage::new(&config);
     let mut sessions = vec![Session::VACANT; 2];
     let engine = Engine::new(config, storage.storage(), ServerPlatform::default()).unwrap();
-    let server_config = ServerConfig { magazine_slots: 2, magazine_sizes: MagazineSizes::DEFAULT };
+    let server_config = ServerConfig { magazine_slots: 16, magazine_sizes: MagazineSizes::DEFAULT };
     let mut server = Server::new(engine, &mut sessions, server_config).unwrap();
     let name = protocol::client_name("c").unwrap();
-    let size = server.config().control_size();
+    let size = server.control_size(64);
     server.engine_mut().platform_mut().create_control(1, size);
-    server.admit(1, &ClientSpec { name: name.clone(), window_pages: 64, quota_pages: 64, introspect: false }).unwrap();
+    server
+        .admit(
+            1,
+            &ClientSpec {
+                name: name.clone(),
+                window_pages: 64,
+                quota_pages: 64,
+                introspect: false,
+                slub_debug: Default::default(),
+            },
+        )
+        .unwrap();
     client(&mut server).hello(PROTOCOL_VERSION, name).unwrap();
     let name = protocol::cache_name("busy").unwrap();
-    let Created { cache, slot: Some(slot), .. } = client(&mut server).cache_create(name, 64, 0, 0, false).unwrap()
+    let Created { cache, slot: Some(slot), .. } =
+        client(&mut server).cache_create(name, 64, 0, 0, false, false).unwrap()
     else {
         panic!("no magazine cache")
     };

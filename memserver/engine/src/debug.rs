@@ -10,7 +10,7 @@
 use protocol::flags::{POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 use protocol::{ClientId, Corruption, Error, Handle};
 
-use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL, TRACK_BLOCK, TrackPair};
+use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, LIST_RELEASING, NIL, TRACK_BLOCK, TrackPair};
 use super::{BROKEN, Engine, Platform};
 
 /// A broken engine invariant: what, and two numbers to locate it.
@@ -27,7 +27,7 @@ pub(crate) fn violation(what: &'static str, a: impl Into<u64>, b: impl Into<u64>
 
 /// Where the first byte of `[start, start + len)` differs from the expected bytes: `fill`
 /// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected).
-fn first_mismatch<P: Platform>(
+pub(crate) fn first_mismatch<P: Platform>(
     p: &P,
     client: ClientId,
     start: u64,
@@ -216,7 +216,8 @@ impl<P: Platform> Engine<'_, P> {
             n if n >= c.objs => LIST_FULL,
             _ => LIST_PARTIAL,
         };
-        if d.list != want || d.inuse > c.objs {
+        let releasing = d.list == LIST_RELEASING && d.inuse == 0 && c.release_token != 0;
+        if (d.list != want && !releasing) || d.inuse > c.objs {
             return Err(v("slab on the wrong list"));
         }
         if d.prev == NIL {

@@ -33,6 +33,7 @@ impl<P: Platform> Engine<'_, P> {
     /// them on the platform, clear the page map and occupancy bits, fix the client's count.
     pub(crate) fn pages_release(&mut self, client: protocol::ClientId, first: u32, count: u32) -> Result<(), Error> {
         self.platform.release(client, first, count);
+        self.page_log.record(client, first, count);
         for page in first..first.saturating_add(count) {
             let f = self.page_map_get(client, page)?;
             if f < self.config.pool_frames {
@@ -105,6 +106,7 @@ impl<P: Platform> Engine<'_, P> {
             }
             done += n;
         }
+        self.page_log.record(client, first, count);
         Ok(())
     }
 }

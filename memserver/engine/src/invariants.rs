@@ -5,7 +5,8 @@ use protocol::{ClientId, PAGE_SIZE};
 
 use super::debug::{InvariantViolation, violation};
 use super::storage::{
-    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, NIL, PAGE_FREED_LARGE, PAGE_NONE, TRACK_BLOCK,
+    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, LIST_RELEASING, NIL, PAGE_FREED_LARGE, PAGE_NONE,
+    TRACK_BLOCK,
 };
 use super::{Engine, Platform};
 
@@ -165,6 +166,9 @@ impl<P: Platform> Engine<'_, P> {
                 || c.obj_offset + c.size > c.stride
             {
                 return Err(violation("cache layout", gi, c.stride));
+            }
+            if c.release_token == 0 && c.heads.get(usize::from(LIST_RELEASING)) != Some(&NIL) {
+                return Err(violation("slabs parked for release without a plan", gi, c.release_token));
             }
             let mut inuse = 0u32;
             for (list, &head) in c.heads.iter().enumerate() {

@@ -40,15 +40,20 @@ mod frame;
 mod invariants;
 mod kmalloc;
 pub mod layout;
+mod owners;
+mod release;
 mod slab;
 mod stats;
 pub mod storage;
+mod validate;
 mod window;
 
 use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
 
 pub use debug::InvariantViolation;
-pub use kmalloc::{KMALLOC_MAX, KMALLOC_SIZES};
+pub use kmalloc::{KMALLOC_MAX, KMALLOC_NAMES, KMALLOC_SIZES, kmalloc_align, kmalloc_class};
+pub use owners::PAGE_LOG;
+pub use release::ReleasePlan;
 pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes, TrackPair};
 use storage::{NIL, PAGE_NONE};
 
@@ -91,6 +96,8 @@ pub struct CacheInfo {
     pub stride: u32,
     pub flags: u32,
     pub has_ctor: bool,
+    /// The client runs a destructor: slabs leave only through the two-phase shrink.
+    pub has_dtor: bool,
     pub order: u8,
     pub objects_per_slab: u32,
     pub pages_per_slab: u32,
@@ -147,6 +154,8 @@ pub struct Engine<'a, P: Platform> {
     track_blocks_free: u32,
     /// Global operation sequence number (STORE_USER timestamps), starts at 1.
     seq: u64,
+    /// Window pages whose owner changed since the dispatch last drained the log.
+    page_log: owners::PageLog,
 }
 
 impl<'a, P: Platform> Engine<'a, P> {
@@ -172,6 +181,7 @@ impl<'a, P: Platform> Engine<'a, P> {
             free_slabs: 0,
             track_blocks_free: 0,
             seq: 1,
+            page_log: owners::PageLog::EMPTY,
         };
         for f in e.st.frames.iter_mut() {
             *f = FrameDesc::EMPTY;

@@ -7,7 +7,7 @@
 //! set while word `w` has a free object, so finding the lowest free object is two
 //! `trailing_zeros`: O(1).
 
-use protocol::flags::{SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::flags::{SLAB_RED_ZONE, SLAB_STORE_USER};
 use protocol::{ClientId, Error, PAGE_SIZE};
 
 use super::storage::{
@@ -128,6 +128,15 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
+    /// Move slab `s` to `list` (O(1)); the two-phase shrink parks empty slabs on
+    /// `LIST_RELEASING`, where no allocation finds them.
+    pub(crate) fn slab_move(&mut self, gi: u32, s: u32, list: u8) -> Result<(), Error> {
+        if self.slab(s)?.list != LIST_NONE {
+            self.list_unlink(gi, s)?;
+        }
+        self.list_push(gi, s, list)
+    }
+
     /// Put slab `s` on the list its in-use count calls for (O(1)).
     pub(crate) fn slab_relist(&mut self, gi: u32, s: u32) -> Result<(), Error> {
         let objs = self.cache(gi)?.objs;
@@ -153,22 +162,26 @@ impl<P: Platform> Engine<'_, P> {
         Ok(base + u64::from(idx) * u64::from(c.stride))
     }
 
-    /// A new empty slab for cache `gi` of `client`, or an error with nothing changed.
+    /// A new empty slab for cache `gi` of `client`, or an error with nothing changed. Its
+    /// objects count as constructed at once: the client that gets the first of them constructs
+    /// them all (Linux runs the ctor over a new slab).
     pub(crate) fn slab_create(&mut self, client: ClientId, gi: u32) -> Result<u32, Error> {
         let c = self.cache(gi)?;
-        let (order, objs, flags, has_ctor) = (c.order, c.objs, c.flags, c.has_ctor);
+        let (order, objs, flags, poisoned) = (c.order, c.objs, c.flags, super::cache::poisons(c));
+        let records = flags & SLAB_STORE_USER != 0 || super::kmalloc::tracks_orig_size(c);
         let pages = 1u32 << order;
         self.frames_available(client, pages)?;
         if self.free_slab_head == NIL {
             return Err(Error::OutOfMemory);
         }
-        let track_block = if flags & SLAB_STORE_USER != 0 { self.track_find(u32::from(objs))? } else { NIL };
+        let track_block = if records { self.track_find(u32::from(objs))? } else { NIL };
         let first = self.window_find(client, pages, pages)?;
         let s = self.free_slab_head;
         self.pages_take(client, first, pages, |_| (FRAME_SLAB, s))?;
         let popped = self.slab_desc_pop()?;
         debug_assert_eq!(popped, s);
-        *self.slab_mut(s)? = SlabDesc { cache: gi, first_page: first, order, track_block, ..SlabDesc::EMPTY };
+        *self.slab_mut(s)? =
+            SlabDesc { cache: gi, first_page: first, order, track_block, constructed: objs, ..SlabDesc::EMPTY };
         let mut summary = 0u8;
         let bm = self.bitmap_mut(s)?;
         for (w, word) in bm.iter_mut().enumerate() {
@@ -184,7 +197,7 @@ impl<P: Platform> Engine<'_, P> {
         }
         self.slab_relist(gi, s)?;
         // Fresh debug state: every object free (poisoned) with inactive red zones.
-        if flags & SLAB_POISON != 0 && !has_ctor {
+        if poisoned {
             for idx in 0..u32::from(objs) {
                 self.poison_object(client, gi, s, idx)?;
             }

@@ -24,6 +24,7 @@ impl<P: Platform> Engine<'_, P> {
             stride: c.stride,
             flags: c.flags,
             has_ctor: c.has_ctor,
+            has_dtor: c.has_dtor,
             order: c.order,
             objects_per_slab: objs,
             pages_per_slab: 1 << c.order,
@@ -106,6 +107,15 @@ impl<P: Platform> Engine<'_, P> {
             window_pages: c.window_pages,
             caches: c.caches,
         })
+    }
+
+    /// Pages of `client`'s `SLAB_RECLAIM_ACCOUNT` caches (Linux's `SReclaimable`).
+    pub fn reclaimable_pages(&self, client: ClientId) -> u32 {
+        self.cache_ids(client)
+            .filter_map(|id| self.cache_info(client, id).ok())
+            .filter(|i| i.flags & protocol::flags::SLAB_RECLAIM_ACCOUNT != 0)
+            .map(|i| i.num_slabs.saturating_mul(i.pages_per_slab))
+            .fold(0u32, u32::saturating_add)
     }
 
     /// The STORE_USER record of the object at `handle` (allocated or free): `NotSupported` if

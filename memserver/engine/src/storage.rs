@@ -109,7 +109,12 @@ impl Default for FrameDesc {
 pub(crate) const LIST_EMPTY: u8 = 0;
 pub(crate) const LIST_PARTIAL: u8 = 1;
 pub(crate) const LIST_FULL: u8 = 2;
-pub(crate) const LIST_NONE: u8 = 3;
+/// Empty slabs a two-phase shrink named to the client (`ShrinkBegin`): out of use until the
+/// client's `ShrinkCommit` releases them.
+pub(crate) const LIST_RELEASING: u8 = 3;
+pub(crate) const LIST_NONE: u8 = 4;
+/// Number of slab lists a cache has.
+pub(crate) const LISTS: usize = 4;
 
 /// One slab: its cache, window place, object state summary and list links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +168,9 @@ pub struct ClientDesc {
     pub(crate) caches: u16,
     /// Slot of each kmalloc cache.
     pub(crate) kmalloc: [u16; KMALLOC_CLASSES],
+    /// Debug flags of each kmalloc cache (the client's `slub_debug` setting), kept so a
+    /// reclaim creates them alike.
+    pub(crate) kmalloc_flags: [u32; KMALLOC_CLASSES],
 }
 
 impl ClientDesc {
@@ -174,6 +182,7 @@ impl ClientDesc {
         frames_used: 0,
         caches: 0,
         kmalloc: [0; KMALLOC_CLASSES],
+        kmalloc_flags: [0; KMALLOC_CLASSES],
     };
 }
 
@@ -189,6 +198,11 @@ pub struct CacheDesc {
     pub(crate) live: bool,
     pub(crate) is_kmalloc: bool,
     pub(crate) has_ctor: bool,
+    /// The client runs a destructor on the objects of a slab before it leaves the cache: only
+    /// the two-phase shrink releases its slabs, and memory pressure never does.
+    pub(crate) has_dtor: bool,
+    /// Token of the pending two-phase shrink (its slabs on `LIST_RELEASING`), 0 when none.
+    pub(crate) release_token: u32,
     /// Bumped whenever the slot is freed, so stale `CacheId`s are rejected.
     pub(crate) generation: u16,
     pub(crate) name: String<CACHE_NAME_MAX>,
@@ -200,9 +214,9 @@ pub struct CacheDesc {
     pub(crate) flags: u32,
     pub(crate) order: u8,
     pub(crate) objs: u16,
-    /// List heads, indexed by `LIST_EMPTY`, `LIST_PARTIAL`, `LIST_FULL`.
-    pub(crate) heads: [u32; 3],
-    pub(crate) counts: [u32; 3],
+    /// List heads, indexed by `LIST_EMPTY`, `LIST_PARTIAL`, `LIST_FULL`, `LIST_RELEASING`.
+    pub(crate) heads: [u32; LISTS],
+    pub(crate) counts: [u32; LISTS],
     pub(crate) active_objs: u32,
 }
 
@@ -212,6 +226,8 @@ impl CacheDesc {
         live: false,
         is_kmalloc: false,
         has_ctor: false,
+        has_dtor: false,
+        release_token: 0,
         generation: 1,
         name: String::new(),
         size: 0,
@@ -221,8 +237,8 @@ impl CacheDesc {
         flags: 0,
         order: 0,
         objs: 0,
-        heads: [NIL; 3],
-        counts: [0; 3],
+        heads: [NIL; LISTS],
+        counts: [0; LISTS],
         active_objs: 0,
     };
 }
@@ -233,18 +249,21 @@ impl Default for CacheDesc {
     }
 }
 
-/// STORE_USER record of one object: last allocation and last free (sequence 0 = never).
+/// STORE_USER record of one object: last allocation and last free (sequence 0 = never), and
+/// on a red-zoned kmalloc cache the size its allocation asked for (Linux's `orig_size`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrackPair {
     pub(crate) alloc_seq: u64,
     pub(crate) free_seq: u64,
     pub(crate) alloc_client: ClientId,
     pub(crate) free_client: ClientId,
+    /// Bytes the allocation asked for (`kmalloc(size)`, `krealloc`), ≤ the object size.
+    pub(crate) orig_size: u32,
 }
 
 impl TrackPair {
     /// An unused entry (for static initialisers).
-    pub const EMPTY: Self = TrackPair { alloc_seq: 0, free_seq: 0, alloc_client: 0, free_client: 0 };
+    pub const EMPTY: Self = TrackPair { alloc_seq: 0, free_seq: 0, alloc_client: 0, free_client: 0, orig_size: 0 };
 }
 
 impl Default for TrackPair {

@@ -74,9 +74,6 @@ pub fn kfree_checks(h: &mut dyn Harness) -> Result<(), Failure> {
     let handle = ok("kmalloc", c.kmalloc(100))?.handle;
     ok("kfree", c.kfree(handle))?;
     err("kfree twice", c.kfree(handle), Error::DoubleFree)?;
-    let cache = ok("create", c.create("not-kmalloc", 64, 0, 0, false))?.cache;
-    let object = ok("alloc", c.alloc(cache))?.handle;
-    err("kfree of a cache object", c.kfree(object), Error::WrongCache)?;
     err("kfree of nothing", c.kfree(Handle(1 << 44)), Error::InvalidObject)?;
     let live = ok("kmalloc", c.kmalloc(100))?.handle;
     err("kfree inside", c.kfree(Handle(live.0 + 8)), Error::InvalidObject)?;

@@ -36,6 +36,11 @@ macro_rules! ensure {
 pub const CLIENT: &str = "conformance";
 /// A second client task, for isolation scenarios.
 pub const PEER: &str = "conformance-peer";
+/// A third client task, whose kmalloc caches are debug caches (its `slub_debug` in
+/// `system.toml` is [`DEBUG_SLUB_DEBUG`]).
+pub const DEBUG: &str = "conformance-debug";
+/// The `slub_debug` setting of [`DEBUG`].
+pub const DEBUG_SLUB_DEBUG: &str = "FZPU,kmalloc-*";
 
 /// Opens a session as `name` and says `Hello`.
 pub fn connect(h: &mut dyn Harness, name: &str) -> Result<Client, Failure> {
