@@ -18,26 +18,9 @@ if [ ${#LOADGEN_ARGS[@]} -eq 0 ]; then
     LOADGEN_ARGS=(--workload mixed --clients 2 --seconds 1)
 fi
 
-mkdir -p "$RUN_DIR"
-rm -f "$SOCKET"
-"$BIN/memserver" --system "$SYSTEM" --socket "$SOCKET" >"$RUN_DIR/memserver.log" 2>&1 &
-SERVER=$!
-stop_server() {
-    if kill -0 "$SERVER" 2>/dev/null; then kill -TERM "$SERVER" 2>/dev/null || true; fi
-}
+source scripts/server-lib.sh
 trap stop_server EXIT
-
-# Wait (at most 10 s) for the server's "listening on" line.
-for _ in $(seq 100); do
-    grep -q "listening on" "$RUN_DIR/memserver.log" && break
-    if ! kill -0 "$SERVER" 2>/dev/null; then
-        echo "make run: memserver exited at start-up:" >&2
-        cat "$RUN_DIR/memserver.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-grep -q "listening on" "$RUN_DIR/memserver.log" || { echo "make run: memserver did not start listening" >&2; exit 1; }
+start_server "$BIN/memserver" "$SYSTEM" "$SOCKET" "$RUN_DIR/memserver.log"
 head -n 1 "$RUN_DIR/memserver.log"
 
 status=0

@@ -358,6 +358,11 @@ impl<'m, T: Transport> Cache<'m, T> {
         self.magazines.is_some()
     }
 
+    /// Whether it was created with a ctor (its objects are handed out constructed).
+    pub fn has_ctor(&self) -> bool {
+        self.ctor.is_some()
+    }
+
     /// Corresponds to `kmem_cache_alloc()`. A `SLAB_PANIC` cache panics when it cannot
     /// allocate, as Linux does at creation; others return the error.
     pub fn alloc(&self) -> Result<NonNull<u8>, Error> {
@@ -627,5 +632,10 @@ impl<'m, X, T: Transport> KmemCache<'m, X, T> {
     /// The untyped cache.
     pub fn cache(&self) -> &Cache<'m, T> {
         &self.cache
+    }
+
+    /// Corresponds to `kmem_cache_destroy()`; see [`Cache::destroy`].
+    pub fn destroy(self) -> Result<(), (Self, Error)> {
+        self.cache.destroy().map_err(|(cache, e)| (KmemCache { cache, _type: PhantomData }, e))
     }
 }

@@ -13,16 +13,25 @@
 //! The core is `no_std` so seL4 client tasks can use it; the `std` feature (on by default)
 //! adds [`host`], the Linux transport: a Unix `SOCK_SEQPACKET` connection to the `memserver`
 //! process and the client's window and control region mapped from the memfds the server
-//! passes in its Hello reply. Raw-pointer code is confined to [`shm`] and [`host`]. This
-//! crate never depends on the server crate.
+//! passes in its Hello reply. Raw-pointer code is confined to [`shm`] and [`host`], and to
+//! the three layers that hand objects to ordinary Rust code: [`global`] (a `GlobalAlloc` over
+//! kmalloc, for `#[global_allocator]`), [`allocator`] (the `allocator-api2` `Allocator` trait
+//! on every cache) and [`boxed`] ([`KBox`], an owned typed object). This crate never depends
+//! on the server crate.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[allow(unsafe_code)]
+pub mod allocator;
+#[allow(unsafe_code)]
+pub mod boxed;
 pub mod cache;
 mod dtor;
 pub mod error;
+#[allow(unsafe_code)]
+pub mod global;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod kmalloc;
@@ -31,6 +40,8 @@ pub mod server;
 pub mod shm;
 pub mod transport;
 
+pub use allocator_api2;
+pub use boxed::{CtorCache, KBox};
 pub use cache::{Cache, CacheGuard, Ctor, Dtor, KmemCache};
 pub use error::Error;
 pub use kmalloc::{__GFP_ZERO, GFP_KERNEL, Gfp, ZERO_SIZE_PTR, kmalloc_index, kmalloc_size_roundup};

@@ -34,6 +34,9 @@ const PACKAGES: &[(&str, u8, Side)] = &[
     ("conformance", 2, Side::Client),
     ("loadgen", 2, Side::Client),
     ("memctl", 2, Side::Client),
+    ("memclient-c", 2, Side::Client),
+    ("memclient-header", 0, Side::Client),
+    ("memserver-examples", 2, Side::Client),
     ("memserver-integration", 9, Side::Top),
 ];
 

@@ -3,6 +3,8 @@
 //! Two tiers: a request that is not a valid message at all (`Malformed`, `VersionMismatch`)
 //! is the client's fault and the server goes on; everything else is a domain failure with a
 //! typed code. [`ErrorCode`] is the `#[repr(u16)]` number of each variant; 0 is never an error.
+//! One variant is neither: [`Error::Internal`] says the server itself is at fault, so a
+//! client's bad input is never confused with a broken server.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +66,10 @@ pub enum Error {
     /// The client may not make this request (introspection without permission, or any
     /// request before `Hello`).
     PermissionDenied,
+    /// The server's fault, not the client's: its own metadata contradicts itself or a platform
+    /// hook (mapping, unmapping, copying) failed. The request did not happen; the server logs
+    /// and counts every occurrence and goes on serving.
+    Internal,
 }
 
 /// The wire number of each [`Error`] variant.
@@ -85,6 +91,7 @@ pub enum ErrorCode {
     VersionMismatch = 13,
     NotSupported = 14,
     PermissionDenied = 15,
+    Internal = 16,
 }
 
 impl Error {
@@ -106,12 +113,18 @@ impl Error {
             Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Error::NotSupported => ErrorCode::NotSupported,
             Error::PermissionDenied => ErrorCode::PermissionDenied,
+            Error::Internal => ErrorCode::Internal,
         }
     }
 
     /// Whether this is a client fault (the message itself was bad) rather than a domain error.
     pub const fn is_fault(&self) -> bool {
         matches!(self, Error::Malformed | Error::VersionMismatch { .. })
+    }
+
+    /// Whether the server, not the client, is at fault ([`Error::Internal`]).
+    pub const fn is_internal(&self) -> bool {
+        matches!(self, Error::Internal)
     }
 }
 
@@ -132,6 +145,7 @@ impl core::fmt::Display for Error {
             Error::VersionMismatch { server } => {
                 write!(f, "version mismatch: server speaks {server}")
             }
+            Error::Internal => f.write_str("internal server error (logged by the server)"),
             other => write!(f, "{other:?}"),
         }
     }
@@ -159,6 +173,7 @@ mod tests {
             Error::VersionMismatch { server: 1 },
             Error::NotSupported,
             Error::PermissionDenied,
+            Error::Internal,
         ];
         for e in all {
             assert_ne!(e.code() as u16, 0, "{e:?}");

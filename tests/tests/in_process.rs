@@ -78,8 +78,8 @@ impl Session for InProcessSession {
 
     fn read(&mut self, handle: Handle, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
         let server = self.server.borrow();
-        memserver_engine::Platform::read(server.engine().platform(), self.client, handle.0 + offset as u64, buf);
-        Ok(())
+        memserver_engine::Platform::read(server.engine().platform(), self.client, handle.0 + offset as u64, buf)
+            .map_err(|e| TransportError(format!("window read: {e}")))
     }
 
     fn write(&mut self, handle: Handle, offset: usize, data: &[u8]) -> Result<(), TransportError> {
@@ -89,8 +89,8 @@ impl Session for InProcessSession {
             self.client,
             handle.0 + offset as u64,
             data,
-        );
-        Ok(())
+        )
+        .map_err(|e| TransportError(format!("window write: {e}")))
     }
 
     fn control_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {

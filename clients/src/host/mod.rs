@@ -4,11 +4,19 @@
 //! window and control-region memfds (`SCM_RIGHTS`, window first), and maps both `MAP_SHARED`.
 //! Requests then go one at a time with [`Connection::call`]. Objects are handles (window
 //! offsets); `window_base() + handle` is the object's address in this process.
+//!
+//! [`LazySession`] makes the session on first use from `MEMSERVER_SOCKET` and
+//! `MEMSERVER_CLIENT`, for code without a place to connect first; [`GlobalKmalloc`] is the
+//! `#[global_allocator]` built on it.
 
 mod connection;
+mod global_alloc;
+mod lazy;
 mod mapping;
 
 pub use connection::{ConnectError, Connection, MESSAGE_MAX};
+pub use global_alloc::GlobalKmalloc;
+pub use lazy::{CLIENT_VARIABLE, LazyError, LazySession, SOCKET_VARIABLE, Target};
 pub use mapping::Mapping;
 
 use std::path::Path;

@@ -8,6 +8,33 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
+/// A system with one client task, `app` (16 MiB quota, 32 MiB window): the client APIs' tests.
+pub const ONE_APP_SYSTEM: &str = r#"
+[server]
+pool_pages = 16384
+socket = "memserver.sock"
+max_caches_per_client = 32
+magazine_slots = 16
+
+[[client]]
+name = "app"
+quota_pages = 4096
+window_pages = 8192
+"#;
+
+/// The number after ` key=` in `line` (decimal, or hexadecimal after `0x`).
+pub fn field(line: &str, key: &str) -> u64 {
+    let start = line.find(&format!(" {key}=")).unwrap_or_else(|| panic!("no {key} in {line:?}")) + key.len() + 2;
+    let value = &line[start..];
+    match value.strip_prefix("0x") {
+        Some(hex) => {
+            let digits: String = hex.chars().take_while(char::is_ascii_hexdigit).collect();
+            u64::from_str_radix(&digits, 16).unwrap()
+        }
+        None => value.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap(),
+    }
+}
+
 /// A running server.
 pub struct Server {
     child: Child,

@@ -8,7 +8,7 @@
 
 use protocol::control::read_client_counters;
 use protocol::reply::{ClientEntry, ClientList};
-use protocol::{CLIENTS_PER_PAGE, CacheId, ClientId, ClientsPage, Error, Stats};
+use protocol::{CLIENTS_PER_PAGE, ClientId, ClientsPage, Error, Stats};
 
 use super::session::Phase;
 use super::{ControlAccess, Server};
@@ -71,10 +71,10 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     pub(super) fn stats_of(&mut self, client: ClientId) -> Result<Stats, Error> {
         let pool = self.engine.pool_stats();
         let mine = self.engine.client_stats(client)?;
-        let ids: heapless::Vec<CacheId, 256> = self.engine.cache_ids(client).take(256).collect();
         let mut live = 0u64;
         let mut in_magazines = 0u64;
-        for cache in ids {
+        for slot in 0..self.engine.cache_slots() {
+            let Some(cache) = self.engine.cache_in_slot(client, slot) else { continue };
             if let Ok(info) = self.wire_cache_info(client, cache) {
                 live = live.saturating_add(u64::from(info.active_objs));
                 in_magazines = in_magazines.saturating_add(u64::from(info.magazine_objs));

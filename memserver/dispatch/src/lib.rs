@@ -7,10 +7,14 @@
 //! not decode is a client fault: `Malformed`), checks the session phase and the version, and
 //! routes the request (`protocol::api::route`) to its handler: the dispatch implements the
 //! interface's `Service` trait, one method per request, which receives typed, already-checked
-//! values and calls the engine ([`Engine`]). Beside the
-//! engine it keeps per-client [`Session`]s: the handshake, introspection rights, counters, and
+//! values and calls the engine ([`Engine`]). Beside the engine it keeps per-client [`Session`]s: the handshake, introspection rights, counters, and
 //! for every magazine-enabled cache a control-region slot and a depot of full magazines
-//! ([`magazine`]). Nothing a client sends or writes into its control region can panic it.
+//! ([`magazine`]). An allocation that finds no memory goes to the memory-pressure policy
+//! ([`pressure`]), which reclaims from the client itself for its own shortage and from others
+//! only under real pool pressure. Nothing a client sends or writes into its control region can panic it.
+//! The server's own failures (`Error::Internal`, and platform faults the engine survived) are
+//! counted and handed to the runner's log ([`ControlAccess::internal_error`]); a client's bad
+//! input is always its own error code.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -26,6 +30,7 @@ pub mod testing;
 mod handlers;
 mod introspect;
 pub mod magazine;
+pub mod pressure;
 mod session;
 mod tables;
 
@@ -37,11 +42,12 @@ use protocol::{ClientId, Error, PROTOCOL_VERSION, Reply, Request};
 use handlers::Handlers;
 
 pub use magazine::MagazineSizes;
-use memserver_engine::{Engine, Platform};
+use memserver_engine::{Engine, Fault, Platform};
+pub use pressure::{FairReclaim, PressurePolicy, Reclaim};
 pub use session::{DEPOT_MAGAZINES, MAX_SLOTS, Phase, Session};
 
 /// What the dispatch layer needs from a platform beyond the engine's [`Platform`]: access to
-/// each client's control region, by copying only.
+/// each client's control region, by copying only, and a log for the server's own failures.
 pub trait ControlAccess {
     /// The control region of `client`, if it has one.
     fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory>;
@@ -53,6 +59,11 @@ pub trait ControlAccess {
         let _ = client;
         None
     }
+
+    /// The server met an internal error ([`InternalError`]): log it. Called on the serving
+    /// thread, so it must never block (drop or rate-limit lines when the sink is slow); the
+    /// dispatch has already counted it ([`Server::internal_errors`]).
+    fn internal_error(&mut self, error: &InternalError);
 }
 
 /// A client's window against its grant, where the platform audits it (see
@@ -65,6 +76,25 @@ pub struct WindowUsage {
     pub resident_pages: u32,
     /// Audits that found more resident than granted plus slack, since admission.
     pub violations: u32,
+}
+
+/// One internal error, as the dispatch hands it to the runner's log: the server's own fault,
+/// never a client's bad input (that is the client's error code, and not logged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InternalError {
+    /// The client being served.
+    pub client: ClientId,
+    /// The request's wire tag (`docs/protocol.md` request index); `None` when no request of
+    /// this client was being served (its disconnect, or memory pressure reclaiming from it).
+    pub request: Option<u8>,
+    /// Whether the request failed with [`Error::Internal`]; `false`: it completed, but a
+    /// platform hook failed on the way (a frame whose release failed was quarantined).
+    pub failed: bool,
+    /// Internal errors this event counts (platform faults the engine recorded meanwhile, at
+    /// least one).
+    pub count: u64,
+    /// The engine's latest platform fault, if any was recorded meanwhile.
+    pub fault: Option<Fault>,
 }
 
 /// Server-wide settings (from `system.toml` `[server]`).
@@ -97,6 +127,12 @@ pub struct Server<'a, P: Platform + ControlAccess> {
     pub(crate) engine: Engine<'a, P>,
     pub(crate) sessions: &'a mut [Session],
     pub(crate) config: ServerConfig,
+    /// Internal errors met so far.
+    internal_errors: u64,
+    /// The engine's fault count already accounted for.
+    faults_seen: u64,
+    /// The memory-pressure policy.
+    pub(crate) pressure: pressure::Pressure<'a>,
 }
 
 impl<'a, P: Platform + ControlAccess> Server<'a, P> {
@@ -107,7 +143,8 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
             return Err(Error::InvalidArgument);
         }
         sessions.fill(Session::VACANT);
-        Ok(Server { engine, sessions, config })
+        let faults_seen = engine.faults();
+        Ok(Server { engine, sessions, config, internal_errors: 0, faults_seen, pressure: pressure::Pressure::DEFAULT })
     }
 
     /// The engine (statistics, tests, the invariant checker).
@@ -118,6 +155,11 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
     /// The engine, mutably (tests scribble on object memory through its platform).
     pub fn engine_mut(&mut self) -> &mut Engine<'a, P> {
         &mut self.engine
+    }
+
+    /// Internal errors met so far (each also went to [`ControlAccess::internal_error`]).
+    pub fn internal_errors(&self) -> u64 {
+        self.internal_errors
     }
 
     /// The settings.
@@ -174,9 +216,26 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
             return 0;
         }
         *session = Session::VACANT;
-        let freed = self.engine.client_detach(client).unwrap_or(0);
+        let detached = self.engine.client_detach(client);
+        self.account_internal(client, None, detached.is_err());
         self.publish_page_owners();
-        freed
+        detached.unwrap_or(0)
+    }
+
+    /// Counts and logs the internal errors of one request (`failed`: it was answered with
+    /// `Error::Internal`), including the platform faults the engine recorded meanwhile.
+    pub(crate) fn account_internal(&mut self, client: ClientId, request: Option<u8>, failed: bool) {
+        let faults = self.engine.faults();
+        let new = faults.saturating_sub(self.faults_seen);
+        self.faults_seen = faults;
+        if !failed && new == 0 {
+            return;
+        }
+        let count = new.max(1);
+        self.internal_errors = self.internal_errors.saturating_add(count);
+        let fault = if new > 0 { self.engine.last_fault() } else { None };
+        let event = InternalError { client, request, failed, count, fault };
+        self.engine.platform_mut().internal_error(&event);
     }
 
     /// Answers one request: decodes `request`, serves it, encodes the reply into `reply` and
@@ -199,7 +258,10 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         // Before the reply leaves: every page whose owner changed (this client's, or another's
         // that memory pressure reclaimed from) is stated anew in its client's table.
         self.publish_page_owners();
-        encode(&answer, reply)
+        let (len, encoded) = encode(&answer, reply);
+        let failed = !encoded || matches!(answer, Reply::Error(Error::Internal));
+        self.account_internal(client, request.first().copied(), failed);
+        len
     }
 
     /// The door's checks on a decoded request, then its handler: `Hello` only in an admitted
@@ -225,11 +287,12 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
     }
 }
 
-/// Encodes `reply`; a reply that cannot be encoded (never expected: every reply has a
-/// compile-time maximum that fits) becomes `Error(Malformed)`.
-fn encode(reply: &Reply, buf: &mut protocol::MessageBuffer) -> usize {
+/// Encodes `reply`: its length, and whether it was `reply` that was encoded. A reply that
+/// cannot be encoded (never expected: every reply has a compile-time maximum that fits)
+/// becomes `Error(Internal)`.
+fn encode(reply: &Reply, buf: &mut protocol::MessageBuffer) -> (usize, bool) {
     match protocol::encode_reply(reply, buf) {
-        Ok(bytes) => bytes.len(),
-        Err(_) => protocol::encode_reply(&Reply::Error(Error::Malformed), buf).map_or(0, |b| b.len()),
+        Ok(bytes) => (bytes.len(), true),
+        Err(_) => (protocol::encode_reply(&Reply::Error(Error::Internal), buf).map_or(0, |b| b.len()), false),
     }
 }

@@ -64,7 +64,8 @@ impl Taken {
 
     fn extend(&mut self, magazine: &Magazine, capacity: u16) -> Result<(), Error> {
         for &h in magazine.checked_handles(capacity)? {
-            let dst = self.handles.get_mut(self.len).ok_or(Error::InvalidArgument)?;
+            // Never expected: both magazines were checked against a capacity ≤ MAGAZINE_MAX.
+            let dst = self.handles.get_mut(self.len).ok_or(Error::Internal)?;
             *dst = Handle(h);
             self.len += 1;
         }
@@ -179,7 +180,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             }
             None => {
                 let mut out = [Handle(0); MAGAZINE_MAX];
-                let want = out.get_mut(..usize::from(capacity)).ok_or(Error::InvalidArgument)?;
+                let want = out.get_mut(..usize::from(capacity)).ok_or(Error::Internal)?;
                 let (n, fresh) =
                     self.with_pressure_relief(client, |s| s.engine.cache_alloc_bulk(client, cache, want))?;
                 let raw: heapless::Vec<u64, MAGAZINE_MAX> = out.iter().take(n).map(|h| h.0).collect();
@@ -281,67 +282,20 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
     }
 
     /// Every depot magazine of `cache` back to the slabs (before shrink and destroy, and under
-    /// memory pressure).
+    /// memory pressure, see [`crate::pressure`]).
     pub(super) fn flush_depot(&mut self, client: ClientId, cache: CacheId) -> Result<(), Error> {
         let Some(session) = self.sessions.get_mut(usize::from(client)) else { return Ok(()) };
         let Some(slot) = session.slot_of(cache) else { return Ok(()) };
         let Some(s) = session.slots.get_mut(usize::from(slot)) else { return Ok(()) };
         while let Some(full) = s.depot.pop() {
             if let Err((_, e)) = self.engine.cache_free_bulk(client, cache, full.handles()) {
-                // Never expected (the handles were validated on the way in); keep them rather
-                // than lose track of them.
+                // The handles were validated on the way in, so only the server can be at
+                // fault; keep them rather than lose track of them.
                 s.depot.push(full.handles());
-                return Err(e);
+                return Err(if e.is_internal() { e } else { Error::Internal });
             }
         }
         Ok(())
-    }
-
-    /// Runs an allocation; on `OutOfMemory` or `QuotaExceeded` flushes depots and shrinks
-    /// caches (this client's for a quota failure, everyone's for an empty pool) and tries once
-    /// more — memory pressure empties the depots before anything fails.
-    pub(super) fn with_pressure_relief<T>(
-        &mut self,
-        client: ClientId,
-        mut op: impl FnMut(&mut Self) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        match op(self) {
-            Err(Error::QuotaExceeded) => {
-                if self.relieve(Some(client)) == 0 {
-                    return Err(Error::QuotaExceeded);
-                }
-                op(self)
-            }
-            Err(Error::OutOfMemory) => {
-                if self.relieve(None) == 0 {
-                    return Err(Error::OutOfMemory);
-                }
-                op(self)
-            }
-            other => other,
-        }
-    }
-
-    /// Flushes the depots and shrinks the caches of one client (or of all); returns the
-    /// pages released.
-    fn relieve(&mut self, only: Option<ClientId>) -> u32 {
-        let mut released = 0u32;
-        for index in 0..self.sessions.len() {
-            let client = index as ClientId;
-            if only.is_some_and(|c| c != client) {
-                continue;
-            }
-            let caches: heapless::Vec<CacheId, 256> = self.engine.cache_ids(client).take(256).collect();
-            for cache in caches {
-                // Caches with a dtor, SLAB_NO_REAP and SLAB_TYPESAFE_BY_RCU keep their memory.
-                if self.engine.cache_reapable(client, cache) != Ok(true) {
-                    continue;
-                }
-                let _ = self.flush_depot(client, cache);
-                released = released.saturating_add(self.engine.cache_shrink(client, cache).unwrap_or(0));
-            }
-        }
-        released
     }
 
     /// Objects the client's two magazines of `slot` hold, as its control region says (an

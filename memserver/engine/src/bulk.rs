@@ -59,7 +59,9 @@ impl<P: Platform> Engine<'_, P> {
     /// Free all `handles` or none. Corresponds to `kmem_cache_free_bulk()`, but validating
     /// first: every handle must be an allocated object of this cache held by this client, no
     /// handle may appear twice (the second is a `DoubleFree`), red zones must be intact. On
-    /// the first bad handle, `Err((index, error))` and nothing is freed.
+    /// the first bad handle, `Err((index, error))` and nothing is freed. A platform failure
+    /// writing object memory frees nothing either; one reaching a STORE_USER record (never
+    /// expected: the record frames are the server's own) frees the handles before `index`.
     pub fn cache_free_bulk(
         &mut self,
         client: ClientId,
@@ -68,13 +70,31 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         self.check_bulk(client, gi, handles)?;
+        // Object memory of every object first, then the metadata: a platform failure frees none.
         for (i, &h) in handles.iter().enumerate() {
-            let loc = self.locate(client, h).map_err(|e| (i, e))?;
-            if let super::cache::Located::Slab { slab, idx, .. } = loc {
-                self.free_commit(client, gi, slab, idx).map_err(|e| (i, e))?;
+            let (slab, idx) = self.located_slab(client, h).map_err(|e| (i, e))?;
+            if let Err(e) = self.free_prepare(client, gi, slab, idx) {
+                for &done in handles.iter().take(i) {
+                    if let Ok((slab, idx)) = self.located_slab(client, done) {
+                        self.debug_bytes_restore(client, gi, slab, idx, true);
+                    }
+                }
+                return Err((i, e));
             }
         }
+        for (i, &h) in handles.iter().enumerate() {
+            let (slab, idx) = self.located_slab(client, h).map_err(|e| (i, e))?;
+            self.free_commit(client, gi, slab, idx).map_err(|e| (i, e))?;
+        }
         Ok(())
+    }
+
+    /// Slab and index of a handle already validated as a slab object.
+    fn located_slab(&self, client: ClientId, h: Handle) -> Result<(u32, u32), Error> {
+        match self.locate(client, h)? {
+            super::cache::Located::Slab { slab, idx, .. } => Ok((slab, idx)),
+            _ => Err(super::BROKEN),
+        }
     }
 
     /// The validation pass of the bulk operations: clears each object's bit as it is seen so

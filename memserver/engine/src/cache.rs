@@ -5,7 +5,6 @@ use protocol::flags::{
 };
 use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle, PAGE_SIZE};
 
-use super::kmalloc::tracks_orig_size;
 use super::storage::{
     CacheDesc, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, LIST_EMPTY, LIST_PARTIAL, LISTS, NIL, PAGE_FREED_LARGE,
     PAGE_NONE,
@@ -70,7 +69,9 @@ impl<P: Platform> Engine<'_, P> {
             return Err(Error::InvalidArgument);
         }
         let gi = self.cache_create_inner(client, name, size, align, flags, has_ctor, false)?;
-        self.cache_mut(gi)?.has_dtor = has_dtor;
+        let c = self.cache_mut(gi)?;
+        c.has_dtor = has_dtor;
+        c.no_reap |= has_dtor;
         self.cache_id(gi)
     }
 
@@ -93,10 +94,11 @@ impl<P: Platform> Engine<'_, P> {
             if c.live && c.name.as_str() == name {
                 return Err(Error::NameTaken);
             }
-            if !c.live && free_slot.is_none() {
+            if !c.live && !c.retired && free_slot.is_none() {
                 free_slot = Some(slot);
             }
         }
+        // No slot left (live or retired): a limit of the client's own, not memory pressure.
         let gi = self.cache_slot(client, free_slot.ok_or(Error::OutOfMemory)?);
         let name = heapless::String::try_from(name).map_err(|_| Error::InvalidArgument)?;
         let c = self.cache_mut(gi)?;
@@ -104,6 +106,7 @@ impl<P: Platform> Engine<'_, P> {
             live: true,
             is_kmalloc,
             has_ctor,
+            no_reap: super::reclaim::forbids_reaping(flags),
             generation: c.generation,
             name,
             size,
@@ -173,32 +176,40 @@ impl<P: Platform> Engine<'_, P> {
             }
             return Err(Error::PoisonCorrupted(bad));
         }
-        // Commit.
+        // Object memory first, while the object is still free in the metadata: a platform
+        // failure then leaves the metadata as it was.
+        let start = self.obj_stride_start(gi, s, idx)?;
+        let c = self.cache(gi)?;
+        let handle = Handle(start + u64::from(c.obj_offset));
+        let size = c.size as usize;
+        let prepared = match flags & SLAB_RED_ZONE != 0 {
+            true => self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(true)),
+            false => Ok(()),
+        }
+        .and_then(|()| if zero { self.fill(client, handle.0, size, 0) } else { Ok(()) });
+        if let Err(e) = prepared {
+            self.debug_bytes_restore(client, gi, s, idx, false);
+            return Err(e);
+        }
+        let seq = self.next_seq();
+        if flags & SLAB_STORE_USER != 0
+            && let Err(e) = self.track_stamp(s, idx, true, client, seq)
+        {
+            self.debug_bytes_restore(client, gi, s, idx, false);
+            return Err(e);
+        }
+        // Until `kmalloc` says otherwise, the whole object was asked for.
+        if super::kmalloc::tracks_orig_size(self.cache(gi)?)
+            && let Err(e) = self.track_orig_size(s, idx, size as u32)
+        {
+            self.debug_bytes_restore(client, gi, s, idx, false);
+            return Err(e);
+        }
+        // Commit (metadata only: nothing here calls the platform).
         self.slab_set_obj(s, idx, true)?;
         self.slab_relist(gi, s)?;
         let c = self.cache_mut(gi)?;
         c.active_objs = c.active_objs.saturating_add(1);
-        let (tracked, size) = (tracks_orig_size(c), c.size);
-        let seq = self.next_seq();
-        if flags & SLAB_STORE_USER != 0 {
-            let t = self.track_mut(s, idx)?;
-            t.alloc_client = client;
-            t.alloc_seq = seq;
-        }
-        if tracked {
-            // Until `kmalloc` says otherwise the whole object was asked for.
-            self.track_mut(s, idx)?.orig_size = size;
-        }
-        if flags & SLAB_RED_ZONE != 0 {
-            self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(true))?;
-        }
-        let start = self.obj_stride_start(gi, s, idx)?;
-        let c = self.cache(gi)?;
-        let handle = Handle(start + u64::from(c.obj_offset));
-        if zero {
-            let size = c.size as usize;
-            self.platform.fill(client, handle.0, size, 0);
-        }
         if flags & SLAB_CONSISTENCY_CHECKS != 0 {
             self.check_slab(gi, s).map_err(|_| BROKEN)?;
         }
@@ -209,6 +220,7 @@ impl<P: Platform> Engine<'_, P> {
     pub fn cache_free(&mut self, client: ClientId, cache: CacheId, handle: Handle) -> Result<(), Error> {
         let gi = self.cache_lookup(client, cache)?;
         let (s, idx) = self.validate_free(client, gi, handle)?;
+        self.free_prepare(client, gi, s, idx)?;
         self.free_commit(client, gi, s, idx)
     }
 
@@ -237,25 +249,38 @@ impl<P: Platform> Engine<'_, P> {
         Ok((s, idx))
     }
 
-    /// Free a validated object.
+    /// Object memory of a validated object about to be freed: the free poison and inactive red
+    /// zones, written while the metadata still has it allocated (a platform failure leaves the
+    /// metadata as it was, the red zones put back as far as possible).
+    pub(crate) fn free_prepare(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
+        let c = self.cache(gi)?;
+        let (flags, poisoned) = (c.flags, poisons(c));
+        let poisoned = match poisoned {
+            true => self.poison_object(client, gi, s, idx),
+            false => Ok(()),
+        };
+        let prepared = poisoned.and_then(|()| match flags & SLAB_RED_ZONE != 0 {
+            true => self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(false)),
+            false => Ok(()),
+        });
+        if prepared.is_err() {
+            self.debug_bytes_restore(client, gi, s, idx, true);
+        }
+        prepared
+    }
+
+    /// Free a validated, prepared object: its STORE_USER record (a failure there changes
+    /// nothing), then the metadata.
     pub(crate) fn free_commit(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
+        let flags = self.cache(gi)?.flags;
+        let seq = self.next_seq();
+        if flags & SLAB_STORE_USER != 0 {
+            self.track_stamp(s, idx, false, client, seq)?;
+        }
         self.slab_set_obj(s, idx, false)?;
         self.slab_relist(gi, s)?;
         let c = self.cache_mut(gi)?;
         c.active_objs = c.active_objs.saturating_sub(1);
-        let (flags, poisoned) = (c.flags, poisons(c));
-        let seq = self.next_seq();
-        if flags & SLAB_STORE_USER != 0 {
-            let t = self.track_mut(s, idx)?;
-            t.free_client = client;
-            t.free_seq = seq;
-        }
-        if poisoned {
-            self.poison_object(client, gi, s, idx)?;
-        }
-        if flags & SLAB_RED_ZONE != 0 {
-            self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(false))?;
-        }
         if flags & SLAB_CONSISTENCY_CHECKS != 0 {
             self.check_slab(gi, s).map_err(|_| BROKEN)?;
         }
@@ -324,7 +349,8 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Every slab of cache `gi` back to the pool (objects or not) and the slot freed, with a
-    /// new generation so old ids are stale. Returns nothing; pages are counted by the caller.
+    /// new generation so old ids are stale (or retired after its last one). Returns nothing;
+    /// pages are counted by the caller.
     pub(crate) fn cache_release(&mut self, gi: u32) -> Result<(), Error> {
         let client = self.cache_client(gi);
         for list in 0..LISTS {
@@ -336,12 +362,14 @@ impl<P: Platform> Engine<'_, P> {
                 self.slab_destroy(gi, head)?;
             }
         }
+        let last = self.cache_generation_max();
         let c = self.cache_mut(gi)?;
-        let generation = match c.generation.wrapping_add(1) {
-            0 => 1,
-            g => g,
+        // A slot that used its last generation retires: its ids can never come back to life.
+        let (generation, retired) = match c.generation {
+            g if g >= last => (g, true),
+            g => (g + 1, false),
         };
-        *c = CacheDesc { generation, ..CacheDesc::EMPTY };
+        *c = CacheDesc { generation, retired, ..CacheDesc::EMPTY };
         let cl = self.client_mut(client)?;
         cl.caches = cl.caches.saturating_sub(1);
         Ok(())
@@ -351,17 +379,9 @@ impl<P: Platform> Engine<'_, P> {
     /// the pages that went back to the pool. A cache with a dtor → `InvalidArgument` (its slabs
     /// leave through [`Engine::shrink_begin`] / [`Engine::shrink_commit`]).
     pub fn cache_shrink(&mut self, client: ClientId, cache: CacheId) -> Result<u32, Error> {
-        let gi = self.cache_lookup(client, cache)?;
-        if self.cache(gi)?.has_dtor {
+        if self.cache(self.cache_lookup(client, cache)?)?.has_dtor {
             return Err(Error::InvalidArgument);
         }
-        let mut pages = 0u32;
-        loop {
-            let head = self.cache(gi)?.heads.get(usize::from(LIST_EMPTY)).copied().unwrap_or(NIL);
-            if head == NIL {
-                return Ok(pages);
-            }
-            pages = pages.saturating_add(self.slab_destroy(gi, head)?);
-        }
+        Ok(self.cache_shrink_some(client, cache, super::reclaim::Released::ALL)?.pages)
     }
 }

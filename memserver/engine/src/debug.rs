@@ -1,6 +1,6 @@
 //! Debug flags: `POISON` (0x6b…0xa5 in free objects, checked when handed out), `RED_ZONE`
-//! (0xbb / 0xcc guards, checked on free and on alloc), `STORE_USER` (private track records,
-//! in blocks of 64), and the per-slab consistency check behind `CONSISTENCY_CHECKS`.
+//! (0xbb / 0xcc guards, checked on free and on alloc) and the per-slab consistency check behind
+//! `CONSISTENCY_CHECKS`; `STORE_USER` records live in `track`.
 //!
 //! Policy on corruption: the failing operation does not happen (a poisoned object stays free,
 //! a red-zoned object stays allocated), the damage is reported with cache, object and offset
@@ -10,8 +10,8 @@
 use protocol::flags::{POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 use protocol::{ClientId, Corruption, Error, Handle};
 
-use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, LIST_RELEASING, NIL, TRACK_BLOCK, TrackPair};
-use super::{BROKEN, Engine, Platform};
+use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, LIST_RELEASING, NIL};
+use super::{BROKEN, Engine, Hook, Platform};
 
 /// A broken engine invariant: what, and two numbers to locate it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +26,8 @@ pub(crate) fn violation(what: &'static str, a: impl Into<u64>, b: impl Into<u64>
 }
 
 /// Where the first byte of `[start, start + len)` differs from the expected bytes: `fill`
-/// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected).
+/// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected);
+/// a failed read is the platform's error.
 pub(crate) fn first_mismatch<P: Platform>(
     p: &P,
     client: ClientId,
@@ -34,29 +35,29 @@ pub(crate) fn first_mismatch<P: Platform>(
     len: u32,
     fill: u8,
     end: u8,
-) -> Option<(u32, u8, u8)> {
+) -> Result<Option<(u32, u8, u8)>, Error> {
     let mut buf = [0u8; 512];
     let mut done = 0u32;
     while done < len {
         let n = (len - done).min(buf.len() as u32) as usize;
-        let chunk = buf.get_mut(..n)?;
-        p.read(client, start + u64::from(done), chunk);
+        let chunk = buf.get_mut(..n).ok_or(BROKEN)?;
+        p.read(client, start + u64::from(done), chunk)?;
         let last_chunk = done + n as u32 == len;
         let body = if last_chunk { n - 1 } else { n };
         // Fast path (vectorises): the whole chunk is as expected.
-        let body_ok = chunk.get(..body)?.iter().all(|&b| b == fill);
+        let body_ok = chunk.get(..body).ok_or(BROKEN)?.iter().all(|&b| b == fill);
         let end_ok = !last_chunk || chunk.get(n - 1) == Some(&end);
         if !(body_ok && end_ok) {
             for (i, &b) in chunk.iter().enumerate() {
                 let want = if last_chunk && i == n - 1 { end } else { fill };
                 if b != want {
-                    return Some((done + i as u32, b, want));
+                    return Ok(Some((done + i as u32, b, want)));
                 }
             }
         }
         done += n as u32;
     }
-    None
+    Ok(None)
 }
 
 impl<P: Platform> Engine<'_, P> {
@@ -71,9 +72,8 @@ impl<P: Platform> Engine<'_, P> {
     pub(crate) fn poison_object(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
         let (obj, size, ..) = self.obj_geometry(gi, s, idx)?;
         let last = size.saturating_sub(1);
-        self.platform.fill(client, obj, last as usize, POISON_FREE);
-        self.platform.fill(client, obj + u64::from(last), 1, POISON_END);
-        Ok(())
+        self.fill(client, obj, last as usize, POISON_FREE)?;
+        self.fill(client, obj + u64::from(last), 1, POISON_END)
     }
 
     /// Check the free poison of object `idx`; on a mismatch, the corruption.
@@ -85,7 +85,8 @@ impl<P: Platform> Engine<'_, P> {
         idx: u32,
     ) -> Result<Option<Corruption>, Error> {
         let (obj, size, ..) = self.obj_geometry(gi, s, idx)?;
-        let bad = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END);
+        let bad = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END)
+            .map_err(|e| self.hook_failed(Hook::Read, client, e))?;
         Ok(match bad {
             Some((at, found, expected)) => {
                 Some(Corruption { cache: self.cache_id(gi)?, object: Handle(obj), offset: at as i32, found, expected })
@@ -97,10 +98,9 @@ impl<P: Platform> Engine<'_, P> {
     /// Fill both red zones of object `idx` with `byte`.
     pub(crate) fn red_zone_fill(&mut self, client: ClientId, gi: u32, s: u32, idx: u32, byte: u8) -> Result<(), Error> {
         let (obj, size, start, left, stride) = self.obj_geometry(gi, s, idx)?;
-        self.platform.fill(client, start, left as usize, byte);
+        self.fill(client, start, left as usize, byte)?;
         let right = stride.saturating_sub(left).saturating_sub(size);
-        self.platform.fill(client, obj + u64::from(size), right as usize, byte);
-        Ok(())
+        self.fill(client, obj + u64::from(size), right as usize, byte)
     }
 
     /// Check both red zones of object `idx` hold `byte`; on a mismatch, the corruption
@@ -115,9 +115,11 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<Option<Corruption>, Error> {
         let (obj, size, start, left, stride) = self.obj_geometry(gi, s, idx)?;
         let right = stride.saturating_sub(left).saturating_sub(size);
-        let found = match first_mismatch(&self.platform, client, start, left, byte, byte) {
+        let read_failed = |e| self.hook_failed(Hook::Read, client, e);
+        let found = match first_mismatch(&self.platform, client, start, left, byte, byte).map_err(read_failed)? {
             Some((at, f, e)) => Some((at as i32 - left as i32, f, e)),
             None => first_mismatch(&self.platform, client, obj + u64::from(size), right, byte, byte)
+                .map_err(read_failed)?
                 .map(|(at, f, e)| ((size + at) as i32, f, e)),
         };
         Ok(match found {
@@ -128,59 +130,51 @@ impl<P: Platform> Engine<'_, P> {
         })
     }
 
+    /// [`first_mismatch`] in `client`'s window, a failed read recorded as a fault.
+    pub(crate) fn mismatch(
+        &self,
+        client: ClientId,
+        start: u64,
+        len: u32,
+        fill: u8,
+        end: u8,
+    ) -> Result<Option<(u32, u8, u8)>, Error> {
+        first_mismatch(&self.platform, client, start, len, fill, end)
+            .map_err(|e| self.hook_failed(Hook::Read, client, e))
+    }
+
+    /// `Platform::read`, a failure recorded as a fault.
+    pub(crate) fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.platform.read(client, offset, buf).map_err(|e| self.hook_failed(Hook::Read, client, e))
+    }
+
+    /// `Platform::write`, a failure recorded as a fault.
+    pub(crate) fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error> {
+        self.platform.write(client, offset, data).map_err(|e| self.hook_failed(Hook::Write, client, e))
+    }
+
+    /// `Platform::fill`, a failure recorded as a fault (the operation fails with `Internal`).
+    pub(crate) fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error> {
+        self.platform.fill(client, offset, len, byte).map_err(|e| self.hook_failed(Hook::Fill, client, e))
+    }
+
+    /// After a platform failure half-way through preparing object `idx`: put its debug bytes
+    /// back as its (unchanged) state calls for, as far as the platform lets us. The failure
+    /// itself is already recorded and reported; a second one changes nothing about that.
+    pub(crate) fn debug_bytes_restore(&mut self, client: ClientId, gi: u32, s: u32, idx: u32, allocated: bool) {
+        let Ok(c) = self.cache(gi) else { return };
+        let (flags, poisoned) = (c.flags, super::cache::poisons(c));
+        if flags & protocol::flags::SLAB_RED_ZONE != 0 {
+            let _ = self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(allocated));
+        }
+        if !allocated && poisoned {
+            let _ = self.poison_object(client, gi, s, idx);
+        }
+    }
+
     /// Red zones of a free object must be inactive (0xbb), of an allocated one active (0xcc).
     pub(crate) fn red_zone_expected(allocated: bool) -> u8 {
         if allocated { RED_ACTIVE } else { RED_INACTIVE }
-    }
-
-    // ---- STORE_USER track blocks ----
-
-    fn track_block_used(&self, b: u32) -> bool {
-        self.st.track_used.get((b / 64) as usize).is_none_or(|w| w & (1u64 << (b % 64)) != 0)
-    }
-
-    fn track_blocks_mark(&mut self, first: u32, n: u32, used: bool) -> Result<(), Error> {
-        for b in first..first + n {
-            let w = self.st.track_used.get_mut((b / 64) as usize).ok_or(BROKEN)?;
-            if used {
-                *w |= 1u64 << (b % 64);
-            } else {
-                *w &= !(1u64 << (b % 64));
-            }
-        }
-        Ok(())
-    }
-
-    /// First run of blocks with room for `objs` records, else `OutOfMemory`. Changes nothing.
-    pub(crate) fn track_find(&self, objs: u32) -> Result<u32, Error> {
-        let n = objs.div_ceil(TRACK_BLOCK as u32).max(1);
-        let total = self.config.track_blocks() as u32;
-        let mut b = 0u32;
-        while b + n <= total {
-            match (b..b + n).find(|&q| self.track_block_used(q)) {
-                None => return Ok(b),
-                Some(q) => b = q + 1,
-            }
-        }
-        Err(Error::OutOfMemory)
-    }
-
-    pub(crate) fn track_take(&mut self, first: u32, objs: u32) -> Result<(), Error> {
-        let n = objs.div_ceil(TRACK_BLOCK as u32).max(1);
-        self.track_blocks_mark(first, n, true)?;
-        self.track_blocks_free = self.track_blocks_free.checked_sub(n).ok_or(BROKEN)?;
-        let start = first as usize * TRACK_BLOCK;
-        for t in self.st.tracks.get_mut(start..start + n as usize * TRACK_BLOCK).ok_or(BROKEN)? {
-            *t = TrackPair::EMPTY;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn track_give(&mut self, first: u32, objs: u32) -> Result<(), Error> {
-        let n = objs.div_ceil(TRACK_BLOCK as u32).max(1);
-        self.track_blocks_mark(first, n, false)?;
-        self.track_blocks_free = self.track_blocks_free.saturating_add(n);
-        Ok(())
     }
 
     // ---- CONSISTENCY_CHECKS ----

@@ -1,13 +1,15 @@
 //! The invariant checker (tests and the `debug-invariants` feature): frame pool, windows,
-//! per-client accounting, cache lists and slab bitmaps, track blocks.
+//! per-client accounting (window pages and tracking frames), cache lists and slab bitmaps, the
+//! record frames (STORE_USER owners, kmalloc requested sizes) of every slab.
 
 use protocol::{ClientId, PAGE_SIZE};
 
 use super::debug::{InvariantViolation, violation};
 use super::storage::{
-    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, LIST_RELEASING, NIL, PAGE_FREED_LARGE, PAGE_NONE,
-    TRACK_BLOCK,
+    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, FRAME_TRACK, LIST_RELEASING, NIL,
+    PAGE_FREED_LARGE, PAGE_NONE,
 };
+use super::track::track_frames_for;
 use super::{Engine, Platform};
 
 impl<P: Platform> Engine<'_, P> {
@@ -17,11 +19,18 @@ impl<P: Platform> Engine<'_, P> {
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         self.check_pool()?;
         let mut slabs_in_lists = 0u32;
+        let mut frames_held = 0u32;
         for client in 0..self.config.max_clients {
-            slabs_in_lists += self.check_client(client)?;
+            let (slabs, frames) = self.check_client(client)?;
+            slabs_in_lists += slabs;
+            frames_held += frames;
         }
         if slabs_in_lists + self.free_slabs != self.config.max_tracked_slabs {
             return Err(violation("slab descriptors lost", slabs_in_lists, self.free_slabs));
+        }
+        // Every frame is exactly one of: free, quarantined, held by one client.
+        if frames_held + self.free_frames + self.quarantined_frames != self.config.pool_frames {
+            return Err(violation("frames lost or counted twice", frames_held, self.free_frames));
         }
         Ok(())
     }
@@ -60,23 +69,26 @@ impl<P: Platform> Engine<'_, P> {
         if m != self.free_slabs {
             return Err(violation("free slab count", m, self.free_slabs));
         }
-        let blocks = self.config.track_blocks() as u32;
-        let used: u32 = (0..blocks)
-            .filter(|b| self.st.track_used.get((b / 64) as usize).is_some_and(|w| w & (1u64 << (b % 64)) != 0))
-            .count() as u32;
-        if used + self.track_blocks_free != blocks {
-            return Err(violation("track block count", used, self.track_blocks_free));
-        }
-        let mut want = 0u32;
-        for d in self.st.slabs.iter().filter(|d| d.cache != NIL && d.track_block != NIL) {
-            let objs = self.cache(d.cache).map(|c| u32::from(c.objs)).unwrap_or(0);
-            want += objs.div_ceil(TRACK_BLOCK as u32).max(1);
-        }
-        if want != used {
-            return Err(violation("track blocks used != STORE_USER slabs need", used, want));
+        let quarantined =
+            self.st.frames.iter().take(self.config.pool_frames as usize).filter(|d| d.kind == FRAME_QUARANTINED);
+        if quarantined.count() as u32 != self.quarantined_frames {
+            return Err(violation("quarantined frame count", self.quarantined_frames, 0u32));
         }
         for (i, d) in self.st.frames.iter().enumerate().take(self.config.pool_frames as usize) {
-            if d.kind == FRAME_FREE {
+            if d.kind == FRAME_FREE || d.kind == FRAME_QUARANTINED {
+                continue;
+            }
+            if d.kind == FRAME_TRACK {
+                // A slab's record frame: the slab is live, of a STORE_USER cache of that client.
+                let owner = self.slab(d.page).ok().map(|s| s.cache).filter(|&gi| gi != NIL);
+                let ok = owner.is_some_and(|gi| {
+                    self.cache_client(gi) == d.client
+                        && self.cache(gi).is_ok_and(super::track::has_records)
+                        && self.client(d.client).is_ok()
+                });
+                if !ok {
+                    return Err(violation("tracking frame of no STORE_USER slab of its client", i as u64, d.page));
+                }
                 continue;
             }
             match self.client(d.client) {
@@ -90,15 +102,15 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
-    /// Checks one client; returns the slabs its caches hold.
-    fn check_client(&self, client: ClientId) -> Result<u32, InvariantViolation> {
+    /// Checks one client; returns the slabs its caches hold and the frames it holds.
+    fn check_client(&self, client: ClientId) -> Result<(u32, u32), InvariantViolation> {
         let Ok(cl) = self.client(client) else {
             for slot in 0..self.config.max_caches_per_client {
                 if self.cache(self.cache_slot(client, slot)).is_ok_and(|c| c.live) {
                     return Err(violation("live cache of a detached client", client, slot));
                 }
             }
-            return Ok(0);
+            return Ok((0, 0));
         };
         let mut frames = 0u32;
         for page in 0..self.config.max_window_pages {
@@ -143,14 +155,15 @@ impl<P: Platform> Engine<'_, P> {
                 }
             }
         }
-        if frames != cl.frames_used || frames > cl.quota_frames {
-            return Err(violation("client frame accounting", frames, cl.frames_used));
-        }
         let mut slabs = 0u32;
+        let mut tracking = 0u32;
         let mut live = 0u16;
         for slot in 0..self.config.max_caches_per_client {
             let gi = self.cache_slot(client, slot);
             let c = self.cache(gi).map_err(|_| violation("cache table short", client, slot))?;
+            if c.generation == 0 || c.generation > self.cache_generation_max() || (c.retired && c.live) {
+                return Err(violation("cache slot generation", gi, c.generation));
+            }
             if !c.live {
                 if c.heads.iter().any(|&h| h != NIL) || c.counts.iter().any(|&n| n != 0) {
                     return Err(violation("dead cache holds slabs", client, slot));
@@ -181,6 +194,7 @@ impl<P: Platform> Engine<'_, P> {
                         return Err(violation("slab list tag", s, d.list));
                     }
                     inuse += u32::from(d.inuse);
+                    tracking += self.check_track_chain(gi, s)?;
                     n += 1;
                     if n > self.config.max_tracked_slabs {
                         return Err(violation("slab list has a cycle", gi, s));
@@ -199,6 +213,35 @@ impl<P: Platform> Engine<'_, P> {
         if live != cl.caches {
             return Err(violation("client cache count", live, cl.caches));
         }
-        Ok(slabs)
+        if tracking != cl.tracking_frames {
+            return Err(violation("client tracking frames", tracking, cl.tracking_frames));
+        }
+        let frames = frames + tracking;
+        if frames != cl.frames_used || frames > cl.quota_frames {
+            return Err(violation("client frame accounting", frames, cl.frames_used));
+        }
+        Ok((slabs, frames))
+    }
+
+    /// The record frames of slab `s` of cache `gi`: exactly as many as its objects need (none
+    /// without `SLAB_STORE_USER`), each a tracking frame of the cache's client naming this slab.
+    /// Returns how many.
+    pub(crate) fn check_track_chain(&self, gi: u32, s: u32) -> Result<u32, InvariantViolation> {
+        let c = self.cache(gi).map_err(|_| violation("cache index out of range", s, gi))?;
+        let want = if super::track::has_records(c) { track_frames_for(u32::from(c.objs)) } else { 0 };
+        let client = self.cache_client(gi);
+        let mut f = self.slab(s).map_err(|_| violation("slab index out of range", s, gi))?.track_frame;
+        let mut n = 0u32;
+        while f != NIL {
+            match self.frame(f) {
+                Ok(d) if d.kind == FRAME_TRACK && d.client == client && d.page == s && n < want => f = d.link,
+                _ => return Err(violation("slab's tracking frames broken", s, f)),
+            }
+            n += 1;
+        }
+        if n != want {
+            return Err(violation("slab's tracking frame count", s, n));
+        }
+        Ok(n)
     }
 }

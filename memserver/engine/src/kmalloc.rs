@@ -113,8 +113,9 @@ impl<P: Platform> Engine<'_, P> {
     fn kmalloc_large(&mut self, client: ClientId, size: u32) -> Result<Handle, Error> {
         let pages = size.div_ceil(PAGE_SIZE as u32);
         let align = (kmalloc_align(size) / PAGE_SIZE as u32).max(1);
-        self.frames_available(client, pages)?;
+        self.quota_check(client, pages, 0)?;
         let first = self.window_find(client, pages, align)?;
+        self.pool_check(client, pages)?;
         self.pages_take(client, first, pages, |i| {
             if i == 0 { (FRAME_LARGE_HEAD, pages) } else { (FRAME_LARGE_TAIL, first) }
         })?;
@@ -129,6 +130,7 @@ impl<P: Platform> Engine<'_, P> {
         match self.locate(client, handle)? {
             Located::Slab { gi, .. } => {
                 let (s, idx) = self.validate_free(client, gi, handle)?;
+                self.free_prepare(client, gi, s, idx)?;
                 self.free_commit(client, gi, s, idx)
             }
             Located::Large { page, pages } => {
@@ -163,7 +165,7 @@ impl<P: Platform> Engine<'_, P> {
                 if size <= object_size {
                     if zero {
                         let from = if orig < size { orig } else { size };
-                        self.platform.fill(client, handle.0 + u64::from(from), (object_size - from) as usize, 0);
+                        self.fill(client, handle.0 + u64::from(from), (object_size - from) as usize, 0)?;
                     }
                     if tracked {
                         self.orig_size_set(client, gi, slab, idx, size)?;
@@ -176,7 +178,7 @@ impl<P: Platform> Engine<'_, P> {
                 let bytes = pages.saturating_mul(PAGE_SIZE as u32);
                 if size <= bytes {
                     if zero {
-                        self.platform.fill(client, handle.0 + u64::from(size), (bytes - size) as usize, 0);
+                        self.fill(client, handle.0 + u64::from(size), (bytes - size) as usize, 0)?;
                     }
                     return Ok(handle);
                 }
@@ -185,26 +187,44 @@ impl<P: Platform> Engine<'_, P> {
             Located::FreedLarge => return Err(Error::DoubleFree),
         };
         let new = self.kmalloc(client, size)?;
-        if zero {
-            self.platform.fill(client, new.0, size as usize, 0);
-        }
-        let mut buf = [0u8; 512];
-        let mut done = 0u32;
-        let copy = orig.min(object_size);
-        while done < copy {
-            let n = (copy - done).min(buf.len() as u32);
-            let chunk = buf.get_mut(..n as usize).ok_or(BROKEN)?;
-            self.platform.read(client, handle.0 + u64::from(done), chunk);
-            self.platform.write(client, new.0 + u64::from(done), chunk);
-            done += n;
+        let copied = self.krealloc_copy(client, handle, new, orig.min(object_size), zero.then_some(size));
+        if let Err(e) = copied {
+            // The old object stays as it was; the new one goes back.
+            self.kfree(client, new)?;
+            return Err(e);
         }
         self.kfree(client, handle)?;
         Ok(new)
     }
 
+    /// The copy of a moving `krealloc`: `new` zeroed up to `zero_to` (with `__GFP_ZERO`), then
+    /// the first `len` bytes of `old` copied into it.
+    fn krealloc_copy(
+        &mut self,
+        client: ClientId,
+        old: Handle,
+        new: Handle,
+        len: u32,
+        zero_to: Option<u32>,
+    ) -> Result<(), Error> {
+        if let Some(size) = zero_to {
+            self.fill(client, new.0, size as usize, 0)?;
+        }
+        let mut buf = [0u8; 512];
+        let mut done = 0u32;
+        while done < len {
+            let n = (len - done).min(buf.len() as u32);
+            let chunk = buf.get_mut(..n as usize).ok_or(BROKEN)?;
+            self.read(client, old.0 + u64::from(done), chunk)?;
+            self.write(client, new.0 + u64::from(done), chunk)?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// The requested size kept for object `idx` of slab `s` (a red-zoned kmalloc cache).
     pub(crate) fn orig_size_get(&mut self, s: u32, idx: u32) -> Result<u32, Error> {
-        Ok(self.track_mut(s, idx)?.orig_size)
+        Ok(u32::from(self.track_record(s, idx)?.orig_size))
     }
 
     /// Keep `size` as the requested size of allocated object `idx` of slab `s` of cache `gi`
@@ -219,10 +239,9 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), Error> {
         let object_size = self.cache(gi)?.size;
         let size = size.min(object_size);
-        self.track_mut(s, idx)?.orig_size = size;
         let start = self.obj_stride_start(gi, s, idx)? + u64::from(self.cache(gi)?.obj_offset);
-        self.platform.fill(client, start + u64::from(size), (object_size - size) as usize, RED_ACTIVE);
-        Ok(())
+        self.fill(client, start + u64::from(size), (object_size - size) as usize, RED_ACTIVE)?;
+        self.track_orig_size(s, idx, size)
     }
 
     /// The first byte of allocated object `idx`'s kmalloc slack (between its requested size and
@@ -242,14 +261,8 @@ impl<P: Platform> Engine<'_, P> {
         let c = self.cache(gi)?;
         let object_size = c.size;
         let obj = self.obj_stride_start(gi, s, idx)? + u64::from(c.obj_offset);
-        let bad = super::debug::first_mismatch(
-            &self.platform,
-            client,
-            obj + u64::from(orig),
-            object_size.saturating_sub(orig),
-            RED_ACTIVE,
-            RED_ACTIVE,
-        );
+        let bad =
+            self.mismatch(client, obj + u64::from(orig), object_size.saturating_sub(orig), RED_ACTIVE, RED_ACTIVE)?;
         Ok(match bad {
             Some((at, found, expected)) => Some(Corruption {
                 cache: self.cache_id(gi)?,

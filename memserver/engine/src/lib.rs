@@ -6,20 +6,26 @@
 //! backs pages of each client's **window** (a per-client page map plus occupancy bitmap; a
 //! handle is a byte offset in it), a run of `2^order` window pages forms a **slab** of one
 //! cache, and a slab is cut into **objects** at a fixed stride. All metadata (frame and slab
-//! descriptors, object bitmaps, slab lists, STORE_USER records) lives in server-private
-//! tables the runner provides ([`EngineStorage`]); nothing is ever read back from memory a
-//! client can write except to check poison and red-zone bytes. Every path is O(1): a handle
-//! resolves by index arithmetic (window page → frame → slab → `(offset - start) / stride`), an
-//! allocation takes the first slab of the partial list and the lowest free object through a
-//! two-level bitmap, and slabs move between empty/partial/full lists through intrusive index
-//! links. Only a new slab searches the window bitmap for room. No heap, no panics: every
-//! table access is checked and every failure is a [`protocol::Error`].
+//! descriptors, object bitmaps, slab lists) lives in server-private tables the runner provides
+//! ([`EngineStorage`]), sized from the pool; STORE_USER records, which only some caches need,
+//! live in server-private pool frames ([`Platform::private_frame`]) taken with each such slab
+//! and charged to its client. Nothing is ever read back from memory a client can write except
+//! to check poison and red-zone bytes. Every path is O(1): a handle resolves by index
+//! arithmetic (window page → frame → slab → `(offset - start) / stride`), an allocation takes
+//! the first slab of the partial list and the lowest free object through a two-level bitmap,
+//! and slabs move between empty/partial/full lists through intrusive index links. Only a new
+//! slab searches the window bitmap for room. No heap, no panics: every table access is checked
+//! and every failure is a [`protocol::Error`] — the client's own, or [`Error::Internal`] when
+//! the engine's metadata or a platform hook failed (never dropped: see [`Platform`]). An
+//! allocation that finds no memory says why ([`Shortage`]), for the dispatch's pressure policy.
 //!
-//! Files: [`storage`] (config and caller-provided tables), `frame` (pool free stack),
-//! `window` (per-client page maps), [`layout`] (alignment, stride, slab order), `slab`
-//! (descriptors, bitmaps, lists), `cache` (create/alloc/free/destroy/shrink), `bulk`
-//! (magazine refill/drain), `debug` (poison, red zones, owner tracks), `kmalloc`, `client`
-//! (attach, reclaim), `stats` (info and slabinfo), `invariants` (the checker).
+//! Files: [`storage`] (config and caller-provided tables), `platform` (the hooks and their
+//! faults), `frame` (pool free stack, quarantine), `window` (per-client page maps), [`layout`]
+//! (alignment, stride, slab order), `slab` (descriptors, bitmaps, lists), `cache`
+//! (create/alloc/free/destroy/shrink), `bulk` (magazine refill/drain), `debug` (poison, red
+//! zones, consistency checks), `track` (STORE_USER records in private frames), `kmalloc`,
+//! `client` (attach, reclaim), `reclaim` (shortages, bounded shrink, reapable caches),
+//! `stats` (info and slabinfo), `invariants` (the checker).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -41,10 +47,13 @@ mod invariants;
 mod kmalloc;
 pub mod layout;
 mod owners;
+mod platform;
+mod reclaim;
 mod release;
 mod slab;
 mod stats;
 pub mod storage;
+mod track;
 mod validate;
 mod window;
 
@@ -53,26 +62,12 @@ use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
 pub use debug::InvariantViolation;
 pub use kmalloc::{KMALLOC_MAX, KMALLOC_NAMES, KMALLOC_SIZES, kmalloc_align, kmalloc_class};
 pub use owners::PAGE_LOG;
+use platform::FaultLog;
+pub use platform::{Fault, Hook, Platform};
+pub use reclaim::{NO_REAP_FLAGS, Released, Shortage, ShortageKind};
 pub use release::ReleasePlan;
-pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes, TrackPair};
+pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes};
 use storage::{NIL, PAGE_NONE};
-
-/// What the engine needs from the machine it runs on.
-pub trait Platform {
-    /// A new slab (or large kmalloc) occupies window pages `[first_page, first_page + frames.len())`
-    /// of `client`, backed by the given pool frames (`frames[i]` backs page `first_page + i`).
-    /// Host: nothing to do (memfd pages commit lazily); seL4: map the frames into both VSpaces.
-    fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error>;
-    /// Those pages go back to the pool: the host punches a hole (memory back to the OS), seL4
-    /// unmaps.
-    fn release(&mut self, client: ClientId, first_page: u32, count: u32);
-    /// Copy object memory out (never a reference into client-writable memory).
-    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]);
-    /// Copy into object memory.
-    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]);
-    /// Fill object memory with one byte.
-    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8);
-}
 
 /// The result of an allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +96,8 @@ pub struct CacheInfo {
     pub order: u8,
     pub objects_per_slab: u32,
     pub pages_per_slab: u32,
+    /// Private frames each slab takes for STORE_USER records (0 without `SLAB_STORE_USER`).
+    pub tracking_frames_per_slab: u32,
     pub active_objs: u32,
     pub num_objs: u32,
     pub active_slabs: u32,
@@ -127,20 +124,28 @@ pub struct OwnerInfo {
 pub struct PoolStats {
     pub total_frames: u32,
     pub free_frames: u32,
+    /// Frames whose platform release failed: out of use until the server restarts.
+    pub quarantined_frames: u32,
 }
 
 /// One client's accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientStats {
+    /// Every frame it holds, its tracking frames included.
     pub frames_used: u32,
+    /// Private frames holding the STORE_USER records of its slabs.
+    pub tracking_frames: u32,
     pub quota_frames: u32,
     pub window_pages: u32,
     pub caches: u16,
+    /// Cache slots that used their last generation (never used again).
+    pub retired_cache_slots: u16,
 }
 
 /// The error for engine metadata that contradicts itself: never expected (the invariant
-/// checker proves it in tests); the operation is refused rather than panicking.
-pub(crate) const BROKEN: Error = Error::InvalidObject;
+/// checker proves it in tests); the operation is refused rather than panicking, and the
+/// client is told it was the server's fault.
+pub(crate) const BROKEN: Error = Error::Internal;
 
 /// The slab engine of one memory server.
 pub struct Engine<'a, P: Platform> {
@@ -151,7 +156,12 @@ pub struct Engine<'a, P: Platform> {
     free_frames: u32,
     free_slab_head: u32,
     free_slabs: u32,
-    track_blocks_free: u32,
+    /// Frames taken out of use because their release failed.
+    quarantined_frames: u32,
+    /// Why the latest allocation failed for lack of memory, until taken.
+    shortage: Option<Shortage>,
+    /// Platform failures so far.
+    fault_log: FaultLog,
     /// Global operation sequence number (STORE_USER timestamps), starts at 1.
     seq: u64,
     /// Window pages whose owner changed since the dispatch last drained the log.
@@ -179,7 +189,9 @@ impl<'a, P: Platform> Engine<'a, P> {
             free_frames: 0,
             free_slab_head: NIL,
             free_slabs: 0,
-            track_blocks_free: 0,
+            quarantined_frames: 0,
+            shortage: None,
+            fault_log: FaultLog::default(),
             seq: 1,
             page_log: owners::PageLog::EMPTY,
         };
@@ -200,9 +212,6 @@ impl<'a, P: Platform> Engine<'a, P> {
         e.st.caches.fill(CacheDesc::EMPTY);
         e.st.page_map.fill(PAGE_NONE);
         e.st.window_bits.fill(0);
-        e.st.tracks.fill(TrackPair::EMPTY);
-        e.st.track_used.fill(0);
-        e.track_blocks_free = u32::try_from(config.track_blocks()).map_err(|_| Error::InvalidArgument)?;
         Ok(e)
     }
 
@@ -214,6 +223,34 @@ impl<'a, P: Platform> Engine<'a, P> {
     /// The platform hooks, mutably (tests use it to scribble on object memory).
     pub fn platform_mut(&mut self) -> &mut P {
         &mut self.platform
+    }
+
+    /// Platform failures recorded so far (see [`Platform`]); the dispatch logs each.
+    pub fn faults(&self) -> u64 {
+        self.fault_log.count.get()
+    }
+
+    /// The latest platform failure, if any.
+    pub fn last_fault(&self) -> Option<Fault> {
+        self.fault_log.last.get()
+    }
+
+    /// Record that a platform hook failed; returns the error the operation reports.
+    pub(crate) fn hook_failed(&self, hook: Hook, client: ClientId, error: Error) -> Error {
+        self.fault_log.record(hook, client, error)
+    }
+
+    /// Why the latest allocation failed for lack of memory (`QuotaExceeded`, `OutOfMemory`),
+    /// if one did since the last call; clears it.
+    pub fn take_shortage(&mut self) -> Option<Shortage> {
+        self.shortage.take()
+    }
+
+    /// Record a shortage of `client`; returns the error the allocation fails with.
+    pub(crate) fn short(&mut self, client: ClientId, kind: ShortageKind, needed: u64) -> Error {
+        let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+        self.shortage = Some(Shortage { client, kind, needed });
+        kind.error()
     }
 
     /// The configuration the engine was built with.
@@ -268,11 +305,26 @@ impl<'a, P: Platform> Engine<'a, P> {
         u32::from(client) * u32::from(self.config.max_caches_per_client) + u32::from(slot)
     }
 
+    /// Bits of a `CacheId` that name the slot (just enough for `max_caches_per_client`); the
+    /// rest name the slot's generation.
+    fn cache_slot_bits(&self) -> u32 {
+        u32::BITS - u32::from(self.config.max_caches_per_client.saturating_sub(1)).leading_zeros()
+    }
+
+    /// The last generation a cache slot can have: after it the slot is retired for good, so a
+    /// `CacheId` never names a second cache. With 64 caches per client a slot lasts 2^26
+    /// create/destroy cycles, with 1,024 caches 2^22.
+    pub fn cache_generation_max(&self) -> u32 {
+        u32::MAX >> self.cache_slot_bits()
+    }
+
     /// The live cache `id` of `client` (its global slot), else `NoSuchCache`.
     pub(crate) fn cache_lookup(&self, client: ClientId, id: CacheId) -> Result<u32, Error> {
         self.client(client)?;
-        let slot = (id.0 & 0xffff) as u16;
-        let generation = (id.0 >> 16) as u16;
+        let bits = self.cache_slot_bits();
+        let slot = id.0 & !(u32::MAX << bits);
+        let generation = id.0 >> bits;
+        let slot = u16::try_from(slot).map_err(|_| Error::NoSuchCache)?;
         if slot >= self.config.max_caches_per_client {
             return Err(Error::NoSuchCache);
         }
@@ -283,11 +335,12 @@ impl<'a, P: Platform> Engine<'a, P> {
         }
     }
 
-    /// The public id of a global cache slot.
+    /// The public id of a global cache slot: its generation above its slot.
     pub(crate) fn cache_id(&self, gi: u32) -> Result<CacheId, Error> {
         let c = self.cache(gi)?;
         let slot = gi % u32::from(self.config.max_caches_per_client);
-        Ok(CacheId(u32::from(c.generation) << 16 | slot))
+        let generation = c.generation.checked_shl(self.cache_slot_bits()).ok_or(BROKEN)?;
+        Ok(CacheId(generation | slot))
     }
 
     /// The client owning global cache slot `gi`.

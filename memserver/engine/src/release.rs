@@ -25,15 +25,6 @@ pub struct ReleasePlan {
 }
 
 impl<P: Platform> Engine<'_, P> {
-    /// Whether memory pressure may reap `cache` (flush its depot, release its empty slabs):
-    /// not a cache with a dtor (its slabs leave only when the client has run the dtor) nor one
-    /// flagged `SLAB_NO_REAP` or `SLAB_TYPESAFE_BY_RCU` (`flags::SLAB_NEVER_REAPED`). An
-    /// explicit `Shrink` still releases their empty slabs.
-    pub fn cache_reapable(&self, client: ClientId, cache: CacheId) -> Result<bool, Error> {
-        let c = self.cache(self.cache_lookup(client, cache)?)?;
-        Ok(!c.has_dtor && c.flags & protocol::flags::SLAB_NEVER_REAPED == 0)
-    }
-
     /// First step of a two-phase shrink (`ShrinkBegin`): moves up to `out.len()` empty slabs
     /// of `cache` out of use and writes the window offset of each slab's first byte into `out`.
     /// With a plan already pending, names its slabs again under the same token.

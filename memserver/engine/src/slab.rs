@@ -7,12 +7,11 @@
 //! set while word `w` has a free object, so finding the lowest free object is two
 //! `trailing_zeros`: O(1).
 
-use protocol::flags::{SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::flags::SLAB_RED_ZONE;
 use protocol::{ClientId, Error, PAGE_SIZE};
 
-use super::storage::{
-    BITMAP_WORDS, FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_NONE, LIST_PARTIAL, NIL, SlabDesc, TrackPair,
-};
+use super::storage::{BITMAP_WORDS, FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_NONE, LIST_PARTIAL, NIL, SlabDesc};
+use super::track::track_frames_for;
 use super::{BROKEN, Engine, Platform};
 
 impl<P: Platform> Engine<'_, P> {
@@ -162,26 +161,35 @@ impl<P: Platform> Engine<'_, P> {
         Ok(base + u64::from(idx) * u64::from(c.stride))
     }
 
-    /// A new empty slab for cache `gi` of `client`, or an error with nothing changed. Its
+    /// A new empty slab for cache `gi` of `client`, or an error with nothing changed. A slab
+    /// of a STORE_USER cache (or of a red-zoned kmalloc cache, for its requested sizes) also
+    /// takes the private frames for its records, charged to the client like its pages. Its
     /// objects count as constructed at once: the client that gets the first of them constructs
     /// them all (Linux runs the ctor over a new slab).
     pub(crate) fn slab_create(&mut self, client: ClientId, gi: u32) -> Result<u32, Error> {
         let c = self.cache(gi)?;
         let (order, objs, flags, poisoned) = (c.order, c.objs, c.flags, super::cache::poisons(c));
-        let records = flags & SLAB_STORE_USER != 0 || super::kmalloc::tracks_orig_size(c);
+        let records = super::track::has_records(c);
         let pages = 1u32 << order;
-        self.frames_available(client, pages)?;
-        if self.free_slab_head == NIL {
-            return Err(Error::OutOfMemory);
-        }
-        let track_block = if records { self.track_find(u32::from(objs))? } else { NIL };
+        let tracks = if records { track_frames_for(u32::from(objs)) } else { 0 };
+        // Every check first, the client's own limits before the shared ones.
+        self.quota_check(client, pages, tracks)?;
         let first = self.window_find(client, pages, pages)?;
-        let s = self.free_slab_head;
-        self.pages_take(client, first, pages, |_| (FRAME_SLAB, s))?;
-        let popped = self.slab_desc_pop()?;
-        debug_assert_eq!(popped, s);
-        *self.slab_mut(s)? =
-            SlabDesc { cache: gi, first_page: first, order, track_block, constructed: objs, ..SlabDesc::EMPTY };
+        self.pool_check(client, pages.saturating_add(tracks))?;
+        if self.free_slab_head == NIL {
+            return Err(self.short(client, super::ShortageKind::SlabDescriptors, 1));
+        }
+        let s = self.slab_desc_pop()?;
+        *self.slab_mut(s)? = SlabDesc { cache: gi, first_page: first, order, constructed: objs, ..SlabDesc::EMPTY };
+        if let Err(e) = self.track_frames_take(client, s, tracks) {
+            self.slab_desc_push(s)?;
+            return Err(e);
+        }
+        if let Err(e) = self.pages_take(client, first, pages, |_| (FRAME_SLAB, s)) {
+            self.track_frames_give(client, s)?;
+            self.slab_desc_push(s)?;
+            return Err(e);
+        }
         let mut summary = 0u8;
         let bm = self.bitmap_mut(s)?;
         for (w, word) in bm.iter_mut().enumerate() {
@@ -192,25 +200,39 @@ impl<P: Platform> Engine<'_, P> {
             }
         }
         self.slab_mut(s)?.summary = summary;
-        if track_block != NIL {
-            self.track_take(track_block, u32::from(objs))?;
-        }
         self.slab_relist(gi, s)?;
-        // Fresh debug state: every object free (poisoned) with inactive red zones.
-        if poisoned {
-            for idx in 0..u32::from(objs) {
-                self.poison_object(client, gi, s, idx)?;
-            }
-        }
-        if flags & SLAB_RED_ZONE != 0 {
-            for idx in 0..u32::from(objs) {
-                self.red_zone_fill(client, gi, s, idx, protocol::flags::RED_INACTIVE)?;
-            }
+        // Fresh debug state: every object free (poisoned) with inactive red zones. A platform
+        // failure gives the slab back: nothing changed.
+        if let Err(e) = self.slab_debug_init(client, gi, s, u32::from(objs), flags, poisoned) {
+            self.slab_destroy(gi, s)?;
+            return Err(e);
         }
         Ok(s)
     }
 
-    /// Give slab `s` of cache `gi` back to the pool: pages released, track block and
+    fn slab_debug_init(
+        &mut self,
+        client: ClientId,
+        gi: u32,
+        s: u32,
+        objs: u32,
+        flags: u32,
+        poisoned: bool,
+    ) -> Result<(), Error> {
+        if poisoned {
+            for idx in 0..objs {
+                self.poison_object(client, gi, s, idx)?;
+            }
+        }
+        if flags & SLAB_RED_ZONE != 0 {
+            for idx in 0..objs {
+                self.red_zone_fill(client, gi, s, idx, protocol::flags::RED_INACTIVE)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Give slab `s` of cache `gi` back to the pool: pages released, record frames and
     /// descriptor freed. Returns the pages released.
     pub(crate) fn slab_destroy(&mut self, gi: u32, s: u32) -> Result<u32, Error> {
         let client = self.cache_client(gi);
@@ -220,18 +242,8 @@ impl<P: Platform> Engine<'_, P> {
         }
         let pages = 1u32 << d.order;
         self.pages_release(client, d.first_page, pages)?;
-        if d.track_block != NIL {
-            let objs = u32::from(self.cache(gi)?.objs);
-            self.track_give(d.track_block, objs)?;
-        }
+        self.track_frames_give(client, s)?;
         self.slab_desc_push(s)?;
         Ok(pages)
-    }
-
-    /// The STORE_USER record of object `idx` of slab `s`.
-    pub(crate) fn track_mut(&mut self, s: u32, idx: u32) -> Result<&mut TrackPair, Error> {
-        let b = self.slab(s)?.track_block;
-        let i = (b as usize).checked_mul(super::storage::TRACK_BLOCK).ok_or(BROKEN)? + idx as usize;
-        self.st.tracks.get_mut(i).ok_or(BROKEN)
     }
 }

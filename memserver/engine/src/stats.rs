@@ -28,6 +28,11 @@ impl<P: Platform> Engine<'_, P> {
             order: c.order,
             objects_per_slab: objs,
             pages_per_slab: 1 << c.order,
+            tracking_frames_per_slab: if super::track::has_records(c) {
+                super::track::track_frames_for(objs)
+            } else {
+                0
+            },
             active_objs: c.active_objs,
             num_objs: num_slabs.saturating_mul(objs),
             active_slabs: c.counts.get(usize::from(LIST_PARTIAL)).copied().unwrap_or(0)
@@ -95,17 +100,26 @@ impl<P: Platform> Engine<'_, P> {
 
     /// The global frame pool.
     pub fn pool_stats(&self) -> PoolStats {
-        PoolStats { total_frames: self.config.pool_frames, free_frames: self.free_frames }
+        PoolStats {
+            total_frames: self.config.pool_frames,
+            free_frames: self.free_frames,
+            quarantined_frames: self.quarantined_frames,
+        }
     }
 
     /// One client's accounting.
     pub fn client_stats(&self, client: ClientId) -> Result<ClientStats, Error> {
         let c = self.client(client)?;
+        let retired = (0..self.config.max_caches_per_client)
+            .filter(|&slot| self.cache(self.cache_slot(client, slot)).is_ok_and(|d| d.retired))
+            .count();
         Ok(ClientStats {
             frames_used: c.frames_used,
+            tracking_frames: c.tracking_frames,
             quota_frames: c.quota_frames,
             window_pages: c.window_pages,
             caches: c.caches,
+            retired_cache_slots: u16::try_from(retired).unwrap_or(u16::MAX),
         })
     }
 
@@ -121,7 +135,7 @@ impl<P: Platform> Engine<'_, P> {
     /// The STORE_USER record of the object at `handle` (allocated or free): `NotSupported` if
     /// its cache lacks `SLAB_STORE_USER` or it is a large kmalloc; `InvalidObject` if it is no
     /// object.
-    pub fn object_owner(&self, client: ClientId, handle: Handle) -> Result<OwnerInfo, Error> {
+    pub fn object_owner(&mut self, client: ClientId, handle: Handle) -> Result<OwnerInfo, Error> {
         let (gi, s, idx) = match self.locate(client, handle)? {
             Located::Slab { gi, slab, idx } => (gi, slab, idx),
             Located::Large { .. } => return Err(Error::NotSupported),
@@ -130,9 +144,7 @@ impl<P: Platform> Engine<'_, P> {
         if self.cache(gi)?.flags & SLAB_STORE_USER == 0 {
             return Err(Error::NotSupported);
         }
-        let b = self.slab(s)?.track_block;
-        let i = (b as usize).saturating_mul(super::storage::TRACK_BLOCK).saturating_add(idx as usize);
-        let t = self.st.tracks.get(i).ok_or(super::BROKEN)?;
+        let t = self.track_record(s, idx)?;
         let track = |client, seq| if seq == 0 { None } else { Some(Track { client, seq }) };
         Ok(OwnerInfo { alloc: track(t.alloc_client, t.alloc_seq), free: track(t.free_client, t.free_seq) })
     }

@@ -18,8 +18,6 @@ pub(crate) const PAGE_FREED_LARGE: u32 = u32::MAX - 1;
 pub const BITMAP_WORDS: usize = 8;
 /// Most objects one slab can hold (the private bitmap has this many bits).
 pub const MAX_OBJS_PER_SLAB: u32 = (BITMAP_WORDS * 64) as u32;
-/// STORE_USER track entries are handed out in blocks of this many.
-pub const TRACK_BLOCK: usize = 64;
 /// Number of kmalloc size classes (`kmalloc-8` … `kmalloc-8k`).
 pub const KMALLOC_CLASSES: usize = 13;
 
@@ -36,13 +34,11 @@ pub struct EngineConfig {
     pub max_window_pages: u32,
     /// Slab descriptors (slabs alive at once, all clients); `pool_frames` never runs out first.
     pub max_tracked_slabs: u32,
-    /// STORE_USER track entries (one per object of every slab of a STORE_USER cache).
-    pub track_entries: u32,
 }
 
 impl EngineConfig {
-    /// A configuration with room for 64 caches per client, a slab descriptor per pool frame and
-    /// 16 STORE_USER track entries per pool frame.
+    /// A configuration with room for 64 caches per client and a slab descriptor per pool frame.
+    /// (STORE_USER records need no table: they live in pool frames charged to the client.)
     pub const fn new(pool_frames: u32, max_clients: u16, max_window_pages: u32) -> Self {
         EngineConfig {
             pool_frames,
@@ -50,12 +46,7 @@ impl EngineConfig {
             max_caches_per_client: 64,
             max_window_pages,
             max_tracked_slabs: pool_frames,
-            track_entries: pool_frames.saturating_mul(16),
         }
-    }
-
-    pub(crate) fn track_blocks(&self) -> usize {
-        (self.track_entries as usize).div_ceil(TRACK_BLOCK)
     }
 
     pub(crate) fn window_words(&self) -> usize {
@@ -73,8 +64,24 @@ pub struct StorageSizes {
     pub caches: usize,
     pub page_map: usize,
     pub window_bits: usize,
-    pub tracks: usize,
-    pub track_used: usize,
+}
+
+impl StorageSizes {
+    /// Bytes of server-private memory these tables take (saturating).
+    pub fn bytes(&self) -> usize {
+        use core::mem::size_of;
+        [
+            (self.frames, size_of::<FrameDesc>()),
+            (self.slabs, size_of::<SlabDesc>()),
+            (self.bitmaps, size_of::<u64>()),
+            (self.clients, size_of::<ClientDesc>()),
+            (self.caches, size_of::<CacheDesc>()),
+            (self.page_map, size_of::<u32>()),
+            (self.window_bits, size_of::<u64>()),
+        ]
+        .iter()
+        .fold(0usize, |sum, &(n, size)| sum.saturating_add(n.saturating_mul(size)))
+    }
 }
 
 /// Frame kinds.
@@ -82,6 +89,11 @@ pub(crate) const FRAME_FREE: u8 = 0;
 pub(crate) const FRAME_SLAB: u8 = 1;
 pub(crate) const FRAME_LARGE_HEAD: u8 = 2;
 pub(crate) const FRAME_LARGE_TAIL: u8 = 3;
+/// Its platform release failed: out of use for good (see `Platform`).
+pub(crate) const FRAME_QUARANTINED: u8 = 4;
+/// Server-private: STORE_USER records of one slab (`page`: the slab descriptor, `link`: the
+/// next frame of the slab's records or `NIL`), charged to `client`.
+pub(crate) const FRAME_TRACK: u8 = 5;
 
 /// One pool frame, Linux `struct page` style: who holds it and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,8 +137,8 @@ pub struct SlabDesc {
     pub(crate) prev: u32,
     /// List link; also the free-descriptor stack link.
     pub(crate) next: u32,
-    /// First STORE_USER track block, or `NIL`.
-    pub(crate) track_block: u32,
+    /// First frame of the STORE_USER records (a chain through the frame links), or `NIL`.
+    pub(crate) track_frame: u32,
     pub(crate) inuse: u16,
     /// Objects below this index have been handed out at least once (are constructed).
     pub(crate) constructed: u16,
@@ -143,7 +155,7 @@ impl SlabDesc {
         first_page: 0,
         prev: NIL,
         next: NIL,
-        track_block: NIL,
+        track_frame: NIL,
         inuse: 0,
         constructed: 0,
         order: 0,
@@ -164,7 +176,10 @@ pub struct ClientDesc {
     pub(crate) attached: bool,
     pub(crate) window_pages: u32,
     pub(crate) quota_frames: u32,
+    /// Every frame the client holds: window pages and its private tracking frames.
     pub(crate) frames_used: u32,
+    /// Private frames holding the STORE_USER records of its slabs (part of `frames_used`).
+    pub(crate) tracking_frames: u32,
     pub(crate) caches: u16,
     /// Slot of each kmalloc cache.
     pub(crate) kmalloc: [u16; KMALLOC_CLASSES],
@@ -180,6 +195,7 @@ impl ClientDesc {
         window_pages: 0,
         quota_frames: 0,
         frames_used: 0,
+        tracking_frames: 0,
         caches: 0,
         kmalloc: [0; KMALLOC_CLASSES],
         kmalloc_flags: [0; KMALLOC_CLASSES],
@@ -203,8 +219,13 @@ pub struct CacheDesc {
     pub(crate) has_dtor: bool,
     /// Token of the pending two-phase shrink (its slabs on `LIST_RELEASING`), 0 when none.
     pub(crate) release_token: u32,
-    /// Bumped whenever the slot is freed, so stale `CacheId`s are rejected.
-    pub(crate) generation: u16,
+    /// Memory pressure must not reap it (see `reclaim::NO_REAP_FLAGS`; a cache with a dtor
+    /// never either).
+    pub(crate) no_reap: bool,
+    /// Bumped whenever the slot is freed, so stale `CacheId`s are rejected (1 at first, never 0).
+    pub(crate) generation: u32,
+    /// The slot used its last generation: never used again (`Engine::cache_generation_max`).
+    pub(crate) retired: bool,
     pub(crate) name: String<CACHE_NAME_MAX>,
     pub(crate) size: u32,
     pub(crate) align: u32,
@@ -228,7 +249,9 @@ impl CacheDesc {
         has_ctor: false,
         has_dtor: false,
         release_token: 0,
+        no_reap: false,
         generation: 1,
+        retired: false,
         name: String::new(),
         size: 0,
         align: 0,
@@ -244,29 +267,6 @@ impl CacheDesc {
 }
 
 impl Default for CacheDesc {
-    fn default() -> Self {
-        Self::EMPTY
-    }
-}
-
-/// STORE_USER record of one object: last allocation and last free (sequence 0 = never), and
-/// on a red-zoned kmalloc cache the size its allocation asked for (Linux's `orig_size`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrackPair {
-    pub(crate) alloc_seq: u64,
-    pub(crate) free_seq: u64,
-    pub(crate) alloc_client: ClientId,
-    pub(crate) free_client: ClientId,
-    /// Bytes the allocation asked for (`kmalloc(size)`, `krealloc`), ≤ the object size.
-    pub(crate) orig_size: u32,
-}
-
-impl TrackPair {
-    /// An unused entry (for static initialisers).
-    pub const EMPTY: Self = TrackPair { alloc_seq: 0, free_seq: 0, alloc_client: 0, free_client: 0, orig_size: 0 };
-}
-
-impl Default for TrackPair {
     fn default() -> Self {
         Self::EMPTY
     }
@@ -288,10 +288,6 @@ pub struct EngineStorage<'a> {
     pub page_map: &'a mut [u32],
     /// Window page occupancy bits, `ceil(max_window_pages / 64)` words per client.
     pub window_bits: &'a mut [u64],
-    /// STORE_USER records, `track_entries` rounded up to blocks of 64.
-    pub tracks: &'a mut [TrackPair],
-    /// One bit per track block.
-    pub track_used: &'a mut [u64],
 }
 
 impl EngineStorage<'_> {
@@ -299,7 +295,6 @@ impl EngineStorage<'_> {
     pub fn required(config: &EngineConfig) -> Option<StorageSizes> {
         let clients = usize::from(config.max_clients);
         let slabs = config.max_tracked_slabs as usize;
-        let blocks = config.track_blocks();
         Some(StorageSizes {
             frames: config.pool_frames as usize,
             slabs,
@@ -308,8 +303,6 @@ impl EngineStorage<'_> {
             caches: clients.checked_mul(usize::from(config.max_caches_per_client))?,
             page_map: clients.checked_mul(config.max_window_pages as usize)?,
             window_bits: clients.checked_mul(config.window_words())?,
-            tracks: blocks.checked_mul(TRACK_BLOCK)?,
-            track_used: blocks.div_ceil(64),
         })
     }
 
@@ -321,7 +314,5 @@ impl EngineStorage<'_> {
             && self.caches.len() >= s.caches
             && self.page_map.len() >= s.page_map
             && self.window_bits.len() >= s.window_bits
-            && self.tracks.len() >= s.tracks
-            && self.track_used.len() >= s.track_used
     }
 }

@@ -15,7 +15,6 @@ use protocol::flags::{POISON_END, POISON_FREE, SLAB_RED_ZONE};
 use protocol::{CacheId, ClientId, Corruption, Error, Finding, Handle, ValidationReport};
 
 use super::cache::poisons;
-use super::debug::first_mismatch;
 use super::storage::{LISTS, NIL};
 use super::{BROKEN, Engine, Platform};
 
@@ -94,7 +93,7 @@ impl<P: Platform> Engine<'_, P> {
             let zones = [(start, left, -(left as i32)), (obj + u64::from(size), right, size as i32)];
             let mut bad = false;
             for (at, len, base) in zones {
-                if let Some((i, f, e)) = first_mismatch(&self.platform, client, at, len, byte, byte) {
+                if let Some((i, f, e)) = self.mismatch(client, at, len, byte, byte)? {
                     found(report, Finding::RedZone(corruption(base + i as i32, (f, e))));
                     bad = true;
                 }
@@ -109,7 +108,7 @@ impl<P: Platform> Engine<'_, P> {
         }
         if poisoned
             && !allocated
-            && let Some((i, f, e)) = first_mismatch(&self.platform, client, obj, size, POISON_FREE, POISON_END)
+            && let Some((i, f, e)) = self.mismatch(client, obj, size, POISON_FREE, POISON_END)?
         {
             found(report, Finding::Poison(corruption(i as i32, (f, e))));
             self.poison_object(client, gi, s, idx)?;

@@ -3,7 +3,7 @@
 
 use protocol::{ClientId, Error};
 
-use super::{BROKEN, Engine, Platform};
+use super::{BROKEN, Engine, Platform, ShortageKind};
 
 impl<P: Platform> Engine<'_, P> {
     fn page_index(&self, client: ClientId, page: u32) -> Result<usize, Error> {
@@ -52,7 +52,8 @@ impl<P: Platform> Engine<'_, P> {
 
     /// First-fit search for `n` free pages starting at a multiple of `align` (a power of two).
     /// Each page is looked at O(1) times: a failed candidate restarts after its first used page.
-    pub(crate) fn window_find(&self, client: ClientId, n: u32, align: u32) -> Result<u32, Error> {
+    /// None: `OutOfMemory`, the shortage recorded as the window's.
+    pub(crate) fn window_find(&mut self, client: ClientId, n: u32, align: u32) -> Result<u32, Error> {
         let window = self.client(client)?.window_pages;
         let mut p = 0u32;
         while p.checked_add(n).is_some_and(|end| end <= window) {
@@ -64,6 +65,6 @@ impl<P: Platform> Engine<'_, P> {
                 },
             }
         }
-        Err(Error::OutOfMemory)
+        Err(self.short(client, ShortageKind::Window, u64::from(n)))
     }
 }

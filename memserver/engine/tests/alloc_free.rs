@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use memserver_engine::Platform;
+use memserver_engine::testing::Failure;
 use protocol::{Error, Handle, PAGE_SIZE};
 
 #[test]
@@ -76,7 +76,7 @@ fn alloc_failure_when_platform_map_fails_changes_nothing() {
     let mut e = engine();
     let id = e.cache_create(0, "x", 64, 0, 0, false).unwrap();
     let before = snapshot(&e);
-    e.platform_mut().fail_next_map = Some(Error::OutOfMemory);
+    e.platform_mut().fail_map = Failure::next(Error::OutOfMemory);
     assert_eq!(e.cache_alloc(0, id), Err(Error::OutOfMemory));
     assert_eq!(snapshot(&e), before);
     e.check_invariants().unwrap();
@@ -97,7 +97,7 @@ fn zalloc_returns_zeroed_memory() {
     let mut e = engine();
     let id = e.cache_create(0, "z", 100, 0, 0, false).unwrap();
     let h = e.cache_alloc(0, id).unwrap().handle;
-    e.platform_mut().fill(0, h.0, 100, 0x5a);
+    e.platform_mut().fill_bytes(0, h.0, 100, 0x5a);
     e.cache_free(0, id, h).unwrap();
     let z = e.cache_zalloc(0, id).unwrap();
     assert_eq!(z.handle, h);

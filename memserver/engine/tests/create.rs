@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use protocol::flags::*;
-use protocol::{Error, PAGE_SIZE};
+use protocol::{CacheId, Error, PAGE_SIZE};
 
 #[test]
 fn create_rejects_empty_name() {
@@ -186,4 +186,55 @@ fn cache_info_reports_objects_and_pages_per_slab() {
     e.cache_alloc(0, id).unwrap();
     let i = e.cache_info(0, id).unwrap();
     assert_eq!((i.num_slabs, i.active_slabs, i.num_objs, i.active_objs), (1, 1, 11, 1));
+}
+
+/// A slot that reaches its last generation retires: no `CacheId` ever names a second cache,
+/// however many create/destroy cycles (the 16-bit generation used to wrap after 65,535).
+#[test]
+fn a_cache_slot_retires_after_its_last_generation_so_ids_never_come_back() {
+    let mut e = engine();
+    let last = e.cache_generation_max();
+    assert_eq!(last, u32::MAX >> 6, "64 cache slots: 6 bits of slot, 26 of generation");
+    // Slot 13 is the first after the kmalloc caches.
+    e.cache_slot_set_generation(0, 13, last - 1).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let id = e.cache_create(0, "cycle", 64, 0, 0, false).unwrap();
+        assert!(!seen.contains(&id));
+        seen.push(id);
+        e.cache_destroy(0, id).unwrap();
+    }
+    assert_eq!(e.client_stats(0).unwrap().retired_cache_slots, 1);
+    // The next cache takes the next slot; the retired one's ids stay dead.
+    let next = e.cache_create(0, "cycle", 64, 0, 0, false).unwrap();
+    assert!(!seen.contains(&next));
+    for &old in &seen {
+        assert_eq!(e.cache_alloc(0, old), Err(Error::NoSuchCache));
+        assert_eq!(e.cache_info(0, old).map(|_| ()), Err(Error::NoSuchCache));
+    }
+    // A wrapped generation (0, or 1 again) names nothing either.
+    for wrapped in [0u32, 1] {
+        assert_eq!(e.cache_destroy(0, CacheId(wrapped << 6 | 13)), Err(Error::NoSuchCache));
+    }
+    e.check_invariants().unwrap();
+    // A reclaim (every cache released) does not bring the retired slot back.
+    e.reclaim(0).unwrap();
+    assert_eq!(e.client_stats(0).unwrap().retired_cache_slots, 1);
+    e.check_invariants().unwrap();
+}
+
+#[test]
+fn a_client_whose_slots_all_retired_cannot_create_but_others_can() {
+    let mut e = engine();
+    let last = e.cache_generation_max();
+    for slot in 13..64 {
+        e.cache_slot_set_generation(0, slot, last).unwrap();
+        let id = e.cache_create(0, "x", 64, 0, 0, false).unwrap();
+        e.cache_destroy(0, id).unwrap();
+    }
+    assert_eq!(e.client_stats(0).unwrap().retired_cache_slots, 51);
+    assert_eq!(e.cache_create(0, "x", 64, 0, 0, false), Err(Error::OutOfMemory));
+    assert!(e.cache_create(1, "x", 64, 0, 0, false).is_ok());
+    assert!(e.kmalloc(0, 64).is_ok(), "its kmalloc caches still work");
+    e.check_invariants().unwrap();
 }

@@ -2,7 +2,6 @@
 
 mod common;
 use common::*;
-use memserver_engine::Platform;
 use protocol::{Error, Handle};
 
 #[test]
@@ -11,7 +10,7 @@ fn metadata_is_not_in_object_memory() {
     let id = e.cache_create(0, "x", 64, 0, 0, false).unwrap();
     let h: Vec<_> = (0..64).map(|_| e.cache_alloc(0, id).unwrap().handle).collect();
     // The client scribbles over its whole slab: allocated and free objects alike.
-    e.platform_mut().fill(0, 0, 4096, 0xff);
+    e.platform_mut().fill_bytes(0, 0, 4096, 0xff);
     for &x in &h[..32] {
         e.cache_free(0, id, x).unwrap();
     }

@@ -1,5 +1,6 @@
-//! Model-based property test: random programs over 3 clients with small quotas and a small
-//! pool, checked against a reference model and the invariant checker after every step.
+//! Model-based property test: random programs of the one op enum (`testing::ops::Op`, which
+//! the dispatch fuzz targets run too) over 3 clients with small quotas and a small pool,
+//! checked against a reference model and the invariant checker after every step.
 
 use memserver_engine::testing::OwnedStorage;
 use memserver_engine::testing::model::{Harness, MODEL_FLAGS, Op, model_config};
@@ -25,8 +26,8 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (c.clone(), any::<u8>(), any::<bool>()).prop_map(|(client, cache, zero)| Op::Alloc { client, cache, zero }),
         6 => (c.clone(), any::<u16>()).prop_map(|(client, pick)| Op::Free { client, pick }),
         1 => (c.clone(), any::<u16>(), any::<u8>()).prop_map(|(client, pick, cache)| Op::FreeWrongCache { client, pick, cache }),
-        1 => (c.clone(), any::<u8>(), any::<u16>(), prop_oneof![1u32..64, 0u32..300_000])
-            .prop_map(|(client, cache, pick, delta)| Op::FreeBogus { client, cache, pick, delta }),
+        1 => (c.clone(), any::<u8>(), any::<u16>(), prop_oneof![1u64..64, 0u64..300_000, any::<u64>()], any::<bool>(), any::<bool>())
+            .prop_map(|(client, cache, pick, delta, foreign, kfree)| Op::FreeBogus { client, cache, pick, delta, foreign, kfree }),
         1 => (c.clone(), any::<u16>()).prop_map(|(client, pick)| Op::FreeAgain { client, pick }),
         1 => (c.clone(), any::<u8>()).prop_map(|(client, cache)| Op::Destroy { client, cache }),
         1 => (c.clone(), any::<u8>()).prop_map(|(client, cache)| Op::Shrink { client, cache }),

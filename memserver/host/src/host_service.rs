@@ -6,19 +6,23 @@
 //! once to find the client task by name; the dispatch then answers that same `Hello` after the
 //! runner has created the client's memory.
 
-use memserver_dispatch::{ClientSpec, ControlAccess, MagazineSizes, Server, ServerConfig, Session, WindowUsage};
+use memserver_dispatch::{
+    ClientSpec, ControlAccess, InternalError, MagazineSizes, Server, ServerConfig, Session, WindowUsage,
+};
 use memserver_engine::{Engine, EngineConfig, EngineStorage, Platform};
 use memserver_system::System;
 use protocol::control::ControlMemory;
-use protocol::{ClientId, Error, PROTOCOL_VERSION, Reply, Request};
+use protocol::{ClientId, Error, PAGE_SIZE, PROTOCOL_VERSION, Reply, Request};
 
 use crate::log::{self, Source};
-use crate::memory::Windows;
+use crate::memory::{PrivateFrames, Windows};
 use crate::service::{Admission, Refusal, Service};
 
 /// The client memory of the host, as the engine and the dispatch see it.
 pub struct HostPlatform {
     windows: Windows,
+    /// The engine's private frames (server memory, never shared).
+    private: PrivateFrames,
     /// The client whose control region [`ControlAccess::control`] handed out last; the
     /// platform itself is that region's [`ControlMemory`].
     control_client: ClientId,
@@ -38,29 +42,40 @@ impl ControlMemory for HostPlatform {
     }
 }
 
+/// Every failure of a window access is the server's fault (the engine computed an offset
+/// outside the client's window, or the client's memory is gone): `Internal`.
+fn internal(done: bool) -> Result<(), Error> {
+    if done { Ok(()) } else { Err(Error::Internal) }
+}
+
 impl Platform for HostPlatform {
     fn map(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
-        self.windows.map(client, u64::from(first_page), frames).map_err(|_| Error::OutOfMemory)
+        self.windows.map(client, u64::from(first_page), frames).map_err(|_| Error::Internal)
     }
 
-    fn release(&mut self, client: ClientId, first_page: u32, count: u32) {
-        if let Err(e) = self.windows.release(client, u64::from(first_page), u64::from(count)) {
-            log::line(Source::Client(client), format_args!("releasing pages of client {client}: {e}"));
-        }
+    fn release(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
+        // A failure reaches the log as an internal error (the engine quarantines the frames).
+        self.windows.release(client, u64::from(first_page), frames.len() as u64).map_err(|_| Error::Internal)
     }
 
-    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) {
-        if !self.windows.read(client, offset, buf) {
-            buf.fill(0);
-        }
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        internal(self.windows.read(client, offset, buf))
     }
 
-    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) {
-        self.windows.write(client, offset, data);
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error> {
+        internal(self.windows.write(client, offset, data))
     }
 
-    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) {
-        self.windows.fill(client, offset, len as u64, byte);
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error> {
+        internal(self.windows.fill(client, offset, len as u64, byte))
+    }
+
+    fn private_frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error> {
+        self.private.frame(frame).map_err(|_| Error::Internal)
+    }
+
+    fn private_release(&mut self, frame: u32) -> Result<(), Error> {
+        self.private.release(frame).map_err(|_| Error::Internal)
     }
 }
 
@@ -80,6 +95,26 @@ impl ControlAccess for HostPlatform {
             violations: usage.violations,
         })
     }
+
+    /// Through the runner's log: never blocks, rate-limited per client.
+    fn internal_error(&mut self, e: &InternalError) {
+        let request =
+            e.request.map_or("(no request: disconnect or reclaim)".to_string(), |tag| format!("request tag {tag}"));
+        let outcome = if e.failed { "failed with Internal" } else { "completed" };
+        match e.fault {
+            Some(f) => log::line(
+                Source::Client(e.client),
+                format_args!(
+                    "internal error: client {} {request} {outcome}; platform {:?} failed ({}), {} fault(s)",
+                    e.client, f.hook, f.error, e.count
+                ),
+            ),
+            None => log::line(
+                Source::Client(e.client),
+                format_args!("internal error: client {} {request} {outcome} (engine metadata)", e.client),
+            ),
+        }
+    }
 }
 
 /// The protocol service of the `memserver` process.
@@ -97,7 +132,8 @@ impl HostService {
         let mut config = EngineConfig::new(system.server.pool_pages, max_clients, max_window);
         config.max_caches_per_client = system.server.max_caches_per_client.max(14);
         let storage = leak_storage(&config)?;
-        let platform = HostPlatform { windows: Windows::new(), control_client: 0 };
+        let private = PrivateFrames::new(config.pool_frames).map_err(|e| format!("server-private frames: {e}"))?;
+        let platform = HostPlatform { windows: Windows::new(), private, control_client: 0 };
         let engine = Engine::new(config, storage, platform).map_err(|e| format!("engine configuration: {e}"))?;
         let sessions: &'static mut [Session] =
             Box::leak(vec![Session::VACANT; usize::from(max_clients)].into_boxed_slice());
@@ -134,7 +170,7 @@ impl HostService {
 
 /// Allocates every engine table for `config`, for the life of the process.
 fn leak_storage(config: &EngineConfig) -> Result<EngineStorage<'static>, String> {
-    use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc, TrackPair};
+    use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc};
     let s = EngineStorage::required(config).ok_or("engine tables overflow the address space")?;
     fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
         Box::leak(vec![value; len].into_boxed_slice())
@@ -147,8 +183,6 @@ fn leak_storage(config: &EngineConfig) -> Result<EngineStorage<'static>, String>
         caches: leak(CacheDesc::EMPTY, s.caches),
         page_map: leak(0u32, s.page_map),
         window_bits: leak(0u64, s.window_bits),
-        tracks: leak(TrackPair::EMPTY, s.tracks),
-        track_used: leak(0u64, s.track_used),
     })
 }
 

@@ -168,6 +168,84 @@ fn page_range(first_page: u64, count: u64) -> Option<(u64, u64)> {
     Some((first_page.checked_mul(page)?, count.checked_mul(page)?))
 }
 
+/// The server's private pool frames (engine metadata such as STORE_USER records, never mapped
+/// into a client): one anonymous `MAP_PRIVATE | MAP_NORESERVE` mapping of one page per pool
+/// frame (no transparent huge pages), committed by the kernel only where touched; a frame
+/// going back to the pool is given back to the OS (`madvise(MADV_DONTNEED)`), so only frames
+/// in use cost memory.
+pub struct PrivateFrames {
+    base: NonNull<u8>,
+    frames: u32,
+}
+
+impl PrivateFrames {
+    /// Reserves address space for `frames` pool frames (no memory is committed yet).
+    pub fn new(frames: u32) -> Result<PrivateFrames, MemoryError> {
+        let len = Self::span(frames.max(1)).ok_or(MemoryError::OutOfRange)?;
+        let flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
+        // SAFETY: a fresh anonymous mapping chosen by the kernel (null hint, no MAP_FIXED)
+        // overlaps no existing Rust object; it is owned by the value built here.
+        let base =
+            unsafe { rustix::mm::mmap_anonymous(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, flags)? };
+        let base = NonNull::new(base.cast::<u8>()).ok_or(MemoryError::Os(Errno::NOMEM))?;
+        let private = PrivateFrames { base, frames };
+        // Frames are used and given back one page at a time: a transparent huge page would
+        // make a whole 2 MiB resident for one frame. (The distinct flag also keeps the mapping
+        // its own in /proc/self/smaps, where its resident size is the frames in use.)
+        // SAFETY: the range is exactly the mapping just made; the advice changes no contents.
+        unsafe { rustix::mm::madvise(base.as_ptr().cast::<c_void>(), len, rustix::mm::Advice::LinuxNoHugepage)? };
+        Ok(private)
+    }
+
+    fn span(frames: u32) -> Option<usize> {
+        usize::try_from(frames).ok()?.checked_mul(PAGE_SIZE)
+    }
+
+    /// The bytes of frame `frame` (zero the first time, and after [`release`](Self::release)).
+    pub fn frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], MemoryError> {
+        if frame >= self.frames {
+            return Err(MemoryError::OutOfRange);
+        }
+        let offset = Self::span(frame).ok_or(MemoryError::OutOfRange)?;
+        // SAFETY: `frame < self.frames`, so `offset .. offset + PAGE_SIZE` lies inside the
+        // mapping made in `new`, which lives as long as `self`. The mapping is private and
+        // anonymous: no other process and no other Rust reference can reach these bytes, and
+        // the `&mut self` borrow keeps this the only reference until it ends. Anonymous memory
+        // is always initialised (zero-filled), and `[u8; N]` has alignment 1.
+        Ok(unsafe { &mut *self.base.as_ptr().add(offset).cast::<[u8; PAGE_SIZE]>() })
+    }
+
+    /// Gives frame `frame`'s memory back to the OS; it reads as zero next time.
+    pub fn release(&mut self, frame: u32) -> Result<(), MemoryError> {
+        if frame >= self.frames {
+            return Err(MemoryError::OutOfRange);
+        }
+        let offset = Self::span(frame).ok_or(MemoryError::OutOfRange)?;
+        // SAFETY: the page lies inside the mapping (checked above); no reference into it is
+        // alive (`frame` hands out references tied to `&mut self`, which this call holds), so
+        // discarding its contents invalidates nothing Rust can see.
+        unsafe {
+            rustix::mm::madvise(
+                self.base.as_ptr().add(offset).cast::<c_void>(),
+                PAGE_SIZE,
+                rustix::mm::Advice::LinuxDontNeed,
+            )?
+        };
+        Ok(())
+    }
+}
+
+impl Drop for PrivateFrames {
+    fn drop(&mut self) {
+        if let Some(len) = Self::span(self.frames.max(1)) {
+            // SAFETY: `base .. base + len` is the mapping made in `new`, owned by this value and
+            // unmapped only here; no reference into it outlives the `&mut self` borrows of
+            // `frame`. A failure leaves a leaked mapping, which is harmless.
+            let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast::<c_void>(), len) };
+        }
+    }
+}
+
 /// A connected client's memory: its window (slab memory, handles are offsets into it) and its
 /// control region (the magazines, layout owned by the protocol crate).
 pub struct ClientMemory {

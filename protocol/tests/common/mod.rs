@@ -35,6 +35,7 @@ pub fn error_examples() -> Vec<(&'static str, Error)> {
         ("version_mismatch", Error::VersionMismatch { server: 1 }),
         ("not_supported", Error::NotSupported),
         ("permission_denied", Error::PermissionDenied),
+        ("internal", Error::Internal),
     ]
 }
 

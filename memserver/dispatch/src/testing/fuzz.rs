@@ -1,9 +1,12 @@
 //! The bodies of the fuzz targets, shared by `cargo fuzz` (`fuzz/fuzz_targets/*.rs`) and the
 //! stable proptest smoke run (`tests/fuzz_smoke.rs`): [`dispatch_target`] and
-//! [`magazine_target`] turn bytes into [`Op`]s and run them against a [`Server`] with three
-//! clients, checking after every step:
+//! [`magazine_target`] turn bytes into [`Op`]s (the engine model's object ops sent as requests,
+//! and the dispatch's own) and run them against a [`Server`] with three clients, checking
+//! after every step:
 //!
 //! * nothing panics and every reply decodes;
+//! * no request meets an internal error (`Error::Internal` or a platform fault): nothing a
+//!   client does is the server's fault;
 //! * `check_invariants()` holds and the pool's frames add up (free + every client's = total),
 //!   every client within its quota;
 //! * an exact model of what each client holds: no object is handed out twice, and the server
@@ -23,28 +26,20 @@ use std::vec::Vec;
 
 use arbitrary::Unstructured;
 use protocol::control::{self, Magazine, MagazineRole};
-use protocol::flags::{SLAB_CONSISTENCY_CHECKS, SLAB_HWCACHE_ALIGN, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
 use protocol::{CacheId, ClientId, Error, ExchangeOp, Handle, PAGE_SIZE, PROTOCOL_VERSION, Reply, Request};
 
-use super::ops::{Forge, HelloKind, Op};
+use super::ops::{Forge, HelloKind, ObjectOp, Op, WireOp};
 use super::{OwnedStorage, ServerPlatform};
 use crate::{ClientSpec, MagazineSizes, Phase, Server, ServerConfig, Session};
-use memserver_engine::{Engine, EngineConfig, Platform};
+use memserver_engine::{Engine, EngineConfig};
 
 /// Clients of the fuzzed server (ids 1..=3).
 pub const CLIENTS: u8 = 3;
 const WINDOW_PAGES: u32 = 32;
 const QUOTAS: [u32; 3] = [12, 20, 48];
 const MAX_OPS: usize = 256;
-const FLAGS: [u32; 7] = [
-    0,
-    SLAB_HWCACHE_ALIGN,
-    SLAB_POISON,
-    SLAB_RED_ZONE | SLAB_POISON,
-    SLAB_STORE_USER,
-    SLAB_CONSISTENCY_CHECKS,
-    0x8000_0000,
-];
+/// Handles each client freed most recently (for `FreeAgain`).
+const FREED_KEPT: usize = 16;
 
 /// The engine and dispatch settings of the fuzzed server: a pool smaller than the quotas add
 /// up to, small windows, three magazine slots with small magazines.
@@ -62,6 +57,8 @@ struct Model {
     caches: Vec<(CacheId, Option<u16>, u32)>,
     /// Held objects: handle → (cache, or `None` for kmalloc; object size).
     held: BTreeMap<u64, (Option<CacheId>, u32)>,
+    /// Handles it freed most recently, newest last.
+    freed: Vec<u64>,
 }
 
 /// The server under test plus the model.
@@ -121,14 +118,17 @@ pub fn dispatch_target(data: &[u8]) {
 /// neighbour holding objects; the magazine ops of `data`, all as client 1.
 pub fn magazine_target(data: &[u8]) {
     let program: Vec<Op> = ops(data).into_iter().filter(Op::is_magazine_op).collect();
+    let create =
+        |client, name, size| Op::Object(ObjectOp::Create { client, name, size, align: 0, flags: 0, ctor: false });
+    let alloc = |client, cache| Op::Object(ObjectOp::Alloc { client, cache, zero: false });
     with_harness(|h| {
-        for (name, size) in [(0u8, 64u16), (1, 200), (2, 1000)] {
-            h.apply(1, &Op::Create { client: 0, name, size, align: 0, flags: 0, ctor: false });
+        for (name, size) in [(0u8, 64u32), (1, 200), (2, 1000)] {
+            h.apply(1, &create(0, name, size));
         }
-        h.apply(1, &Op::Exchange { client: 0, cache: 0, slot: None, op: 0 });
-        h.apply(1, &Op::Alloc { client: 0, cache: 1, zero: false });
-        h.apply(2, &Op::Create { client: 1, name: 0, size: 64, align: 0, flags: 0, ctor: false });
-        h.apply(2, &Op::Alloc { client: 1, cache: 0, zero: false });
+        h.apply(1, &Op::Wire(WireOp::Exchange { client: 0, cache: 0, slot: None, op: 0 }));
+        h.apply(1, &alloc(0, 1));
+        h.apply(2, &create(1, 0, 64));
+        h.apply(2, &alloc(1, 0));
         for op in &program {
             h.apply(1, op);
         }
@@ -177,15 +177,23 @@ impl FuzzHarness<'_> {
         caches[usize::from(i) % caches.len()]
     }
 
+    /// The held object `pick` selects (modulo what `client` holds), with its cache.
+    fn held(&self, client: ClientId, pick: u16) -> Option<(u64, Option<CacheId>)> {
+        let held = &self.models[usize::from(client) - 1].held;
+        held.iter().nth(usize::from(pick) % held.len().max(1)).map(|(&h, &(cache, _))| (h, cache))
+    }
+
+    /// A held object's handle, or a made-up one when the client holds none.
+    fn held_or_any(&self, client: ClientId, pick: u16) -> u64 {
+        self.held(client, pick).map_or(u64::from(pick) * 64, |(h, _)| h)
+    }
+
     fn forge(&self, c: ClientId, pick: u8, forge: Forge) -> Handle {
-        let held_of = |client: ClientId| -> u64 {
-            let held = &self.models[usize::from(client) - 1].held;
-            held.keys().nth(usize::from(pick) % held.len().max(1)).copied().unwrap_or(u64::from(pick) * 64)
-        };
+        let pick = u16::from(pick);
         Handle(match forge {
-            Forge::Held => held_of(c),
-            Forge::Shifted(d) => held_of(c).wrapping_add_signed(i64::from(d)),
-            Forge::Foreign => held_of(c % 3 + 1),
+            Forge::Held => self.held_or_any(c, pick),
+            Forge::Shifted(d) => self.held_or_any(c, pick).wrapping_add_signed(i64::from(d)),
+            Forge::Foreign => self.held_or_any(c % 3 + 1, pick),
             Forge::Raw(x) => x,
         })
     }
@@ -208,7 +216,7 @@ impl FuzzHarness<'_> {
     }
 
     /// An object taken back: the client must have held it, in `cache` (`None`: `kfree`, which
-    /// takes an object of any of the client's caches).
+    /// takes an object of any of the client's caches back to its cache).
     fn taken_back(&mut self, c: ClientId, h: u64, cache: Option<CacheId>, what: &str) {
         match self.model(c).held.remove(&h) {
             Some(_) if cache.is_none() => {}
@@ -248,8 +256,7 @@ impl FuzzHarness<'_> {
         let size_of = |m: &Model, cache: CacheId| m.caches.iter().find(|x| x.0 == cache).map_or(8, |x| x.2);
         match (&request, &reply) {
             (Request::Hello { .. }, Reply::Hello(_)) | (Request::Goodbye, Reply::Done) => {
-                self.model(c).held.clear();
-                self.model(c).caches.clear();
+                *self.model(c) = Model::default();
             }
             (Request::CacheCreate { size, .. }, Reply::Created(protocol::Created { cache, slot, .. })) => {
                 self.model(c).caches.push((*cache, *slot, *size));
@@ -261,8 +268,14 @@ impl FuzzHarness<'_> {
             (Request::Kmalloc { size }, Reply::Object(protocol::Object { handle, .. })) => {
                 self.handed_out(c, handle.0, None, *size)
             }
-            (Request::Free { cache, handle }, Reply::Done) => self.taken_back(c, handle.0, Some(*cache), "free"),
-            (Request::Kfree { handle }, Reply::Done) => self.taken_back(c, handle.0, None, "kfree"),
+            (Request::Free { cache, handle }, Reply::Done) => {
+                self.taken_back(c, handle.0, Some(*cache), "free");
+                self.freed(c, handle.0);
+            }
+            (Request::Kfree { handle }, Reply::Done) => {
+                self.taken_back(c, handle.0, None, "kfree");
+                self.freed(c, handle.0);
+            }
             (Request::MagazineExchange { cache, op, .. }, Reply::Exchanged(protocol::Exchanged { count, .. })) => {
                 let (loaded, previous) = before.unwrap();
                 match op {
@@ -310,51 +323,99 @@ impl FuzzHarness<'_> {
         reply
     }
 
+    /// Remembers a handle `c` freed.
+    fn freed(&mut self, c: ClientId, h: u64) {
+        let freed = &mut self.model(c).freed;
+        if freed.len() == FREED_KEPT {
+            freed.remove(0);
+        }
+        freed.push(h);
+    }
+
     /// Runs one op as client `c` and checks everything.
     pub fn apply(&mut self, c: ClientId, op: &Op) {
         match op {
-            Op::Connect { hello, .. } => self.connect(c, *hello),
-            Op::Disconnect { .. } => {
-                self.server.disconnect(c);
-                let m = self.model(c);
-                m.held.clear();
-                m.caches.clear();
-            }
-            Op::Goodbye { .. } => _ = self.request(c, Request::Goodbye),
-            Op::Create { name, size, align, flags, ctor, .. } => {
-                let size = if *size == u16::MAX { 70_000 } else { u32::from(*size) };
-                let align = match align {
-                    0..=127 => 0,
-                    a => [1u32 << (a % 14), 3][usize::from(a % 5 == 0)],
-                };
+            Op::Object(op) => self.object(c, op),
+            Op::Wire(op) => self.wire(c, op),
+        }
+        self.check();
+    }
+
+    /// An object-lifecycle op, as the requests it corresponds to.
+    fn object(&mut self, c: ClientId, op: &ObjectOp) {
+        let request = match *op {
+            ObjectOp::Create { name, size, align, flags, ctor, .. } => {
                 let name = protocol::cache_name(&std::format!("f{}", name % 6)).unwrap();
-                let flags = FLAGS[usize::from(*flags) % FLAGS.len()];
-                _ = self.request(c, Request::CacheCreate { name, size, align, flags, ctor: *ctor, dtor: false });
+                Request::CacheCreate { name, size, align, flags, ctor, dtor: false }
             }
-            Op::Alloc { cache, zero, .. } => {
-                let cache = self.cache(c, *cache).0;
-                _ = self.request(c, if *zero { Request::Zalloc { cache } } else { Request::Alloc { cache } });
+            ObjectOp::Alloc { cache, zero, .. } => {
+                let cache = self.cache(c, cache).0;
+                if zero { Request::Zalloc { cache } } else { Request::Alloc { cache } }
             }
-            Op::Free { cache, pick, forge, .. } => {
-                let (handle, cache) = (self.forge(c, *pick, *forge), self.cache(c, *cache).0);
-                _ = self.request(c, Request::Free { cache, handle });
+            ObjectOp::Free { pick, .. } | ObjectOp::Kfree { pick, .. } => {
+                let Some((h, cache)) = self.held(c, pick) else { return };
+                match (op, cache) {
+                    (ObjectOp::Free { .. }, Some(cache)) => Request::Free { cache, handle: Handle(h) },
+                    _ => Request::Kfree { handle: Handle(h) },
+                }
             }
-            Op::Kmalloc { size, large, .. } => {
-                let size = if *large { u32::from(*size) * 64 } else { u32::from(*size) };
-                _ = self.request(c, Request::Kmalloc { size });
+            ObjectOp::FreeWrongCache { pick, cache, .. } => {
+                Request::Free { cache: self.cache(c, cache).0, handle: Handle(self.held_or_any(c, pick)) }
             }
-            Op::Kfree { pick, forge, .. } => {
-                _ = self.request(c, Request::Kfree { handle: self.forge(c, *pick, *forge) })
+            ObjectOp::FreeBogus { cache, pick, delta, foreign, kfree, .. } => {
+                let owner = if foreign { c % 3 + 1 } else { c };
+                let handle = Handle(self.held_or_any(owner, pick).wrapping_add(delta));
+                if kfree { Request::Kfree { handle } } else { Request::Free { cache: self.cache(c, cache).0, handle } }
             }
-            Op::Destroy { cache, .. } => _ = self.request(c, Request::Destroy { cache: self.cache(c, *cache).0 }),
-            Op::Shrink { cache, .. } => _ = self.request(c, Request::Shrink { cache: self.cache(c, *cache).0 }),
-            Op::Exchange { cache, slot, op, .. } => {
+            ObjectOp::FreeAgain { pick, .. } => {
+                let freed = &self.models[usize::from(c) - 1].freed;
+                let Some(&h) = freed.get(usize::from(pick) % freed.len().max(1)) else { return };
+                Request::Kfree { handle: Handle(h) }
+            }
+            ObjectOp::Destroy { cache, .. } => Request::Destroy { cache: self.cache(c, cache).0 },
+            ObjectOp::Shrink { cache, .. } => Request::Shrink { cache: self.cache(c, cache).0 },
+            ObjectOp::Kmalloc { size, .. } => Request::Kmalloc { size },
+            // A bulk allocation is what a refill does, a bulk free what a drain (or, with the
+            // duplicate, a flush of both magazines) does.
+            ObjectOp::AllocBulk { cache, .. } => {
+                let (cache, slot, _) = self.cache(c, cache);
+                Request::MagazineExchange { cache, slot: slot.unwrap_or(0), op: ExchangeOp::Refill }
+            }
+            ObjectOp::FreeBulk { n, dup, .. } => {
+                let Some((_, Some(cache))) = self.held(c, u16::from(n)) else { return };
+                let Some(&(_, slot, _)) = self.models[usize::from(c) - 1].caches.iter().find(|x| x.0 == cache) else {
+                    return;
+                };
+                let op = if dup { ExchangeOp::Flush } else { ExchangeOp::Drain };
+                Request::MagazineExchange { cache, slot: slot.unwrap_or(0), op }
+            }
+            ObjectOp::Reclaim { .. } => {
+                self.disconnect(c);
+                return self.connect(c, HelloKind::Honest);
+            }
+        };
+        _ = self.request(c, request);
+    }
+
+    /// The client vanishes: everything it held goes back.
+    fn disconnect(&mut self, c: ClientId) {
+        self.server.disconnect(c);
+        *self.model(c) = Model::default();
+    }
+
+    /// An op only the dispatch layer sees.
+    fn wire(&mut self, c: ClientId, op: &WireOp) {
+        match op {
+            WireOp::Connect { hello, .. } => self.connect(c, *hello),
+            WireOp::Disconnect { .. } => self.disconnect(c),
+            WireOp::Goodbye { .. } => _ = self.request(c, Request::Goodbye),
+            WireOp::Exchange { cache, slot, op, .. } => {
                 let (cache, own_slot, _) = self.cache(c, *cache);
                 let slot = slot.map(u16::from).or(own_slot).unwrap_or(0);
                 let op = [ExchangeOp::Refill, ExchangeOp::Drain, ExchangeOp::Flush][usize::from(op % 3)];
                 _ = self.request(c, Request::MagazineExchange { cache, slot, op });
             }
-            Op::Tamper { slot, previous, count, handles, .. } => {
+            WireOp::Tamper { slot, previous, count, handles, .. } => {
                 let mut m = Magazine::EMPTY;
                 for (i, (pick, forge)) in handles.iter().take(control::MAGAZINE_MAX).enumerate() {
                     m.handles[i] = self.forge(c, *pick, *forge).0;
@@ -364,23 +425,23 @@ impl FuzzHarness<'_> {
                 let region = self.server.engine_mut().platform_mut().control_bytes(c);
                 _ = control::write_magazine(region.as_mut_slice(), u16::from(slot % 4), role, &m);
             }
-            Op::ControlWrite { offset, value, .. } => {
+            WireOp::ControlWrite { offset, value, .. } => {
                 let region = self.server.engine_mut().platform_mut().control_bytes(c);
                 let at = usize::from(*offset) % region.len().max(1);
                 let end = (at + 8).min(region.len());
                 region[at..end].copy_from_slice(&value.to_le_bytes()[..end - at]);
             }
-            Op::ObjectWrite { pick, offset, byte, .. } => {
+            WireOp::ObjectWrite { pick, offset, byte, .. } => {
                 let h = self.forge(c, *pick, Forge::Held).0.wrapping_add_signed(i64::from(*offset));
                 if h < u64::from(WINDOW_PAGES) * PAGE_SIZE as u64 {
-                    self.server.engine_mut().platform_mut().write(c, h, &[*byte]);
+                    self.server.engine_mut().platform_mut().windows.fill_bytes(c, h, 1, *byte);
                 }
                 let held: Vec<(u64, u32)> = self.model(c).held.iter().map(|(&h, v)| (h, v.1)).collect();
                 for (h, size) in held {
                     self.fill(c, h, size);
                 }
             }
-            Op::Query { kind, cache, arg, .. } => {
+            WireOp::Query { kind, cache, arg, .. } => {
                 let cache = self.cache(c, *cache).0;
                 let handle = self.forge(c, *arg as u8, Forge::Held);
                 _ = self.request(
@@ -393,7 +454,7 @@ impl FuzzHarness<'_> {
                     },
                 );
             }
-            Op::Raw { bytes, .. } => match protocol::decode_request(bytes) {
+            WireOp::Raw { bytes, .. } => match protocol::decode_request(bytes) {
                 Ok(request) => _ = self.request(c, request),
                 Err(_) => match self.send(c, bytes) {
                     Reply::Error(Error::Malformed | Error::PermissionDenied) => {}
@@ -401,7 +462,6 @@ impl FuzzHarness<'_> {
                 },
             },
         }
-        self.check();
     }
 
     /// Invariants, frame accounting, quotas and every client's object patterns.
@@ -410,6 +470,9 @@ impl FuzzHarness<'_> {
         if let Err(v) = engine.check_invariants() {
             panic!("invariant violated: {v:?}");
         }
+        // Nothing a client does is the server's fault.
+        let internal = &engine.platform().internal_errors;
+        assert!(internal.is_empty(), "internal errors: {internal:?}");
         let pool = engine.pool_stats();
         let mut used = 0;
         for c in 1..=ClientId::from(CLIENTS) {
@@ -420,14 +483,15 @@ impl FuzzHarness<'_> {
             for (&h, &(_, size)) in &self.models[usize::from(c) - 1].held {
                 let mut first = [0u8; 8];
                 let n = first.len().min(size as usize);
-                engine.platform().read(c, h, &mut first[..n]);
+                first[..n].copy_from_slice(&engine.platform().windows.bytes(c, h, n));
                 let mut last = [0u8; 1];
-                engine.platform().read(c, h + u64::from(size.max(1) - 1), &mut last);
+                last.copy_from_slice(&engine.platform().windows.bytes(c, h + u64::from(size.max(1) - 1), 1));
                 let want = pattern(c);
                 assert!(first[..n].iter().chain(&last).all(|&b| b == want), "client {c}: object {h:#x} changed");
             }
         }
-        assert_eq!(used + pool.free_frames, pool.total_frames, "frames unaccounted for");
+        assert_eq!(used + pool.free_frames + pool.quarantined_frames, pool.total_frames, "frames unaccounted for");
+        engine.platform().windows.assert_agrees_with(engine);
     }
 }
 

@@ -1,15 +1,19 @@
-//! The one `Arbitrary` operation enum that drives the fuzz targets (`fuzz/`) and their stable
-//! proptest smoke run (`tests/fuzz_smoke.rs`): what a hostile client can do to the server
-//! through the dispatch — requests with real and forged arguments, raw bytes, writes into its
-//! control region and its object memory, connecting and vanishing.
+//! The operations of the fuzz targets (`fuzz/`) and their stable proptest smoke run
+//! (`tests/fuzz_smoke.rs`). There is one op enum of the object lifecycle, the engine model's
+//! own ([`ObjectOp`] = `memserver_engine::testing::ops::Op`): here each is sent as the requests
+//! it corresponds to ([`Op::Object`]). Beside it, [`WireOp`] holds what only the dispatch layer
+//! sees and a hostile client controls there: its session, its magazines and control region,
+//! its object memory behind the server's back, and raw bytes.
 //!
 //! Indices (`client`, `cache`, `pick`) select among what the harness knows (modulo its
 //! length), so random input reaches deep state instead of bouncing off `NoSuchCache`.
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use std::vec::Vec;
 
-/// A handle as an op names it: one the client really holds, bent or replaced.
+pub use memserver_engine::testing::ops::Op as ObjectOp;
+
+/// A handle as a tampered magazine names it: one the client really holds, bent or replaced.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Forge {
     /// Exactly a held object (or any object the client was handed).
@@ -33,29 +37,30 @@ pub enum HelloKind {
     OtherName,
 }
 
-/// One step of a hostile program.
-#[derive(Arbitrary, Clone, Debug)]
+/// One step of a hostile program: half of them object-lifecycle ops.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
+    /// The object lifecycle, as the engine model runs it, sent as requests.
+    Object(ObjectOp),
+    /// What only the dispatch layer sees.
+    Wire(WireOp),
+}
+
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(if u.ratio(1u8, 2)? { Op::Object(u.arbitrary()?) } else { Op::Wire(u.arbitrary()?) })
+    }
+}
+
+/// What a client can do that only the dispatch layer sees.
+#[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
+pub enum WireOp {
     /// Admit the client if needed and send `Hello`.
     Connect { client: u8, hello: HelloKind },
     /// The connection vanishes (a kill): everything is reclaimed.
     Disconnect { client: u8 },
     /// `Goodbye`.
     Goodbye { client: u8 },
-    /// `CacheCreate` (size, align and flags drawn wide, including invalid values).
-    Create { client: u8, name: u8, size: u16, align: u8, flags: u8, ctor: bool },
-    /// `Alloc` / `Zalloc`.
-    Alloc { client: u8, cache: u8, zero: bool },
-    /// `Free` of a (possibly forged) handle.
-    Free { client: u8, cache: u8, pick: u8, forge: Forge },
-    /// `Kmalloc`.
-    Kmalloc { client: u8, size: u16, large: bool },
-    /// `Kfree` of a (possibly forged) handle.
-    Kfree { client: u8, pick: u8, forge: Forge },
-    /// `Destroy`.
-    Destroy { client: u8, cache: u8 },
-    /// `Shrink`.
-    Shrink { client: u8, cache: u8 },
     /// `MagazineExchange` (`op` modulo 3; `slot` the cache's own unless given).
     Exchange { client: u8, cache: u8, slot: Option<u8>, op: u8 },
     /// The client rewrites one magazine of a slot: a count and (possibly forged) handles.
@@ -73,23 +78,19 @@ pub enum Op {
 impl Op {
     /// The client the op acts as (before the harness takes it modulo its client count).
     pub fn client(&self) -> u8 {
-        match *self {
-            Op::Connect { client, .. }
-            | Op::Disconnect { client }
-            | Op::Goodbye { client }
-            | Op::Create { client, .. }
-            | Op::Alloc { client, .. }
-            | Op::Free { client, .. }
-            | Op::Kmalloc { client, .. }
-            | Op::Kfree { client, .. }
-            | Op::Destroy { client, .. }
-            | Op::Shrink { client, .. }
-            | Op::Exchange { client, .. }
-            | Op::Tamper { client, .. }
-            | Op::ControlWrite { client, .. }
-            | Op::ObjectWrite { client, .. }
-            | Op::Query { client, .. }
-            | Op::Raw { client, .. } => client,
+        match self {
+            Op::Object(op) => op.client(),
+            Op::Wire(
+                WireOp::Connect { client, .. }
+                | WireOp::Disconnect { client }
+                | WireOp::Goodbye { client }
+                | WireOp::Exchange { client, .. }
+                | WireOp::Tamper { client, .. }
+                | WireOp::ControlWrite { client, .. }
+                | WireOp::ObjectWrite { client, .. }
+                | WireOp::Query { client, .. }
+                | WireOp::Raw { client, .. },
+            ) => *client,
         }
     }
 
@@ -98,13 +99,17 @@ impl Op {
     pub fn is_magazine_op(&self) -> bool {
         matches!(
             self,
-            Op::Exchange { .. }
-                | Op::Tamper { .. }
-                | Op::ControlWrite { .. }
-                | Op::Alloc { .. }
-                | Op::Free { .. }
-                | Op::Destroy { .. }
-                | Op::Shrink { .. }
+            Op::Wire(WireOp::Exchange { .. } | WireOp::Tamper { .. } | WireOp::ControlWrite { .. })
+                | Op::Object(
+                    ObjectOp::Alloc { .. }
+                        | ObjectOp::Free { .. }
+                        | ObjectOp::FreeWrongCache { .. }
+                        | ObjectOp::FreeBogus { .. }
+                        | ObjectOp::Destroy { .. }
+                        | ObjectOp::Shrink { .. }
+                        | ObjectOp::AllocBulk { .. }
+                        | ObjectOp::FreeBulk { .. }
+                )
         )
     }
 }

@@ -8,10 +8,10 @@ use std::vec;
 use std::vec::Vec;
 
 use protocol::control::ControlMemory;
-use protocol::{ClientId, Error};
+use protocol::{ClientId, Error, PAGE_SIZE};
 
 use super::VecPlatform;
-use crate::ControlAccess;
+use crate::{ControlAccess, InternalError};
 use memserver_engine::Platform;
 
 /// Windows in `Vec`s (through [`VecPlatform`]) and control regions in `Vec`s.
@@ -21,6 +21,8 @@ pub struct ServerPlatform {
     pub windows: VecPlatform,
     /// Control region bytes of each client.
     pub controls: BTreeMap<ClientId, ControlBytes>,
+    /// Every internal error the dispatch logged.
+    pub internal_errors: Vec<InternalError>,
 }
 
 /// A control region in a `Vec` (a sized [`ControlMemory`]).
@@ -57,25 +59,37 @@ impl Platform for ServerPlatform {
         self.windows.map(client, first_page, frames)
     }
 
-    fn release(&mut self, client: ClientId, first_page: u32, count: u32) {
-        self.windows.release(client, first_page, count);
+    fn release(&mut self, client: ClientId, first_page: u32, frames: &[u32]) -> Result<(), Error> {
+        self.windows.release(client, first_page, frames)
     }
 
-    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) {
-        self.windows.read(client, offset, buf);
+    fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.windows.read(client, offset, buf)
     }
 
-    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) {
-        self.windows.write(client, offset, data);
+    fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error> {
+        self.windows.write(client, offset, data)
     }
 
-    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) {
-        self.windows.fill(client, offset, len, byte);
+    fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error> {
+        self.windows.fill(client, offset, len, byte)
+    }
+
+    fn private_frame(&mut self, frame: u32) -> Result<&mut [u8; PAGE_SIZE], Error> {
+        self.windows.private_frame(frame)
+    }
+
+    fn private_release(&mut self, frame: u32) -> Result<(), Error> {
+        self.windows.private_release(frame)
     }
 }
 
 impl ControlAccess for ServerPlatform {
     fn control(&mut self, client: ClientId) -> Option<&mut dyn ControlMemory> {
         self.controls.get_mut(&client).map(|v| v as &mut dyn ControlMemory)
+    }
+
+    fn internal_error(&mut self, error: &InternalError) {
+        self.internal_errors.push(*error);
     }
 }

@@ -1,7 +1,8 @@
-//! Model-based testing: one [`Op`] enum (shared by the proptest and any fuzz target) and a
-//! [`Harness`] that runs an op against the engine and a simple reference model, checking the
-//! result, the invariants and the object memory (a byte pattern per allocation) after every
-//! step. Mismatches panic (proptest reports and shrinks them).
+//! Model-based testing: a [`Harness`] that runs an [`Op`] (the one op enum, [`super::ops`],
+//! which the dispatch's fuzz targets run too) against the engine and a simple reference model
+//! that predicts every result exactly, checking the invariants and the object memory (a byte
+//! pattern per allocation) after every step. Mismatches panic (proptest reports and shrinks
+//! them).
 #![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used)]
 
 extern crate std;
@@ -11,33 +12,12 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use protocol::flags::{SLAB_HWCACHE_ALIGN, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::flags::SLAB_ALL;
 use protocol::{CacheId, ClientId, Error, Handle, PAGE_SIZE};
 
+pub use super::ops::{MODEL_FLAGS, Op};
 use super::{OwnedStorage, VecPlatform, state_digest};
 use crate::{Engine, EngineConfig};
-
-/// One step of a random program. Indices (`cache`, `pick`) select among what the model
-/// currently has, modulo its length.
-#[derive(Clone, Debug)]
-pub enum Op {
-    Create { client: u8, name: u8, size: u32, align: u32, flags: u32, ctor: bool },
-    Alloc { client: u8, cache: u8, zero: bool },
-    Free { client: u8, pick: u16 },
-    FreeWrongCache { client: u8, pick: u16, cache: u8 },
-    FreeBogus { client: u8, cache: u8, pick: u16, delta: u32 },
-    FreeAgain { client: u8, pick: u16 },
-    Destroy { client: u8, cache: u8 },
-    Shrink { client: u8, cache: u8 },
-    Kmalloc { client: u8, size: u32 },
-    Kfree { client: u8, pick: u16 },
-    AllocBulk { client: u8, cache: u8, n: u8 },
-    FreeBulk { client: u8, n: u8, dup: bool },
-    Reclaim { client: u8 },
-}
-
-/// Flags a random `Create` draws from.
-pub const MODEL_FLAGS: [u32; 5] = [0, SLAB_HWCACHE_ALIGN, SLAB_POISON, SLAB_RED_ZONE | SLAB_POISON, SLAB_STORE_USER];
 
 #[derive(Clone, Debug)]
 struct MCache {
@@ -205,7 +185,9 @@ impl<'a> Harness<'a> {
                 let name = format!("c{}", name % 8);
                 let res = self.engine.cache_create(c as ClientId, &name, size, align, flags, ctor);
                 let m = &self.clients[c];
-                let valid = (1..=65536).contains(&size) && (align == 0 || (align.is_power_of_two() && align <= 4096));
+                let valid = (1..=65536).contains(&size)
+                    && (align == 0 || (align.is_power_of_two() && align <= 4096))
+                    && flags & !SLAB_ALL == 0;
                 let taken = m.caches.iter().any(|x| x.name == name);
                 match res {
                     Ok(id) => {
@@ -249,7 +231,7 @@ impl<'a> Harness<'a> {
                     Err(Error::InvalidArgument) if zero && ctor => assert_eq!(state_digest(&self.engine), before),
                     Err(e) => {
                         assert_eq!(info.num_objs, info.active_objs, "alloc failed with free objects: {e:?}");
-                        self.check_alloc_failure(c, e, info.pages_per_slab, &before);
+                        self.check_alloc_failure(c, e, info.pages_per_slab + info.tracking_frames_per_slab, &before);
                     }
                 }
             }
@@ -275,16 +257,23 @@ impl<'a> Harness<'a> {
                 self.seen.insert(want.code() as u16);
                 assert_eq!(state_digest(&self.engine), before);
             }
-            Op::FreeBogus { client, cache, pick, delta } => {
+            Op::FreeBogus { client, cache, pick, delta, foreign, kfree } => {
                 let c = usize::from(client) % nc;
                 let Pick::Live(m) = self.pick_cache(c, cache) else { return };
                 let id = m.id;
-                let base = self.pick_live(c, pick).map(|(h, _)| h).unwrap_or(0);
-                let h = base.wrapping_add(u64::from(delta));
-                if self.clients[c].live.get(&h).is_some_and(|o| o.cache == Some(id)) {
-                    return; // a real object after all
+                let owner = if foreign { (c + 1) % nc } else { c };
+                let base = self.pick_live(owner, pick).map(|(h, _)| h).unwrap_or(0);
+                let h = base.wrapping_add(delta);
+                let live = self.clients[c].live.get(&h).copied();
+                // A real object after all: one of that cache, or any kmalloc one for a kfree.
+                if live.is_some_and(|o| if kfree { o.kmalloc } else { o.cache == Some(id) }) {
+                    return;
                 }
-                let res = self.engine.cache_free(c as ClientId, id, Handle(h));
+                let res = if kfree {
+                    self.engine.kfree(c as ClientId, Handle(h))
+                } else {
+                    self.engine.cache_free(c as ClientId, id, Handle(h))
+                };
                 if let Err(e) = res {
                     self.seen.insert(e.code() as u16);
                 }
@@ -292,7 +281,7 @@ impl<'a> Harness<'a> {
                     Err(Error::InvalidObject | Error::DoubleFree | Error::WrongCache) => {}
                     other => panic!("bogus free of {h:#x}: {other:?}"),
                 }
-                if self.clients[c].live.get(&h).is_some_and(|o| o.cache.is_some()) {
+                if live.is_some_and(|o| o.cache.is_some()) {
                     assert_eq!(res, Err(Error::WrongCache));
                 }
                 assert_eq!(state_digest(&self.engine), before);
@@ -473,6 +462,7 @@ impl<'a> Harness<'a> {
         if let Err(v) = self.engine.check_invariants() {
             panic!("invariant violated: {v:?}");
         }
+        assert_eq!(self.engine.faults(), 0, "a platform hook failed: {:?}", self.engine.last_fault());
         let mut used = 0;
         for (c, m) in self.clients.iter().enumerate() {
             for mc in &m.caches {
@@ -488,7 +478,8 @@ impl<'a> Harness<'a> {
             used += s.frames_used;
         }
         let p = self.engine.pool_stats();
-        assert_eq!(used + p.free_frames, p.total_frames);
+        assert_eq!(used + p.free_frames + p.quarantined_frames, p.total_frames);
+        self.engine.platform().assert_agrees_with(&self.engine);
     }
 
     /// Verify every live object's pattern (nothing overwrote anything).

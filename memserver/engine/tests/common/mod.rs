@@ -39,3 +39,17 @@ pub fn snapshot(e: &TestEngine) -> String {
     }
     s
 }
+
+/// The invariant checker, and the platform's view of every frame agreeing with the engine's.
+pub fn check(e: &TestEngine) {
+    e.check_invariants().unwrap();
+    e.platform().assert_agrees_with(e);
+}
+
+/// A new cache `name` of client 0 whose first object was allocated and freed again.
+pub fn freed_object(e: &mut TestEngine, name: &str, size: u32, flags: u32) -> (protocol::CacheId, protocol::Handle) {
+    let id = e.cache_create(0, name, size, 0, flags, false).unwrap();
+    let h = e.cache_alloc(0, id).unwrap().handle;
+    e.cache_free(0, id, h).unwrap();
+    (id, h)
+}

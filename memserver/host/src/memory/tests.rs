@@ -123,3 +123,30 @@ fn release_punches_a_hole_and_resident_memory_falls() {
     assert!(w.read(1, 12345, &mut buf));
     assert_eq!(buf, [0; 8], "a released page reads as zero");
 }
+
+#[test]
+fn private_frames_commit_lazily_and_go_back_to_the_os() {
+    // 64 MiB of pool: only what is touched costs memory.
+    let mut private = PrivateFrames::new(16_384).unwrap();
+    let base = private.frame(0).unwrap().as_ptr();
+    assert_eq!(mapping_resident_kib(base), 0);
+    for f in 0..256 {
+        let bytes = private.frame(f).unwrap();
+        assert!(bytes.iter().all(|&b| b == 0), "a fresh private frame reads as zero");
+        bytes.fill(0x5a);
+    }
+    assert_eq!(mapping_resident_kib(base), 1024);
+    for f in 0..256 {
+        private.release(f).unwrap();
+    }
+    assert_eq!(mapping_resident_kib(base), 0, "MADV_DONTNEED gave the pages back");
+    assert!(private.frame(7).unwrap().iter().all(|&b| b == 0), "a released frame reads as zero");
+}
+
+#[test]
+fn private_frames_out_of_range_are_refused() {
+    let mut private = PrivateFrames::new(4).unwrap();
+    assert!(matches!(private.frame(4), Err(MemoryError::OutOfRange)));
+    assert!(matches!(private.release(u32::MAX), Err(MemoryError::OutOfRange)));
+    assert!(private.frame(3).is_ok());
+}

@@ -1,0 +1,229 @@
+//! `struct kmem_cache` and its calls: `kmem_cache_create`, `kmem_cache_alloc`,
+//! `kmem_cache_zalloc`, `kmem_cache_free`, `kmem_cache_shrink`, `kmem_cache_destroy`,
+//! `kmem_cache_size`.
+
+use core::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use core::ptr::{self, NonNull};
+
+use memclient::Cache;
+
+use crate::ctor::CtorSlot;
+use crate::error::{self, errno};
+use crate::flags::{__GFP_ZERO, SLAB_PANIC, gfp_t, slab_flags_t};
+use crate::session::{self, SessionTransport, State};
+
+/// A slab cache (opaque to C). Corresponds to Linux's `struct kmem_cache`.
+#[allow(non_camel_case_types)]
+pub struct kmem_cache {
+    /// `None` only while `kmem_cache_destroy` runs.
+    cache: Option<Cache<'static, SessionTransport>>,
+    state: &'static State,
+    name: String,
+    /// The C ctor's slot, given back when the cache is destroyed.
+    _ctor: Option<CtorSlot>,
+}
+
+impl kmem_cache {
+    /// The cache behind a C pointer, or the calling thread's error set.
+    ///
+    /// # Safety
+    /// `cache` is NULL or a pointer from `kmem_cache_create` not yet destroyed.
+    unsafe fn get<'a>(
+        cache: *const kmem_cache,
+        what: &str,
+    ) -> Option<(&'a kmem_cache, &'a Cache<'static, SessionTransport>)> {
+        // SAFETY: NULL or a live kmem_cache (the caller's guarantee), used shared.
+        let Some(this) = (unsafe { cache.as_ref() }) else {
+            error::set(errno::EINVAL, format_args!("{what}: NULL cache"));
+            return None;
+        };
+        match &this.cache {
+            Some(inner) => Some((this, inner)),
+            None => {
+                error::set(errno::EINVAL, format_args!("{what}({}): the cache is being destroyed", this.name));
+                None
+            }
+        }
+    }
+}
+
+/// Creates a cache of `size`-byte objects aligned to `align` (0: the server chooses; else a
+/// power of two), with `SLAB_*` `flags` and an optional constructor, run once per object when
+/// it is first handed out (never again on reuse). `name` (at most 31 bytes) is copied.
+/// Returns NULL on failure (with `SLAB_PANIC`: aborts the process).
+///
+/// # Safety
+/// `name` is a NUL-terminated string (or NULL, refused); `ctor`, if given, may be called on
+/// any object of the cache, from any thread that allocates from it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_create(
+    name: *const c_char,
+    size: c_uint,
+    align: c_uint,
+    flags: slab_flags_t,
+    ctor: Option<unsafe extern "C" fn(*mut c_void)>,
+) -> *mut kmem_cache {
+    const WHAT: &str = "kmem_cache_create";
+    let created = (|| {
+        if name.is_null() {
+            error::set(errno::EINVAL, format_args!("{WHAT}: NULL name"));
+            return None;
+        }
+        // SAFETY: a non-null NUL-terminated string (the caller's guarantee).
+        let Ok(name) = unsafe { CStr::from_ptr(name) }.to_str() else {
+            error::set(errno::EINVAL, format_args!("{WHAT}: the name is not UTF-8"));
+            return None;
+        };
+        let state = session::state(WHAT)?;
+        let slot = match ctor {
+            Some(ctor) => match CtorSlot::claim(ctor) {
+                Some(slot) => Some(slot),
+                None => {
+                    error::set(errno::ENOSPC, format_args!("{WHAT}({name}): too many caches with a ctor"));
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let rust_ctor = slot.as_ref().and_then(CtorSlot::rust_ctor);
+        match Cache::create(state.server, name, size, align, flags, rust_ctor) {
+            Ok(cache) => Some(kmem_cache { cache: Some(cache), state, name: name.to_owned(), _ctor: slot }),
+            Err(e) => {
+                error::set_error(&format!("{WHAT}({name})"), &e);
+                None
+            }
+        }
+    })();
+    match created {
+        Some(cache) => Box::into_raw(Box::new(cache)),
+        None if flags & SLAB_PANIC != 0 => {
+            eprintln!("memclient: SLAB_PANIC: {}", last_error_message());
+            std::process::abort();
+        }
+        None => ptr::null_mut(),
+    }
+}
+
+/// Allocates an object (zeroed if `flags` has `__GFP_ZERO`). Returns NULL on failure; a
+/// cache with a ctor refuses `__GFP_ZERO` (NULL, `EINVAL`), as its objects are constructed.
+///
+/// # Safety
+/// `cache` is NULL (refused) or a cache from `kmem_cache_create` not yet destroyed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_alloc(cache: *mut kmem_cache, flags: gfp_t) -> *mut c_void {
+    const WHAT: &str = "kmem_cache_alloc";
+    // SAFETY: the caller's guarantee.
+    let Some((this, inner)) = (unsafe { kmem_cache::get(cache, WHAT) }) else { return ptr::null_mut() };
+    let result = if flags & __GFP_ZERO != 0 { inner.zalloc() } else { inner.alloc() };
+    match result {
+        Ok(object) => object.as_ptr().cast(),
+        Err(e) => {
+            error::set_error(&format!("{WHAT}({})", this.name), &e);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `kmem_cache_alloc(cache, flags | __GFP_ZERO)`.
+///
+/// # Safety
+/// As `kmem_cache_alloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_zalloc(cache: *mut kmem_cache, flags: gfp_t) -> *mut c_void {
+    // SAFETY: the caller's guarantee.
+    unsafe { kmem_cache_alloc(cache, flags | __GFP_ZERO) }
+}
+
+/// Frees an object of `cache` (NULL: nothing). An object of another cache, a double free or
+/// a pointer inside an object is refused by the server and reported on stderr, as Linux
+/// reports slab errors; the object stays as it was.
+///
+/// # Safety
+/// `cache` is a cache from `kmem_cache_create` not yet destroyed; `object` is NULL or was
+/// returned by `kmem_cache_alloc` and is not used after this call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_free(cache: *mut kmem_cache, object: *mut c_void) {
+    const WHAT: &str = "kmem_cache_free";
+    let Some(object) = NonNull::new(object.cast::<u8>()) else { return };
+    // SAFETY: the caller's guarantee.
+    let Some((this, inner)) = (unsafe { kmem_cache::get(cache, WHAT) }) else { return };
+    if let Err(e) = inner.free(object) {
+        error::set_error(&format!("{WHAT}({}, {object:p})", this.name), &e);
+        report_last_error();
+    }
+}
+
+/// Gives the cache's empty slabs back to the server's frame pool (its magazines first).
+/// Returns 0 if the cache holds no slab afterwards, 1 if some remain (objects in use) or the
+/// call failed.
+///
+/// # Safety
+/// `cache` is NULL (refused) or a cache from `kmem_cache_create` not yet destroyed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_shrink(cache: *mut kmem_cache) -> c_int {
+    const WHAT: &str = "kmem_cache_shrink";
+    // SAFETY: the caller's guarantee.
+    let Some((this, inner)) = (unsafe { kmem_cache::get(cache, WHAT) }) else { return 1 };
+    match inner.shrink().and_then(|_| this.state.server.cache_info(inner.id())) {
+        Ok(info) => c_int::from(info.num_slabs > 0),
+        Err(e) => {
+            error::set_error(&format!("{WHAT}({})", this.name), &e);
+            1
+        }
+    }
+}
+
+/// Destroys a cache (NULL: nothing). As Linux, returns nothing; if objects are still
+/// allocated, the server refuses and the library warns on stderr ("Slab cache still has
+/// objects"), and the cache stays as it was: usable, its objects valid. Free them and call
+/// `kmem_cache_destroy` again to destroy it.
+///
+/// # Safety
+/// `cache` is NULL or a cache from `kmem_cache_create` not yet destroyed, that no other
+/// thread uses during the call; once destroyed, it is not used again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_destroy(cache: *mut kmem_cache) {
+    const WHAT: &str = "kmem_cache_destroy";
+    // SAFETY: NULL or a live kmem_cache that nobody else uses now (the caller's guarantee).
+    let Some(this) = (unsafe { cache.as_mut() }) else { return };
+    let Some(inner) = this.cache.take() else { return };
+    match inner.destroy() {
+        Ok(()) => {
+            // SAFETY: from Box::into_raw in kmem_cache_create, destroyed once (its inner
+            // cache was present), and not used again (the caller's guarantee).
+            drop(unsafe { Box::from_raw(cache) });
+        }
+        Err((inner, e)) => {
+            this.cache = Some(inner);
+            match e {
+                memclient::Error::Server(protocol::Error::CacheBusy { live }) => error::set(
+                    errno::EBUSY,
+                    format_args!("{WHAT} {}: Slab cache still has objects ({live} live); the cache is kept", this.name),
+                ),
+                _ => error::set_error(&format!("{WHAT} {}", this.name), &e),
+            }
+            report_last_error();
+        }
+    }
+}
+
+/// The usable size of the cache's objects (0 for NULL). Corresponds to `kmem_cache_size()`.
+///
+/// # Safety
+/// `cache` is NULL or a cache from `kmem_cache_create` not yet destroyed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_size(cache: *mut kmem_cache) -> c_uint {
+    // SAFETY: the caller's guarantee.
+    unsafe { kmem_cache::get(cache, "kmem_cache_size") }.map_or(0, |(_, inner)| inner.layout().object_size)
+}
+
+/// Writes the calling thread's last error to stderr (the library's slab-error report).
+pub(crate) fn report_last_error() {
+    eprintln!("memclient: {}", last_error_message());
+}
+
+fn last_error_message() -> String {
+    // SAFETY: the message is a NUL-terminated string owned by this thread, alive until its
+    // next failure; it is copied before anything else runs.
+    unsafe { CStr::from_ptr(error::memclient_last_error_message()) }.to_string_lossy().into_owned()
+}

@@ -1,0 +1,98 @@
+//! The `errno`-like report of the last failure of the calling thread:
+//! `memclient_last_error()` (a Linux errno value) and `memclient_last_error_message()`.
+//!
+//! As with `errno`, a successful call does not clear it: read it right after a call returned
+//! `NULL` (or after a `void` call you suspect).
+
+use core::ffi::{c_char, c_int};
+use std::cell::RefCell;
+use std::ffi::CString;
+
+use memclient::Error;
+use memclient::TransportError;
+use memclient::host::LazyError;
+
+/// Linux errno values (the same numbers on x86_64 and aarch64). Crate-private: C code has
+/// them from `<errno.h>`.
+pub(crate) mod errno {
+    use core::ffi::c_int;
+    pub(crate) const EPERM: c_int = 1;
+    pub(crate) const ENOENT: c_int = 2;
+    pub(crate) const EIO: c_int = 5;
+    pub(crate) const EAGAIN: c_int = 11;
+    pub(crate) const ENOMEM: c_int = 12;
+    pub(crate) const EFAULT: c_int = 14;
+    pub(crate) const EBUSY: c_int = 16;
+    pub(crate) const EEXIST: c_int = 17;
+    pub(crate) const EINVAL: c_int = 22;
+    pub(crate) const ENOSPC: c_int = 28;
+    pub(crate) const EPROTO: c_int = 71;
+    pub(crate) const EOVERFLOW: c_int = 75;
+    pub(crate) const EOPNOTSUPP: c_int = 95;
+    pub(crate) const EISCONN: c_int = 106;
+    pub(crate) const ENOTCONN: c_int = 107;
+}
+
+thread_local! {
+    static LAST: RefCell<(c_int, CString)> = RefCell::new((0, CString::default()));
+}
+
+/// Records a failure of the calling thread: `code` (an errno value) and what happened.
+pub fn set(code: c_int, message: impl core::fmt::Display) {
+    let text = message.to_string().replace('\0', " ");
+    let text = CString::new(text).unwrap_or_default();
+    LAST.with(|last| *last.borrow_mut() = (code, text));
+}
+
+/// Records `error`, from the call `what` (a C function name, for the message).
+pub fn set_error(what: &str, error: &Error) {
+    set(code_of(error), format_args!("{what}: {error}"));
+}
+
+/// Records a failure to get the session.
+pub fn set_lazy(what: &str, error: &LazyError) {
+    let code = match error {
+        LazyError::Connecting => errno::EAGAIN,
+        LazyError::NotConfigured(_) => errno::ENOTCONN,
+        LazyError::Connect(e) => code_of(e),
+        LazyError::AlreadyConnected => errno::EISCONN,
+    };
+    set(code, format_args!("{what}: {error}"));
+}
+
+/// The errno value closest to `error`.
+pub fn code_of(error: &Error) -> c_int {
+    use protocol::Error as E;
+    match error {
+        Error::Server(e) => match e {
+            E::InvalidArgument | E::WrongCache => errno::EINVAL,
+            E::NameTaken => errno::EEXIST,
+            E::NoSuchCache => errno::ENOENT,
+            E::OutOfMemory | E::QuotaExceeded => errno::ENOMEM,
+            E::InvalidObject | E::DoubleFree | E::PoisonCorrupted(_) | E::RedZoneCorrupted(_) => errno::EFAULT,
+            E::CacheBusy { .. } => errno::EBUSY,
+            E::Malformed | E::VersionMismatch { .. } => errno::EPROTO,
+            E::NotSupported => errno::EOPNOTSUPP,
+            E::PermissionDenied => errno::EPERM,
+            E::Internal => errno::EIO,
+        },
+        Error::Transport(TransportError::Disconnected) => errno::ENOTCONN,
+        Error::Transport(TransportError::Os(code)) if *code > 0 => *code,
+        Error::Transport(_) | Error::UnexpectedReply | Error::Encode => errno::EPROTO,
+        Error::NotInWindow => errno::EFAULT,
+    }
+}
+
+/// The errno value of the calling thread's last failed call (0 if none failed yet).
+#[unsafe(no_mangle)]
+pub extern "C" fn memclient_last_error() -> c_int {
+    LAST.with(|last| last.borrow().0)
+}
+
+/// A message describing the calling thread's last failed call ("" if none failed yet). Valid
+/// until the thread's next failed call; do not free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn memclient_last_error_message() -> *const c_char {
+    // The CString lives in the thread-local until it is replaced by the next failure.
+    LAST.with(|last| last.borrow().1.as_ptr())
+}
