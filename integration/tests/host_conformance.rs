@@ -15,7 +15,7 @@ const SYSTEM: &str = r#"
 pool_pages = 2048
 socket = "memserver.sock"
 max_caches_per_client = 64
-magazine_slots = 16
+magazine_slots = 32
 
 [[client]]
 name = "conformance"

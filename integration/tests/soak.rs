@@ -36,7 +36,7 @@ const SYSTEM: &str = r#"
 pool_pages = 768
 socket = "memserver.sock"
 max_caches_per_client = 32
-magazine_slots = 8
+magazine_slots = 24
 hello_timeout_ms = 2000
 
 [[client]]

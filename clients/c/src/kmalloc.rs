@@ -118,11 +118,11 @@ pub unsafe extern "C" fn ksize(object: *const c_void) -> usize {
         .and_then(|ptr| session::ready_state().map(|state| state.server.ksize(ptr)));
     match size {
         Some(Ok(size)) => size,
-        Some(Err(e)) => {
+        Some(Err(e @ memclient::Error::Transport(_))) => {
             error::set_error(&format!("ksize({object:p})"), &e);
             0
         }
-        None => {
+        _ => {
             error::set(errno::EINVAL, format_args!("ksize({object:p}): not an object of this client"));
             0
         }

@@ -306,8 +306,9 @@ static int threads_share_caches(void) {
         CHECK(pthread_join(threads[t], &result) == 0 && result == NULL);
     }
     kmem_cache_destroy(shared_cache);
+    /* The kfreed buffers may sit in the kmalloc caches' magazines: nothing else is live. */
     struct memclient_stats stats;
-    CHECK(memclient_stats(&stats) == 0 && stats.live_objects == 0);
+    CHECK(memclient_stats(&stats) == 0 && stats.live_objects == stats.magazine_objects);
     return 0;
 }
 
