@@ -64,12 +64,28 @@ impl Window {
     /// Zeroes `len` bytes of an object at `ptr` (`kmem_cache_zalloc()` on the magazine path);
     /// `false` if the range is not inside the window.
     pub fn zero(&self, ptr: NonNull<u8>, len: usize) -> bool {
+        self.fill(ptr, len, 0)
+    }
+
+    /// Fills `len` bytes at `ptr` with `byte`; `false` if the range is not inside the window.
+    pub fn fill(&self, ptr: NonNull<u8>, len: usize, byte: u8) -> bool {
         let Some(handle) = self.handle(ptr) else { return false };
         if (handle.0 as usize).checked_add(len).is_none_or(|end| end > self.len) {
             return false;
         }
         // SAFETY: ptr .. ptr + len lies inside the mapping (checked just above).
-        unsafe { ptr.as_ptr().write_bytes(0, len) };
+        unsafe { ptr.as_ptr().write_bytes(byte, len) };
+        true
+    }
+
+    /// Copies `dst.len()` bytes at `ptr` out; `false` if the range is not inside the window.
+    pub fn read(&self, ptr: NonNull<u8>, dst: &mut [u8]) -> bool {
+        let Some(handle) = self.handle(ptr) else { return false };
+        if (handle.0 as usize).checked_add(dst.len()).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        // SAFETY: the source lies inside the mapping (checked just above); `dst` is private.
+        unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), dst.as_mut_ptr(), dst.len()) };
         true
     }
 
