@@ -147,6 +147,16 @@ impl Session for Sel4Session {
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len()) };
         Ok(())
     }
+
+    /// The client library's scenarios run on the same mappings.
+    fn mapped(&self) -> Option<(memclient::Window, memclient::Control)> {
+        let window = core::ptr::NonNull::new(self.window.addr as *mut u8)?;
+        let control = core::ptr::NonNull::new(self.control.addr as *mut u8)?;
+        let (window_len, control_len) = (usize::try_from(self.window.len).ok()?, usize::try_from(self.control.len).ok()?);
+        // SAFETY: both regions are mapped read-write into this task for its whole life, the
+        // control region page aligned (the root task maps whole pages).
+        unsafe { Some((memclient::Window::new(window, window_len), memclient::Control::new(control, control_len))) }
+    }
 }
 
 impl Drop for Sel4Session {

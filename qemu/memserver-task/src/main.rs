@@ -115,6 +115,7 @@ fn task_main(
                 window_pages: c.window_pages,
                 quota_pages: c.quota_pages,
                 introspect: c.introspect,
+                slub_debug: protocol::slub_debug::SlubDebug::parse(&c.slub_debug).unwrap_or_default(),
             })
         })
         .collect();

@@ -45,6 +45,8 @@ pub struct ClientTask {
     pub quota_pages: u32,
     pub window_pages: u32,
     pub introspect: bool,
+    /// Its `slub_debug` setting (`""`: none).
+    pub slub_debug: &'static str,
     pub image: &'static str,
 }
 
@@ -149,9 +151,11 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
         heap: memserver_task_abi::Region { addr: 0, len: 0 },
         clients: heapless::Vec::new(),
     };
-    let control_bytes = protocol::control::control_region_size(system::MAGAZINE_SLOTS);
+    let caches = memserver_task_abi::engine_config(&server_boot).max_caches_per_client;
     let mut memory = Vec::new();
     for client in system::CLIENTS {
+        // The slots, the cache table and a page-owner entry per window page (protocol v3).
+        let control_bytes = protocol::control::control_region_size(system::MAGAZINE_SLOTS, caches, client.window_pages);
         let window_bytes = client.window_pages as usize * protocol::PAGE_SIZE;
         let window = allocate_memory(&mut objects, window_bytes)?;
         let control = allocate_memory(&mut objects, control_bytes)?;
@@ -161,6 +165,8 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
             quota_pages: client.quota_pages,
             window_pages: client.window_pages,
             introspect: client.introspect,
+            slub_debug: heapless::String::try_from(client.slub_debug)
+                .map_err(|_| BootError::Description("slub_debug too long"))?,
             window: server.map_memory(&mut objects, &window, sel4::CapRights::read_write())?,
             control: server.map_memory(&mut objects, &control, sel4::CapRights::read_write())?,
         };

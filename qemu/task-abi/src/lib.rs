@@ -88,6 +88,8 @@ pub struct ServerClient {
     pub window_pages: u32,
     /// `introspect`.
     pub introspect: bool,
+    /// `slub_debug` (empty: none), checked by `memserver-system` when the image was built.
+    pub slub_debug: heapless::String<{ protocol::slub_debug::SLUB_DEBUG_MAX }>,
     /// Its window, mapped read-write.
     pub window: Region,
     /// Its control region, mapped read-write.
