@@ -105,14 +105,23 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
     /// magazines of the cache go back to the slabs (a tampered magazine is left alone: its
     /// objects then count as live), then the engine destroys the cache or reports it busy.
     fn destroy(&mut self, client: ClientId, cache: CacheId) -> Result<(), Error> {
-        let active = self.engine.cache_info(client, cache)?.active_objs;
+        let info = self.engine.cache_info(client, cache)?;
+        // The kmalloc caches are never destroyed; refused before anything is touched.
+        if info.is_kmalloc {
+            return Err(Error::InvalidArgument);
+        }
         let slot = self.sessions.get(usize::from(client)).and_then(|s| s.slot_of(cache));
         // Busy is decided first, from copies, so a refused destroy changes nothing (the
         // magazines and the depot stay as they were); objects that would come back from them
         // do not count as live.
-        let live = active.saturating_sub(self.returnable_objects(client, cache, slot));
+        let live = info.active_objs.saturating_sub(self.returnable_objects(client, cache, slot));
         if live > 0 {
             return Err(Error::CacheBusy { live });
+        }
+        // So is a dtor cache's refusal: its slabs leave through the two-phase shrink (the
+        // client runs the dtor first), never by Destroy.
+        if info.has_dtor && info.num_slabs > 0 {
+            return Err(Error::InvalidArgument);
         }
         if let Some(slot) = slot {
             // Best effort: an invalid magazine must not block the depot flush or the destroy.
@@ -127,7 +136,10 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
     }
 
     fn shrink(&mut self, client: ClientId, cache: CacheId) -> Result<Shrunk, Error> {
-        self.engine.cache_info(client, cache)?;
+        // A dtor cache shrinks in two phases; refused before the depot is touched.
+        if self.engine.cache_info(client, cache)?.has_dtor {
+            return Err(Error::InvalidArgument);
+        }
         self.flush_depot(client, cache)?;
         Ok(Shrunk { pages: self.engine.cache_shrink(client, cache)? })
     }

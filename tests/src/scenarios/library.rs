@@ -51,7 +51,8 @@ pub fn kmalloc_zero_is_zero_size_ptr(h: &mut dyn Harness) -> Result<(), Failure>
 }
 
 /// `kmalloc`/`kfree` of the small classes are magazine pops and pushes: a mixed run of
-/// kernel-like sizes is nearly all hits, with a handful of IPCs.
+/// kernel-like sizes is nearly all hits, with a handful of IPCs; `kmalloc_flush` gives the
+/// magazines back, leaving no kmalloc object allocated.
 pub fn kmalloc_goes_through_magazines(h: &mut dyn Harness) -> Result<(), Failure> {
     let s = library(h, CLIENT)?;
     let before = s.counters();
@@ -76,6 +77,18 @@ pub fn kmalloc_goes_through_magazines(h: &mut dyn Harness) -> Result<(), Failure
     ensure!(hits + misses == 2 * 200 * SIZES.len() as u64, "{hits} hits + {misses} misses");
     ensure!(hits * 100 >= (hits + misses) * 95, "kmalloc hit rate {hits}/{}", hits + misses);
     ensure!(after.calls - before.calls < 200, "{} IPCs", after.calls - before.calls);
+    // Everything freed: once the magazines are flushed, no kmalloc object is left allocated.
+    must("kmalloc_flush", s.kmalloc_flush())?;
+    let mut active = 0u64;
+    must(
+        "slabinfo",
+        s.for_each_slabinfo_row(false, |r| {
+            if r.name.starts_with("kmalloc-") {
+                active += u64::from(r.active_objs);
+            }
+        }),
+    )?;
+    ensure!(active == 0, "{active} kmalloc objects allocated after kfree of all and a flush");
     Ok(())
 }
 

@@ -312,13 +312,16 @@ impl FuzzHarness<'_> {
                 self.freed(c, handle.0);
             }
             (Request::Krealloc { handle, size, .. }, Reply::Object(protocol::Object { handle: new, .. })) => {
-                // In place, or moved: the old object is back (the client held it), the new one
-                // is the client's.
+                // In place (the object stays in its cache, whichever it is), or moved (a new
+                // kmalloc object; the old one is back): the client must have held it.
+                let cache = self.model(c).held.get(&handle.0).and_then(|&(cache, _)| cache);
                 self.taken_back(c, handle.0, None, "krealloc");
-                if new != handle {
+                if new == handle {
+                    self.handed_out(c, new.0, cache, *size);
+                } else {
                     self.freed(c, handle.0);
+                    self.handed_out(c, new.0, None, *size);
                 }
-                self.handed_out(c, new.0, None, *size);
             }
             (Request::ShrinkBegin { cache }, Reply::ShrinkPlan(plan)) => {
                 assert!(plan.slabs.len() <= protocol::SHRINK_PLAN_SLABS && plan.token != 0);
