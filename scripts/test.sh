@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-"$CARGO" test --workspace --all-targets 2>&1 | tee "$log"
+"$CARGO" test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 sum() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'; }
 passed=$(sum passed)

@@ -499,6 +499,16 @@ impl<'m, T: Transport> Cache<'m, T> {
         self.server.ipc(|api| api.free(self.id, handle))
     }
 
+    /// The physical (bus) address of `ptr`, an object of this cache (created with
+    /// `SLAB_CACHE_DMA`), for a device's DMA: its address and how many bytes from there are
+    /// physically contiguous. Corresponds to `virt_to_phys()` on a `GFP_DMA` object. On seL4
+    /// the memserver knows its frames' physical addresses; the host runner answers
+    /// `Error::Server(NotSupported)`.
+    pub fn dma_addr(&self, ptr: NonNull<u8>) -> Result<protocol::DmaAddress, Error> {
+        let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
+        self.server.ipc(|api| api.dma_addr(handle))
+    }
+
     /// Corresponds to `kmem_cache_shrink()`: the magazines go back first (as Linux flushes
     /// the per-CPU slabs), then every empty slab returns to the frame pool. With a dtor the
     /// slabs leave in two phases: the server names them, the dtor runs over their objects, the

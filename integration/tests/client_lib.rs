@@ -387,3 +387,17 @@ fn cache_guard_runs_the_fast_path_and_publishes_its_counts_when_dropped() {
     let info = ms.cache_info(cache.id()).unwrap();
     assert_eq!(info.active_objs, info.magazine_objs, "only objects sitting in the magazines stay allocated");
 }
+
+#[test]
+fn dma_addr_on_the_host_is_not_supported_and_checks_the_object_first() {
+    let server = host::start_real(SYSTEM);
+    let ms = session(&server, "app");
+    let dma = Cache::create(&ms, "dma", 256, 0, protocol::flags::SLAB_CACHE_DMA, None).unwrap();
+    let plain = Cache::create(&ms, "plain", 256, 0, 0, None).unwrap();
+    let object = dma.alloc().unwrap();
+    assert_eq!(dma.dma_addr(object), Err(Error::Server(protocol::Error::NotSupported)));
+    let other = plain.alloc().unwrap();
+    assert_eq!(plain.dma_addr(other), Err(Error::Server(protocol::Error::InvalidArgument)));
+    dma.free(object).unwrap();
+    plain.free(other).unwrap();
+}

@@ -48,9 +48,11 @@ fn stale_socket_file_is_replaced_and_said_so() {
     assert!(dir.path().join("memserver.sock").exists());
     let (mut child, stderr, listening) = spawn_in(dir.path(), &system_toml(2000), &[]);
     assert!(listening, "{}", host::drain(&stderr));
+    // The log is written by the server's log thread: read it while the server lives.
+    let log = host::drain(&stderr);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(host::drain(&stderr).contains("replaced stale socket memserver.sock (no server was listening on it)"));
+    assert!(log.contains("replaced stale socket memserver.sock (no server was listening on it)"), "{log}");
 }
 
 #[test]

@@ -37,6 +37,10 @@ const PACKAGES: &[(&str, u8, Side)] = &[
     ("memclient-c", 2, Side::Client),
     ("memclient-header", 0, Side::Client),
     ("memserver-examples", 2, Side::Client),
+    ("memserver-sel4-abi", 1, Side::Shared),
+    ("memserver-sel4-client", 2, Side::Client),
+    ("memserver-sel4-server", 3, Side::Server),
+    ("memserver-sel4-root", 4, Side::Server),
     ("memserver-integration", 9, Side::Top),
 ];
 

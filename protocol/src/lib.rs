@@ -32,9 +32,9 @@ pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encod
 pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
 pub use reply::{
-    CLIENTS_PER_PAGE, CacheInfo, CacheLayout, ClientEntry, ClientList, ClientsPage, Created, Exchanged, Finding,
-    Object, Owner, Reply, ReplyValue, SHRINK_PLAN_SLABS, SLABINFO_ROWS_PER_PAGE, SessionInfo, ShrinkPlan, Shrunk,
-    SlabInfoPage, SlabInfoRows, SlabList, Stats, Track, ValidationReport,
+    CLIENTS_PER_PAGE, CacheInfo, CacheLayout, ClientEntry, ClientList, ClientsPage, Created, DmaAddress, Exchanged,
+    Finding, Object, Owner, Reply, ReplyValue, SHRINK_PLAN_SLABS, SLABINFO_ROWS_PER_PAGE, SessionInfo, ShrinkPlan,
+    Shrunk, SlabInfoPage, SlabInfoRows, SlabList, Stats, Track, ValidationReport,
 };
 pub use request::{CLIENT_NAME_MAX, CacheName, ClientName, ExchangeOp, Request, cache_name, client_name};
 pub use slabinfo::SlabInfoRow;

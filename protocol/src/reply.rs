@@ -253,6 +253,15 @@ pub struct ClientsPage {
     pub clients: ClientList,
 }
 
+/// Where an object of a `SLAB_CACHE_DMA` cache is in physical memory (`Reply::DmaAddr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmaAddress {
+    /// The physical (bus) address of the object's first byte.
+    pub addr: u64,
+    /// Bytes from `addr` that are physically contiguous, at most the object's size.
+    pub contiguous: u32,
+}
+
 /// What a validation found wrong with one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Finding {
@@ -337,6 +346,8 @@ pub enum Reply {
     Error(Error),
     /// One page of the clients with an open session (answer to `Request::Clients`).
     Clients(ClientsPage),
+    /// Where a DMA object is in physical memory (answer to `Request::DmaAddr`).
+    DmaAddr(DmaAddress),
     /// What a validation found (answer to `Request::Validate`).
     Validated(ValidationReport),
     /// The slabs a two-phase shrink will release (answer to `Request::ShrinkBegin`).
@@ -360,6 +371,7 @@ impl Reply {
             Reply::Stats(_) => "Stats",
             Reply::Error(_) => "Error",
             Reply::Clients(_) => "Clients",
+            Reply::DmaAddr(_) => "DmaAddr",
             Reply::Validated(_) => "Validated",
             Reply::ShrinkPlan(_) => "ShrinkPlan",
         }
@@ -431,6 +443,7 @@ reply_values! {
     Owner(Owner),
     Stats(Stats),
     Clients(ClientsPage),
+    DmaAddr(DmaAddress),
     Validated(ValidationReport),
     ShrinkPlan(ShrinkPlan),
 }
@@ -500,6 +513,10 @@ impl WireSize for ClientsPage {
     const MAX_ENCODED: usize = u16::MAX_ENCODED + bool::MAX_ENCODED + ClientList::MAX_ENCODED;
 }
 
+impl WireSize for DmaAddress {
+    const MAX_ENCODED: usize = u64::MAX_ENCODED + u32::MAX_ENCODED;
+}
+
 impl WireSize for Finding {
     const MAX_ENCODED: usize = ENUM_TAG + Corruption::MAX_ENCODED;
 }
@@ -527,6 +544,7 @@ impl WireSize for Reply {
             Stats::MAX_ENCODED,
             Error::MAX_ENCODED,
             ClientsPage::MAX_ENCODED,
+            DmaAddress::MAX_ENCODED,
             ValidationReport::MAX_ENCODED,
             ShrinkPlan::MAX_ENCODED,
         ]);

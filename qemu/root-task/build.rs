@@ -1,12 +1,11 @@
-//! Reads the system description at build time (on the build machine, so the
-//! std `memserver-system` crate does the parsing and validation) and writes
-//! `system.rs`: the server settings, every client task that runs on seL4 (an
-//! `image` key) and the task images to embed.
+//! Reads the system description at build time (on the build machine, so the std
+//! `memserver-system` crate does the parsing and validation) and writes `system.rs`: the
+//! server settings, every client that runs on seL4 (an `image` key) as the boot plan's
+//! `ClientTask`s, and the task images to embed (each image once, however many tasks run it).
 //!
 //! Inputs: `MEMSERVER_SYSTEM` (default: the repository's `system.toml`) and
-//! `TASK_IMAGES_DIR`, where the task crates' ELF files were built (see
-//! qemu/Makefile): image `NAME` is `memserver-NAME-task.elf`, the server
-//! `memserver-task.elf`.
+//! `TASK_IMAGES_DIR`, where the task crates' ELF files were built (see qemu/Makefile): image
+//! `NAME` is `memserver-NAME-task.elf`, the server `memserver-task.elf`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,7 +33,7 @@ fn main() {
     writeln!(out, "pub const MAGAZINES: [u16; 4] = [{}, {}, {}, {}];", m.small, m.medium, m.large, m.huge).unwrap();
     writeln!(out, "pub static MEMSERVER_IMAGE: &[u8] = include_aligned!({:?});", image_path(&images_dir, "memserver-task")).unwrap();
 
-    writeln!(out, "pub static CLIENTS: &[ClientTask] = &[").unwrap();
+    writeln!(out, "pub static CLIENTS: &[ClientTask<'static>] = &[").unwrap();
     let mut images: Vec<&str> = Vec::new();
     for (id, c) in system.clients() {
         let Some(image) = c.image.as_deref() else { continue };

@@ -203,9 +203,9 @@ pub struct Client {
     /// Whether it may read the statistics and slabinfo of every client (`memctl`).
     #[serde(default)]
     pub introspect: bool,
-    /// The seL4 program image this client runs as (`make qemu`): clients that name the same
-    /// image share one seL4 task, one badged endpoint each. `None`: not started on seL4. The
-    /// host runner ignores it.
+    /// The seL4 program image this client runs as (`make qemu`): each such client is its own
+    /// seL4 task (one VSpace, one badged endpoint); an image may be loaded several times.
+    /// `None`: not started on seL4. The host runner ignores it.
     #[serde(default)]
     pub image: Option<String>,
     /// The effective uid its host connection must come from (default: `server.identity`).

@@ -43,4 +43,10 @@ pub trait Harness {
     /// sends `Hello` itself). Names used by the suite: `conformance`, `conformance-peer`.
     /// Dropping a session disconnects it: the server reclaims everything it held.
     fn open(&mut self, name: &str) -> Result<Box<dyn Session>, TransportError>;
+
+    /// Whether the server under test knows the physical addresses of its frames (seL4), so
+    /// `DmaAddr` answers an address; elsewhere it answers `NotSupported`.
+    fn knows_bus_addresses(&self) -> bool {
+        false
+    }
 }

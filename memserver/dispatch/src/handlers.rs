@@ -227,6 +227,13 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
         self.stats_of(client)
     }
 
+    /// The object is checked by the engine (an allocated object of a DMA cache of the
+    /// caller), then the platform says where it is (the host: `NotSupported`).
+    fn dma_addr(&mut self, client: ClientId, handle: Handle) -> Result<protocol::DmaAddress, Error> {
+        let (offset, size) = self.engine.dma_object(client, handle)?;
+        self.engine.platform_mut().bus_address(client, offset, size)
+    }
+
     fn goodbye(&mut self, client: ClientId) -> Result<(), Error> {
         self.disconnect(client);
         Ok(())

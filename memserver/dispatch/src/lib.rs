@@ -64,6 +64,15 @@ pub trait ControlAccess {
     /// thread, so it must never block (drop or rate-limit lines when the sink is slow); the
     /// dispatch has already counted it ([`Server::internal_errors`]).
     fn internal_error(&mut self, error: &InternalError);
+
+    /// The physical (bus) address of `len` bytes at window `offset` of `client` (an object of
+    /// a `SLAB_CACHE_DMA` cache the engine checked): the address of the first byte and how
+    /// many bytes from there are physically contiguous. A platform that does not know
+    /// physical addresses (the host) keeps this default: `NotSupported`.
+    fn bus_address(&mut self, client: ClientId, offset: u64, len: u32) -> Result<protocol::DmaAddress, Error> {
+        let _ = (client, offset, len);
+        Err(Error::NotSupported)
+    }
 }
 
 /// A client's window against its grant, where the platform audits it (see

@@ -3,7 +3,7 @@
 
 use core::fmt::Write;
 
-use protocol::flags::SLAB_STORE_USER;
+use protocol::flags::{SLAB_CACHE_DMA, SLAB_STORE_USER};
 use protocol::slabinfo::{SlabInfoRow, write_header, write_row};
 use protocol::{CacheId, ClientId, Error, Handle};
 
@@ -147,5 +147,25 @@ impl<P: Platform> Engine<'_, P> {
         let t = self.track_record(s, idx)?;
         let track = |client, seq| if seq == 0 { None } else { Some(Track { client, seq }) };
         Ok(OwnerInfo { alloc: track(t.alloc_client, t.alloc_seq), free: track(t.free_client, t.free_seq) })
+    }
+
+    /// An allocated object of one of `client`'s `SLAB_CACHE_DMA` caches: its window offset and
+    /// size, which the platform turns into a physical address. `InvalidArgument` if its cache
+    /// is not a DMA cache (or it is a large kmalloc); `InvalidObject` if it is no allocated
+    /// object of `client`.
+    pub fn dma_object(&self, client: ClientId, handle: Handle) -> Result<(u64, u32), Error> {
+        let (gi, s, idx) = match self.locate(client, handle)? {
+            Located::Slab { gi, slab, idx } => (gi, slab, idx),
+            Located::Large { .. } => return Err(Error::InvalidArgument),
+            Located::FreedLarge => return Err(Error::InvalidObject),
+        };
+        if !self.obj_allocated(s, idx)? {
+            return Err(Error::InvalidObject);
+        }
+        let c = self.cache(gi)?;
+        if c.flags & SLAB_CACHE_DMA == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok((handle.0, c.size))
     }
 }

@@ -107,8 +107,9 @@ interface! {
     } => fn free -> Done, errors [NoSuchCache, InvalidObject, WrongCache, DoubleFree, RedZoneCorrupted];
 
     /// Corresponds to `kmem_cache_destroy()`. `CacheBusy { live }`: live objects; the cache
-    /// is left intact. `InvalidArgument`: a cache with a dtor that still has slabs (they
-    /// leave through `ShrinkBegin`/`ShrinkCommit` first, so the dtor runs on their objects).
+    /// is left intact. `InvalidArgument`: one of the client's `kmalloc-<n>` caches, which
+    /// live as long as the session, or a cache with a dtor that still has slabs (they leave
+    /// through `ShrinkBegin`/`ShrinkCommit` first, so the dtor runs on their objects).
     Destroy {
         /// The cache.
         cache: CacheId,
@@ -201,6 +202,17 @@ interface! {
         /// Page number.
         page: u16,
     } => fn clients -> Clients, errors [PermissionDenied];
+
+    /// The physical (bus) address of an object of a `SLAB_CACHE_DMA` cache, as a user-level
+    /// driver needs it to program a DMA engine: the address of its first byte and how many
+    /// bytes from there are physically contiguous (the whole object when the frames behind
+    /// its pages follow each other). `NotSupported`: the platform does not know physical
+    /// addresses (the host runner). `InvalidArgument`: the object's cache is not a DMA cache
+    /// (a large kmalloc neither). `InvalidObject`: not an allocated object of the caller.
+    DmaAddr {
+        /// The object.
+        handle: Handle,
+    } => fn dma_addr -> DmaAddr, errors [NotSupported, InvalidArgument, InvalidObject];
 
     /// Corresponds to writing `/sys/kernel/slab/<cache>/validate` (`validate_slab_cache()`):
     /// checks every object of every slab of the cache named `name` of client `client` (red

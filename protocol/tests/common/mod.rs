@@ -72,6 +72,7 @@ pub fn request_examples() -> Vec<(&'static str, Request)> {
         ("goodbye", Request::Goodbye),
         ("client_stats", Request::ClientStats { client: 3 }),
         ("clients", Request::Clients { page: 1 }),
+        ("dma_addr", Request::DmaAddr { handle: Handle(0x3040) }),
         ("validate", Request::Validate { client: 3, name: name("kmalloc-32") }),
         ("krealloc", Request::Krealloc { handle: Handle(0x8040), size: 40, zero: true }),
         ("shrink_begin", Request::ShrinkBegin { cache }),
@@ -186,6 +187,7 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
         clients.push(ClientEntry { client, name: client_name(n).unwrap() }).unwrap();
     }
     v.push(("clients".into(), Reply::Clients(ClientsPage { page: 0, more: false, clients })));
+    v.push(("dma_addr".into(), Reply::DmaAddr(DmaAddress { addr: 0x4_1234_5040, contiguous: 192 })));
     let first = Some(Finding::RedZone(Corruption { offset: 18, found: 0xab, expected: 0xcc, ..corruption() }));
     v.push(("validated".into(), Reply::Validated(ValidationReport { slabs: 2, objects: 256, errors: 1, first })));
     let mut slabs = SlabList::new();
@@ -224,6 +226,7 @@ pub fn worst_requests() -> Vec<Request> {
         Request::Goodbye,
         Request::ClientStats { client: u16::MAX },
         Request::Clients { page: u16::MAX },
+        Request::DmaAddr { handle: h },
         Request::Validate { client: u16::MAX, name: name(&"v".repeat(31)) },
         Request::Krealloc { handle: h, size: u32::MAX, zero: true },
         Request::ShrinkBegin { cache: c },
@@ -350,6 +353,7 @@ pub fn worst_replies() -> Vec<Reply> {
     let mut clients = ClientList::new();
     while clients.push(worst_client_entry()).is_ok() {}
     v.push(Reply::Clients(ClientsPage { page: u16::MAX, more: true, clients }));
+    v.push(Reply::DmaAddr(DmaAddress { addr: u64::MAX, contiguous: u32::MAX }));
     v.push(Reply::Validated(worst_validation()));
     let mut slabs = SlabList::new();
     while slabs.push(Handle(u64::MAX)).is_ok() {}

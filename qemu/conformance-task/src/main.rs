@@ -1,16 +1,16 @@
-//! The memserver conformance suite as an seL4 client task.
+//! The memserver conformance suite as seL4 client tasks.
 //!
-//! Design: the same `conformance` scenarios that run in-process and against the
-//! Linux server, here against the memserver task over `seL4_Call`. The task
-//! holds one badged endpoint capability per client it speaks for (`system.toml`
-//! entries with `image = "conformance"`: `conformance` and `conformance-peer`,
-//! whose second badge the isolation scenarios need), with each client's window
-//! and control region mapped. On seL4 the badge is fixed, so a "new session" is
-//! the same endpoint: the server admits a vacant client again on its next
-//! `Hello`, and dropping a session sends `Goodbye`, which makes it vacant and
-//! reclaims everything it held. The task prints a line per scenario and the
-//! summary, and reports the failures to the root task, which prints the
-//! `TEST_PASS` / `TEST_FAIL` sentinel once every client task has reported.
+//! Design: every client with `image = "conformance"` is a task of its own, with its own
+//! VSpace, window and control region. The first (`instance` 0, client `conformance`) runs
+//! the same `conformance` scenarios that run in-process and against the Linux server, over
+//! `seL4_Call`. The others (client `conformance-peer`) are *agents*: the isolation scenarios'
+//! second client is a task with a separate VSpace, so the suite cannot touch its window
+//! directly: it sends each step to the agent over an endpoint (the agent protocol of
+//! `memserver-sel4-abi`), which performs it as its own client, window and control region
+//! included. On seL4 the badge is fixed, so a "new session" is the same endpoint: the server
+//! admits a vacant client again on its next `Hello`, and dropping a session sends `Goodbye`.
+//! The suite prints a line per scenario and the summary, tells its agents to finish and
+//! reports its failures to the root task, which prints `TEST_PASS` / `TEST_FAIL` at the end.
 
 #![no_std]
 #![no_main]
@@ -24,151 +24,223 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use conformance::{Harness, Session, TransportError};
-use memserver_task_abi::{ClientSession, Region};
-use memserver_task_client::{Console, call_raw};
-use protocol::{Handle, Request};
+use memserver_sel4_abi::agent::Area;
+use memserver_sel4_abi::start::{SLOT_AGENT, SLOT_MEMSERVER};
+use memserver_sel4_abi::{ClientBoot, ClientSession, Peer};
+use memserver_sel4_client::agent::{AgentMemory, RemoteClient, serve};
+use memserver_task_client::{Console, EndpointLink, Shared};
+use protocol::framing::MessageWords;
+use protocol::{Handle, MAX_MESSAGE_WORDS, Request};
 
-// The panic handler (prints the panic through seL4's debug console, then aborts).
-use sel4_panicking as _;
+memserver_task_client::client_task!(task_main, stack = 256 * 1024);
 
-const STACK_SIZE: usize = 256 * 1024;
-
-sel4_runtime_common::declare_stack!(STACK_SIZE);
-sel4_runtime_common::declare_entrypoint_with_stack_init!();
-sel4_runtime_common::declare_rust_entrypoint! {
-    task_main(
-        ipc_buffer: *mut sel4::IpcBuffer,
-        own_tcb: sel4::CPtrBits,
-        report_endpoint: sel4::CPtrBits,
-        boot_info: usize,
-        boot_info_len: usize,
-    )
+fn task_main(boot: ClientBoot, root: sel4::cap::Endpoint) -> ! {
+    if boot.instance == 0 { run_suite(&boot, root) } else { serve_as_agent(&boot, root) }
 }
-sel4_panicking_env::register_debug_put_char!(sel4::debug_put_char);
 
-fn task_main(
-    ipc_buffer: *mut sel4::IpcBuffer,
-    own_tcb: sel4::CPtrBits,
-    report_endpoint: sel4::CPtrBits,
-    boot_info: usize,
-    boot_info_len: usize,
-) -> ! {
-    // SAFETY: the root task mapped one fresh page at this address as this
-    // thread's IPC buffer (x0 of the start registers); nothing else refers to it.
-    sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
-    let own_tcb = sel4::cap::Tcb::from_bits(own_tcb);
-    let report_endpoint = sel4::cap::Endpoint::from_bits(report_endpoint);
-
-    // SAFETY: x3/x4 are the boot-info pages the root task mapped read-only.
-    let Some(boot) = (unsafe { memserver_task_client::boot_info(boot_info, boot_info_len) }) else {
-        sel4::debug_println!("conformance: unreadable boot info");
-        memserver_task_client::report(report_endpoint, own_tcb, 1)
-    };
-    let names: Vec<&str> = boot.sessions.iter().map(|s| s.name.as_str()).collect();
-    sel4::debug_println!("conformance: seL4 client task, sessions {names:?}");
-
-    let mut harness = Sel4Harness { sessions: boot.sessions.iter().cloned().collect() };
+/// Runs every scenario, then finishes the agents and reports.
+fn run_suite(boot: &ClientBoot, root: sel4::cap::Endpoint) -> ! {
+    let peers: Vec<&str> = boot.peers.iter().map(|p| p.name.as_str()).collect();
+    sel4::debug_println!(
+        "conformance: seL4 client task {:?} (client {}), peers in their own tasks: {peers:?}",
+        boot.session.name.as_str(),
+        boot.session.id
+    );
+    let mut harness = Sel4Harness { own: boot.session.clone(), peers: boot.peers.iter().cloned().collect() };
     let summary = conformance::run_all(&mut harness, "", &mut Console);
-    let failures = if summary.ok() { 0 } else { summary.failed.max(1) as u64 };
-    memserver_task_client::report(report_endpoint, own_tcb, failures)
+    let mut failures = if summary.ok() { 0 } else { summary.failed.max(1) as u64 };
+    for peer in &boot.peers {
+        if RemoteClient::new(EndpointLink::at(peer.endpoint_slot)).finish().is_err() {
+            sel4::debug_println!("conformance: agent {} did not finish", peer.name);
+            failures += 1;
+        }
+    }
+    memserver_task_client::report(root, failures)
 }
 
-/// The scenarios' platform: one client session per badged endpoint capability.
+/// The agent's own window and control region.
+struct OwnRegions {
+    window: Shared,
+    control: Shared,
+}
+
+impl AgentMemory for OwnRegions {
+    fn read(&mut self, area: Area, offset: u64, buf: &mut [u8]) -> bool {
+        match area {
+            Area::Window => self.window.read(offset, buf),
+            Area::Control => self.control.read(offset, buf),
+        }
+    }
+
+    fn write(&mut self, area: Area, offset: u64, data: &[u8]) -> bool {
+        match area {
+            Area::Window => self.window.write(offset, data),
+            Area::Control => self.control.write(offset, data),
+        }
+    }
+}
+
+/// Serves agent requests until the suite says `Finish`, then reports.
+fn serve_as_agent(boot: &ClientBoot, root: sel4::cap::Endpoint) -> ! {
+    if boot.agent_slot != Some(SLOT_AGENT) {
+        sel4::debug_println!("conformance: instance {} has no agent endpoint", boot.instance);
+        memserver_task_client::report(root, 1)
+    }
+    sel4::debug_println!("{}: agent task up (client {})", boot.session.name, boot.session.id);
+    let endpoint = sel4::cap::Endpoint::from_bits(SLOT_AGENT);
+    let mut memserver = EndpointLink::at(SLOT_MEMSERVER);
+    let mut regions = OwnRegions { window: Shared(boot.session.window), control: Shared(boot.session.control) };
+    let mut requests = 0u64;
+    let (mut info, _) = endpoint.recv(());
+    loop {
+        let mut words: MessageWords = [0; MAX_MESSAGE_WORDS];
+        let length = info.length().min(MAX_MESSAGE_WORDS);
+        sel4::with_ipc_buffer(|buf| words[..length].copy_from_slice(&buf.msg_regs()[..length]));
+        let mut reply: MessageWords = [0; MAX_MESSAGE_WORDS];
+        let answer = serve(info.label(), &words[..length], &mut memserver, &mut regions, &mut reply);
+        requests += 1;
+        let len = answer.len.min(MAX_MESSAGE_WORDS);
+        sel4::with_ipc_buffer_mut(|buf| buf.msg_regs_mut()[..len].copy_from_slice(&reply[..len]));
+        let reply_info = sel4::MessageInfoBuilder::default().label(answer.label).length(len).build();
+        if answer.finished {
+            sel4::with_ipc_buffer_mut(|buf| sel4::reply(buf, reply_info));
+            sel4::debug_println!("{}: agent done after {requests} requests", boot.session.name);
+            memserver_task_client::report(root, 0)
+        }
+        (info, _) = endpoint.reply_recv(reply_info, ());
+    }
+}
+
+/// The scenarios' platform: this task's own client, and its peers through their agents.
 struct Sel4Harness {
-    sessions: Vec<ClientSession>,
+    own: ClientSession,
+    peers: Vec<Peer>,
 }
 
 impl Harness for Sel4Harness {
     fn open(&mut self, name: &str) -> Result<Box<dyn Session>, TransportError> {
-        let session = self
-            .sessions
+        if self.own.name == name {
+            return Ok(Box::new(LocalSession {
+                memserver: EndpointLink::at(SLOT_MEMSERVER),
+                window: Shared(self.own.window),
+                control: Shared(self.own.control),
+            }));
+        }
+        let peer = self
+            .peers
             .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| TransportError(format!("no seL4 session for client {name:?} (image = \"conformance\")")))?;
-        Ok(Box::new(Sel4Session {
-            endpoint: sel4::cap::Endpoint::from_bits(session.endpoint_slot),
-            window: session.window,
-            control: session.control,
-        }))
+            .find(|p| p.name == name)
+            .ok_or_else(|| TransportError(format!("no seL4 task for client {name:?} (image = \"conformance\")")))?;
+        Ok(Box::new(RemoteSession(RemoteClient::new(EndpointLink::at(peer.endpoint_slot)))))
     }
-}
 
-/// One session: the endpoint plus copy access to the two shared regions.
-struct Sel4Session {
-    endpoint: sel4::cap::Endpoint,
-    window: Region,
-    control: Region,
+    /// The memserver holds the pool's frame capabilities: it knows their physical addresses.
+    fn knows_bus_addresses(&self) -> bool {
+        true
+    }
 }
 
 fn transport(e: impl core::fmt::Debug) -> TransportError {
     TransportError(format!("{e:?}"))
 }
 
-/// The address of `len` bytes at `offset` in `region`, if they lie inside it.
-fn place(region: Region, offset: u64, len: usize) -> Result<*mut u8, TransportError> {
-    let end = offset.checked_add(len as u64).ok_or_else(|| transport("offset overflows"))?;
-    if end > region.len {
-        return Err(TransportError(format!("{offset:#x}+{len} outside a region of {:#x} bytes", region.len)));
-    }
-    Ok((region.addr + offset) as *mut u8)
+fn outside(what: &str, offset: u64, len: usize) -> TransportError {
+    TransportError(format!("{what} {offset:#x}+{len} outside the region"))
 }
 
-impl Session for Sel4Session {
+/// This task's own client: the memserver endpoint plus copies in and out of its regions.
+struct LocalSession {
+    memserver: EndpointLink,
+    window: Shared,
+    control: Shared,
+}
+
+impl Session for LocalSession {
     fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
-        call_raw(self.endpoint, request, reply).map_err(transport)
+        memserver_sel4_client::call(&mut self.memserver, request, reply).map_err(transport)
     }
 
     fn read(&mut self, handle: Handle, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
-        let at = place(self.window, handle.0.saturating_add(offset as u64), buf.len())?;
-        // SAFETY: `at .. at + len` lies in this client's window, mapped read-write
-        // into this task for its whole life; a byte copy needs no alignment.
-        unsafe { core::ptr::copy_nonoverlapping(at, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        let at = handle.0.saturating_add(offset as u64);
+        if self.window.read(at, buf) { Ok(()) } else { Err(outside("window", at, buf.len())) }
     }
 
     fn write(&mut self, handle: Handle, offset: usize, data: &[u8]) -> Result<(), TransportError> {
-        let at = place(self.window, handle.0.saturating_add(offset as u64), data.len())?;
-        // SAFETY: as in `read`.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len()) };
-        Ok(())
+        let at = handle.0.saturating_add(offset as u64);
+        if self.window.write(at, data) { Ok(()) } else { Err(outside("window", at, data.len())) }
     }
 
     fn control_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
-        let at = place(self.control, offset as u64, buf.len())?;
-        // SAFETY: `at .. at + len` lies in this client's control region, mapped
-        // read-write into this task for its whole life.
-        unsafe { core::ptr::copy_nonoverlapping(at, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        if self.control.read(offset as u64, buf) { Ok(()) } else { Err(outside("control", offset as u64, buf.len())) }
     }
 
     fn control_write(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
-        let at = place(self.control, offset as u64, data.len())?;
-        // SAFETY: as in `control_read`.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len()) };
-        Ok(())
+        if self.control.write(offset as u64, data) { Ok(()) } else { Err(outside("control", offset as u64, data.len())) }
     }
 
-    /// The client library's scenarios run on the same mappings.
+    /// The client library's scenarios run on the same memory.
     fn mapped(&self) -> Option<(memclient::Window, memclient::Control)> {
-        let window = core::ptr::NonNull::new(self.window.addr as *mut u8)?;
-        let control = core::ptr::NonNull::new(self.control.addr as *mut u8)?;
-        let (window_len, control_len) = (usize::try_from(self.window.len).ok()?, usize::try_from(self.control.len).ok()?);
-        // SAFETY: both regions are mapped read-write into this task for its whole life, the
-        // control region page aligned (the root task maps whole pages).
-        unsafe { Some((memclient::Window::new(window, window_len), memclient::Control::new(control, control_len))) }
+        let (window, control) = (self.window.0, self.control.0);
+        let window_base = core::ptr::NonNull::new(window.addr as *mut u8)?;
+        let control_base = core::ptr::NonNull::new(control.addr as *mut u8)?;
+        let (window_len, control_len) = (usize::try_from(window.len).ok()?, usize::try_from(control.len).ok()?);
+        // SAFETY: the control region is mapped read-write into this task for its whole life
+        // (page aligned: the root task maps whole pages); the window is reserved in this
+        // task's VSpace for the memserver's mappings, and the library only touches the pages
+        // the server granted it (mapped before the grant's reply), as any client does.
+        unsafe {
+            Some((memclient::Window::new(window_base, window_len), memclient::Control::new(control_base, control_len)))
+        }
     }
 }
 
-impl Drop for Sel4Session {
-    /// The badge outlives the session: `Goodbye` makes the server reclaim the
-    /// client and admit it afresh on its next `Hello` (an error reply, when the
-    /// session never opened, changes nothing).
+impl Drop for LocalSession {
+    /// The badge outlives the session: `Goodbye` makes the server reclaim the client and
+    /// admit it afresh on its next `Hello` (an error reply, when the session never opened,
+    /// changes nothing).
     fn drop(&mut self) {
-        let mut request = [0u8; protocol::MAX_MESSAGE_BYTES];
-        if let Ok(bytes) = protocol::encode_request(&Request::Goodbye, &mut request) {
-            let len = bytes.len();
-            let mut reply = [0u8; protocol::MAX_MESSAGE_BYTES];
-            let _ = call_raw(self.endpoint, &request[..len], &mut reply);
-        }
+        goodbye(|request, reply| memserver_sel4_client::call(&mut self.memserver, request, reply).map(|_| ()).map_err(transport));
+    }
+}
+
+/// A peer's client, through its agent in its own task.
+struct RemoteSession(RemoteClient<EndpointLink>);
+
+impl Session for RemoteSession {
+    fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
+        self.0.call(request, reply).map_err(transport)
+    }
+
+    fn read(&mut self, handle: Handle, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+        self.0.read(Area::Window, handle.0.saturating_add(offset as u64), buf).map_err(transport)
+    }
+
+    fn write(&mut self, handle: Handle, offset: usize, data: &[u8]) -> Result<(), TransportError> {
+        self.0.write(Area::Window, handle.0.saturating_add(offset as u64), data).map_err(transport)
+    }
+
+    fn control_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+        self.0.read(Area::Control, offset as u64, buf).map_err(transport)
+    }
+
+    fn control_write(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
+        self.0.write(Area::Control, offset as u64, data).map_err(transport)
+    }
+}
+
+impl Drop for RemoteSession {
+    /// As for [`LocalSession`], performed by the agent.
+    fn drop(&mut self) {
+        goodbye(|request, reply| self.0.call(request, reply).map(|_| ()).map_err(transport));
+    }
+}
+
+/// Sends `Goodbye` through `call`, ignoring the answer.
+fn goodbye(call: impl FnOnce(&[u8], &mut [u8]) -> Result<(), TransportError>) {
+    let mut request = [0u8; protocol::MAX_MESSAGE_BYTES];
+    if let Ok(bytes) = protocol::encode_request(&Request::Goodbye, &mut request) {
+        let len = bytes.len();
+        let mut reply = [0u8; protocol::MAX_MESSAGE_BYTES];
+        let _ = call(&request[..len], &mut reply);
     }
 }

@@ -1,4 +1,4 @@
-//! The load generator's `churn` and `mixed` workloads as an seL4 client task.
+//! The load generator's `churn` and `mixed` workloads as seL4 client tasks.
 //!
 //! Design: the workloads of the host load generator (same SplitMix64 stream,
 //! same `mixed` size classes and weights, same rules: churn = alloc then free at
@@ -6,12 +6,15 @@
 //! growing or freeing a random victim with equal odds), run through `memclient`
 //! — `Cache` with Bonwick magazines in the control region, so most operations
 //! are a pop or a push there and only an empty or full magazine pair costs a
-//! `MagazineExchange` IPC. Each client this task speaks for (`image =
-//! "loadgen"`: `loadgen-0` runs churn, `loadgen-1` runs mixed) has its own
-//! window; every object is stamped on allocation and checked on free, so memory
-//! another client could reach would show up as a failure. The task prints ops,
-//! the magazine hit rate and the generic timer's ticks per operation, and
-//! reports its failures to the root task.
+//! `MagazineExchange` IPC. Every client with `image = "loadgen"` is a task of its
+//! own (the first runs churn, the second mixed, and so on alternately), with its
+//! own window: reserved and unmapped until the memserver maps frames into it as
+//! its caches grow. Every object is stamped on allocation and checked on free, so
+//! memory another client could reach would show up as a failure. The task prints
+//! ops, the magazine hit rate and the generic timer's ticks per operation, and
+//! reports its failures to the root task. It runs in the background: it grows
+//! its caches, says it is ready, measures beside the other tasks, then pauses
+//! with its memory held (the frame census is taken then) before it tears down.
 
 #![no_std]
 #![no_main]
@@ -20,31 +23,17 @@
 
 extern crate alloc;
 
+mod ratios;
+
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use memclient::{Cache, Control, Memserver, Window};
-use memserver_task_abi::ClientSession;
-use memserver_task_client::{Sel4Transport, call_raw, counter};
-use protocol::Reply;
+use memclient::{Cache, Memserver};
+use memserver_sel4_abi::root::{LABEL_PAUSE, LABEL_READY};
+use memserver_sel4_abi::{ClientBoot, ClientSession};
+use memserver_task_client::{Sel4Transport, counter};
 
-// The panic handler (prints the panic through seL4's debug console, then aborts).
-use sel4_panicking as _;
-
-const STACK_SIZE: usize = 256 * 1024;
-
-sel4_runtime_common::declare_stack!(STACK_SIZE);
-sel4_runtime_common::declare_entrypoint_with_stack_init!();
-sel4_runtime_common::declare_rust_entrypoint! {
-    task_main(
-        ipc_buffer: *mut sel4::IpcBuffer,
-        own_tcb: sel4::CPtrBits,
-        report_endpoint: sel4::CPtrBits,
-        boot_info: usize,
-        boot_info_len: usize,
-    )
-}
-sel4_panicking_env::register_debug_put_char!(sel4::debug_put_char);
+memserver_task_client::client_task!(task_main, stack = 256 * 1024);
 
 /// Operations per workload.
 const CHURN_OPS: usize = 400_000;
@@ -59,95 +48,47 @@ const MIXED_POOL: usize = 1024;
 const MIXED_CLASSES: [(u32, u32); 11] =
     [(8, 10), (16, 12), (32, 14), (64, 18), (96, 6), (128, 10), (192, 8), (256, 8), (512, 7), (1024, 5), (2048, 2)];
 
-fn task_main(
-    ipc_buffer: *mut sel4::IpcBuffer,
-    own_tcb: sel4::CPtrBits,
-    report_endpoint: sel4::CPtrBits,
-    boot_info: usize,
-    boot_info_len: usize,
-) -> ! {
-    // SAFETY: the root task mapped one fresh page at this address as this
-    // thread's IPC buffer (x0 of the start registers); nothing else refers to it.
-    sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
-    let own_tcb = sel4::cap::Tcb::from_bits(own_tcb);
-    let report_endpoint = sel4::cap::Endpoint::from_bits(report_endpoint);
-    // SAFETY: x3/x4 are the boot-info pages the root task mapped read-only.
-    let Some(boot) = (unsafe { memserver_task_client::boot_info(boot_info, boot_info_len) }) else {
-        sel4::debug_println!("loadgen: unreadable boot info");
-        memserver_task_client::report(report_endpoint, own_tcb, 1)
-    };
-
-    let sessions = boot.sessions.as_slice();
-    let (churn_session, mixed_session) = match sessions {
-        [one] => (one, one),
-        [first, second, ..] => (first, second),
-        [] => {
-            sel4::debug_println!("loadgen: no session in the boot info");
-            memserver_task_client::report(report_endpoint, own_tcb, 1)
-        }
-    };
-    let failures = match run(churn_session, mixed_session, report_endpoint) {
+fn task_main(boot: ClientBoot, root: sel4::cap::Endpoint) -> ! {
+    let workload = if boot.instance % 2 == 0 { Workload::Churn } else { Workload::Mixed };
+    let failures = match run(&boot.session, workload, root) {
         Ok(()) => 0,
         Err(why) => {
-            sel4::debug_println!("loadgen: FAILED: {why}");
+            sel4::debug_println!("loadgen: {}: FAILED: {why}", boot.session.name);
             1
         }
     };
-    sel4::debug_println!("loadgen: done, {failures} failure(s)");
-    memserver_task_client::report(report_endpoint, own_tcb, failures)
+    sel4::debug_println!("loadgen: {}: done, {failures} failure(s)", boot.session.name);
+    memserver_task_client::report(root, failures)
 }
 
-/// Both workloads: open the sessions, grow the caches to the workloads' high
-/// water (the only time this task takes frames from the shared pool until it
-/// tears down), tell the root task it is ready (it then starts the
-/// conformance suite, whose pool accounting must not see other clients'
-/// frames move), run and measure, wait for the root task's go, tear down.
-fn run(churn_session: &ClientSession, mixed_session: &ClientSession, root: sel4::cap::Endpoint) -> Result<(), &'static str> {
-    let churn_server = open(churn_session)?;
-    let mixed_server = if mixed_session.id == churn_session.id { None } else { Some(open(mixed_session)?) };
-    let mixed_server = mixed_server.as_ref().unwrap_or(&churn_server);
-
-    let churn = Churn::prepare(&churn_server)?;
-    let mixed = Mixed::prepare(mixed_server)?;
-    memserver_task_client::rendezvous(root, memserver_task_abi::TEST_READY_LABEL);
-    sel4::debug_println!(
-        "loadgen: clients {} (churn) and {} (mixed) running beside the conformance suite",
-        churn_server.client_id(),
-        mixed_server.client_id()
-    );
-
-    let result = measure(Workload::Churn, &churn_server, || churn.run()).and_then(|()| measure(Workload::Mixed, mixed_server, || mixed.run()));
-    memserver_task_client::rendezvous(root, memserver_task_abi::TEST_PAUSE_LABEL);
-    churn.cache.destroy().map_err(|_| "destroy")?;
-    mixed.teardown()?;
-    result?;
-    close(&churn_server)?;
-    if mixed_session.id != churn_session.id {
-        close(mixed_server)?;
-    }
-    Ok(())
-}
-
-/// Hello, and the session over the mapped window and control region.
-fn open(session: &ClientSession) -> Result<Memserver<Sel4Transport>, &'static str> {
-    let endpoint = sel4::cap::Endpoint::from_bits(session.endpoint_slot);
-    let mut hello = [0u8; protocol::MAX_MESSAGE_BYTES];
-    let len = memclient::hello_request(session.name.as_str(), &mut hello).map_err(|_| "bad client name")?;
-    let mut reply = [0u8; protocol::MAX_MESSAGE_BYTES];
-    let n = call_raw(endpoint, &hello[..len], &mut reply).map_err(|_| "hello: transport")?;
-    let hello_reply = protocol::decode_reply(&reply[..n]).map_err(|_| "hello: bad reply")?;
-    if !matches!(hello_reply, Reply::Hello { .. }) {
-        sel4::debug_println!("loadgen: hello refused: {hello_reply:?}");
-        return Err("hello refused");
-    }
-    let window_base = NonNull::new(session.window.addr as *mut u8).ok_or("no window")?;
-    let control_base = NonNull::new(session.control.addr as *mut u8).ok_or("no control region")?;
-    // SAFETY: the root task mapped this client's window and control region
-    // read-write into this task (page aligned) for its whole life.
-    let (window, control) = unsafe {
-        (Window::new(window_base, session.window.len as usize), Control::new(control_base, session.control.len as usize))
+/// One workload: open the session, grow the caches to the workload's high water (the only
+/// time this task takes frames from the shared pool until it tears down), tell the root
+/// task it is ready, run and measure, pause with the memory held until the root task's go,
+/// tear down.
+fn run(session: &ClientSession, workload: Workload, root: sel4::cap::Endpoint) -> Result<(), &'static str> {
+    let server = memserver_task_client::open(session)?;
+    let result = match workload {
+        Workload::Churn => {
+            let churn = Churn::prepare(&server)?;
+            memserver_task_client::rendezvous(root, LABEL_READY);
+            let result = measure(workload, &server, || churn.run());
+            memserver_task_client::rendezvous(root, LABEL_PAUSE);
+            // The other tasks are done or paused by now: the figures see a quiet system.
+            ratios::print(&server)?;
+            churn.cache.destroy().map_err(|_| "destroy")?;
+            result
+        }
+        Workload::Mixed => {
+            let mixed = Mixed::prepare(&server)?;
+            memserver_task_client::rendezvous(root, LABEL_READY);
+            let result = measure(workload, &server, || mixed.run());
+            memserver_task_client::rendezvous(root, LABEL_PAUSE);
+            mixed.teardown()?;
+            result
+        }
     };
-    Memserver::new(Sel4Transport { endpoint }, &hello_reply, window, control).map_err(|_| "session")
+    result?;
+    close(&server)
 }
 
 /// Checks that nothing is left live, then Goodbye.

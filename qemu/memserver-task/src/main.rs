@@ -1,17 +1,14 @@
-//! The memserver as an seL4 task.
+//! The memserver as an seL4 task: syscall glue around `memserver-sel4-server`.
 //!
-//! Design: the same no_std `Engine` and `dispatch::Server` as the Linux runner,
-//! carried over an endpoint: `seL4_Recv`, then `seL4_ReplyRecv` for every
-//! request, postcard bytes in the message registers (`protocol::framing`), the
-//! badge of the caller's endpoint capability as its client id. The root task
-//! read `system.toml` at build time and tells this task, in its boot-info
-//! pages, the pool size, every seL4 client task and where each client's window
-//! and control region are mapped here (the same frames are mapped into the
-//! client). The engine's tables come from a heap region the root task sized
-//! from the same description ([`memserver_task_abi::server_heap_bytes`]).
-//! Admission follows the badge: a `Hello` on a badge whose session is vacant
-//! admits that client (its window and control region are always mapped); a
-//! `Goodbye` makes it vacant again, with everything it held reclaimed.
+//! Design: everything the task decides lives in `memserver-sel4-server` (tested on the
+//! host); this crate implements its two seams with rust-sel4 — [`kernel::Sel4Kernel`], one
+//! kernel invocation per `Kernel` method on slots of the task's own CNode, and
+//! [`memory::MappedMemory`], copies in and out of the direct map of the pool and the
+//! clients' control regions — and runs the receive loop: `seL4_Recv`, then
+//! `MemserverTask::handle` and `seL4_ReplyRecv` for every message, the badge telling a
+//! client (its id) from the supervisor. The boot info (what the root task planned:
+//! pool, paging reserve, CNode layout, clients) comes in read-only boot-info pages; the
+//! engine's and the frame table's tables live on a heap the root task sized from it.
 
 #![no_std]
 #![no_main]
@@ -20,22 +17,19 @@
 
 extern crate alloc;
 
-mod platform;
+mod kernel;
+mod memory;
 
-use alloc::boxed::Box;
-use alloc::vec;
-use alloc::vec::Vec;
-
-use memserver_dispatch::{ClientSpec, Server, Session};
-use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc, TrackPair};
-use memserver_engine::{Engine, EngineStorage};
-use memserver_task_abi::ServerBoot;
-use protocol::framing::{self, MessageWords};
-use protocol::{ClientId, Error, MAX_MESSAGE_BYTES, MAX_MESSAGE_WORDS, MessageBuffer, Reply, Request};
+use memserver_sel4_abi::layout::Paging;
+use memserver_sel4_abi::start::{BOOT_INFO_BYTES, SLOT_OWN_TCB};
+use memserver_sel4_abi::{Region, ServerBoot};
+use protocol::MAX_MESSAGE_WORDS;
+use protocol::framing::MessageWords;
 use sel4_dlmalloc::{DeferredStaticDlmalloc, StaticHeapBounds};
 use sel4_sync::RawLazyNotificationMutex;
 
-use platform::Sel4Platform;
+use kernel::Sel4Kernel;
+use memory::MappedMemory;
 
 // The panic handler (prints the panic through seL4's debug console, then aborts).
 use sel4_panicking as _;
@@ -55,7 +49,7 @@ sel4_runtime_common::declare_rust_entrypoint! {
 }
 sel4_panicking_env::register_debug_put_char!(sel4::debug_put_char);
 
-/// The heap: the region the root task mapped for the engine's tables.
+/// The heap: the region the root task mapped for the engine's and the frame table's tables.
 #[global_allocator]
 static GLOBAL_ALLOCATOR: DeferredStaticDlmalloc<RawLazyNotificationMutex> =
     DeferredStaticDlmalloc::new_with_raw_mutex(RawLazyNotificationMutex::new(no_contention));
@@ -66,8 +60,28 @@ fn no_contention() -> sel4::cap::Notification {
 }
 
 fn halt() -> ! {
-    let _ = sel4::cap::Tcb::from_bits(memserver_task_abi::SLOT_OWN_TCB).tcb_suspend();
+    let _ = sel4::cap::Tcb::from_bits(SLOT_OWN_TCB).tcb_suspend();
     unreachable!("a suspended task runs no more")
+}
+
+/// `core::fmt::Write` onto the kernel's debug console.
+struct Console;
+
+impl core::fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        sel4::debug_print!("{s}");
+        Ok(())
+    }
+}
+
+/// The paging geometry of this kernel, as `memserver-sel4-abi` describes it.
+fn kernel_paging() -> Paging {
+    let levels = sel4::vspace_levels::NUM_LEVELS;
+    Paging {
+        top_span_bits: sel4::vspace_levels::span_bits(1) as u8,
+        index_bits: sel4::TranslationTableObjectType::PT.index_bits() as u8,
+        levels: (levels - 1) as u8,
+    }
 }
 
 fn task_main(
@@ -82,7 +96,7 @@ fn task_main(
     sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
     let endpoint = sel4::cap::Endpoint::from_bits(endpoint);
 
-    if boot_info_len > memserver_task_abi::BOOT_INFO_BYTES {
+    if boot_info_len > BOOT_INFO_BYTES {
         sel4::debug_println!("memserver: boot info too long");
         halt()
     }
@@ -96,114 +110,46 @@ fn task_main(
             halt()
         }
     };
+    if boot.paging != kernel_paging() {
+        sel4::debug_println!("memserver: planned for paging {:?}, the kernel has {:?}", boot.paging, kernel_paging());
+        halt()
+    }
     let heap = StaticHeapBounds::new(boot.heap.addr as *mut u8, boot.heap.len as usize);
     if GLOBAL_ALLOCATOR.set_bounds(heap).is_err() {
         halt()
     }
 
-    let mut server = match build(&boot) {
-        Ok(server) => server,
+    let direct_map = Region { addr: boot.direct_map, len: u64::from(boot.pool_frames) * protocol::PAGE_SIZE as u64 };
+    let memory = MappedMemory::new(direct_map, boot.clients.iter().map(|c| c.control));
+    let kernel = Sel4Kernel::new(boot.slots.own_cnode);
+    let mut task = match memserver_sel4_server::start(&boot, kernel, memory) {
+        Ok(task) => task,
         Err(why) => {
-            sel4::debug_println!("memserver: cannot start: {why}");
+            sel4::debug_println!("memserver: cannot start: {why:?}");
             halt()
         }
     };
-    let specs: Vec<Option<ClientSpec>> = (0..boot.session_count())
-        .map(|id| {
-            boot.clients.iter().find(|c| usize::from(c.id) == id).map(|c| ClientSpec {
-                name: c.name.clone(),
-                window_pages: c.window_pages,
-                quota_pages: c.quota_pages,
-                introspect: c.introspect,
-                slub_debug: protocol::slub_debug::SlubDebug::parse(&c.slub_debug).unwrap_or_default(),
-            })
-        })
-        .collect();
+    let (client_tables, direct_tables) = task.server().engine().platform().frames.tables_made();
     sel4::debug_println!(
-        "memserver: seL4 task up: pool {} pages, {} client(s), engine tables {} KiB",
-        boot.pool_pages,
+        "memserver: seL4 task up: pool {} frames mapped at {:#x} ({} tables), paging reserve {} pages, {} client(s), heap {} KiB",
+        boot.pool_frames,
+        boot.direct_map,
+        direct_tables + client_tables,
+        boot.paging_reserve_pages(),
         boot.clients.len(),
         boot.heap.len / 1024
     );
-    serve(endpoint, &mut server, &specs)
-}
 
-/// The engine and the dispatch, their tables on the heap for the task's life.
-fn build(boot: &ServerBoot) -> Result<Server<'static, Sel4Platform>, &'static str> {
-    let config = memserver_task_abi::engine_config(boot);
-    let s = EngineStorage::required(&config).ok_or("engine tables overflow")?;
-    fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
-        Box::leak(vec![value; len].into_boxed_slice())
-    }
-    let storage = EngineStorage {
-        frames: leak(FrameDesc::EMPTY, s.frames),
-        slabs: leak(SlabDesc::EMPTY, s.slabs),
-        bitmaps: leak(0u64, s.bitmaps),
-        clients: leak(ClientDesc::EMPTY, s.clients),
-        caches: leak(CacheDesc::EMPTY, s.caches),
-        page_map: leak(0u32, s.page_map),
-        window_bits: leak(0u64, s.window_bits),
-        tracks: leak(TrackPair::EMPTY, s.tracks),
-        track_used: leak(0u64, s.track_used),
-    };
-    let platform = Sel4Platform::new(boot);
-    let engine = Engine::new(config, storage, platform).map_err(|_| "engine configuration")?;
-    let sessions = leak(Session::VACANT, boot.session_count());
-    Server::new(engine, sessions, boot.server_config()).map_err(|_| "server configuration")
-}
-
-/// The server loop: never returns.
-fn serve(endpoint: sel4::cap::Endpoint, server: &mut Server<'static, Sel4Platform>, specs: &[Option<ClientSpec>]) -> ! {
     let (mut info, mut badge) = endpoint.recv(());
     loop {
-        let mut reply: MessageBuffer = [0; MAX_MESSAGE_BYTES];
-        let len = handle(server, specs, badge, &info, &mut reply);
-        let reply_info = sel4::with_ipc_buffer_mut(|buf| {
-            let words: Option<&mut MessageWords> = (&mut buf.msg_regs_mut()[..MAX_MESSAGE_WORDS]).try_into().ok();
-            // A reply that cannot be packed goes out empty: the client then
-            // sees a malformed message instead of waiting forever.
-            let (label, length) =
-                words.and_then(|words| framing::pack(reply.get(..len).unwrap_or(&[]), words).ok()).unwrap_or((0, 0));
-            sel4::MessageInfoBuilder::default().label(label).length(length).build()
-        });
+        let mut words: MessageWords = [0; MAX_MESSAGE_WORDS];
+        let length = info.length().min(MAX_MESSAGE_WORDS);
+        sel4::with_ipc_buffer(|buf| words[..length].copy_from_slice(&buf.msg_regs()[..length]));
+        let mut reply: MessageWords = [0; MAX_MESSAGE_WORDS];
+        let (label, len) = task.handle(badge, info.label(), &words[..length], &mut reply, &mut Console);
+        let len = len.min(MAX_MESSAGE_WORDS);
+        sel4::with_ipc_buffer_mut(|buf| buf.msg_regs_mut()[..len].copy_from_slice(&reply[..len]));
+        let reply_info = sel4::MessageInfoBuilder::default().label(label).length(len).build();
         (info, badge) = endpoint.reply_recv(reply_info, ());
     }
-}
-
-/// Answers one message from the client whose endpoint carries `badge`; returns the reply length.
-fn handle(
-    server: &mut Server<'static, Sel4Platform>,
-    specs: &[Option<ClientSpec>],
-    badge: sel4::Badge,
-    info: &sel4::MessageInfo,
-    reply: &mut MessageBuffer,
-) -> usize {
-    let mut request: MessageBuffer = [0; MAX_MESSAGE_BYTES];
-    let bytes = sel4::with_ipc_buffer(|buf| {
-        let words = buf.msg_regs().get(..info.length()).ok_or(Error::Malformed)?;
-        framing::unpack(info.label(), words, &mut request).map(<[u8]>::len)
-    });
-    let (Some(client), Ok(len)) = (ClientId::try_from(badge).ok(), bytes) else {
-        let error = if bytes.is_err() { Error::Malformed } else { Error::PermissionDenied };
-        return protocol::encode_reply(&Reply::Error(error), reply).map_or(0, |b| b.len());
-    };
-    let request = request.get(..len).unwrap_or(&[]);
-    let decoded = protocol::decode_request(request);
-    // On seL4 the badge is the client: a Hello on a vacant client's badge
-    // admits it (its memory is always mapped). The dispatch then checks the
-    // Hello itself (version, name) as on every platform.
-    if let Ok(Request::Hello { .. }) = decoded {
-        if server.session(client).is_none() {
-            if let Some(Some(spec)) = specs.get(usize::from(client)) {
-                // A refusal leaves the session vacant; the dispatch answers PermissionDenied.
-                let _ = server.admit(client, spec);
-            }
-        }
-    }
-    let len = server.dispatch(client, request, reply);
-    if let Ok(Request::Goodbye) = decoded {
-        // Also for a session that never opened: the next Hello starts afresh.
-        server.disconnect(client);
-    }
-    len
 }

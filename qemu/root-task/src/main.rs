@@ -1,20 +1,16 @@
-//! The memserver system's seL4 root task.
+//! The memserver system's seL4 root task: rust-sel4 glue around `memserver-sel4-root`.
 //!
-//! Design: the root task is the only task the kernel starts, and it holds every
-//! capability at boot. It boots the system `system.toml` describes (read at
-//! build time, `build.rs`): the memserver task and one task per seL4 program
-//! image (`image` key; clients naming the same image share a task), each a
-//! separate process loaded from its own ELF image into its own VSpace and
-//! CSpace (`task`), with kernel objects retyped from boot untyped memory
-//! (`untyped`). Every seL4 client gets its window and control region as fresh
-//! frames mapped into both its task and the memserver, a badged endpoint
-//! capability (badge = client id) to the memserver's endpoint, and the memserver
-//! gets a heap for its engine tables sized from the same description. Then the
-//! root task coordinates the test: load tasks (the load generator) grow their
-//! caches and call in ready; the conformance tasks start; a load task that is
-//! done waits until the conformance tasks have reported before it frees its
-//! memory (their pool accounting must not see another client's frames move).
-//! When every client task has reported, it prints `TEST_PASS` or `TEST_FAIL`,
+//! Design: the root task is the only task the kernel starts, and it holds every capability at
+//! boot. What it builds is the boot plan of `memserver-sel4-root` (tested on the host), made
+//! from `system.toml` at build time (`build.rs`): the memserver task with its CNode holding
+//! the pool's frames (retyped straight into it from boot untyped memory), the paging reserve
+//! as untyped objects, every client task's VSpace; and one task per seL4 client, each loaded
+//! from its image (an image may be loaded several times) into its own VSpace and CSpace
+//! (`task`), with its window reserved and unmapped, its control region mapped into it and the
+//! memserver, a badged endpoint capability to the memserver (badge = client id), a fault
+//! endpoint (the root task's, with a fault badge) and, for tasks of one image, the endpoints
+//! of each other's agents. Then it supervises (`supervise`): the supervisor state machine of
+//! `memserver-sel4-root` decides, this task performs. It prints `TEST_PASS` or `TEST_FAIL`,
 //! which `make qemu` waits for.
 
 #![no_std]
@@ -24,31 +20,23 @@
 
 extern crate alloc;
 
+mod supervise;
 mod task;
 mod untyped;
 
 use alloc::vec::Vec;
 
-use memserver_task_abi::{
-    ClientBoot, ClientSession, MAX_TASK_SESSIONS, SLOT_ENDPOINT, SLOT_SESSION_BASE, ServerBoot, ServerClient,
-    TEST_PAUSE_LABEL, TEST_READY_LABEL, TEST_REPORT_LABEL,
+use memserver_sel4_abi::layout::Paging;
+use memserver_sel4_abi::root::{fault_badge, report_badge};
+use memserver_sel4_abi::start::{
+    BOOT_INFO_BYTES, SLOT_AGENT, SLOT_ENDPOINT, SLOT_FAULT, SLOT_MEMSERVER, TASK_CNODE_SIZE_BITS,
 };
+use memserver_sel4_abi::{Region, SUPERVISOR_BADGE};
+use memserver_sel4_root::{BootPlan, ClientTask, Description};
 use sel4_root_task::root_task;
 
 use task::{Process, Scratch, allocate_memory};
 use untyped::ObjectAllocator;
-
-/// A client task entry of `system.toml` that runs on seL4.
-pub struct ClientTask {
-    pub id: u16,
-    pub name: &'static str,
-    pub quota_pages: u32,
-    pub window_pages: u32,
-    pub introspect: bool,
-    /// Its `slub_debug` setting (`""`: none).
-    pub slub_debug: &'static str,
-    pub image: &'static str,
-}
 
 /// The bytes of a file, aligned as the ELF parser needs.
 macro_rules! include_aligned {
@@ -66,8 +54,8 @@ mod system {
     include!(concat!(env!("OUT_DIR"), "/system.rs"));
 }
 
-/// The image whose tasks wait until every other client task is ready.
-const CONFORMANCE_IMAGE: &str = "conformance";
+/// Most objects one `seL4_Untyped_Retype` makes (`CONFIG_RETYPE_FAN_OUT_LIMIT`).
+const RETYPE_BATCH: usize = 256;
 
 /// Why the root task could not build the system.
 #[derive(Debug)]
@@ -82,8 +70,10 @@ pub enum BootError {
     NoUntyped,
     /// The root CNode has no free slot left.
     OutOfSlots,
-    /// The system description does not fit the seL4 build (too many clients, a name too long…).
+    /// The system description does not fit the seL4 build.
     Description(&'static str),
+    /// The boot plan refused the description.
+    Plan(memserver_sel4_root::PlanError),
 }
 
 impl From<sel4::Error> for BootError {
@@ -104,7 +94,7 @@ fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
     match run(bootinfo) {
         Ok(0) => sel4::debug_println!("TEST_PASS"),
         Ok(failures) => {
-            sel4::debug_println!("root: client tasks reported {failures} failure(s)");
+            sel4::debug_println!("root: {failures} failure(s)");
             sel4::debug_println!("TEST_FAIL");
         }
         Err(err) => {
@@ -115,18 +105,13 @@ fn main(bootinfo: &sel4::BootInfoPtr) -> ! {
     sel4::init_thread::suspend_self()
 }
 
-/// A client task the root task started.
-struct Started {
-    image: &'static str,
-    process: Process,
-    boot_info: memserver_task_abi::Region,
-    /// Reported (failures).
-    report: Option<u64>,
-    ready: bool,
-}
-
-fn name<const N: usize>(text: &str) -> Result<heapless::String<N>, BootError> {
-    heapless::String::try_from(text).map_err(|_| BootError::Description("a name is too long"))
+/// The paging geometry of this kernel, as `memserver-sel4-abi` describes it.
+fn kernel_paging() -> Paging {
+    Paging {
+        top_span_bits: sel4::vspace_levels::span_bits(1) as u8,
+        index_bits: sel4::TranslationTableObjectType::PT.index_bits() as u8,
+        levels: (sel4::vspace_levels::NUM_LEVELS - 1) as u8,
+    }
 }
 
 /// The postcard encoding of a boot info.
@@ -134,179 +119,140 @@ fn encode<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, BootE
     postcard::to_slice(value, buf).map(|b| b.len()).map_err(|_| BootError::Description("boot info too large"))
 }
 
-/// Boots the system, runs the test; returns the failures the client tasks reported.
-fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
-    let mut objects = ObjectAllocator::new(bootinfo)?;
-    let mut scratch = Scratch::take(bootinfo)?;
-    let server_endpoint = objects.allocate_fixed::<sel4::cap_type::Endpoint>()?;
-    let report_endpoint = objects.allocate_fixed::<sel4::cap_type::Endpoint>()?;
+/// A client task built and not yet started.
+pub struct Built {
+    process: Process,
+    boot_info: Region,
+}
 
-    // The memserver task and every seL4 client's memory, mapped into it.
-    let mut server = Process::load(&mut objects, &mut scratch, system::MEMSERVER_IMAGE)?;
-    let mut server_boot = ServerBoot {
+/// Boots the system, runs it; returns the failures.
+fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
+    let description = Description {
         pool_pages: system::POOL_PAGES,
         max_caches_per_client: system::MAX_CACHES_PER_CLIENT,
         magazine_slots: system::MAGAZINE_SLOTS,
         magazines: system::MAGAZINES,
-        heap: memserver_task_abi::Region { addr: 0, len: 0 },
-        clients: heapless::Vec::new(),
+        clients: system::CLIENTS,
     };
-    let caches = memserver_task_abi::engine_config(&server_boot).max_caches_per_client;
-    let mut memory = Vec::new();
-    for client in system::CLIENTS {
-        // The slots, the cache table and a page-owner entry per window page (protocol v3).
-        let control_bytes = protocol::control::control_region_size(system::MAGAZINE_SLOTS, caches, client.window_pages);
-        let window_bytes = client.window_pages as usize * protocol::PAGE_SIZE;
-        let window = allocate_memory(&mut objects, window_bytes)?;
-        let control = allocate_memory(&mut objects, control_bytes)?;
-        let server_client = ServerClient {
-            id: client.id,
-            name: name(client.name)?,
-            quota_pages: client.quota_pages,
-            window_pages: client.window_pages,
-            introspect: client.introspect,
-            slub_debug: heapless::String::try_from(client.slub_debug)
-                .map_err(|_| BootError::Description("slub_debug too long"))?,
-            window: server.map_memory(&mut objects, &window, sel4::CapRights::read_write())?,
-            control: server.map_memory(&mut objects, &control, sel4::CapRights::read_write())?,
-        };
-        server_boot.clients.push(server_client).map_err(|_| BootError::Description("too many seL4 clients"))?;
-        memory.push((window, control));
-    }
-    let heap_bytes = memserver_task_abi::server_heap_bytes(&server_boot)
-        .ok_or(BootError::Description("engine tables overflow"))?
-        .next_multiple_of(sel4::FrameObjectType::LargePage.bytes());
-    let heap = allocate_memory(&mut objects, heap_bytes)?;
-    server_boot.heap = server.map_memory(&mut objects, &heap, sel4::CapRights::read_write())?;
-    let mut buf = [0u8; memserver_task_abi::BOOT_INFO_BYTES];
-    let len = encode(&server_boot, &mut buf)?;
-    let server_boot_info = server.boot_info(&mut objects, &mut scratch, &buf[..len])?;
-    // The memserver receives on the endpoint; it never sends on it.
-    server.copy_cap(SLOT_ENDPOINT, server_endpoint, sel4::CapRights::new(false, false, true, false), 0)?;
-    server.start(server_boot_info)?;
+    let mut plan = BootPlan::new(&description, kernel_paging()).map_err(BootError::Plan)?;
+    let windows = plan.windows_pages();
     sel4::debug_println!(
-        "root: started the memserver task: pool {} pages, {} seL4 client(s), heap {} KiB",
+        "root: pool {} pages = {} frames + {} pages of paging reserve; {} client task(s) with windows of {windows} pages in all ({}.{}x the pool)",
         system::POOL_PAGES,
-        system::CLIENTS.len(),
-        heap_bytes / 1024
+        plan.server.pool_frames,
+        plan.paging_reserve_pages(),
+        plan.tasks.len(),
+        windows / u64::from(system::POOL_PAGES),
+        windows * 10 / u64::from(system::POOL_PAGES) % 10,
     );
 
-    // One task per image, one session per client of that image.
-    let mut started: Vec<Started> = Vec::new();
-    for &(image, elf) in system::IMAGES {
-        let mut process = Process::load(&mut objects, &mut scratch, elf)?;
-        let mut boot = ClientBoot { image: name(image)?, sessions: heapless::Vec::new() };
-        for (client, (window, control)) in system::CLIENTS.iter().zip(&memory) {
-            if client.image != image {
-                continue;
-            }
-            let index = boot.sessions.len();
-            if index >= MAX_TASK_SESSIONS {
-                return Err(BootError::Description("too many clients share one image"));
-            }
-            let window: Vec<_> = window.iter().map(|f| f.copy(&mut objects)).collect::<Result<_, _>>()?;
-            let control: Vec<_> = control.iter().map(|f| f.copy(&mut objects)).collect::<Result<_, _>>()?;
-            let endpoint_slot = SLOT_SESSION_BASE + index as u64;
-            // The client may call (send, grant-reply), never receive on the server's endpoint.
-            process.copy_cap(
-                endpoint_slot,
-                server_endpoint,
-                sel4::CapRights::new(true, false, false, true),
-                client.id.into(),
-            )?;
-            let session = ClientSession {
-                id: client.id,
-                name: name(client.name)?,
-                endpoint_slot,
-                window: process.map_memory(&mut objects, &window, sel4::CapRights::read_write())?,
-                control: process.map_memory(&mut objects, &control, sel4::CapRights::read_write())?,
-            };
-            boot.sessions.push(session).map_err(|_| BootError::Description("too many sessions"))?;
+    let mut objects = ObjectAllocator::new(bootinfo)?;
+    let mut scratch = Scratch::take(bootinfo)?;
+    let server_endpoint = objects.allocate_fixed::<sel4::cap_type::Endpoint>()?;
+    let report_endpoint = objects.allocate_fixed::<sel4::cap_type::Endpoint>()?;
+    let mut server = Process::load(&mut objects, &mut scratch, system::MEMSERVER_IMAGE, plan.server.cnode_size_bits, 0)?;
+    let send = sel4::CapRights::new(true, false, false, true);
+    let receive = sel4::CapRights::new(false, false, true, false);
+
+    // The agents' endpoints: one per task whose image has other tasks.
+    let mut agents = Vec::new();
+    for t in &plan.tasks {
+        agents.push(if t.has_agent { Some(objects.allocate_fixed::<sel4::cap_type::Endpoint>()?) } else { None });
+    }
+
+    let mut buf = [0u8; BOOT_INFO_BYTES];
+    let mut built = Vec::new();
+    for (n, t) in plan.tasks.clone().iter().enumerate() {
+        let client = plan.server.clients.get(t.client).ok_or(BootError::Description("plan"))?.clone();
+        let &(_, elf) = system::IMAGES
+            .iter()
+            .find(|(image, _)| *image == t.image.as_str())
+            .ok_or(BootError::Description("no task image for an seL4 client"))?;
+        let mut process = Process::load(&mut objects, &mut scratch, elf, TASK_CNODE_SIZE_BITS, SLOT_FAULT)?;
+        // The control region: fresh frames mapped into the task and into the memserver
+        // (magazine slots, cache table, page-owner table of its window).
+        let control_bytes = plan.control_bytes(t.client).ok_or(BootError::Description("plan"))?;
+        let control = allocate_memory(&mut objects, control_bytes)?;
+        let control_copy: Vec<_> = control.iter().map(|f| f.copy(&mut objects)).collect::<Result<_, _>>()?;
+        let control_in_task = process.map_memory(&mut objects, &control, sel4::CapRights::read_write())?;
+        let control_in_server = server.map_memory(&mut objects, &control_copy, sel4::CapRights::read_write())?;
+        if let Some(c) = plan.server.clients.get_mut(t.client) {
+            c.control = control_in_server;
         }
-        let badge = started.len() as sel4::Word + 1;
-        process.copy_cap(SLOT_ENDPOINT, report_endpoint, sel4::CapRights::new(true, false, false, true), badge)?;
+        // Its CSpace: report and fault endpoints (the root task's, badged), the memserver
+        // (badge = client id: call only), its agent endpoint and its peers'.
+        process.copy_cap(SLOT_ENDPOINT, report_endpoint, send.clone(), report_badge(n))?;
+        process.copy_cap(SLOT_FAULT, report_endpoint, sel4::CapRights::new(true, true, false, true), fault_badge(n))?;
+        process.copy_cap(SLOT_MEMSERVER, server_endpoint, send.clone(), client.id.into())?;
+        if let Some(Some(endpoint)) = agents.get(n) {
+            process.copy_cap(SLOT_AGENT, *endpoint, receive.clone(), 0)?;
+        }
+        for (k, &p) in t.peers.iter().enumerate() {
+            let Some(Some(endpoint)) = agents.get(p) else { return Err(BootError::Description("peer without agent")) };
+            process.copy_cap(BootPlan::peer_slot(k), *endpoint, send.clone(), 0)?;
+        }
+        // The memserver maps frames into the task's VSpace.
+        server.copy_cap(plan.server.slots.client_vspaces + t.client as u64, process.vspace, sel4::CapRights::all(), 0)?;
+        let boot = plan.client_boot(n, control_in_task).ok_or(BootError::Description("client boot info"))?;
         let len = encode(&boot, &mut buf)?;
         let boot_info = process.boot_info(&mut objects, &mut scratch, &buf[..len])?;
-        let names: Vec<&str> = boot.sessions.iter().map(|s| s.name.as_str()).collect();
-        sel4::debug_println!("root: task {badge}: image {image:?}, clients {names:?}");
-        started.push(Started { image, process, boot_info, report: None, ready: false });
+        built.push(Built { process, boot_info });
     }
 
-    if started.is_empty() {
-        return Err(BootError::Description("system.toml gives no client an seL4 `image`: nothing to run"));
+    // The memserver's CSpace: its endpoint (receive only), its own VSpace and CNode, the
+    // paging reserve, the pool.
+    let slots = plan.server.slots;
+    server.copy_cap(SLOT_ENDPOINT, server_endpoint, receive, 0)?;
+    server.copy_cap(slots.own_vspace, server.vspace, sel4::CapRights::all(), 0)?;
+    server.give_own_cnode(slots.own_cnode)?;
+    for (i, &bits) in plan.server.paging_untyped_bits.iter().enumerate() {
+        let blueprint = sel4::ObjectBlueprint::Untyped { size_bits: usize::from(bits) };
+        objects.retype_into(blueprint, server.cnode, slots.paging_untyped as usize + i, 1)?;
     }
-    supervise(&mut objects, &mut started, report_endpoint)
-}
-
-/// Starts the client tasks (conformance tasks once every other task is ready),
-/// answers their calls, and collects their reports.
-fn supervise(
-    objects: &mut ObjectAllocator,
-    started: &mut [Started],
-    report_endpoint: sel4::cap::Endpoint,
-) -> Result<u64, BootError> {
-    let gated = |t: &Started| t.image == CONFORMANCE_IMAGE;
-    for task in started.iter().filter(|t| !gated(t)) {
-        task.process.start(task.boot_info)?;
+    let frames = plan.server.pool_frames as usize;
+    let mut done = 0;
+    while done < frames {
+        let count = (frames - done).min(RETYPE_BATCH);
+        let blueprint = <sel4::cap_type::SmallPage as sel4::CapTypeForObjectOfFixedSize>::object_blueprint();
+        objects.retype_into(blueprint, server.cnode, slots.pool as usize + done, count)?;
+        done += count;
     }
-    let mut gate_open = false;
-    // Load tasks waiting to free their memory: their saved reply capabilities.
-    let mut paused: Vec<sel4::cap::Endpoint> = Vec::new();
-    loop {
-        let all_ready = started.iter().filter(|t| !gated(t)).all(|t| t.ready || t.report.is_some());
-        if all_ready && !gate_open {
-            gate_open = true;
-            for task in started.iter().filter(|t| gated(t)) {
-                task.process.start(task.boot_info)?;
-                sel4::debug_println!("root: started the {} task", task.image);
-            }
-        }
-        let conformance_done = started.iter().filter(|t| gated(t)).all(|t| t.report.is_some());
-        if conformance_done {
-            for reply in paused.drain(..) {
-                reply.send(sel4::MessageInfoBuilder::default().build());
-            }
-        }
-        if started.iter().all(|t| t.report.is_some()) {
-            return Ok(started.iter().filter_map(|t| t.report).sum());
-        }
-
-        let (info, badge) = report_endpoint.recv(());
-        let Some(task) = usize::try_from(badge).ok().and_then(|b| b.checked_sub(1)).and_then(|i| started.get_mut(i))
-        else {
-            continue;
-        };
-        match info.label() {
-            TEST_REPORT_LABEL => {
-                let failures = sel4::with_ipc_buffer(|buf| buf.msg_regs()[0]);
-                sel4::debug_println!("root: the {} task reported {failures} failure(s)", task.image);
-                task.report = Some(failures);
-            }
-            TEST_READY_LABEL => {
-                task.ready = true;
-                // Answered once the gate is open: at the top of the loop it opens
-                // (conformance tasks start) before anything else runs.
-                let reply = save_caller(objects)?;
-                let all_ready = started.iter().filter(|t| !gated(t)).all(|t| t.ready || t.report.is_some());
-                if all_ready && !gate_open {
-                    gate_open = true;
-                    for task in started.iter().filter(|t| gated(t)) {
-                        task.process.start(task.boot_info)?;
-                        sel4::debug_println!("root: started the {} task", task.image);
-                    }
-                }
-                reply.send(sel4::MessageInfoBuilder::default().build());
-            }
-            TEST_PAUSE_LABEL => paused.push(save_caller(objects)?),
-            other => sel4::debug_println!("root: unexpected message label {other:#x} from task {badge}"),
-        }
+    let heap_bytes = plan
+        .server_heap_bytes()
+        .ok_or(BootError::Description("memserver tables overflow"))?
+        .next_multiple_of(sel4::FrameObjectType::LargePage.bytes());
+    let heap = allocate_memory(&mut objects, heap_bytes)?;
+    plan.server.heap = server.map_memory(&mut objects, &heap, sel4::CapRights::read_write())?;
+    let len = encode(&plan.server, &mut buf)?;
+    let server_boot_info = server.boot_info(&mut objects, &mut scratch, &buf[..len])?;
+    server.start(server_boot_info)?;
+    sel4::debug_println!(
+        "root: started the memserver task: {} pool frames in its CNode ({} slots used of 2^{}), heap {} KiB",
+        frames,
+        plan.server_slots_used,
+        plan.server.cnode_size_bits,
+        heap_bytes / 1024
+    );
+    for (n, t) in plan.tasks.iter().enumerate() {
+        let c = plan.server.clients.get(t.client).ok_or(BootError::Description("plan"))?;
+        let peers: Vec<&str> = t
+            .peers
+            .iter()
+            .filter_map(|&p| plan.tasks.get(p).and_then(|pt| plan.server.clients.get(pt.client)))
+            .map(|pc| pc.name.as_str())
+            .collect();
+        sel4::debug_println!(
+            "root: task {n}: client {} ({}), image {:?} instance {}, window {} pages reserved at {:#x}, peers {peers:?}",
+            c.name,
+            c.id,
+            t.image.as_str(),
+            t.instance,
+            c.window_pages,
+            t.window.addr
+        );
     }
-}
 
-/// Moves the reply capability of the call just received into a fresh slot.
-fn save_caller(objects: &mut ObjectAllocator) -> Result<sel4::cap::Endpoint, BootError> {
-    let slot = objects.slot()?;
-    let cap: sel4::cap::Unspecified = sel4::init_thread::Slot::from_index(slot).cap();
-    sel4::init_thread::slot::CNODE.cap().absolute_cptr(cap).save_caller()?;
-    Ok(cap.cast())
+    // The supervisor badge: only this task ever holds a capability with it.
+    let supervisor = objects.mint(server_endpoint, send, SUPERVISOR_BADGE)?;
+    supervise::run(&mut objects, &plan, &built, report_endpoint, supervisor)
 }

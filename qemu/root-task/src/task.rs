@@ -5,9 +5,11 @@ use core::ops::Range;
 
 use alloc::vec::Vec;
 
-use memserver_task_abi::{
-    BOOT_INFO_PAGES, Region, SLOT_ENDPOINT, SLOT_OWN_TCB, START_REG_BOOT_INFO, START_REG_BOOT_INFO_LEN,
-    START_REG_ENDPOINT, START_REG_IPC_BUFFER, START_REG_OWN_TCB, TASK_CNODE_SIZE_BITS,
+use memserver_sel4_abi::Region;
+use memserver_sel4_abi::layout::ROOT_MAPPINGS_END;
+use memserver_sel4_abi::start::{
+    BOOT_INFO_PAGES, REG_BOOT_INFO, REG_BOOT_INFO_LEN, REG_ENDPOINT, REG_IPC_BUFFER, REG_OWN_TCB, SLOT_ENDPOINT,
+    SLOT_OWN_TCB,
 };
 use object::elf::{PF_W, PF_X, PT_LOAD};
 use object::read::elf::{ElfFile64, ProgramHeader};
@@ -130,8 +132,11 @@ pub fn allocate_memory(objects: &mut ObjectAllocator, bytes: usize) -> Result<Ve
 /// A task being built: its own VSpace (with the translation tables made so
 /// far), CNode and TCB, loaded from its ELF image but not yet started.
 pub struct Process {
-    vspace: sel4::cap::VSpace,
-    cnode: sel4::cap::CNode,
+    /// Its VSpace.
+    pub vspace: sel4::cap::VSpace,
+    /// Its CNode (the root of its CSpace, one level).
+    pub cnode: sel4::cap::CNode,
+    cnode_size_bits: usize,
     /// Its TCB.
     pub tcb: sel4::cap::Tcb,
     entry: usize,
@@ -148,20 +153,37 @@ const REGION_BASE: usize = 0x1_0000_0000;
 const REGION_GUARD: usize = 2 * 1024 * 1024;
 
 impl Process {
-    /// Loads `elf` into a new VSpace, with an IPC buffer, a CNode holding its
-    /// own TCB capability, and a configured (not yet started) TCB.
-    pub fn load(objects: &mut ObjectAllocator, scratch: &mut Scratch, elf: &[u8]) -> Result<Self, BootError> {
+    /// Loads `elf` into a new VSpace, with an IPC buffer, a CNode of
+    /// `2^cnode_size_bits` slots holding its own TCB capability, and a configured
+    /// (not yet started) TCB whose faults go to the endpoint in `fault_slot` of that
+    /// CNode (0: none).
+    pub fn load(
+        objects: &mut ObjectAllocator,
+        scratch: &mut Scratch,
+        elf: &[u8],
+        cnode_size_bits: u8,
+        fault_slot: u64,
+    ) -> Result<Self, BootError> {
+        let cnode_size_bits = usize::from(cnode_size_bits);
         let image = ElfFile64::<Endianness>::parse(elf)?;
         let entry = usize::try_from(image.entry()).map_err(|_| BootError::Layout)?;
 
         let vspace = objects.allocate_fixed::<sel4::cap_type::VSpace>()?;
         sel4::init_thread::slot::ASID_POOL.cap().asid_pool_assign(vspace)?;
-        let cnode = objects.allocate_sized::<sel4::cap_type::CNode>(TASK_CNODE_SIZE_BITS)?;
+        let cnode = objects.allocate_sized::<sel4::cap_type::CNode>(cnode_size_bits)?;
         let tcb = objects.allocate_fixed::<sel4::cap_type::Tcb>()?;
         let footprint = load_footprint(&image)?;
         let ipc_buffer_addr = footprint.end;
-        let mut process =
-            Process { vspace, cnode, tcb, entry, ipc_buffer_addr, tables: Vec::new(), next_region: REGION_BASE };
+        let mut process = Process {
+            vspace,
+            cnode,
+            cnode_size_bits,
+            tcb,
+            entry,
+            ipc_buffer_addr,
+            tables: Vec::new(),
+            next_region: REGION_BASE,
+        };
 
         process.ensure_tables(objects, footprint.start..ipc_buffer_addr + PAGE_SIZE, PAGE_SIZE)?;
         map_image(objects, scratch, vspace, &image, elf, footprint)?;
@@ -174,15 +196,32 @@ impl Process {
         )?;
         process.copy_cap(SLOT_OWN_TCB, tcb, sel4::CapRights::all(), 0)?;
         tcb.tcb_configure(
-            sel4::init_thread::slot::NULL.cptr(),
+            sel4::CPtr::from_bits(fault_slot),
             cnode,
             // The whole word resolves in this one CNode: guard bits fill the rest.
-            sel4::CNodeCapData::new(0, sel4::WORD_SIZE - TASK_CNODE_SIZE_BITS),
+            Self::guard(cnode_size_bits),
             vspace,
             ipc_buffer_addr as sel4::Word,
             ipc_buffer,
         )?;
         Ok(process)
+    }
+
+    /// The CNode capability data that makes a full word resolve in one CNode of `bits` bits.
+    fn guard(bits: usize) -> sel4::CNodeCapData {
+        sel4::CNodeCapData::new(0, sel4::WORD_SIZE - bits)
+    }
+
+    /// A capability to the task's own CNode, into `slot` of it, with the guard its TCB
+    /// uses (so the task can name its slots with full-word paths through it).
+    pub fn give_own_cnode(&mut self, slot: u64) -> Result<(), BootError> {
+        let guard = Self::guard(self.cnode_size_bits).into_word();
+        self.copy_cap(slot, self.cnode, sel4::CapRights::all(), guard)
+    }
+
+    /// The slot of the task's CNode as a path from the root task's CNode capability to it.
+    pub fn slot_path(&self, slot: u64) -> sel4::AbsoluteCPtr {
+        self.cnode.absolute_cptr_from_bits_with_depth(slot, self.cnode_size_bits)
     }
 
     /// Puts a capability (a root-CNode one, minted with `rights` and `badge`)
@@ -195,7 +234,7 @@ impl Process {
         badge: sel4::Word,
     ) -> Result<(), BootError> {
         let root_cnode = sel4::init_thread::slot::CNODE.cap();
-        self.cnode.absolute_cptr_from_bits_with_depth(slot, TASK_CNODE_SIZE_BITS).mint(
+        self.slot_path(slot).mint(
             &root_cnode.absolute_cptr(cap),
             rights,
             badge,
@@ -257,6 +296,9 @@ impl Process {
             at += frame.bytes();
         }
         self.next_region = at + REGION_GUARD;
+        if self.next_region as u64 > ROOT_MAPPINGS_END {
+            return Err(BootError::Layout);
+        }
         Ok(Region { addr: addr as u64, len: bytes as u64 })
     }
 
@@ -279,15 +321,15 @@ impl Process {
         Ok(Region { addr: region.addr, len: bytes.len() as u64 })
     }
 
-    /// Starts the task with the start registers of `memserver-task-abi`.
+    /// Starts the task with the start registers of `memserver-sel4-abi`.
     pub fn start(&self, boot_info: Region) -> Result<(), BootError> {
         let mut registers = sel4::UserContext::default();
         *registers.pc_mut() = self.entry as sel4::Word;
-        *registers.gpr_mut(START_REG_IPC_BUFFER) = self.ipc_buffer_addr as sel4::Word;
-        *registers.gpr_mut(START_REG_OWN_TCB) = SLOT_OWN_TCB;
-        *registers.gpr_mut(START_REG_ENDPOINT) = SLOT_ENDPOINT;
-        *registers.gpr_mut(START_REG_BOOT_INFO) = boot_info.addr;
-        *registers.gpr_mut(START_REG_BOOT_INFO_LEN) = boot_info.len;
+        *registers.gpr_mut(REG_IPC_BUFFER) = self.ipc_buffer_addr as sel4::Word;
+        *registers.gpr_mut(REG_OWN_TCB) = SLOT_OWN_TCB;
+        *registers.gpr_mut(REG_ENDPOINT) = SLOT_ENDPOINT;
+        *registers.gpr_mut(REG_BOOT_INFO) = boot_info.addr;
+        *registers.gpr_mut(REG_BOOT_INFO_LEN) = boot_info.len;
         self.tcb.tcb_write_all_registers(true, &mut registers)?;
         Ok(())
     }

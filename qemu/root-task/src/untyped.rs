@@ -58,6 +58,27 @@ impl ObjectAllocator {
         }
     }
 
+    /// Corresponds to `seL4_Untyped_Retype()` of `count` objects into slots
+    /// `offset..offset + count` of the CNode `destination` (another task's CNode: the
+    /// objects never pass through this task's CSpace). A batch that does not fit in the
+    /// current untyped region goes to the next one whole.
+    pub fn retype_into(
+        &mut self,
+        blueprint: sel4::ObjectBlueprint,
+        destination: sel4::cap::CNode,
+        offset: usize,
+        count: usize,
+    ) -> Result<(), BootError> {
+        loop {
+            let untyped = *self.untyped.get(self.current).ok_or(BootError::Kernel(sel4::Error::NotEnoughMemory))?;
+            match untyped.untyped_retype(&blueprint, &destination.absolute_cptr_for_self(), offset, count) {
+                Ok(()) => return Ok(()),
+                Err(sel4::Error::NotEnoughMemory) => self.current += 1,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
     /// An object whose size the kernel fixes (TCB, endpoint, VSpace, page …).
     pub fn allocate_fixed<T: sel4::CapTypeForObjectOfFixedSize>(&mut self) -> Result<sel4::Cap<T>, BootError> {
         Ok(self.allocate(T::object_blueprint())?.cast())
@@ -69,6 +90,20 @@ impl ObjectAllocator {
         size_bits: usize,
     ) -> Result<sel4::Cap<T>, BootError> {
         Ok(self.allocate(T::object_blueprint(size_bits))?.cast())
+    }
+
+    /// A copy of `cap` with `rights` and `badge`, in a fresh slot.
+    pub fn mint<T: sel4::CapType>(
+        &mut self,
+        cap: sel4::Cap<T>,
+        rights: sel4::CapRights,
+        badge: sel4::Word,
+    ) -> Result<sel4::Cap<T>, BootError> {
+        let slot = self.slot()?;
+        let cnode = sel4::init_thread::slot::CNODE.cap();
+        let destination: sel4::cap::Unspecified = sel4::init_thread::Slot::from_index(slot).cap();
+        cnode.absolute_cptr(destination).mint(&cnode.absolute_cptr(cap), rights, badge)?;
+        Ok(sel4::init_thread::Slot::<sel4::cap_type::Unspecified>::from_index(slot).cap().cast())
     }
 
     /// A copy of the capability in `slot` of the root CNode, in a fresh slot

@@ -1,24 +1,97 @@
-//! What every seL4 client task of memserver shares.
+//! What every seL4 client task of memserver shares: the syscall glue.
 //!
-//! Design: a client task speaks the protocol over `seL4_Call` on a badged
-//! endpoint capability, the postcard bytes packed into message registers by
-//! `protocol::framing` ([`call_raw`], [`Sel4Transport`] for `memclient`). Its
-//! window and control region are frames the root task mapped into its VSpace
-//! (and into the memserver's); the addresses come from the boot-info pages
-//! ([`boot_info`]). The task gets a heap ([`GLOBAL_ALLOCATOR`], a static dlmalloc
-//! heap: client tasks are single-threaded), prints through the kernel's debug
-//! console ([`Console`]), reads the virtual counter ([`counter`]) and finally
-//! reports its number of failed checks to the root task ([`report`]).
+//! Design: the logic of a client task's calls (framing, the agent protocol) is in
+//! `memserver-sel4-client`, tested on the host; here is its one seam, [`EndpointLink`]
+//! (`seL4_Call` on an endpoint capability), and what a task needs around it: its heap
+//! ([`GLOBAL_ALLOCATOR`], client tasks are single-threaded), the boot info ([`boot_info`]),
+//! copies in and out of its shared regions ([`Shared`]), the kernel's debug console
+//! ([`Console`]), the virtual counter ([`counter`]) and its calls to the root task
+//! ([`report`], [`rendezvous`], [`expect_fault`]). Its window is reserved and unmapped
+//! until the memserver maps frames into it: only objects it holds may be touched.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use core::fmt;
+use core::ptr::NonNull;
 
-use memserver_task_abi::{ClientBoot, TEST_REPORT_LABEL};
-use protocol::framing::{self, MessageWords};
-use protocol::{MAX_MESSAGE_BYTES, MAX_MESSAGE_WORDS, MessageBuffer};
+use memclient::{Control, Memserver, Window};
+use memserver_sel4_abi::root::{LABEL_EXPECT_FAULT, LABEL_REPORT};
+use memserver_sel4_abi::start::{BOOT_INFO_BYTES, SLOT_MEMSERVER, SLOT_OWN_TCB};
+use memserver_sel4_abi::{ClientBoot, ClientSession, Region};
+use memserver_sel4_client::Link;
+use protocol::framing::MessageWords;
+use protocol::{MAX_MESSAGE_WORDS, Reply};
+
+#[doc(hidden)]
+pub use {sel4, sel4_panicking, sel4_panicking_env, sel4_runtime_common};
+
+/// Declares a client task's entry: a stack of `$stack` bytes, the runtime's entry point and
+/// panic console, and an entry function that installs the IPC buffer, reads the boot info
+/// and calls `$main(boot: ClientBoot, root: sel4::cap::Endpoint) -> !` (`root`: the report
+/// endpoint of the root task).
+#[macro_export]
+macro_rules! client_task {
+    ($main:path, stack = $stack:expr) => {
+        // The panic handler (prints the panic through seL4's debug console, then aborts).
+        use $crate::sel4_panicking as _;
+
+        $crate::sel4_runtime_common::declare_stack!($stack);
+        $crate::sel4_runtime_common::declare_entrypoint_with_stack_init!();
+        $crate::sel4_runtime_common::declare_rust_entrypoint! {
+            __client_task_entry(
+                ipc_buffer: *mut $crate::sel4::IpcBuffer,
+                own_tcb: $crate::sel4::CPtrBits,
+                report_endpoint: $crate::sel4::CPtrBits,
+                boot_info: usize,
+                boot_info_len: usize,
+            )
+        }
+        $crate::sel4_panicking_env::register_debug_put_char!($crate::sel4::debug_put_char);
+
+        fn __client_task_entry(
+            ipc_buffer: *mut $crate::sel4::IpcBuffer,
+            _own_tcb: $crate::sel4::CPtrBits,
+            report_endpoint: $crate::sel4::CPtrBits,
+            boot_info: usize,
+            boot_info_len: usize,
+        ) -> ! {
+            // SAFETY: the start registers the root task set (memserver-sel4-abi::start): x0 a
+            // fresh page mapped as this thread's IPC buffer, x3/x4 its read-only boot-info
+            // pages.
+            unsafe { $crate::enter(ipc_buffer, report_endpoint, boot_info, boot_info_len, $main) }
+        }
+    };
+}
+
+/// What [`client_task!`] runs: installs the IPC buffer, decodes the boot info, calls `main`
+/// (a task whose boot info is unreadable reports one failure).
+///
+/// # Safety
+/// - `ipc_buffer` is a page mapped read-write as this thread's IPC buffer, referred to by
+///   nothing else;
+/// - `boot_info .. boot_info + boot_info_len` is mapped readable for the task's life.
+#[doc(hidden)]
+pub unsafe fn enter(
+    ipc_buffer: *mut sel4::IpcBuffer,
+    report_endpoint: sel4::CPtrBits,
+    boot_info_addr: usize,
+    boot_info_len: usize,
+    main: fn(ClientBoot, sel4::cap::Endpoint) -> !,
+) -> ! {
+    // SAFETY: the caller guarantees the page is this thread's IPC buffer and unaliased.
+    sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
+    let root = sel4::cap::Endpoint::from_bits(report_endpoint);
+    // SAFETY: the caller guarantees the boot-info range is mapped readable.
+    match unsafe { boot_info(boot_info_addr, boot_info_len) } {
+        Some(boot) => main(boot, root),
+        None => {
+            sel4::debug_println!("client task: unreadable boot info");
+            report(root, 1)
+        }
+    }
+}
 use sel4_dlmalloc::{StaticDlmalloc, StaticHeap};
 use sel4_sync::RawLazyNotificationMutex;
 
@@ -37,63 +110,68 @@ static GLOBAL_ALLOCATOR: StaticDlmalloc<RawLazyNotificationMutex> = StaticDlmall
 
 fn no_contention() -> sel4::cap::Notification {
     sel4::debug_println!("client task: heap lock contended in a single-threaded task");
-    sel4::cap::Tcb::from_bits(memserver_task_abi::SLOT_OWN_TCB).tcb_suspend().ok();
+    stop()
+}
+
+/// Suspends this task.
+pub fn stop() -> ! {
+    let _ = sel4::cap::Tcb::from_bits(SLOT_OWN_TCB).tcb_suspend();
     unreachable!("a suspended task runs no more")
 }
 
-/// Why a call did not bring back a reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallError {
-    /// The reply buffer is too small for the reply.
-    Truncated,
-    /// The reply's framing is bad.
-    Malformed,
+/// `seL4_Call` on an endpoint capability.
+#[derive(Clone, Copy)]
+pub struct EndpointLink(pub sel4::cap::Endpoint);
+
+impl EndpointLink {
+    /// The endpoint capability in `slot` of this task's CSpace.
+    pub fn at(slot: u64) -> Self {
+        EndpointLink(sel4::cap::Endpoint::from_bits(slot))
+    }
 }
 
-/// One round trip with `seL4_Call`: `request` (any bytes, so a test can send
-/// malformed ones) out, the reply's bytes into `reply`.
-///
-/// A request longer than a message can carry goes out as the first 120 words
-/// with its real length in the label, so the server sees (and must reject) a
-/// length that does not match the words.
-pub fn call_raw(endpoint: sel4::cap::Endpoint, request: &[u8], reply: &mut [u8]) -> Result<usize, CallError> {
-    let (label, length) = sel4::with_ipc_buffer_mut(|buf| {
-        let regs = buf.msg_regs_mut();
-        match <&mut MessageWords>::try_from(&mut regs[..MAX_MESSAGE_WORDS]) {
-            Ok(words) => match framing::pack(request, words) {
-                Ok(packed) => packed,
-                Err(_) => {
-                    let head = request.get(..MAX_MESSAGE_BYTES).unwrap_or(request);
-                    let (_, used) = framing::pack(head, words).unwrap_or((0, 0));
-                    ((request.len() & 0xffff) as u64, used)
-                }
-            },
-            Err(_) => (0, 0),
-        }
-    });
-    let info = sel4::MessageInfoBuilder::default().label(label).length(length).build();
-    let reply_info = endpoint.call(info);
-    let mut buf: MessageBuffer = [0; MAX_MESSAGE_BYTES];
-    let bytes = sel4::with_ipc_buffer(|ipc| {
-        let words = ipc.msg_regs().get(..reply_info.length()).ok_or(CallError::Malformed)?;
-        let bytes = framing::unpack(reply_info.label(), words, &mut buf).map_err(|_| CallError::Malformed)?;
-        Ok::<usize, CallError>(bytes.len())
-    })?;
-    let dst = reply.get_mut(..bytes).ok_or(CallError::Truncated)?;
-    dst.copy_from_slice(&buf[..bytes]);
-    Ok(bytes)
+impl Link for EndpointLink {
+    fn call(&mut self, label: u64, words: &[u64], reply: &mut MessageWords) -> (u64, usize) {
+        let len = words.len().min(MAX_MESSAGE_WORDS);
+        sel4::with_ipc_buffer_mut(|buf| buf.msg_regs_mut()[..len].copy_from_slice(&words[..len]));
+        let info = self.0.call(sel4::MessageInfoBuilder::default().label(label).length(len).build());
+        let reply_len = info.length().min(MAX_MESSAGE_WORDS);
+        sel4::with_ipc_buffer(|buf| reply[..reply_len].copy_from_slice(&buf.msg_regs()[..reply_len]));
+        (info.label(), reply_len)
+    }
 }
 
-/// `memclient`'s transport over one badged endpoint capability.
-pub struct Sel4Transport {
-    /// The endpoint capability (its badge is the client id).
-    pub endpoint: sel4::cap::Endpoint,
-}
+/// `memclient`'s transport: the memserver endpoint.
+pub struct Sel4Transport(pub EndpointLink);
 
 impl memclient::Transport for Sel4Transport {
     fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, memclient::TransportError> {
-        call_raw(self.endpoint, request, reply).map_err(|_| memclient::TransportError::Truncated)
+        memserver_sel4_client::call(&mut self.0, request, reply).map_err(|_| memclient::TransportError::Truncated)
     }
+}
+
+/// `Hello` as `session`'s client on the memserver endpoint, then the `memclient` session over
+/// its reserved window and mapped control region.
+pub fn open(session: &ClientSession) -> Result<Memserver<Sel4Transport>, &'static str> {
+    let mut link = EndpointLink::at(SLOT_MEMSERVER);
+    let mut hello = [0u8; protocol::MAX_MESSAGE_BYTES];
+    let len = memclient::hello_request(session.name.as_str(), &mut hello).map_err(|_| "bad client name")?;
+    let mut reply = [0u8; protocol::MAX_MESSAGE_BYTES];
+    let n = memserver_sel4_client::call(&mut link, &hello[..len], &mut reply).map_err(|_| "hello: transport")?;
+    let hello_reply = protocol::decode_reply(&reply[..n]).map_err(|_| "hello: bad reply")?;
+    if !matches!(hello_reply, Reply::Hello(_)) {
+        sel4::debug_println!("{}: hello refused: {hello_reply:?}", session.name);
+        return Err("hello refused");
+    }
+    let window_base = NonNull::new(session.window.addr as *mut u8).ok_or("no window")?;
+    let control_base = NonNull::new(session.control.addr as *mut u8).ok_or("no control region")?;
+    // SAFETY: the root task reserved this client's window in this task's VSpace (the
+    // memserver maps frames into it as objects are granted; the library touches only objects
+    // it holds) and mapped its control region read-write, page aligned, for the task's life.
+    let (window, control) = unsafe {
+        (Window::new(window_base, session.window.len as usize), Control::new(control_base, session.control.len as usize))
+    };
+    Memserver::new(Sel4Transport(link), &hello_reply, window, control).map_err(|_| "session")
 }
 
 /// Decodes the boot info the root task wrote at `addr`.
@@ -102,7 +180,7 @@ impl memclient::Transport for Sel4Transport {
 /// - `addr .. addr + len` is mapped readable (the boot-info pages of this task)
 ///   and stays so for the call.
 pub unsafe fn boot_info(addr: usize, len: usize) -> Option<ClientBoot> {
-    if len > memserver_task_abi::BOOT_INFO_BYTES {
+    if len > BOOT_INFO_BYTES {
         return None;
     }
     // SAFETY: the caller guarantees the range is mapped and readable; the
@@ -111,13 +189,54 @@ pub unsafe fn boot_info(addr: usize, len: usize) -> Option<ClientBoot> {
     postcard::from_bytes(bytes).ok()
 }
 
-/// Sends the number of failed checks to the root task on `report_endpoint`, then
-/// suspends this task.
-pub fn report(report_endpoint: sel4::cap::Endpoint, own_tcb: sel4::cap::Tcb, failures: u64) -> ! {
+/// Copies in and out of one of this task's shared regions (its window, its control region).
+///
+/// Bounds are checked; a window page the memserver has not mapped faults the task (the root
+/// task reports it): only memory of objects the task holds may be named.
+#[derive(Clone, Copy, Debug)]
+pub struct Shared(pub Region);
+
+impl Shared {
+    /// Copies `buf.len()` bytes at `offset` out; `false` if they are not all in the region.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
+        let Some(at) = self.0.place(offset, buf.len()) else { return false };
+        // SAFETY: `at .. at + len` lies in this region, which the root task mapped (control
+        // region) or reserved for the memserver's mappings (window) in this task's VSpace; a
+        // byte copy needs no alignment; the memserver writing concurrently only changes the
+        // bytes copied.
+        unsafe { core::ptr::copy_nonoverlapping(at as *const u8, buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+
+    /// Copies `data` to `offset`; `false` if it does not fit in the region.
+    pub fn write(&self, offset: u64, data: &[u8]) -> bool {
+        let Some(at) = self.0.place(offset, data.len()) else { return false };
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut u8, data.len()) };
+        true
+    }
+}
+
+/// Sends the number of failed checks to the root task, then stops.
+pub fn report(root: sel4::cap::Endpoint, failures: u64) -> ! {
     sel4::with_ipc_buffer_mut(|buf| buf.msg_regs_mut()[0] = failures);
-    report_endpoint.send(sel4::MessageInfoBuilder::default().label(TEST_REPORT_LABEL).length(1).build());
-    let _ = own_tcb.tcb_suspend();
-    unreachable!("a suspended task runs no more")
+    root.send(sel4::MessageInfoBuilder::default().label(LABEL_REPORT).length(1).build());
+    stop()
+}
+
+/// Calls the root task with `label` (`LABEL_READY`, `LABEL_PAUSE`) and waits for its answer.
+pub fn rendezvous(root: sel4::cap::Endpoint, label: u64) {
+    root.call(sel4::MessageInfoBuilder::default().label(label).length(0).build());
+}
+
+/// Tells the root task this task is about to touch window `offset`, which it no longer has,
+/// holding `frames` frames; returns once the root task has noted it.
+pub fn expect_fault(root: sel4::cap::Endpoint, offset: u64, frames: u32) {
+    sel4::with_ipc_buffer_mut(|buf| {
+        buf.msg_regs_mut()[0] = offset;
+        buf.msg_regs_mut()[1] = u64::from(frames);
+    });
+    root.call(sel4::MessageInfoBuilder::default().label(LABEL_EXPECT_FAULT).length(2).build());
 }
 
 /// `core::fmt::Write` onto the kernel's debug console.
@@ -146,11 +265,4 @@ pub fn counter() -> Option<(u64, u64)> {
             None
         }
     }
-}
-
-/// Calls the root task on `report_endpoint` with `label` and waits for its
-/// answer: [`TEST_READY_LABEL`](memserver_task_abi::TEST_READY_LABEL) or
-/// [`TEST_PAUSE_LABEL`](memserver_task_abi::TEST_PAUSE_LABEL).
-pub fn rendezvous(report_endpoint: sel4::cap::Endpoint, label: u64) {
-    report_endpoint.call(sel4::MessageInfoBuilder::default().label(label).length(0).build());
 }

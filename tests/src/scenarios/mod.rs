@@ -2,6 +2,7 @@
 
 mod create;
 mod debug;
+mod dma;
 mod introspect;
 mod kmalloc;
 mod library;
@@ -103,6 +104,7 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "debug_caches_bypass_magazines", run: debug::debug_bypasses_magazines },
     Scenario { name: "consistency_checks_cache_serves_and_detects", run: debug::consistency_checks },
     Scenario { name: "panic_and_dma_flags_are_kept", run: debug::panic_dma_flags },
+    Scenario { name: "dma_addr_is_the_physical_address_or_not_supported", run: dma::dma_addr },
     // Rule 11: kmalloc.
     Scenario { name: "kmalloc_54_bytes_comes_from_kmalloc_64", run: kmalloc::size_class_54 },
     Scenario { name: "kmalloc_classes_follow_linux", run: kmalloc::classes },
