@@ -351,6 +351,31 @@ void *kmem_cache_zalloc(struct kmem_cache *cache, gfp_t flags);
 void kmem_cache_free(struct kmem_cache *cache, void *object);
 
 /**
+ * Allocates `size` objects into `p[0..size]`, all or nothing, as Linux's
+ * `kmem_cache_alloc_bulk()`: returns `size`, or 0 with nothing allocated (the reason in
+ * `memclient_last_error`). Through the magazines, one exchange with the server moves a whole
+ * magazine. `__GFP_ZERO` zeroes every object (refused, `EINVAL`, on a cache with a ctor).
+ *
+ * # Safety
+ * `cache` is NULL (refused) or a cache from `kmem_cache_create` not yet destroyed; `p` has
+ * room for `size` pointers (it may be NULL when `size` is 0).
+ */
+int kmem_cache_alloc_bulk(struct kmem_cache *cache, gfp_t flags, size_t size, void **p);
+
+/**
+ * Frees `p[0..size]`, as Linux's `kmem_cache_free_bulk()` (NULL entries are skipped). With a
+ * NULL `cache` each object goes back to its own cache, as `kfree` does (Linux allows that
+ * for kmalloc objects). An object the server refuses is reported on stderr, and the objects
+ * after it are still freed.
+ *
+ * # Safety
+ * `cache` is NULL or a cache from `kmem_cache_create` not yet destroyed; `p` holds `size`
+ * pointers, each NULL or an object of `cache` (of any cache when `cache` is NULL) not used
+ * after this call.
+ */
+void kmem_cache_free_bulk(struct kmem_cache *cache, size_t size, void **p);
+
+/**
  * Gives the cache's empty slabs back to the server's frame pool (its magazines first).
  * Returns 0 if the cache holds no slab afterwards, 1 if some remain (objects in use) or the
  * call failed.
