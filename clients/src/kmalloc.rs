@@ -307,7 +307,7 @@ impl<T: Transport> Memserver<T> {
                 }
                 Owner::Slab(entry)
             }
-            PageOwnerKind::Large if handle.0 % PAGE_SIZE as u64 == 0 => Owner::Large(owner.value),
+            PageOwnerKind::Large if handle.0.is_multiple_of(PAGE_SIZE as u64) => Owner::Large(owner.value),
             _ => Owner::Unknown,
         }
     }

@@ -251,7 +251,7 @@ impl Control {
     /// never read through Rust references. `None` if the words are outside the region.
     #[inline]
     fn read_words<const W: usize>(&self, offset: usize) -> Option<[u64; W]> {
-        if offset % 8 != 0 || offset.checked_add(W * 8)? > self.len {
+        if !offset.is_multiple_of(8) || offset.checked_add(W * 8)? > self.len {
             return None;
         }
         let mut out = [0u64; W];

@@ -126,7 +126,10 @@ fn validate_reports_repairs_and_says_so_in_its_exit_status() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(" 1 error found and repaired"), "{text}");
-    assert!(text.contains("first: red zone overwritten in object ") && text.contains(" at offset 100: 0x00 instead of "), "{text}");
+    assert!(
+        text.contains("first: red zone overwritten in object ") && text.contains(" at offset 100: 0x00 instead of "),
+        "{text}"
+    );
     assert!(stdout(&memctl(&server, &["validate", "app", "guarded"])).contains(" 0 errors found"));
     // The kmalloc caches validate too; unknown names are clear errors.
     assert!(stdout(&memctl(&server, &["validate", "app", "kmalloc-64"])).starts_with("app/kmalloc-64: "));

@@ -151,7 +151,9 @@ pub fn dtor_commit_forged(w: &mut World) -> Result<(), Failure> {
     let name = protocol::cache_name("a-dtor").unwrap();
     let c = ok("create", a.cache_create(name, 1024, 0, 0, false, true))?;
     let other = ok("create", a.create("a-dtor-other", 64, 0, 0))?;
-    let held: Vec<Handle> = (0..12).map(|_| a.alloc(c.cache).map(|o| o.handle)).collect::<Result<_, _>>()
+    let held: Vec<Handle> = (0..12)
+        .map(|_| a.alloc(c.cache).map(|o| o.handle))
+        .collect::<Result<_, _>>()
         .map_err(|e| format!("alloc: {e}"))?;
     for &h in &held {
         ok("free", a.free(c.cache, h))?;
@@ -206,12 +208,8 @@ pub fn validate_foreign_cache(w: &mut World) -> Result<(), Failure> {
     let v1 = w.victims[1].peer.id;
     let debug = protocol::cache_name("v1-debug").unwrap();
     refused("validate of a victim's cache", a.validate(v1, debug.clone()), |e| *e == Error::PermissionDenied)?;
-    refused("validate of no session", a.validate(999, debug.clone()), |e| {
-        *e == Error::PermissionDenied
-    })?;
-    refused("validate of a cache it does not have", a.validate(me, debug.clone()), |e| {
-        *e == Error::NoSuchCache
-    })?;
+    refused("validate of no session", a.validate(999, debug.clone()), |e| *e == Error::PermissionDenied)?;
+    refused("validate of a cache it does not have", a.validate(me, debug.clone()), |e| *e == Error::NoSuchCache)?;
     let r = ok("observer validates a victim", w.observer.validate(v1, debug))?;
     if r.errors != 0 || r.objects == 0 {
         return Err(format!("the victim's debug cache validated as {r:?}"));

@@ -23,8 +23,13 @@ fn with_client(body: impl FnOnce(&mut Server<'_, ServerPlatform>)) {
     let name = protocol::client_name("c").unwrap();
     let size = server.control_size(64);
     server.engine_mut().platform_mut().create_control(1, size);
-    let spec =
-        ClientSpec { name: name.clone(), window_pages: 64, quota_pages: 64, introspect: false, slub_debug: Default::default() };
+    let spec = ClientSpec {
+        name: name.clone(),
+        window_pages: 64,
+        quota_pages: 64,
+        introspect: false,
+        slub_debug: Default::default(),
+    };
     server.admit(1, &spec).unwrap();
     client(&mut server).hello(PROTOCOL_VERSION, name).unwrap();
     body(&mut server);
@@ -39,33 +44,30 @@ fn with_client(body: impl FnOnce(&mut Server<'_, ServerPlatform>)) {
 /// in the server and handed out again).
 #[test]
 fn busy_destroy_leaves_the_magazines_alone() {
-    with_client(|server| {
-        busy_destroy(server);
-    });
+    with_client(busy_destroy);
 }
 
-fn busy_destroy(mut server: &mut Server<'_, ServerPlatform>) {
+fn busy_destroy(server: &mut Server<'_, ServerPlatform>) {
     let name = protocol::cache_name("busy").unwrap();
-    let Created { cache, slot: Some(slot), .. } =
-        client(&mut server).cache_create(name, 64, 0, 0, false, false).unwrap()
+    let Created { cache, slot: Some(slot), .. } = client(server).cache_create(name, 64, 0, 0, false, false).unwrap()
     else {
         panic!("no magazine cache")
     };
-    let count = client(&mut server).magazine_exchange(cache, slot, ExchangeOp::Refill).unwrap().count;
-    let handle = client(&mut server).alloc(cache).unwrap().handle;
+    let count = client(server).magazine_exchange(cache, slot, ExchangeOp::Refill).unwrap().count;
+    let handle = client(server).alloc(cache).unwrap().handle;
     let region = |s: &mut Server<'_, ServerPlatform>| {
         control::read_magazine(s.engine_mut().platform_mut().control_bytes(1).as_slice(), slot, MagazineRole::Loaded)
             .unwrap()
     };
-    let loaded = region(&mut server);
+    let loaded = region(server);
     let active = |s: &mut Server<'_, ServerPlatform>| client(s).cache_info(cache).unwrap().active_objs;
-    assert_eq!(active(&mut server), u32::from(count) + 1);
-    assert_eq!(client(&mut server).destroy(cache), Err(CallError::Server(Error::CacheBusy { live: 1 })));
-    assert_eq!(region(&mut server), loaded, "a refused destroy emptied the loaded magazine");
-    assert_eq!(active(&mut server), u32::from(count) + 1, "a refused destroy took objects back");
+    assert_eq!(active(server), u32::from(count) + 1);
+    assert_eq!(client(server).destroy(cache), Err(CallError::Server(Error::CacheBusy { live: 1 })));
+    assert_eq!(region(server), loaded, "a refused destroy emptied the loaded magazine");
+    assert_eq!(active(server), u32::from(count) + 1, "a refused destroy took objects back");
     // Once the last object outside the magazines is freed, the destroy takes them back.
-    assert_eq!(client(&mut server).free(cache, handle), Ok(()));
-    assert_eq!(client(&mut server).destroy(cache), Ok(()));
+    assert_eq!(client(server).free(cache, handle), Ok(()));
+    assert_eq!(client(server).destroy(cache), Ok(()));
 }
 
 /// A `Destroy` of a dtor cache refused because it still has slabs changes nothing either:
@@ -75,8 +77,7 @@ fn busy_destroy(mut server: &mut Server<'_, ServerPlatform>) {
 fn refused_dtor_destroy_leaves_the_magazines_alone() {
     with_client(|server| {
         let name = protocol::cache_name("dtor").unwrap();
-        let Created { cache, slot: Some(slot), .. } =
-            client(server).cache_create(name, 8, 0, 0, false, true).unwrap()
+        let Created { cache, slot: Some(slot), .. } = client(server).cache_create(name, 8, 0, 0, false, true).unwrap()
         else {
             panic!("no magazine cache")
         };

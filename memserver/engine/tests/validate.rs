@@ -98,7 +98,7 @@ fn each_corrupted_region_counts_once() {
     e.platform_mut().fill_bytes(0, a.0 + 64, 3, 0);
     e.platform_mut().fill_bytes(0, b.0 + 10, 20, 0);
     let report = e.cache_validate(0, s).unwrap();
-    assert_eq!((report.errors, report.objects), (3, u32::from(e.cache_info(0, s).unwrap().objects_per_slab)));
+    assert_eq!((report.errors, report.objects), (3, e.cache_info(0, s).unwrap().objects_per_slab));
     assert_eq!(report.slabs, 1);
     assert_eq!(report.first, Some(Finding::RedZone(corruption(s, a, -1, 0, RED_ACTIVE))));
     assert_eq!(e.cache_validate(0, s).unwrap().errors, 0);

@@ -132,7 +132,8 @@ fn boot_infos_fit_their_pages_and_the_heap_is_sized() {
 }
 
 fn one_client(pool_pages: u32, window_pages: u32) -> Result<BootPlan, PlanError> {
-    let clients = [ClientTask { id: 1, name: "a", quota_pages: 1, window_pages, introspect: false, slub_debug: "", image: "x" }];
+    let clients =
+        [ClientTask { id: 1, name: "a", quota_pages: 1, window_pages, introspect: false, slub_debug: "", image: "x" }];
     BootPlan::new(
         &Description {
             pool_pages,
@@ -368,7 +369,11 @@ fn slub_debug_and_control_sizes_reach_the_memserver() {
         assert_eq!(c.slub_debug.as_str(), entry.slub_debug.as_deref().unwrap_or(""), "{}", c.name);
         let bytes = plan.control_bytes(i).unwrap();
         let caches = plan.server.max_caches_per_client.max(14);
-        let layout = protocol::control::ControlLayout { slots: plan.server.magazine_slots, caches, window_pages: c.window_pages };
+        let layout = protocol::control::ControlLayout {
+            slots: plan.server.magazine_slots,
+            caches,
+            window_pages: c.window_pages,
+        };
         assert_eq!(bytes, layout.size(), "{}", c.name);
         assert!(bytes >= layout.page_owner_offset(c.window_pages), "{}: no room for the page-owner table", c.name);
     }

@@ -467,7 +467,8 @@ fn dma_addr_answers_the_physical_address_of_a_dma_object() {
     let mut t = task();
     t.hello(3, "alpha").unwrap();
     let mut c = t.client(3);
-    let dma = c.cache_create(protocol::cache_name("dma").unwrap(), 256, 0, protocol::flags::SLAB_CACHE_DMA, false, false);
+    let dma =
+        c.cache_create(protocol::cache_name("dma").unwrap(), 256, 0, protocol::flags::SLAB_CACHE_DMA, false, false);
     let handle = c.alloc(dma.unwrap().cache).unwrap().handle;
     let answer = c.dma_addr(handle).unwrap();
     let vaddr = WINDOW_BASE + (handle.0 & !4095);

@@ -168,7 +168,10 @@ pub fn page_owner_table_follows_slabs_and_large_kmallocs(h: &mut dyn Harness) ->
     let owner = c.page_owner(object)?;
     ensure!(owner.kind() == PageOwnerKind::Slab && owner.cache == index, "{owner:?} for cache slot {index}");
     let slab_start = object.0 / PAGE_SIZE as u64 - u64::from(owner.value);
-    ensure!(slab_start % u64::from(cache.layout.pages_per_slab) == 0, "slab not aligned to its size: {owner:?}");
+    ensure!(
+        slab_start.is_multiple_of(u64::from(cache.layout.pages_per_slab)),
+        "slab not aligned to its size: {owner:?}"
+    );
     let big = ok("kmalloc 3 pages", c.kmalloc(3 * 4096))?.handle;
     let head = c.page_owner(big)?;
     ensure!(head.kind() == PageOwnerKind::Large && head.value == 3, "{head:?}");

@@ -121,10 +121,8 @@ impl Row {
         self.kmalloc_hits = Some(ipc.kmalloc_hits);
         self.kmalloc_misses = Some(ipc.kmalloc_misses);
         self.hit_rate = Some(rate_of(ipc.hits, ipc.misses).unwrap_or(0.0));
-        self.cache_hit_rate = rate_of(
-            ipc.hits.saturating_sub(ipc.kmalloc_hits),
-            ipc.misses.saturating_sub(ipc.kmalloc_misses),
-        );
+        self.cache_hit_rate =
+            rate_of(ipc.hits.saturating_sub(ipc.kmalloc_hits), ipc.misses.saturating_sub(ipc.kmalloc_misses));
         self.kmalloc_hit_rate = rate_of(ipc.kmalloc_hits, ipc.kmalloc_misses);
         self.ipc_per_1000_ops = Some(if self.ops == 0 { 0.0 } else { ipc.calls as f64 * 1000.0 / self.ops as f64 });
     }
@@ -256,7 +254,17 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{:<23} {:<10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>11} {:>10}",
-        "configuration", "client", "ops", "ops/s", "p50", "p90", "p99", "p99.9", "cache hit", "kmalloc hit", "IPC/1k ops"
+        "configuration",
+        "client",
+        "ops",
+        "ops/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "cache hit",
+        "kmalloc hit",
+        "IPC/1k ops"
     );
     for config in &report.configs {
         let rows: Vec<&Row> = if config.clients.len() > 1 {

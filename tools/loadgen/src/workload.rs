@@ -286,7 +286,9 @@ mod tests {
 
     #[test]
     fn every_workload_is_balanced_and_reproducible() {
-        for w in [Workload::Churn, Workload::Mixed, Workload::Lifetime, Workload::Burst, Workload::Ctor, Workload::Kmalloc] {
+        for w in
+            [Workload::Churn, Workload::Mixed, Workload::Lifetime, Workload::Burst, Workload::Ctor, Workload::Kmalloc]
+        {
             for len in [2, 3, 100, 10_000] {
                 let plan = generate(w, 7, len, 64);
                 check_balanced(&plan);

@@ -39,11 +39,17 @@ mod tests {
     #[test]
     fn a_clean_cache_is_one_line_and_a_corruption_is_described() {
         let clean = ValidationReport { slabs: 2, objects: 128, errors: 0, first: None };
-        assert_eq!(render("app", "dentry", &clean), "app/dentry: 2 slabs, 128 objects checked, 0 errors found and repaired\n");
+        assert_eq!(
+            render("app", "dentry", &clean),
+            "app/dentry: 2 slabs, 128 objects checked, 0 errors found and repaired\n"
+        );
         let c = Corruption { cache: CacheId(7), object: Handle(0x1040), offset: 18, found: 0x00, expected: 0xcc };
         let bad = ValidationReport { slabs: 1, objects: 64, errors: 1, first: Some(Finding::RedZone(c)) };
         let text = render("app", "kmalloc-32", &bad);
         assert!(text.starts_with("app/kmalloc-32: 1 slabs, 64 objects checked, 1 error found"), "{text}");
-        assert!(text.ends_with("first: red zone overwritten in object 0x1040 at offset 18: 0x00 instead of 0xcc\n"), "{text}");
+        assert!(
+            text.ends_with("first: red zone overwritten in object 0x1040 at offset 18: 0x00 instead of 0xcc\n"),
+            "{text}"
+        );
     }
 }

@@ -282,9 +282,8 @@ impl FuzzHarness<'_> {
         if trace() {
             std::eprintln!("client {c}: {request:?} -> {reply:?}");
         }
-        let size_of = |m: &Model, cache: CacheId| {
-            m.caches.iter().chain(&m.kmalloc).find(|x| x.0 == cache).map_or(8, |x| x.2)
-        };
+        let size_of =
+            |m: &Model, cache: CacheId| m.caches.iter().chain(&m.kmalloc).find(|x| x.0 == cache).map_or(8, |x| x.2);
         match (&request, &reply) {
             (Request::Hello { .. }, Reply::Hello(_)) => {
                 *self.model(c) = Model::default();

@@ -369,7 +369,11 @@ impl<'a> Harness<'a> {
                 }
                 assert_eq!(res.unwrap(), (i.num_slabs - i.active_slabs - parked) * i.pages_per_slab);
                 let j = self.engine.cache_info(c as ClientId, id).unwrap();
-                assert_eq!(j.num_slabs, j.active_slabs + parked, "a plain shrink takes the empty slabs, not parked ones");
+                assert_eq!(
+                    j.num_slabs,
+                    j.active_slabs + parked,
+                    "a plain shrink takes the empty slabs, not parked ones"
+                );
             }
             Op::Kmalloc { client, size } => {
                 let c = usize::from(client) % nc;
@@ -478,7 +482,9 @@ impl<'a> Harness<'a> {
                 self.refresh_kmalloc(c);
                 assert_eq!(self.engine.client_stats(c as ClientId).unwrap().frames_used, 0);
             }
-            Op::Krealloc { client, pick, size, zero } => self.krealloc(usize::from(client) % nc, pick, size, zero, &before),
+            Op::Krealloc { client, pick, size, zero } => {
+                self.krealloc(usize::from(client) % nc, pick, size, zero, &before)
+            }
             Op::Validate { client, cache } => {
                 let c = usize::from(client) % nc;
                 let id = match self.pick_cache(c, cache) {
