@@ -42,8 +42,8 @@ fn main() {
         }
         writeln!(
             out,
-            "    ClientTask {{ id: {id}, name: {:?}, quota_pages: {}, window_pages: {}, introspect: {}, image: {image:?} }},",
-            c.name, c.quota_pages, c.window_pages, c.introspect
+            "    ClientTask {{ id: {id}, name: {:?}, quota_pages: {}, window_pages: {}, introspect: {}, slub_debug: {:?}, image: {image:?} }},",
+            c.name, c.quota_pages, c.window_pages, c.introspect, c.slub_debug.as_deref().unwrap_or("")
         )
         .unwrap();
     }

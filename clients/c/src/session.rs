@@ -1,16 +1,13 @@
-//! The process's session, made on first use (or by `memclient_connect()`), and what the C API
-//! keeps beside it: the size of the objects it handed out, per window page, for `ksize()` and
-//! `krealloc()` (the server replies with a handle, not a size).
+//! The process's session, made on first use (or by `memclient_connect()`). (`ksize()` and
+//! `krealloc()` need nothing kept beside it: the server's page-owner and cache tables in the
+//! control region say which cache an object belongs to.)
 
 use core::ffi::{CStr, c_char, c_int};
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::path::Path;
 use std::sync::OnceLock;
 
 use memclient::Memserver;
 use memclient::host::{Connection, LazySession, Target};
-use protocol::PAGE_SIZE;
 
 use crate::error::{self, errno};
 
@@ -21,39 +18,15 @@ pub type SessionTransport = Connection;
 static SESSION: LazySession = LazySession::new(Target::Environment, "memclient calls fail (return NULL)");
 static STATE: OnceLock<State> = OnceLock::new();
 
-/// The session and the object sizes.
+/// The session.
 pub struct State {
     /// The session.
     pub server: &'static Memserver<SessionTransport>,
-    /// Usable size of the objects that start in each window page (0: none handed out).
-    /// Every object starting in one page belongs to the same slab, so to the same cache; a
-    /// page's entry changes only when the page is handed out again, in another slab or in a
-    /// large kmalloc, after all its objects were freed.
-    sizes: Box<[AtomicU32]>,
 }
 
 impl State {
     fn new(server: &'static Memserver<SessionTransport>) -> State {
-        let pages = server.window().len().div_ceil(PAGE_SIZE);
-        State { server, sizes: (0..pages).map(|_| AtomicU32::new(0)).collect() }
-    }
-
-    /// The entry of the page where `object` starts.
-    fn entry(&self, object: NonNull<u8>) -> Option<&AtomicU32> {
-        let handle = self.server.window().handle(object)?;
-        self.sizes.get(usize::try_from(handle.0).ok()? / PAGE_SIZE)
-    }
-
-    /// Records that `object`, handed out now, has `size` usable bytes.
-    pub fn record_size(&self, object: NonNull<u8>, size: u32) {
-        if let Some(entry) = self.entry(object) {
-            entry.store(size, Relaxed);
-        }
-    }
-
-    /// The usable size of `object` (an object this library handed out), if known.
-    pub fn size_of(&self, object: NonNull<u8>) -> Option<u32> {
-        self.entry(object).map(|e| e.load(Relaxed)).filter(|&s| s > 0)
+        State { server }
     }
 }
 

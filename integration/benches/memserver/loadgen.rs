@@ -1,6 +1,7 @@
 //! (e) loadgen against the same server: `churn` with one client of one and of two threads and
-//! with two clients, `mixed` with one and two clients; every configuration (memserver with and
-//! without magazines, glibc, mimalloc) runs the same operation sequence.
+//! with two clients, `mixed` with one and two clients, `kmalloc` with one client; every
+//! configuration (memserver with and without magazines, glibc, mimalloc) runs the same
+//! operation sequence.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,8 +12,8 @@ use serde_json::{Value, json};
 use crate::server::{Binaries, Server};
 
 /// The runs: (workload, clients, threads per client).
-pub const RUNS: [(&str, usize, usize); 5] =
-    [("churn", 1, 1), ("churn", 1, 2), ("churn", 2, 1), ("mixed", 1, 1), ("mixed", 2, 1)];
+pub const RUNS: [(&str, usize, usize); 6] =
+    [("churn", 1, 1), ("churn", 1, 2), ("churn", 2, 1), ("mixed", 1, 1), ("mixed", 2, 1), ("kmalloc", 1, 1)];
 
 /// One loadgen run and its JSON report (`Null` if it failed).
 pub struct Run {
@@ -92,6 +93,7 @@ pub fn json(runs: &[Run]) -> Value {
             let t = run.total(name);
             json!({ "ops_per_sec": t["ops_per_sec"], "mean_ns": t["mean_ns"], "p50_ns": t["p50_ns"],
                 "p99_ns": t["p99_ns"], "p999_ns": t["p999_ns"], "hit_rate": t["hit_rate"],
+                "cache_hit_rate": t["cache_hit_rate"], "kmalloc_hit_rate": t["kmalloc_hit_rate"],
                 "ipc_per_1000_ops": t["ipc_per_1000_ops"] })
         };
         map.insert(
@@ -112,16 +114,17 @@ pub fn table(runs: &[Run], quick: bool) -> String {
     let _ = writeln!(t, "loadgen ({budget} per configuration; ops/s of all clients and threads together):\n");
     let _ = writeln!(
         t,
-        "| workload | clients | threads | memserver | no magazines | glibc | mimalloc | hit rate | IPC/1k ops |"
+        "| workload | clients | threads | memserver | no magazines | glibc | mimalloc | cache hit | kmalloc hit | IPC/1k ops |"
     );
-    let _ = writeln!(t, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(t, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for run in runs {
         let ops =
             |name: &str| run.total(name)["ops_per_sec"].as_f64().map_or("-".into(), |v| format!("{:.2} M", v / 1e6));
         let m = run.total("memserver");
+        let rate = |key: &str| m[key].as_f64().map_or("-".into(), |h| format!("{:.2} %", h * 100.0));
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             run.workload,
             run.clients,
             run.threads,
@@ -129,7 +132,8 @@ pub fn table(runs: &[Run], quick: bool) -> String {
             ops("memserver-no-magazines"),
             ops("glibc"),
             ops("mimalloc"),
-            m["hit_rate"].as_f64().map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
+            rate("cache_hit_rate"),
+            rate("kmalloc_hit_rate"),
             m["ipc_per_1000_ops"].as_f64().map_or("-".into(), |c| format!("{c:.1}")),
         );
     }

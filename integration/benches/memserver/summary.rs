@@ -6,7 +6,8 @@
 //! Every ratio is memserver's figure divided by the baseline's, both measured in this run:
 //! * times (lower is better): `fast_path_vs_mimalloc`, `fast_path_vs_glibc` (geometric mean
 //!   over the sizes of the alloc+free pair medians through a `CacheGuard`; per size under
-//!   `sizes`), `plain_vs_fast_path` (`Cache::alloc`/`free`, which lock per call, over the
+//!   `sizes`), `kmalloc_fast_path_vs_mimalloc` (the same over the `kmalloc`+`kfree` pair
+//!   medians against mimalloc's `malloc`+`free` of the same sizes), `plain_vs_fast_path` (`Cache::alloc`/`free`, which lock per call, over the
 //!   guard's pair), `ipc_vs_pingpong` (the `Alloc` round trip over a bare ping-pong, both pinned
 //!   to one CPU; `_unpinned`: placed by the scheduler), `loadgen_mean_vs_fast_path` (loadgen
 //!   `churn` mean time per operation times two, over the 64 B guard pair) and
@@ -15,7 +16,8 @@
 //! * rates (higher is better): `loadgen_churn_vs_mimalloc`, `loadgen_mixed_vs_mimalloc` (ops/s
 //!   of one client, one thread), `threads2_vs_threads1` (churn, one client with 2 threads over
 //!   1; mimalloc's beside it as `mimalloc_threads2_vs_threads1`);
-//! * absolute: `magazine_hit_rate` (churn, 1 client), `instructions_per_request`,
+//! * absolute: `magazine_hit_rate` (churn, 1 client), `kmalloc_hit_rate` (loadgen `kmalloc`,
+//!   1 client; per run in the table, beside the cache hit rate), `instructions_per_request`,
 //!   `instructions_per_exchanged_object`, `server_bytes_per_pool_frame` (and
 //!   `server_bytes_per_pool_frame_tables`).
 
@@ -130,6 +132,8 @@ pub fn run(
     let mut lines = Vec::new();
     let mut per_size = serde_json::Map::new();
     let (mut vs_mi, mut vs_glibc, mut plain_vs_fast) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut locked_vs_mi, mut locked_vs_glibc) = (Vec::new(), Vec::new());
+    let mut kmalloc_vs_mi = Vec::new();
     for size in SIZES {
         let p = size.to_string();
         // The fast path is a CacheGuard's (the lock taken once for a run of operations);
@@ -138,14 +142,19 @@ pub fn run(
         let locked = median(out, fast_path::GROUP, "memserver", &p);
         let glibc = median(out, fast_path::GROUP, "glibc", &p);
         let mi = median(out, fast_path::GROUP, "mimalloc", &p);
+        let kmalloc = median(out, fast_path::GROUP, "memserver-kmalloc", &p);
+        kmalloc_vs_mi.push(ratio(kmalloc, mi));
         vs_mi.push(ratio(ours, mi));
         vs_glibc.push(ratio(ours, glibc));
+        locked_vs_mi.push(ratio(locked, mi));
+        locked_vs_glibc.push(ratio(locked, glibc));
         plain_vs_fast.push(ratio(locked, ours));
         per_size.insert(
             p,
             json!({ "memserver_ns": ours, "memserver_locked_ns": locked, "glibc_ns": glibc, "mimalloc_ns": mi,
             "vs_mimalloc": ratio(ours, mi), "vs_glibc": ratio(ours, glibc), "plain_vs_fast_path": ratio(locked, ours),
-            "locked_vs_mimalloc": ratio(locked, mi), "locked_vs_glibc": ratio(locked, glibc) }),
+            "locked_vs_mimalloc": ratio(locked, mi), "locked_vs_glibc": ratio(locked, glibc),
+            "kmalloc_ns": kmalloc, "kmalloc_vs_mimalloc": ratio(kmalloc, mi) }),
         );
         let pair = format!("{size} B");
         lines.push(ratio_line(
@@ -168,6 +177,13 @@ pub fn run(
             ns(ours),
             ratio(locked, ours),
             Some(Goal::AtMost(1.5)),
+        ));
+        lines.push(ratio_line(
+            format!("kmalloc+kfree pair {pair} vs mimalloc malloc+free"),
+            ns(kmalloc),
+            ns(mi),
+            ratio(kmalloc, mi),
+            Some(Goal::AtMost(1.0)),
         ));
     }
     let mut ipc_json = json!({ "request_bytes": sizes.request, "reply_bytes": sizes.reply });
@@ -282,12 +298,31 @@ pub fn run(
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .unwrap_or(Value::Null);
 
+    let kmalloc_hit_rate =
+        loadgen::find(&runs, "kmalloc", 1, 1).and_then(|r| r.total("memserver")["kmalloc_hit_rate"].as_f64());
+    let shown = kmalloc_hit_rate.map_or("-".into(), |h| format!("{:.2} %", h * 100.0));
+    lines.push(Line {
+        what: "kmalloc hit rate, loadgen kmalloc 1 client".into(),
+        ours: shown.clone(),
+        base: String::new(),
+        figure: shown,
+        goal: None,
+    });
+
+    let goals = json!({ "fast_path_vs_mimalloc": "<= 1.0", "fast_path_vs_glibc": "<= 0.5", "plain_vs_fast_path": "<= 1.5",
+        "kmalloc_fast_path_vs_mimalloc": "<= 1.0",
+        "ipc_vs_pingpong": "<= 1.25", "magazine_hit_rate": ">= 0.98", "loadgen_mean_vs_fast_path": "<= 3.0",
+        "loadgen_churn_vs_mimalloc": ">= 1.0", "loadgen_mixed_vs_mimalloc": ">= 1.0",
+        "threads2_vs_threads1": ">= 1.8", "instructions_per_request": "<= 600",
+        "instructions_per_exchanged_object": "<= 60", "server_bytes_per_pool_frame": "<= 64" });
     let summary = json!({
         "date": date(), "machine": format!("{} CPUs, {}", server::cpus(), server::cpu_model()),
         "command": "make bench",
         "placement": PLACEMENT,
         "fast_path_vs_mimalloc": geomean(&vs_mi), "fast_path_vs_glibc": geomean(&vs_glibc),
         "plain_vs_fast_path": geomean(&plain_vs_fast),
+        "fast_path_locked_vs_mimalloc": geomean(&locked_vs_mi), "fast_path_locked_vs_glibc": geomean(&locked_vs_glibc),
+        "kmalloc_fast_path_vs_mimalloc": geomean(&kmalloc_vs_mi), "kmalloc_hit_rate": kmalloc_hit_rate,
         "ipc_vs_pingpong": ipc_ratio, "ipc_vs_pingpong_unpinned": ipc_json["ratio_unpinned"].clone(),
         "loadgen_mean_vs_fast_path": ratio(loadgen_pair, fast64),
         "loadgen_mean_vs_locked_pair": ratio(loadgen_pair, locked64),
@@ -301,11 +336,7 @@ pub fn run(
         "server_bytes_per_pool_frame_tables": mem.per_frame_tables,
         "server_idle_anon_bytes": { "pools": memory::POOLS, "measured": mem.idle_anon, "tables": mem.tables },
         "sizes": per_size, "ipc": ipc_json, "loadgen": loadgen_json, "scale": scale,
-        "goals": { "fast_path_vs_mimalloc": "<= 1.0", "fast_path_vs_glibc": "<= 0.5", "plain_vs_fast_path": "<= 1.5",
-            "ipc_vs_pingpong": "<= 1.25", "magazine_hit_rate": ">= 0.98", "loadgen_mean_vs_fast_path": "<= 3.0",
-            "loadgen_churn_vs_mimalloc": ">= 1.0", "loadgen_mixed_vs_mimalloc": ">= 1.0",
-            "threads2_vs_threads1": ">= 1.8", "instructions_per_request": "<= 600",
-            "instructions_per_exchanged_object": "<= 60", "server_bytes_per_pool_frame": "<= 64" },
+        "goals": goals,
     });
     if let Err(e) = crate::plot::write(&runs, &out.join("ops-per-sec.svg")) {
         eprintln!("bench: {e}");

@@ -8,6 +8,7 @@ use std::time::Instant;
 use memserver_dispatch::{ClientSpec, ControlAccess, InternalError, MagazineSizes, Server, ServerConfig, Session};
 use memserver_engine::{CacheDesc, ClientDesc, Engine, EngineConfig, EngineStorage, FrameDesc, Platform, SlabDesc};
 use protocol::control::{self, ControlMemory, MagazineRole};
+use protocol::slub_debug::SlubDebug;
 use protocol::{CacheId, ClientId, Error, ExchangeOp, Handle, PAGE_SIZE, PROTOCOL_VERSION, Reply, Request};
 use serde_json::{Value, json};
 
@@ -129,13 +130,20 @@ impl World {
             window_bits: leak(0u64, s.window_bits),
         };
         let server_config = ServerConfig { magazine_slots: SLOTS, magazine_sizes: MagazineSizes::DEFAULT };
-        let platform = NullPlatform::new(pool, usize::from(clients) + 1, server_config.control_size());
+        let platform =
+            NullPlatform::new(pool, usize::from(clients) + 1, control::control_region_size(SLOTS, CACHES, WINDOW));
         let engine = Engine::new(config, storage, platform).expect("engine");
         let sessions = leak(Session::VACANT, usize::from(clients) + 1);
         let mut server = Server::new(engine, sessions, server_config).expect("server");
         for c in 1..=clients {
             let name = protocol::client_name(&format!("s{c}")).expect("name");
-            let spec = ClientSpec { name: name.clone(), window_pages: WINDOW, quota_pages: QUOTA, introspect: false };
+            let spec = ClientSpec {
+                name: name.clone(),
+                window_pages: WINDOW,
+                quota_pages: QUOTA,
+                introspect: false,
+                slub_debug: SlubDebug::NONE,
+            };
             server.admit(c, &spec).expect("admit");
             let hello = call(&mut server, c, &Request::Hello { version: PROTOCOL_VERSION, client_name: name });
             assert!(matches!(hello, Reply::Hello(_)), "{hello:?}");
@@ -145,7 +153,11 @@ impl World {
 
     fn create(&mut self, c: ClientId, name: &str, size: u32) -> (CacheId, u16) {
         let name = protocol::cache_name(name).expect("cache name");
-        match call(&mut self.server, c, &Request::CacheCreate { name, size, align: 0, flags: 0, ctor: false }) {
+        match call(
+            &mut self.server,
+            c,
+            &Request::CacheCreate { name, size, align: 0, flags: 0, ctor: false, dtor: false },
+        ) {
             Reply::Created(created) => (created.cache, created.slot.unwrap_or(u16::MAX)),
             other => panic!("create: {other:?}"),
         }

@@ -14,7 +14,7 @@ use protocol::flags::SLAB_DEBUG;
 use protocol::{ClientId, Error, Handle, PAGE_SIZE};
 
 use super::bitmap::{bitmap_words, record_at};
-use super::storage::{FRAME_SLAB, LIST_FULL, LIST_PARTIAL, NIL};
+use super::storage::{FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL};
 use super::{BROKEN, Engine, Platform};
 
 /// What the hot path needs of a cache, read once per call.
@@ -158,7 +158,8 @@ impl<P: Platform> Engine<'_, P> {
     /// Allocates up to `out.len()` objects of the cache of `sh` (at least one, or the error
     /// that kept it from one): the lowest free objects of the first partial slab, else of an
     /// empty slab, else of a new slab, a bitmap word at a time. Bit `i` of the mask returned
-    /// says `out[i]` is fresh (never handed out before).
+    /// says `out[i]` is fresh (its slab was created by this call: the client constructs the
+    /// whole slab).
     pub(crate) fn plain_alloc(
         &mut self,
         client: ClientId,
@@ -168,14 +169,17 @@ impl<P: Platform> Engine<'_, P> {
         let mut n = 0usize;
         let mut fresh = 0u64;
         while n < out.len() {
-            let s = match self.plain_slab(client, sh) {
-                Ok(s) => s,
+            let (s, created) = match self.plain_slab(client, sh) {
+                Ok(found) => found,
                 Err(e) if n == 0 => return Err(e),
                 Err(_) => break,
             };
-            let taken = self.plain_take_from(sh, s, out.get_mut(n..).ok_or(BROKEN)?, n, &mut fresh)?;
+            let taken = self.plain_take_from(sh, s, out.get_mut(n..).ok_or(BROKEN)?)?;
             if taken == 0 {
                 return Err(BROKEN);
+            }
+            if created {
+                fresh |= 1u64.checked_shl(n as u32).unwrap_or(0);
             }
             n += taken;
         }
@@ -187,9 +191,9 @@ impl<P: Platform> Engine<'_, P> {
 
     /// Allocates one object of the cache of `sh` (`kmem_cache_alloc`, `kmalloc`): the lowest
     /// free object of the first partial slab, else of an empty slab, else of a new slab. Its
-    /// handle, and whether it is fresh.
+    /// handle, and whether it is fresh (its slab was created by this call).
     pub(crate) fn plain_alloc_one(&mut self, client: ClientId, sh: &Shape) -> Result<(Handle, bool), Error> {
-        let s = self.plain_slab(client, sh)?;
+        let (s, fresh) = self.plain_slab(client, sh)?;
         let d = *self.slab(s)?;
         let w = d.summary.trailing_zeros();
         let at = record_at(sh.words, usize::from(d.bitmap_record)) + 8 + 8 * w as usize;
@@ -202,14 +206,10 @@ impl<P: Platform> Engine<'_, P> {
         let word = word | 1u64 << bit;
         put(bytes, at, word)?;
         let idx = w * 64 + bit;
-        let fresh = idx >= u32::from(d.constructed);
         let handle = u64::from(d.first_page) * PAGE_SIZE as u64 + sh.obj_offset + u64::from(idx) * sh.stride;
         let d = self.slab_mut(s)?;
         if word == u64::MAX {
             d.summary &= !(1u8 << w);
-        }
-        if fresh {
-            d.constructed = u16::try_from(idx + 1).map_err(|_| BROKEN)?;
         }
         d.inuse = d.inuse.checked_add(1).ok_or(BROKEN)?;
         if d.inuse >= sh.objs || d.list != LIST_PARTIAL {
@@ -223,31 +223,27 @@ impl<P: Platform> Engine<'_, P> {
 
     /// The slab the next allocation takes from: the first partial, else the first empty, else
     /// a new one.
+    /// Whether it was created by this call (its first object taken is then fresh: the client
+    /// constructs the whole slab).
     #[inline(always)]
-    fn plain_slab(&mut self, client: ClientId, sh: &Shape) -> Result<u32, Error> {
+    fn plain_slab(&mut self, client: ClientId, sh: &Shape) -> Result<(u32, bool), Error> {
         let c = self.cache(sh.gi)?;
-        match c.heads {
-            [_, partial, _] if partial != NIL => Ok(partial),
-            [empty, _, _] if empty != NIL => Ok(empty),
-            _ => self.slab_create(client, sh.gi),
+        let head = |list: u8| c.heads.get(usize::from(list)).copied().unwrap_or(NIL);
+        match (head(LIST_PARTIAL), head(LIST_EMPTY)) {
+            (partial, _) if partial != NIL => Ok((partial, false)),
+            (_, empty) if empty != NIL => Ok((empty, false)),
+            _ => Ok((self.slab_create(client, sh.gi)?, true)),
         }
     }
 
-    /// Takes free objects of slab `s` into `out` (until it is full or `out` is), marking in
-    /// `fresh` (from bit `first`) the ones never handed out. Returns how many.
+    /// Takes free objects of slab `s` into `out` (until it is full or `out` is). Returns how
+    /// many.
     #[inline(always)]
-    fn plain_take_from(
-        &mut self,
-        sh: &Shape,
-        s: u32,
-        out: &mut [Handle],
-        first: usize,
-        fresh: &mut u64,
-    ) -> Result<usize, Error> {
+    fn plain_take_from(&mut self, sh: &Shape, s: u32, out: &mut [Handle]) -> Result<usize, Error> {
         let d = *self.slab(s)?;
         let base = u64::from(d.first_page) * PAGE_SIZE as u64 + sh.obj_offset;
         let words_at = record_at(sh.words, usize::from(d.bitmap_record)) + 8;
-        let (mut summary, mut constructed) = (d.summary, u32::from(d.constructed));
+        let mut summary = d.summary;
         let bytes = self.platform.private_bytes_mut(d.bitmap_frame)?;
         let mut n = 0usize;
         while n < out.len() && summary != 0 {
@@ -258,10 +254,6 @@ impl<P: Platform> Engine<'_, P> {
                 let bit = (!word).trailing_zeros();
                 word |= 1u64 << bit;
                 let idx = w * 64 + bit;
-                if idx >= constructed {
-                    constructed = idx + 1;
-                    *fresh |= 1u64.checked_shl((first + n) as u32).unwrap_or(0);
-                }
                 *out.get_mut(n).ok_or(BROKEN)? = Handle(base + u64::from(idx) * sh.stride);
                 n += 1;
             }
@@ -272,7 +264,6 @@ impl<P: Platform> Engine<'_, P> {
         }
         let d = self.slab_mut(s)?;
         d.summary = summary;
-        d.constructed = u16::try_from(constructed).map_err(|_| BROKEN)?;
         d.inuse = d.inuse.checked_add(n as u16).ok_or(BROKEN)?;
         let want = if d.inuse >= sh.objs { LIST_FULL } else { LIST_PARTIAL };
         if d.list != want {

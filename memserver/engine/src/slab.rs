@@ -8,14 +8,15 @@
 //! free in turn (the commonest pattern) move no slab between lists. It goes to the empty list
 //! as soon as another slab is put first on the partial list, and before any shrink
 //! ([`Engine::slab_settle_partial_head`]), so the empty list is every empty slab whenever a
-//! shrink looks at it.
+//! shrink (plain, reclaim, or the first step of a two-phase one) looks at it. A fourth list,
+//! `LIST_RELEASING`, holds the empty slabs a two-phase shrink named (`release`).
 //!
 //! Bitmap: `ceil(objs / 64)` words per slab in a private frame (`bitmap`), bit set = object
 //! allocated (bits past the last object are set too, so they are never handed out). The
 //! slab's `summary` byte has bit `w` set while word `w` has a free object, so finding the
 //! lowest free object is two `trailing_zeros`: O(1).
 
-use protocol::flags::{SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::flags::SLAB_RED_ZONE;
 use protocol::{ClientId, Error, PAGE_SIZE};
 
 use super::bitmap::Bits;
@@ -110,6 +111,15 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
+    /// Move slab `s` to `list` (O(1)); the two-phase shrink parks empty slabs on
+    /// `LIST_RELEASING`, where no allocation finds them.
+    pub(crate) fn slab_move(&mut self, gi: u32, s: u32, list: u8) -> Result<(), Error> {
+        if self.slab(s)?.list != LIST_NONE {
+            self.list_unlink(gi, s)?;
+        }
+        self.list_push(gi, s, list)
+    }
+
     /// Put slab `s` on the list its in-use count calls for (O(1); an emptied first partial
     /// slab stays first, see the module documentation).
     #[inline]
@@ -118,7 +128,7 @@ impl<P: Platform> Engine<'_, P> {
         let d = self.slab(s)?;
         let want = list_for(d, objs);
         if d.list != want {
-            self.slab_move(gi, s, d.list, want)?;
+            self.slab_move(gi, s, want)?;
         }
         Ok(())
     }
@@ -134,14 +144,6 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
-    /// Moves slab `s` from list `from` (`LIST_NONE`: none) to list `to`.
-    fn slab_move(&mut self, gi: u32, s: u32, from: u8, to: u8) -> Result<(), Error> {
-        if from != LIST_NONE {
-            self.list_unlink(gi, s)?;
-        }
-        self.list_push(gi, s, to)
-    }
-
     /// Window offset of the start of object `idx`'s stride (red zone included).
     pub(crate) fn obj_stride_start(&self, gi: u32, s: u32, idx: u32) -> Result<u64, Error> {
         let c = self.cache(gi)?;
@@ -151,13 +153,16 @@ impl<P: Platform> Engine<'_, P> {
 
     /// A new empty slab for cache `gi` of `client`, or an error with nothing changed. Its
     /// bitmaps take a record in a private bitmap frame (a new frame when the cache has none
-    /// with room), and a slab of a STORE_USER cache the private frames for its records: both
-    /// charged to the client like its pages.
+    /// with room), and a slab of a STORE_USER cache (or of a red-zoned kmalloc cache, for its
+    /// requested sizes) the private frames for its records: both charged to the client like
+    /// its pages. Its objects count as constructed at once: the client that gets the first of
+    /// them constructs them all (Linux runs the ctor over a new slab).
     pub(crate) fn slab_create(&mut self, client: ClientId, gi: u32) -> Result<u32, Error> {
         let c = self.cache(gi)?;
-        let (order, objs, flags, has_ctor) = (c.order, c.objs, c.flags, c.has_ctor);
+        let (order, objs, flags, poisoned) = (c.order, c.objs, c.flags, super::cache::poisons(c));
+        let records = super::track::has_records(c);
         let pages = 1u32 << order;
-        let tracks = if flags & SLAB_STORE_USER != 0 { track_frames_for(u32::from(objs)) } else { 0 };
+        let tracks = if records { track_frames_for(u32::from(objs)) } else { 0 };
         let private = tracks.saturating_add(self.bitmap_frames_needed(gi)?);
         // Every check first, the client's own limits before the shared ones.
         self.quota_check(client, pages, private)?;
@@ -167,7 +172,7 @@ impl<P: Platform> Engine<'_, P> {
             return Err(self.short(client, super::ShortageKind::SlabDescriptors, 1));
         }
         let s = self.slab_desc_pop()?;
-        *self.slab_mut(s)? = SlabDesc { cache: gi, first_page: first, order, ..SlabDesc::EMPTY };
+        *self.slab_mut(s)? = SlabDesc { cache: gi, first_page: first, order, constructed: objs, ..SlabDesc::EMPTY };
         if let Err(e) = self.bitmap_record_take(client, gi, s) {
             self.slab_desc_push(s)?;
             return Err(e);
@@ -188,7 +193,7 @@ impl<P: Platform> Engine<'_, P> {
         self.slab_relist(gi, s)?;
         // Fresh debug state: every object free (poisoned) with inactive red zones. A platform
         // failure gives the slab back: nothing changed.
-        if let Err(e) = self.slab_debug_init(client, gi, s, u32::from(objs), flags, has_ctor) {
+        if let Err(e) = self.slab_debug_init(client, gi, s, u32::from(objs), flags, poisoned) {
             self.slab_destroy(gi, s)?;
             return Err(e);
         }
@@ -202,9 +207,9 @@ impl<P: Platform> Engine<'_, P> {
         s: u32,
         objs: u32,
         flags: u32,
-        has_ctor: bool,
+        poisoned: bool,
     ) -> Result<(), Error> {
-        if flags & SLAB_POISON != 0 && !has_ctor {
+        if poisoned {
             for idx in 0..objs {
                 self.poison_object(client, gi, s, idx)?;
             }

@@ -160,7 +160,6 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
         agents.push(if t.has_agent { Some(objects.allocate_fixed::<sel4::cap_type::Endpoint>()?) } else { None });
     }
 
-    let control_bytes = protocol::control::control_region_size(system::MAGAZINE_SLOTS);
     let mut buf = [0u8; BOOT_INFO_BYTES];
     let mut built = Vec::new();
     for (n, t) in plan.tasks.clone().iter().enumerate() {
@@ -170,7 +169,9 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
             .find(|(image, _)| *image == t.image.as_str())
             .ok_or(BootError::Description("no task image for an seL4 client"))?;
         let mut process = Process::load(&mut objects, &mut scratch, elf, TASK_CNODE_SIZE_BITS, SLOT_FAULT)?;
-        // The control region: fresh frames mapped into the task and into the memserver.
+        // The control region: fresh frames mapped into the task and into the memserver
+        // (magazine slots, cache table, page-owner table of its window).
+        let control_bytes = plan.control_bytes(t.client).ok_or(BootError::Description("plan"))?;
         let control = allocate_memory(&mut objects, control_bytes)?;
         let control_copy: Vec<_> = control.iter().map(|f| f.copy(&mut objects)).collect::<Result<_, _>>()?;
         let control_in_task = process.map_memory(&mut objects, &control, sel4::CapRights::read_write())?;

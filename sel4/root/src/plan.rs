@@ -54,6 +54,8 @@ pub struct ClientTask<'a> {
     pub window_pages: u32,
     /// `introspect`.
     pub introspect: bool,
+    /// `slub_debug` (empty when not set).
+    pub slub_debug: &'a str,
     /// `image`.
     pub image: &'a str,
 }
@@ -84,6 +86,8 @@ pub enum PlanError {
     TooManyPeers,
     /// A name does not fit.
     Name,
+    /// A `slub_debug` string is longer than `protocol::slub_debug::SLUB_DEBUG_MAX`.
+    SlubDebug,
     /// A window (or the pool's direct map) is larger than one top-level region.
     RegionTooLarge,
     /// The pool cannot hold its own paging structures.
@@ -185,6 +189,7 @@ impl BootPlan {
                 quota_pages: c.quota_pages,
                 window_pages: c.window_pages,
                 introspect: c.introspect,
+                slub_debug: heapless::String::try_from(c.slub_debug).map_err(|_| PlanError::SlubDebug)?,
                 window_base: WINDOW_BASE,
                 control: Region { addr: 0, len: 0 },
             };
@@ -233,6 +238,13 @@ impl BootPlan {
             });
         }
         Ok(BootPlan { server, tasks, server_slots_used: used })
+    }
+
+    /// Bytes of the control region of the plan's client `client` (index in the description):
+    /// magazine slots, the cache table and the page-owner table of its window, whole pages,
+    /// as the memserver's dispatch lays it out (`Server::control_size`).
+    pub fn control_bytes(&self, client: usize) -> Option<usize> {
+        Some(memserver_sel4_server::sizing::control_bytes(&self.server, self.server.clients.get(client)?.window_pages))
     }
 
     /// Pages of the paging reserve.

@@ -25,6 +25,7 @@ fn sel4_clients(system: &memserver_system::System) -> Vec<ClientTask<'_>> {
                 quota_pages: c.quota_pages,
                 window_pages: c.window_pages,
                 introspect: c.introspect,
+                slub_debug: c.slub_debug.as_deref().unwrap_or(""),
                 image: c.image.as_deref()?,
             })
         })
@@ -98,11 +99,13 @@ fn every_sel4_client_is_its_own_task_and_images_know_their_peers() {
     let (system, plan) = repository_plan();
     assert_eq!(plan.tasks.len(), system.clients.iter().filter(|c| c.image.is_some()).count());
     let by_name = |n: &str| plan.tasks.iter().position(|t| plan.server.clients[t.client].name == n).unwrap();
-    let (conformance, peer) = (by_name("conformance"), by_name("conformance-peer"));
-    assert_eq!((plan.tasks[conformance].instance, plan.tasks[peer].instance), (0, 1));
-    assert_eq!(plan.tasks[conformance].peers, [peer]);
-    assert_eq!(plan.tasks[peer].peers, [conformance]);
-    assert!(plan.tasks[conformance].has_agent && plan.tasks[peer].has_agent);
+    let (conformance, peer, debug) =
+        (by_name("conformance"), by_name("conformance-peer"), by_name("conformance-debug"));
+    let instances = [conformance, peer, debug].map(|t| plan.tasks[t].instance);
+    assert_eq!(instances, [0, 1, 2]);
+    assert_eq!(plan.tasks[conformance].peers, [peer, debug]);
+    assert_eq!(plan.tasks[peer].peers, [conformance, debug]);
+    assert!([conformance, peer, debug].iter().all(|&t| plan.tasks[t].has_agent));
     assert!(plan.tasks[by_name("loadgen-0")].background && !plan.tasks[conformance].background);
     let boot = plan.client_boot(conformance, Region { addr: 0x1_0000_0000, len: 0x5000 }).unwrap();
     assert_eq!(boot.peers[0].name, "conformance-peer");
@@ -129,7 +132,8 @@ fn boot_infos_fit_their_pages_and_the_heap_is_sized() {
 }
 
 fn one_client(pool_pages: u32, window_pages: u32) -> Result<BootPlan, PlanError> {
-    let clients = [ClientTask { id: 1, name: "a", quota_pages: 1, window_pages, introspect: false, image: "x" }];
+    let clients =
+        [ClientTask { id: 1, name: "a", quota_pages: 1, window_pages, introspect: false, slub_debug: "", image: "x" }];
     BootPlan::new(
         &Description {
             pool_pages,
@@ -352,4 +356,27 @@ fn fault_lines_name_the_client_and_where() {
         line(FaultKind::Vm { addr: WINDOW_BASE + 0x10000, ip: 1, prefetch: true }),
         "client x: instruction fetch at 0x8000010000, outside its window (pc 0x1)"
     );
+}
+
+/// The memserver learns each seL4 client's `slub_debug`, and each client's control region is
+/// sized as the dispatch lays it out: slots, cache table, and a page-owner entry per window
+/// page.
+#[test]
+fn slub_debug_and_control_sizes_reach_the_memserver() {
+    let (system, plan) = repository_plan();
+    for (i, c) in plan.server.clients.iter().enumerate() {
+        let (_, entry) = system.client_by_name(&c.name).unwrap();
+        assert_eq!(c.slub_debug.as_str(), entry.slub_debug.as_deref().unwrap_or(""), "{}", c.name);
+        let bytes = plan.control_bytes(i).unwrap();
+        let caches = plan.server.max_caches_per_client.max(14);
+        let layout = protocol::control::ControlLayout {
+            slots: plan.server.magazine_slots,
+            caches,
+            window_pages: c.window_pages,
+        };
+        assert_eq!(bytes, layout.size(), "{}", c.name);
+        assert!(bytes >= layout.page_owner_offset(c.window_pages), "{}: no room for the page-owner table", c.name);
+    }
+    let debug = plan.server.clients.iter().find(|c| c.name == "conformance-debug").unwrap();
+    assert_eq!(debug.slub_debug.as_str(), "FZPU,kmalloc-*");
 }
