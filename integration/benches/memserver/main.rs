@@ -13,7 +13,9 @@
 //! [`summary`], [`plot`]). Timing is never asserted.
 //!
 //! `MEMSERVER_BENCH_MICRO_ONLY=1` stops after the criterion benchmarks (for profiling one of
-//! them, e.g. `-- --profile-time 5 fast_path/memserver/64`).
+//! them, e.g. `-- --profile-time 5 fast_path/memserver/64`). `MEMSERVER_BENCH_INSTRUCTIONS_ONLY=1`
+//! measures the server's instructions alone and prints them (with
+//! `MEMSERVER_BENCH_KEEP_CALLGRIND=dir` the callgrind outputs stay, for `callgrind_annotate`).
 //!
 //! Under `cargo test --benches` (criterion's test mode) every benchmark runs once and loadgen
 //! runs a few thousand operations, writing into a temporary directory.
@@ -50,6 +52,10 @@ fn main() {
     let cpus = server::cpus(); // records the start-up affinity before any pinning
     eprintln!("bench: {cpus} CPUs available");
     let bin = server::binaries();
+    if std::env::var_os("MEMSERVER_BENCH_INSTRUCTIONS_ONLY").is_some() {
+        println!("{:?}", instructions::measure(&bin, quick));
+        return;
+    }
     let server = server::Server::start(&bin);
     let session = memclient::host::connect(&server.socket(), "bench").expect("connect to memserver");
 

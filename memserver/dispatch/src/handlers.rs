@@ -86,6 +86,7 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
         Ok(Created { cache, layout: layout(&info), debug, slot, magazine_capacity })
     }
 
+    #[inline]
     fn alloc(&mut self, client: ClientId, cache: CacheId) -> Result<Object, Error> {
         self.allocate(client, cache, false)
     }
@@ -94,6 +95,7 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
         self.allocate(client, cache, true)
     }
 
+    #[inline]
     fn free(&mut self, client: ClientId, cache: CacheId, handle: Handle) -> Result<(), Error> {
         // An object parked in the depot is a DoubleFree (the engine knows it).
         self.engine.cache_free(client, cache, handle)?;
@@ -251,6 +253,7 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
 
 impl<P: Platform + ControlAccess> Server<'_, P> {
     /// `Alloc` and `Zalloc`.
+    #[inline]
     fn allocate(&mut self, client: ClientId, cache: CacheId, zero: bool) -> Result<Object, Error> {
         let a = self.with_pressure_relief(client, |s| {
             if zero { s.engine.cache_zalloc(client, cache) } else { s.engine.cache_alloc(client, cache) }

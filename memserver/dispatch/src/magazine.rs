@@ -134,7 +134,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         slot: u16,
         op: ExchangeOp,
     ) -> Result<Exchanged, Error> {
-        self.engine.cache_info(client, cache)?;
+        self.engine.cache_check(client, cache)?;
         let capacity = self.slot_capacity(client, cache, slot)?;
         match op {
             ExchangeOp::Refill => self.refill(client, cache, slot, capacity),

@@ -125,6 +125,7 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Allocate an object. Corresponds to `kmem_cache_alloc()`.
+    #[inline]
     pub fn cache_alloc(&mut self, client: ClientId, cache: CacheId) -> Result<Allocated, Error> {
         let gi = self.cache_lookup(client, cache)?;
         self.alloc_one(client, gi, false, true)

@@ -339,6 +339,14 @@ impl<'a, P: Platform> Engine<'a, P> {
         u32::MAX >> self.cache_slot_bits()
     }
 
+    /// `Ok` if `cache` is a live cache of `client`, else the error a request naming it gets
+    /// (`NoSuchCache`; an unknown client's own error): the check without building a
+    /// [`CacheInfo`].
+    #[inline]
+    pub fn cache_check(&self, client: ClientId, cache: CacheId) -> Result<(), Error> {
+        self.cache_lookup(client, cache).map(|_| ())
+    }
+
     /// The live cache `id` of `client` (its global slot), else `NoSuchCache`.
     #[inline]
     pub(crate) fn cache_lookup(&self, client: ClientId, id: CacheId) -> Result<u32, Error> {
