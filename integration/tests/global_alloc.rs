@@ -197,5 +197,7 @@ fn one_allocator_serves_several_threads() {
     }
     let stats = allocator.session().unwrap().stats().unwrap();
     assert_eq!((stats.allocs, stats.frees), (8_000, 8_000));
-    assert_eq!(allocator.counters().bootstrap_allocations, 0);
+    let counters = allocator.counters();
+    assert_eq!((counters.served_allocations, counters.served_frees), (8_000, 8_000), "what the allocator counts");
+    assert_eq!(counters.bootstrap_allocations, 0);
 }

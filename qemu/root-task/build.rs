@@ -1,7 +1,7 @@
 //! Reads the system description at build time (on the build machine, so the std
 //! `memserver-system` crate does the parsing and validation) and writes `system.rs`: the
 //! server settings, every client that runs on seL4 (an `image` key) as the boot plan's
-//! `ClientTask`s, and the task images to embed (each image once, however many tasks run it).
+//! `ClientTask`s with their heap clients (a `heap` key), and the task images to embed (each image once, however many tasks run it).
 //!
 //! Inputs: `MEMSERVER_SYSTEM` (default: the repository's `system.toml`) and
 //! `TASK_IMAGES_DIR`, where the task crates' ELF files were built (see qemu/Makefile): image
@@ -40,9 +40,17 @@ fn main() {
         if !images.contains(&image) {
             images.push(image);
         }
+        // The heap client (`heap`), validated by memserver-system: another client, no image.
+        let heap = match c.heap.as_deref().and_then(|name| system.client_by_name(name)) {
+            Some((heap_id, h)) => format!(
+                "Some(HeapClient {{ id: {heap_id}, name: {:?}, quota_pages: {}, window_pages: {} }})",
+                h.name, h.quota_pages, h.window_pages
+            ),
+            None => "None".to_owned(),
+        };
         writeln!(
             out,
-            "    ClientTask {{ id: {id}, name: {:?}, quota_pages: {}, window_pages: {}, introspect: {}, image: {image:?} }},",
+            "    ClientTask {{ id: {id}, name: {:?}, quota_pages: {}, window_pages: {}, introspect: {}, image: {image:?}, heap: {heap} }},",
             c.name, c.quota_pages, c.window_pages, c.introspect
         )
         .unwrap();

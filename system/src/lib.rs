@@ -208,6 +208,12 @@ pub struct Client {
     /// `None`: not started on seL4. The host runner ignores it.
     #[serde(default)]
     pub image: Option<String>,
+    /// seL4: the client whose session serves this task's own heap (its `Box`, `Vec`,
+    /// `String`: the task's `#[global_allocator]` is memclient's `GlobalKmalloc`). Another
+    /// `[[client]]`, without an `image`, the heap of no other task; its window is reserved in
+    /// this task's VSpace. Only for a client with an `image`. The host runner ignores it.
+    #[serde(default)]
+    pub heap: Option<String>,
     /// The effective uid its host connection must come from (default: `server.identity`).
     #[serde(default)]
     pub uid: Option<u32>,

@@ -205,3 +205,23 @@ fn rejects_bad_trust_boundary_settings() {
     assert_eq!(rejected_key(&GOOD.replace("name = \"app\"", "name = \"app\"\nexe = \"app\"")), "client[0].exe");
     assert!(System::parse(&server("socket_mode = 0o660\n[server.audit]\nslack_pages = 0")).is_ok());
 }
+
+#[test]
+fn heap_names_another_client_without_an_image_for_an_sel4_task() {
+    // `app` runs on seL4 with `memctl` as its heap (a made-up pairing: the rules are the point).
+    let app = |extra: &str| GOOD.replace("name = \"app\"", &format!("name = \"app\"\nimage = \"loadgen\"\n{extra}"));
+    let s = System::parse(&app("heap = \"memctl\"")).unwrap();
+    assert_eq!(s.client(1).unwrap().heap.as_deref(), Some("memctl"));
+    assert_eq!(System::parse(GOOD).unwrap().client(1).unwrap().heap, None);
+    assert_eq!(rejected_key(&app("heap = \"nobody\"")), "client[0].heap", "an unknown client");
+    assert_eq!(rejected_key(&app("heap = \"app\"")), "client[0].heap", "itself");
+    let no_image = GOOD.replace("name = \"app\"", "name = \"app\"\nheap = \"memctl\"");
+    assert_eq!(rejected_key(&no_image), "client[0].heap", "a heap serves an seL4 task");
+    let heap_is_a_task = app("heap = \"memctl\"").replace("introspect = true", "introspect = true\nimage = \"x\"");
+    assert_eq!(rejected_key(&heap_is_a_task), "client[0].heap", "the heap runs as a task itself");
+    let shared = format!(
+        "{}\n[[client]]\nname = \"b\"\nquota_pages = 1\nwindow_pages = 1\nimage = \"x\"\nheap = \"memctl\"\n",
+        app("heap = \"memctl\"")
+    );
+    assert_eq!(rejected_key(&shared), "client[2].heap", "one heap per task");
+}

@@ -49,6 +49,16 @@ pub fn run(
                     };
                     queue.extend(supervisor.on(event));
                 }
+                Action::ReclaimHeap { task, client } => {
+                    let event = match call(memserver, &SupervisorRequest::Reclaim { client }) {
+                        Some(SupervisorReply::Reclaimed { frames, free }) => Event::HeapReclaimed { task, frames, free },
+                        other => {
+                            sel4::debug_println!("root: the memserver answered a heap reclaim with {other:?}");
+                            Event::HeapReclaimed { task, frames: 0, free: 0 }
+                        }
+                    };
+                    queue.extend(supervisor.on(event));
+                }
                 Action::Census(stage) => match call(memserver, &SupervisorRequest::Census) {
                     Some(SupervisorReply::Census(census)) => queue.extend(supervisor.on(Event::Census { stage, census })),
                     other => {
