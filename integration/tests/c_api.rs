@@ -35,12 +35,12 @@ fn build_library(dir: &Path) {
     let profile = if profile_dir.ends_with("release") { "release" } else { "test" };
     let status = Command::new(env!("CARGO"))
         .current_dir(workspace())
-        .args(["build", "-p", "memclient-c", "--lib", "--profile", profile, "--target-dir"])
+        .args(["build", "-p", "memclient-c-staticlib", "--lib", "--profile", profile, "--target-dir"])
         .arg(target_dir)
         .status()
         .unwrap();
-    assert!(status.success(), "cargo build -p memclient-c failed");
-    std::fs::copy(profile_dir.join("libmemclient_c.a"), dir.join("libmemclient.a")).unwrap();
+    assert!(status.success(), "cargo build -p memclient-c-staticlib failed");
+    std::fs::copy(profile_dir.join("libmemclient_c_staticlib.a"), dir.join("libmemclient.a")).unwrap();
 }
 
 /// `cc -std=c11 -Wall -Wextra -Werror -I clients/c/include SOURCE -L dir -lmemclient …`.

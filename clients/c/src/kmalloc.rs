@@ -4,12 +4,13 @@
 //! multiplication, `ksize` is the usable size (the size class), `kmalloc_size_roundup` the size
 //! `kmalloc` would give. The allocations themselves are the session's `kmalloc`/`kfree`.
 
+use alloc::format;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
 use crate::error::{self, errno};
 use crate::flags::{__GFP_ZERO, gfp_t};
-use crate::session;
+use crate::{counters, session};
 
 /// Linux's `ZERO_SIZE_PTR`: what `kmalloc(0)` returns.
 pub const ZERO_SIZE_PTR_ADDRESS: usize = 16;
@@ -65,6 +66,7 @@ pub extern "C" fn kmalloc(size: usize, flags: gfp_t) -> *mut c_void {
                 // SAFETY: a fresh object of `usable` bytes (its class or its pages), owned here.
                 unsafe { object.as_ptr().write_bytes(0, usable) };
             }
+            counters::object_allocated();
             object.as_ptr().cast()
         }
         Err(e) => {
@@ -111,9 +113,12 @@ pub unsafe extern "C" fn kfree(object: *const c_void) {
     }
     let Some(state) = session::state(WHAT) else { return };
     let Some(ptr) = NonNull::new(object.cast_mut().cast::<u8>()) else { return };
-    if let Err(e) = state.server.kfree(ptr) {
-        error::set_error(&format!("{WHAT}({object:p})"), &e);
-        crate::cache::report_last_error();
+    match state.server.kfree(ptr) {
+        Ok(()) => counters::object_freed(),
+        Err(e) => {
+            error::set_error(&format!("{WHAT}({object:p})"), &e);
+            crate::cache::report_last_error();
+        }
     }
 }
 

@@ -201,7 +201,12 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
                 let heap = plan.server.clients.get(h).ok_or(BootError::Description("plan"))?;
                 let heap_id = heap.id;
                 process.copy_cap(SLOT_HEAP_MEMSERVER, server_endpoint, send.clone(), heap_id.into())?;
-                server.copy_cap(plan.server.slots.client_vspaces + h as u64, process.vspace, sel4::CapRights::all(), 0)?;
+                server.copy_cap(
+                    plan.server.slots.client_vspaces + h as u64,
+                    process.vspace,
+                    sel4::CapRights::all(),
+                    0,
+                )?;
                 Some(map_control(&mut objects, &mut process, &mut server, &mut plan, h, control_bytes)?)
             }
             None => None,
@@ -220,8 +225,9 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
         }
         // The memserver maps frames into the task's VSpace.
         server.copy_cap(plan.server.slots.client_vspaces + t.client as u64, process.vspace, sel4::CapRights::all(), 0)?;
-        let boot =
-            plan.client_boot(n, control_in_task, heap_control_in_task).ok_or(BootError::Description("client boot info"))?;
+        let boot = plan
+            .client_boot(n, control_in_task, heap_control_in_task)
+            .ok_or(BootError::Description("client boot info"))?;
         let len = encode(&boot, &mut buf)?;
         let boot_info = process.boot_info(&mut objects, &mut scratch, &buf[..len])?;
         built.push(Built { process, boot_info });

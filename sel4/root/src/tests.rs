@@ -173,6 +173,11 @@ fn a_task_with_a_heap_gets_a_second_session_in_its_own_vspace() {
         }
     }
     assert!(heaps >= 4, "the load generators, the suite, the C tasks have heaps");
+    // The C example runs twice, debug flags off and on: two images, alone on the pool each.
+    for image in ["hash-table", "hash-table-debug"] {
+        let t = plan.tasks.iter().find(|t| t.image == image).unwrap();
+        assert!((t.instance, t.peers.is_empty(), t.background, t.heap.is_some()) == (0, true, false, true));
+    }
 }
 
 #[test]
