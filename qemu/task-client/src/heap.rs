@@ -84,6 +84,23 @@ pub fn session() -> Option<&'static Memserver<Sel4Transport>> {
     ALLOCATOR.source().session.get()
 }
 
+/// Object sizes of the kmalloc classes (`kmalloc-8` … `kmalloc-8k`).
+const KMALLOC_CLASSES: [u32; 13] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
+
+/// Gives every kmalloc class of the heap client a slab now (one object each, allocated and
+/// freed: an empty slab stays until a shrink). For a task that counts the pool's free pages
+/// between its own steps (the conformance suite): the small allocations of its heap then come
+/// from slabs that exist already instead of taking pages in the middle of a measurement.
+/// Returns the pages the heap client holds.
+pub fn grow_every_class() -> Result<u32, &'static str> {
+    let server = session().ok_or("no heap session")?;
+    for size in KMALLOC_CLASSES {
+        let object = server.kmalloc(size).map_err(|_| "kmalloc")?;
+        server.kfree(object).map_err(|_| "kfree")?;
+    }
+    server.stats().map(|s| s.client_pages).map_err(|_| "stats")
+}
+
 /// What the allocator counted.
 pub fn counters() -> GlobalKmallocCounters {
     ALLOCATOR.counters()
