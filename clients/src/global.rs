@@ -101,13 +101,13 @@ impl<S, B> GlobalKmalloc<S, B> {
 
 /// The kmalloc size that gives `layout` its alignment: the size itself up to 8-byte
 /// alignment, else `max(size, align)` rounded up to a power of two (naturally aligned).
-pub fn kmalloc_request_size(layout: Layout) -> Option<u32> {
+pub fn kmalloc_request_size(layout: Layout) -> Option<usize> {
     let size = if layout.align() <= KMALLOC_MIN_ALIGN {
         layout.size()
     } else {
         layout.size().max(layout.align()).checked_next_power_of_two()?
     };
-    u32::try_from(size).ok()
+    (size <= crate::kmalloc::KMALLOC_MAX_SIZE).then_some(size)
 }
 
 /// One kmalloc for `layout`, its address checked against the alignment.
@@ -230,8 +230,9 @@ mod tests {
     }
 
     #[test]
-    fn sizes_beyond_u32_are_refused() {
+    fn sizes_beyond_kmalloc_max_size_are_refused() {
         assert_eq!(kmalloc_request_size(layout(1 << 33, 8)), None);
-        assert_eq!(kmalloc_request_size(layout((1 << 31) + 1, 16)), None);
+        assert_eq!(kmalloc_request_size(layout((1 << 22) + 1, 16)), None);
+        assert_eq!(kmalloc_request_size(layout(1 << 22, 16)), Some(1 << 22));
     }
 }

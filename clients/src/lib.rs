@@ -28,11 +28,13 @@ pub mod allocator;
 #[allow(unsafe_code)]
 pub mod boxed;
 pub mod cache;
+mod dtor;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod global;
 #[cfg(feature = "std")]
 pub mod host;
+pub mod kmalloc;
 pub mod server;
 #[allow(unsafe_code)]
 pub mod shm;
@@ -40,8 +42,9 @@ pub mod transport;
 
 pub use allocator_api2;
 pub use boxed::{CtorCache, KBox};
-pub use cache::{Cache, CacheGuard, Ctor, KmemCache};
+pub use cache::{Cache, CacheGuard, Ctor, Dtor, KmemCache};
 pub use error::Error;
+pub use kmalloc::{__GFP_ZERO, GFP_KERNEL, Gfp, ZERO_SIZE_PTR, kmalloc_index, kmalloc_size_roundup};
 pub use server::{CounterSnapshot, Memserver, hello_request};
 pub use shm::{Control, PublishedCounters, Window};
 pub use transport::{Transport, TransportError};

@@ -1,14 +1,18 @@
 //! [`Memserver`]: one client's session with the server — the typed client over its
-//! transport, the two shared mappings and the library's counters.
+//! transport, the two shared mappings, the locks of the magazine slots, the kmalloc classes
+//! and the library's counters.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use protocol::api::{CallError, Client};
+use protocol::control::{CacheEntry, ControlHeader, ControlLayout, NOT_KMALLOC, SLOTS_MAX};
 use protocol::{CacheId, ClientId, Handle, MessageBuffer, PROTOCOL_VERSION, Reply, Request};
 use spin::Mutex;
 
+use crate::cache::Magazines;
 use crate::error::Error;
+use crate::kmalloc::{KMALLOC_CLASSES, KmallocClass};
 use crate::shm::{Control, PublishedCounters, Window};
 use crate::transport::Transport;
 
@@ -29,6 +33,11 @@ pub struct Counters {
     pub misses: AtomicU64,
     /// IPC round trips made, of any kind.
     pub calls: AtomicU64,
+    /// `kmalloc`s and `kfree`s served by a magazine without IPC (also counted in the hits
+    /// above).
+    pub kmalloc_hits: AtomicU64,
+    /// `kmalloc`s and `kfree`s that needed an IPC (also counted in `misses`).
+    pub kmalloc_misses: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -38,6 +47,8 @@ pub struct CounterSnapshot {
     pub free_hits: u64,
     pub misses: u64,
     pub calls: u64,
+    pub kmalloc_hits: u64,
+    pub kmalloc_misses: u64,
 }
 
 impl CounterSnapshot {
@@ -47,6 +58,12 @@ impl CounterSnapshot {
         let total = hits + self.misses;
         if total == 0 { 0.0 } else { hits as f64 / total as f64 }
     }
+
+    /// Fraction of `kmalloc`s and `kfree`s served without IPC, in 0..=1.
+    pub fn kmalloc_hit_rate(&self) -> f64 {
+        let total = self.kmalloc_hits + self.kmalloc_misses;
+        if total == 0 { 0.0 } else { self.kmalloc_hits as f64 / total as f64 }
+    }
 }
 
 /// One client's session with the memory server.
@@ -54,9 +71,16 @@ pub struct Memserver<T: Transport> {
     api: Mutex<Client<T>>,
     window: Window,
     control: Control,
+    layout: ControlLayout,
     client: ClientId,
     magazine_slots: u16,
     counters: Counters,
+    /// One lock per magazine slot: whoever touches a slot's magazines (a cache's `alloc` and
+    /// `free`, a `kmalloc`, a `kfree` of any object of that cache) holds it, also across the
+    /// slot's exchange IPC.
+    slot_locks: [Mutex<()>; SLOTS_MAX as usize],
+    /// The kmalloc classes as the server set them up at `Hello` (from its cache table).
+    kmalloc: [KmallocClass; KMALLOC_CLASSES],
 }
 
 /// The `Hello` request for `name`, encoded (a runner sends it before it can map anything).
@@ -82,19 +106,33 @@ impl<T: Transport> Memserver<T> {
         if !control.read(0, &mut header) {
             return Err(Error::Server(protocol::Error::Malformed));
         }
-        let header = <protocol::control::ControlHeader as zerocopy::FromBytes>::read_from_bytes(&header)
+        let header = <ControlHeader as zerocopy::FromBytes>::read_from_bytes(&header)
             .map_err(|_| Error::Server(protocol::Error::Malformed))?;
-        header.check(usize::MAX)?;
+        header.check(control.len())?;
         if header.client != client || header.slots != magazine_slots || control.published_counters().is_none() {
             return Err(Error::Server(protocol::Error::Malformed));
+        }
+        let layout = header.layout();
+        let mut kmalloc = [KmallocClass::UNKNOWN; KMALLOC_CLASSES];
+        for index in 0..layout.caches {
+            let Some(entry) = control.cache_entry(&layout, index) else { continue };
+            if entry.cache == 0 || entry.kmalloc_class == NOT_KMALLOC {
+                continue;
+            }
+            if let Some(class) = kmalloc.get_mut(usize::from(entry.kmalloc_class)) {
+                *class = KmallocClass::of(&entry, Magazines::of_entry(&entry, &control, magazine_slots));
+            }
         }
         Ok(Memserver {
             api: Mutex::new(Client::new(transport)),
             window,
             control,
+            layout,
             client,
             magazine_slots,
             counters: Counters::default(),
+            slot_locks: [const { Mutex::new(()) }; SLOTS_MAX as usize],
+            kmalloc,
         })
     }
 
@@ -136,6 +174,31 @@ impl<T: Transport> Memserver<T> {
         self.magazine_slots
     }
 
+    /// Where the server's tables lie in the control region (from its header).
+    pub fn control_layout(&self) -> &ControlLayout {
+        &self.layout
+    }
+
+    /// The server's cache-table entry of cache slot `index` (what it says about one of this
+    /// client's caches; `cache` 0 when the slot is empty).
+    pub fn cache_entry(&self, index: u16) -> Option<CacheEntry> {
+        self.control.cache_entry(&self.layout, index)
+    }
+
+    /// The lock of magazine slot `index` (every user of the slot's magazines holds it).
+    #[inline]
+    pub(crate) fn slot_lock(&self, index: u16) -> &Mutex<()> {
+        // Magazines are only made for slots below SLOTS_MAX (`Magazines::of_entry`,
+        // `Cache::create`), so the fallback is never taken.
+        self.slot_locks.get(usize::from(index)).unwrap_or(&self.slot_locks[0])
+    }
+
+    /// The kmalloc class `class` (0: `kmalloc-8` … 12: `kmalloc-8k`).
+    #[inline]
+    pub(crate) fn kmalloc_class(&self, class: usize) -> Option<&KmallocClass> {
+        self.kmalloc.get(class)
+    }
+
     /// The magazine counters (hits and misses as published in the control region).
     pub fn counters(&self) -> CounterSnapshot {
         let c = self.raw_counters();
@@ -144,6 +207,8 @@ impl<T: Transport> Memserver<T> {
             free_hits: c.free_hits.load(Relaxed),
             misses: c.misses.load(Relaxed),
             calls: self.counters.calls.load(Relaxed),
+            kmalloc_hits: self.counters.kmalloc_hits.load(Relaxed),
+            kmalloc_misses: self.counters.kmalloc_misses.load(Relaxed),
         }
     }
 
@@ -158,18 +223,10 @@ impl<T: Transport> Memserver<T> {
         })
     }
 
-    /// Corresponds to `kmalloc()`.
-    pub fn kmalloc(&self, size: u32) -> Result<NonNull<u8>, Error> {
-        self.raw_counters().misses.fetch_add(1, Relaxed);
-        let object = self.ipc(|api| api.kmalloc(size))?;
-        self.window.ptr(object.handle, size as usize).ok_or(Error::NotInWindow)
-    }
-
-    /// Corresponds to `kfree()`.
-    pub fn kfree(&self, ptr: NonNull<u8>) -> Result<(), Error> {
-        let handle = self.window.handle(ptr).ok_or(Error::NotInWindow)?;
-        self.raw_counters().misses.fetch_add(1, Relaxed);
-        self.ipc(|api| api.kfree(handle))
+    /// The library's private counters (the kmalloc ones).
+    #[inline]
+    pub(crate) fn private_counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The server's statistics for this client.
@@ -215,6 +272,14 @@ impl<T: Transport> Memserver<T> {
             }
         }
         Ok(())
+    }
+
+    /// Corresponds to writing `/sys/kernel/slab/<name>/validate` for cache `name` of client
+    /// `client` (this client's own, or another's with introspection rights): every object
+    /// checked, every corruption repaired and counted.
+    pub fn validate(&self, client: ClientId, name: &str) -> Result<protocol::ValidationReport, Error> {
+        let name = protocol::cache_name(name)?;
+        self.ipc(|api| api.validate(client, name))
     }
 
     /// The `SLAB_STORE_USER` record of an object.

@@ -1,11 +1,15 @@
 //! The two shared mappings a client has: its window (objects) and its control region
-//! (magazines). All raw-pointer access of the library lives here.
+//! (magazines, and the server's cache and page-owner tables). All raw-pointer access of the
+//! library lives here.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::AtomicU64;
 
 use protocol::Handle;
-use protocol::control::{self, MAGAZINE_MAX, Magazine, MagazineRole};
+use protocol::control::{
+    self, CACHE_ENTRY_SIZE, CacheEntry, ControlLayout, MAGAZINE_MAX, Magazine, MagazineRole, PAGE_OWNER_SIZE, PageOwner,
+};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// The client's window: objects live at `base + handle`.
 #[derive(Clone, Copy, Debug)]
@@ -60,12 +64,43 @@ impl Window {
     /// Zeroes `len` bytes of an object at `ptr` (`kmem_cache_zalloc()` on the magazine path);
     /// `false` if the range is not inside the window.
     pub fn zero(&self, ptr: NonNull<u8>, len: usize) -> bool {
+        self.fill(ptr, len, 0)
+    }
+
+    /// Fills `len` bytes at `ptr` with `byte`; `false` if the range is not inside the window.
+    pub fn fill(&self, ptr: NonNull<u8>, len: usize, byte: u8) -> bool {
         let Some(handle) = self.handle(ptr) else { return false };
         if (handle.0 as usize).checked_add(len).is_none_or(|end| end > self.len) {
             return false;
         }
         // SAFETY: ptr .. ptr + len lies inside the mapping (checked just above).
-        unsafe { ptr.as_ptr().write_bytes(0, len) };
+        unsafe { ptr.as_ptr().write_bytes(byte, len) };
+        true
+    }
+
+    /// Copies `dst.len()` bytes at `ptr` out; `false` if the range is not inside the window.
+    pub fn read(&self, ptr: NonNull<u8>, dst: &mut [u8]) -> bool {
+        let Some(handle) = self.handle(ptr) else { return false };
+        if (handle.0 as usize).checked_add(dst.len()).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        // SAFETY: the source lies inside the mapping (checked just above); `dst` is private.
+        unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), dst.as_mut_ptr(), dst.len()) };
+        true
+    }
+
+    /// Copies `len` bytes from the object at `from` to the object at `to` (`krealloc`);
+    /// `false` if either range is not inside the window.
+    pub fn copy(&self, from: NonNull<u8>, to: NonNull<u8>, len: usize) -> bool {
+        let inside = |p: NonNull<u8>| {
+            self.handle(p).is_some_and(|h| (h.0 as usize).checked_add(len).is_some_and(|end| end <= self.len))
+        };
+        if !inside(from) || !inside(to) {
+            return false;
+        }
+        // SAFETY: both ranges lie inside the mapping (checked just above); `ptr::copy` allows
+        // them to overlap.
+        unsafe { ptr::copy(from.as_ptr(), to.as_ptr(), len) };
         true
     }
 
@@ -97,6 +132,16 @@ impl Control {
     ///   the region is used.
     pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
         Control { base, len }
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Copies bytes out of the region (the header check, tests).
@@ -199,6 +244,44 @@ impl Control {
         }
         // SAFETY: index < MAGAZINE_MAX keeps the read inside the magazine.
         Some(unsafe { ptr::addr_of!((*self.magazine(slot, role)).handles).cast::<u64>().add(index).read() })
+    }
+
+    /// Copies `W` 8-byte words at `offset` (a multiple of 8) with volatile reads: the server
+    /// may write its tables while another thread of this client waits for a reply, so they are
+    /// never read through Rust references. `None` if the words are outside the region.
+    #[inline]
+    fn read_words<const W: usize>(&self, offset: usize) -> Option<[u64; W]> {
+        if !offset.is_multiple_of(8) || offset.checked_add(W * 8)? > self.len {
+            return None;
+        }
+        let mut out = [0u64; W];
+        for (i, word) in out.iter_mut().enumerate() {
+            // SAFETY: offset + 8 i + 8 <= len: inside the mapping; the base is 8-byte aligned
+            // (`Control::new`) and so is the offset. A volatile read of shared memory is
+            // defined whatever the peer writes.
+            *word = unsafe { self.base.as_ptr().add(offset + 8 * i).cast::<u64>().read_volatile() };
+        }
+        Some(out)
+    }
+
+    /// The server's cache-table entry `index` (its description of the client's cache slot
+    /// `index`), if the index lies in the table.
+    pub fn cache_entry(&self, layout: &ControlLayout, index: u16) -> Option<CacheEntry> {
+        if index >= layout.caches {
+            return None;
+        }
+        let words = self.read_words::<{ CACHE_ENTRY_SIZE / 8 }>(layout.cache_entry_offset(index))?;
+        CacheEntry::read_from_bytes(words.as_bytes()).ok()
+    }
+
+    /// The server's page-owner entry of window page `page`, if the page lies in the window.
+    #[inline]
+    pub fn page_owner(&self, layout: &ControlLayout, page: u32) -> Option<PageOwner> {
+        if page >= layout.window_pages {
+            return None;
+        }
+        let [word] = self.read_words::<{ PAGE_OWNER_SIZE / 8 }>(layout.page_owner_offset(page))?;
+        PageOwner::read_from_bytes(&word.to_ne_bytes()).ok()
     }
 
     /// Exchanges the loaded and previous magazines of `slot` (Bonwick's swap).

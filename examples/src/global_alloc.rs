@@ -115,12 +115,15 @@ pub fn main(allocator: &GlobalKmalloc) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let counters = allocator.counters();
-    match allocator.session().map_err(|e| e.to_string()).and_then(|s| s.stats().map_err(|e| e.to_string())) {
-        Ok(stats) => println!(
-            "global-alloc: memserver allocs={} frees={} live_objects={} requests={} pages={} bootstrap_allocations={} failed_frees={}",
-            stats.allocs,
-            stats.frees,
-            stats.live_objects,
+    let session = allocator.session().map_err(|e| e.to_string());
+    match session.and_then(|s| s.stats().map(|stats| (stats, s.counters())).map_err(|e| e.to_string())) {
+        // kmalloc_calls: every kmalloc and kfree (most of them served by a magazine: hit rate);
+        // held: objects allocated to the client outside its magazines (not yet freed).
+        Ok((stats, library)) => println!(
+            "global-alloc: memserver kmalloc_calls={} kmalloc_hit_rate={:.4} held={} requests={} pages={} bootstrap_allocations={} failed_frees={}",
+            library.kmalloc_hits + library.kmalloc_misses,
+            library.kmalloc_hit_rate(),
+            stats.live_objects - stats.magazine_objects,
             stats.requests,
             stats.client_pages,
             counters.bootstrap_allocations,

@@ -201,6 +201,11 @@ fn kmem_cache_shrink_reports_whether_slabs_remain() {
 }
 
 #[test]
+fn bulk_alloc_is_all_or_nothing() {
+    rule("bulk_alloc_is_all_or_nothing");
+}
+
+#[test]
 fn slab_panic_aborts_when_creation_fails() {
     use std::os::unix::process::ExitStatusExt;
     let server = common::Server::start(SYSTEM);

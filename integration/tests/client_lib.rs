@@ -19,7 +19,7 @@ const SYSTEM: &str = r#"
 pool_pages = 16384
 socket = "memserver.sock"
 max_caches_per_client = 32
-magazine_slots = 16
+magazine_slots = 32
 
 [[client]]
 name = "app"

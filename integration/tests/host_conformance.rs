@@ -15,7 +15,7 @@ const SYSTEM: &str = r#"
 pool_pages = 2048
 socket = "memserver.sock"
 max_caches_per_client = 64
-magazine_slots = 16
+magazine_slots = 32
 
 [[client]]
 name = "conformance"
@@ -27,6 +27,12 @@ name = "conformance-peer"
 quota_pages = 512
 window_pages = 4096
 introspect = true
+
+[[client]]
+name = "conformance-debug"
+quota_pages = 512
+window_pages = 4096
+slub_debug = "FZPU,kmalloc-*"
 "#;
 
 struct HostHarness {
@@ -101,6 +107,17 @@ impl Session for HostSession {
 
     fn is_open(&self) -> bool {
         self.connection.is_some()
+    }
+
+    fn mapped(&self) -> Option<(memclient::Window, memclient::Control)> {
+        let c = self.connection.as_ref()?;
+        let (window, control) = (std::ptr::NonNull::new(c.window_base())?, std::ptr::NonNull::new(c.control_base())?);
+        // SAFETY: both mappings belong to the connection, which lives as long as this session
+        // (and so as long as the library session built on it); the control region is page
+        // aligned.
+        unsafe {
+            Some((memclient::Window::new(window, c.window_len()), memclient::Control::new(control, c.control_len())))
+        }
     }
 }
 

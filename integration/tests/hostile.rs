@@ -24,6 +24,8 @@ mod host;
 mod identity;
 #[path = "hostile/kills.rs"]
 mod kills;
+#[path = "hostile/kmalloc.rs"]
+mod kmalloc;
 #[path = "hostile/limits.rs"]
 mod limits;
 #[path = "hostile/magazines.rs"]
@@ -48,7 +50,7 @@ use world::World;
 
 type Attack = fn(&mut World) -> Result<(), Failure>;
 
-/// Every attack (issues 6, 10 and 11), in the order they run.
+/// Every attack (issues 6, 10, 11 and 12), in the order they run.
 const ATTACKS: &[(&str, Attack)] = &[
     ("forged_free", handles::forged_free),
     ("double_free", handles::double_free),
@@ -77,6 +79,10 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("shutdown_write_is_not_a_message", edges::shutdown_write_is_not_a_message),
     ("hello_version_retry", edges::hello_version_retry),
     ("disguised_cache_names", edges::disguised_cache_names),
+    // Issue 12: the page-owner and cache tables, the dtor two-phase shrink, validation.
+    ("forged_kmalloc_tables", kmalloc::forged_kmalloc_tables),
+    ("dtor_commit_forged", kmalloc::dtor_commit_forged),
+    ("validate_foreign_cache", kmalloc::validate_foreign_cache),
 ];
 
 /// What the runner counted.

@@ -12,7 +12,7 @@ const SYSTEM: &str = r#"
 pool_pages = 8192
 socket = "memserver.sock"
 max_caches_per_client = 32
-magazine_slots = 16
+magazine_slots = 32
 
 [[client]]
 name = "loadgen-0"
@@ -90,6 +90,25 @@ fn mixed_runs_clean() {
     let report = run_workload("mixed", &[]);
     let rows = report["slabinfo"][0][1].as_array().unwrap();
     assert!(rows.iter().any(|r| r["name"] == "lg-2048"), "{rows:?}");
+    // Half the objects by kmalloc: the kmalloc caches were used, through their magazines.
+    assert!(rows.iter().any(|r| r["name"] == "kmalloc-2k" && r["num_slabs"].as_u64() > Some(0)), "{rows:?}");
+    let total = &config(&report, "memserver")["total"];
+    assert!(total["kmalloc_hits"].as_u64().unwrap() > 0, "{total}");
+    assert!(total["kmalloc_hit_rate"].as_f64().unwrap() > 0.5, "{total}");
+    assert!(total["cache_hit_rate"].as_f64().unwrap() > 0.5, "{total}");
+    let ipc = &config(&report, "memserver-no-magazines")["total"];
+    assert_eq!(ipc["kmalloc_hit_rate"].as_f64(), Some(0.0), "{ipc}");
+}
+
+#[test]
+fn kmalloc_runs_clean_through_the_magazines() {
+    let report = run_workload("kmalloc", &[]);
+    let total = &config(&report, "memserver")["total"];
+    assert!(total["kmalloc_hit_rate"].as_f64().unwrap() > 0.5, "{total}");
+    assert!(total["cache_hit_rate"].is_null(), "no cache operations: {total}");
+    assert_eq!(total["hits"], total["kmalloc_hits"], "{total}");
+    let rows = report["slabinfo"][0][1].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["name"].as_str().unwrap().starts_with("kmalloc-")), "{rows:?}");
 }
 
 #[test]

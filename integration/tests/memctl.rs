@@ -14,7 +14,7 @@ const SYSTEM: &str = r#"
 pool_pages = 4096
 socket = "memserver.sock"
 max_caches_per_client = 32
-magazine_slots = 16
+magazine_slots = 32
 
 [[client]]
 name = "app"
@@ -107,4 +107,36 @@ fn errors_are_clear_and_exit_nonzero() {
     assert!(!as_app.status.success());
     let message = String::from_utf8_lossy(&as_app.stderr);
     assert!(message.contains("client \"app\" may not look at other clients"), "{message}");
+}
+
+#[test]
+fn validate_reports_repairs_and_says_so_in_its_exit_status() {
+    let server = start();
+    let app = memclient::host::connect(&server.socket(), "app").unwrap();
+    let cache = Cache::create(&app, "guarded", 100, 0, protocol::flags::SLAB_RED_ZONE, None).unwrap();
+    let objects: Vec<_> = (0..10).map(|_| cache.alloc().unwrap()).collect();
+    let clean = stdout(&memctl(&server, &["validate", "app", "guarded"]));
+    assert!(clean.starts_with("app/guarded: 1 slabs, "), "{clean}");
+    assert!(clean.contains(" 0 errors found"), "{clean}");
+    // A write one byte past an object: found once, repaired, and the exit status says so.
+    // SAFETY: byte 100 of a 100-byte object of a red-zoned cache is its right red zone, in
+    // the window mapped into this process.
+    unsafe { objects[3].as_ptr().add(100).write(0x00) };
+    let out = memctl(&server, &["validate", "app", "guarded"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" 1 error found and repaired"), "{text}");
+    assert!(
+        text.contains("first: red zone overwritten in object ") && text.contains(" at offset 100: 0x00 instead of "),
+        "{text}"
+    );
+    assert!(stdout(&memctl(&server, &["validate", "app", "guarded"])).contains(" 0 errors found"));
+    // The kmalloc caches validate too; unknown names are clear errors.
+    assert!(stdout(&memctl(&server, &["validate", "app", "kmalloc-64"])).starts_with("app/kmalloc-64: "));
+    let missing = memctl(&server, &["validate", "app", "nothing"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("client \"app\" has no cache \"nothing\""));
+    for p in objects {
+        cache.free(p).unwrap();
+    }
 }

@@ -36,7 +36,7 @@ const SYSTEM: &str = r#"
 pool_pages = 768
 socket = "memserver.sock"
 max_caches_per_client = 32
-magazine_slots = 8
+magazine_slots = 24
 hello_timeout_ms = 2000
 
 [[client]]
@@ -166,7 +166,7 @@ fn worker(socket: &Path, name: &str, seed: u64) -> Result<u64, String> {
             7 if held.len() < 3000 => {
                 let largest = if rng.below(8) == 0 { 40_000 } else { 3000 };
                 let len = 1 + rng.below(largest) as usize;
-                let ptr = match server.kmalloc(len as u32) {
+                let ptr = match server.kmalloc(len) {
                     Ok(p) => p,
                     Err(memclient::Error::Server(protocol::Error::OutOfMemory | protocol::Error::QuotaExceeded)) => {
                         continue;

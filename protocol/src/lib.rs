@@ -24,6 +24,7 @@ pub mod ids;
 pub mod reply;
 pub mod request;
 pub mod slabinfo;
+pub mod slub_debug;
 pub mod transport;
 pub mod wire_size;
 
@@ -32,8 +33,8 @@ pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
 pub use reply::{
     CLIENTS_PER_PAGE, CacheInfo, CacheLayout, ClientEntry, ClientList, ClientsPage, Created, DmaAddress, Exchanged,
-    Object, Owner, Reply, ReplyValue, SLABINFO_ROWS_PER_PAGE, SessionInfo, Shrunk, SlabInfoPage, SlabInfoRows, Stats,
-    Track,
+    Finding, Object, Owner, Reply, ReplyValue, SHRINK_PLAN_SLABS, SLABINFO_ROWS_PER_PAGE, SessionInfo, ShrinkPlan,
+    Shrunk, SlabInfoPage, SlabInfoRows, SlabList, Stats, Track, ValidationReport,
 };
 pub use request::{CLIENT_NAME_MAX, CacheName, ClientName, ExchangeOp, Request, cache_name, client_name};
 pub use slabinfo::SlabInfoRow;
@@ -52,6 +53,14 @@ pub const CACHE_NAME_MAX: usize = 31;
 
 /// Largest object size a `CacheCreate` may ask for, in bytes.
 pub const OBJECT_SIZE_MAX: u32 = 64 * 1024;
+
+/// Largest `kmalloc`, in bytes (Linux's `KMALLOC_MAX_SIZE` with 4 KiB pages): 4 MiB.
+pub const KMALLOC_MAX_SIZE: u32 = 4 << 20;
+
+/// Alignment of a client window's base address, in bytes: a power-of-two `kmalloc` is aligned
+/// to its size as a window offset, so with the base aligned to the largest one it is aligned
+/// as an address too (Linux guarantees natural alignment of power-of-two kmallocs since 5.4).
+pub const WINDOW_BASE_ALIGN: usize = KMALLOC_MAX_SIZE as usize;
 
 /// Largest explicit alignment a `CacheCreate` may ask for, in bytes.
 pub const ALIGN_MAX: u32 = 4096;

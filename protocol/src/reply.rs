@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::{CacheName, ClientName};
 use crate::wire_size::{ENUM_TAG, WireSize, max_of};
-use crate::{CacheId, ClientId, Error, Handle, MAX_MESSAGE_BYTES, SlabInfoRow};
+use crate::{CacheId, ClientId, Corruption, Error, Handle, MAX_MESSAGE_BYTES, SlabInfoRow};
 
 /// How the server laid out a cache's objects; fixed for the cache's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,8 @@ pub struct CacheInfo {
     pub num_slabs: u32,
     /// Of `active_objs`, how many sit in the client's magazines.
     pub magazine_objs: u32,
+    /// Whether it was created with a dtor (since version 3).
+    pub dtor: bool,
 }
 
 /// One `SLAB_STORE_USER` record: who did the operation, and when.
@@ -124,6 +126,9 @@ pub struct Stats {
     /// slack (each time the ungranted pages were punched out), since it connected. 0 on seL4.
     /// Since version 3.
     pub grant_violations: u32,
+    /// Of `client_pages`, the pages of its `SLAB_RECLAIM_ACCOUNT` caches (Linux's
+    /// `SReclaimable`). Since version 3.
+    pub reclaimable_pages: u32,
 }
 
 /// One client with an open session, for `Reply::Clients`.
@@ -257,6 +262,56 @@ pub struct DmaAddress {
     pub contiguous: u32,
 }
 
+/// What a validation found wrong with one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Finding {
+    /// A red-zone byte of an object (its left or right red zone, or, on a red-zoned kmalloc
+    /// cache, the slack between the requested size and the object size) was overwritten.
+    RedZone(Corruption),
+    /// A free `SLAB_POISON` object was written after its free.
+    Poison(Corruption),
+}
+
+/// What `Validate` found in one cache (`Reply::Validated`), Linux's `validate_slab_cache()`.
+///
+/// `errors` counts corrupted regions: each of an object's left red zone, right red zone,
+/// kmalloc slack and poison counts once, however many of its bytes are wrong, and each was
+/// repaired. Linux's `slab_errors` (its kunit tests) counts a report and a fix for each: twice
+/// this number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationReport {
+    /// Slabs checked.
+    pub slabs: u32,
+    /// Objects checked (allocated and free).
+    pub objects: u32,
+    /// Corrupted regions found (and repaired).
+    pub errors: u32,
+    /// The first one found, in slab order then object order.
+    pub first: Option<Finding>,
+}
+
+/// Slabs one `ShrinkPlan` names at most.
+pub const SHRINK_PLAN_SLABS: usize = 64;
+
+/// The slabs of one `ShrinkPlan`: the window offset of each slab's first byte.
+pub type SlabList = heapless::Vec<Handle, SHRINK_PLAN_SLABS>;
+
+/// The first step of a two-phase shrink (`Reply::ShrinkPlan`): the empty slabs the server took
+/// out of use and will release on `ShrinkCommit { token }`. Each slab is `pages_per_slab`
+/// pages at the given offset holding `objects_per_slab` objects at the cache's stride, the
+/// first at `offset + obj_offset` (its `CacheLayout` and cache-table entry say both): the
+/// client runs its dtor on every one of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShrinkPlan {
+    /// Names this plan in `ShrinkCommit`.
+    pub token: u32,
+    /// Whether the cache has more empty slabs than this plan names (another round releases
+    /// them).
+    pub more: bool,
+    /// The slabs.
+    pub slabs: SlabList,
+}
+
 /// The server's answer to one [`Request`](crate::Request).
 ///
 /// Every variant but `Done` and `Error` carries one struct; on the wire a variant is its
@@ -293,6 +348,10 @@ pub enum Reply {
     Clients(ClientsPage),
     /// Where a DMA object is in physical memory (answer to `Request::DmaAddr`).
     DmaAddr(DmaAddress),
+    /// What a validation found (answer to `Request::Validate`).
+    Validated(ValidationReport),
+    /// The slabs a two-phase shrink will release (answer to `Request::ShrinkBegin`).
+    ShrinkPlan(ShrinkPlan),
 }
 
 impl Reply {
@@ -313,6 +372,8 @@ impl Reply {
             Reply::Error(_) => "Error",
             Reply::Clients(_) => "Clients",
             Reply::DmaAddr(_) => "DmaAddr",
+            Reply::Validated(_) => "Validated",
+            Reply::ShrinkPlan(_) => "ShrinkPlan",
         }
     }
 }
@@ -383,6 +444,8 @@ reply_values! {
     Stats(Stats),
     Clients(ClientsPage),
     DmaAddr(DmaAddress),
+    Validated(ValidationReport),
+    ShrinkPlan(ShrinkPlan),
 }
 
 impl WireSize for CacheLayout {
@@ -398,7 +461,8 @@ impl WireSize for CacheInfo {
         + bool::MAX_ENCODED
         + Option::<u16>::MAX_ENCODED
         + u16::MAX_ENCODED
-        + 5 * u32::MAX_ENCODED;
+        + 5 * u32::MAX_ENCODED
+        + bool::MAX_ENCODED;
 }
 
 impl WireSize for Track {
@@ -406,7 +470,7 @@ impl WireSize for Track {
 }
 
 impl WireSize for Stats {
-    const MAX_ENCODED: usize = 8 * u32::MAX_ENCODED + u16::MAX_ENCODED + 14 * u64::MAX_ENCODED;
+    const MAX_ENCODED: usize = 9 * u32::MAX_ENCODED + u16::MAX_ENCODED + 14 * u64::MAX_ENCODED;
 }
 
 impl WireSize for ClientEntry {
@@ -453,6 +517,18 @@ impl WireSize for DmaAddress {
     const MAX_ENCODED: usize = u64::MAX_ENCODED + u32::MAX_ENCODED;
 }
 
+impl WireSize for Finding {
+    const MAX_ENCODED: usize = ENUM_TAG + Corruption::MAX_ENCODED;
+}
+
+impl WireSize for ValidationReport {
+    const MAX_ENCODED: usize = 3 * u32::MAX_ENCODED + Option::<Finding>::MAX_ENCODED;
+}
+
+impl WireSize for ShrinkPlan {
+    const MAX_ENCODED: usize = u32::MAX_ENCODED + bool::MAX_ENCODED + SlabList::MAX_ENCODED;
+}
+
 impl WireSize for Reply {
     const MAX_ENCODED: usize = ENUM_TAG
         + max_of(&[
@@ -469,5 +545,7 @@ impl WireSize for Reply {
             Error::MAX_ENCODED,
             ClientsPage::MAX_ENCODED,
             DmaAddress::MAX_ENCODED,
+            ValidationReport::MAX_ENCODED,
+            ShrinkPlan::MAX_ENCODED,
         ]);
 }

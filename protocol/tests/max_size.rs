@@ -35,20 +35,23 @@ fn worst_case_parts_reach_their_bounds_exactly() {
     assert_eq!(len(&worst_layout()), CacheLayout::MAX_ENCODED);
     assert_eq!(len(&Track { client: u16::MAX, seq: u64::MAX }), Track::MAX_ENCODED);
     assert_eq!(worst_errors().iter().map(len).max(), Some(Error::MAX_ENCODED));
+    assert_eq!(len(&worst_validation()), ValidationReport::MAX_ENCODED);
 }
 
 #[test]
 fn the_numbers_are_as_documented() {
     assert_eq!(MAX_MESSAGE_BYTES, 960);
-    assert_eq!(Request::MAX_ENCODED, 49);
+    assert_eq!(Request::MAX_ENCODED, 50);
     assert_eq!(Reply::MAX_ENCODED, 951);
     assert_eq!(SlabInfoRow::MAX_ENCODED, 70);
     assert_eq!(SLABINFO_ROWS_PER_PAGE, 13);
     assert_eq!(Error::MAX_ENCODED, 23);
-    assert_eq!(CacheInfo::MAX_ENCODED, 101);
-    assert_eq!(Stats::MAX_ENCODED, 183);
+    assert_eq!(CacheInfo::MAX_ENCODED, 102);
+    assert_eq!(Stats::MAX_ENCODED, 188);
     assert_eq!(ClientEntry::MAX_ENCODED, 35);
     assert_eq!(CLIENTS_PER_PAGE, 27);
+    assert_eq!(ValidationReport::MAX_ENCODED, 39);
+    assert_eq!(ShrinkPlan::MAX_ENCODED, 647);
 }
 
 #[test]

@@ -43,15 +43,18 @@ fn main() {
         // The heap client (`heap`), validated by memserver-system: another client, no image.
         let heap = match c.heap.as_deref().and_then(|name| system.client_by_name(name)) {
             Some((heap_id, h)) => format!(
-                "Some(HeapClient {{ id: {heap_id}, name: {:?}, quota_pages: {}, window_pages: {} }})",
-                h.name, h.quota_pages, h.window_pages
+                "Some(HeapClient {{ id: {heap_id}, name: {:?}, quota_pages: {}, window_pages: {}, slub_debug: {:?} }})",
+                h.name,
+                h.quota_pages,
+                h.window_pages,
+                h.slub_debug.as_deref().unwrap_or("")
             ),
             None => "None".to_owned(),
         };
         writeln!(
             out,
-            "    ClientTask {{ id: {id}, name: {:?}, quota_pages: {}, window_pages: {}, introspect: {}, image: {image:?}, heap: {heap} }},",
-            c.name, c.quota_pages, c.window_pages, c.introspect
+            "    ClientTask {{ id: {id}, name: {:?}, quota_pages: {}, window_pages: {}, introspect: {}, slub_debug: {:?}, image: {image:?}, heap: {heap} }},",
+            c.name, c.quota_pages, c.window_pages, c.introspect, c.slub_debug.as_deref().unwrap_or("")
         )
         .unwrap();
     }

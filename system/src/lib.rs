@@ -223,9 +223,24 @@ pub struct Client {
     /// The executable its host connection must come from (default: `server.identity`).
     #[serde(default)]
     pub exe: Option<PathBuf>,
+    /// Linux's `slub_debug` boot parameter for this client's caches: debug flags for all of
+    /// them (`"FZPU"`) or for the caches a name list picks (`"FZ,kmalloc-*"`); see
+    /// `protocol::slub_debug`. Applied to its kmalloc caches when it is admitted and to the
+    /// caches it creates. Default: none.
+    #[serde(default)]
+    pub slub_debug: Option<String>,
 }
 
 impl Client {
+    /// Its checked `slub_debug` setting (`SlubDebug::NONE` without one; `validate` refuses a
+    /// file whose setting does not parse, so the fallback never hides one).
+    pub fn slub_debug(&self) -> protocol::slub_debug::SlubDebug {
+        self.slub_debug
+            .as_deref()
+            .and_then(|spec| protocol::slub_debug::SlubDebug::parse(spec).ok())
+            .unwrap_or_default()
+    }
+
     /// Window size in bytes.
     pub fn window_bytes(&self) -> u64 {
         u64::from(self.window_pages) * protocol::PAGE_SIZE as u64

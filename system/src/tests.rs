@@ -225,3 +225,27 @@ fn heap_names_another_client_without_an_image_for_an_sel4_task() {
     );
     assert_eq!(rejected_key(&shared), "client[2].heap", "one heap per task");
 }
+
+#[test]
+fn slub_debug_follows_linux_syntax_and_refuses_the_rest() {
+    let with = |spec: &str| GOOD.replace("name = \"app\"", &format!("name = \"app\"\nslub_debug = {spec:?}"));
+    let s = System::parse(&with("FZ,kmalloc-*")).unwrap();
+    let app = s.client(1).unwrap();
+    assert_eq!(
+        app.slub_debug().flags_for("kmalloc-64"),
+        protocol::flags::SLAB_CONSISTENCY_CHECKS | protocol::flags::SLAB_RED_ZONE
+    );
+    assert_eq!(app.slub_debug().flags_for("dentry"), 0);
+    assert_eq!(s.client(2).unwrap().slub_debug(), protocol::slub_debug::SlubDebug::NONE);
+    for bad in ["FT", "Z,,x", "O,kmalloc-*"] {
+        assert_eq!(rejected_key(&with(bad)), "client[0].slub_debug", "{bad}");
+    }
+}
+
+#[test]
+fn magazine_slots_stay_within_the_control_region_format() {
+    let text = GOOD
+        .replace("max_caches_per_client = 32", "max_caches_per_client = 128")
+        .replace("magazine_slots = 16", "magazine_slots = 65");
+    assert_eq!(rejected_key(&text), "server.magazine_slots");
+}

@@ -50,6 +50,7 @@ impl System {
             return Err(invalid("server.socket", "\"\"", "must name a path"));
         }
         in_range("server.max_caches_per_client", s.max_caches_per_client, 1, CACHES_PER_CLIENT_MAX)?;
+        in_range("server.magazine_slots", s.magazine_slots, 0, protocol::control::SLOTS_MAX)?;
         in_range("server.magazine_slots", s.magazine_slots, 0, s.max_caches_per_client).map_err(|_| {
             invalid(
                 "server.magazine_slots",
@@ -113,6 +114,11 @@ impl System {
             }
             if let Some(image) = &c.image {
                 check_image(&key("image"), image)?;
+            }
+            if let Some(spec) = &c.slub_debug
+                && let Err(e) = protocol::slub_debug::SlubDebug::parse(spec)
+            {
+                return Err(invalid(key("slub_debug"), format!("{spec:?}"), e.to_string()));
             }
             check_identity(&format!("client[{i}]"), &c.exe)?;
         }

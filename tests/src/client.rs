@@ -33,6 +33,13 @@ pub type Outcome<T> = Result<Result<T, Error>, Failure>;
 /// reported as `Disconnected`: the session cannot be used any more.
 pub struct SessionTransport(Box<dyn Session>);
 
+impl SessionTransport {
+    /// Carries requests over `session`.
+    pub fn new(session: Box<dyn Session>) -> Self {
+        SessionTransport(session)
+    }
+}
+
 impl Transport for SessionTransport {
     fn call(&mut self, request: &[u8], reply: &mut [u8]) -> Result<usize, TransportError> {
         self.0.call(request, reply).map_err(|_| TransportError::Disconnected)
@@ -94,7 +101,13 @@ impl Client {
     /// `CallError::Encode`).
     pub fn create(&mut self, name: &str, size: u32, align: u32, flags: u32, ctor: bool) -> Result<Created, CallError> {
         let name = protocol::cache_name(name).map_err(|_| CallError::Encode)?;
-        self.api.cache_create(name, size, align, flags, ctor)
+        self.api.cache_create(name, size, align, flags, ctor, false)
+    }
+
+    /// `kmem_cache_create()` of a cache with a destructor (Linux 2.4's API).
+    pub fn create_with_dtor(&mut self, name: &str, size: u32, flags: u32, ctor: bool) -> Result<Created, CallError> {
+        let name = protocol::cache_name(name).map_err(|_| CallError::Encode)?;
+        self.api.cache_create(name, size, 0, flags, ctor, true)
     }
 
     /// Every slabinfo row, all pages.
@@ -155,6 +168,40 @@ impl Client {
         let mut bytes = [0u8; control::HEADER_SIZE];
         self.session().control_read(0, &mut bytes).map_err(transport)?;
         control::ControlHeader::read_from_bytes(&bytes).map_err(|_| Failure::from("header layout"))
+    }
+
+    /// Where the server's tables lie in the control region (from its header).
+    pub fn control_layout(&mut self) -> Result<control::ControlLayout, Failure> {
+        Ok(self.control_header()?.layout())
+    }
+
+    /// The server's cache-table entry `index` (the client's cache slot `index`).
+    pub fn cache_entry(&mut self, index: u16) -> Result<control::CacheEntry, Failure> {
+        let layout = self.control_layout()?;
+        let mut bytes = [0u8; control::CACHE_ENTRY_SIZE];
+        self.session().control_read(layout.cache_entry_offset(index), &mut bytes).map_err(transport)?;
+        control::CacheEntry::read_from_bytes(&bytes).map_err(|_| Failure::from("cache entry layout"))
+    }
+
+    /// The index and cache-table entry of `cache` (a scan of the table).
+    pub fn cache_entry_of(&mut self, cache: protocol::CacheId) -> Result<(u16, control::CacheEntry), Failure> {
+        let caches = self.control_layout()?.caches;
+        for index in 0..caches {
+            let entry = self.cache_entry(index)?;
+            if entry.cache == cache.0 {
+                return Ok((index, entry));
+            }
+        }
+        Err(format!("no cache-table entry for {cache:?}"))
+    }
+
+    /// The server's page-owner entry of the window page holding `handle`.
+    pub fn page_owner(&mut self, handle: Handle) -> Result<control::PageOwner, Failure> {
+        let layout = self.control_layout()?;
+        let page = u32::try_from(handle.0 / protocol::PAGE_SIZE as u64).map_err(|_| Failure::from("page"))?;
+        let mut bytes = [0u8; control::PAGE_OWNER_SIZE];
+        self.session().control_read(layout.page_owner_offset(page), &mut bytes).map_err(transport)?;
+        control::PageOwner::read_from_bytes(&bytes).map_err(|_| Failure::from("page owner layout"))
     }
 
     /// Whether the transport is still open.

@@ -27,6 +27,14 @@ pub trait Session {
     fn is_open(&self) -> bool {
         true
     }
+
+    /// The client's window and control region as mapped into this process, once `Hello` has
+    /// been answered: what the client library (`memclient`) works on, for the scenarios of its
+    /// own rules. `None` where the platform does not map them into the suite (a peer that is
+    /// a task of its own on seL4); those scenarios then fail saying so.
+    fn mapped(&self) -> Option<(memclient::Window, memclient::Control)> {
+        None
+    }
 }
 
 /// A platform: opens sessions as client tasks of the system description.

@@ -27,16 +27,6 @@
 
 
 /**
- * Largest size served by a class; larger ones take whole pages.
- */
-#define KMALLOC_MAX_CACHE_SIZE 8192
-
-/**
- * Largest kmalloc (Linux's `KMALLOC_MAX_SIZE` with 4 KiB pages).
- */
-#define KMALLOC_MAX_SIZE (4 << 20)
-
-/**
  * A slab cache (opaque to C). Corresponds to Linux's `struct kmem_cache`.
  */
 struct kmem_cache;
@@ -131,6 +121,37 @@ struct memclient_stats {
  * Failure is fatal: a failed `kmem_cache_create()` or allocation aborts the process.
  */
 #define SLAB_PANIC 262144
+
+/**
+ * Pages counted as reclaimable (shown in the client's statistics).
+ */
+#define SLAB_RECLAIM_ACCOUNT 131072
+
+/**
+ * Object memory stays of this cache until its own shrink: never released by memory
+ * pressure; free objects are not poisoned.
+ */
+#define SLAB_TYPESAFE_BY_RCU 524288
+
+/**
+ * Spread over memory nodes: accepted, no effect (one node).
+ */
+#define SLAB_MEM_SPREAD 1048576
+
+/**
+ * Not tracked by a leak detector: accepted, no effect.
+ */
+#define SLAB_NOLEAKTRACE 8388608
+
+/**
+ * Charged to the memory cgroup: accepted, reported (every cache is charged to its client).
+ */
+#define SLAB_ACCOUNT 67108864
+
+/**
+ * This server's own flag: the cache is never reaped under memory pressure.
+ */
+#define SLAB_NO_REAP 1073741824
 
 /**
  * Zone bit (no effect).
@@ -331,6 +352,31 @@ void *kmem_cache_zalloc(struct kmem_cache *cache, gfp_t flags);
 void kmem_cache_free(struct kmem_cache *cache, void *object);
 
 /**
+ * Allocates `size` objects into `p[0..size]`, all or nothing, as Linux's
+ * `kmem_cache_alloc_bulk()`: returns `size`, or 0 with nothing allocated (the reason in
+ * `memclient_last_error`). Through the magazines, one exchange with the server moves a whole
+ * magazine. `__GFP_ZERO` zeroes every object (refused, `EINVAL`, on a cache with a ctor).
+ *
+ * # Safety
+ * `cache` is NULL (refused) or a cache from `kmem_cache_create` not yet destroyed; `p` has
+ * room for `size` pointers (it may be NULL when `size` is 0).
+ */
+int kmem_cache_alloc_bulk(struct kmem_cache *cache, gfp_t flags, size_t size, void **p);
+
+/**
+ * Frees `p[0..size]`, as Linux's `kmem_cache_free_bulk()` (NULL entries are skipped). With a
+ * NULL `cache` each object goes back to its own cache, as `kfree` does (Linux allows that
+ * for kmalloc objects). An object the server refuses is reported on stderr, and the objects
+ * after it are still freed.
+ *
+ * # Safety
+ * `cache` is NULL or a cache from `kmem_cache_create` not yet destroyed; `p` holds `size`
+ * pointers, each NULL or an object of `cache` (of any cache when `cache` is NULL) not used
+ * after this call.
+ */
+void kmem_cache_free_bulk(struct kmem_cache *cache, size_t size, void **p);
+
+/**
  * Gives the cache's empty slabs back to the server's frame pool (its magazines first).
  * Returns 0 if the cache holds no slab afterwards, 1 if some remain (objects in use) or the
  * call failed.
@@ -380,7 +426,8 @@ size_t kmalloc_size_roundup(size_t size);
 
 /**
  * Allocates `size` bytes (zeroed with `__GFP_ZERO`): `ZERO_SIZE_PTR` for 0, NULL on failure.
- * Sizes that are powers of two are aligned to their size (up to a page today), others to 8.
+ * Power-of-two sizes are aligned to their size; others to the largest power of two dividing
+ * them.
  */
 void *kmalloc(size_t size, gfp_t flags);
 
@@ -400,18 +447,18 @@ void *kmalloc_array(size_t n, size_t size, gfp_t flags);
 void *kcalloc(size_t n, size_t size, gfp_t flags);
 
 /**
- * Frees what `kmalloc` returned; NULL and `ZERO_SIZE_PTR` are ignored. A pointer the server
- * refuses (not a kmalloc object, a double free) is reported on stderr and left as it was.
+ * Frees what `kmalloc` (or `kmem_cache_alloc` of any cache) returned; NULL and
+ * `ZERO_SIZE_PTR` are ignored. A pointer the server refuses (not an object, a double free) is
+ * reported on stderr and left as it was.
  *
  * # Safety
- * `object` is NULL, `ZERO_SIZE_PTR` or a kmalloc object not used after this call.
+ * `object` is NULL, `ZERO_SIZE_PTR` or an object not used after this call.
  */
 void kfree(const void *object);
 
 /**
- * The usable size of an object this library handed out (`kmalloc` & co., or
- * `kmem_cache_alloc`); 0 for NULL and `ZERO_SIZE_PTR`, and (with the error set) for pointers
- * it did not hand out.
+ * The usable size of an object of this client (`kmalloc` & co., or `kmem_cache_alloc`); 0 for
+ * NULL and `ZERO_SIZE_PTR`, and (with the error set) for pointers that are no object.
  *
  * # Safety
  * `object` is NULL, `ZERO_SIZE_PTR` or an object that is still allocated.
@@ -419,8 +466,8 @@ void kfree(const void *object);
 size_t ksize(const void *object);
 
 /**
- * Resizes a kmalloc object: the same pointer while `new_size` fits its usable size (the
- * slack beyond `new_size` zeroed with `__GFP_ZERO`), else a new object with the contents
+ * Resizes a kmalloc object: the same pointer while `new_size` fits it (with `__GFP_ZERO` the
+ * bytes past the old requested size read as zero), else a new object with the contents
  * copied and the old one freed. `krealloc(NULL or ZERO_SIZE_PTR, n)` is `kmalloc(n)`;
  * `krealloc(p, 0)` frees `p` and returns `ZERO_SIZE_PTR`. On failure returns NULL and `p` is
  * untouched.

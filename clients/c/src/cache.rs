@@ -6,6 +6,7 @@ use alloc::borrow::ToOwned;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use core::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use core::ptr::{self, NonNull};
 
@@ -124,7 +125,6 @@ pub unsafe extern "C" fn kmem_cache_alloc(cache: *mut kmem_cache, flags: gfp_t) 
     let result = if flags & __GFP_ZERO != 0 { inner.zalloc() } else { inner.alloc() };
     match result {
         Ok(object) => {
-            this.state.record_size(object, inner.layout().object_size);
             counters::object_allocated();
             object.as_ptr().cast()
         }
@@ -163,6 +163,81 @@ pub unsafe extern "C" fn kmem_cache_free(cache: *mut kmem_cache, object: *mut c_
         Err(e) => {
             error::set_error(&format!("{WHAT}({}, {object:p})", this.name), &e);
             report_last_error();
+        }
+    }
+}
+
+/// Allocates `size` objects into `p[0..size]`, all or nothing, as Linux's
+/// `kmem_cache_alloc_bulk()`: returns `size`, or 0 with nothing allocated (the reason in
+/// `memclient_last_error`). Through the magazines, one exchange with the server moves a whole
+/// magazine. `__GFP_ZERO` zeroes every object (refused, `EINVAL`, on a cache with a ctor).
+///
+/// # Safety
+/// `cache` is NULL (refused) or a cache from `kmem_cache_create` not yet destroyed; `p` has
+/// room for `size` pointers (it may be NULL when `size` is 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_alloc_bulk(
+    cache: *mut kmem_cache,
+    flags: gfp_t,
+    size: usize,
+    p: *mut *mut c_void,
+) -> c_int {
+    const WHAT: &str = "kmem_cache_alloc_bulk";
+    // SAFETY: the caller's guarantee.
+    let Some((this, inner)) = (unsafe { kmem_cache::get(cache, WHAT) }) else { return 0 };
+    let Ok(count) = c_int::try_from(size) else {
+        error::set(errno::EINVAL, format_args!("{WHAT}({}): {size} objects", this.name));
+        return 0;
+    };
+    if size == 0 || p.is_null() {
+        return 0;
+    }
+    let zero = flags & __GFP_ZERO != 0;
+    if zero && inner.has_ctor() {
+        error::set(errno::EINVAL, format_args!("{WHAT}({}): __GFP_ZERO on a cache with a ctor", this.name));
+        return 0;
+    }
+    let mut objects = vec![NonNull::<u8>::dangling(); size];
+    if let Err(e) = inner.alloc_bulk(&mut objects) {
+        error::set_error(&format!("{WHAT}({}, {size})", this.name), &e);
+        return 0;
+    }
+    let object_size = inner.layout().object_size as usize;
+    for (i, object) in objects.into_iter().enumerate() {
+        if zero {
+            // SAFETY: a fresh object of `object_size` bytes, the caller's now.
+            unsafe { object.as_ptr().write_bytes(0, object_size) };
+        }
+        // SAFETY: `p` has room for `size` pointers (the caller's guarantee), `i < size`.
+        unsafe { p.add(i).write(object.as_ptr().cast()) };
+        counters::object_allocated();
+    }
+    count
+}
+
+/// Frees `p[0..size]`, as Linux's `kmem_cache_free_bulk()` (NULL entries are skipped). With a
+/// NULL `cache` each object goes back to its own cache, as `kfree` does (Linux allows that
+/// for kmalloc objects). An object the server refuses is reported on stderr, and the objects
+/// after it are still freed.
+///
+/// # Safety
+/// `cache` is NULL or a cache from `kmem_cache_create` not yet destroyed; `p` holds `size`
+/// pointers, each NULL or an object of `cache` (of any cache when `cache` is NULL) not used
+/// after this call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kmem_cache_free_bulk(cache: *mut kmem_cache, size: usize, p: *mut *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    for i in 0..size {
+        // SAFETY: `p` holds `size` pointers (the caller's guarantee).
+        let object = unsafe { p.add(i).read() };
+        if cache.is_null() {
+            // SAFETY: NULL or a live object of this client (the caller's guarantee).
+            unsafe { crate::kmalloc::kfree(object) };
+        } else {
+            // SAFETY: as above, an object of `cache`.
+            unsafe { kmem_cache_free(cache, object) };
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `SLAB_*` flags of `kmem_cache_create()` and the `GFP_*` flags of every allocation, with
-//! Linux's values (`include/linux/slab.h`; `include/linux/gfp.h` of Linux 5.x).
+//! Linux's values (`include/linux/slab.h` of Linux 6.6; `include/linux/gfp.h` of Linux 5.x),
+//! and this server's `SLAB_NO_REAP`.
 //!
 //! Every `gfp_t` is accepted. Only `__GFP_ZERO` changes anything: the object is zeroed. The
 //! others describe how the kernel may reclaim memory, which has no counterpart here: every
@@ -28,6 +29,19 @@ pub const SLAB_CACHE_DMA: slab_flags_t = 0x0000_4000;
 pub const SLAB_STORE_USER: slab_flags_t = 0x0001_0000;
 /// Failure is fatal: a failed `kmem_cache_create()` or allocation aborts the process.
 pub const SLAB_PANIC: slab_flags_t = 0x0004_0000;
+/// Pages counted as reclaimable (shown in the client's statistics).
+pub const SLAB_RECLAIM_ACCOUNT: slab_flags_t = 0x0002_0000;
+/// Object memory stays of this cache until its own shrink: never released by memory
+/// pressure; free objects are not poisoned.
+pub const SLAB_TYPESAFE_BY_RCU: slab_flags_t = 0x0008_0000;
+/// Spread over memory nodes: accepted, no effect (one node).
+pub const SLAB_MEM_SPREAD: slab_flags_t = 0x0010_0000;
+/// Not tracked by a leak detector: accepted, no effect.
+pub const SLAB_NOLEAKTRACE: slab_flags_t = 0x0080_0000;
+/// Charged to the memory cgroup: accepted, reported (every cache is charged to its client).
+pub const SLAB_ACCOUNT: slab_flags_t = 0x0400_0000;
+/// This server's own flag: the cache is never reaped under memory pressure.
+pub const SLAB_NO_REAP: slab_flags_t = 0x4000_0000;
 
 /// Zone bit (no effect).
 pub const __GFP_DMA: gfp_t = 0x01;
@@ -105,13 +119,25 @@ mod tests {
         assert_eq!(SLAB_CACHE_DMA, wire::SLAB_CACHE_DMA);
         assert_eq!(SLAB_STORE_USER, wire::SLAB_STORE_USER);
         assert_eq!(SLAB_PANIC, wire::SLAB_PANIC);
+        assert_eq!(SLAB_RECLAIM_ACCOUNT, wire::SLAB_RECLAIM_ACCOUNT);
+        assert_eq!(SLAB_TYPESAFE_BY_RCU, wire::SLAB_TYPESAFE_BY_RCU);
+        assert_eq!(SLAB_MEM_SPREAD, wire::SLAB_MEM_SPREAD);
+        assert_eq!(SLAB_NOLEAKTRACE, wire::SLAB_NOLEAKTRACE);
+        assert_eq!(SLAB_ACCOUNT, wire::SLAB_ACCOUNT);
+        assert_eq!(SLAB_NO_REAP, wire::SLAB_NO_REAP);
         let all = SLAB_CONSISTENCY_CHECKS
             | SLAB_RED_ZONE
             | SLAB_POISON
             | SLAB_HWCACHE_ALIGN
             | SLAB_CACHE_DMA
             | SLAB_STORE_USER
-            | SLAB_PANIC;
+            | SLAB_PANIC
+            | SLAB_RECLAIM_ACCOUNT
+            | SLAB_TYPESAFE_BY_RCU
+            | SLAB_MEM_SPREAD
+            | SLAB_NOLEAKTRACE
+            | SLAB_ACCOUNT
+            | SLAB_NO_REAP;
         assert_eq!(all, wire::SLAB_ALL, "a flag the server accepts is missing from the C header");
     }
 

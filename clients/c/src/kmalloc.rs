@@ -1,26 +1,29 @@
-//! `kmalloc` and its family, with Linux's rules: `kmalloc(0)` is `ZERO_SIZE_PTR` (not NULL, not
-//! dereferenceable, accepted by `kfree`), `kfree(NULL)` and `kfree(ZERO_SIZE_PTR)` do nothing,
-//! `krealloc(p, 0)` frees and returns `ZERO_SIZE_PTR`, `kmalloc_array`/`kcalloc` check the
-//! multiplication, `ksize` is the usable size (the size class), `kmalloc_size_roundup` the size
-//! `kmalloc` would give. The allocations themselves are the session's `kmalloc`/`kfree`.
+//! `kmalloc` and its family, with Linux's rules, as `memclient` has them (its `kmalloc`
+//! module): small sizes through the magazines of the kmalloc caches, `kmalloc(0)` is
+//! `ZERO_SIZE_PTR` (not NULL, not dereferenceable, accepted by `kfree`), `kfree(NULL)` and
+//! `kfree(ZERO_SIZE_PTR)` do nothing, `kfree` takes an object of any cache back to its cache,
+//! `krealloc(p, 0)` frees and returns `ZERO_SIZE_PTR`, `krealloc` with `__GFP_ZERO` zeroes as
+//! Linux's `__do_krealloc()` does, `kmalloc_array`/`kcalloc` check the multiplication, `ksize`
+//! is the usable size, `kmalloc_size_roundup` the size `kmalloc` would give. Here only the C
+//! calling convention and the thread's error are added.
 
 use alloc::format;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
 use crate::error::{self, errno};
-use crate::flags::{__GFP_ZERO, gfp_t};
+use crate::flags::gfp_t;
 use crate::{counters, session};
 
 /// Linux's `ZERO_SIZE_PTR`: what `kmalloc(0)` returns.
-pub const ZERO_SIZE_PTR_ADDRESS: usize = 16;
+pub const ZERO_SIZE_PTR_ADDRESS: usize = memclient::ZERO_SIZE_PTR;
 
 /// Object sizes of the kmalloc classes (`kmalloc-8` … `kmalloc-8k`), as the server has them.
 pub const KMALLOC_SIZES: [usize; 13] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
 /// Largest size served by a class; larger ones take whole pages.
-pub const KMALLOC_MAX_CACHE_SIZE: usize = 8192;
+pub const KMALLOC_MAX_CACHE_SIZE: usize = memclient::kmalloc::KMALLOC_MAX_CACHE_SIZE;
 /// Largest kmalloc (Linux's `KMALLOC_MAX_SIZE` with 4 KiB pages).
-pub const KMALLOC_MAX_SIZE: usize = 4 << 20;
+pub const KMALLOC_MAX_SIZE: usize = memclient::kmalloc::KMALLOC_MAX_SIZE;
 
 /// `ZERO_OR_NULL_PTR()`.
 fn zero_or_null(p: *const c_void) -> bool {
@@ -36,17 +39,12 @@ fn zero_size_ptr() -> *mut c_void {
 /// itself for 0 and for sizes kmalloc refuses.
 #[unsafe(no_mangle)]
 pub extern "C" fn kmalloc_size_roundup(size: usize) -> usize {
-    if size == 0 || size > KMALLOC_MAX_SIZE {
-        return size;
-    }
-    if size <= KMALLOC_MAX_CACHE_SIZE {
-        return KMALLOC_SIZES.iter().copied().find(|&class| class >= size).unwrap_or(size);
-    }
-    size.next_multiple_of(protocol::PAGE_SIZE)
+    memclient::kmalloc_size_roundup(size)
 }
 
 /// Allocates `size` bytes (zeroed with `__GFP_ZERO`): `ZERO_SIZE_PTR` for 0, NULL on failure.
-/// Sizes that are powers of two are aligned to their size (up to a page today), others to 8.
+/// Power-of-two sizes are aligned to their size; others to the largest power of two dividing
+/// them.
 #[unsafe(no_mangle)]
 pub extern "C" fn kmalloc(size: usize, flags: gfp_t) -> *mut c_void {
     const WHAT: &str = "kmalloc";
@@ -54,18 +52,8 @@ pub extern "C" fn kmalloc(size: usize, flags: gfp_t) -> *mut c_void {
         return zero_size_ptr();
     }
     let Some(state) = session::state(WHAT) else { return ptr::null_mut() };
-    let Ok(request) = u32::try_from(size) else {
-        error::set(errno::EINVAL, format_args!("{WHAT}({size}): larger than KMALLOC_MAX_SIZE"));
-        return ptr::null_mut();
-    };
-    match state.server.kmalloc(request) {
+    match state.server.kmalloc_gfp(size, flags) {
         Ok(object) => {
-            let usable = kmalloc_size_roundup(size);
-            state.record_size(object, u32::try_from(usable).unwrap_or(request));
-            if flags & __GFP_ZERO != 0 {
-                // SAFETY: a fresh object of `usable` bytes (its class or its pages), owned here.
-                unsafe { object.as_ptr().write_bytes(0, usable) };
-            }
             counters::object_allocated();
             object.as_ptr().cast()
         }
@@ -79,7 +67,7 @@ pub extern "C" fn kmalloc(size: usize, flags: gfp_t) -> *mut c_void {
 /// `kmalloc(size, flags | __GFP_ZERO)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn kzalloc(size: usize, flags: gfp_t) -> *mut c_void {
-    kmalloc(size, flags | __GFP_ZERO)
+    kmalloc(size, flags | memclient::__GFP_ZERO)
 }
 
 /// `kmalloc(n * size, flags)`, or NULL if the product overflows.
@@ -97,14 +85,15 @@ pub extern "C" fn kmalloc_array(n: usize, size: usize, flags: gfp_t) -> *mut c_v
 /// `kmalloc_array(n, size, flags | __GFP_ZERO)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn kcalloc(n: usize, size: usize, flags: gfp_t) -> *mut c_void {
-    kmalloc_array(n, size, flags | __GFP_ZERO)
+    kmalloc_array(n, size, flags | memclient::__GFP_ZERO)
 }
 
-/// Frees what `kmalloc` returned; NULL and `ZERO_SIZE_PTR` are ignored. A pointer the server
-/// refuses (not a kmalloc object, a double free) is reported on stderr and left as it was.
+/// Frees what `kmalloc` (or `kmem_cache_alloc` of any cache) returned; NULL and
+/// `ZERO_SIZE_PTR` are ignored. A pointer the server refuses (not an object, a double free) is
+/// reported on stderr and left as it was.
 ///
 /// # Safety
-/// `object` is NULL, `ZERO_SIZE_PTR` or a kmalloc object not used after this call.
+/// `object` is NULL, `ZERO_SIZE_PTR` or an object not used after this call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kfree(object: *const c_void) {
     const WHAT: &str = "kfree";
@@ -122,9 +111,8 @@ pub unsafe extern "C" fn kfree(object: *const c_void) {
     }
 }
 
-/// The usable size of an object this library handed out (`kmalloc` & co., or
-/// `kmem_cache_alloc`); 0 for NULL and `ZERO_SIZE_PTR`, and (with the error set) for pointers
-/// it did not hand out.
+/// The usable size of an object of this client (`kmalloc` & co., or `kmem_cache_alloc`); 0 for
+/// NULL and `ZERO_SIZE_PTR`, and (with the error set) for pointers that are no object.
 ///
 /// # Safety
 /// `object` is NULL, `ZERO_SIZE_PTR` or an object that is still allocated.
@@ -134,18 +122,22 @@ pub unsafe extern "C" fn ksize(object: *const c_void) -> usize {
         return 0;
     }
     let size = NonNull::new(object.cast_mut().cast::<u8>())
-        .and_then(|ptr| session::ready_state().and_then(|state| state.size_of(ptr)));
+        .and_then(|ptr| session::ready_state().map(|state| state.server.ksize(ptr)));
     match size {
-        Some(size) => size as usize,
-        None => {
+        Some(Ok(size)) => size,
+        Some(Err(e @ memclient::Error::Transport(_))) => {
+            error::set_error(&format!("ksize({object:p})"), &e);
+            0
+        }
+        _ => {
             error::set(errno::EINVAL, format_args!("ksize({object:p}): not an object of this client"));
             0
         }
     }
 }
 
-/// Resizes a kmalloc object: the same pointer while `new_size` fits its usable size (the
-/// slack beyond `new_size` zeroed with `__GFP_ZERO`), else a new object with the contents
+/// Resizes a kmalloc object: the same pointer while `new_size` fits it (with `__GFP_ZERO` the
+/// bytes past the old requested size read as zero), else a new object with the contents
 /// copied and the old one freed. `krealloc(NULL or ZERO_SIZE_PTR, n)` is `kmalloc(n)`;
 /// `krealloc(p, 0)` frees `p` and returns `ZERO_SIZE_PTR`. On failure returns NULL and `p` is
 /// untouched.
@@ -155,54 +147,41 @@ pub unsafe extern "C" fn ksize(object: *const c_void) -> usize {
 /// old one is not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn krealloc(object: *const c_void, new_size: usize, flags: gfp_t) -> *mut c_void {
+    const WHAT: &str = "krealloc";
     if zero_or_null(object) {
         return kmalloc(new_size, flags);
     }
-    if new_size == 0 {
-        // SAFETY: the caller's guarantee.
-        unsafe { kfree(object) };
-        return zero_size_ptr();
-    }
-    // SAFETY: the caller's guarantee.
-    let usable = unsafe { ksize(object) };
-    if usable == 0 {
-        return ptr::null_mut();
-    }
-    if new_size <= usable {
-        if flags & __GFP_ZERO != 0 {
-            // SAFETY: new_size..usable lies inside the object, which the caller owns.
-            unsafe { object.cast_mut().cast::<u8>().add(new_size).write_bytes(0, usable - new_size) };
+    let Some(state) = session::state(WHAT) else { return ptr::null_mut() };
+    let ptr = NonNull::new(object.cast_mut().cast::<u8>());
+    match state.server.krealloc(ptr, new_size, flags) {
+        Ok(new) => {
+            let new: *mut c_void = new.as_ptr().cast();
+            if new != object.cast_mut() {
+                // The object moved (or, for size 0, went away and ZERO_SIZE_PTR came back).
+                counters::object_freed();
+                if !zero_or_null(new) {
+                    counters::object_allocated();
+                }
+            }
+            new
         }
-        return object.cast_mut();
-    }
-    let new = kmalloc(new_size, flags);
-    if !new.is_null() {
-        // SAFETY: the old object has `usable` readable bytes, the new one at least
-        // new_size > usable; they are distinct objects. The old one is freed once.
-        unsafe {
-            ptr::copy_nonoverlapping(object.cast::<u8>(), new.cast::<u8>(), usable);
-            kfree(object);
+        Err(e) => {
+            error::set_error(&format!("{WHAT}({object:p}, {new_size})"), &e);
+            ptr::null_mut()
         }
     }
-    new
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The C call is the library's rule (memclient tests the rule itself).
     #[test]
-    fn roundup_gives_the_class_then_pages() {
-        assert_eq!(kmalloc_size_roundup(0), 0);
-        assert_eq!(kmalloc_size_roundup(1), 8);
-        assert_eq!(kmalloc_size_roundup(54), 64);
-        assert_eq!(kmalloc_size_roundup(65), 96);
-        assert_eq!(kmalloc_size_roundup(97), 128);
-        assert_eq!(kmalloc_size_roundup(129), 192);
-        assert_eq!(kmalloc_size_roundup(8192), 8192);
-        assert_eq!(kmalloc_size_roundup(8193), 12288);
-        assert_eq!(kmalloc_size_roundup(KMALLOC_MAX_SIZE), KMALLOC_MAX_SIZE);
-        assert_eq!(kmalloc_size_roundup(KMALLOC_MAX_SIZE + 1), KMALLOC_MAX_SIZE + 1);
+    fn roundup_is_the_librarys() {
+        for size in (0..=20_000).chain([KMALLOC_MAX_SIZE, KMALLOC_MAX_SIZE + 1]) {
+            assert_eq!(kmalloc_size_roundup(size), memclient::kmalloc_size_roundup(size), "{size}");
+        }
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Connection {
         let Ok([window_fd, control_fd]) = <[OwnedFd; 2]>::try_from(fds) else {
             return Err(ConnectError::Refused(reply));
         };
-        let window = Mapping::of(&window_fd)?;
+        let window = Mapping::of_aligned(&window_fd, protocol::WINDOW_BASE_ALIGN)?;
         let control = Mapping::of(&control_fd)?;
         Ok((Connection { socket, window, control }, reply))
     }

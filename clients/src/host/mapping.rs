@@ -38,6 +38,61 @@ impl Mapping {
         Ok(Mapping { base, len })
     }
 
+    /// Maps all of `fd` like [`of`](Mapping::of), at an address that is a multiple of `align`
+    /// (a power of two): reserves `len + align` bytes of address space without access, maps
+    /// the memfd over the aligned part of it (`MAP_FIXED`) and gives the rest back. The
+    /// client's window is mapped so, at [`protocol::WINDOW_BASE_ALIGN`], so that the natural
+    /// alignment of power-of-two kmallocs (an offset property) holds for addresses.
+    pub fn of_aligned(fd: impl AsFd, align: usize) -> io::Result<Mapping> {
+        if !align.is_power_of_two() {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        let len = usize::try_from(size).ok().filter(|&l| l > 0).ok_or(io::ErrorKind::InvalidData)?;
+        let reserve = len.checked_add(align).ok_or(io::ErrorKind::OutOfMemory)?;
+        // SAFETY: a fresh kernel-chosen anonymous mapping without access (null hint, no
+        // MAP_FIXED) overlaps no Rust object.
+        let area =
+            unsafe { rustix::mm::mmap_anonymous(ptr::null_mut(), reserve, ProtFlags::empty(), MapFlags::PRIVATE)? };
+        let start = area.addr();
+        let aligned = start.next_multiple_of(align);
+        let head = aligned - start;
+        let tail = reserve - head - len;
+        // SAFETY: `aligned .. aligned + len` lies inside the reservation just made, which this
+        // function owns and nothing else refers to; MAP_FIXED replaces that part of it with the
+        // memfd (sealed against shrinking by the server, so no page can vanish under it).
+        let mapped = unsafe {
+            rustix::mm::mmap(
+                area.with_addr(aligned),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::FIXED,
+                &fd,
+                0,
+            )
+        };
+        let base = match mapped {
+            Ok(base) => base,
+            Err(e) => {
+                // SAFETY: the whole reservation is ours and unused.
+                let _ = unsafe { rustix::mm::munmap(area, reserve) };
+                return Err(e.into());
+            }
+        };
+        // SAFETY: the head and the tail of the reservation are ours, unused, and outside the
+        // memfd mapping. Failing to give them back only leaves inaccessible address space.
+        unsafe {
+            if head > 0 {
+                let _ = rustix::mm::munmap(area, head);
+            }
+            if tail > 0 {
+                let _ = rustix::mm::munmap(area.with_addr(aligned + len), tail);
+            }
+        }
+        let base = NonNull::new(base.cast::<u8>()).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(Mapping { base, len })
+    }
+
     /// The first byte.
     pub fn base(&self) -> *mut u8 {
         self.base.as_ptr()

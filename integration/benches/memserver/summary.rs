@@ -5,11 +5,14 @@
 //! Every ratio is memserver's time divided by the baseline's, both measured in this run:
 //! * `fast_path_vs_mimalloc`, `fast_path_vs_glibc`: the geometric mean over the sizes of the
 //!   alloc+free pair medians (per size under `sizes`);
+//! * `kmalloc_fast_path_vs_mimalloc`: the same over the `kmalloc`+`kfree` pair medians
+//!   against mimalloc's `malloc`+`free` of the same sizes;
 //! * `ipc_vs_pingpong`: the `Alloc` round trip over the bare ping-pong, both pinned to one CPU
 //!   (`ipc_vs_pingpong_unpinned`: placed by the scheduler);
 //! * `loadgen_mean_vs_fast_path`: loadgen `churn` (1 client, 64 B) mean sampled time per
 //!   operation, times two (an alloc+free pair), over the 64 B fast-path pair;
-//! * `magazine_hit_rate`: loadgen `churn`, 1 client.
+//! * `magazine_hit_rate`: loadgen `churn`, 1 client; `kmalloc_hit_rate`: loadgen `kmalloc`,
+//!   1 client (and per run in the table, beside the cache hit rate).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,7 @@ use crate::ipc::{self, PLACEMENTS, Sizes};
 use crate::server::{self, Server};
 
 /// The loadgen runs: (workload, clients).
-const RUNS: [(&str, usize); 4] = [("churn", 1), ("churn", 2), ("mixed", 1), ("mixed", 2)];
+const RUNS: [(&str, usize); 5] = [("churn", 1), ("churn", 2), ("mixed", 1), ("mixed", 2), ("kmalloc", 1)];
 
 /// Where the results go: `$CARGO_TARGET_DIR/bench`, else `<workspace>/target/bench`.
 pub fn out_dir() -> PathBuf {
@@ -118,6 +121,7 @@ pub fn run(bin: &crate::server::Binaries, server: &Server, out: &Path, sizes: Si
     let mut per_size = serde_json::Map::new();
     let (mut vs_mi, mut vs_glibc) = (Vec::new(), Vec::new());
     let (mut locked_vs_mi, mut locked_vs_glibc) = (Vec::new(), Vec::new());
+    let mut kmalloc_vs_mi = Vec::new();
     for size in SIZES {
         let p = size.to_string();
         // The headline fast path is a CacheGuard's (the lock taken once for a run of
@@ -126,6 +130,8 @@ pub fn run(bin: &crate::server::Binaries, server: &Server, out: &Path, sizes: Si
         let locked = median(out, fast_path::GROUP, "memserver", &p);
         let glibc = median(out, fast_path::GROUP, "glibc", &p);
         let mi = median(out, fast_path::GROUP, "mimalloc", &p);
+        let kmalloc = median(out, fast_path::GROUP, "memserver-kmalloc", &p);
+        kmalloc_vs_mi.push(ratio(kmalloc, mi));
         vs_mi.push(ratio(ours, mi));
         vs_glibc.push(ratio(ours, glibc));
         locked_vs_mi.push(ratio(locked, mi));
@@ -134,11 +140,13 @@ pub fn run(bin: &crate::server::Binaries, server: &Server, out: &Path, sizes: Si
             p,
             json!({ "memserver_ns": ours, "memserver_locked_ns": locked, "glibc_ns": glibc, "mimalloc_ns": mi,
             "vs_mimalloc": ratio(ours, mi), "vs_glibc": ratio(ours, glibc),
-            "locked_vs_mimalloc": ratio(locked, mi), "locked_vs_glibc": ratio(locked, glibc) }),
+            "locked_vs_mimalloc": ratio(locked, mi), "locked_vs_glibc": ratio(locked, glibc),
+            "kmalloc_ns": kmalloc, "kmalloc_vs_mimalloc": ratio(kmalloc, mi) }),
         );
         lines.push(goal_line(format!("fast path pair {size} B vs mimalloc"), ours, mi, Some(1.0)));
         lines.push(goal_line(format!("fast path pair {size} B vs glibc"), ours, glibc, Some(0.5)));
         lines.push(goal_line(format!("locked per call, {size} B vs mimalloc"), locked, mi, None));
+        lines.push(goal_line(format!("kmalloc+kfree pair {size} B vs mimalloc malloc"), kmalloc, mi, None));
     }
     let mut ipc_json = json!({ "request_bytes": sizes.request, "reply_bytes": sizes.reply });
     let mut ipc_ratio = None;
@@ -163,6 +171,7 @@ pub fn run(bin: &crate::server::Binaries, server: &Server, out: &Path, sizes: Si
             let t = config(&report, name);
             json!({ "ops_per_sec": t["ops_per_sec"], "mean_ns": t["mean_ns"], "p50_ns": t["p50_ns"],
                 "p99_ns": t["p99_ns"], "p999_ns": t["p999_ns"], "hit_rate": t["hit_rate"],
+                "cache_hit_rate": t["cache_hit_rate"], "kmalloc_hit_rate": t["kmalloc_hit_rate"],
                 "ipc_per_1000_ops": t["ipc_per_1000_ops"] })
         };
         loadgen_json.insert(
@@ -187,11 +196,22 @@ pub fn run(bin: &crate::server::Binaries, server: &Server, out: &Path, sizes: Si
         goal: Some(("≥ 98 %".into(), hit_rate.is_some_and(|h| h >= 0.98))),
     });
 
+    let kmalloc_hit_rate =
+        runs.iter().find(|r| r.0 == "kmalloc").and_then(|r| config(&r.2, "memserver")["kmalloc_hit_rate"].as_f64());
+    lines.push(Line {
+        what: "kmalloc hit rate, loadgen kmalloc 1 client".into(),
+        ours: kmalloc_hit_rate.map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
+        base: String::new(),
+        ratio: None,
+        goal: None,
+    });
+
     let summary = json!({
         "date": date(), "machine": format!("{} CPUs, {}", server::cpus(), server::cpu_model()),
         "command": "make bench",
         "fast_path_vs_mimalloc": geomean(&vs_mi), "fast_path_vs_glibc": geomean(&vs_glibc),
         "fast_path_locked_vs_mimalloc": geomean(&locked_vs_mi), "fast_path_locked_vs_glibc": geomean(&locked_vs_glibc),
+        "kmalloc_fast_path_vs_mimalloc": geomean(&kmalloc_vs_mi), "kmalloc_hit_rate": kmalloc_hit_rate,
         "ipc_vs_pingpong": ipc_ratio, "ipc_vs_pingpong_unpinned": ipc_json["ratio_unpinned"].clone(),
         "loadgen_mean_vs_fast_path": loadgen_vs_fast, "magazine_hit_rate": hit_rate,
         "sizes": per_size, "ipc": ipc_json, "loadgen": loadgen_json,
@@ -224,21 +244,26 @@ fn table(lines: &[Line], runs: &[(&str, usize, Value)], summary: &Value, quick: 
     }
     let budget = if quick { "500 operations" } else { "2 s" };
     let _ = writeln!(t, "\nloadgen ({budget} per configuration; ops/s of all clients together):\n");
-    let _ = writeln!(t, "| workload | clients | memserver | no magazines | glibc | mimalloc | hit rate | IPC/1k ops |");
-    let _ = writeln!(t, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        t,
+        "| workload | clients | memserver | no magazines | glibc | mimalloc | cache hit | kmalloc hit | IPC/1k ops |"
+    );
+    let _ = writeln!(t, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (workload, clients, report) in runs {
         let ops = |name: &str| {
             config(report, name)["ops_per_sec"].as_f64().map_or("-".into(), |v| format!("{:.2} M", v / 1e6))
         };
         let m = config(report, "memserver");
+        let rate = |key: &str| m[key].as_f64().map_or("-".into(), |h| format!("{:.2} %", h * 100.0));
         let _ = writeln!(
             t,
-            "| {workload} | {clients} | {} | {} | {} | {} | {} | {} |",
+            "| {workload} | {clients} | {} | {} | {} | {} | {} | {} | {} |",
             ops("memserver"),
             ops("memserver-no-magazines"),
             ops("glibc"),
             ops("mimalloc"),
-            m["hit_rate"].as_f64().map_or("-".into(), |h| format!("{:.2} %", h * 100.0)),
+            rate("cache_hit_rate"),
+            rate("kmalloc_hit_rate"),
             m["ipc_per_1000_ops"].as_f64().map_or("-".into(), |c| format!("{c:.1}")),
         );
     }

@@ -14,7 +14,7 @@ pub const ONE_APP_SYSTEM: &str = r#"
 pool_pages = 16384
 socket = "memserver.sock"
 max_caches_per_client = 32
-magazine_slots = 16
+magazine_slots = 32
 
 [[client]]
 name = "app"

@@ -17,7 +17,7 @@ pub const SYSTEM: &str = r#"
 pool_pages = 16384
 socket = "memserver.sock"
 max_caches_per_client = 32
-magazine_slots = 16
+magazine_slots = 32
 hello_timeout_ms = HELLO_TIMEOUT
 
 [[client]]

@@ -109,7 +109,8 @@ pub fn raw_create(name: &[u8], size: u32, align: u32, flags: u32) -> Vec<u8> {
             out.push(byte | 0x80);
         }
     }
-    out.push(0);
+    out.push(0); // ctor: false
+    out.push(0); // dtor: false
     out
 }
 

@@ -88,7 +88,7 @@ impl Peer {
     /// `kmem_cache_create()` without a ctor, the name as text.
     pub fn create(&mut self, name: &str, size: u32, align: u32, flags: u32) -> Result<Created, CallError> {
         let name = protocol::cache_name(name).map_err(|_| CallError::Encode)?;
-        self.api.cache_create(name, size, align, flags, false)
+        self.api.cache_create(name, size, align, flags, false, false)
     }
 
     /// Every slabinfo row (of every client with `all`).

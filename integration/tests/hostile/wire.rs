@@ -58,7 +58,7 @@ pub fn malformed_messages(w: &mut World) -> Result<(), Failure> {
     }
     let name = protocol::cache_name("a-trunc").map_err(|e| format!("{e:?}"))?;
     let requests = [
-        Request::CacheCreate { name, size: 300_000, align: 1 << 20, flags: 0xdead_beef, ctor: true },
+        Request::CacheCreate { name, size: 300_000, align: 1 << 20, flags: 0xdead_beef, ctor: true, dtor: false },
         Request::Free { cache: CacheId(u32::MAX), handle: Handle(u64::MAX) },
         Request::MagazineExchange { cache: CacheId(77), slot: 9999, op: protocol::ExchangeOp::Flush },
         Request::SlabInfo { page: 60000, all_clients: true },

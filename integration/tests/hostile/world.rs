@@ -25,7 +25,7 @@ pub const SYSTEM: &str = r#"
 pool_pages = 1024
 socket = "memserver.sock"
 max_caches_per_client = 32
-magazine_slots = 8
+magazine_slots = 24
 hello_timeout_ms = 300
 
 [server.audit]

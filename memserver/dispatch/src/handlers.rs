@@ -5,12 +5,13 @@
 use core::ops::{Deref, DerefMut};
 
 use protocol::api::Service;
+use protocol::control::ControlLayout;
 use protocol::flags::SLAB_DEBUG;
 use protocol::reply::{CacheInfo as WireCacheInfo, CacheLayout, SlabInfoRows};
 use protocol::request::{CacheName, ClientName, ExchangeOp};
 use protocol::{
-    CacheId, ClientId, ClientsPage, Created, Error, Exchanged, Handle, Object, Owner, PAGE_SIZE,
-    SLABINFO_ROWS_PER_PAGE, SessionInfo, Shrunk, SlabInfoPage, Stats,
+    CacheId, ClientId, ClientsPage, Created, Error, Exchanged, Handle, Object, Owner, PAGE_SIZE, SHRINK_PLAN_SLABS,
+    SLABINFO_ROWS_PER_PAGE, SessionInfo, ShrinkPlan, Shrunk, SlabInfoPage, Stats, ValidationReport,
 };
 
 use super::session::Phase;
@@ -46,19 +47,25 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
         if session.name != client_name {
             return Err(Error::PermissionDenied);
         }
-        let window_size = u64::from(session.window_pages) * PAGE_SIZE as u64;
+        let window_pages = session.window_pages;
+        let window_size = u64::from(window_pages) * PAGE_SIZE as u64;
+        let layout = ControlLayout { slots, caches: server.engine.config().max_caches_per_client, window_pages };
         let control = server.engine.platform_mut().control(client).ok_or(Error::NotSupported)?;
-        protocol::control::init_region(control, client, slots, capacity)?;
+        protocol::control::init_region(control, client, &layout, capacity)?;
         session.phase = Phase::Open;
+        server.publish_kmalloc_caches(client);
         Ok(SessionInfo {
             client,
             window_size,
-            control_size: server.config.control_size() as u32,
+            control_size: u32::try_from(layout.size()).map_err(|_| Error::InvalidArgument)?,
             magazine_slots: slots,
             magazine_capacity: capacity,
         })
     }
 
+    /// `CacheCreate`: the client's `slub_debug` flags for that name are added, a non-debug
+    /// cache gets a magazine slot, and the cache table describes it.
+    #[allow(clippy::too_many_arguments)]
     fn cache_create(
         &mut self,
         client: ClientId,
@@ -67,11 +74,15 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
         align: u32,
         flags: u32,
         ctor: bool,
+        dtor: bool,
     ) -> Result<Created, Error> {
-        let cache = self.engine.cache_create(client, name.as_str(), size, align, flags, ctor)?;
+        let extra = self.sessions.get(usize::from(client)).map_or(0, |s| s.slub_debug.flags_for(name.as_str()));
+        let flags = if flags & !protocol::flags::SLAB_ALL == 0 { flags | extra } else { flags };
+        let cache = self.engine.cache_create_with_dtor(client, name.as_str(), size, align, flags, ctor, dtor)?;
         let info = self.engine.cache_info(client, cache)?;
         let debug = flags & SLAB_DEBUG != 0;
         let (slot, magazine_capacity) = if debug { (None, 0) } else { self.bind_slot(client, cache, info.stride) };
+        self.publish_cache(client, cache);
         Ok(Created { cache, layout: layout(&info), debug, slot, magazine_capacity })
     }
 
@@ -94,27 +105,41 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
     /// magazines of the cache go back to the slabs (a tampered magazine is left alone: its
     /// objects then count as live), then the engine destroys the cache or reports it busy.
     fn destroy(&mut self, client: ClientId, cache: CacheId) -> Result<(), Error> {
-        let active = self.engine.cache_info(client, cache)?.active_objs;
+        let info = self.engine.cache_info(client, cache)?;
+        // The kmalloc caches are never destroyed; refused before anything is touched.
+        if info.is_kmalloc {
+            return Err(Error::InvalidArgument);
+        }
         let slot = self.sessions.get(usize::from(client)).and_then(|s| s.slot_of(cache));
         // Busy is decided first, from copies, so a refused destroy changes nothing (the
         // magazines and the depot stay as they were); objects that would come back from them
         // do not count as live.
-        let live = active.saturating_sub(self.returnable_objects(client, cache, slot));
+        let live = info.active_objs.saturating_sub(self.returnable_objects(client, cache, slot));
         if live > 0 {
             return Err(Error::CacheBusy { live });
+        }
+        // So is a dtor cache's refusal: its slabs leave through the two-phase shrink (the
+        // client runs the dtor first), never by Destroy.
+        if info.has_dtor && info.num_slabs > 0 {
+            return Err(Error::InvalidArgument);
         }
         if let Some(slot) = slot {
             // Best effort: an invalid magazine must not block the depot flush or the destroy.
             let _ = self.take_back_magazines(client, cache, slot);
         }
         self.flush_depot(client, cache)?;
+        let (index, _) = self.engine.cache_entry(client, cache)?;
         self.engine.cache_destroy(client, cache)?;
         self.unbind_slot(client, cache);
+        self.unpublish_cache(client, index);
         Ok(())
     }
 
     fn shrink(&mut self, client: ClientId, cache: CacheId) -> Result<Shrunk, Error> {
-        self.engine.cache_info(client, cache)?;
+        // A dtor cache shrinks in two phases; refused before the depot is touched.
+        if self.engine.cache_info(client, cache)?.has_dtor {
+            return Err(Error::InvalidArgument);
+        }
         self.flush_depot(client, cache)?;
         Ok(Shrunk { pages: self.engine.cache_shrink(client, cache)? })
     }
@@ -126,6 +151,7 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
     }
 
     fn kfree(&mut self, client: ClientId, handle: Handle) -> Result<(), Error> {
+        self.check_not_in_any_depot(client, handle)?;
         self.engine.kfree(client, handle)?;
         self.count(client, |s| s.frees = s.frees.saturating_add(1));
         Ok(())
@@ -168,6 +194,33 @@ impl<P: Platform + ControlAccess> Service for Handlers<'_, '_, P> {
         let owner = self.engine.object_owner(client, handle)?;
         let track = |t: memserver_engine::Track| protocol::Track { client: t.client, seq: t.seq };
         Ok(Owner { alloc: owner.alloc.map(track), free: owner.free.map(track) })
+    }
+
+    fn validate(&mut self, client: ClientId, target: ClientId, name: CacheName) -> Result<ValidationReport, Error> {
+        self.check_rights(client, target)?;
+        let cache = self.engine.cache_by_name(target, name.as_str())?;
+        self.engine.cache_validate(target, cache)
+    }
+
+    fn krealloc(&mut self, client: ClientId, handle: Handle, size: u32, zero: bool) -> Result<Object, Error> {
+        self.check_not_in_any_depot(client, handle)?;
+        let handle = self.with_pressure_relief(client, |s| s.engine.krealloc(client, handle, size, zero))?;
+        Ok(Object { handle, fresh: false })
+    }
+
+    /// `ShrinkBegin`: as `Shrink`, the depot goes back to the slabs first, so the slabs it
+    /// kept busy can be named too.
+    fn shrink_begin(&mut self, client: ClientId, cache: CacheId) -> Result<ShrinkPlan, Error> {
+        self.engine.cache_info(client, cache)?;
+        self.flush_depot(client, cache)?;
+        let mut out = [Handle(0); SHRINK_PLAN_SLABS];
+        let plan = self.engine.shrink_begin(client, cache, &mut out)?;
+        let slabs = out.iter().take(plan.slabs).copied().collect();
+        Ok(ShrinkPlan { token: plan.token, more: plan.more, slabs })
+    }
+
+    fn shrink_commit(&mut self, client: ClientId, cache: CacheId, token: u32) -> Result<Shrunk, Error> {
+        Ok(Shrunk { pages: self.engine.shrink_commit(client, cache, token)? })
     }
 
     fn stats(&mut self, client: ClientId) -> Result<Stats, Error> {
@@ -226,6 +279,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
             active_slabs: info.active_slabs,
             num_slabs: info.num_slabs,
             magazine_objs: in_magazines,
+            dtor: info.has_dtor,
         })
     }
 

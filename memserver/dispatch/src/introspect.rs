@@ -27,13 +27,21 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
 
     /// `ClientStats { target }` asked by `client`.
     pub(super) fn stats_for(&mut self, client: ClientId, target: ClientId) -> Result<Stats, Error> {
+        self.check_rights(client, target)?;
+        self.stats_of(target)
+    }
+
+    /// May `client` look at (or validate) `target`? Its own id always; another's with
+    /// introspection rights (checked first, so nothing about `target` leaks), and only an
+    /// open session (`InvalidArgument` otherwise).
+    pub(super) fn check_rights(&self, client: ClientId, target: ClientId) -> Result<(), Error> {
         if target != client && !self.introspects(client) {
             return Err(Error::PermissionDenied);
         }
         if !self.is_open(target) {
             return Err(Error::InvalidArgument);
         }
-        self.stats_of(target)
+        Ok(())
     }
 
     /// `Clients { page }`: the open sessions by id, [`CLIENTS_PER_PAGE`] per page.
@@ -89,6 +97,7 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         stats.alloc_hits = published.alloc_hits;
         stats.free_hits = published.free_hits;
         stats.magazine_misses = published.magazine_misses;
+        stats.reclaimable_pages = self.engine.reclaimable_pages(client);
         stats.granted_pages = window.granted_pages;
         stats.resident_pages = window.resident_pages;
         stats.grant_violations = window.violations;

@@ -32,9 +32,11 @@ mod introspect;
 pub mod magazine;
 pub mod pressure;
 mod session;
+mod tables;
 
-use protocol::control::ControlMemory;
+use protocol::control::{ControlLayout, ControlMemory};
 use protocol::request::ClientName;
+use protocol::slub_debug::SlubDebug;
 use protocol::{ClientId, Error, PROTOCOL_VERSION, Reply, Request};
 
 use handlers::Handlers;
@@ -113,13 +115,6 @@ pub struct ServerConfig {
     pub magazine_sizes: MagazineSizes,
 }
 
-impl ServerConfig {
-    /// Bytes of each client's control region.
-    pub const fn control_size(&self) -> usize {
-        protocol::control::control_region_size(self.magazine_slots)
-    }
-}
-
 /// A client task as the system description declares it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientSpec {
@@ -131,6 +126,9 @@ pub struct ClientSpec {
     pub quota_pages: u32,
     /// Whether it may look at other clients (`SlabInfo { all_clients: true }`).
     pub introspect: bool,
+    /// Its `slub_debug` setting: debug flags for its kmalloc caches (at admission) and for the
+    /// caches it creates whose names match.
+    pub slub_debug: SlubDebug,
 }
 
 /// The memory server: the engine plus the per-client sessions.
@@ -178,6 +176,22 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         &self.config
     }
 
+    /// Where the magazine slots and the server's tables lie in the control region of a client
+    /// with a window of `window_pages` pages.
+    pub fn control_layout(&self, window_pages: u32) -> ControlLayout {
+        ControlLayout {
+            slots: self.config.magazine_slots,
+            caches: self.engine.config().max_caches_per_client,
+            window_pages,
+        }
+    }
+
+    /// Bytes of the control region of a client with a window of `window_pages` pages (the
+    /// runner creates it, zeroed, before admitting the client).
+    pub fn control_size(&self, window_pages: u32) -> usize {
+        self.control_layout(window_pages).size()
+    }
+
     /// The session of `client`, if admitted.
     pub fn session(&self, client: ClientId) -> Option<&Session> {
         self.sessions.get(usize::from(client)).filter(|s| s.phase != Phase::Vacant)
@@ -191,12 +205,14 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         if session.phase != Phase::Vacant {
             return Err(Error::InvalidArgument);
         }
-        self.engine.client_attach(client, spec.window_pages, spec.quota_pages)?;
+        let kmalloc_flags = memserver_engine::KMALLOC_NAMES.map(|name| spec.slub_debug.flags_for(name));
+        self.engine.client_attach_with(client, spec.window_pages, spec.quota_pages, kmalloc_flags)?;
         *session = Session::VACANT;
         session.phase = Phase::Admitted;
         session.name = spec.name.clone();
         session.introspect = spec.introspect;
         session.window_pages = spec.window_pages;
+        session.slub_debug = spec.slub_debug.clone();
         session.stats.client = client;
         Ok(())
     }
@@ -211,6 +227,7 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         *session = Session::VACANT;
         let detached = self.engine.client_detach(client);
         self.account_internal(client, None, detached.is_err());
+        self.publish_page_owners();
         detached.unwrap_or(0)
     }
 
@@ -247,6 +264,9 @@ impl<'a, P: Platform + ControlAccess> Server<'a, P> {
         if let (Reply::Error(_), Some(session)) = (&answer, self.sessions.get_mut(usize::from(client))) {
             session.stats.errors = session.stats.errors.saturating_add(1);
         }
+        // Before the reply leaves: every page whose owner changed (this client's, or another's
+        // that memory pressure reclaimed from) is stated anew in its client's table.
+        self.publish_page_owners();
         let (len, encoded) = encode(&answer, reply);
         let failed = !encoded || matches!(answer, Reply::Error(Error::Internal));
         self.account_internal(client, request.first().copied(), failed);

@@ -258,6 +258,15 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         if in_depot { Err(Error::DoubleFree) } else { Ok(()) }
     }
 
+    /// `DoubleFree` if `handle` is an object of one of the client's caches and sits in that
+    /// cache's depot (`kfree` and `krealloc`, which name no cache).
+    pub(super) fn check_not_in_any_depot(&self, client: ClientId, handle: Handle) -> Result<(), Error> {
+        match self.engine.object_cache(client, handle) {
+            Some(cache) => self.check_not_in_depot(client, cache, handle),
+            None => Ok(()),
+        }
+    }
+
     /// Validated handles go into the depot as one full magazine, or straight to the slabs
     /// when the depot is full.
     fn keep_in_depot(&mut self, client: ClientId, cache: CacheId, slot: u16, handles: &[Handle]) -> Result<(), Error> {

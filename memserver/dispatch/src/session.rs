@@ -4,11 +4,12 @@
 use protocol::control::MAGAZINE_MAX;
 use protocol::reply::Stats;
 use protocol::request::ClientName;
+use protocol::slub_debug::SlubDebug;
 use protocol::{CacheId, Handle};
 
 /// Most control-region slots a client can have (`system.toml` `server.magazine_slots` is
-/// checked against it).
-pub const MAX_SLOTS: usize = 32;
+/// checked against it): the protocol's [`SLOTS_MAX`](protocol::control::SLOTS_MAX).
+pub const MAX_SLOTS: usize = protocol::control::SLOTS_MAX as usize;
 
 /// Full magazines the depot of one (client, cache) keeps before it drains to the slabs.
 pub const DEPOT_MAGAZINES: usize = 2;
@@ -95,6 +96,8 @@ pub struct Session {
     pub(crate) name: ClientName,
     pub(crate) introspect: bool,
     pub(crate) window_pages: u32,
+    /// Its `slub_debug` setting (for the caches it creates).
+    pub(crate) slub_debug: SlubDebug,
     pub(crate) slots: [Slot; MAX_SLOTS],
     pub(crate) stats: Stats,
 }
@@ -106,6 +109,7 @@ impl Session {
         name: ClientName::new(),
         introspect: false,
         window_pages: 0,
+        slub_debug: SlubDebug::NONE,
         slots: [Slot::EMPTY; MAX_SLOTS],
         stats: Stats {
             pool_pages: 0,
@@ -131,6 +135,7 @@ impl Session {
             granted_pages: 0,
             resident_pages: 0,
             grant_violations: 0,
+            reclaimable_pages: 0,
         },
     };
 

@@ -17,7 +17,7 @@ fn server() -> Server<'static, ServerPlatform> {
 
 fn create(server: &mut Server<'_, ServerPlatform>, flags: u32) -> CacheId {
     let name = protocol::cache_name("x").unwrap();
-    match call(server, 1, &Request::CacheCreate { name, size: 64, align: 0, flags, ctor: false }) {
+    match call(server, 1, &Request::CacheCreate { name, size: 64, align: 0, flags, ctor: false, dtor: false }) {
         Reply::Created(protocol::Created { cache, .. }) => cache,
         other => panic!("{other:?}"),
     }
@@ -72,7 +72,8 @@ fn a_clients_bad_input_is_its_own_error_and_not_an_internal_one() {
         (Request::Free { cache, handle: Handle(h.0 + 8) }, Error::InvalidObject),
         (Request::Free { cache, handle: Handle(1 << 40) }, Error::InvalidObject),
         (Request::Free { cache: CacheId(u32::MAX), handle: h }, Error::NoSuchCache),
-        (Request::Kfree { handle: h }, Error::WrongCache),
+        (Request::Free { cache: s.engine().kmalloc_cache(1, 0).unwrap(), handle: h }, Error::WrongCache),
+        (Request::Kfree { handle: Handle(h.0 + 8) }, Error::InvalidObject),
     ];
     for (request, error) in bad {
         assert_eq!(call(&mut s, 1, &request), Reply::Error(error), "{request:?}");

@@ -15,8 +15,9 @@ use protocol::{CacheId, ClientId, Error, ExchangeOp, Reply, Request};
 
 type TestServer = Server<'static, ServerPlatform>;
 
+// 13 of the slots go to the kmalloc classes at Hello; 4 are left for the caches here.
 const SERVER: ServerConfig =
-    ServerConfig { magazine_slots: 4, magazine_sizes: MagazineSizes { small: 8, medium: 8, large: 4, huge: 2 } };
+    ServerConfig { magazine_slots: 17, magazine_sizes: MagazineSizes { small: 8, medium: 8, large: 4, huge: 2 } };
 
 fn server(pool: u32, clients: &[(u32, u32)]) -> TestServer {
     open_server(EngineConfig::new(pool, clients.len() as u16 + 1, 64), SERVER, clients)
@@ -24,7 +25,7 @@ fn server(pool: u32, clients: &[(u32, u32)]) -> TestServer {
 
 fn create(s: &mut TestServer, c: ClientId, name: &str, size: u32) -> (CacheId, Option<u16>) {
     let name = protocol::cache_name(name).unwrap();
-    match call(s, c, &Request::CacheCreate { name, size, align: 0, flags: 0, ctor: false }) {
+    match call(s, c, &Request::CacheCreate { name, size, align: 0, flags: 0, ctor: false, dtor: false }) {
         Reply::Created(protocol::Created { cache, slot, .. }) => (cache, slot),
         other => panic!("{other:?}"),
     }

@@ -1,13 +1,22 @@
 //! Caches: `kmem_cache_create/alloc/zalloc/free/destroy/shrink`, and handle validation.
 
-use protocol::flags::{SLAB_ALL, SLAB_CONSISTENCY_CHECKS, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::flags::{
+    SLAB_ALL, SLAB_CONSISTENCY_CHECKS, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER, SLAB_TYPESAFE_BY_RCU,
+};
 use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle, PAGE_SIZE};
 
 use super::storage::{
-    CacheDesc, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, LIST_EMPTY, LIST_PARTIAL, NIL, PAGE_FREED_LARGE,
+    CacheDesc, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB, LIST_EMPTY, LIST_PARTIAL, LISTS, NIL, PAGE_FREED_LARGE,
     PAGE_NONE,
 };
 use super::{Allocated, BROKEN, Engine, Platform, layout};
+
+/// Whether free objects of cache `c` are poisoned: `SLAB_POISON`, but (as in Linux) not with a
+/// ctor (a freed object stays constructed) nor `SLAB_TYPESAFE_BY_RCU` (a freed object may
+/// still be read by a reader that found it before the free).
+pub(crate) fn poisons(c: &CacheDesc) -> bool {
+    c.flags & SLAB_POISON != 0 && !c.has_ctor && c.flags & SLAB_TYPESAFE_BY_RCU == 0
+}
 
 /// What a handle names, after validation against the client's window.
 pub(crate) enum Located {
@@ -34,6 +43,23 @@ impl<P: Platform> Engine<'_, P> {
         flags: u32,
         has_ctor: bool,
     ) -> Result<CacheId, Error> {
+        self.cache_create_with_dtor(client, name, size, align, flags, has_ctor, false)
+    }
+
+    /// Create a cache whose client runs a destructor (Linux 2.4's `kmem_cache_create()` with a
+    /// `dtor`): its slabs leave it only through the two-phase shrink ([`Engine::shrink_begin`]),
+    /// and memory pressure never reaps it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cache_create_with_dtor(
+        &mut self,
+        client: ClientId,
+        name: &str,
+        size: u32,
+        align: u32,
+        flags: u32,
+        has_ctor: bool,
+        has_dtor: bool,
+    ) -> Result<CacheId, Error> {
         self.client(client)?;
         if name.is_empty()
             || name.len() > CACHE_NAME_MAX
@@ -43,6 +69,9 @@ impl<P: Platform> Engine<'_, P> {
             return Err(Error::InvalidArgument);
         }
         let gi = self.cache_create_inner(client, name, size, align, flags, has_ctor, false)?;
+        let c = self.cache_mut(gi)?;
+        c.has_dtor = has_dtor;
+        c.no_reap |= has_dtor;
         self.cache_id(gi)
     }
 
@@ -57,7 +86,7 @@ impl<P: Platform> Engine<'_, P> {
         has_ctor: bool,
         is_kmalloc: bool,
     ) -> Result<u32, Error> {
-        let l = layout::compute(size, align, flags)?;
+        let l = if is_kmalloc { layout::kmalloc_layout(size, flags)? } else { layout::compute(size, align, flags)? };
         let max = self.config.max_caches_per_client;
         let mut free_slot = None;
         for slot in 0..max {
@@ -112,7 +141,9 @@ impl<P: Platform> Engine<'_, P> {
 
     /// Take the lowest free object of the first partial slab, else of an empty slab, else of a
     /// new slab. Debug checks run before anything changes; a corruption found is repaired
-    /// when `repair` (the object stays free either way).
+    /// when `repair` (the object stays free either way). `fresh` says the slab was created by
+    /// this call: the client constructs every object of it (Linux runs the ctor over a new
+    /// slab when it allocates it), so its objects are never fresh again.
     pub(crate) fn alloc_one(
         &mut self,
         client: ClientId,
@@ -122,12 +153,12 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<Allocated, Error> {
         let c = self.cache(gi)?;
         let flags = c.flags;
-        let poisoned = flags & SLAB_POISON != 0 && !c.has_ctor;
+        let poisoned = poisons(c);
         let head = |list: u8| c.heads.get(usize::from(list)).copied().unwrap_or(NIL);
-        let s = match (head(LIST_PARTIAL), head(LIST_EMPTY)) {
-            (p, _) if p != NIL => p,
-            (_, e) if e != NIL => e,
-            _ => self.slab_create(client, gi)?,
+        let (s, fresh) = match (head(LIST_PARTIAL), head(LIST_EMPTY)) {
+            (p, _) if p != NIL => (p, false),
+            (_, e) if e != NIL => (e, false),
+            _ => (self.slab_create(client, gi)?, true),
         };
         let idx = self.slab_peek_free(s)?;
         let inactive = Self::red_zone_expected(false);
@@ -167,13 +198,15 @@ impl<P: Platform> Engine<'_, P> {
             self.debug_bytes_restore(client, gi, s, idx, false);
             return Err(e);
         }
+        // Until `kmalloc` says otherwise, the whole object was asked for.
+        if super::kmalloc::tracks_orig_size(self.cache(gi)?)
+            && let Err(e) = self.track_orig_size(s, idx, size as u32)
+        {
+            self.debug_bytes_restore(client, gi, s, idx, false);
+            return Err(e);
+        }
         // Commit (metadata only: nothing here calls the platform).
         self.slab_set_obj(s, idx, true)?;
-        let d = self.slab_mut(s)?;
-        let fresh = idx >= u32::from(d.constructed);
-        if fresh {
-            d.constructed = u16::try_from(idx + 1).map_err(|_| BROKEN)?;
-        }
         self.slab_relist(gi, s)?;
         let c = self.cache_mut(gi)?;
         c.active_objs = c.active_objs.saturating_add(1);
@@ -208,6 +241,10 @@ impl<P: Platform> Engine<'_, P> {
                 self.red_zone_fill(client, gi, s, idx, active)?;
                 return Err(Error::RedZoneCorrupted(bad));
             }
+            if let Some(bad) = self.slack_check(client, gi, s, idx)? {
+                self.slack_repair(client, gi, s, idx)?;
+                return Err(Error::RedZoneCorrupted(bad));
+            }
         }
         Ok((s, idx))
     }
@@ -217,8 +254,8 @@ impl<P: Platform> Engine<'_, P> {
     /// metadata as it was, the red zones put back as far as possible).
     pub(crate) fn free_prepare(&mut self, client: ClientId, gi: u32, s: u32, idx: u32) -> Result<(), Error> {
         let c = self.cache(gi)?;
-        let (flags, has_ctor) = (c.flags, c.has_ctor);
-        let poisoned = match flags & SLAB_POISON != 0 && !has_ctor {
+        let (flags, poisoned) = (c.flags, poisons(c));
+        let poisoned = match poisoned {
             true => self.poison_object(client, gi, s, idx),
             false => Ok(()),
         };
@@ -293,7 +330,9 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Destroy a cache. Corresponds to `kmem_cache_destroy()`: with live objects →
-    /// `CacheBusy { live }` and the cache stays usable; kmalloc caches → `InvalidArgument`.
+    /// `CacheBusy { live }` and the cache stays usable; kmalloc caches → `InvalidArgument`; a
+    /// cache with a dtor that still has slabs → `InvalidArgument` (its slabs leave through the
+    /// two-phase shrink, so the client runs the dtor first).
     pub fn cache_destroy(&mut self, client: ClientId, cache: CacheId) -> Result<(), Error> {
         let gi = self.cache_lookup(client, cache)?;
         let c = self.cache(gi)?;
@@ -303,6 +342,9 @@ impl<P: Platform> Engine<'_, P> {
         if c.active_objs > 0 {
             return Err(Error::CacheBusy { live: c.active_objs });
         }
+        if c.has_dtor && c.counts.iter().any(|&n| n > 0) {
+            return Err(Error::InvalidArgument);
+        }
         self.cache_release(gi)
     }
 
@@ -311,7 +353,7 @@ impl<P: Platform> Engine<'_, P> {
     /// pages are counted by the caller.
     pub(crate) fn cache_release(&mut self, gi: u32) -> Result<(), Error> {
         let client = self.cache_client(gi);
-        for list in 0..3 {
+        for list in 0..LISTS {
             loop {
                 let head = *self.cache(gi)?.heads.get(list).ok_or(BROKEN)?;
                 if head == NIL {
@@ -334,8 +376,12 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// Release every empty slab of a cache. Corresponds to `kmem_cache_shrink()`; returns
-    /// the pages that went back to the pool.
+    /// the pages that went back to the pool. A cache with a dtor → `InvalidArgument` (its slabs
+    /// leave through [`Engine::shrink_begin`] / [`Engine::shrink_commit`]).
     pub fn cache_shrink(&mut self, client: ClientId, cache: CacheId) -> Result<u32, Error> {
+        if self.cache(self.cache_lookup(client, cache)?)?.has_dtor {
+            return Err(Error::InvalidArgument);
+        }
         Ok(self.cache_shrink_some(client, cache, super::reclaim::Released::ALL)?.pages)
     }
 }

@@ -3,7 +3,7 @@
 
 use protocol::{ClientId, Error};
 
-use super::storage::{ClientDesc, FRAME_LARGE_HEAD, PAGE_FREED_LARGE, PAGE_NONE};
+use super::storage::{ClientDesc, FRAME_LARGE_HEAD, KMALLOC_CLASSES, PAGE_FREED_LARGE, PAGE_NONE};
 use super::{Engine, Platform};
 
 impl<P: Platform> Engine<'_, P> {
@@ -11,6 +11,22 @@ impl<P: Platform> Engine<'_, P> {
     /// of `quota_frames`; creates its 13 kmalloc caches. A client already attached, an id ≥
     /// `max_clients` or a window out of range → `InvalidArgument`.
     pub fn client_attach(&mut self, client: ClientId, window_pages: u32, quota_frames: u32) -> Result<(), Error> {
+        self.client_attach_with(client, window_pages, quota_frames, [0; KMALLOC_CLASSES])
+    }
+
+    /// [`client_attach`](Self::client_attach), with debug flags for each kmalloc class
+    /// (`kmalloc-8` first: the client's `slub_debug` setting); a flag outside
+    /// `flags::SLAB_DEBUG` → `InvalidArgument`.
+    pub fn client_attach_with(
+        &mut self,
+        client: ClientId,
+        window_pages: u32,
+        quota_frames: u32,
+        kmalloc_flags: [u32; KMALLOC_CLASSES],
+    ) -> Result<(), Error> {
+        if kmalloc_flags.iter().any(|&f| f & !protocol::flags::SLAB_DEBUG != 0) {
+            return Err(Error::InvalidArgument);
+        }
         if client >= self.config.max_clients || window_pages == 0 || window_pages > self.config.max_window_pages {
             return Err(Error::InvalidArgument);
         }
@@ -18,7 +34,7 @@ impl<P: Platform> Engine<'_, P> {
         if slot.attached {
             return Err(Error::InvalidArgument);
         }
-        *slot = ClientDesc { attached: true, window_pages, quota_frames, ..ClientDesc::EMPTY };
+        *slot = ClientDesc { attached: true, window_pages, quota_frames, kmalloc_flags, ..ClientDesc::EMPTY };
         self.kmalloc_caches_create(client)
     }
 

@@ -10,7 +10,7 @@
 use protocol::flags::{POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 use protocol::{ClientId, Corruption, Error, Handle};
 
-use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL};
+use super::storage::{LIST_EMPTY, LIST_FULL, LIST_PARTIAL, LIST_RELEASING, NIL};
 use super::{BROKEN, Engine, Hook, Platform};
 
 /// A broken engine invariant: what, and two numbers to locate it.
@@ -28,7 +28,7 @@ pub(crate) fn violation(what: &'static str, a: impl Into<u64>, b: impl Into<u64>
 /// Where the first byte of `[start, start + len)` differs from the expected bytes: `fill`
 /// everywhere except the very last byte, which must be `end`. Returns (offset, found, expected);
 /// a failed read is the platform's error.
-fn first_mismatch<P: Platform>(
+pub(crate) fn first_mismatch<P: Platform>(
     p: &P,
     client: ClientId,
     start: u64,
@@ -130,6 +130,29 @@ impl<P: Platform> Engine<'_, P> {
         })
     }
 
+    /// [`first_mismatch`] in `client`'s window, a failed read recorded as a fault.
+    pub(crate) fn mismatch(
+        &self,
+        client: ClientId,
+        start: u64,
+        len: u32,
+        fill: u8,
+        end: u8,
+    ) -> Result<Option<(u32, u8, u8)>, Error> {
+        first_mismatch(&self.platform, client, start, len, fill, end)
+            .map_err(|e| self.hook_failed(Hook::Read, client, e))
+    }
+
+    /// `Platform::read`, a failure recorded as a fault.
+    pub(crate) fn read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.platform.read(client, offset, buf).map_err(|e| self.hook_failed(Hook::Read, client, e))
+    }
+
+    /// `Platform::write`, a failure recorded as a fault.
+    pub(crate) fn write(&mut self, client: ClientId, offset: u64, data: &[u8]) -> Result<(), Error> {
+        self.platform.write(client, offset, data).map_err(|e| self.hook_failed(Hook::Write, client, e))
+    }
+
     /// `Platform::fill`, a failure recorded as a fault (the operation fails with `Internal`).
     pub(crate) fn fill(&mut self, client: ClientId, offset: u64, len: usize, byte: u8) -> Result<(), Error> {
         self.platform.fill(client, offset, len, byte).map_err(|e| self.hook_failed(Hook::Fill, client, e))
@@ -140,11 +163,11 @@ impl<P: Platform> Engine<'_, P> {
     /// itself is already recorded and reported; a second one changes nothing about that.
     pub(crate) fn debug_bytes_restore(&mut self, client: ClientId, gi: u32, s: u32, idx: u32, allocated: bool) {
         let Ok(c) = self.cache(gi) else { return };
-        let (flags, has_ctor) = (c.flags, c.has_ctor);
+        let (flags, poisoned) = (c.flags, super::cache::poisons(c));
         if flags & protocol::flags::SLAB_RED_ZONE != 0 {
             let _ = self.red_zone_fill(client, gi, s, idx, Self::red_zone_expected(allocated));
         }
-        if !allocated && flags & protocol::flags::SLAB_POISON != 0 && !has_ctor {
+        if !allocated && poisoned {
             let _ = self.poison_object(client, gi, s, idx);
         }
     }
@@ -187,7 +210,8 @@ impl<P: Platform> Engine<'_, P> {
             n if n >= c.objs => LIST_FULL,
             _ => LIST_PARTIAL,
         };
-        if d.list != want || d.inuse > c.objs {
+        let releasing = d.list == LIST_RELEASING && d.inuse == 0 && c.release_token != 0;
+        if (d.list != want && !releasing) || d.inuse > c.objs {
             return Err(v("slab on the wrong list"));
         }
         if d.prev == NIL {

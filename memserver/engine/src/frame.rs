@@ -48,6 +48,7 @@ impl<P: Platform> Engine<'_, P> {
     /// platform released go back to the pool; those of a chunk it failed to release are
     /// quarantined and the failure recorded as a fault (see [`Platform`]).
     pub(crate) fn pages_release(&mut self, client: protocol::ClientId, first: u32, count: u32) -> Result<(), Error> {
+        self.page_log.record(client, first, count);
         let mut buf = [0u32; CHUNK];
         let mut done = 0u32;
         while done < count {
@@ -165,6 +166,7 @@ impl<P: Platform> Engine<'_, P> {
             }
             done += n;
         }
+        self.page_log.record(client, first, count);
         Ok(())
     }
 }

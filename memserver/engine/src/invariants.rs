@@ -1,14 +1,13 @@
 //! The invariant checker (tests and the `debug-invariants` feature): frame pool, windows,
 //! per-client accounting (window pages and tracking frames), cache lists and slab bitmaps, the
-//! STORE_USER record frames of every slab.
+//! record frames (STORE_USER owners, kmalloc requested sizes) of every slab.
 
-use protocol::flags::SLAB_STORE_USER;
 use protocol::{ClientId, PAGE_SIZE};
 
 use super::debug::{InvariantViolation, violation};
 use super::storage::{
-    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, FRAME_TRACK, NIL, PAGE_FREED_LARGE,
-    PAGE_NONE,
+    FRAME_FREE, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_QUARANTINED, FRAME_SLAB, FRAME_TRACK, LIST_RELEASING, NIL,
+    PAGE_FREED_LARGE, PAGE_NONE,
 };
 use super::track::track_frames_for;
 use super::{Engine, Platform};
@@ -84,7 +83,7 @@ impl<P: Platform> Engine<'_, P> {
                 let owner = self.slab(d.page).ok().map(|s| s.cache).filter(|&gi| gi != NIL);
                 let ok = owner.is_some_and(|gi| {
                     self.cache_client(gi) == d.client
-                        && self.cache(gi).is_ok_and(|c| c.flags & SLAB_STORE_USER != 0)
+                        && self.cache(gi).is_ok_and(super::track::has_records)
                         && self.client(d.client).is_ok()
                 });
                 if !ok {
@@ -181,6 +180,9 @@ impl<P: Platform> Engine<'_, P> {
             {
                 return Err(violation("cache layout", gi, c.stride));
             }
+            if c.release_token == 0 && c.heads.get(usize::from(LIST_RELEASING)) != Some(&NIL) {
+                return Err(violation("slabs parked for release without a plan", gi, c.release_token));
+            }
             let mut inuse = 0u32;
             for (list, &head) in c.heads.iter().enumerate() {
                 let mut n = 0u32;
@@ -226,7 +228,7 @@ impl<P: Platform> Engine<'_, P> {
     /// Returns how many.
     pub(crate) fn check_track_chain(&self, gi: u32, s: u32) -> Result<u32, InvariantViolation> {
         let c = self.cache(gi).map_err(|_| violation("cache index out of range", s, gi))?;
-        let want = if c.flags & SLAB_STORE_USER != 0 { track_frames_for(u32::from(c.objs)) } else { 0 };
+        let want = if super::track::has_records(c) { track_frames_for(u32::from(c.objs)) } else { 0 };
         let client = self.cache_client(gi);
         let mut f = self.slab(s).map_err(|_| violation("slab index out of range", s, gi))?.track_frame;
         let mut n = 0u32;

@@ -92,6 +92,21 @@ pub fn compute(size: u32, align: u32, flags: u32) -> Result<Layout, Error> {
     if align != 0 && (!align.is_power_of_two() || align > ALIGN_MAX) {
         return Err(Error::InvalidArgument);
     }
+    geometry(size, align, flags)
+}
+
+/// The layout of a kmalloc class of `size` bytes: aligned to the largest power of two dividing
+/// the size, as Linux's `create_boot_cache()` aligns power-of-two kmalloc caches "regardless
+/// of SL*B debugging options" (so `kmalloc-8k` is 8 KiB aligned, beyond `ALIGN_MAX`, and its
+/// left red zone is 8 KiB).
+pub fn kmalloc_layout(size: u32, flags: u32) -> Result<Layout, Error> {
+    let align = if size == 0 { 0 } else { 1 << size.trailing_zeros() };
+    geometry(size, align, flags)
+}
+
+/// Alignment, stride, red-zone offset and slab order of objects of `size` bytes aligned to
+/// (at least) `align` (0 or a power of two), with `flags`.
+fn geometry(size: u32, align: u32, flags: u32) -> Result<Layout, Error> {
     let align = calculate_alignment(flags, align, size);
     let (obj_offset, raw) = if flags & SLAB_RED_ZONE != 0 {
         let left = RED_ZONE_BYTES.next_multiple_of(align);
@@ -170,6 +185,23 @@ mod tests {
         assert_eq!(compute(65536, 0, 0).unwrap().order, 4);
         assert_eq!(compute(65536, 4096, SLAB_RED_ZONE).unwrap().order, 5);
         assert_eq!(slab_order(40000), Some((4, 1)));
+    }
+
+    #[test]
+    fn kmalloc_classes_keep_natural_alignment_with_red_zones() {
+        for size in [8u32, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192] {
+            for flags in [0, SLAB_RED_ZONE, SLAB_RED_ZONE | SLAB_POISON] {
+                let l = kmalloc_layout(size, flags).unwrap();
+                let natural = 1 << size.trailing_zeros();
+                assert!(l.align >= natural, "kmalloc-{size} {flags:#x}: align {}", l.align);
+                assert_eq!(l.obj_offset % natural, 0, "kmalloc-{size} {flags:#x}: offset {}", l.obj_offset);
+                assert_eq!(l.stride % natural, 0, "kmalloc-{size} {flags:#x}: stride {}", l.stride);
+                // A slab starts at a multiple of its own size, so offsets inside it are enough.
+                assert_eq!(((PAGE_SIZE as u32) << l.order) % natural, 0, "kmalloc-{size}: slab smaller than align");
+            }
+        }
+        assert_eq!(kmalloc_layout(96, 0).unwrap().align, 32);
+        assert_eq!(kmalloc_layout(8192, SLAB_RED_ZONE).unwrap().obj_offset, 8192);
     }
 
     #[test]

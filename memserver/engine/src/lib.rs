@@ -46,21 +46,26 @@ mod frame;
 mod invariants;
 mod kmalloc;
 pub mod layout;
+mod owners;
 mod platform;
 mod reclaim;
+mod release;
 mod slab;
 mod stats;
 pub mod storage;
 mod track;
+mod validate;
 mod window;
 
 use protocol::{CACHE_NAME_MAX, CacheId, ClientId, Error, Handle};
 
 pub use debug::InvariantViolation;
-pub use kmalloc::{KMALLOC_MAX, KMALLOC_SIZES};
+pub use kmalloc::{KMALLOC_MAX, KMALLOC_NAMES, KMALLOC_SIZES, kmalloc_align, kmalloc_class};
+pub use owners::PAGE_LOG;
 use platform::FaultLog;
 pub use platform::{Fault, Hook, Platform};
 pub use reclaim::{NO_REAP_FLAGS, Released, Shortage, ShortageKind};
+pub use release::ReleasePlan;
 pub use storage::{CacheDesc, ClientDesc, EngineConfig, EngineStorage, FrameDesc, SlabDesc, StorageSizes};
 use storage::{NIL, PAGE_NONE};
 
@@ -86,6 +91,8 @@ pub struct CacheInfo {
     pub stride: u32,
     pub flags: u32,
     pub has_ctor: bool,
+    /// The client runs a destructor: slabs leave only through the two-phase shrink.
+    pub has_dtor: bool,
     pub order: u8,
     pub objects_per_slab: u32,
     pub pages_per_slab: u32,
@@ -157,6 +164,8 @@ pub struct Engine<'a, P: Platform> {
     fault_log: FaultLog,
     /// Global operation sequence number (STORE_USER timestamps), starts at 1.
     seq: u64,
+    /// Window pages whose owner changed since the dispatch last drained the log.
+    page_log: owners::PageLog,
 }
 
 impl<'a, P: Platform> Engine<'a, P> {
@@ -184,6 +193,7 @@ impl<'a, P: Platform> Engine<'a, P> {
             shortage: None,
             fault_log: FaultLog::default(),
             seq: 1,
+            page_log: owners::PageLog::EMPTY,
         };
         for f in e.st.frames.iter_mut() {
             *f = FrameDesc::EMPTY;

@@ -51,14 +51,13 @@ pub struct Shortage {
     pub needed: u32,
 }
 
-/// Cache flags that forbid reaping under memory pressure. None exist yet; `SLAB_NO_REAP` and
-/// `SLAB_TYPESAFE_BY_RCU` join here when the protocol has them (an explicit `Shrink` still
-/// works on such a cache, as `kmem_cache_shrink()` does).
-pub const NO_REAP_FLAGS: u32 = 0;
+/// Cache flags that forbid reaping under memory pressure: `SLAB_NO_REAP` and
+/// `SLAB_TYPESAFE_BY_RCU` (`flags::SLAB_NEVER_REAPED`). An explicit `Shrink` still works on such
+/// a cache, as `kmem_cache_shrink()` does. A cache with a dtor is never reaped either (its
+/// slabs leave only through the two-phase shrink, after the client ran the dtor).
+pub const NO_REAP_FLAGS: u32 = protocol::flags::SLAB_NEVER_REAPED;
 
 /// Whether cache flags `flags` forbid reaping.
-// NO_REAP_FLAGS is empty until the protocol has those flags.
-#[allow(clippy::bad_bit_mask)]
 pub(crate) const fn forbids_reaping(flags: u32) -> bool {
     flags & NO_REAP_FLAGS != 0
 }
@@ -115,8 +114,8 @@ impl<P: Platform> Engine<'_, P> {
         Ok(!self.cache(self.cache_lookup(client, cache)?)?.no_reap)
     }
 
-    /// Forbid (or allow again) reaping `cache` under memory pressure: the hook `SLAB_NO_REAP`
-    /// and `SLAB_TYPESAFE_BY_RCU` caches will use.
+    /// Forbid (or allow again) reaping `cache` under memory pressure (what `SLAB_NO_REAP`,
+    /// `SLAB_TYPESAFE_BY_RCU` and a dtor set at creation).
     pub fn cache_set_no_reap(&mut self, client: ClientId, cache: CacheId, no_reap: bool) -> Result<(), Error> {
         let gi = self.cache_lookup(client, cache)?;
         self.cache_mut(gi)?.no_reap = no_reap;

@@ -7,7 +7,7 @@
 //! set while word `w` has a free object, so finding the lowest free object is two
 //! `trailing_zeros`: O(1).
 
-use protocol::flags::{SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::flags::SLAB_RED_ZONE;
 use protocol::{ClientId, Error, PAGE_SIZE};
 
 use super::storage::{BITMAP_WORDS, FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_NONE, LIST_PARTIAL, NIL, SlabDesc};
@@ -127,6 +127,15 @@ impl<P: Platform> Engine<'_, P> {
         Ok(())
     }
 
+    /// Move slab `s` to `list` (O(1)); the two-phase shrink parks empty slabs on
+    /// `LIST_RELEASING`, where no allocation finds them.
+    pub(crate) fn slab_move(&mut self, gi: u32, s: u32, list: u8) -> Result<(), Error> {
+        if self.slab(s)?.list != LIST_NONE {
+            self.list_unlink(gi, s)?;
+        }
+        self.list_push(gi, s, list)
+    }
+
     /// Put slab `s` on the list its in-use count calls for (O(1)).
     pub(crate) fn slab_relist(&mut self, gi: u32, s: u32) -> Result<(), Error> {
         let objs = self.cache(gi)?.objs;
@@ -153,13 +162,16 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// A new empty slab for cache `gi` of `client`, or an error with nothing changed. A slab
-    /// of a STORE_USER cache also takes the private frames for its records, charged to the
-    /// client like its pages.
+    /// of a STORE_USER cache (or of a red-zoned kmalloc cache, for its requested sizes) also
+    /// takes the private frames for its records, charged to the client like its pages. Its
+    /// objects count as constructed at once: the client that gets the first of them constructs
+    /// them all (Linux runs the ctor over a new slab).
     pub(crate) fn slab_create(&mut self, client: ClientId, gi: u32) -> Result<u32, Error> {
         let c = self.cache(gi)?;
-        let (order, objs, flags, has_ctor) = (c.order, c.objs, c.flags, c.has_ctor);
+        let (order, objs, flags, poisoned) = (c.order, c.objs, c.flags, super::cache::poisons(c));
+        let records = super::track::has_records(c);
         let pages = 1u32 << order;
-        let tracks = if flags & SLAB_STORE_USER != 0 { track_frames_for(u32::from(objs)) } else { 0 };
+        let tracks = if records { track_frames_for(u32::from(objs)) } else { 0 };
         // Every check first, the client's own limits before the shared ones.
         self.quota_check(client, pages, tracks)?;
         let first = self.window_find(client, pages, pages)?;
@@ -168,7 +180,7 @@ impl<P: Platform> Engine<'_, P> {
             return Err(self.short(client, super::ShortageKind::SlabDescriptors, 1));
         }
         let s = self.slab_desc_pop()?;
-        *self.slab_mut(s)? = SlabDesc { cache: gi, first_page: first, order, ..SlabDesc::EMPTY };
+        *self.slab_mut(s)? = SlabDesc { cache: gi, first_page: first, order, constructed: objs, ..SlabDesc::EMPTY };
         if let Err(e) = self.track_frames_take(client, s, tracks) {
             self.slab_desc_push(s)?;
             return Err(e);
@@ -191,7 +203,7 @@ impl<P: Platform> Engine<'_, P> {
         self.slab_relist(gi, s)?;
         // Fresh debug state: every object free (poisoned) with inactive red zones. A platform
         // failure gives the slab back: nothing changed.
-        if let Err(e) = self.slab_debug_init(client, gi, s, u32::from(objs), flags, has_ctor) {
+        if let Err(e) = self.slab_debug_init(client, gi, s, u32::from(objs), flags, poisoned) {
             self.slab_destroy(gi, s)?;
             return Err(e);
         }
@@ -205,9 +217,9 @@ impl<P: Platform> Engine<'_, P> {
         s: u32,
         objs: u32,
         flags: u32,
-        has_ctor: bool,
+        poisoned: bool,
     ) -> Result<(), Error> {
-        if flags & SLAB_POISON != 0 && !has_ctor {
+        if poisoned {
             for idx in 0..objs {
                 self.poison_object(client, gi, s, idx)?;
             }

@@ -24,12 +24,14 @@ impl<P: Platform> Engine<'_, P> {
             stride: c.stride,
             flags: c.flags,
             has_ctor: c.has_ctor,
+            has_dtor: c.has_dtor,
             order: c.order,
             objects_per_slab: objs,
             pages_per_slab: 1 << c.order,
-            tracking_frames_per_slab: match c.flags & SLAB_STORE_USER {
-                0 => 0,
-                _ => super::track::track_frames_for(objs),
+            tracking_frames_per_slab: if super::track::has_records(c) {
+                super::track::track_frames_for(objs)
+            } else {
+                0
             },
             active_objs: c.active_objs,
             num_objs: num_slabs.saturating_mul(objs),
@@ -119,6 +121,15 @@ impl<P: Platform> Engine<'_, P> {
             caches: c.caches,
             retired_cache_slots: u16::try_from(retired).unwrap_or(u16::MAX),
         })
+    }
+
+    /// Pages of `client`'s `SLAB_RECLAIM_ACCOUNT` caches (Linux's `SReclaimable`).
+    pub fn reclaimable_pages(&self, client: ClientId) -> u32 {
+        self.cache_ids(client)
+            .filter_map(|id| self.cache_info(client, id).ok())
+            .filter(|i| i.flags & protocol::flags::SLAB_RECLAIM_ACCOUNT != 0)
+            .map(|i| i.num_slabs.saturating_mul(i.pages_per_slab))
+            .fold(0u32, u32::saturating_add)
     }
 
     /// The STORE_USER record of the object at `handle` (allocated or free): `NotSupported` if

@@ -121,7 +121,12 @@ impl Default for FrameDesc {
 pub(crate) const LIST_EMPTY: u8 = 0;
 pub(crate) const LIST_PARTIAL: u8 = 1;
 pub(crate) const LIST_FULL: u8 = 2;
-pub(crate) const LIST_NONE: u8 = 3;
+/// Empty slabs a two-phase shrink named to the client (`ShrinkBegin`): out of use until the
+/// client's `ShrinkCommit` releases them.
+pub(crate) const LIST_RELEASING: u8 = 3;
+pub(crate) const LIST_NONE: u8 = 4;
+/// Number of slab lists a cache has.
+pub(crate) const LISTS: usize = 4;
 
 /// One slab: its cache, window place, object state summary and list links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +183,9 @@ pub struct ClientDesc {
     pub(crate) caches: u16,
     /// Slot of each kmalloc cache.
     pub(crate) kmalloc: [u16; KMALLOC_CLASSES],
+    /// Debug flags of each kmalloc cache (the client's `slub_debug` setting), kept so a
+    /// reclaim creates them alike.
+    pub(crate) kmalloc_flags: [u32; KMALLOC_CLASSES],
 }
 
 impl ClientDesc {
@@ -190,6 +198,7 @@ impl ClientDesc {
         tracking_frames: 0,
         caches: 0,
         kmalloc: [0; KMALLOC_CLASSES],
+        kmalloc_flags: [0; KMALLOC_CLASSES],
     };
 }
 
@@ -205,7 +214,13 @@ pub struct CacheDesc {
     pub(crate) live: bool,
     pub(crate) is_kmalloc: bool,
     pub(crate) has_ctor: bool,
-    /// Memory pressure must not reap it (see `reclaim::NO_REAP_FLAGS`).
+    /// The client runs a destructor on the objects of a slab before it leaves the cache: only
+    /// the two-phase shrink releases its slabs, and memory pressure never does.
+    pub(crate) has_dtor: bool,
+    /// Token of the pending two-phase shrink (its slabs on `LIST_RELEASING`), 0 when none.
+    pub(crate) release_token: u32,
+    /// Memory pressure must not reap it (see `reclaim::NO_REAP_FLAGS`; a cache with a dtor
+    /// never either).
     pub(crate) no_reap: bool,
     /// Bumped whenever the slot is freed, so stale `CacheId`s are rejected (1 at first, never 0).
     pub(crate) generation: u32,
@@ -220,9 +235,9 @@ pub struct CacheDesc {
     pub(crate) flags: u32,
     pub(crate) order: u8,
     pub(crate) objs: u16,
-    /// List heads, indexed by `LIST_EMPTY`, `LIST_PARTIAL`, `LIST_FULL`.
-    pub(crate) heads: [u32; 3],
-    pub(crate) counts: [u32; 3],
+    /// List heads, indexed by `LIST_EMPTY`, `LIST_PARTIAL`, `LIST_FULL`, `LIST_RELEASING`.
+    pub(crate) heads: [u32; LISTS],
+    pub(crate) counts: [u32; LISTS],
     pub(crate) active_objs: u32,
 }
 
@@ -232,6 +247,8 @@ impl CacheDesc {
         live: false,
         is_kmalloc: false,
         has_ctor: false,
+        has_dtor: false,
+        release_token: 0,
         no_reap: false,
         generation: 1,
         retired: false,
@@ -243,8 +260,8 @@ impl CacheDesc {
         flags: 0,
         order: 0,
         objs: 0,
-        heads: [NIL; 3],
-        counts: [0; 3],
+        heads: [NIL; LISTS],
+        counts: [0; LISTS],
         active_objs: 0,
     };
 }

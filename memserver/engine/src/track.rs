@@ -10,9 +10,11 @@ use protocol::{ClientId, Error, PAGE_SIZE};
 use super::storage::{FRAME_TRACK, FrameDesc, MAX_OBJS_PER_SLAB, NIL};
 use super::{BROKEN, Engine, Hook, Platform};
 
-/// Bytes of one STORE_USER record in a private frame: allocation sequence, free sequence (both
-/// `u64`, 0 = never), allocating client, freeing client (both `u16`), little-endian.
-pub(crate) const TRACK_RECORD_BYTES: usize = 20;
+/// Bytes of one record in a private frame: allocation sequence, free sequence (both `u64`,
+/// 0 = never), allocating client, freeing client (both `u16`), then the requested size of a
+/// red-zoned kmalloc object (`u16`: a kmalloc class is at most 8 KiB; Linux's `orig_size`),
+/// little-endian.
+pub(crate) const TRACK_RECORD_BYTES: usize = 22;
 /// Records per private frame.
 pub(crate) const TRACKS_PER_FRAME: u32 = (PAGE_SIZE / TRACK_RECORD_BYTES) as u32;
 /// Most record frames one slab needs.
@@ -23,23 +25,27 @@ pub(crate) const fn track_frames_for(objs: u32) -> u32 {
     objs.div_ceil(TRACKS_PER_FRAME)
 }
 
-/// One STORE_USER record: last allocation and last free of an object (sequence 0 = never).
+/// One record: last allocation and last free of an object (sequence 0 = never), kept for
+/// STORE_USER caches, and the requested size, kept for red-zoned kmalloc caches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TrackRecord {
     pub(crate) alloc_seq: u64,
     pub(crate) free_seq: u64,
     pub(crate) alloc_client: ClientId,
     pub(crate) free_client: ClientId,
+    /// Bytes the allocation asked for (`kmalloc(size)`, `krealloc`), at most the object size.
+    pub(crate) orig_size: u16,
 }
 
 impl TrackRecord {
     fn decode(b: &[u8; TRACK_RECORD_BYTES]) -> Self {
-        let [a0, a1, a2, a3, a4, a5, a6, a7, f0, f1, f2, f3, f4, f5, f6, f7, ac0, ac1, fc0, fc1] = *b;
+        let [a0, a1, a2, a3, a4, a5, a6, a7, f0, f1, f2, f3, f4, f5, f6, f7, ac0, ac1, fc0, fc1, o0, o1] = *b;
         TrackRecord {
             alloc_seq: u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
             free_seq: u64::from_le_bytes([f0, f1, f2, f3, f4, f5, f6, f7]),
             alloc_client: u16::from_le_bytes([ac0, ac1]),
             free_client: u16::from_le_bytes([fc0, fc1]),
+            orig_size: u16::from_le_bytes([o0, o1]),
         }
     }
 
@@ -48,8 +54,15 @@ impl TrackRecord {
         let [f0, f1, f2, f3, f4, f5, f6, f7] = self.free_seq.to_le_bytes();
         let [ac0, ac1] = self.alloc_client.to_le_bytes();
         let [fc0, fc1] = self.free_client.to_le_bytes();
-        [a0, a1, a2, a3, a4, a5, a6, a7, f0, f1, f2, f3, f4, f5, f6, f7, ac0, ac1, fc0, fc1]
+        let [o0, o1] = self.orig_size.to_le_bytes();
+        [a0, a1, a2, a3, a4, a5, a6, a7, f0, f1, f2, f3, f4, f5, f6, f7, ac0, ac1, fc0, fc1, o0, o1]
     }
+}
+
+/// Whether slabs of cache `c` carry records: `SLAB_STORE_USER` (owners), or a red-zoned
+/// kmalloc cache (requested sizes).
+pub(crate) fn has_records(c: &super::storage::CacheDesc) -> bool {
+    c.flags & protocol::flags::SLAB_STORE_USER != 0 || super::kmalloc::tracks_orig_size(c)
 }
 
 impl<P: Platform> Engine<'_, P> {
@@ -147,5 +160,16 @@ impl<P: Platform> Engine<'_, P> {
     /// The record of object `idx` of slab `s`.
     pub(crate) fn track_record(&mut self, s: u32, idx: u32) -> Result<TrackRecord, Error> {
         Ok(TrackRecord::decode(self.track_bytes(s, idx)?))
+    }
+
+    /// Keep `size` (at most a kmalloc class's 8 KiB) as the requested size of object `idx` of
+    /// slab `s`.
+    pub(crate) fn track_orig_size(&mut self, s: u32, idx: u32, size: u32) -> Result<(), Error> {
+        let size = u16::try_from(size).map_err(|_| BROKEN)?;
+        let bytes = self.track_bytes(s, idx)?;
+        let mut t = TrackRecord::decode(bytes);
+        t.orig_size = size;
+        *bytes = t.encode();
+        Ok(())
     }
 }

@@ -110,13 +110,16 @@ fn kfree_inside_large_allocation_is_invalid_object() {
     e.kfree(0, h).unwrap();
 }
 
+/// Linux's `kfree()` frees an object of any cache to the cache its slab belongs to.
 #[test]
-fn kfree_of_non_kmalloc_object_is_wrong_cache() {
+fn kfree_of_a_cache_object_frees_it_to_its_cache() {
     let mut e = engine();
     let id = e.cache_create(0, "mine", 64, 0, 0, false).unwrap();
     let h = e.cache_alloc(0, id).unwrap().handle;
-    assert_eq!(e.kfree(0, h), Err(Error::WrongCache));
-    e.cache_free(0, id, h).unwrap();
+    e.kfree(0, h).unwrap();
+    assert_eq!(e.cache_info(0, id).unwrap().active_objs, 0);
+    assert_eq!(e.cache_free(0, id, h), Err(Error::DoubleFree));
+    e.check_invariants().unwrap();
 }
 
 #[test]

@@ -21,8 +21,8 @@ fn op() -> impl Strategy<Value = Op> {
     let c = 0u8..3;
     prop_oneof![
         2 => (c.clone(), any::<u8>(), size(), prop_oneof![Just(0u32), Just(16), Just(64), Just(3)],
-              0usize..MODEL_FLAGS.len(), any::<bool>())
-            .prop_map(|(client, name, size, align, f, ctor)| Op::Create { client, name, size, align, flags: MODEL_FLAGS[f], ctor }),
+              0usize..MODEL_FLAGS.len(), any::<bool>(), any::<bool>())
+            .prop_map(|(client, name, size, align, f, ctor, dtor)| Op::Create { client, name, size, align, flags: MODEL_FLAGS[f], ctor, dtor }),
         8 => (c.clone(), any::<u8>(), any::<bool>()).prop_map(|(client, cache, zero)| Op::Alloc { client, cache, zero }),
         6 => (c.clone(), any::<u16>()).prop_map(|(client, pick)| Op::Free { client, pick }),
         1 => (c.clone(), any::<u16>(), any::<u8>()).prop_map(|(client, pick, cache)| Op::FreeWrongCache { client, pick, cache }),
@@ -35,7 +35,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (c.clone(), any::<u16>()).prop_map(|(client, pick)| Op::Kfree { client, pick }),
         1 => (c.clone(), any::<u8>(), any::<u8>()).prop_map(|(client, cache, n)| Op::AllocBulk { client, cache, n }),
         1 => (c.clone(), any::<u8>(), any::<bool>()).prop_map(|(client, n, dup)| Op::FreeBulk { client, n, dup }),
-        1 => c.prop_map(|client| Op::Reclaim { client }),
+        1 => c.clone().prop_map(|client| Op::Reclaim { client }),
+        2 => (c.clone(), any::<u16>(), prop_oneof![4 => 1u32..=8192, 1 => 8193u32..30000, 1 => Just(0u32)], any::<bool>())
+            .prop_map(|(client, pick, size, zero)| Op::Krealloc { client, pick, size, zero }),
+        1 => (c.clone(), any::<u8>()).prop_map(|(client, cache)| Op::Validate { client, cache }),
+        1 => (c.clone(), any::<u8>()).prop_map(|(client, cache)| Op::ShrinkBegin { client, cache }),
+        1 => (c, any::<u8>(), any::<bool>()).prop_map(|(client, cache, forged)| Op::ShrinkCommit { client, cache, forged }),
     ]
 }
 
@@ -55,7 +60,7 @@ proptest! {
 }
 
 /// The same programs reach every failure path the model knows: quota, pool, busy destroy,
-/// wrong cache, invalid object, double free.
+/// wrong cache, invalid object, double free, a refused two-phase commit.
 #[test]
 fn model_programs_reach_failure_paths() {
     use proptest::test_runner::{Config, TestRunner};
@@ -83,6 +88,7 @@ fn model_programs_reach_failure_paths() {
         ErrorCode::WrongCache,
         ErrorCode::InvalidObject,
         ErrorCode::DoubleFree,
+        ErrorCode::InvalidArgument,
     ] {
         assert!(seen.contains(&(code as u16)), "{code:?} never reached; seen {seen:?}");
     }

@@ -214,11 +214,12 @@ impl Service for HostService {
             window_pages: task.window_pages,
             quota_pages: task.quota_pages,
             introspect: task.introspect,
+            slub_debug: task.slub_debug(),
         };
         if let Err(e) = self.server.admit(client, &spec) {
             return self.refuse(e, reply);
         }
-        Admission::Admit { client, control_len: self.server.config().control_size(), reply_len: 0 }
+        Admission::Admit { client, control_len: self.server.control_size(task.window_pages), reply_len: 0 }
     }
 
     fn refusal(&mut self, why: Refusal, reply: &mut [u8]) -> usize {

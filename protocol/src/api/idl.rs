@@ -107,6 +107,8 @@ macro_rules! interface {
         pub trait Service {
             $(
                 $(#[$attr])*
+                // A method takes its request's fields as they are (`CacheCreate` has seven).
+                #[allow(clippy::too_many_arguments)]
                 fn $method(&mut self, caller: $crate::ClientId $($(, $field: $ty)*)?)
                     -> Result<$crate::reply::payload::$reply, $crate::Error>;
             )*

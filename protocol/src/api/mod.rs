@@ -63,7 +63,8 @@ interface! {
 
     /// Corresponds to `kmem_cache_create()`. `InvalidArgument`: size 0 or above
     /// `OBJECT_SIZE_MAX`, align not 0 and not a power of two up to `ALIGN_MAX`, unknown flag
-    /// bit, empty name. `OutOfMemory`: no cache slot left.
+    /// bit, empty name. `OutOfMemory`: no cache slot left. A name matching the client's
+    /// `slub_debug` setting (`system.toml`) gets its debug flags added.
     CacheCreate {
         /// Shown in slabinfo; unique per client.
         name: CacheName,
@@ -73,24 +74,29 @@ interface! {
         align: u32,
         /// `flags::SLAB_*` bits.
         flags: u32,
-        /// Whether the client has a constructor (fresh objects are then reported as such, and
-        /// `Zalloc` is refused).
+        /// Whether the client has a constructor (objects of new slabs are then reported as
+        /// fresh, and `Zalloc` is refused).
         ctor: bool,
+        /// Whether the client has a destructor (Linux 2.4's `dtor`): the cache's slabs then
+        /// leave it only through `ShrinkBegin`/`ShrinkCommit`, which let the client run the
+        /// dtor first; memory pressure never reaps it; plain `Shrink` is refused.
+        dtor: bool,
     } => fn cache_create -> Created, errors [InvalidArgument, NameTaken, OutOfMemory];
 
-    /// Corresponds to `kmem_cache_alloc()`. `PoisonCorrupted`: a debug cache found the
-    /// object written after its last free.
+    /// Corresponds to `kmem_cache_alloc()`. `PoisonCorrupted`, `RedZoneCorrupted`: a debug
+    /// cache found the free object written after its last free (repaired; it stays free).
     Alloc {
         /// The cache.
         cache: CacheId,
-    } => fn alloc -> Object, errors [NoSuchCache, OutOfMemory, QuotaExceeded, PoisonCorrupted];
+    } => fn alloc -> Object, errors [NoSuchCache, OutOfMemory, QuotaExceeded, PoisonCorrupted, RedZoneCorrupted];
 
     /// Corresponds to `kmem_cache_zalloc()`: like `Alloc`, and the server zeroes the object.
     /// `InvalidArgument`: the cache has a ctor.
     Zalloc {
         /// The cache.
         cache: CacheId,
-    } => fn zalloc -> Object, errors [NoSuchCache, OutOfMemory, QuotaExceeded, PoisonCorrupted, InvalidArgument];
+    } => fn zalloc -> Object,
+        errors [NoSuchCache, OutOfMemory, QuotaExceeded, PoisonCorrupted, InvalidArgument, RedZoneCorrupted];
 
     /// Corresponds to `kmem_cache_free()`.
     Free {
@@ -102,32 +108,40 @@ interface! {
 
     /// Corresponds to `kmem_cache_destroy()`. `CacheBusy { live }`: live objects; the cache
     /// is left intact. `InvalidArgument`: one of the client's `kmalloc-<n>` caches, which
-    /// live as long as the session.
+    /// live as long as the session, or a cache with a dtor that still has slabs (they leave
+    /// through `ShrinkBegin`/`ShrinkCommit` first, so the dtor runs on their objects).
     Destroy {
         /// The cache.
         cache: CacheId,
     } => fn destroy -> Done, errors [NoSuchCache, CacheBusy, InvalidArgument];
 
     /// Corresponds to `kmem_cache_shrink()`: empty slabs go back to the frame pool.
+    /// `InvalidArgument`: a cache with a dtor (use `ShrinkBegin`/`ShrinkCommit`).
     Shrink {
         /// The cache.
         cache: CacheId,
-    } => fn shrink -> Shrunk, errors [NoSuchCache];
+    } => fn shrink -> Shrunk, errors [NoSuchCache, InvalidArgument];
 
     /// Corresponds to `kmalloc()`: served from this client's `kmalloc-<n>` cache of the
     /// smallest size class that fits (8 … 8192); larger sizes take whole pages from the pool,
-    /// contiguous in the window, up to 4 MiB. `InvalidArgument`: 0 or above 4 MiB.
+    /// contiguous in the window, up to 4 MiB. A power-of-two size is aligned to itself (whole
+    /// pages: to that many pages). On a red-zoned kmalloc cache the bytes between `size` and
+    /// the class size are red zone too. `InvalidArgument`: 0 (the library answers `kmalloc(0)`
+    /// with `ZERO_SIZE_PTR` without asking) or above 4 MiB. `PoisonCorrupted`: a poisoned
+    /// kmalloc cache found the object written after its last free.
     Kmalloc {
         /// Bytes wanted.
         size: u32,
-    } => fn kmalloc -> Object, errors [InvalidArgument, OutOfMemory, QuotaExceeded];
+    } => fn kmalloc -> Object, errors [InvalidArgument, OutOfMemory, QuotaExceeded, PoisonCorrupted, RedZoneCorrupted];
 
-    /// Corresponds to `kfree()`. `InvalidObject`: not an object; `WrongCache`: an object of a
-    /// cache of the client's own (`kmem_cache_alloc`), not of `kmalloc`.
+    /// Corresponds to `kfree()`: an object of any cache of the client (it goes back to its
+    /// cache, as Linux frees it to the cache its slab belongs to) or a large kmalloc.
+    /// `InvalidObject`: not an object; `DoubleFree`: not allocated; `RedZoneCorrupted`: a
+    /// red-zoned object's guard bytes (its kmalloc slack included) were overwritten.
     Kfree {
         /// The object.
         handle: Handle,
-    } => fn kfree -> Done, errors [InvalidObject, WrongCache, DoubleFree];
+    } => fn kfree -> Done, errors [InvalidObject, DoubleFree, RedZoneCorrupted];
 
     /// The magazine slow path, see `docs/protocol.md`. `InvalidArgument`: slot not bound to
     /// that cache, count above capacity, `Refill` of a non-empty magazine. `InvalidObject`,
@@ -199,6 +213,57 @@ interface! {
         /// The object.
         handle: Handle,
     } => fn dma_addr -> DmaAddr, errors [NotSupported, InvalidArgument, InvalidObject];
+
+    /// Corresponds to writing `/sys/kernel/slab/<cache>/validate` (`validate_slab_cache()`):
+    /// checks every object of every slab of the cache named `name` of client `client` (red
+    /// zones of allocated objects, their kmalloc slack included; poison of free objects;
+    /// the slab counts), repairs every corruption it reports, and says how many it found.
+    /// The caller's own id needs no rights. `PermissionDenied`: another client's cache without
+    /// introspection rights. `InvalidArgument`: no open session with that id.
+    /// `NoSuchCache`: no cache of that name.
+    Validate {
+        /// The client owning the cache.
+        client: ClientId,
+        /// The cache's name.
+        name: CacheName,
+    } => fn validate -> Validated, errors [PermissionDenied, InvalidArgument, NoSuchCache];
+
+    /// Corresponds to `krealloc()` for an object the client cannot resize on its own (one of
+    /// a red-zoned kmalloc cache, whose requested size only the server knows): in place while
+    /// `size` fits the object (the slack red-zoned again, the new bytes zeroed with `zero`),
+    /// else a new kmalloc object with the old bytes copied and the old object freed.
+    /// `InvalidArgument`: `size` 0 or above 4 MiB. `InvalidObject`, `DoubleFree`: not an
+    /// allocated object. `RedZoneCorrupted`: the old object's guard bytes were overwritten
+    /// (nothing changes). `OutOfMemory`, `QuotaExceeded`, `PoisonCorrupted`: the new object
+    /// could not be allocated (the old one is left as it was).
+    Krealloc {
+        /// The object.
+        handle: Handle,
+        /// Bytes wanted.
+        size: u32,
+        /// `__GFP_ZERO`: bytes beyond the old requested size read as zero.
+        zero: bool,
+    } => fn krealloc -> Object,
+        errors [InvalidArgument, InvalidObject, DoubleFree, RedZoneCorrupted, OutOfMemory, QuotaExceeded, PoisonCorrupted];
+
+    /// First step of a shrink that lets the client run its destructor: the server takes the
+    /// cache's empty slabs (up to `SHRINK_PLAN_SLABS`) out of use and names them. The client
+    /// runs its dtor on every object of those slabs, then sends `ShrinkCommit` with the
+    /// plan's token. Asked again before the commit, it names the same slabs with the same
+    /// token.
+    ShrinkBegin {
+        /// The cache.
+        cache: CacheId,
+    } => fn shrink_begin -> ShrinkPlan, errors [NoSuchCache];
+
+    /// Second step: the slabs of the plan `token` go back to the frame pool.
+    /// `InvalidArgument`: no plan is pending, or `token` is not its token (nothing changes).
+    ShrinkCommit {
+        /// The cache.
+        cache: CacheId,
+        /// The token of the pending plan.
+        token: u32,
+    } => fn shrink_commit -> Shrunk, errors [NoSuchCache, InvalidArgument];
 }
 
 const _: () = assert!(REQUESTS.len() <= 128, "a request tag must stay one byte (wire_size::ENUM_TAG)");

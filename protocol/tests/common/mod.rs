@@ -52,6 +52,7 @@ pub fn request_examples() -> Vec<(&'static str, Request)> {
                 align: 0,
                 flags: flags::SLAB_HWCACHE_ALIGN,
                 ctor: true,
+                dtor: false,
             },
         ),
         ("alloc", Request::Alloc { cache }),
@@ -72,6 +73,10 @@ pub fn request_examples() -> Vec<(&'static str, Request)> {
         ("client_stats", Request::ClientStats { client: 3 }),
         ("clients", Request::Clients { page: 1 }),
         ("dma_addr", Request::DmaAddr { handle: Handle(0x3040) }),
+        ("validate", Request::Validate { client: 3, name: name("kmalloc-32") }),
+        ("krealloc", Request::Krealloc { handle: Handle(0x8040), size: 40, zero: true }),
+        ("shrink_begin", Request::ShrinkBegin { cache }),
+        ("shrink_commit", Request::ShrinkCommit { cache, token: 7 }),
     ]
 }
 
@@ -139,6 +144,7 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
                 active_slabs: 2,
                 num_slabs: 2,
                 magazine_objs: 7,
+                dtor: false,
             }),
         ),
         ("slab_info".into(), Reply::SlabInfo(SlabInfoPage { page: 0, more: false, rows })),
@@ -169,6 +175,7 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
                 granted_pages: 384,
                 resident_pages: 300,
                 grant_violations: 1,
+                reclaimable_pages: 8,
             }),
         ),
     ];
@@ -181,6 +188,12 @@ pub fn reply_examples() -> Vec<(String, Reply)> {
     }
     v.push(("clients".into(), Reply::Clients(ClientsPage { page: 0, more: false, clients })));
     v.push(("dma_addr".into(), Reply::DmaAddr(DmaAddress { addr: 0x4_1234_5040, contiguous: 192 })));
+    let first = Some(Finding::RedZone(Corruption { offset: 18, found: 0xab, expected: 0xcc, ..corruption() }));
+    v.push(("validated".into(), Reply::Validated(ValidationReport { slabs: 2, objects: 256, errors: 1, first })));
+    let mut slabs = SlabList::new();
+    slabs.push(Handle(0x4000)).unwrap();
+    slabs.push(Handle(0x6000)).unwrap();
+    v.push(("shrink_plan".into(), Reply::ShrinkPlan(ShrinkPlan { token: 7, more: true, slabs })));
     v
 }
 
@@ -196,6 +209,7 @@ pub fn worst_requests() -> Vec<Request> {
             align: u32::MAX,
             flags: u32::MAX,
             ctor: true,
+            dtor: true,
         },
         Request::Alloc { cache: c },
         Request::Zalloc { cache: c },
@@ -213,6 +227,10 @@ pub fn worst_requests() -> Vec<Request> {
         Request::ClientStats { client: u16::MAX },
         Request::Clients { page: u16::MAX },
         Request::DmaAddr { handle: h },
+        Request::Validate { client: u16::MAX, name: name(&"v".repeat(31)) },
+        Request::Krealloc { handle: h, size: u32::MAX, zero: true },
+        Request::ShrinkBegin { cache: c },
+        Request::ShrinkCommit { cache: c, token: u32::MAX },
     ]
 }
 
@@ -263,6 +281,7 @@ pub fn worst_cache_info() -> CacheInfo {
         active_slabs: m,
         num_slabs: m,
         magazine_objs: m,
+        dtor: true,
     }
 }
 
@@ -297,6 +316,7 @@ pub fn worst_stats() -> Stats {
         granted_pages: w,
         resident_pages: w,
         grant_violations: w,
+        reclaimable_pages: w,
     }
 }
 
@@ -334,7 +354,22 @@ pub fn worst_replies() -> Vec<Reply> {
     while clients.push(worst_client_entry()).is_ok() {}
     v.push(Reply::Clients(ClientsPage { page: u16::MAX, more: true, clients }));
     v.push(Reply::DmaAddr(DmaAddress { addr: u64::MAX, contiguous: u32::MAX }));
+    v.push(Reply::Validated(worst_validation()));
+    let mut slabs = SlabList::new();
+    while slabs.push(Handle(u64::MAX)).is_ok() {}
+    v.push(Reply::ShrinkPlan(ShrinkPlan { token: u32::MAX, more: true, slabs }));
     v
+}
+
+pub fn worst_validation() -> ValidationReport {
+    let c = Corruption {
+        cache: CacheId(u32::MAX),
+        object: Handle(u64::MAX),
+        offset: i32::MIN,
+        found: 0xff,
+        expected: 0xff,
+    };
+    ValidationReport { slabs: u32::MAX, objects: u32::MAX, errors: u32::MAX, first: Some(Finding::Poison(c)) }
 }
 
 pub fn worst_client_entry() -> ClientEntry {

@@ -33,8 +33,9 @@ pub fn arb_request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u16>(), arb_name())
             .prop_map(|(version, n)| Request::Hello { version, client_name: client_name(n.as_str()).unwrap() }),
-        (arb_name(), any::<u32>(), any::<u32>(), any::<u32>(), any::<bool>())
-            .prop_map(|(name, size, align, flags, ctor)| Request::CacheCreate { name, size, align, flags, ctor }),
+        (arb_name(), any::<u32>(), any::<u32>(), any::<u32>(), any::<bool>(), any::<bool>()).prop_map(
+            |(name, size, align, flags, ctor, dtor)| Request::CacheCreate { name, size, align, flags, ctor, dtor }
+        ),
         arb_cache().prop_map(|cache| Request::Alloc { cache }),
         arb_cache().prop_map(|cache| Request::Zalloc { cache }),
         (arb_cache(), arb_handle()).prop_map(|(cache, handle)| Request::Free { cache, handle }),
@@ -54,6 +55,14 @@ pub fn arb_request() -> impl Strategy<Value = Request> {
         Just(Request::Goodbye),
         any::<u16>().prop_map(|client| Request::ClientStats { client }),
         any::<u16>().prop_map(|page| Request::Clients { page }),
+        (any::<u16>(), arb_name()).prop_map(|(client, name)| Request::Validate { client, name }),
+        (arb_handle(), any::<u32>(), any::<bool>()).prop_map(|(handle, size, zero)| Request::Krealloc {
+            handle,
+            size,
+            zero
+        }),
+        arb_cache().prop_map(|cache| Request::ShrinkBegin { cache }),
+        (arb_cache(), any::<u32>()).prop_map(|(cache, token)| Request::ShrinkCommit { cache, token }),
     ]
 }
 
@@ -103,10 +112,10 @@ fn arb_track() -> impl Strategy<Value = Option<Track>> {
 fn arb_cache_info() -> impl Strategy<Value = CacheInfo> {
     (
         (arb_cache(), arb_name(), any::<u32>(), any::<bool>(), arb_layout(), any::<bool>()),
-        (proptest::option::of(any::<u16>()), any::<u16>(), any::<[u32; 5]>()),
+        (proptest::option::of(any::<u16>()), any::<u16>(), any::<[u32; 5]>(), any::<bool>()),
     )
-        .prop_map(|((cache, name, flags, ctor, layout, debug), (slot, magazine_capacity, [a, b, c, d, e]))| {
-            CacheInfo {
+        .prop_map(
+            |((cache, name, flags, ctor, layout, debug), (slot, magazine_capacity, [a, b, c, d, e], dtor))| CacheInfo {
                 cache,
                 name,
                 flags,
@@ -120,12 +129,13 @@ fn arb_cache_info() -> impl Strategy<Value = CacheInfo> {
                 active_slabs: c,
                 num_slabs: d,
                 magazine_objs: e,
-            }
-        })
+                dtor,
+            },
+        )
 }
 
 fn arb_stats() -> impl Strategy<Value = Stats> {
-    (any::<[u32; 8]>(), any::<u16>(), any::<[u64; 14]>()).prop_map(|(w, client, d)| Stats {
+    (any::<[u32; 9]>(), any::<u16>(), any::<[u64; 14]>()).prop_map(|(w, client, d)| Stats {
         pool_pages: w[0],
         pool_free_pages: w[1],
         client,
@@ -149,6 +159,7 @@ fn arb_stats() -> impl Strategy<Value = Stats> {
         granted_pages: w[5],
         resident_pages: w[6],
         grant_violations: w[7],
+        reclaimable_pages: w[8],
     })
 }
 
@@ -189,6 +200,17 @@ pub fn arb_reply() -> impl Strategy<Value = Reply> {
                 more,
                 clients: entries.into_iter().map(|(client, name)| ClientEntry { client, name }).collect(),
             })),
+        (any::<[u32; 3]>(), proptest::option::of((any::<bool>(), arb_corruption()))).prop_map(
+            |([slabs, objects, errors], first)| Reply::Validated(ValidationReport {
+                slabs,
+                objects,
+                errors,
+                first: first.map(|(poison, c)| if poison { Finding::Poison(c) } else { Finding::RedZone(c) }),
+            })
+        ),
+        (any::<u32>(), any::<bool>(), proptest::collection::vec(arb_handle(), 0..=SHRINK_PLAN_SLABS)).prop_map(
+            |(token, more, slabs)| Reply::ShrinkPlan(ShrinkPlan { token, more, slabs: SlabList::from_iter(slabs) })
+        ),
     ]
 }
 

@@ -183,6 +183,21 @@ impl Session for LocalSession {
     fn control_write(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
         if self.control.write(offset as u64, data) { Ok(()) } else { Err(outside("control", offset as u64, data.len())) }
     }
+
+    /// The client library's scenarios run on the same memory.
+    fn mapped(&self) -> Option<(memclient::Window, memclient::Control)> {
+        let (window, control) = (self.window.0, self.control.0);
+        let window_base = core::ptr::NonNull::new(window.addr as *mut u8)?;
+        let control_base = core::ptr::NonNull::new(control.addr as *mut u8)?;
+        let (window_len, control_len) = (usize::try_from(window.len).ok()?, usize::try_from(control.len).ok()?);
+        // SAFETY: the control region is mapped read-write into this task for its whole life
+        // (page aligned: the root task maps whole pages); the window is reserved in this
+        // task's VSpace for the memserver's mappings, and the library only touches the pages
+        // the server granted it (mapped before the grant's reply), as any client does.
+        unsafe {
+            Some((memclient::Window::new(window_base, window_len), memclient::Control::new(control_base, control_len)))
+        }
+    }
 }
 
 impl Drop for LocalSession {

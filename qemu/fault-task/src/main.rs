@@ -33,7 +33,7 @@ const VICTIMS: usize = 64;
 const KEPT_SIZE: u32 = 1024;
 const KEPT: usize = 20;
 /// A large kmalloc it keeps: 3 pages.
-const LARGE: u32 = 3 * 4096;
+const LARGE: usize = 3 * 4096;
 
 fn task_main(boot: ClientBoot, root: sel4::cap::Endpoint) -> ! {
     let name = boot.session.name.clone();
@@ -86,7 +86,7 @@ fn prepare(session: &ClientSession) -> Result<(Memserver<Sel4Transport>, NonNull
         }
         let large = server.kmalloc(LARGE).map_err(|_| "kmalloc")?;
         // SAFETY: a large kmalloc object of LARGE bytes this task holds.
-        unsafe { large.as_ptr().write_bytes(0x4c, LARGE as usize) };
+        unsafe { large.as_ptr().write_bytes(0x4c, LARGE) };
         let victim = *objects.first().ok_or("no victim")?;
         for object in objects {
             victims.free(object).map_err(|_| "free victim")?;

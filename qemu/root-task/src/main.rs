@@ -120,16 +120,16 @@ fn encode<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, BootE
 }
 
 /// Maps a fresh control region for client `client` (an index into the memserver's boot
-/// info) into the task and into the memserver, and records the memserver's address in the
-/// plan; returns the task's.
+/// info, sized for it by the plan) into the task and into the memserver, and records the
+/// memserver's address in the plan; returns the task's.
 fn map_control(
     objects: &mut ObjectAllocator,
     process: &mut Process,
     server: &mut Process,
     plan: &mut BootPlan,
     client: usize,
-    bytes: usize,
 ) -> Result<Region, BootError> {
+    let bytes = plan.control_bytes(client).ok_or(BootError::Description("plan"))?;
     let control = allocate_memory(objects, bytes)?;
     let control_copy: Vec<_> = control.iter().map(|f| f.copy(objects)).collect::<Result<_, _>>()?;
     let in_task = process.map_memory(objects, &control, sel4::CapRights::read_write())?;
@@ -181,7 +181,6 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
         agents.push(if t.has_agent { Some(objects.allocate_fixed::<sel4::cap_type::Endpoint>()?) } else { None });
     }
 
-    let control_bytes = protocol::control::control_region_size(system::MAGAZINE_SLOTS);
     let mut buf = [0u8; BOOT_INFO_BYTES];
     let mut built = Vec::new();
     for (n, t) in plan.tasks.clone().iter().enumerate() {
@@ -191,8 +190,9 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
             .find(|(image, _)| *image == t.image.as_str())
             .ok_or(BootError::Description("no task image for an seL4 client"))?;
         let mut process = Process::load(&mut objects, &mut scratch, elf, TASK_CNODE_SIZE_BITS, SLOT_FAULT)?;
-        // The control region: fresh frames mapped into the task and into the memserver.
-        let control_in_task = map_control(&mut objects, &mut process, &mut server, &mut plan, t.client, control_bytes)?;
+        // The control region: fresh frames mapped into the task and into the memserver
+        // (magazine slots, cache table, page-owner table of its window).
+        let control_in_task = map_control(&mut objects, &mut process, &mut server, &mut plan, t.client)?;
         // Its heap client, if it has one: a control region too, a badged endpoint capability
         // (badge = the heap client's id), and the task's VSpace in the memserver's slot for
         // that client (its window is in the task's VSpace).
@@ -207,7 +207,7 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
                     sel4::CapRights::all(),
                     0,
                 )?;
-                Some(map_control(&mut objects, &mut process, &mut server, &mut plan, h, control_bytes)?)
+                Some(map_control(&mut objects, &mut process, &mut server, &mut plan, h)?)
             }
             None => None,
         };

@@ -72,6 +72,9 @@ pub struct ServerClient {
     pub window_pages: u32,
     /// `introspect`.
     pub introspect: bool,
+    /// `slub_debug` (Linux's boot-parameter syntax; empty: no debugging), checked by the
+    /// system crate when the root task was built.
+    pub slub_debug: heapless::String<{ protocol::slub_debug::SLUB_DEBUG_MAX }>,
     /// Where its window starts in its own VSpace (reserved, unmapped at start).
     pub window_base: u64,
     /// Its control region, mapped read-write in the memserver (and in the client).

@@ -62,6 +62,8 @@ pub struct ClientTask<'a> {
     pub window_pages: u32,
     /// `introspect`.
     pub introspect: bool,
+    /// `slub_debug` (empty when not set).
+    pub slub_debug: &'a str,
     /// `image`.
     pub image: &'a str,
     /// `heap`: the client whose session serves the task's own heap.
@@ -79,6 +81,8 @@ pub struct HeapClient<'a> {
     pub quota_pages: u32,
     /// `window_pages`.
     pub window_pages: u32,
+    /// `slub_debug` (empty when not set).
+    pub slub_debug: &'a str,
 }
 
 /// What the plan is made from: `[server]` and the seL4 clients of `system.toml`.
@@ -107,6 +111,8 @@ pub enum PlanError {
     TooManyPeers,
     /// A name does not fit.
     Name,
+    /// A `slub_debug` string is longer than `protocol::slub_debug::SLUB_DEBUG_MAX`.
+    SlubDebug,
     /// A window (or the pool's direct map) is larger than one top-level region.
     RegionTooLarge,
     /// The pool cannot hold its own paging structures.
@@ -165,13 +171,14 @@ fn window_tables(paging: &Paging, base: u64, pages: u32) -> Result<u64, PlanErro
     paging.tables_for(base, bytes).ok_or(PlanError::RegionTooLarge)
 }
 
-/// A client of the memserver's boot info (its control region is filled in by the glue).
+/// A client of the memserver's boot info, without introspection rights (its control region
+/// is filled in by the glue).
 fn server_client(
     id: ClientId,
     client_name: &str,
     quota_pages: u32,
     window_pages: u32,
-    introspect: bool,
+    slub_debug: &str,
     window_base: u64,
 ) -> Result<ServerClient, PlanError> {
     Ok(ServerClient {
@@ -179,7 +186,8 @@ fn server_client(
         name: name(client_name)?,
         quota_pages,
         window_pages,
-        introspect,
+        introspect: false,
+        slub_debug: heapless::String::try_from(slub_debug).map_err(|_| PlanError::SlubDebug)?,
         window_base,
         control: Region { addr: 0, len: 0 },
     })
@@ -237,9 +245,10 @@ impl BootPlan {
         // Every client the memserver serves, in id order: the tasks' own and their heaps.
         let mut all = Vec::new();
         for c in clients {
-            all.push(server_client(c.id, c.name, c.quota_pages, c.window_pages, c.introspect, WINDOW_BASE)?);
+            let own = server_client(c.id, c.name, c.quota_pages, c.window_pages, c.slub_debug, WINDOW_BASE)?;
+            all.push(ServerClient { introspect: c.introspect, ..own });
             if let Some(h) = c.heap {
-                all.push(server_client(h.id, h.name, h.quota_pages, h.window_pages, false, HEAP_WINDOW_BASE)?);
+                all.push(server_client(h.id, h.name, h.quota_pages, h.window_pages, h.slub_debug, HEAP_WINDOW_BASE)?);
             }
         }
         all.sort_by_key(|c| c.id);
@@ -296,6 +305,13 @@ impl BootPlan {
         };
 
         Ok(BootPlan { server, tasks, server_slots_used: used })
+    }
+
+    /// Bytes of the control region of the plan's client `client` (index in the description):
+    /// magazine slots, the cache table and the page-owner table of its window, whole pages,
+    /// as the memserver's dispatch lays it out (`Server::control_size`).
+    pub fn control_bytes(&self, client: usize) -> Option<usize> {
+        Some(memserver_sel4_server::sizing::control_bytes(&self.server, self.server.clients.get(client)?.window_pages))
     }
 
     /// Pages of the paging reserve.

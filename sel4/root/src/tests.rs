@@ -25,10 +25,12 @@ fn sel4_clients(system: &memserver_system::System) -> Vec<ClientTask<'_>> {
                 quota_pages: c.quota_pages,
                 window_pages: c.window_pages,
                 introspect: c.introspect,
+                slub_debug: c.slub_debug.as_deref().unwrap_or(""),
                 image: c.image.as_deref()?,
                 heap: c.heap.as_deref().and_then(|heap| {
                     let (id, h) = system.client_by_name(heap)?;
-                    Some(HeapClient { id, name: &h.name, quota_pages: h.quota_pages, window_pages: h.window_pages })
+                    let slub_debug = h.slub_debug.as_deref().unwrap_or("");
+                    Some(HeapClient { id, name: &h.name, quota_pages: h.quota_pages, window_pages: h.window_pages, slub_debug })
                 }),
             })
         })
@@ -102,11 +104,13 @@ fn every_sel4_client_is_its_own_task_and_images_know_their_peers() {
     let (system, plan) = repository_plan();
     assert_eq!(plan.tasks.len(), system.clients.iter().filter(|c| c.image.is_some()).count());
     let by_name = |n: &str| plan.tasks.iter().position(|t| plan.server.clients[t.client].name == n).unwrap();
-    let (conformance, peer) = (by_name("conformance"), by_name("conformance-peer"));
-    assert_eq!((plan.tasks[conformance].instance, plan.tasks[peer].instance), (0, 1));
-    assert_eq!(plan.tasks[conformance].peers, [peer]);
-    assert_eq!(plan.tasks[peer].peers, [conformance]);
-    assert!(plan.tasks[conformance].has_agent && plan.tasks[peer].has_agent);
+    let (conformance, peer, debug) =
+        (by_name("conformance"), by_name("conformance-peer"), by_name("conformance-debug"));
+    let instances = [conformance, peer, debug].map(|t| plan.tasks[t].instance);
+    assert_eq!(instances, [0, 1, 2]);
+    assert_eq!(plan.tasks[conformance].peers, [peer, debug]);
+    assert_eq!(plan.tasks[peer].peers, [conformance, debug]);
+    assert!([conformance, peer, debug].iter().all(|&t| plan.tasks[t].has_agent));
     assert!(plan.tasks[by_name("loadgen-0")].background && !plan.tasks[conformance].background);
     let boot = plan
         .client_boot(conformance, Region { addr: 0x1_0000_0000, len: 0x5000 }, Some(Region { addr: 0, len: 0 }))
@@ -182,7 +186,7 @@ fn a_task_with_a_heap_gets_a_second_session_in_its_own_vspace() {
 
 #[test]
 fn a_heap_with_the_id_of_another_client_is_refused() {
-    let heap = HeapClient { id: 2, name: "h", quota_pages: 1, window_pages: 1 };
+    let heap = HeapClient { id: 2, name: "h", quota_pages: 1, window_pages: 1, slub_debug: "" };
     let clients = [
         ClientTask {
             id: 1,
@@ -190,10 +194,20 @@ fn a_heap_with_the_id_of_another_client_is_refused() {
             quota_pages: 1,
             window_pages: 1,
             introspect: false,
+            slub_debug: "",
             image: "x",
             heap: Some(heap),
         },
-        ClientTask { id: 2, name: "b", quota_pages: 1, window_pages: 1, introspect: false, image: "y", heap: None },
+        ClientTask {
+            id: 2,
+            name: "b",
+            quota_pages: 1,
+            window_pages: 1,
+            introspect: false,
+            slub_debug: "",
+            image: "y",
+            heap: None,
+        },
     ];
     let d = Description {
         pool_pages: 100,
@@ -214,7 +228,7 @@ fn a_heap_with_the_id_of_another_client_is_refused() {
 
 fn one_client(pool_pages: u32, window_pages: u32) -> Result<BootPlan, PlanError> {
     let clients =
-        [ClientTask { id: 1, name: "a", quota_pages: 1, window_pages, introspect: false, image: "x", heap: None }];
+        [ClientTask { id: 1, name: "a", quota_pages: 1, window_pages, introspect: false, slub_debug: "", image: "x", heap: None }];
     BootPlan::new(
         &Description {
             pool_pages,
@@ -490,4 +504,27 @@ fn a_faulting_task_loses_its_heap_with_its_client_and_only_its_own_frames_are_co
     // A heap reclaim nobody asked for changes nothing.
     assert!(said(&s.on(Event::HeapReclaimed { task: 1, frames: 1, free: 0 })).contains("not asked for"));
     assert_eq!(s.failures(), 0);
+}
+
+/// The memserver learns each seL4 client's `slub_debug`, and each client's control region is
+/// sized as the dispatch lays it out: slots, cache table, and a page-owner entry per window
+/// page.
+#[test]
+fn slub_debug_and_control_sizes_reach_the_memserver() {
+    let (system, plan) = repository_plan();
+    for (i, c) in plan.server.clients.iter().enumerate() {
+        let (_, entry) = system.client_by_name(&c.name).unwrap();
+        assert_eq!(c.slub_debug.as_str(), entry.slub_debug.as_deref().unwrap_or(""), "{}", c.name);
+        let bytes = plan.control_bytes(i).unwrap();
+        let caches = plan.server.max_caches_per_client.max(14);
+        let layout = protocol::control::ControlLayout {
+            slots: plan.server.magazine_slots,
+            caches,
+            window_pages: c.window_pages,
+        };
+        assert_eq!(bytes, layout.size(), "{}", c.name);
+        assert!(bytes >= layout.page_owner_offset(c.window_pages), "{}: no room for the page-owner table", c.name);
+    }
+    let debug = plan.server.clients.iter().find(|c| c.name == "conformance-debug").unwrap();
+    assert_eq!(debug.slub_debug.as_str(), "FZPU,kmalloc-*");
 }

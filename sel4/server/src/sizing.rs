@@ -26,6 +26,14 @@ pub fn engine_config(boot: &ServerBoot) -> EngineConfig {
     config
 }
 
+/// Bytes of the control region of a client with a window of `window_pages` pages: its magazine
+/// slots, its cache table (one entry per cache slot, the kmalloc caches included) and the
+/// page-owner table of its window, in whole pages, as the dispatch lays it out
+/// (`Server::control_size`; the root task maps that much for each client).
+pub fn control_bytes(boot: &ServerBoot, window_pages: u32) -> usize {
+    protocol::control::control_region_size(boot.magazine_slots, engine_config(boot).max_caches_per_client, window_pages)
+}
+
 /// Bytes of heap the memserver task needs: the engine's tables and sessions, the frame
 /// table (a state per pool frame, a frame index per window page, table presence bits), with
 /// room for the allocator's own bookkeeping; `None` on overflow. (The engine's STORE_USER

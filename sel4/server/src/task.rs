@@ -79,6 +79,9 @@ pub fn start<K: Kernel + 'static, M: Memory + 'static>(
                 window_pages: c.window_pages,
                 quota_pages: c.quota_pages,
                 introspect: c.introspect,
+                // Checked when the root task was built; a string that no longer parses
+                // debugs nothing rather than keep the client out.
+                slub_debug: protocol::slub_debug::SlubDebug::parse(&c.slub_debug).unwrap_or_default(),
             })
         })
         .collect();

@@ -44,10 +44,12 @@ fn client(index: usize, id: ClientId, name: &str, quota_pages: u32, window_pages
         quota_pages,
         window_pages,
         introspect: false,
+        slub_debug: heapless::String::new(),
         window_base: WINDOW_BASE,
+        // Magazine slots, cache table and page-owner table (8 bytes per window page).
         control: Region {
-            addr: CONTROL_BASE + index as u64 * 0x10_0000,
-            len: protocol::control::control_region_size(16) as u64,
+            addr: CONTROL_BASE + index as u64 * 0x1000_0000,
+            len: protocol::control::control_region_size(16, 32, window_pages) as u64,
         },
     }
 }
@@ -387,7 +389,7 @@ fn a_client_badge_is_admitted_on_hello_and_gets_frames_mapped_on_grant() {
     let mut t = task();
     assert_eq!(t.hello(3, "alpha").unwrap().client, 3);
     let mut c = t.client(3);
-    let cache = c.cache_create(protocol::cache_name("obj").unwrap(), 256, 0, 0, false).unwrap().cache;
+    let cache = c.cache_create(protocol::cache_name("obj").unwrap(), 256, 0, 0, false, false).unwrap().cache;
     let handle = c.alloc(cache).unwrap().handle;
     let mapped = t.platform().frames.mapped_of(3);
     assert!(mapped >= 1);
@@ -449,7 +451,7 @@ fn store_user_record_frames_are_private_and_the_census_agrees() {
     t.hello(3, "alpha").unwrap();
     let mut c = t.client(3);
     let name = protocol::cache_name("tracked").unwrap();
-    let cache = c.cache_create(name, 64, 0, protocol::flags::SLAB_STORE_USER, false).unwrap().cache;
+    let cache = c.cache_create(name, 64, 0, protocol::flags::SLAB_STORE_USER, false, false).unwrap().cache;
     c.alloc(cache).unwrap();
     let census = t.task.census();
     assert!(census.private >= 1 && census.engine_private == census.private, "{census}");
@@ -465,14 +467,15 @@ fn dma_addr_answers_the_physical_address_of_a_dma_object() {
     let mut t = task();
     t.hello(3, "alpha").unwrap();
     let mut c = t.client(3);
-    let dma = c.cache_create(protocol::cache_name("dma").unwrap(), 256, 0, protocol::flags::SLAB_CACHE_DMA, false);
+    let dma =
+        c.cache_create(protocol::cache_name("dma").unwrap(), 256, 0, protocol::flags::SLAB_CACHE_DMA, false, false);
     let handle = c.alloc(dma.unwrap().cache).unwrap().handle;
     let answer = c.dma_addr(handle).unwrap();
     let vaddr = WINDOW_BASE + (handle.0 & !4095);
     let (_, frame) = t.platform().kernel.mapped_at(alpha_vspace(), vaddr).unwrap();
     assert_eq!(answer, DmaAddress { addr: 0x4000_0000 + u64::from(frame) * 4096 + handle.0 % 4096, contiguous: 256 });
     let mut c = t.client(3);
-    let plain = c.cache_create(protocol::cache_name("plain").unwrap(), 256, 0, 0, false).unwrap().cache;
+    let plain = c.cache_create(protocol::cache_name("plain").unwrap(), 256, 0, 0, false, false).unwrap().cache;
     let other = c.alloc(plain).unwrap().handle;
     assert_eq!(refused(c.dma_addr(other)), Error::InvalidArgument);
 }

@@ -16,7 +16,7 @@ pub fn bad_names(h: &mut dyn Harness) -> Result<(), Failure> {
     // A 32-byte name is no `CacheName`, so no typed request carries one: hand-made bytes
     // (the 31-byte encoding with one more name byte) must be refused by the server's decoder.
     let name = protocol::cache_name(&"n".repeat(31)).map_err(|e| format!("31-byte name: {e:?}"))?;
-    let request = Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false };
+    let request = Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false, dtor: false };
     let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
     let mut bytes = protocol::encode_request(&request, &mut buf).map_err(|e| format!("encode: {e:?}"))?.to_vec();
     ensure!(bytes.get(1) == Some(&31), "name length is not the second byte: {bytes:?}");
@@ -36,7 +36,14 @@ pub fn disguising_names(h: &mut dyn Harness) -> Result<(), Failure> {
     for name in ["dentry\u{200b}", "\u{202e}yrtned", "\u{feff}x", "caf\u{e9}", "a\u{a0}b", "a b", "a\tb", "a\u{7f}b"] {
         let name = protocol::CacheName::try_from(name).map_err(|_| "name longer than 31 bytes")?;
         let shown = alloc::format!("{name:?}");
-        match c.call(&protocol::Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false })? {
+        match c.call(&protocol::Request::CacheCreate {
+            name,
+            size: 64,
+            align: 0,
+            flags: 0,
+            ctor: false,
+            dtor: false,
+        })? {
             protocol::Reply::Error(Error::InvalidArgument) => {}
             other => return Err(alloc::format!("name {shown}: {other:?}")),
         }

@@ -5,10 +5,13 @@ mod debug;
 mod dma;
 mod introspect;
 mod kmalloc;
+mod library;
 mod magazines;
 mod objects;
+mod release;
 mod session;
 mod stats;
+mod validate;
 
 use alloc::format;
 
@@ -37,6 +40,11 @@ macro_rules! ensure {
 pub const CLIENT: &str = "conformance";
 /// A second client task, for isolation scenarios.
 pub const PEER: &str = "conformance-peer";
+/// A third client task, whose kmalloc caches are debug caches (its `slub_debug` in
+/// `system.toml` is [`DEBUG_SLUB_DEBUG`]).
+pub const DEBUG: &str = "conformance-debug";
+/// The `slub_debug` setting of [`DEBUG`].
+pub const DEBUG_SLUB_DEBUG: &str = "FZPU,kmalloc-*";
 
 /// Opens a session as `name` and says `Hello`.
 pub fn connect(h: &mut dyn Harness, name: &str) -> Result<Client, Failure> {
@@ -101,8 +109,69 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "kmalloc_54_bytes_comes_from_kmalloc_64", run: kmalloc::size_class_54 },
     Scenario { name: "kmalloc_classes_follow_linux", run: kmalloc::classes },
     Scenario { name: "kmalloc_large_takes_whole_pages", run: kmalloc::large },
-    Scenario { name: "kfree_rejects_double_and_foreign_objects", run: kmalloc::kfree_checks },
-    Scenario { name: "kmalloc_zero_is_invalid_argument", run: kmalloc::zero },
+    Scenario { name: "kfree_rejects_double_free_and_non_objects", run: kmalloc::kfree_checks },
+    Scenario { name: "kmalloc_zero_on_the_wire_is_invalid_argument", run: kmalloc::zero },
+    Scenario {
+        name: "kfree_takes_any_cache_object_back_to_its_cache",
+        run: kmalloc::kfree_takes_any_cache_object_back_to_its_cache,
+    },
+    Scenario { name: "kmalloc_sizes_are_naturally_aligned", run: kmalloc::kmalloc_sizes_are_naturally_aligned },
+    Scenario {
+        name: "kmalloc_caches_have_magazine_slots_from_hello",
+        run: kmalloc::kmalloc_caches_have_magazine_slots_from_hello,
+    },
+    Scenario {
+        name: "page_owner_table_follows_slabs_and_large_kmallocs",
+        run: kmalloc::page_owner_table_follows_slabs_and_large_kmallocs,
+    },
+    Scenario { name: "forged_tables_mislead_only_the_client", run: kmalloc::forged_tables_mislead_only_the_client },
+    // The client library's kmalloc rules (memclient on the mapped window and control region).
+    Scenario { name: "kmalloc_zero_is_zero_size_ptr", run: library::kmalloc_zero_is_zero_size_ptr },
+    Scenario { name: "kmalloc_goes_through_magazines", run: library::kmalloc_goes_through_magazines },
+    Scenario {
+        name: "kfree_of_a_cache_object_goes_to_its_cache",
+        run: library::kfree_of_a_cache_object_goes_to_its_cache,
+    },
+    Scenario { name: "ksize_is_the_size_class", run: library::ksize_is_the_size_class },
+    Scenario { name: "krealloc_follows_linux", run: library::krealloc_follows_linux },
+    Scenario { name: "kcalloc_checks_overflow_and_zeroes", run: library::kcalloc_checks_overflow_and_zeroes },
+    Scenario { name: "kmalloc_addresses_are_naturally_aligned", run: library::kmalloc_addresses_are_naturally_aligned },
+    Scenario { name: "alloc_bulk_is_all_or_nothing", run: library::alloc_bulk_is_all_or_nothing },
+    Scenario {
+        name: "ctor_constructs_every_object_of_a_new_slab",
+        run: library::ctor_constructs_every_object_of_a_new_slab,
+    },
+    Scenario { name: "dtor_runs_before_slabs_leave", run: library::dtor_runs_before_slabs_leave },
+    // Validation and slub_debug: the cases of Linux's lib/slub_kunit.c.
+    Scenario { name: "slub_kunit_test_clobber_zone", run: validate::clobber_zone },
+    Scenario { name: "slub_kunit_test_first_word", run: validate::first_word },
+    Scenario { name: "slub_kunit_test_clobber_50th_byte", run: validate::clobber_50th_byte },
+    Scenario { name: "slub_kunit_test_clobber_redzone_free", run: validate::clobber_redzone_free },
+    Scenario { name: "slub_kunit_test_leak_destroy", run: validate::leak_destroy },
+    Scenario { name: "slub_kunit_test_kmalloc_redzone_access", run: validate::kmalloc_redzone_access },
+    Scenario { name: "slub_kunit_test_krealloc_redzone_zeroing", run: validate::krealloc_redzone_zeroing },
+    Scenario { name: "validate_counts_each_corrupted_region_once", run: validate::each_corrupted_region_counts_once },
+    Scenario {
+        name: "validate_of_another_clients_cache_needs_introspection",
+        run: validate::validate_of_another_clients_cache_needs_introspection,
+    },
+    Scenario {
+        name: "slub_debug_makes_kmalloc_caches_debug_caches",
+        run: validate::slub_debug_makes_kmalloc_caches_debug_caches,
+    },
+    Scenario { name: "kmalloc_slack_is_red_zone", run: validate::kmalloc_slack_is_red_zone },
+    // Destructors, and the flags that keep memory in a cache.
+    Scenario { name: "dtor_cache_releases_slabs_in_two_phases", run: release::dtor_cache_releases_slabs_in_two_phases },
+    Scenario { name: "linux_flags_are_accepted_and_reported", run: release::linux_flags_are_accepted_and_reported },
+    Scenario { name: "reclaim_account_pages_show_in_stats", run: release::reclaim_account_pages_show_in_stats },
+    Scenario {
+        name: "typesafe_by_rcu_objects_are_not_poisoned",
+        run: release::typesafe_by_rcu_objects_are_not_poisoned,
+    },
+    Scenario {
+        name: "pressure_never_reaps_no_reap_rcu_or_dtor_caches",
+        run: release::pressure_never_reaps_no_reap_rcu_or_dtor_caches,
+    },
     // Magazines.
     Scenario { name: "magazine_refill_then_drain_round_trips", run: magazines::refill_drain },
     Scenario { name: "magazine_count_above_capacity_is_rejected", run: magazines::count_above_capacity },

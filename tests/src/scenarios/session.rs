@@ -88,7 +88,7 @@ pub fn oversized_message_is_malformed(h: &mut dyn Harness) -> Result<(), Failure
 pub fn truncated_message_is_malformed(h: &mut dyn Harness) -> Result<(), Failure> {
     let mut c = connect(h, CLIENT)?;
     let name = protocol::cache_name("truncated").map_err(|e| alloc::format!("{e:?}"))?;
-    let request = Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false };
+    let request = Request::CacheCreate { name, size: 64, align: 0, flags: 0, ctor: false, dtor: false };
     let mut buf = [0u8; protocol::MAX_MESSAGE_BYTES];
     let bytes = protocol::encode_request(&request, &mut buf).map_err(|e| alloc::format!("{e:?}"))?.to_vec();
     for cut in 1..bytes.len() {

@@ -1,15 +1,17 @@
-//! The allocators a sequence runs against: memserver (one cache per size class, with or
-//! without magazines), glibc `malloc`/`free` (`std::alloc::System`) and mimalloc (its plain
-//! allocator API, not installed as the global allocator).
+//! The allocators a sequence runs against: memserver (one cache per size class and the
+//! client's kmalloc caches, with or without magazines), glibc `malloc`/`free`
+//! (`std::alloc::System`) and mimalloc (its plain allocator API, not installed as the global
+//! allocator).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use memclient::Cache;
 use memclient::host::Connection;
 
 use crate::pattern;
+use crate::workload::KMALLOC;
 
 /// One configuration of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +49,8 @@ pub trait Backend: Sync {
     /// runner constructs them itself when the workload has a ctor.
     fn constructs(&self) -> bool;
 
-    /// An object of `size` bytes of size class `class`.
+    /// An object of `size` bytes of size class `class` (by `kmalloc` when `class` is
+    /// [`KMALLOC`]).
     fn alloc(&self, class: usize, size: usize) -> Option<NonNull<u8>>;
 
     /// Frees an object.
@@ -115,10 +118,15 @@ fn ctor(object: NonNull<u8>) {
     unsafe { pattern::construct(object, CTOR_SIZE.load(Ordering::Relaxed)) };
 }
 
-/// memserver: one cache per size class of the plan.
+/// memserver: one cache per size class of the plan, and `kmalloc` (through the kmalloc
+/// caches' magazines; without magazines, a `Kmalloc`/`Kfree` IPC each).
 pub struct MemserverCaches<'m> {
+    session: &'m Session,
     caches: Vec<Cache<'m, Connection>>,
+    magazines: bool,
     with_ctor: bool,
+    /// `Kmalloc`/`Kfree` IPCs made without magazines (the library counts only its own).
+    kmalloc_ipcs: AtomicU64,
 }
 
 impl<'m> MemserverCaches<'m> {
@@ -143,13 +151,15 @@ impl<'m> MemserverCaches<'m> {
             };
             caches.push(cache);
         }
-        Ok(MemserverCaches { caches, with_ctor })
+        Ok(MemserverCaches { session: server, caches, magazines, with_ctor, kmalloc_ipcs: AtomicU64::new(0) })
     }
 
     /// Returns the magazines, checks that no object is left allocated (a lost object), and
-    /// destroys the caches. Returns a description of each problem found.
+    /// destroys the caches; then flushes the kmalloc magazines and checks that no kmalloc
+    /// object is left allocated. Returns a description of each problem found.
     pub fn finish(self) -> Vec<String> {
         let mut problems = Vec::new();
+        let session = self.session;
         for cache in self.caches {
             let name = format!("cache {:?}", cache.id());
             if let Err(e) = cache.flush() {
@@ -160,7 +170,40 @@ impl<'m> MemserverCaches<'m> {
                 problems.push(format!("{name}: destroy failed ({e}): objects lost"));
             }
         }
+        if let Err(e) = session.kmalloc_flush() {
+            problems.push(format!("kmalloc flush failed: {e}"));
+        }
+        match session.stats() {
+            Ok(s) if s.live_objects > 0 => {
+                problems.push(format!("kmalloc: {} objects still allocated: objects lost", s.live_objects))
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(format!("stats failed: {e}")),
+        }
         problems
+    }
+
+    /// `kmalloc`s and `kfree`s made by IPC without magazines: misses the library did not
+    /// count (it counts those of its own `kmalloc`).
+    pub fn uncounted_kmalloc_misses(&self) -> u64 {
+        self.kmalloc_ipcs.load(Ordering::Relaxed)
+    }
+
+    fn kmalloc(&self, size: usize) -> Option<NonNull<u8>> {
+        if self.magazines {
+            return self.session.kmalloc(size).ok();
+        }
+        self.kmalloc_ipcs.fetch_add(1, Ordering::Relaxed);
+        let object = self.session.ipc(|api| api.kmalloc(u32::try_from(size).unwrap_or(u32::MAX))).ok()?;
+        self.session.window().ptr(object.handle, size)
+    }
+
+    fn kfree(&self, object: NonNull<u8>) -> bool {
+        if self.magazines {
+            return self.session.kfree(object).is_ok();
+        }
+        self.kmalloc_ipcs.fetch_add(1, Ordering::Relaxed);
+        self.session.window().handle(object).is_some_and(|h| self.session.ipc(|api| api.kfree(h)).is_ok())
     }
 }
 
@@ -173,12 +216,18 @@ impl Backend for MemserverCaches<'_> {
     }
 
     #[inline]
-    fn alloc(&self, class: usize, _size: usize) -> Option<NonNull<u8>> {
+    fn alloc(&self, class: usize, size: usize) -> Option<NonNull<u8>> {
+        if class == usize::from(KMALLOC) {
+            return self.kmalloc(size);
+        }
         self.caches.get(class)?.alloc().ok()
     }
 
     #[inline]
     unsafe fn free(&self, class: usize, _size: usize, object: NonNull<u8>) -> bool {
+        if class == usize::from(KMALLOC) {
+            return self.kfree(object);
+        }
         self.caches.get(class).is_some_and(|c| c.free(object).is_ok())
     }
 }

@@ -81,7 +81,9 @@ pub fn run(args: &Args, index: usize, configs: &[Config]) -> Result<(), String> 
                 let run = with_progress(|p| {
                     runner::run(&caches, &plans, args.budget(), ctor, p, tag_base, &|| snapshot(&slabinfo))
                 });
-                let ipc = delta(before, session.counters());
+                let mut ipc = delta(before, session.counters());
+                ipc.misses += caches.uncounted_kmalloc_misses();
+                ipc.kmalloc_misses += caches.uncounted_kmalloc_misses();
                 let lost = caches.finish();
                 if configs.iter().position(|c| c.is_memserver()) == Some(k) {
                     report.slabinfo = slabinfo.into_inner().unwrap_or_default();
@@ -110,6 +112,8 @@ fn delta(before: CounterSnapshot, after: CounterSnapshot) -> Ipc {
         hits: (after.alloc_hits + after.free_hits).saturating_sub(before.alloc_hits + before.free_hits),
         misses: after.misses.saturating_sub(before.misses),
         calls: after.calls.saturating_sub(before.calls),
+        kmalloc_hits: after.kmalloc_hits.saturating_sub(before.kmalloc_hits),
+        kmalloc_misses: after.kmalloc_misses.saturating_sub(before.kmalloc_misses),
     }
 }
 

@@ -275,7 +275,13 @@ fn print(report: &Report) {
     print!("{}", report::slabinfo(report));
     println!();
     if let Some(total) = report.memserver_total() {
-        println!("magazine hit rate: {:.1} %", total.hit_rate.unwrap_or(0.0) * 100.0);
+        let shown = |r: Option<f64>| r.map_or_else(|| "- (none)".to_owned(), report::percent);
+        println!(
+            "magazine hit rate: caches {}, kmalloc {} (all operations {})",
+            shown(total.cache_hit_rate),
+            shown(total.kmalloc_hit_rate),
+            report::percent(total.hit_rate.unwrap_or(0.0))
+        );
         println!("IPC calls per 1,000 operations: {:.1}", total.ipc_per_1000_ops.unwrap_or(0.0));
     }
     println!(

@@ -32,8 +32,15 @@ pub struct Row {
     pub misses: Option<u64>,
     /// IPC round trips made during the timed part and the drain; memserver only.
     pub ipc_calls: Option<u64>,
-    /// hits / (hits + misses).
+    /// hits / (hits + misses), over every operation (caches and kmalloc).
     pub hit_rate: Option<f64>,
+    /// Of `hits` and `misses`, the `kmalloc`s and `kfree`s; memserver only.
+    pub kmalloc_hits: Option<u64>,
+    pub kmalloc_misses: Option<u64>,
+    /// The hit rate of the cache operations alone (`None` without any).
+    pub cache_hit_rate: Option<f64>,
+    /// The hit rate of `kmalloc` and `kfree` alone (`None` without any).
+    pub kmalloc_hit_rate: Option<f64>,
     pub ipc_per_1000_ops: Option<f64>,
     /// Objects whose pattern was checked before free.
     pub verified: u64,
@@ -50,11 +57,20 @@ pub struct Row {
 }
 
 /// Magazine counters over one configuration (deltas of `memclient::CounterSnapshot`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Ipc {
     pub hits: u64,
     pub misses: u64,
     pub calls: u64,
+    /// Of `hits` and `misses`, the kmalloc ones.
+    pub kmalloc_hits: u64,
+    pub kmalloc_misses: u64,
+}
+
+/// hits / (hits + misses), `None` without either.
+fn rate_of(hits: u64, misses: u64) -> Option<f64> {
+    let total = hits + misses;
+    (total > 0).then(|| hits as f64 / total as f64)
 }
 
 impl Row {
@@ -74,7 +90,7 @@ impl Row {
         row.set_latency(&run.latency);
         row.ops_per_sec = rate(row.ops, row.seconds);
         if let Some(ipc) = ipc {
-            row.set_ipc(ipc.hits, ipc.misses, ipc.calls);
+            row.set_ipc(ipc);
         }
         row
     }
@@ -98,13 +114,28 @@ impl Row {
         self.samples = h.len();
     }
 
-    fn set_ipc(&mut self, hits: u64, misses: u64, calls: u64) {
-        self.hits = Some(hits);
-        self.misses = Some(misses);
-        self.ipc_calls = Some(calls);
-        let total = hits + misses;
-        self.hit_rate = Some(if total == 0 { 0.0 } else { hits as f64 / total as f64 });
-        self.ipc_per_1000_ops = Some(if self.ops == 0 { 0.0 } else { calls as f64 * 1000.0 / self.ops as f64 });
+    fn set_ipc(&mut self, ipc: Ipc) {
+        self.hits = Some(ipc.hits);
+        self.misses = Some(ipc.misses);
+        self.ipc_calls = Some(ipc.calls);
+        self.kmalloc_hits = Some(ipc.kmalloc_hits);
+        self.kmalloc_misses = Some(ipc.kmalloc_misses);
+        self.hit_rate = Some(rate_of(ipc.hits, ipc.misses).unwrap_or(0.0));
+        self.cache_hit_rate =
+            rate_of(ipc.hits.saturating_sub(ipc.kmalloc_hits), ipc.misses.saturating_sub(ipc.kmalloc_misses));
+        self.kmalloc_hit_rate = rate_of(ipc.kmalloc_hits, ipc.kmalloc_misses);
+        self.ipc_per_1000_ops = Some(if self.ops == 0 { 0.0 } else { ipc.calls as f64 * 1000.0 / self.ops as f64 });
+    }
+
+    /// The magazine counters of the row (`None` outside memserver).
+    fn ipc(&self) -> Option<Ipc> {
+        Some(Ipc {
+            hits: self.hits?,
+            misses: self.misses?,
+            calls: self.ipc_calls?,
+            kmalloc_hits: self.kmalloc_hits.unwrap_or(0),
+            kmalloc_misses: self.kmalloc_misses.unwrap_or(0),
+        })
     }
 
     /// The total over clients: ops summed, the slowest client's time, histograms merged.
@@ -121,9 +152,16 @@ impl Row {
         }
         total.set_latency(&h);
         total.ops_per_sec = rate(total.ops, total.seconds);
-        if rows.iter().all(|r| r.hits.is_some()) && !rows.is_empty() {
-            let sum = |f: fn(&Row) -> Option<u64>| rows.iter().filter_map(f).sum::<u64>();
-            total.set_ipc(sum(|r| r.hits), sum(|r| r.misses), sum(|r| r.ipc_calls));
+        let ipcs: Option<Vec<Ipc>> = rows.iter().map(Row::ipc).collect();
+        if let Some(ipcs) = ipcs.filter(|i| !i.is_empty()) {
+            let sum = |f: fn(&Ipc) -> u64| ipcs.iter().map(f).sum::<u64>();
+            total.set_ipc(Ipc {
+                hits: sum(|i| i.hits),
+                misses: sum(|i| i.misses),
+                calls: sum(|i| i.calls),
+                kmalloc_hits: sum(|i| i.kmalloc_hits),
+                kmalloc_misses: sum(|i| i.kmalloc_misses),
+            });
         }
         total.histogram = h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
         total
@@ -201,6 +239,11 @@ fn ops_rate(v: f64) -> String {
     if v >= 1e6 { format!("{:.2} M", v / 1e6) } else { format!("{:.1} k", v / 1e3) }
 }
 
+/// A hit rate as a percentage with two decimals (99.95 % is not 100 %).
+pub fn percent(rate: f64) -> String {
+    format!("{:.2} %", rate * 100.0)
+}
+
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "-".into(), f)
 }
@@ -210,8 +253,18 @@ pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<23} {:<10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
-        "configuration", "client", "ops", "ops/s", "p50", "p90", "p99", "p99.9", "hit rate", "IPC/1k ops"
+        "{:<23} {:<10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>11} {:>10}",
+        "configuration",
+        "client",
+        "ops",
+        "ops/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "cache hit",
+        "kmalloc hit",
+        "IPC/1k ops"
     );
     for config in &report.configs {
         let rows: Vec<&Row> = if config.clients.len() > 1 {
@@ -224,7 +277,7 @@ pub fn table(report: &Report) -> String {
             let client = if config.clients.len() > 1 { r.client.as_str() } else { config.clients[0].client.as_str() };
             let _ = writeln!(
                 out,
-                "{:<23} {:<10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
+                "{:<23} {:<10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>11} {:>10}",
                 name,
                 client,
                 r.ops,
@@ -233,7 +286,8 @@ pub fn table(report: &Report) -> String {
                 ns(r.p90_ns as f64),
                 ns(r.p99_ns as f64),
                 ns(r.p999_ns as f64),
-                opt(r.hit_rate, |h| format!("{:.1} %", h * 100.0)),
+                opt(r.cache_hit_rate, percent),
+                opt(r.kmalloc_hit_rate, percent),
                 opt(r.ipc_per_1000_ops, |c| format!("{c:.1}")),
             );
         }

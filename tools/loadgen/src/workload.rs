@@ -14,7 +14,8 @@ pub enum Workload {
     /// Alloc then free at once, one size (`--size`).
     Churn,
     /// Sizes drawn over the kmalloc classes with a Linux-like distribution, random frees from a
-    /// bounded pool of live objects.
+    /// bounded pool of live objects; half the objects come from a cache per class (kernel
+    /// code's dedicated caches), half from `kmalloc` of the exact size.
     Mixed,
     /// A FIFO pool of live objects: each object lives for `LIFETIME_POOL` operations.
     Lifetime,
@@ -23,6 +24,11 @@ pub enum Workload {
     /// As churn, on a cache with a constructor (memserver runs it once per object; the
     /// baselines construct on every allocation, as a plain malloc user must).
     Ctor,
+    /// `kmalloc`/`kfree` only: sizes over 8 … 4096 bytes as kernel code asks them
+    /// (`KMALLOC_SIZES`, odd sizes within each class), one allocation in `LARGE_EVERY` a
+    /// large one (8 KiB … 64 KiB, whole pages), random frees from a bounded pool. The
+    /// baselines `malloc` the same sizes.
+    Kmalloc,
 }
 
 impl Workload {
@@ -34,6 +40,7 @@ impl Workload {
             Workload::Lifetime => "lifetime",
             Workload::Burst => "burst",
             Workload::Ctor => "ctor",
+            Workload::Kmalloc => "kmalloc",
         }
     }
 }
@@ -50,10 +57,35 @@ pub const MIXED_POOL: usize = 1024;
 pub const MIXED_CLASSES: [(u32, u32); 11] =
     [(8, 10), (16, 12), (32, 14), (64, 18), (96, 6), (128, 10), (192, 8), (256, 8), (512, 7), (1024, 5), (2048, 2)];
 
+/// The `kmalloc` size classes up to 4 KiB and their weights in percent (small objects
+/// dominate, as in `/proc/slabinfo`'s `kmalloc-*` rows).
+pub const KMALLOC_SIZES: [(u32, u32); 12] = [
+    (8, 8),
+    (16, 12),
+    (32, 14),
+    (64, 16),
+    (96, 6),
+    (128, 10),
+    (192, 8),
+    (256, 8),
+    (512, 8),
+    (1024, 5),
+    (2048, 3),
+    (4096, 2),
+];
+/// One `kmalloc` workload allocation in this many is a large one (above the 8 KiB class:
+/// whole pages, an IPC each way).
+pub const LARGE_EVERY: u64 = 1000;
+/// The large sizes: above `kmalloc-8k`, up to 64 KiB.
+pub const LARGE_SIZES: (u32, u32) = (8192, 65536);
+/// `Op::Alloc::class` of an object from `kmalloc` (of its `size`) rather than from a cache.
+pub const KMALLOC: u16 = u16::MAX;
+
 /// One operation of a sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// Allocate an object of `size` bytes (from size class `class`) into `slot`.
+    /// Allocate an object of `size` bytes (from size class `class`, or by `kmalloc` when
+    /// `class` is [`KMALLOC`]) into `slot`.
     Alloc { slot: u32, class: u16, size: u32 },
     /// Free the object in `slot`.
     Free { slot: u32 },
@@ -64,7 +96,7 @@ pub enum Op {
 pub struct Plan {
     /// The operations, ending with every object freed.
     pub ops: Vec<Op>,
-    /// Object size of each class (one memserver cache per class).
+    /// Object size of each class (one memserver cache per class; none for `kmalloc`).
     pub classes: Vec<u32>,
     /// Slots the sequence uses (the live table's size).
     pub slots: usize,
@@ -150,18 +182,22 @@ pub fn generate(workload: Workload, seed: u64, len: usize, size: u32) -> Plan {
         }
         Workload::Mixed => {
             let classes: Vec<u32> = MIXED_CLASSES.iter().map(|&(s, _)| s).collect();
-            let mut live: Vec<u32> = Vec::new();
-            while b.ops.len() < len {
-                let grow = live.is_empty() || (live.len() < MIXED_POOL && rng.below(2) == 0);
-                if grow {
-                    let (class, size) = mixed_size(&mut rng);
-                    live.push(b.alloc(class, size));
-                } else {
-                    let victim = rng.below(live.len() as u64) as usize;
-                    b.free(live.swap_remove(victim));
-                }
-            }
+            let live = random_pool(&mut b, &mut rng, len, |rng| {
+                let (class, size) = drawn(rng, &MIXED_CLASSES);
+                (if rng.below(2) == 0 { KMALLOC } else { class }, size)
+            });
             b.finish(live, classes)
+        }
+        Workload::Kmalloc => {
+            let live = random_pool(&mut b, &mut rng, len, |rng| {
+                if rng.below(LARGE_EVERY) == 0 {
+                    let (low, high) = LARGE_SIZES;
+                    (KMALLOC, low + 1 + rng.below(u64::from(high - low)) as u32)
+                } else {
+                    (KMALLOC, drawn(rng, &KMALLOC_SIZES).1)
+                }
+            });
+            b.finish(live, Vec::new())
         }
         Workload::Lifetime => {
             let mut live = VecDeque::new();
@@ -189,12 +225,30 @@ pub fn generate(workload: Workload, seed: u64, len: usize, size: u32) -> Plan {
     }
 }
 
-/// A size from the `mixed` distribution: its class and an exact size within the class
-/// (uniform between the previous class and this one, as callers of kmalloc ask odd sizes).
-fn mixed_size(rng: &mut Rng) -> (u16, u32) {
+/// Random allocs (sizes from `size`) and frees of random live objects, the pool of live
+/// objects bounded by [`MIXED_POOL`]; returns the objects still live.
+fn random_pool(b: &mut Builder, rng: &mut Rng, len: usize, mut size: impl FnMut(&mut Rng) -> (u16, u32)) -> Vec<u32> {
+    let mut live: Vec<u32> = Vec::new();
+    while b.ops.len() < len {
+        let grow = live.is_empty() || (live.len() < MIXED_POOL && rng.below(2) == 0);
+        if grow {
+            let (class, bytes) = size(rng);
+            live.push(b.alloc(class, bytes));
+        } else {
+            let victim = rng.below(live.len() as u64) as usize;
+            b.free(live.swap_remove(victim));
+        }
+    }
+    live
+}
+
+/// A size from a distribution of (class size, weight in percent): its class and an exact
+/// size within the class (uniform between the previous class and this one, as callers of
+/// kmalloc ask odd sizes).
+fn drawn(rng: &mut Rng, classes: &[(u32, u32)]) -> (u16, u32) {
     let mut pick = rng.below(100) as u32;
     let mut lower = 0;
-    for (i, &(size, weight)) in MIXED_CLASSES.iter().enumerate() {
+    for (i, &(size, weight)) in classes.iter().enumerate() {
         if pick < weight {
             let exact = lower + 1 + rng.below(u64::from(size - lower)) as u32;
             return (i as u16, exact);
@@ -217,7 +271,8 @@ mod tests {
             match *op {
                 Op::Alloc { slot, class, size } => {
                     assert!(!live[slot as usize], "alloc into a live slot");
-                    assert!(size >= 1 && size <= plan.classes[usize::from(class)]);
+                    let limit = if class == KMALLOC { LARGE_SIZES.1 } else { plan.classes[usize::from(class)] };
+                    assert!(size >= 1 && size <= limit);
                     live[slot as usize] = true;
                 }
                 Op::Free { slot } => {
@@ -231,7 +286,9 @@ mod tests {
 
     #[test]
     fn every_workload_is_balanced_and_reproducible() {
-        for w in [Workload::Churn, Workload::Mixed, Workload::Lifetime, Workload::Burst, Workload::Ctor] {
+        for w in
+            [Workload::Churn, Workload::Mixed, Workload::Lifetime, Workload::Burst, Workload::Ctor, Workload::Kmalloc]
+        {
             for len in [2, 3, 100, 10_000] {
                 let plan = generate(w, 7, len, 64);
                 check_balanced(&plan);
@@ -246,10 +303,39 @@ mod tests {
         let plan = generate(Workload::Mixed, 1, 50_000, 0);
         let mut seen = [false; MIXED_CLASSES.len()];
         for op in &plan.ops {
-            if let Op::Alloc { class, .. } = op {
+            if let Op::Alloc { class, .. } = op
+                && *class != KMALLOC
+            {
                 seen[usize::from(*class)] = true;
             }
         }
         assert!(seen.iter().all(|&s| s));
+        let kmallocs = plan.ops.iter().filter(|op| matches!(op, Op::Alloc { class: KMALLOC, .. })).count();
+        let allocs = plan.ops.iter().filter(|op| matches!(op, Op::Alloc { .. })).count();
+        assert!(kmallocs * 3 > allocs && kmallocs * 3 < 2 * allocs, "about half by kmalloc: {kmallocs} of {allocs}");
+    }
+
+    #[test]
+    fn kmalloc_draws_every_class_and_some_large_ones() {
+        let plan = generate(Workload::Kmalloc, 1, 200_000, 0);
+        assert!(plan.classes.is_empty());
+        let sizes: Vec<u32> = plan
+            .ops
+            .iter()
+            .filter_map(|op| match *op {
+                Op::Alloc { class, size, .. } => {
+                    assert_eq!(class, KMALLOC);
+                    Some(size)
+                }
+                Op::Free { .. } => None,
+            })
+            .collect();
+        let mut lower = 0;
+        for (class, _) in KMALLOC_SIZES {
+            assert!(sizes.iter().any(|&s| s > lower && s <= class), "no size in ({lower}, {class}]");
+            lower = class;
+        }
+        let large = sizes.iter().filter(|&&s| s > LARGE_SIZES.0).count();
+        assert!(large > 0 && large * 300 < sizes.len(), "{large} large of {}", sizes.len());
     }
 }

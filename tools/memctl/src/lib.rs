@@ -1,5 +1,5 @@
 //! memctl: look into a running memserver — its caches in `/proc/slabinfo` form, a refreshing
-//! slabtop-like view, and every client's statistics as JSON.
+//! slabtop-like view, every client's statistics as JSON, and a cache's validation.
 //!
 //! # Design
 //! memctl is an ordinary client: it connects as the `memctl` client task of `system.toml`
@@ -8,12 +8,14 @@
 //! magazine counters each client library publishes in its control region) and
 //! `SlabInfo { all_clients }`. One [`snapshot::Snapshot`] gathers them; the subcommands only
 //! render it: [`slabinfo`] as the kernel's 2.1 text, [`stats`] as JSON or a table, [`top`]
-//! as a ratatui view refreshed every interval.
+//! as a ratatui view refreshed every interval. `validate` sends one `Validate` (Linux's
+//! `/sys/kernel/slab/<cache>/validate`) and prints its report ([`validate`]).
 
 mod slabinfo;
 mod snapshot;
 mod stats;
 mod top;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +62,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Checks every object of every slab of one cache, as writing 1 to Linux's
+    /// /sys/kernel/slab/<cache>/validate does: red zones (the kmalloc slack included), poison,
+    /// counts. What it finds is repaired and reported; the exit status is 1 if it found any.
+    Validate {
+        /// The client task owning the cache (as named in the system description).
+        client: String,
+        /// The cache's name (`kmalloc-64`, or one the client created).
+        cache: String,
+    },
 }
 
 /// The command line: parse the arguments and run; the process exit status.
@@ -68,7 +79,10 @@ pub fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("memctl: {message}");
+            // An empty message: the output already said why (validate found corruption).
+            if !message.is_empty() {
+                eprintln!("memctl: {message}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -103,6 +117,25 @@ fn run(args: &Args) -> Result<(), String> {
             Ok(())
         }
         Command::Top { interval_ms } => top::run(&server, &args.name, Duration::from_millis((*interval_ms).max(50))),
+        Command::Validate { client, cache } => {
+            let id = system
+                .client_by_name(client)
+                .map(|(id, _)| id)
+                .ok_or_else(|| format!("no client {client:?} in {}", args.system.display()))?;
+            match server.validate(id, cache) {
+                Ok(report) => {
+                    print!("{}", validate::render(client, cache, &report));
+                    if report.errors > 0 { Err(String::new()) } else { Ok(()) }
+                }
+                Err(memclient::Error::Server(protocol::Error::NoSuchCache)) => {
+                    Err(format!("client {client:?} has no cache {cache:?}"))
+                }
+                Err(memclient::Error::Server(protocol::Error::InvalidArgument)) => {
+                    Err(format!("client {client:?} is not connected"))
+                }
+                Err(e) => Err(query_error(&args.name, e)),
+            }
+        }
     };
     let _ = server.goodbye();
     result

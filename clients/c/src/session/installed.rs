@@ -54,19 +54,13 @@ impl fmt::Display for SessionError {
 
 static SESSION: spin::Once<Memserver<SessionTransport>> = spin::Once::new();
 
-/// Makes `server` the process's session, which every C call uses from now on. Once: a second
-/// session is given back.
-pub fn install(
-    server: Memserver<SessionTransport>,
-) -> Result<&'static Memserver<SessionTransport>, Memserver<SessionTransport>> {
+/// Makes `server` the process's session, which every C call uses from now on. Once: with a
+/// session installed already, `server` is dropped and `AlreadyInstalled` comes back.
+pub fn install(server: Memserver<SessionTransport>) -> Result<&'static Memserver<SessionTransport>, SessionError> {
     let mut offered = Some(server);
     // The closure runs only if nothing is installed yet, and then takes the offer.
-    let installed = SESSION.try_call_once(|| offered.take().ok_or(()));
-    match (installed, offered) {
-        (Ok(installed), None) => Ok(installed),
-        (_, Some(rejected)) => Err(rejected),
-        (Err(()), None) => unreachable!("an offer taken is installed"),
-    }
+    let installed = SESSION.try_call_once(|| offered.take().ok_or(SessionError::AlreadyInstalled))?;
+    if offered.is_some() { Err(SessionError::AlreadyInstalled) } else { Ok(installed) }
 }
 
 /// The installed session.

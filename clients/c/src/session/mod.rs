@@ -1,19 +1,15 @@
-//! The process's session, and what the C API keeps beside it: the size of the objects it
-//! handed out, per window page, for `ksize()` and `krealloc()` (the server replies with a
-//! handle, not a size).
+//! The process's session. (`ksize()` and `krealloc()` need nothing kept beside it: the
+//! server's page-owner and cache tables in the control region say which cache an object
+//! belongs to.)
 //!
 //! Where the session comes from is the one platform-specific part of the crate: on Linux
 //! ([`host`], feature `std`) it is made on first use from the environment or by
 //! `memclient_connect()`; without `std` ([`installed`]: seL4) the platform installs it before
 //! any C code runs. Everything else names only [`SessionTransport`] and [`state`].
 
-use alloc::boxed::Box;
 use core::ffi::{CStr, c_char, c_int};
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use memclient::Memserver;
-use protocol::PAGE_SIZE;
 
 use crate::error::{self, errno};
 
@@ -35,39 +31,15 @@ pub(crate) use platform::errno_of;
 
 static STATE: spin::Once<State> = spin::Once::new();
 
-/// The session and the object sizes.
+/// The session.
 pub struct State {
     /// The session.
     pub server: &'static Memserver<SessionTransport>,
-    /// Usable size of the objects that start in each window page (0: none handed out).
-    /// Every object starting in one page belongs to the same slab, so to the same cache; a
-    /// page's entry changes only when the page is handed out again, in another slab or in a
-    /// large kmalloc, after all its objects were freed.
-    sizes: Box<[AtomicU32]>,
 }
 
 impl State {
     fn new(server: &'static Memserver<SessionTransport>) -> State {
-        let pages = server.window().len().div_ceil(PAGE_SIZE);
-        State { server, sizes: (0..pages).map(|_| AtomicU32::new(0)).collect() }
-    }
-
-    /// The entry of the page where `object` starts.
-    fn entry(&self, object: NonNull<u8>) -> Option<&AtomicU32> {
-        let handle = self.server.window().handle(object)?;
-        self.sizes.get(usize::try_from(handle.0).ok()? / PAGE_SIZE)
-    }
-
-    /// Records that `object`, handed out now, has `size` usable bytes.
-    pub fn record_size(&self, object: NonNull<u8>, size: u32) {
-        if let Some(entry) = self.entry(object) {
-            entry.store(size, Relaxed);
-        }
-    }
-
-    /// The usable size of `object` (an object this library handed out), if known.
-    pub fn size_of(&self, object: NonNull<u8>) -> Option<u32> {
-        self.entry(object).map(|e| e.load(Relaxed)).filter(|&s| s > 0)
+        State { server }
     }
 }
 

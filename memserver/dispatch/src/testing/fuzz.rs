@@ -42,12 +42,20 @@ const MAX_OPS: usize = 256;
 const FREED_KEPT: usize = 16;
 
 /// The engine and dispatch settings of the fuzzed server: a pool smaller than the quotas add
-/// up to, small windows, three magazine slots with small magazines.
+/// up to, small windows, sixteen magazine slots (13 for the kmalloc classes, 3 for the
+/// client's own caches) with small magazines.
 pub fn configs() -> (EngineConfig, ServerConfig) {
     let mut engine = EngineConfig::new(48, u16::from(CLIENTS) + 1, WINDOW_PAGES);
     engine.max_caches_per_client = 20;
     let sizes = MagazineSizes { small: 8, medium: 4, large: 2, huge: 1 };
-    (engine, ServerConfig { magazine_slots: 3, magazine_sizes: sizes })
+    (engine, ServerConfig { magazine_slots: 16, magazine_sizes: sizes })
+}
+
+/// The `slub_debug` of client `c`: the third one's kmalloc caches are red-zoned (with owner
+/// records), so its kmalloc slack is red zone and `Krealloc` resizes through the server.
+fn slub_debug(c: ClientId) -> protocol::slub_debug::SlubDebug {
+    let spec = if c == 3 { "ZU,kmalloc-*" } else { "" };
+    protocol::slub_debug::SlubDebug::parse(spec).expect("slub_debug")
 }
 
 /// What one client holds, as the model knows it.
@@ -55,6 +63,11 @@ pub fn configs() -> (EngineConfig, ServerConfig) {
 struct Model {
     /// Caches it created (destroyed ones stay: their stale ids are good probes).
     caches: Vec<(CacheId, Option<u16>, u32)>,
+    /// Its kmalloc caches, as the cache table describes them at `Hello` (their magazine slots
+    /// are exchanged too).
+    kmalloc: Vec<(CacheId, Option<u16>, u32)>,
+    /// The token of the last two-phase shrink plan of each cache.
+    plans: BTreeMap<CacheId, u32>,
     /// Held objects: handle → (cache, or `None` for kmalloc; object size).
     held: BTreeMap<u64, (Option<CacheId>, u32)>,
     /// Handles it freed most recently, newest last.
@@ -118,8 +131,9 @@ pub fn dispatch_target(data: &[u8]) {
 /// neighbour holding objects; the magazine ops of `data`, all as client 1.
 pub fn magazine_target(data: &[u8]) {
     let program: Vec<Op> = ops(data).into_iter().filter(Op::is_magazine_op).collect();
-    let create =
-        |client, name, size| Op::Object(ObjectOp::Create { client, name, size, align: 0, flags: 0, ctor: false });
+    let create = |client, name, size| {
+        Op::Object(ObjectOp::Create { client, name, size, align: 0, flags: 0, ctor: false, dtor: false })
+    };
     let alloc = |client, cache| Op::Object(ObjectOp::Alloc { client, cache, zero: false });
     with_harness(|h| {
         for (name, size) in [(0u8, 64u32), (1, 200), (2, 1000)] {
@@ -149,13 +163,14 @@ impl FuzzHarness<'_> {
 
     fn connect(&mut self, c: ClientId, hello: HelloKind) {
         if self.server.session(c).is_none() {
-            let size = self.server.config().control_size();
+            let size = self.server.control_size(WINDOW_PAGES);
             self.server.engine_mut().platform_mut().create_control(c, size);
             let spec = ClientSpec {
                 name: protocol::client_name(&std::format!("fuzz-{c}")).unwrap(),
                 window_pages: WINDOW_PAGES,
                 quota_pages: QUOTAS[usize::from(c) - 1],
                 introspect: c == 3,
+                slub_debug: slub_debug(c),
             };
             self.server.admit(c, &spec).expect("admit a vacant client");
         }
@@ -169,11 +184,26 @@ impl FuzzHarness<'_> {
     }
 
     fn cache(&self, c: ClientId, i: u8) -> (CacheId, Option<u16>, u32) {
-        let caches = &self.models[usize::from(c) - 1].caches;
-        if i % 8 == 7 || caches.is_empty() {
+        let m = &self.models[usize::from(c) - 1];
+        if i % 8 == 6 && !m.kmalloc.is_empty() {
+            return m.kmalloc[usize::from(i / 8) % m.kmalloc.len()];
+        }
+        if i % 8 == 7 || m.caches.is_empty() {
             return (CacheId(u32::from(i / 8)), Some(u16::from(i % 4)), 64);
         }
-        caches[usize::from(i) % caches.len()]
+        m.caches[usize::from(i) % m.caches.len()]
+    }
+
+    /// The kmalloc caches the server's cache table lists for `c` (read at `Hello`, as the
+    /// client library reads them).
+    fn kmalloc_caches(&mut self, c: ClientId) -> Vec<(CacheId, Option<u16>, u32)> {
+        let layout = self.server.control_layout(WINDOW_PAGES);
+        let region = self.server.engine_mut().platform_mut().control_bytes(c);
+        (0..layout.caches)
+            .filter_map(|i| control::tables::read_cache_entry(region.as_slice(), &layout, i).ok())
+            .filter(|e| e.cache != 0 && e.kmalloc_class != control::NOT_KMALLOC)
+            .map(|e| (CacheId(e.cache), (e.slot != control::NO_SLOT).then_some(e.slot), e.object_size))
+            .collect()
     }
 
     /// The held object `pick` selects (modulo what `client` holds), with its cache.
@@ -214,10 +244,11 @@ impl FuzzHarness<'_> {
         self.fill(c, h, size);
     }
 
-    /// An object taken back: the client must have held it, in `cache` (`None`: kmalloc only).
+    /// An object taken back: the client must have held it, in `cache` (`None`: `kfree`, which
+    /// takes an object of any of the client's caches back to its cache).
     fn taken_back(&mut self, c: ClientId, h: u64, cache: Option<CacheId>, what: &str) {
         match self.model(c).held.remove(&h) {
-            Some((held_in, _)) if cache.is_none() => assert!(held_in.is_none(), "{what}: cache object {h:#x} kfreed"),
+            Some(_) if cache.is_none() => {}
             Some((held_in, _)) => assert!(held_in == cache || held_in.is_none(), "{what}: {h:#x} of {held_in:?}"),
             None => panic!("client {c}: {what} took back {h:#x}, which it did not hold"),
         }
@@ -251,11 +282,16 @@ impl FuzzHarness<'_> {
         if trace() {
             std::eprintln!("client {c}: {request:?} -> {reply:?}");
         }
-        let size_of = |m: &Model, cache: CacheId| m.caches.iter().find(|x| x.0 == cache).map_or(8, |x| x.2);
+        let size_of =
+            |m: &Model, cache: CacheId| m.caches.iter().chain(&m.kmalloc).find(|x| x.0 == cache).map_or(8, |x| x.2);
         match (&request, &reply) {
-            (Request::Hello { .. }, Reply::Hello(_)) | (Request::Goodbye, Reply::Done) => {
+            (Request::Hello { .. }, Reply::Hello(_)) => {
                 *self.model(c) = Model::default();
+                let kmalloc = self.kmalloc_caches(c);
+                assert_eq!(kmalloc.len(), 13, "client {c}: the cache table lists {} kmalloc caches", kmalloc.len());
+                self.model(c).kmalloc = kmalloc;
             }
+            (Request::Goodbye, Reply::Done) => *self.model(c) = Model::default(),
             (Request::CacheCreate { size, .. }, Reply::Created(protocol::Created { cache, slot, .. })) => {
                 self.model(c).caches.push((*cache, *slot, *size));
             }
@@ -273,6 +309,28 @@ impl FuzzHarness<'_> {
             (Request::Kfree { handle }, Reply::Done) => {
                 self.taken_back(c, handle.0, None, "kfree");
                 self.freed(c, handle.0);
+            }
+            (Request::Krealloc { handle, size, .. }, Reply::Object(protocol::Object { handle: new, .. })) => {
+                // In place (the object stays in its cache, whichever it is), or moved (a new
+                // kmalloc object; the old one is back): the client must have held it.
+                let cache = self.model(c).held.get(&handle.0).and_then(|&(cache, _)| cache);
+                self.taken_back(c, handle.0, None, "krealloc");
+                if new == handle {
+                    self.handed_out(c, new.0, cache, *size);
+                } else {
+                    self.freed(c, handle.0);
+                    self.handed_out(c, new.0, None, *size);
+                }
+            }
+            (Request::ShrinkBegin { cache }, Reply::ShrinkPlan(plan)) => {
+                assert!(plan.slabs.len() <= protocol::SHRINK_PLAN_SLABS && plan.token != 0);
+                // Only empty slabs: none holds an object the client has.
+                for slab in &plan.slabs {
+                    let end = slab.0 + PAGE_SIZE as u64;
+                    let held = self.model(c).held.range(slab.0..end).next().map(|(&h, _)| h);
+                    assert!(held.is_none(), "a named slab at {:#x} holds object {held:#x?}", slab.0);
+                }
+                self.model(c).plans.insert(*cache, plan.token);
             }
             (Request::MagazineExchange { cache, op, .. }, Reply::Exchanged(protocol::Exchanged { count, .. })) => {
                 let (loaded, previous) = before.unwrap();
@@ -342,9 +400,27 @@ impl FuzzHarness<'_> {
     /// An object-lifecycle op, as the requests it corresponds to.
     fn object(&mut self, c: ClientId, op: &ObjectOp) {
         let request = match *op {
-            ObjectOp::Create { name, size, align, flags, ctor, .. } => {
+            ObjectOp::Create { name, size, align, flags, ctor, dtor, .. } => {
                 let name = protocol::cache_name(&std::format!("f{}", name % 6)).unwrap();
-                Request::CacheCreate { name, size, align, flags, ctor }
+                Request::CacheCreate { name, size, align, flags, ctor, dtor }
+            }
+            ObjectOp::Krealloc { pick, size, zero, .. } => {
+                let Some((h, _)) = self.held(c, pick) else { return };
+                Request::Krealloc { handle: Handle(h), size, zero }
+            }
+            ObjectOp::Validate { cache, .. } => {
+                let (cache, ..) = self.cache(c, cache);
+                let name = self.server.engine().cache_info(c, cache).map_or_else(
+                    |_| protocol::cache_name("none").unwrap(),
+                    |i| protocol::cache_name(i.name.as_str()).unwrap(),
+                );
+                Request::Validate { client: c, name }
+            }
+            ObjectOp::ShrinkBegin { cache, .. } => Request::ShrinkBegin { cache: self.cache(c, cache).0 },
+            ObjectOp::ShrinkCommit { cache, forged, .. } => {
+                let cache = self.cache(c, cache).0;
+                let token = self.models[usize::from(c) - 1].plans.get(&cache).copied().unwrap_or(1);
+                Request::ShrinkCommit { cache, token: token.wrapping_add(u32::from(forged)) }
             }
             ObjectOp::Alloc { cache, zero, .. } => {
                 let cache = self.cache(c, cache).0;

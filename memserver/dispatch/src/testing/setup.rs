@@ -29,9 +29,16 @@ pub fn open_server(
     for (i, &(window_pages, quota_pages)) in clients.iter().enumerate() {
         let c = ClientId::try_from(i + 1).expect("client id");
         let name = protocol::client_name(&format!("c{c}")).expect("name");
-        let size = s.config().control_size();
+        let size = s.control_size(window_pages);
         s.engine_mut().platform_mut().create_control(c, size);
-        s.admit(c, &ClientSpec { name: name.clone(), window_pages, quota_pages, introspect: false }).expect("admit");
+        let spec = ClientSpec {
+            name: name.clone(),
+            window_pages,
+            quota_pages,
+            introspect: false,
+            slub_debug: protocol::slub_debug::SlubDebug::NONE,
+        };
+        s.admit(c, &spec).expect("admit");
         let hello = call(&mut s, c, &Request::Hello { version: PROTOCOL_VERSION, client_name: name });
         assert!(matches!(hello, Reply::Hello { .. }), "{hello:?}");
     }

@@ -12,7 +12,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use protocol::flags::SLAB_ALL;
+use protocol::flags::{SLAB_ALL, SLAB_RED_ZONE, SLAB_STORE_USER};
 use protocol::{CacheId, ClientId, Error, Handle, PAGE_SIZE};
 
 pub use super::ops::{MODEL_FLAGS, Op};
@@ -25,6 +25,9 @@ struct MCache {
     name: String,
     ctor: bool,
     kmalloc: bool,
+    dtor: bool,
+    /// The pending two-phase shrink: its token and the slabs it parked.
+    pending: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -67,13 +70,15 @@ pub fn model_config() -> (EngineConfig, [u32; 3]) {
 }
 
 impl<'a> Harness<'a> {
-    /// Attach the clients of [`model_config`] to an engine over `storage`.
+    /// Attach the clients of [`model_config`] to an engine over `storage` (the last one with
+    /// red-zoned kmalloc caches, `slub_debug = "ZU,kmalloc-*"`, so its kmalloc slack is red zone).
     pub fn new(storage: &'a mut OwnedStorage) -> Self {
         let (config, quotas) = model_config();
         let mut engine = storage.engine(config);
         let mut clients = Vec::new();
         for (c, &q) in quotas.iter().enumerate() {
-            engine.client_attach(c as ClientId, config.max_window_pages, q).unwrap();
+            let kmalloc_flags = if c + 1 == quotas.len() { [SLAB_RED_ZONE | SLAB_STORE_USER; 13] } else { [0; 13] };
+            engine.client_attach_with(c as ClientId, config.max_window_pages, q, kmalloc_flags).unwrap();
             clients.push(MClient::default());
         }
         let mut h = Harness {
@@ -94,7 +99,8 @@ impl<'a> Harness<'a> {
         let ids: Vec<_> = self.engine.cache_ids(c as ClientId).collect();
         for id in ids {
             let i = self.engine.cache_info(c as ClientId, id).unwrap();
-            self.clients[c].caches.push(MCache { id, name: i.name.as_str().into(), ctor: false, kmalloc: true });
+            let name = i.name.as_str().into();
+            self.clients[c].caches.push(MCache { id, name, ctor: false, kmalloc: true, dtor: false, pending: None });
         }
     }
 
@@ -180,10 +186,10 @@ impl<'a> Harness<'a> {
         let before = state_digest(&self.engine);
         let nc = self.clients.len();
         match *op {
-            Op::Create { client, name, size, align, flags, ctor } => {
+            Op::Create { client, name, size, align, flags, ctor, dtor } => {
                 let c = usize::from(client) % nc;
                 let name = format!("c{}", name % 8);
-                let res = self.engine.cache_create(c as ClientId, &name, size, align, flags, ctor);
+                let res = self.engine.cache_create_with_dtor(c as ClientId, &name, size, align, flags, ctor, dtor);
                 let m = &self.clients[c];
                 let valid = (1..=65536).contains(&size)
                     && (align == 0 || (align.is_power_of_two() && align <= 4096))
@@ -192,7 +198,7 @@ impl<'a> Harness<'a> {
                 match res {
                     Ok(id) => {
                         assert!(valid && !taken, "create {name} {size} {align} should fail");
-                        self.clients[c].caches.push(MCache { id, name, ctor, kmalloc: false });
+                        self.clients[c].caches.push(MCache { id, name, ctor, kmalloc: false, dtor, pending: None });
                     }
                     Err(Error::InvalidArgument) => assert!(!valid),
                     Err(Error::NameTaken) => assert!(valid && taken),
@@ -202,8 +208,8 @@ impl<'a> Harness<'a> {
             }
             Op::Alloc { client, cache, zero } => {
                 let c = usize::from(client) % nc;
-                let (id, ctor, kmalloc) = match self.pick_cache(c, cache) {
-                    Pick::Live(m) => (m.id, m.ctor, m.kmalloc),
+                let (id, ctor, kmalloc, parked) = match self.pick_cache(c, cache) {
+                    Pick::Live(m) => (m.id, m.ctor, m.kmalloc, m.pending.map_or(0, |(_, slabs)| slabs)),
                     Pick::Stale(id) => {
                         assert_eq!(self.engine.cache_alloc(c as ClientId, id), Err(Error::NoSuchCache));
                         return self.check_all();
@@ -211,6 +217,8 @@ impl<'a> Harness<'a> {
                     Pick::None => return,
                 };
                 let info = self.engine.cache_info(c as ClientId, id).unwrap();
+                // Objects of parked slabs are out of use.
+                let free = info.num_objs - info.active_objs - parked * info.objects_per_slab;
                 let res = if zero {
                     self.engine.cache_zalloc(c as ClientId, id)
                 } else {
@@ -222,7 +230,7 @@ impl<'a> Harness<'a> {
                             let b = self.engine.platform().bytes(c as ClientId, a.handle.0, info.size as usize);
                             assert!(b.iter().all(|&x| x == 0), "zalloc not zeroed");
                         }
-                        if info.num_objs > info.active_objs {
+                        if free > 0 {
                             // A free object existed: no new slab was needed.
                             assert_eq!(self.engine.cache_info(c as ClientId, id).unwrap().num_slabs, info.num_slabs);
                         }
@@ -230,7 +238,7 @@ impl<'a> Harness<'a> {
                     }
                     Err(Error::InvalidArgument) if zero && ctor => assert_eq!(state_digest(&self.engine), before),
                     Err(e) => {
-                        assert_eq!(info.num_objs, info.active_objs, "alloc failed with free objects: {e:?}");
+                        assert_eq!(free, 0, "alloc failed with free objects: {e:?}");
                         self.check_alloc_failure(c, e, info.pages_per_slab + info.tracking_frames_per_slab, &before);
                     }
                 }
@@ -265,8 +273,8 @@ impl<'a> Harness<'a> {
                 let base = self.pick_live(owner, pick).map(|(h, _)| h).unwrap_or(0);
                 let h = base.wrapping_add(delta);
                 let live = self.clients[c].live.get(&h).copied();
-                // A real object after all: one of that cache, or any kmalloc one for a kfree.
-                if live.is_some_and(|o| if kfree { o.kmalloc } else { o.cache == Some(id) }) {
+                // A real object after all: one of that cache, or any live one for a kfree.
+                if live.is_some_and(|o| kfree || o.cache == Some(id)) {
                     return;
                 }
                 let res = if kfree {
@@ -281,7 +289,7 @@ impl<'a> Harness<'a> {
                     Err(Error::InvalidObject | Error::DoubleFree | Error::WrongCache) => {}
                     other => panic!("bogus free of {h:#x}: {other:?}"),
                 }
-                if live.is_some_and(|o| o.cache.is_some()) {
+                if !kfree && live.is_some_and(|o| o.cache.is_some()) {
                     assert_eq!(res, Err(Error::WrongCache));
                 }
                 assert_eq!(state_digest(&self.engine), before);
@@ -321,8 +329,8 @@ impl<'a> Harness<'a> {
                 } else {
                     self.pick_cache(c, cache)
                 };
-                let (id, kmalloc) = match pick {
-                    Pick::Live(m) => (m.id, m.kmalloc),
+                let (id, kmalloc, dtor) = match pick {
+                    Pick::Live(m) => (m.id, m.kmalloc, m.dtor),
                     Pick::Stale(id) => {
                         assert_eq!(self.engine.cache_destroy(c as ClientId, id), Err(Error::NoSuchCache));
                         return self.check_all();
@@ -330,6 +338,7 @@ impl<'a> Harness<'a> {
                     Pick::None => return,
                 };
                 let live = self.clients[c].live.values().filter(|o| o.cache == Some(id)).count() as u32;
+                let slabs = self.engine.cache_info(c as ClientId, id).unwrap().num_slabs;
                 let res = self.engine.cache_destroy(c as ClientId, id);
                 if let Err(e) = res {
                     self.seen.insert(e.code() as u16);
@@ -338,6 +347,9 @@ impl<'a> Harness<'a> {
                     assert_eq!(res, Err(Error::InvalidArgument));
                 } else if live > 0 {
                     assert_eq!(res, Err(Error::CacheBusy { live }));
+                } else if dtor && slabs > 0 {
+                    assert_eq!(res, Err(Error::InvalidArgument), "a dtor cache destroyed with slabs left");
+                    assert_eq!(state_digest(&self.engine), before);
                 } else {
                     res.unwrap();
                     let m = &mut self.clients[c];
@@ -348,12 +360,20 @@ impl<'a> Harness<'a> {
             Op::Shrink { client, cache } => {
                 let c = usize::from(client) % nc;
                 let Pick::Live(m) = self.pick_cache(c, cache) else { return };
-                let id = m.id;
+                let (id, dtor, parked) = (m.id, m.dtor, m.pending.map_or(0, |(_, slabs)| slabs));
                 let i = self.engine.cache_info(c as ClientId, id).unwrap();
-                let pages = self.engine.cache_shrink(c as ClientId, id).unwrap();
-                assert_eq!(pages, (i.num_slabs - i.active_slabs) * i.pages_per_slab);
+                let res = self.engine.cache_shrink(c as ClientId, id);
+                if dtor {
+                    assert_eq!(res, Err(Error::InvalidArgument), "a plain shrink of a dtor cache");
+                    return self.check_all();
+                }
+                assert_eq!(res.unwrap(), (i.num_slabs - i.active_slabs - parked) * i.pages_per_slab);
                 let j = self.engine.cache_info(c as ClientId, id).unwrap();
-                assert_eq!(j.num_slabs, j.active_slabs);
+                assert_eq!(
+                    j.num_slabs,
+                    j.active_slabs + parked,
+                    "a plain shrink takes the empty slabs, not parked ones"
+                );
             }
             Op::Kmalloc { client, size } => {
                 let c = usize::from(client) % nc;
@@ -374,7 +394,16 @@ impl<'a> Harness<'a> {
                     Err(Error::InvalidArgument) => assert!(size == 0 || size > 4 << 20),
                     Err(e) => {
                         self.seen.insert(e.code() as u16);
-                        let pages = if size > 8192 { size.div_ceil(4096) } else { 2 };
+                        // A class's new slab (and its record frames on a red-zoned kmalloc cache);
+                        // whole pages above 8 KiB.
+                        let pages = match crate::KMALLOC_SIZES.iter().position(|&s| s >= size) {
+                            Some(class) => {
+                                let id = self.clients[c].caches.iter().filter(|m| m.kmalloc).nth(class).unwrap().id;
+                                let i = self.engine.cache_info(c as ClientId, id).unwrap();
+                                i.pages_per_slab + i.tracking_frames_per_slab
+                            }
+                            None => size.div_ceil(4096),
+                        };
                         let s = self.engine.client_stats(c as ClientId).unwrap();
                         assert!(matches!(e, Error::OutOfMemory | Error::QuotaExceeded), "kmalloc: {e:?}");
                         if e == Error::QuotaExceeded {
@@ -387,17 +416,10 @@ impl<'a> Harness<'a> {
             Op::Kfree { client, pick } => {
                 let c = usize::from(client) % nc;
                 let Some((h, o)) = self.pick_live(c, pick) else { return };
-                if o.kmalloc {
-                    self.verify_pattern(c, h, &o);
-                }
-                let res = self.engine.kfree(c as ClientId, Handle(h));
-                if o.kmalloc {
-                    res.unwrap();
-                    self.remove_live(c, h);
-                } else {
-                    assert_eq!(res, Err(Error::WrongCache));
-                    assert_eq!(state_digest(&self.engine), before);
-                }
+                // `kfree` takes an object of any cache back to its cache, as Linux does.
+                self.verify_pattern(c, h, &o);
+                self.engine.kfree(c as ClientId, Handle(h)).unwrap();
+                self.remove_live(c, h);
             }
             Op::AllocBulk { client, cache, n } => {
                 let c = usize::from(client) % nc;
@@ -460,8 +482,120 @@ impl<'a> Harness<'a> {
                 self.refresh_kmalloc(c);
                 assert_eq!(self.engine.client_stats(c as ClientId).unwrap().frames_used, 0);
             }
+            Op::Krealloc { client, pick, size, zero } => {
+                self.krealloc(usize::from(client) % nc, pick, size, zero, &before)
+            }
+            Op::Validate { client, cache } => {
+                let c = usize::from(client) % nc;
+                let id = match self.pick_cache(c, cache) {
+                    Pick::Live(m) => m.id,
+                    Pick::Stale(id) => {
+                        assert_eq!(self.engine.cache_validate(c as ClientId, id), Err(Error::NoSuchCache));
+                        return self.check_all();
+                    }
+                    Pick::None => return,
+                };
+                let i = self.engine.cache_info(c as ClientId, id).unwrap();
+                let report = self.engine.cache_validate(c as ClientId, id).unwrap();
+                // The model never writes outside an object's requested bytes.
+                assert_eq!((report.errors, report.first), (0, None), "validate of an intact cache: {report:?}");
+                assert_eq!((report.slabs, report.objects), (i.num_slabs, i.num_objs));
+                assert_eq!(state_digest(&self.engine), before, "validate of an intact cache changed state");
+            }
+            Op::ShrinkBegin { client, cache } => {
+                let c = usize::from(client) % nc;
+                let Pick::Live(m) = self.pick_cache(c, cache) else { return };
+                let (id, pending) = (m.id, m.pending);
+                let i = self.engine.cache_info(c as ClientId, id).unwrap();
+                let mut out = [Handle(0); 64];
+                let plan = self.engine.shrink_begin(c as ClientId, id, &mut out).unwrap();
+                let empty = i.num_slabs - i.active_slabs;
+                match pending {
+                    Some((token, slabs)) => assert_eq!((plan.token, plan.slabs as u32), (token, slabs), "asked again"),
+                    None => assert_eq!(plan.slabs as u32, empty.min(64), "every empty slab parked (up to 64)"),
+                }
+                assert!(plan.token != 0);
+                for &slab in &out[..plan.slabs] {
+                    assert_eq!(slab.0 % PAGE_SIZE as u64, 0);
+                    let o = self.engine.object_cache(c as ClientId, Handle(slab.0 + u64::from(self.obj_offset(c, id))));
+                    assert_eq!(o, Some(id), "a named slab is not the cache's");
+                }
+                let m = self.clients[c].caches.iter_mut().find(|m| m.id == id).unwrap();
+                m.pending = Some((plan.token, plan.slabs as u32));
+            }
+            Op::ShrinkCommit { client, cache, forged } => {
+                let c = usize::from(client) % nc;
+                let Pick::Live(m) = self.pick_cache(c, cache) else { return };
+                let (id, pending) = (m.id, m.pending);
+                let i = self.engine.cache_info(c as ClientId, id).unwrap();
+                let token = pending.map_or(1, |(t, _)| t).wrapping_add(u32::from(forged));
+                let res = self.engine.shrink_commit(c as ClientId, id, token);
+                match pending {
+                    Some((_, slabs)) if !forged => {
+                        assert_eq!(res, Ok(slabs * i.pages_per_slab));
+                        let m = self.clients[c].caches.iter_mut().find(|m| m.id == id).unwrap();
+                        m.pending = None;
+                    }
+                    _ => {
+                        assert_eq!(res, Err(Error::InvalidArgument), "a commit of no plan or another token");
+                        self.seen.insert(Error::InvalidArgument.code() as u16);
+                        assert_eq!(state_digest(&self.engine), before);
+                    }
+                }
+            }
         }
         self.check_all();
+    }
+
+    /// The first object's offset in a slab of cache `id` (its left red zone).
+    fn obj_offset(&self, c: usize, id: CacheId) -> u32 {
+        self.engine.cache_entry(c as ClientId, id).map_or(0, |(_, e)| e.obj_offset)
+    }
+
+    /// `krealloc` of a held object: in place while `size` fits the object (its first bytes
+    /// kept, with `zero` the grown bytes zero), else a new kmalloc object with the old bytes.
+    fn krealloc(&mut self, c: usize, pick: u16, size: u32, zero: bool, before: &str) {
+        let Some((h, o)) = self.pick_live(c, pick) else { return };
+        self.verify_pattern(c, h, &o);
+        let capacity = match o.cache {
+            Some(id) => self.engine.cache_info(c as ClientId, id).unwrap().size,
+            // A large kmalloc keeps the pages it got (a shrinking krealloc gives none back).
+            None => self.engine.page_owner(c as ClientId, (h / PAGE_SIZE as u64) as u32).value * PAGE_SIZE as u32,
+        };
+        match self.engine.krealloc(c as ClientId, Handle(h), size, zero) {
+            Ok(new) => {
+                assert!(size > 0 && size <= 4 << 20);
+                assert_eq!(new.0 == h, size <= capacity, "krealloc({size}) of a {capacity}-byte object at {h:#x}");
+                let kept = o.size.min(size) as usize;
+                let bytes = self.engine.platform().bytes(c as ClientId, new.0, size as usize);
+                assert!(bytes[..kept].iter().all(|&b| b == o.pattern), "krealloc lost the object's bytes");
+                // Only where the requested size is kept (a red-zoned kmalloc cache: the last
+                // client's kmalloc classes) does `__GFP_ZERO` promise the bytes past it, in place
+                // or moved; elsewhere, as in Linux, the caller zeroed them at allocation.
+                let tracked = c + 1 == self.clients.len() && o.kmalloc && o.cache.is_some();
+                if zero && tracked && size > o.size {
+                    assert!(bytes[o.size as usize..].iter().all(|&b| b == 0), "grown bytes not zero");
+                }
+                self.clients[c].live.remove(&h);
+                let cache = if new.0 == h {
+                    o.cache
+                } else if size > 8192 {
+                    None
+                } else {
+                    let class = crate::KMALLOC_SIZES.iter().position(|&s| s >= size).unwrap();
+                    Some(self.clients[c].caches.iter().filter(|m| m.kmalloc).nth(class).unwrap().id)
+                };
+                let kmalloc = new.0 != h || o.kmalloc;
+                self.add_live(c, new, MObj { cache, kmalloc, size, pattern: 0 });
+            }
+            Err(Error::InvalidArgument) => assert!(size == 0 || size > 4 << 20),
+            Err(e) => {
+                assert!(size > capacity, "an in-place krealloc failed: {e:?}");
+                assert!(matches!(e, Error::OutOfMemory | Error::QuotaExceeded), "krealloc: {e:?}");
+                self.seen.insert(e.code() as u16);
+                assert_eq!(state_digest(&self.engine), before, "a failed krealloc changed state");
+            }
+        }
     }
 
     /// Invariants plus the model: live counts per cache, frame accounting.

@@ -1,5 +1,6 @@
-//! The one operation enum of the object lifecycle — create, alloc, free (right, wrong, bogus,
-//! twice), destroy, shrink, kmalloc, kfree, bulk, reclaim — shared by every random-program test:
+//! The one operation enum of the object lifecycle — create (with a dtor too), alloc, free
+//! (right, wrong, bogus, twice), destroy, shrink (plain and two-phase), kmalloc, kfree (of any
+//! cache's object), krealloc, validate, bulk, reclaim — shared by every random-program test:
 //! the engine's model test ([`super::model::Harness`], programs from a proptest strategy) and the
 //! dispatch's fuzz targets (`memserver_dispatch::testing::ops::Op::Object`, programs from
 //! fuzzer bytes through [`Arbitrary`], each op sent as the requests it corresponds to).
@@ -12,12 +13,15 @@
 extern crate std;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
-use protocol::flags::{SLAB_CONSISTENCY_CHECKS, SLAB_HWCACHE_ALIGN, SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER};
+use protocol::flags::{
+    SLAB_CONSISTENCY_CHECKS, SLAB_HWCACHE_ALIGN, SLAB_NO_REAP, SLAB_POISON, SLAB_RECLAIM_ACCOUNT, SLAB_RED_ZONE,
+    SLAB_STORE_USER, SLAB_TYPESAFE_BY_RCU,
+};
 
 /// One step of a random program.
 #[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `kmem_cache_create` of name `c{name % 8}`.
+    /// `kmem_cache_create` of name `c{name % 8}` (with a destructor: Linux 2.4's form).
     Create {
         client: u8,
         name: u8,
@@ -28,6 +32,7 @@ pub enum Op {
         #[arbitrary(with = flags)]
         flags: u32,
         ctor: bool,
+        dtor: bool,
     },
     /// `kmem_cache_alloc` / `zalloc`.
     Alloc { client: u8, cache: u8, zero: bool },
@@ -67,6 +72,20 @@ pub enum Op {
     FreeBulk { client: u8, n: u8, dup: bool },
     /// Everything of the client back (a disconnect).
     Reclaim { client: u8 },
+    /// `krealloc` of a held object (any cache's, or a large kmalloc) to `size` bytes.
+    Krealloc {
+        client: u8,
+        pick: u16,
+        #[arbitrary(with = kmalloc_size)]
+        size: u32,
+        zero: bool,
+    },
+    /// `validate_slab_cache()` of a cache.
+    Validate { client: u8, cache: u8 },
+    /// First step of a two-phase shrink: the empty slabs parked and named.
+    ShrinkBegin { client: u8, cache: u8 },
+    /// Second step, with the pending plan's token (or, `forged`, another one).
+    ShrinkCommit { client: u8, cache: u8, forged: bool },
 }
 
 impl Op {
@@ -85,19 +104,27 @@ impl Op {
             | Op::Kfree { client, .. }
             | Op::AllocBulk { client, .. }
             | Op::FreeBulk { client, .. }
-            | Op::Reclaim { client } => client,
+            | Op::Reclaim { client }
+            | Op::Krealloc { client, .. }
+            | Op::Validate { client, .. }
+            | Op::ShrinkBegin { client, .. }
+            | Op::ShrinkCommit { client, .. } => client,
         }
     }
 }
 
-/// Flags a `Create` draws from: each debug flag, the plain cases, and a bit no cache may have.
-pub const MODEL_FLAGS: [u32; 7] = [
+/// Flags a `Create` draws from: each debug flag, the plain cases, the flags that keep memory
+/// from pressure, and a bit no cache may have.
+pub const MODEL_FLAGS: [u32; 10] = [
     0,
     SLAB_HWCACHE_ALIGN,
     SLAB_POISON,
     SLAB_RED_ZONE | SLAB_POISON,
     SLAB_STORE_USER,
     SLAB_CONSISTENCY_CHECKS,
+    SLAB_NO_REAP | SLAB_RECLAIM_ACCOUNT,
+    SLAB_TYPESAFE_BY_RCU | SLAB_POISON,
+    SLAB_RED_ZONE | SLAB_STORE_USER,
     0x8000_0000,
 ];
 

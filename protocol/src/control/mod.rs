@@ -1,9 +1,12 @@
-//! The shared control region: per-cache magazines that client and server both map.
+//! The shared control region: per-cache magazines that client and server both map, and the
+//! two tables the server writes for the client's own use (the cache table and the page-owner
+//! table, [`tables`]).
 //!
 //! Layout (native byte order, little-endian on every supported target; byte-by-byte table in
 //! `docs/protocol.md`): a 64-byte [`ControlHeader`] at offset 0, then `slots` ×
-//! [`MagazineSlot`] of [`SLOT_SIZE`] bytes each; the region is rounded up to whole pages
-//! ([`control_region_size`]).
+//! [`MagazineSlot`] of [`SLOT_SIZE`] bytes each, then the cache table (one
+//! [`CacheEntry`] per cache slot of the client), then the page-owner table (one [`PageOwner`]
+//! per window page); the region is rounded up to whole pages ([`ControlLayout`]).
 //!
 //! The client can write every byte of the region at any time, so the server never holds a
 //! reference into it (STYLE rule 6): it copies a [`Magazine`] out by value through
@@ -15,8 +18,20 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::{Error, PAGE_SIZE, PROTOCOL_VERSION};
 
+pub mod tables;
+
+pub use tables::{
+    CACHE_ENTRY_SIZE, CacheEntry, NO_SLOT, NOT_KMALLOC, PAGE_OWNER_SIZE, PageOwner, PageOwnerKind, read_cache_entry,
+    read_page_owner, write_cache_entry, write_page_owner,
+};
+
 /// Handles one magazine can hold at most (a `fresh_mask` has one bit per handle).
 pub const MAGAZINE_MAX: usize = 64;
+
+/// Magazine slots a control region has at most: the 13 kmalloc classes take the first ones at
+/// `Hello`, the client's own caches the rest (`system.toml` `server.magazine_slots` is checked
+/// against it).
+pub const SLOTS_MAX: u16 = 64;
 
 /// The header's `magic`: the bytes `MEMS` in memory (`u32` `0x534d_454d`).
 pub const CONTROL_MAGIC: u32 = u32::from_le_bytes(*b"MEMS");
@@ -29,7 +44,8 @@ pub const SLOT_BOUND: u16 = 1;
 /// The first bytes of the control region. Written by the server when it creates the region;
 /// the client checks it once after mapping ([`ControlHeader::check`]). The server never reads
 /// the fields it wrote back; the three counters after `slot_size` are the client library's
-/// ([`ClientCounters`]), which the server only copies into `Stats`.
+/// ([`ClientCounters`]), which the server only copies into `Stats`. The four fields after them
+/// say where the server's two tables are ([`ControlLayout`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub struct ControlHeader {
@@ -51,8 +67,18 @@ pub struct ControlHeader {
     pub free_hits: u64,
     /// Client-written: allocations and frees that needed an IPC.
     pub magazine_misses: u64,
+    /// Offset of the cache table ([`CacheEntry`] per cache slot).
+    pub caches_offset: u32,
+    /// Entries of the cache table (the client's cache slots, kmalloc caches included).
+    pub caches: u16,
+    /// [`CACHE_ENTRY_SIZE`], so a reader can check it agrees on the layout.
+    pub cache_entry_size: u16,
+    /// Offset of the page-owner table ([`PageOwner`] per window page).
+    pub page_owners_offset: u32,
+    /// Entries of the page-owner table (the client's window pages).
+    pub page_owners: u32,
     /// Zero.
-    pub reserved: [u32; 6],
+    pub reserved: [u32; 2],
 }
 
 /// The client library's magazine counters, kept in the control-region header so the server
@@ -154,38 +180,99 @@ pub const fn magazine_offset(slot: u16, role: MagazineRole) -> usize {
         }
 }
 
-/// Bytes of a control region with `slots` slots, rounded up to whole pages.
-pub const fn control_region_size(slots: u16) -> usize {
-    slot_offset(slots).div_ceil(PAGE_SIZE) * PAGE_SIZE
+/// Where everything lies in one client's control region: `slots` magazine slots, a cache
+/// table of `caches` entries (the client's cache slots: `max_caches_per_client`), a page-owner
+/// table of `window_pages` entries. Server and client compute the same offsets from these
+/// three numbers (the client reads them from the header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlLayout {
+    /// Magazine slots.
+    pub slots: u16,
+    /// Cache-table entries.
+    pub caches: u16,
+    /// Page-owner entries (window pages).
+    pub window_pages: u32,
+}
+
+impl ControlLayout {
+    /// Offset of the cache table: right after the last slot (slots are 8-byte multiples).
+    pub const fn caches_offset(&self) -> usize {
+        slot_offset(self.slots)
+    }
+
+    /// Offset of the page-owner table: right after the cache table.
+    pub const fn page_owners_offset(&self) -> usize {
+        self.caches_offset() + self.caches as usize * CACHE_ENTRY_SIZE
+    }
+
+    /// Offset of the cache-table entry `index`.
+    pub const fn cache_entry_offset(&self, index: u16) -> usize {
+        self.caches_offset() + index as usize * CACHE_ENTRY_SIZE
+    }
+
+    /// Offset of the page-owner entry of window page `page`.
+    pub const fn page_owner_offset(&self, page: u32) -> usize {
+        self.page_owners_offset() + page as usize * PAGE_OWNER_SIZE
+    }
+
+    /// Bytes of the region, rounded up to whole pages.
+    pub const fn size(&self) -> usize {
+        (self.page_owners_offset() + self.window_pages as usize * PAGE_OWNER_SIZE).div_ceil(PAGE_SIZE) * PAGE_SIZE
+    }
+}
+
+/// Bytes of a control region with `slots` slots, `caches` cache-table entries and a window of
+/// `window_pages` pages, rounded up to whole pages ([`ControlLayout::size`]).
+pub const fn control_region_size(slots: u16, caches: u16, window_pages: u32) -> usize {
+    ControlLayout { slots, caches, window_pages }.size()
 }
 
 impl ControlHeader {
     /// The header the server writes for `client`.
-    pub const fn new(client: u16, slots: u16, capacity: u16) -> Self {
+    pub const fn new(client: u16, layout: &ControlLayout, capacity: u16) -> Self {
         ControlHeader {
             magic: CONTROL_MAGIC,
             version: PROTOCOL_VERSION,
             client,
-            slots,
+            slots: layout.slots,
             capacity,
             slot_size: SLOT_SIZE as u32,
             alloc_hits: 0,
             free_hits: 0,
             magazine_misses: 0,
-            reserved: [0; 6],
+            caches_offset: layout.caches_offset() as u32,
+            caches: layout.caches,
+            cache_entry_size: CACHE_ENTRY_SIZE as u16,
+            page_owners_offset: layout.page_owners_offset() as u32,
+            page_owners: layout.window_pages,
+            reserved: [0; 2],
         }
     }
 
-    /// Checks magic, version, slot size and capacity, and that `slots` slots fit in
-    /// `region_len` bytes. `VersionMismatch` for another version, `Malformed` otherwise.
+    /// The layout the header describes (valid once [`ControlHeader::check`] accepted it).
+    pub const fn layout(&self) -> ControlLayout {
+        ControlLayout { slots: self.slots, caches: self.caches, window_pages: self.page_owners }
+    }
+
+    /// Checks magic, version, slot and entry sizes, capacity, that the table offsets are the
+    /// ones the counts give, and that everything fits in `region_len` bytes. `VersionMismatch`
+    /// for another version, `Malformed` otherwise.
     pub fn check(&self, region_len: usize) -> Result<(), Error> {
-        if self.magic != CONTROL_MAGIC || self.slot_size as usize != SLOT_SIZE {
+        if self.magic != CONTROL_MAGIC
+            || self.slot_size as usize != SLOT_SIZE
+            || usize::from(self.cache_entry_size) != CACHE_ENTRY_SIZE
+        {
             return Err(Error::Malformed);
         }
         if self.version != PROTOCOL_VERSION {
             return Err(Error::VersionMismatch { server: self.version });
         }
-        if usize::from(self.capacity) > MAGAZINE_MAX || slot_offset(self.slots) > region_len {
+        let layout = self.layout();
+        if usize::from(self.capacity) > MAGAZINE_MAX
+            || self.caches_offset as usize != layout.caches_offset()
+            || self.page_owners_offset as usize != layout.page_owners_offset()
+            || layout.size() > region_len
+        {
             return Err(Error::Malformed);
         }
         Ok(())
@@ -253,15 +340,16 @@ impl ControlMemory for [u8] {
     }
 }
 
-/// Zeroes the region and writes a fresh header (the server, when it creates the region).
-/// `InvalidArgument` if `capacity` is above [`MAGAZINE_MAX`] or the slots do not fit.
+/// Zeroes the region and writes a fresh header (the server, when it creates the region): every
+/// slot free, every cache-table entry empty, every page-owner entry [`PageOwnerKind::None`].
+/// `InvalidArgument` if `capacity` is above [`MAGAZINE_MAX`] or the layout does not fit.
 pub fn init_region<M: ControlMemory + ?Sized>(
     mem: &mut M,
     client: u16,
-    slots: u16,
+    layout: &ControlLayout,
     capacity: u16,
 ) -> Result<(), Error> {
-    if usize::from(capacity) > MAGAZINE_MAX || slot_offset(slots) > mem.len() {
+    if usize::from(capacity) > MAGAZINE_MAX || layout.size() > mem.len() {
         return Err(Error::InvalidArgument);
     }
     let zeros = [0u8; PAGE_SIZE];
@@ -271,7 +359,7 @@ pub fn init_region<M: ControlMemory + ?Sized>(
         mem.write(offset, &zeros[..n])?;
         offset += n;
     }
-    mem.write(0, ControlHeader::new(client, slots, capacity).as_bytes())
+    mem.write(0, ControlHeader::new(client, layout, capacity).as_bytes())
 }
 
 /// Copies the header out and checks it ([`ControlHeader::check`]).
@@ -341,5 +429,4 @@ pub fn write_slot_binding<M: ControlMemory + ?Sized>(
 }
 
 #[cfg(test)]
-#[path = "control_tests.rs"]
 mod tests;
