@@ -30,7 +30,13 @@ fn sel4_clients(system: &memserver_system::System) -> Vec<ClientTask<'_>> {
                 heap: c.heap.as_deref().and_then(|heap| {
                     let (id, h) = system.client_by_name(heap)?;
                     let slub_debug = h.slub_debug.as_deref().unwrap_or("");
-                    Some(HeapClient { id, name: &h.name, quota_pages: h.quota_pages, window_pages: h.window_pages, slub_debug })
+                    Some(HeapClient {
+                        id,
+                        name: &h.name,
+                        quota_pages: h.quota_pages,
+                        window_pages: h.window_pages,
+                        slub_debug,
+                    })
                 }),
             })
         })
@@ -227,8 +233,16 @@ fn a_heap_with_the_id_of_another_client_is_refused() {
 }
 
 fn one_client(pool_pages: u32, window_pages: u32) -> Result<BootPlan, PlanError> {
-    let clients =
-        [ClientTask { id: 1, name: "a", quota_pages: 1, window_pages, introspect: false, slub_debug: "", image: "x", heap: None }];
+    let clients = [ClientTask {
+        id: 1,
+        name: "a",
+        quota_pages: 1,
+        window_pages,
+        introspect: false,
+        slub_debug: "",
+        image: "x",
+        heap: None,
+    }];
     BootPlan::new(
         &Description {
             pool_pages,
