@@ -84,9 +84,6 @@ pub fn session() -> Option<&'static Memserver<Sel4Transport>> {
     ALLOCATOR.source().session.get()
 }
 
-/// Object sizes of the kmalloc classes (`kmalloc-8` … `kmalloc-8k`).
-const KMALLOC_CLASSES: [u32; 13] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
-
 /// Gives every kmalloc class of the heap client a slab now (one object each, allocated and
 /// freed: an empty slab stays until a shrink). For a task that counts the pool's free pages
 /// between its own steps (the conformance suite): the small allocations of its heap then come
@@ -94,8 +91,8 @@ const KMALLOC_CLASSES: [u32; 13] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024,
 /// Returns the pages the heap client holds.
 pub fn grow_every_class() -> Result<u32, &'static str> {
     let server = session().ok_or("no heap session")?;
-    for size in KMALLOC_CLASSES {
-        let object = server.kmalloc(size).map_err(|_| "kmalloc")?;
+    for size in memclient::kmalloc::KMALLOC_SIZES {
+        let object = server.kmalloc(size as usize).map_err(|_| "kmalloc")?;
         server.kfree(object).map_err(|_| "kfree")?;
     }
     server.stats().map(|s| s.client_pages).map_err(|_| "stats")
@@ -119,17 +116,19 @@ pub fn summary(task: &str) -> u64 {
         return 0;
     };
     let name = ALLOCATOR.source().name.get().map_or("?", |n| n.as_str());
+    let magazines = server.counters();
     match server.stats() {
         Ok(stats) => sel4::debug_println!(
             "{task}: heap: {} allocation(s) served by the memserver ({} freed), {} from the bootstrap heap, {} failed free(s); \
-             heap client {name}: {} kmalloc(s), {} kfree(s), {} live, {} page(s)",
+             heap client {name}: {} kmalloc/kfree(s) from magazines, {} by IPC, {} live object(s) ({} in magazines), {} page(s)",
             c.served_allocations,
             c.served_frees,
             c.bootstrap_allocations,
             c.failed_frees,
-            stats.allocs,
-            stats.frees,
+            magazines.kmalloc_hits,
+            magazines.kmalloc_misses,
             stats.live_objects,
+            stats.magazine_objects,
             stats.client_pages
         ),
         Err(e) => {
