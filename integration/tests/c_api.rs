@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{ONE_APP_SYSTEM as SYSTEM, field};
+use common::{field, one_app_system as system};
 
 /// The system libraries a Rust static library needs (docs/client.md lists the same).
 const SYSTEM_LIBS: [&str; 3] = ["-lpthread", "-ldl", "-lm"];
@@ -92,7 +92,7 @@ fn run(server: Option<&common::Server>, program: &Path, args: &[&str]) -> Output
 
 /// Runs rule `rule` of linux_api.c against a fresh server; returns its stderr.
 fn rule(rule: &str) -> String {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let out = run(Some(&server), &programs().linux_api, &[rule]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{rule}: {:?}\n{stderr}", out.status);
@@ -101,7 +101,7 @@ fn rule(rule: &str) -> String {
 
 /// Runs a hash-table build; returns its summary line after the common checks.
 fn hash_table(program: &Path) -> String {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let out = run(Some(&server), program, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -208,7 +208,7 @@ fn bulk_alloc_is_all_or_nothing() {
 #[test]
 fn slab_panic_aborts_when_creation_fails() {
     use std::os::unix::process::ExitStatusExt;
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let out = run(Some(&server), &programs().linux_api, &["slab_panic_aborts_when_creation_fails"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.signal(), Some(6), "{:?}: {stderr}", out.status);
@@ -217,7 +217,7 @@ fn slab_panic_aborts_when_creation_fails() {
 
 #[test]
 fn explicit_connect_after_a_failed_automatic_one() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let socket = server.socket();
     let out = run(None, &programs().linux_api, &["explicit_connect", socket.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -10,6 +10,7 @@
 //! [`ClientId`]: the first client is 1, 0 is reserved for "no client". Every key, its unit and
 //! its limits are documented in `docs/system.md`.
 
+mod text;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use protocol::ClientId;
+pub use text::SystemText;
 pub use validate::limits;
 
 /// Why a system description was rejected.
