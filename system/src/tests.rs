@@ -198,21 +198,25 @@ fn rejects_bad_trust_boundary_settings() {
 #[test]
 fn heap_names_another_client_without_an_image_for_an_sel4_task() {
     // `app` runs on seL4 with `memctl` as its heap (a made-up pairing: the rules are the point).
-    let app = |extra: &str| GOOD.replace("name = \"app\"", &format!("name = \"app\"\nimage = \"loadgen\"\n{extra}"));
-    let s = System::parse(&app("heap = \"memctl\"")).unwrap();
+    let app = |heap: &str| {
+        SystemText::new(16384)
+            .client("app", 4096, 8192)
+            .client_key("image", "\"loadgen\"")
+            .client_key("heap", format!("{heap:?}"))
+            .introspector("memctl")
+    };
+    let s = System::parse(&app("memctl").to_string()).unwrap();
     assert_eq!(s.client(1).unwrap().heap.as_deref(), Some("memctl"));
-    assert_eq!(System::parse(GOOD).unwrap().client(1).unwrap().heap, None);
-    assert_eq!(rejected_key(&app("heap = \"nobody\"")), "client[0].heap", "an unknown client");
-    assert_eq!(rejected_key(&app("heap = \"app\"")), "client[0].heap", "itself");
-    let no_image = GOOD.replace("name = \"app\"", "name = \"app\"\nheap = \"memctl\"");
-    assert_eq!(rejected_key(&no_image), "client[0].heap", "a heap serves an seL4 task");
-    let heap_is_a_task = app("heap = \"memctl\"").replace("introspect = true", "introspect = true\nimage = \"x\"");
-    assert_eq!(rejected_key(&heap_is_a_task), "client[0].heap", "the heap runs as a task itself");
-    let shared = format!(
-        "{}\n[[client]]\nname = \"b\"\nquota_pages = 1\nwindow_pages = 1\nimage = \"x\"\nheap = \"memctl\"\n",
-        app("heap = \"memctl\"")
-    );
-    assert_eq!(rejected_key(&shared), "client[2].heap", "one heap per task");
+    assert_eq!(System::parse(&good()).unwrap().client(1).unwrap().heap, None);
+    assert_eq!(rejected_key(&app("nobody").to_string()), "client[0].heap", "an unknown client");
+    assert_eq!(rejected_key(&app("app").to_string()), "client[0].heap", "itself");
+    let no_image =
+        SystemText::new(16384).client("app", 4096, 8192).client_key("heap", "\"memctl\"").introspector("memctl");
+    assert_eq!(rejected_key(&no_image.to_string()), "client[0].heap", "a heap serves an seL4 task");
+    let heap_is_a_task = app("memctl").client_key("image", "\"x\"");
+    assert_eq!(rejected_key(&heap_is_a_task.to_string()), "client[0].heap", "the heap runs as a task itself");
+    let shared = app("memctl").client("b", 1, 1).client_key("image", "\"x\"").client_key("heap", "\"memctl\"");
+    assert_eq!(rejected_key(&shared.to_string()), "client[2].heap", "one heap per task");
 }
 
 #[test]
