@@ -235,3 +235,51 @@ fn the_c_library_knows_the_servers_kmalloc_classes() {
     assert_eq!(memclient_c::kmalloc::KMALLOC_SIZES.as_slice(), server.as_slice());
     assert_eq!(memclient_c::kmalloc::KMALLOC_MAX_SIZE, memserver_engine::KMALLOC_MAX as usize);
 }
+
+/// The call counters the seL4 C task checks after `main` (`memclient_c::counters`) count each
+/// object once, through `krealloc`'s three outcomes and the bulk calls. In-process (the only
+/// test here that is, so nothing else moves the process-wide counters).
+#[test]
+fn call_counters_count_each_object_once_through_krealloc_and_bulk() {
+    use memclient_c::{cache, counters, kmalloc as k, session};
+    use std::ffi::{CString, c_void};
+
+    let server = common::Server::start(&system());
+    let socket = CString::new(server.socket().into_os_string().into_string().unwrap()).unwrap();
+    // SAFETY: two NUL-terminated strings.
+    assert_eq!(unsafe { session::memclient_connect(socket.as_ptr(), c"app".as_ptr()) }, 0);
+    let before = counters::snapshot();
+    let p = k::kmalloc(24, 0);
+    assert!(!p.is_null());
+    // SAFETY: each call gets the live object the previous one returned, used by nobody else.
+    let (same, moved, gone) = unsafe {
+        let same = k::krealloc(p, 30, 0); // fits kmalloc-32: the same object
+        let moved = k::krealloc(same, 5000, 0); // a page-sized object: moved
+        (same, moved, k::krealloc(moved, 0, 0)) // freed: ZERO_SIZE_PTR
+    };
+    assert!(same == p && !moved.is_null() && moved != same);
+    assert_eq!(gone as usize, k::ZERO_SIZE_PTR_ADDRESS);
+    let c = counters::snapshot();
+    let delta = |c: counters::CallCounters| {
+        (c.objects_allocated - before.objects_allocated, c.objects_freed - before.objects_freed)
+    };
+    assert_eq!(delta(c), (2, 2), "kmalloc, the move (one freed, one allocated), the free");
+
+    // SAFETY: a NUL-terminated name, no ctor.
+    let cache = unsafe { cache::kmem_cache_create(c"counted".as_ptr(), 64, 0, 0, None) };
+    assert!(!cache.is_null());
+    let mut objects = [std::ptr::null_mut::<c_void>(); 5];
+    // SAFETY: `cache` is live; `objects` has room for 5 pointers, and holds its 5 objects for the free.
+    unsafe {
+        assert_eq!(cache::kmem_cache_alloc_bulk(cache, 0, objects.len(), objects.as_mut_ptr()), 5);
+        assert_eq!(delta(counters::snapshot()), (7, 2));
+        cache::kmem_cache_free_bulk(cache, objects.len(), objects.as_mut_ptr());
+        cache::kmem_cache_destroy(cache);
+    }
+    let after = counters::snapshot();
+    assert_eq!(delta(after), (7, 7));
+    assert_eq!(
+        (after.caches_created - before.caches_created, after.caches_destroyed - before.caches_destroyed),
+        (1, 1)
+    );
+}
