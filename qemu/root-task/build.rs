@@ -14,9 +14,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=MEMSERVER_SYSTEM");
     println!("cargo:rerun-if-env-changed=TASK_IMAGES_DIR");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let system_path = std::env::var_os("MEMSERVER_SYSTEM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../../system.toml"));
+    let system_path =
+        std::env::var_os("MEMSERVER_SYSTEM").map(PathBuf::from).unwrap_or_else(|| manifest.join("../../system.toml"));
     println!("cargo:rerun-if-changed={}", system_path.display());
     let system = memserver_system::System::load(&system_path).unwrap_or_else(|e| panic!("{e}"));
     let images_dir = PathBuf::from(
@@ -31,7 +30,12 @@ fn main() {
     writeln!(out, "pub const MAX_CACHES_PER_CLIENT: u16 = {};", s.max_caches_per_client).unwrap();
     writeln!(out, "pub const MAGAZINE_SLOTS: u16 = {};", s.magazine_slots).unwrap();
     writeln!(out, "pub const MAGAZINES: [u16; 4] = [{}, {}, {}, {}];", m.small, m.medium, m.large, m.huge).unwrap();
-    writeln!(out, "pub static MEMSERVER_IMAGE: &[u8] = include_aligned!({:?});", image_path(&images_dir, "memserver-task")).unwrap();
+    writeln!(
+        out,
+        "pub static MEMSERVER_IMAGE: &[u8] = include_aligned!({:?});",
+        image_path(&images_dir, "memserver-task")
+    )
+    .unwrap();
 
     writeln!(out, "pub static CLIENTS: &[ClientTask<'static>] = &[").unwrap();
     let mut images: Vec<&str> = Vec::new();

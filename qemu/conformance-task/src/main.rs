@@ -181,7 +181,11 @@ impl Session for LocalSession {
     }
 
     fn control_write(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
-        if self.control.write(offset as u64, data) { Ok(()) } else { Err(outside("control", offset as u64, data.len())) }
+        if self.control.write(offset as u64, data) {
+            Ok(())
+        } else {
+            Err(outside("control", offset as u64, data.len()))
+        }
     }
 
     /// The client library's scenarios run on the same memory.
@@ -205,7 +209,9 @@ impl Drop for LocalSession {
     /// admit it afresh on its next `Hello` (an error reply, when the session never opened,
     /// changes nothing).
     fn drop(&mut self) {
-        goodbye(|request, reply| memserver_sel4_client::call(&mut self.memserver, request, reply).map(|_| ()).map_err(transport));
+        goodbye(|request, reply| {
+            memserver_sel4_client::call(&mut self.memserver, request, reply).map(|_| ()).map_err(transport)
+        });
     }
 }
 

@@ -171,7 +171,8 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
     let mut scratch = Scratch::take(bootinfo)?;
     let server_endpoint = objects.allocate_fixed::<sel4::cap_type::Endpoint>()?;
     let report_endpoint = objects.allocate_fixed::<sel4::cap_type::Endpoint>()?;
-    let mut server = Process::load(&mut objects, &mut scratch, system::MEMSERVER_IMAGE, plan.server.cnode_size_bits, 0)?;
+    let mut server =
+        Process::load(&mut objects, &mut scratch, system::MEMSERVER_IMAGE, plan.server.cnode_size_bits, 0)?;
     let send = sel4::CapRights::new(true, false, false, true);
     let receive = sel4::CapRights::new(false, false, true, false);
 
@@ -224,7 +225,12 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
             process.copy_cap(BootPlan::peer_slot(k), *endpoint, send.clone(), 0)?;
         }
         // The memserver maps frames into the task's VSpace.
-        server.copy_cap(plan.server.slots.client_vspaces + t.client as u64, process.vspace, sel4::CapRights::all(), 0)?;
+        server.copy_cap(
+            plan.server.slots.client_vspaces + t.client as u64,
+            process.vspace,
+            sel4::CapRights::all(),
+            0,
+        )?;
         let boot = plan
             .client_boot(n, control_in_task, heap_control_in_task)
             .ok_or(BootError::Description("client boot info"))?;

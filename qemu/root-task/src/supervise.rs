@@ -48,7 +48,9 @@ pub fn run(
                     queue.extend(supervisor.on(Event::HeapReclaimed { task, frames, free }));
                 }
                 Action::Census(stage) => match call(memserver, &SupervisorRequest::Census) {
-                    Some(SupervisorReply::Census(census)) => queue.extend(supervisor.on(Event::Census { stage, census })),
+                    Some(SupervisorReply::Census(census)) => {
+                        queue.extend(supervisor.on(Event::Census { stage, census }))
+                    }
                     other => {
                         sel4::debug_println!("root: the memserver answered the census with {other:?}");
                         return Ok(supervisor.failures() + 1);

@@ -176,7 +176,10 @@ pub fn open_with<T: memclient::Transport>(
     // memserver maps frames into it as objects are granted; the library touches only objects
     // it holds) and mapped its control region read-write, page aligned, for the task's life.
     let (window, control) = unsafe {
-        (Window::new(window_base, session.window.len as usize), Control::new(control_base, session.control.len as usize))
+        (
+            Window::new(window_base, session.window.len as usize),
+            Control::new(control_base, session.control.len as usize),
+        )
     };
     Memserver::new(wrap(Sel4Transport(link)), &hello_reply, window, control).map_err(|_| "session")
 }
