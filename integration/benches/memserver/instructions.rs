@@ -27,7 +27,7 @@ use crate::server::{self, Binaries, Placement};
 
 /// The system the measured server runs: the bench's, with a one-minute audit timer.
 fn system() -> String {
-    server::SYSTEM.replace("magazine_slots = 16\n", "magazine_slots = 16\n\n[server.audit]\ninterval_ms = 60000\n")
+    server::system_text().table("server.audit", &[("interval_ms", 60_000)]).into()
 }
 
 /// What the measurement found.

@@ -33,13 +33,11 @@ pub struct Memory {
 }
 
 fn system(pool: u32) -> String {
-    let mut s = format!(
-        "[server]\npool_pages = {pool}\nsocket = \"memserver.sock\"\nmax_caches_per_client = {CACHES_PER_CLIENT}\nmagazine_slots = 16\n"
-    );
-    for i in 0..CLIENTS {
-        s += &format!("\n[[client]]\nname = \"c{i}\"\nquota_pages = 4096\nwindow_pages = {WINDOW_PAGES}\n");
-    }
-    s
+    memserver_system::SystemText::new(pool)
+        .server("max_caches_per_client", CACHES_PER_CLIENT)
+        .server("magazine_slots", 16)
+        .clients("c", CLIENTS as u32, 4096, WINDOW_PAGES)
+        .into()
 }
 
 /// The engine's tables for the system at `pool` pages, as the host runner sizes them.

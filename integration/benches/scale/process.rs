@@ -16,14 +16,12 @@ use serde_json::{Value, json};
 const CLIENTS: usize = 16;
 
 fn system() -> String {
-    let mut s = format!(
-        "[server]\npool_pages = {}\nsocket = \"memserver.sock\"\nmax_caches_per_client = 16\nmagazine_slots = 4\n\n[server.audit]\ninterval_ms = 60000\n",
-        (CLIENTS + 1) * 2048
-    );
-    for i in 0..=CLIENTS {
-        s += &format!("\n[[client]]\nname = \"sc{i}\"\nquota_pages = 2048\nwindow_pages = 4096\n");
-    }
-    s
+    memserver_system::SystemText::new(((CLIENTS + 1) * 2048) as u32)
+        .server("max_caches_per_client", 16)
+        .server("magazine_slots", 4)
+        .table("server.audit", &[("interval_ms", 60_000)])
+        .clients("sc", (CLIENTS + 1) as u32, 2048, 4096)
+        .into()
 }
 
 type Session = memclient::Memserver<Connection>;
@@ -52,7 +50,7 @@ fn median(batches: usize, per: usize, mut f: impl FnMut() -> Result<(), String>)
 /// Client 0's timings while `clients` clients (itself included) hold `objects` each.
 fn timings(socket: &std::path::Path, clients: usize, objects: usize, quick: bool) -> Result<Value, String> {
     let sessions: Vec<Session> = (0..clients)
-        .map(|i| memclient::host::connect(socket, &format!("sc{i}")).map_err(|e| format!("connect sc{i}: {e:?}")))
+        .map(|i| memclient::host::connect(socket, &format!("sc-{i}")).map_err(|e| format!("connect sc-{i}: {e:?}")))
         .collect::<Result<_, _>>()?;
     for s in &sessions {
         hold(s, objects)?;
