@@ -85,11 +85,12 @@ fn pages_touched_without_a_grant_are_punched_out() {
     let mut byte = [0u8];
     assert!(c.window().read(15 * PAGE, &mut byte) && byte == [0x5A], "granted pages keep their bytes");
     assert!(c.window().read(16 * PAGE, &mut byte) && byte == [0], "ungranted pages read as zero");
-    // The timer may audit while the client is still writing: the 240 pages may go in passes.
+    // The timer may audit while the client is still writing: the 240 pages may go in passes
+    // (and a page punched while half written is written again and punched again).
     let log = server.stderr_so_far();
     let punched: u64 =
         log.split("punched ").skip(1).map(|rest| rest.split(' ').next().unwrap().parse::<u64>().unwrap()).sum();
-    assert_eq!(punched, 240, "{log}");
+    assert!(punched >= 240, "{log}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use memserver_dispatch::{ClientSpec, ControlAccess, InternalError, MagazineSizes, Server, ServerConfig, Session};
-use memserver_engine::{CacheDesc, ClientDesc, Engine, EngineConfig, EngineStorage, FrameDesc, Platform, SlabDesc};
+use memserver_engine::{Engine, EngineConfig, EngineStorage, Platform};
 use protocol::control::{self, ControlMemory, MagazineRole};
 use protocol::slub_debug::SlubDebug;
 use protocol::{CacheId, ClientId, Error, ExchangeOp, Handle, PAGE_SIZE, PROTOCOL_VERSION, Reply, Request};
@@ -120,15 +120,7 @@ impl World {
         let pool = u32::from(clients) * QUOTA;
         let mut config = EngineConfig::new(pool, clients + 1, WINDOW);
         config.max_caches_per_client = CACHES;
-        let s = EngineStorage::required(&config).expect("storage sizes");
-        let storage = EngineStorage {
-            frames: leak(FrameDesc::EMPTY, s.frames),
-            slabs: leak(SlabDesc::EMPTY, s.slabs),
-            clients: leak(ClientDesc::EMPTY, s.clients),
-            caches: leak(CacheDesc::EMPTY, s.caches),
-            page_map: leak(0u32, s.page_map),
-            window_bits: leak(0u64, s.window_bits),
-        };
+        let storage = EngineStorage::leak(&config).expect("storage sizes");
         let server_config = ServerConfig { magazine_slots: SLOTS, magazine_sizes: MagazineSizes::DEFAULT };
         let platform =
             NullPlatform::new(pool, usize::from(clients) + 1, control::control_region_size(SLOTS, CACHES, WINDOW));

@@ -39,6 +39,9 @@
 #[cfg(feature = "testing")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 #[cfg(feature = "testing")]
 pub mod testing;
 

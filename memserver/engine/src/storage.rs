@@ -329,6 +329,25 @@ impl EngineStorage<'_> {
         })
     }
 
+    /// Tables for `config` from the global allocator, zeroed and never freed: for a runner that
+    /// builds one engine for its whole life (the host runner, the seL4 memserver task).
+    /// `None` if a size overflows `usize`.
+    #[cfg(feature = "alloc")]
+    pub fn leak(config: &EngineConfig) -> Option<EngineStorage<'static>> {
+        fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
+            alloc::boxed::Box::leak(alloc::vec![value; len].into_boxed_slice())
+        }
+        let s = Self::required(config)?;
+        Some(EngineStorage {
+            frames: leak(FrameDesc::EMPTY, s.frames),
+            slabs: leak(SlabDesc::EMPTY, s.slabs),
+            clients: leak(ClientDesc::EMPTY, s.clients),
+            caches: leak(CacheDesc::EMPTY, s.caches),
+            page_map: leak(0u32, s.page_map),
+            window_bits: leak(0u64, s.window_bits),
+        })
+    }
+
     pub(crate) fn fits(&self, s: &StorageSizes) -> bool {
         self.frames.len() >= s.frames
             && self.slabs.len() >= s.slabs

@@ -178,19 +178,7 @@ impl HostService {
 
 /// Allocates every engine table for `config`, for the life of the process.
 fn leak_storage(config: &EngineConfig) -> Result<EngineStorage<'static>, String> {
-    use memserver_engine::{CacheDesc, ClientDesc, FrameDesc, SlabDesc};
-    let s = EngineStorage::required(config).ok_or("engine tables overflow the address space")?;
-    fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
-        Box::leak(vec![value; len].into_boxed_slice())
-    }
-    Ok(EngineStorage {
-        frames: leak(FrameDesc::EMPTY, s.frames),
-        slabs: leak(SlabDesc::EMPTY, s.slabs),
-        clients: leak(ClientDesc::EMPTY, s.clients),
-        caches: leak(CacheDesc::EMPTY, s.caches),
-        page_map: leak(0u32, s.page_map),
-        window_bits: leak(0u64, s.window_bits),
-    })
+    EngineStorage::leak(config).ok_or_else(|| "engine tables overflow the address space".to_owned())
 }
 
 fn encode(reply: &Reply, out: &mut [u8]) -> usize {

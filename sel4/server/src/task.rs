@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use memserver_dispatch::{ClientSpec, Server, Session};
-use memserver_engine::{CacheDesc, ClientDesc, Engine, EngineStorage, FrameDesc, SlabDesc};
+use memserver_engine::{Engine, EngineStorage};
 use memserver_sel4_abi::message::{from_words, to_words};
 use memserver_sel4_abi::{Census, SUPERVISOR_BADGE, ServerBoot, SupervisorReply, SupervisorRequest};
 use protocol::framing::{self, MessageWords};
@@ -59,15 +59,7 @@ pub fn start<K: Kernel + 'static, M: Memory + 'static>(
     frames.map_direct(&mut kernel).map_err(StartError::Frames)?;
     let platform = Sel4Platform::new(boot, frames, kernel, memory).map_err(StartError::Frames)?;
     let config = engine_config(boot);
-    let s = EngineStorage::required(&config).ok_or(StartError::Config(Error::InvalidArgument))?;
-    let storage = EngineStorage {
-        frames: leak(FrameDesc::EMPTY, s.frames),
-        slabs: leak(SlabDesc::EMPTY, s.slabs),
-        clients: leak(ClientDesc::EMPTY, s.clients),
-        caches: leak(CacheDesc::EMPTY, s.caches),
-        page_map: leak(0u32, s.page_map),
-        window_bits: leak(0u64, s.window_bits),
-    };
+    let storage = EngineStorage::leak(&config).ok_or(StartError::Config(Error::InvalidArgument))?;
     let engine = Engine::new(config, storage, platform).map_err(StartError::Config)?;
     let sessions = leak(Session::VACANT, boot.session_count());
     let server = Server::new(engine, sessions, server_config(boot)).map_err(StartError::Config)?;
