@@ -21,13 +21,17 @@ pub struct Server {
 
 /// Two real clients, a memctl, a small hostile one; connections must say `Hello` within
 /// `hello_timeout_ms`.
-pub fn system_toml(hello_timeout_ms: u32) -> String {
+pub fn system_text(hello_timeout_ms: u32) -> SystemText {
     SystemText::new(16384)
         .server("hello_timeout_ms", hello_timeout_ms)
         .client("app", 4096, 8192)
         .introspector("memctl")
         .client("hostile-0", 16, 16)
-        .into()
+}
+
+/// [`system_text`] as TOML.
+pub fn system_toml(hello_timeout_ms: u32) -> String {
+    system_text(hello_timeout_ms).into()
 }
 
 /// Starts the binary on `system` in a fresh directory; returns it once it listens.
