@@ -32,12 +32,16 @@ mod dtor;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod global;
+mod hardened;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod kmalloc;
 pub mod server;
 #[allow(unsafe_code)]
 pub mod shm;
+#[cfg(feature = "std")]
+#[allow(unsafe_code)]
+mod threads;
 pub mod transport;
 
 pub use allocator_api2;

@@ -1,0 +1,151 @@
+//! A [`Cache`]'s per-thread fast path ([`crate::threads`]): `alloc` and `free` on the calling
+//! thread's magazine, and the trips to the shared layer (the slot's magazines, under the
+//! slot's lock) when it runs empty or full.
+
+use core::ptr::NonNull;
+
+use super::{Cache, Magazines, Pending};
+use crate::error::Error;
+use crate::threads::{THREAD_BATCH, ThreadMagazine, ThreadMagazines};
+use crate::transport::Transport;
+
+impl<T: Transport> Cache<'_, T> {
+    fn thread_magazines(&self) -> Result<&ThreadMagazines, Error> {
+        self.threads.as_deref().ok_or(Error::UnexpectedReply)
+    }
+
+    /// `alloc` on thread magazine `stripe` (the calling thread's lease).
+    #[inline]
+    pub(super) fn stripe_alloc(&self, m: &Magazines, stripe: usize) -> Result<NonNull<u8>, Error> {
+        let threads = self.thread_magazines()?;
+        // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
+        // `Cache::alloc` or the `!Send` guard), and `pop` does not reach the magazines again.
+        match unsafe { threads.with(stripe, ThreadMagazine::pop) }.flatten() {
+            Some(handle) => {
+                self.server.stripe_hit(stripe, true);
+                self.object(m.hand_out(self.server, handle))
+            }
+            None => self.stripe_refill(m, threads, stripe),
+        }
+    }
+
+    /// The thread magazine is empty: one handle from the shared layer (refilled by IPC if it
+    /// is empty too) to return, and up to half a thread magazine more from what the loaded
+    /// magazine holds.
+    #[cold]
+    #[inline(never)]
+    fn stripe_refill(&self, m: &Magazines, threads: &ThreadMagazines, stripe: usize) -> Result<NonNull<u8>, Error> {
+        let mut batch = [0u64; THREAD_BATCH];
+        let (first, moved) = {
+            let _guard = self.server.slot_lock(m.index).lock();
+            let first = m.take(self.server, &mut Pending::default())?;
+            let mut moved = 0;
+            for slot in batch.iter_mut().skip(1) {
+                let Some(handle) = m.slot.pop() else { break };
+                *slot = handle;
+                moved += 1;
+            }
+            (first, moved)
+        };
+        // SAFETY: this thread's lease (see `stripe_alloc`); the closure only pushes.
+        unsafe {
+            threads.with(stripe, |t| {
+                for &handle in batch.iter().skip(1).take(moved) {
+                    t.push(handle);
+                }
+            })
+        };
+        self.server.stripe_hit(stripe, true);
+        self.server.publish_stripe(stripe);
+        self.object(m.hand_out(self.server, first))
+    }
+
+    /// `free` (hardened) on thread magazine `stripe` (the calling thread's lease).
+    #[inline]
+    pub(super) fn stripe_free(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<(), Error> {
+        let threads = self.thread_magazines()?;
+        // SAFETY: this thread's lease (see `stripe_alloc`); `top` does not re-enter.
+        let top = if m.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
+        let canary = m.admit(self.server, handle, top)?;
+        // SAFETY: as above; `push` does not re-enter.
+        if unsafe { threads.with(stripe, |t| t.push(handle)) } == Some(true) {
+            Magazines::mark_free(self.server, handle, canary);
+            self.server.stripe_hit(stripe, false);
+            return Ok(());
+        }
+        self.stripe_drain(m, threads, stripe, handle, canary)
+    }
+
+    /// The thread magazine is full: half of it goes to the shared layer (drained to the
+    /// server by IPC if that is full too), then `handle` goes in.
+    #[cold]
+    #[inline(never)]
+    fn stripe_drain(
+        &self,
+        m: &Magazines,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        handle: u64,
+        canary: Option<u64>,
+    ) -> Result<(), Error> {
+        {
+            let _guard = self.server.slot_lock(m.index).lock();
+            self.move_to_shared(m, threads, stripe, THREAD_BATCH)?;
+        }
+        // SAFETY: this thread's lease (see `stripe_alloc`); `push` does not re-enter.
+        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
+            return Err(Error::UnexpectedReply);
+        }
+        Magazines::mark_free(self.server, handle, canary);
+        self.server.stripe_hit(stripe, false);
+        self.server.publish_stripe(stripe);
+        Ok(())
+    }
+
+    /// Moves up to `n` handles from the top of thread magazine `stripe` into the shared
+    /// layer; a handle leaves the thread magazine only once the shared layer took it. The
+    /// caller holds the slot's lock.
+    fn move_to_shared(&self, m: &Magazines, threads: &ThreadMagazines, stripe: usize, n: usize) -> Result<(), Error> {
+        let mut pending = Pending::default();
+        for _ in 0..n {
+            // SAFETY: this thread's lease (see `stripe_alloc`); `top` does not re-enter.
+            let Some(top) = (unsafe { threads.with(stripe, |t| t.top()) }).flatten() else { break };
+            m.put(self.server, &mut pending, top)?;
+            // SAFETY: as above; `pop` does not re-enter.
+            unsafe { threads.with(stripe, ThreadMagazine::pop) };
+        }
+        Ok(())
+    }
+
+    /// Everything in thread magazine `stripe` back to the shared layer (`flush`).
+    pub(super) fn stripe_flush(&self, m: &Magazines, stripe: usize) -> Result<(), Error> {
+        let threads = self.thread_magazines()?;
+        let _guard = self.server.slot_lock(m.index).lock();
+        self.move_to_shared(m, threads, stripe, usize::MAX)?;
+        self.server.publish_stripe(stripe);
+        Ok(())
+    }
+
+    /// Every thread magazine of the cache back to the shared layer (destroy, drop: nobody else
+    /// can use the cache now). Stops at the first error; what is left stays parked.
+    pub(super) fn return_thread_magazines(&mut self) -> Result<(), Error> {
+        let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_deref_mut()) else { return Ok(()) };
+        let _guard = self.server.slot_lock(m.index).lock();
+        let mut pending = Pending::default();
+        for magazine in threads.all() {
+            while let Some(handle) = magazine.top() {
+                m.put(self.server, &mut pending, handle)?;
+                magazine.pop();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Transport> Drop for Cache<'_, T> {
+    fn drop(&mut self) {
+        // The objects of other threads' magazines would be lost to this client until its
+        // session ends; the shared layer keeps them where `kfree` and the server reach them.
+        let _ = self.return_thread_magazines();
+    }
+}

@@ -1,0 +1,257 @@
+//! Per-thread magazines: Bonwick's per-CPU layer, with a thread in the role of the CPU.
+//!
+//! Each thread that uses a cache gets its own small magazine of handles in the cache's private
+//! memory ([`ThreadMagazines`], one [`ThreadMagazine`] per *stripe*), reached without a lock or
+//! an atomic instruction: `alloc` pops from it and `free` pushes onto it. Only when it runs
+//! empty (or full) does the thread take the slot's lock and move half a magazine from (or to)
+//! the shared layer: the slot's two magazines in the control region, which exchange whole
+//! magazines with the server's depot by IPC. So two threads on one cache meet only once every
+//! [`THREAD_BATCH`] operations, and never while one of them waits for the server.
+//!
+//! A stripe belongs to one thread at a time: a thread *leases* a stripe number (process-wide,
+//! the same in every cache) at its first use and gives it back when it exits; the next thread
+//! to lease the number inherits the magazines (as a CPU's magazines outlive the thread that
+//! filled them). Threads beyond [`STRIPES`] at once, and calls from thread-exit destructors
+//! that run after the lease is returned, use the shared layer under the slot's lock. Objects
+//! parked in stripes go back to the shared layer when their thread calls `flush`/`shrink`,
+//! when the cache is destroyed or dropped (no other thread can use it then), and batch by
+//! batch as the stripe overflows.
+//!
+//! This layer needs thread-local storage, so it exists with the `std` feature; a `no_std`
+//! client (an seL4 task is single-threaded) uses the shared layer directly.
+
+use core::cell::{Cell, UnsafeCell};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Stripes (threads with magazines of their own at once, process-wide).
+pub(crate) const STRIPES: usize = 16;
+/// Handles one thread magazine holds.
+pub(crate) const THREAD_CAPACITY: usize = 32;
+/// Handles moved between a thread magazine and the shared layer at a time.
+pub(crate) const THREAD_BATCH: usize = THREAD_CAPACITY / 2;
+
+/// Bit `i`: stripe `i` is leased by a live thread.
+static LEASED: AtomicU64 = AtomicU64::new(0);
+
+const _: () = assert!(STRIPES <= 64 && STRIPES < NO_STRIPE as usize);
+
+/// A lease not taken yet.
+const UNASSIGNED: u8 = u8::MAX;
+/// No stripe was free: this thread uses the shared layer.
+const NO_STRIPE: u8 = u8::MAX - 1;
+
+/// This thread's stripe number; given back when the thread exits.
+struct Lease(Cell<u8>);
+
+impl Lease {
+    #[cold]
+    fn acquire(&self) -> Option<usize> {
+        let mut leased = LEASED.load(Ordering::Relaxed);
+        loop {
+            let free = (!leased).trailing_zeros() as usize;
+            if free >= STRIPES {
+                self.0.set(NO_STRIPE);
+                return None;
+            }
+            // Acquire: the stripe's previous owner released it (Release in `drop`) after its
+            // last access, so this thread's accesses come after all of those.
+            match LEASED.compare_exchange_weak(leased, leased | 1 << free, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => {
+                    self.0.set(free as u8);
+                    return Some(free);
+                }
+                Err(now) => leased = now,
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let stripe = self.0.get();
+        if usize::from(stripe) < STRIPES {
+            LEASED.fetch_and(!(1u64 << stripe), Ordering::Release);
+        }
+    }
+}
+
+std::thread_local! {
+    static LEASE: Lease = const { Lease(Cell::new(UNASSIGNED)) };
+}
+
+/// The calling thread's stripe, leasing one at its first call; `None` when every stripe is
+/// leased or the thread is exiting.
+#[inline]
+pub(crate) fn stripe() -> Option<usize> {
+    LEASE
+        .try_with(|lease| match lease.0.get() {
+            UNASSIGNED => lease.acquire(),
+            NO_STRIPE => None,
+            stripe => Some(usize::from(stripe)),
+        })
+        .ok()
+        .flatten()
+}
+
+/// One thread's magazine of one cache: a stack of handles in private memory.
+#[derive(Debug)]
+pub(crate) struct ThreadMagazine {
+    count: usize,
+    handles: [u64; THREAD_CAPACITY],
+}
+
+impl ThreadMagazine {
+    /// Pops the top handle.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<u64> {
+        let top = self.count.checked_sub(1)?;
+        let handle = *self.handles.get(top)?;
+        self.count = top;
+        Some(handle)
+    }
+
+    /// Pushes a handle unless full.
+    #[inline]
+    pub(crate) fn push(&mut self, handle: u64) -> bool {
+        match self.handles.get_mut(self.count) {
+            Some(slot) => {
+                *slot = handle;
+                self.count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The top handle (the object freed last), if any.
+    #[inline]
+    pub(crate) fn top(&self) -> Option<u64> {
+        self.handles.get(self.count.checked_sub(1)?).copied()
+    }
+
+    /// Handles held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+}
+
+/// Cache-line aligned, so two threads' stripes never share a line.
+#[repr(align(64))]
+#[derive(Debug)]
+struct Padded<T>(T);
+
+/// A cache's thread magazines, one per stripe.
+pub(crate) struct ThreadMagazines {
+    stripes: [Padded<UnsafeCell<ThreadMagazine>>; STRIPES],
+}
+
+// SAFETY: stripe `i` is only reached by the thread holding lease `i` (`stripe()`), or through
+// `&mut ThreadMagazines` (no other thread can reach it then); leases hand over with
+// Release/Acquire ordering.
+unsafe impl Sync for ThreadMagazines {}
+
+impl ThreadMagazines {
+    /// Empty magazines for every stripe.
+    pub(crate) fn new() -> Self {
+        ThreadMagazines {
+            stripes: core::array::from_fn(|_| {
+                Padded(UnsafeCell::new(ThreadMagazine { count: 0, handles: [0; THREAD_CAPACITY] }))
+            }),
+        }
+    }
+
+    /// Runs `f` on the magazine of `stripe`.
+    ///
+    /// # Safety
+    /// - The calling thread holds the lease of `stripe` (it came from [`stripe()`] on this
+    ///   thread), and `f` does not reach this cache's thread magazines again (no nested call
+    ///   of `with` for the same stripe while `f` runs).
+    #[inline]
+    pub(crate) unsafe fn with<R>(&self, stripe: usize, f: impl FnOnce(&mut ThreadMagazine) -> R) -> Option<R> {
+        let cell = &self.stripes.get(stripe)?.0;
+        // SAFETY: only this thread reaches the stripe (its lease), and not re-entrantly (the
+        // caller's promise), so this is the only reference to the magazine while `f` runs.
+        Some(f(unsafe { &mut *cell.get() }))
+    }
+
+    /// Every stripe's magazine, with exclusive access (the cache is being dropped or destroyed).
+    pub(crate) fn all(&mut self) -> impl Iterator<Item = &mut ThreadMagazine> {
+        self.stripes.iter_mut().map(|p| p.0.get_mut())
+    }
+}
+
+/// The hits one stripe counted and has not yet added to the control-region header: only the
+/// stripe's thread changes them (a load and a store, no read-modify-write instruction), and it
+/// publishes them at each trip to the shared layer and when asked for counters.
+#[derive(Debug, Default)]
+pub(crate) struct StripeCounters {
+    pub(crate) alloc_hits: AtomicU64,
+    pub(crate) free_hits: AtomicU64,
+}
+
+/// One [`StripeCounters`] per stripe, each on its own cache line.
+#[derive(Debug)]
+pub(crate) struct AllStripeCounters([Padded<StripeCounters>; STRIPES]);
+
+impl Default for AllStripeCounters {
+    fn default() -> Self {
+        AllStripeCounters(core::array::from_fn(|_| Padded(StripeCounters::default())))
+    }
+}
+
+impl AllStripeCounters {
+    /// The counters of `stripe` (a stripe number below [`STRIPES`]).
+    #[inline]
+    pub(crate) fn get(&self, stripe: usize) -> Option<&StripeCounters> {
+        self.0.get(stripe).map(|p| &p.0)
+    }
+}
+
+impl StripeCounters {
+    /// Counts one hit (by the stripe's thread).
+    #[inline]
+    pub(crate) fn hit(&self, alloc: bool) {
+        let counter = if alloc { &self.alloc_hits } else { &self.free_hits };
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Takes the counts (by the stripe's thread): `(alloc hits, free hits)`.
+    pub(crate) fn take(&self) -> (u64, u64) {
+        let alloc = self.alloc_hits.load(Ordering::Relaxed);
+        let free = self.free_hits.load(Ordering::Relaxed);
+        self.alloc_hits.store(0, Ordering::Relaxed);
+        self.free_hits.store(0, Ordering::Relaxed);
+        (alloc, free)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_keeps_its_stripe_and_an_exited_thread_gives_it_back() {
+        let mine = stripe().expect("a stripe");
+        assert_eq!(stripe(), Some(mine), "the same stripe on every call");
+        // More threads than stripes, one after another: each gets one, so each exiting thread
+        // gave its stripe back.
+        for _ in 0..3 * STRIPES {
+            let theirs = std::thread::spawn(|| stripe()).join().unwrap();
+            assert!(theirs.is_some_and(|t| t != mine), "{theirs:?}");
+        }
+    }
+
+    #[test]
+    fn thread_magazine_is_a_bounded_stack() {
+        let mut m = ThreadMagazine { count: 0, handles: [0; THREAD_CAPACITY] };
+        assert_eq!(m.pop(), None);
+        for h in 0..THREAD_CAPACITY as u64 {
+            assert!(m.push(h * 8));
+        }
+        assert!(!m.push(1), "full");
+        assert_eq!(m.top(), Some((THREAD_CAPACITY as u64 - 1) * 8));
+        assert_eq!(m.pop(), Some((THREAD_CAPACITY as u64 - 1) * 8));
+        assert_eq!(m.len(), THREAD_CAPACITY - 1);
+    }
+}
