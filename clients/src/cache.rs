@@ -119,8 +119,9 @@ impl Magazines {
 
     /// The magazines of the cache `entry` (cache-table index `table_index`) describes, if it
     /// has a slot this client can use (a non-debug cache with a usable slot), for `kmalloc`
-    /// and `kfree` (their hits count as kmalloc hits). Freed objects carry a canary only for
-    /// the kmalloc classes: another cache may have a ctor, which the table does not say.
+    /// and `kfree` (their hits count as kmalloc hits). Freed objects carry a canary for the
+    /// kmalloc classes and for the caches this session created without ctor or dtor (the
+    /// table does not say whether a cache has a ctor; the session remembers).
     pub(crate) fn of_entry<T: Transport>(
         server: &Memserver<T>,
         table_index: u16,
@@ -129,7 +130,7 @@ impl Magazines {
         if entry.slot == NO_SLOT || entry.flags & SLAB_DEBUG != 0 {
             return None;
         }
-        let canary = entry.kmalloc_class != NOT_KMALLOC;
+        let canary = entry.kmalloc_class != NOT_KMALLOC || server.canary_cache(table_index);
         let check = ObjectCheck::of_entry(table_index, entry);
         let geometry = Geometry::of_entry(entry);
         let mut m =
@@ -138,15 +139,17 @@ impl Magazines {
         Some(m)
     }
 
-    /// A handle from the shared layer: the loaded magazine's top, after a swap with a full
-    /// previous one or a refill from the server. The caller holds the slot's lock.
+    /// A handle from the shared layer: the loaded magazine's top, after a swap with a
+    /// non-empty previous one or a refill from the server. The caller holds the slot's lock.
     pub(crate) fn take<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<u64, Error> {
         if let Some(handle) = self.slot.pop() {
             return Ok(handle);
         }
         pending.publish(server);
+        pending.missed = true;
         self.count_miss(server);
-        if self.slot.count(MagazineRole::Previous) == u32::from(self.capacity) {
+        // Bonwick swaps only with a full previous magazine; any objects there beat an IPC.
+        if self.slot.count(MagazineRole::Previous) > 0 {
             self.slot.swap();
         } else {
             self.exchange(server, ExchangeOp::Refill)?;
@@ -161,6 +164,7 @@ impl Magazines {
             return Ok(());
         }
         pending.publish(server);
+        pending.missed = true;
         self.count_miss(server);
         if self.slot.count(MagazineRole::Previous) == 0 {
             self.slot.swap();
@@ -192,15 +196,18 @@ impl Magazines {
         if let Some(check) = &self.check {
             check.check(server.control(), server.control_layout(), handle).map_err(Error::Server)?;
         }
-        if !self.canary {
-            return if top == Some(handle) { Err(Error::Server(protocol::Error::DoubleFree)) } else { Ok(None) };
-        }
+        // Every cache's freed objects are checked for the canary (a constructed object never
+        // carries one); only caches whose freed objects are nobody's get one written.
         let canary = server.canary().of(handle);
         match server.window().word(handle) {
-            Some(word) if word == canary => Err(Error::Server(protocol::Error::DoubleFree)),
-            Some(_) => Ok(Some(canary)),
-            None => Err(Error::Server(protocol::Error::InvalidObject)),
+            Some(word) if word == canary => return Err(Error::Server(protocol::Error::DoubleFree)),
+            Some(_) => {}
+            None => return Err(Error::Server(protocol::Error::InvalidObject)),
         }
+        if !self.canary && top == Some(handle) {
+            return Err(Error::Server(protocol::Error::DoubleFree));
+        }
+        Ok(self.canary.then_some(canary))
     }
 
     /// Marks a freed object (now in a magazine) with its canary.
@@ -312,6 +319,9 @@ pub(crate) struct Pending {
     batched: bool,
     alloc_hits: u64,
     free_hits: u64,
+    /// Whether a trip to the shared layer missed (swapped or exchanged): the operation that
+    /// made it counts as a miss, not a hit.
+    pub(crate) missed: bool,
 }
 
 /// Hits a guard counts before it publishes them.
@@ -412,6 +422,9 @@ impl<'m, T: Transport> Cache<'m, T> {
         let magazines = slot.filter(|_| !debug).and_then(|slot| {
             let check = ObjectCheck::of_cache(server.control(), server.control_layout(), cache.0);
             let canary = ctor.is_none() && dtor.is_none();
+            if let Some(check) = &check {
+                server.set_canary_cache(check.table_index(), canary);
+            }
             Magazines::bind(server, slot, magazine_capacity, cache, Geometry::of_layout(&layout), ctor, canary, check)
         });
         Ok(Cache {
@@ -692,13 +705,14 @@ impl<'m, T: Transport> Cache<'m, T> {
         self.server.validate(self.server.client_id(), self.name.as_str())
     }
 
-    /// This thread's magazine and both shared magazines back to the server (other threads'
-    /// magazines keep their objects until those threads flush, or the cache is destroyed).
+    /// This thread's magazine, those of exited threads, and both shared magazines back to the
+    /// server (the magazines of other live threads keep their objects until those threads
+    /// flush, or the cache is destroyed).
     pub fn flush(&self) -> Result<(), Error> {
         let Some(m) = &self.magazines else { return Ok(()) };
         #[cfg(feature = "std")]
-        if let Some(stripe) = self.stripe() {
-            self.stripe_flush(m, stripe)?;
+        if self.threads.is_some() {
+            self.stripe_flush(m, crate::threads::stripe())?;
         }
         let _guard = self.server.slot_lock(m.index).lock();
         m.exchange(self.server, ExchangeOp::Flush)

@@ -23,6 +23,8 @@
 //! The server still validates every handle that comes back to it; these checks keep a buggy
 //! free from handing one object to two owners inside the client before that happens.
 
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use protocol::control::{CacheEntry, ControlLayout, PageOwnerKind};
 use protocol::{Error as ServerError, PAGE_SIZE};
 
@@ -85,6 +87,11 @@ impl ObjectCheck {
         })
     }
 
+    /// The cache's index in the server's cache table.
+    pub(crate) fn table_index(&self) -> u16 {
+        self.table_index
+    }
+
     /// Whether `offset` (from a slab's first object) is an object start.
     #[inline]
     fn is_object_offset(&self, offset: u64) -> bool {
@@ -133,10 +140,43 @@ impl Canary {
     }
 }
 
+/// Cache-table indexes below this have a bit in [`CanaryCaches`].
+const CANARY_CACHES: usize = 1024;
+
+/// Which of the session's caches (by cache-table index) have freed objects that are nobody's
+/// (no ctor, no dtor), so a `kfree` of their objects may write the canary too.
+#[derive(Debug)]
+pub(crate) struct CanaryCaches([AtomicU64; CANARY_CACHES / 64]);
+
+impl Default for CanaryCaches {
+    fn default() -> Self {
+        CanaryCaches([const { AtomicU64::new(0) }; CANARY_CACHES / 64])
+    }
+}
+
+impl CanaryCaches {
+    /// Whether the cache at `index` may carry canaries.
+    pub(crate) fn get(&self, index: u16) -> bool {
+        let i = usize::from(index);
+        self.0.get(i / 64).is_some_and(|w| w.load(Relaxed) >> (i % 64) & 1 == 1)
+    }
+
+    /// Records whether the cache at `index` (just created) may carry canaries.
+    pub(crate) fn set(&self, index: u16, canary: bool) {
+        let i = usize::from(index);
+        if let Some(word) = self.0.get(i / 64) {
+            let bit = 1u64 << (i % 64);
+            match canary {
+                true => word.fetch_or(bit, Relaxed),
+                false => word.fetch_and(!bit, Relaxed),
+            };
+        }
+    }
+}
+
 /// A key that differs between sessions and runs: from the standard library's random hash keys
 /// where there is one, else from addresses (ASLR) and a counter.
 pub(crate) fn session_key(salt: usize) -> u64 {
-    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static SESSIONS: AtomicU64 = AtomicU64::new(0);
     let n = SESSIONS.fetch_add(1, Relaxed);
     let mut x = (salt as u64) ^ n.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ (&SESSIONS as *const AtomicU64 as u64);

@@ -12,7 +12,7 @@ use spin::Mutex;
 
 use crate::cache::Magazines;
 use crate::error::Error;
-use crate::hardened::{Canary, session_key};
+use crate::hardened::{Canary, CanaryCaches, session_key};
 use crate::kmalloc::{KMALLOC_CLASSES, KmallocClass};
 use crate::shm::{Control, PublishedCounters, Window};
 use crate::transport::Transport;
@@ -84,6 +84,8 @@ pub struct Memserver<T: Transport> {
     kmalloc: [KmallocClass; KMALLOC_CLASSES],
     /// The canaries of freed objects (the hardened free), keyed per session.
     canary: Canary,
+    /// Which caches' freed objects carry canaries (by cache-table index).
+    canary_caches: CanaryCaches,
     /// Hits the thread magazines counted and have not yet added to the header.
     #[cfg(feature = "std")]
     stripe_counters: crate::threads::AllStripeCounters,
@@ -131,6 +133,7 @@ impl<T: Transport> Memserver<T> {
             slot_locks: [const { Mutex::new(()) }; SLOTS_MAX as usize],
             kmalloc: [KmallocClass::UNKNOWN; KMALLOC_CLASSES],
             canary,
+            canary_caches: CanaryCaches::default(),
             #[cfg(feature = "std")]
             stripe_counters: Default::default(),
         };
@@ -214,6 +217,17 @@ impl<T: Transport> Memserver<T> {
     #[inline]
     pub(crate) fn canary(&self) -> &Canary {
         &self.canary
+    }
+
+    /// Whether the cache at cache-table index `index` is one of this session's caches whose
+    /// freed objects carry canaries.
+    pub(crate) fn canary_cache(&self, index: u16) -> bool {
+        self.canary_caches.get(index)
+    }
+
+    /// Records whether the cache at `index` (just created by this session) carries canaries.
+    pub(crate) fn set_canary_cache(&self, index: u16, canary: bool) {
+        self.canary_caches.set(index, canary);
     }
 
     /// Counts a hit of the thread magazine of `stripe` (the calling thread's).

@@ -75,6 +75,27 @@ impl Drop for Lease {
     }
 }
 
+/// A stripe taken by a thread that is not its lessee (a `flush` returning the objects an
+/// exited thread left), for as long as the claim lives: no thread can lease it meanwhile.
+pub(crate) struct Claim(usize);
+
+impl Claim {
+    /// Claims `stripe` if no live thread holds it.
+    pub(crate) fn free_stripe(stripe: usize) -> Option<Claim> {
+        let bit = 1u64 << stripe;
+        if stripe >= STRIPES || LEASED.fetch_or(bit, Ordering::Acquire) & bit != 0 {
+            return None;
+        }
+        Some(Claim(stripe))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        LEASED.fetch_and(!(1u64 << self.0), Ordering::Release);
+    }
+}
+
 std::thread_local! {
     static LEASE: Lease = const { Lease(Cell::new(UNASSIGNED)) };
 }
@@ -146,7 +167,8 @@ pub(crate) struct ThreadMagazines {
     stripes: [Padded<UnsafeCell<ThreadMagazine>>; STRIPES],
 }
 
-// SAFETY: stripe `i` is only reached by the thread holding lease `i` (`stripe()`), or through
+// SAFETY: stripe `i` is only reached by the thread holding lease `i` (`stripe()`, or a
+// `Claim`), or through
 // `&mut ThreadMagazines` (no other thread can reach it then); leases hand over with
 // Release/Acquire ordering.
 unsafe impl Sync for ThreadMagazines {}
@@ -165,7 +187,7 @@ impl ThreadMagazines {
     ///
     /// # Safety
     /// - The calling thread holds the lease of `stripe` (it came from [`stripe()`] on this
-    ///   thread), and `f` does not reach this cache's thread magazines again (no nested call
+    ///   thread, or the thread holds a [`Claim`] of it), and `f` does not reach this cache's thread magazines again (no nested call
     ///   of `with` for the same stripe while `f` runs).
     #[inline]
     pub(crate) unsafe fn with<R>(&self, stripe: usize, f: impl FnOnce(&mut ThreadMagazine) -> R) -> Option<R> {

@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 
 use super::{Cache, Magazines, Pending};
 use crate::error::Error;
-use crate::threads::{THREAD_BATCH, ThreadMagazine, ThreadMagazines};
+use crate::threads::{Claim, STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
 
 impl<T: Transport> Cache<'_, T> {
@@ -36,9 +36,10 @@ impl<T: Transport> Cache<'_, T> {
     #[inline(never)]
     fn stripe_refill(&self, m: &Magazines, threads: &ThreadMagazines, stripe: usize) -> Result<NonNull<u8>, Error> {
         let mut batch = [0u64; THREAD_BATCH];
+        let mut pending = Pending::default();
         let (first, moved) = {
             let _guard = self.server.slot_lock(m.index).lock();
-            let first = m.take(self.server, &mut Pending::default())?;
+            let first = m.take(self.server, &mut pending)?;
             let mut moved = 0;
             for slot in batch.iter_mut().skip(1) {
                 let Some(handle) = m.slot.pop() else { break };
@@ -55,7 +56,9 @@ impl<T: Transport> Cache<'_, T> {
                 }
             })
         };
-        self.server.stripe_hit(stripe, true);
+        if !pending.missed {
+            self.server.stripe_hit(stripe, true);
+        }
         self.server.publish_stripe(stripe);
         self.object(m.hand_out(self.server, first))
     }
@@ -88,24 +91,26 @@ impl<T: Transport> Cache<'_, T> {
         handle: u64,
         canary: Option<u64>,
     ) -> Result<(), Error> {
-        {
+        let missed = {
             let _guard = self.server.slot_lock(m.index).lock();
-            self.move_to_shared(m, threads, stripe, THREAD_BATCH)?;
-        }
+            self.move_to_shared(m, threads, stripe, THREAD_BATCH)?
+        };
         // SAFETY: this thread's lease (see `stripe_alloc`); `push` does not re-enter.
         if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
             return Err(Error::UnexpectedReply);
         }
         Magazines::mark_free(self.server, handle, canary);
-        self.server.stripe_hit(stripe, false);
+        if !missed {
+            self.server.stripe_hit(stripe, false);
+        }
         self.server.publish_stripe(stripe);
         Ok(())
     }
 
     /// Moves up to `n` handles from the top of thread magazine `stripe` into the shared
     /// layer; a handle leaves the thread magazine only once the shared layer took it. The
-    /// caller holds the slot's lock.
-    fn move_to_shared(&self, m: &Magazines, threads: &ThreadMagazines, stripe: usize, n: usize) -> Result<(), Error> {
+    /// caller holds the slot's lock. Whether the shared layer missed (swapped or drained).
+    fn move_to_shared(&self, m: &Magazines, threads: &ThreadMagazines, stripe: usize, n: usize) -> Result<bool, Error> {
         let mut pending = Pending::default();
         for _ in 0..n {
             // SAFETY: this thread's lease (see `stripe_alloc`); `top` does not re-enter.
@@ -114,15 +119,25 @@ impl<T: Transport> Cache<'_, T> {
             // SAFETY: as above; `pop` does not re-enter.
             unsafe { threads.with(stripe, ThreadMagazine::pop) };
         }
-        Ok(())
+        Ok(pending.missed)
     }
 
-    /// Everything in thread magazine `stripe` back to the shared layer (`flush`).
-    pub(super) fn stripe_flush(&self, m: &Magazines, stripe: usize) -> Result<(), Error> {
+    /// Everything in the calling thread's magazine, and in the magazines of stripes no live
+    /// thread holds (left by threads that exited), back to the shared layer (`flush`).
+    /// Stripes held by other live threads keep their objects.
+    pub(super) fn stripe_flush(&self, m: &Magazines, own: Option<usize>) -> Result<(), Error> {
         let threads = self.thread_magazines()?;
         let _guard = self.server.slot_lock(m.index).lock();
-        self.move_to_shared(m, threads, stripe, usize::MAX)?;
-        self.server.publish_stripe(stripe);
+        if let Some(stripe) = own {
+            self.move_to_shared(m, threads, stripe, usize::MAX)?;
+            self.server.publish_stripe(stripe);
+        }
+        for stripe in 0..STRIPES {
+            // While the claim is held no thread can lease the stripe: it is this thread's.
+            if let Some(_claim) = Claim::free_stripe(stripe) {
+                self.move_to_shared(m, threads, stripe, usize::MAX)?;
+            }
+        }
         Ok(())
     }
 
