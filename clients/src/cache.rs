@@ -140,18 +140,16 @@ impl Magazines {
     }
 
     /// A handle from the shared layer: the loaded magazine's top, after a swap with a
-    /// non-empty previous one or a refill from the server. The caller holds the slot's lock.
+    /// non-empty previous one or a refill from the server (a miss: the one IPC). The caller holds the slot's lock.
     pub(crate) fn take<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<u64, Error> {
         if let Some(handle) = self.slot.pop() {
             return Ok(handle);
         }
-        pending.publish(server);
-        pending.missed = true;
-        self.count_miss(server);
         // Bonwick swaps only with a full previous magazine; any objects there beat an IPC.
         if self.slot.count(MagazineRole::Previous) > 0 {
             self.slot.swap();
         } else {
+            self.miss(server, pending);
             self.exchange(server, ExchangeOp::Refill)?;
         }
         self.slot.pop().ok_or(Error::UnexpectedReply)
@@ -163,12 +161,10 @@ impl Magazines {
         if self.slot.push(self.capacity, handle) {
             return Ok(());
         }
-        pending.publish(server);
-        pending.missed = true;
-        self.count_miss(server);
         if self.slot.count(MagazineRole::Previous) == 0 {
             self.slot.swap();
         } else {
+            self.miss(server, pending);
             self.exchange(server, ExchangeOp::Drain)?;
         }
         if self.slot.push(self.capacity, handle) { Ok(()) } else { Err(Error::UnexpectedReply) }
@@ -221,8 +217,11 @@ impl Magazines {
     /// The shared-layer path of an allocation; the caller holds the slot's lock.
     #[inline]
     pub(crate) fn alloc<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<Handle, Error> {
+        pending.missed = false;
         let handle = self.take(server, pending)?;
-        pending.hit(server, true, self.kmalloc);
+        if !pending.missed {
+            pending.hit(server, true, self.kmalloc);
+        }
         Ok(self.hand_out(server, handle))
     }
 
@@ -236,9 +235,12 @@ impl Magazines {
     ) -> Result<(), Error> {
         let top = if self.canary { None } else { self.top() };
         let canary = self.admit(server, handle.0, top)?;
+        pending.missed = false;
         self.put(server, pending, handle.0)?;
         Self::mark_free(server, handle.0, canary);
-        pending.hit(server, false, self.kmalloc);
+        if !pending.missed {
+            pending.hit(server, false, self.kmalloc);
+        }
         Ok(())
     }
 
@@ -248,7 +250,10 @@ impl Magazines {
         self.slot.handle(MagazineRole::Loaded, count.checked_sub(1)?)
     }
 
-    fn count_miss<T: Transport>(&self, server: &Memserver<T>) {
+    /// An operation that needs an IPC: counted as a miss (not a hit).
+    fn miss<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) {
+        pending.publish(server);
+        pending.missed = true;
         server.raw_counters().misses.fetch_add(1, Relaxed);
         if self.kmalloc {
             server.private_counters().kmalloc_misses.fetch_add(1, Relaxed);

@@ -253,6 +253,14 @@ impl<T: Transport> Memserver<T> {
         }
     }
 
+    /// Hits every thread counted and has not yet published: `(alloc, free)`.
+    fn pending_stripe_hits(&self) -> (u64, u64) {
+        #[cfg(feature = "std")]
+        return self.stripe_counters.pending();
+        #[cfg(not(feature = "std"))]
+        (0, 0)
+    }
+
     /// Publishes the calling thread's pending hits (before counters are read).
     fn publish_own_hits(&self) {
         #[cfg(feature = "std")]
@@ -261,15 +269,17 @@ impl<T: Transport> Memserver<T> {
         }
     }
 
-    /// The magazine counters (hits and misses as published in the control region; the
-    /// calling thread's hits are published first, other threads' at their next trip to the
-    /// shared layer, `flush`, or the end of a guard).
+    /// The magazine counters: hits and misses as published in the control region, plus the
+    /// hits other threads counted and have not published yet (the calling thread's are
+    /// published first; the server's `Stats` sees the others at their next trip to the shared
+    /// layer, `flush`, or the end of a guard).
     pub fn counters(&self) -> CounterSnapshot {
         self.publish_own_hits();
         let c = self.raw_counters();
+        let (alloc_pending, free_pending) = self.pending_stripe_hits();
         CounterSnapshot {
-            alloc_hits: c.alloc_hits.load(Relaxed),
-            free_hits: c.free_hits.load(Relaxed),
+            alloc_hits: c.alloc_hits.load(Relaxed) + alloc_pending,
+            free_hits: c.free_hits.load(Relaxed) + free_pending,
             misses: c.misses.load(Relaxed),
             calls: self.counters.calls.load(Relaxed),
             kmalloc_hits: self.counters.kmalloc_hits.load(Relaxed),

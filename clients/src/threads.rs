@@ -223,6 +223,13 @@ impl Default for AllStripeCounters {
 }
 
 impl AllStripeCounters {
+    /// What every stripe counted and has not published: `(alloc hits, free hits)`.
+    pub(crate) fn pending(&self) -> (u64, u64) {
+        self.0.iter().fold((0, 0), |(a, f), p| {
+            (a + p.0.alloc_hits.load(Ordering::Relaxed), f + p.0.free_hits.load(Ordering::Relaxed))
+        })
+    }
+
     /// The counters of `stripe` (a stripe number below [`STRIPES`]).
     #[inline]
     pub(crate) fn get(&self, stripe: usize) -> Option<&StripeCounters> {
