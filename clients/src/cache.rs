@@ -16,7 +16,7 @@ use protocol::{CacheId, CacheLayout, CacheName, ExchangeOp, Handle, PAGE_SIZE};
 use spin::Mutex;
 
 use crate::error::Error;
-use crate::hardened::ObjectCheck;
+use crate::hardened::{ObjectCheck, Refusal};
 use crate::server::Memserver;
 use crate::shm::SlotView;
 #[cfg(feature = "std")]
@@ -107,8 +107,7 @@ impl Magazines {
         cache: CacheId,
         geometry: Geometry,
         ctor: Option<Ctor>,
-        canary: bool,
-        check: Option<ObjectCheck>,
+        (canary, check): (bool, Option<ObjectCheck>),
     ) -> Option<Magazines> {
         if slot >= SLOTS_MAX.min(server.magazine_slots()) || capacity == 0 || !server.control().has_slot(slot) {
             return None;
@@ -134,7 +133,7 @@ impl Magazines {
         let check = ObjectCheck::of_entry(table_index, entry);
         let geometry = Geometry::of_entry(entry);
         let mut m =
-            Self::bind(server, entry.slot, entry.capacity, CacheId(entry.cache), geometry, None, canary, check)?;
+            Self::bind(server, entry.slot, entry.capacity, CacheId(entry.cache), geometry, None, (canary, check))?;
         m.kmalloc = true;
         Some(m)
     }
@@ -182,26 +181,26 @@ impl Magazines {
     /// The hardened free's checks ([`crate::hardened`]): `handle` is an object start of this
     /// cache's slabs, and not free already (its canary; for a ctor cache, not `top`, the
     /// object freed last). Returns the canary to write once the object is in a magazine.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn admit<T: Transport>(
         &self,
         server: &Memserver<T>,
         handle: u64,
         top: Option<u64>,
-    ) -> Result<Option<u64>, Error> {
+    ) -> Result<Option<u64>, Refusal> {
         if let Some(check) = &self.check {
-            check.check(server.control(), server.control_layout(), handle).map_err(Error::Server)?;
+            check.check(server.page_owners(), handle)?;
         }
         // Every cache's freed objects are checked for the canary (a constructed object never
         // carries one); only caches whose freed objects are nobody's get one written.
         let canary = server.canary().of(handle);
         match server.window().word(handle) {
-            Some(word) if word == canary => return Err(Error::Server(protocol::Error::DoubleFree)),
+            Some(word) if word == canary => return Err(Refusal::DoubleFree),
             Some(_) => {}
-            None => return Err(Error::Server(protocol::Error::InvalidObject)),
+            None => return Err(Refusal::InvalidObject),
         }
         if !self.canary && top == Some(handle) {
-            return Err(Error::Server(protocol::Error::DoubleFree));
+            return Err(Refusal::DoubleFree);
         }
         Ok(self.canary.then_some(canary))
     }
@@ -234,7 +233,7 @@ impl Magazines {
         handle: Handle,
     ) -> Result<(), Error> {
         let top = if self.canary { None } else { self.top() };
-        let canary = self.admit(server, handle.0, top)?;
+        let canary = self.admit(server, handle.0, top).map_err(Error::from)?;
         pending.missed = false;
         self.put(server, pending, handle.0)?;
         Self::mark_free(server, handle.0, canary);
@@ -430,7 +429,7 @@ impl<'m, T: Transport> Cache<'m, T> {
             if let Some(check) = &check {
                 server.set_canary_cache(check.table_index(), canary);
             }
-            Magazines::bind(server, slot, magazine_capacity, cache, Geometry::of_layout(&layout), ctor, canary, check)
+            Magazines::bind(server, slot, magazine_capacity, cache, Geometry::of_layout(&layout), ctor, (canary, check))
         });
         Ok(Cache {
             server,
@@ -497,10 +496,24 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// allocate, as Linux does at creation; others return the error.
     #[inline]
     pub fn alloc(&self) -> Result<NonNull<u8>, Error> {
+        #[cfg(feature = "std")]
+        if let Some(m) = &self.magazines
+            && let Some(stripe) = self.stripe()
+            && let Some(ptr) = self.stripe_pop(m, stripe)
+        {
+            return Ok(ptr);
+        }
+        self.alloc_slow()
+    }
+
+    /// `alloc` past the thread magazine's hit: its refill, the shared layer, the IPC path.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self) -> Result<NonNull<u8>, Error> {
         let Some(m) = &self.magazines else { return self.check_panic(self.ipc_alloc(false)) };
         #[cfg(feature = "std")]
         if let Some(stripe) = self.stripe() {
-            return self.check_panic(self.stripe_alloc(m, stripe));
+            return self.check_panic(self.stripe_refill(m, stripe));
         }
         let result = {
             let _guard = self.server.slot_lock(m.index).lock();
@@ -573,7 +586,11 @@ impl<'m, T: Transport> Cache<'m, T> {
         let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
         #[cfg(feature = "std")]
         if let Some(stripe) = self.stripe() {
-            return self.stripe_free(m, stripe, handle.0);
+            return match self.stripe_push(m, stripe, handle.0) {
+                Ok(true) => Ok(()),
+                Ok(false) => self.stripe_drain(m, stripe, handle.0),
+                Err(refusal) => Err(refusal.into()),
+            };
         }
         let _guard = self.server.slot_lock(m.index).lock();
         m.free(self.server, &mut Pending::default(), handle)
@@ -772,7 +789,10 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
         let cache = self.cache;
         let result = match (&cache.magazines, &self.hold) {
             #[cfg(feature = "std")]
-            (Some(m), Hold::Stripe(stripe)) => cache.stripe_alloc(m, *stripe),
+            (Some(m), Hold::Stripe(stripe)) => match cache.stripe_pop(m, *stripe) {
+                Some(ptr) => return Ok(ptr),
+                None => cache.stripe_refill(m, *stripe),
+            },
             (Some(m), _) => m.alloc(cache.server, &mut self.pending).and_then(|h| cache.object(h)),
             (None, _) => cache.ipc_alloc_locked(false),
         };
@@ -787,7 +807,11 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
         let handle = cache.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
         match &self.hold {
             #[cfg(feature = "std")]
-            Hold::Stripe(stripe) => cache.stripe_free(m, *stripe, handle.0),
+            Hold::Stripe(stripe) => match cache.stripe_push(m, *stripe, handle.0) {
+                Ok(true) => Ok(()),
+                Ok(false) => cache.stripe_drain(m, *stripe, handle.0),
+                Err(refusal) => Err(refusal.into()),
+            },
             Hold::Locked(_) => m.free(cache.server, &mut self.pending, handle),
         }
     }

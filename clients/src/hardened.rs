@@ -25,10 +25,35 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use protocol::control::{CacheEntry, ControlLayout, PageOwnerKind};
+use peer_memory::PeerMemory;
+use protocol::control::{CacheEntry, ControlLayout, PAGE_OWNER_SIZE, PageOwner, PageOwnerKind};
+use zerocopy::FromBytes;
 use protocol::{Error as ServerError, PAGE_SIZE};
 
 use crate::shm::Control;
+
+/// Why the hardened free refused a pointer: a one-byte value, so the fast path returns it in a
+/// register (the library's [`Error`](crate::Error) is made from it off the fast path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No object start (`object + 8`, no slab page).
+    InvalidObject,
+    /// An object of another cache.
+    WrongCache,
+    /// An object that is free already.
+    DoubleFree,
+}
+
+impl From<Refusal> for crate::Error {
+    #[cold]
+    fn from(r: Refusal) -> Self {
+        crate::Error::Server(match r {
+            Refusal::InvalidObject => ServerError::InvalidObject,
+            Refusal::WrongCache => ServerError::WrongCache,
+            Refusal::DoubleFree => ServerError::DoubleFree,
+        })
+    }
+}
 
 /// What the fast path needs to know a handle is an object start of one cache: the cache's
 /// index in the server's cache table (what its slab pages' page-owner entries name), where
@@ -102,20 +127,23 @@ impl ObjectCheck {
     /// Checks that `handle` is the start of an object of a slab of this cache, by the
     /// page-owner table: `WrongCache` for a page of another cache, `InvalidObject` otherwise.
     #[inline]
-    pub(crate) fn check(&self, control: &Control, layout: &ControlLayout, handle: u64) -> Result<(), ServerError> {
-        let page = u32::try_from(handle / PAGE_SIZE as u64).map_err(|_| ServerError::InvalidObject)?;
-        let owner = control.page_owner(layout, page).ok_or(ServerError::InvalidObject)?;
+    pub(crate) fn check(&self, page_owners: &PeerMemory, handle: u64) -> Result<(), Refusal> {
+        let page = handle / PAGE_SIZE as u64;
+        let offset = usize::try_from(page).ok().and_then(|p| p.checked_mul(PAGE_OWNER_SIZE));
+        let word = offset.and_then(|o| page_owners.load_u64(o)).ok_or(Refusal::InvalidObject)?;
+        let owner = PageOwner::read_from_bytes(&word.to_ne_bytes()).map_err(|_| Refusal::InvalidObject)?;
+        let page = page as u32; // < window pages (the table has one entry per page)
         if owner.kind() != PageOwnerKind::Slab {
-            return Err(ServerError::InvalidObject);
+            return Err(Refusal::InvalidObject);
         }
         if owner.cache != self.table_index {
-            return Err(ServerError::WrongCache);
+            return Err(Refusal::WrongCache);
         }
-        let first_page = page.checked_sub(owner.value).ok_or(ServerError::InvalidObject)?;
+        let first_page = page.checked_sub(owner.value).ok_or(Refusal::InvalidObject)?;
         let first_object = u64::from(first_page) * PAGE_SIZE as u64 + self.obj_offset;
         match handle.checked_sub(first_object) {
             Some(offset) if self.is_object_offset(offset) => Ok(()),
-            _ => Err(ServerError::InvalidObject),
+            _ => Err(Refusal::InvalidObject),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::hardened::{Canary, CanaryCaches, session_key};
 use crate::kmalloc::{KMALLOC_CLASSES, KmallocClass};
 use crate::shm::{Control, PublishedCounters, Window};
 use crate::transport::Transport;
+use peer_memory::PeerMemory;
 
 /// Counters of the magazine layer, kept by the client (the server cannot see hits).
 ///
@@ -86,6 +87,8 @@ pub struct Memserver<T: Transport> {
     canary: Canary,
     /// Which caches' freed objects carry canaries (by cache-table index).
     canary_caches: CanaryCaches,
+    /// The server's page-owner table in the control region (the hardened free's lookup).
+    page_owners: PeerMemory,
     /// Hits the thread magazines counted and have not yet added to the header.
     #[cfg(feature = "std")]
     stripe_counters: crate::threads::AllStripeCounters,
@@ -122,6 +125,7 @@ impl<T: Transport> Memserver<T> {
         }
         let layout = header.layout();
         let canary = Canary::new(session_key(window.base().as_ptr() as usize));
+        let page_owners = control.page_owner_table(&layout).ok_or(Error::Server(protocol::Error::Malformed))?;
         let mut session = Memserver {
             api: Mutex::new(Client::new(transport)),
             window,
@@ -134,6 +138,7 @@ impl<T: Transport> Memserver<T> {
             kmalloc: [KmallocClass::UNKNOWN; KMALLOC_CLASSES],
             canary,
             canary_caches: CanaryCaches::default(),
+            page_owners,
             #[cfg(feature = "std")]
             stripe_counters: Default::default(),
         };
@@ -211,6 +216,12 @@ impl<T: Transport> Memserver<T> {
     #[inline]
     pub(crate) fn kmalloc_class(&self, class: usize) -> Option<&KmallocClass> {
         self.kmalloc.get(class)
+    }
+
+    /// The page-owner table ([`crate::hardened`]).
+    #[inline]
+    pub(crate) fn page_owners(&self) -> &PeerMemory {
+        &self.page_owners
     }
 
     /// The canary of freed objects ([`crate::hardened`]).

@@ -9,7 +9,7 @@ use core::sync::atomic::AtomicU64;
 use peer_memory::PeerMemory;
 use protocol::Handle;
 use protocol::control::{
-    self, CacheEntry, ControlLayout, HANDLES_OFFSET, MAGAZINE_MAX, MAGAZINE_SIZE, MagazineRole, PageOwner,
+    self, CacheEntry, ControlLayout, HANDLES_OFFSET, MAGAZINE_MAX, MAGAZINE_SIZE, MagazineRole, PAGE_OWNER_SIZE, PageOwner,
 };
 use zerocopy::FromBytes;
 
@@ -196,6 +196,12 @@ impl Control {
     /// Whether `slot` lies wholly inside the region (checked once, when a cache gets it).
     pub fn has_slot(&self, slot: u16) -> bool {
         control::slot_offset(slot.saturating_add(1)) <= self.len()
+    }
+
+    /// The server's page-owner table (one 8-byte [`PageOwner`] per window page) as a range of
+    /// its own, so the hardened free's lookup is one bounds check and one load.
+    pub(crate) fn page_owner_table(&self, layout: &ControlLayout) -> Option<PeerMemory> {
+        self.memory.sub(layout.page_owners_offset(), layout.window_pages as usize * PAGE_OWNER_SIZE)
     }
 
     /// The magazines of `slot`, for the cache bound to it (crate-private: only a cache's

@@ -40,24 +40,30 @@ const UNASSIGNED: u8 = u8::MAX;
 /// No stripe was free: this thread uses the shared layer.
 const NO_STRIPE: u8 = u8::MAX - 1;
 
-/// This thread's stripe number; given back when the thread exits.
-struct Lease(Cell<u8>);
+/// Returns this thread's stripe when the thread exits (a thread-local with a destructor,
+/// touched once, at the lease; the fast path reads [`STRIPE`], which has none).
+struct Lease;
 
 impl Lease {
     #[cold]
-    fn acquire(&self) -> Option<usize> {
+    fn acquire() -> Option<usize> {
+        // Registers the destructor that gives the stripe back; if this thread is already
+        // exiting (its thread-locals are being destroyed), it gets no stripe.
+        if LEASE.try_with(|_| ()).is_err() {
+            return None;
+        }
         let mut leased = LEASED.load(Ordering::Relaxed);
         loop {
             let free = (!leased).trailing_zeros() as usize;
             if free >= STRIPES {
-                self.0.set(NO_STRIPE);
+                STRIPE.set(NO_STRIPE);
                 return None;
             }
             // Acquire: the stripe's previous owner released it (Release in `drop`) after its
             // last access, so this thread's accesses come after all of those.
             match LEASED.compare_exchange_weak(leased, leased | 1 << free, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => {
-                    self.0.set(free as u8);
+                    STRIPE.set(free as u8);
                     return Some(free);
                 }
                 Err(now) => leased = now,
@@ -68,7 +74,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let stripe = self.0.get();
+        let stripe = STRIPE.replace(NO_STRIPE);
         if usize::from(stripe) < STRIPES {
             LEASED.fetch_and(!(1u64 << stripe), Ordering::Release);
         }
@@ -97,21 +103,21 @@ impl Drop for Claim {
 }
 
 std::thread_local! {
-    static LEASE: Lease = const { Lease(Cell::new(UNASSIGNED)) };
+    /// This thread's stripe, [`UNASSIGNED`] or [`NO_STRIPE`]: no destructor, so reading it is
+    /// one thread-local load.
+    static STRIPE: Cell<u8> = const { Cell::new(UNASSIGNED) };
+    static LEASE: Lease = const { Lease };
 }
 
 /// The calling thread's stripe, leasing one at its first call; `None` when every stripe is
 /// leased or the thread is exiting.
 #[inline]
 pub(crate) fn stripe() -> Option<usize> {
-    LEASE
-        .try_with(|lease| match lease.0.get() {
-            UNASSIGNED => lease.acquire(),
-            NO_STRIPE => None,
-            stripe => Some(usize::from(stripe)),
-        })
-        .ok()
-        .flatten()
+    match STRIPE.get() {
+        UNASSIGNED => Lease::acquire(),
+        NO_STRIPE => None,
+        stripe => Some(usize::from(stripe)),
+    }
 }
 
 /// One thread's magazine of one cache: a stack of handles in private memory.
@@ -266,7 +272,7 @@ mod tests {
         // More threads than stripes, one after another: each gets one, so each exiting thread
         // gave its stripe back.
         for _ in 0..3 * STRIPES {
-            let theirs = std::thread::spawn(|| stripe()).join().unwrap();
+            let theirs = std::thread::spawn(stripe).join().unwrap();
             assert!(theirs.is_some_and(|t| t != mine), "{theirs:?}");
         }
     }

@@ -96,7 +96,7 @@ impl PeerMemory {
         let mut i = 0;
         while i < dst.len() {
             let p = src.wrapping_add(i);
-            if p.addr() % WORD == 0 && dst.len() - i >= WORD {
+            if p.addr().is_multiple_of(WORD) && dst.len() - i >= WORD {
                 // SAFETY: `p .. p + 8` lies inside the range (checked by `start`), aligned for
                 // u64; a volatile read of shared memory is defined whatever the peer writes.
                 let word = unsafe { p.cast::<u64>().read_volatile() };
@@ -124,7 +124,7 @@ impl PeerMemory {
         while i < src.len() {
             let p = dst.wrapping_add(i);
             match src.get(i..i + WORD) {
-                Some(bytes) if p.addr() % WORD == 0 => {
+                Some(bytes) if p.addr().is_multiple_of(WORD) => {
                     let mut word = [0u8; WORD];
                     word.copy_from_slice(bytes);
                     // SAFETY: `p .. p + 8` lies inside the range (checked by `start`), aligned
@@ -150,7 +150,7 @@ impl PeerMemory {
         let mut i = 0;
         while i < len {
             let p = dst.wrapping_add(i);
-            if p.addr() % WORD == 0 && len - i >= WORD {
+            if p.addr().is_multiple_of(WORD) && len - i >= WORD {
                 // SAFETY: inside the range, aligned, writable (as in `write`).
                 unsafe { p.cast::<u64>().write_volatile(pattern) };
                 i += WORD;
@@ -180,7 +180,7 @@ impl PeerMemory {
     pub fn load_u64(&self, offset: usize) -> Option<u64> {
         let start = self.start(offset, WORD)?;
         let p = self.at(start);
-        if p.addr() % WORD != 0 {
+        if !p.addr().is_multiple_of(WORD) {
             return None;
         }
         // SAFETY: inside the range and aligned (checked above); a volatile load is defined
@@ -194,7 +194,7 @@ impl PeerMemory {
     pub fn store_u64(&self, offset: usize, value: u64) -> bool {
         let Some(start) = self.start(offset, WORD) else { return false };
         let p = self.at(start);
-        if p.addr() % WORD != 0 {
+        if !p.addr().is_multiple_of(WORD) {
             return false;
         }
         // SAFETY: inside the range, aligned, writable (checked above and by `new`).
@@ -208,7 +208,7 @@ impl PeerMemory {
     pub fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
         let start = self.start(offset, WORD)?;
         let p = self.at(start);
-        if p.addr() % align_of::<AtomicU64>() != 0 {
+        if !p.addr().is_multiple_of(align_of::<AtomicU64>()) {
             return None;
         }
         // SAFETY: inside the range, aligned for AtomicU64 (checked above); mapped for as long

@@ -5,6 +5,7 @@
 use core::ptr::NonNull;
 
 use super::{Cache, Magazines, Pending};
+use crate::hardened::Refusal;
 use crate::error::Error;
 use crate::threads::{Claim, STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
@@ -14,19 +15,16 @@ impl<T: Transport> Cache<'_, T> {
         self.threads.as_deref().ok_or(Error::UnexpectedReply)
     }
 
-    /// `alloc` on thread magazine `stripe` (the calling thread's lease).
+    /// The fast path of `alloc`: a pop from thread magazine `stripe` (the calling thread's
+    /// lease); `None` when it is empty (then [`Cache::stripe_refill`]).
     #[inline]
-    pub(super) fn stripe_alloc(&self, m: &Magazines, stripe: usize) -> Result<NonNull<u8>, Error> {
-        let threads = self.thread_magazines()?;
+    pub(super) fn stripe_pop(&self, m: &Magazines, stripe: usize) -> Option<NonNull<u8>> {
+        let threads = self.threads.as_deref()?;
         // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
         // `Cache::alloc` or the `!Send` guard), and `pop` does not reach the magazines again.
-        match unsafe { threads.with(stripe, ThreadMagazine::pop) }.flatten() {
-            Some(handle) => {
-                self.server.stripe_hit(stripe, true);
-                self.object(m.hand_out(self.server, handle))
-            }
-            None => self.stripe_refill(m, threads, stripe),
-        }
+        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
+        self.server.stripe_hit(stripe, true);
+        self.server.window().ptr(m.hand_out(self.server, handle), self.layout.object_size as usize)
     }
 
     /// The thread magazine is empty: one handle from the shared layer (refilled by IPC if it
@@ -34,7 +32,8 @@ impl<T: Transport> Cache<'_, T> {
     /// magazine holds.
     #[cold]
     #[inline(never)]
-    fn stripe_refill(&self, m: &Magazines, threads: &ThreadMagazines, stripe: usize) -> Result<NonNull<u8>, Error> {
+    pub(super) fn stripe_refill(&self, m: &Magazines, stripe: usize) -> Result<NonNull<u8>, Error> {
+        let threads = self.thread_magazines()?;
         let mut batch = [0u64; THREAD_BATCH];
         let mut pending = Pending::default();
         let (first, moved) = {
@@ -48,7 +47,7 @@ impl<T: Transport> Cache<'_, T> {
             }
             (first, moved)
         };
-        // SAFETY: this thread's lease (see `stripe_alloc`); the closure only pushes.
+        // SAFETY: this thread's lease (see `stripe_pop`); the closure only pushes.
         unsafe {
             threads.with(stripe, |t| {
                 for &handle in batch.iter().skip(1).take(moved) {
@@ -63,39 +62,39 @@ impl<T: Transport> Cache<'_, T> {
         self.object(m.hand_out(self.server, first))
     }
 
-    /// `free` (hardened) on thread magazine `stripe` (the calling thread's lease).
+    /// The fast path of `free` (hardened) on thread magazine `stripe` (the calling thread's
+    /// lease): `Ok(true)` once pushed, `Ok(false)` when the magazine is full (then
+    /// [`Cache::stripe_drain`]), the refusal otherwise.
     #[inline]
-    pub(super) fn stripe_free(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<(), Error> {
-        let threads = self.thread_magazines()?;
-        // SAFETY: this thread's lease (see `stripe_alloc`); `top` does not re-enter.
+    pub(super) fn stripe_push(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<bool, Refusal> {
+        let Some(threads) = self.threads.as_deref() else { return Ok(false) };
+        // SAFETY: this thread's lease (see `stripe_pop`); `top` does not re-enter.
         let top = if m.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
         let canary = m.admit(self.server, handle, top)?;
         // SAFETY: as above; `push` does not re-enter.
-        if unsafe { threads.with(stripe, |t| t.push(handle)) } == Some(true) {
-            Magazines::mark_free(self.server, handle, canary);
-            self.server.stripe_hit(stripe, false);
-            return Ok(());
+        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
+            return Ok(false);
         }
-        self.stripe_drain(m, threads, stripe, handle, canary)
+        Magazines::mark_free(self.server, handle, canary);
+        self.server.stripe_hit(stripe, false);
+        Ok(true)
     }
 
     /// The thread magazine is full: half of it goes to the shared layer (drained to the
-    /// server by IPC if that is full too), then `handle` goes in.
+    /// server by IPC if that is full too), then `handle` goes in (checked again: the
+    /// refusal, if any, is the fast path's).
     #[cold]
     #[inline(never)]
-    fn stripe_drain(
-        &self,
-        m: &Magazines,
-        threads: &ThreadMagazines,
-        stripe: usize,
-        handle: u64,
-        canary: Option<u64>,
-    ) -> Result<(), Error> {
+    pub(super) fn stripe_drain(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<(), Error> {
+        let threads = self.thread_magazines()?;
         let missed = {
             let _guard = self.server.slot_lock(m.index).lock();
             self.move_to_shared(m, threads, stripe, THREAD_BATCH)?
         };
-        // SAFETY: this thread's lease (see `stripe_alloc`); `push` does not re-enter.
+        // SAFETY: this thread's lease (see `stripe_pop`); `top` does not re-enter.
+        let top = if m.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
+        let canary = m.admit(self.server, handle, top)?;
+        // SAFETY: this thread's lease (see `stripe_pop`); `push` does not re-enter.
         if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
             return Err(Error::UnexpectedReply);
         }
