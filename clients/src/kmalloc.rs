@@ -191,7 +191,10 @@ impl<T: Transport> Memserver<T> {
         let handle = self.window().handle(ptr).ok_or(Error::NotInWindow)?;
         match self.owner(handle) {
             Owner::Slab(entry, index) => {
-                if let Some(m) = Magazines::of_entry(self, index, &entry) {
+                // A kmalloc class's magazines were bound at `Hello`; another cache's are bound now.
+                let class = self.kmalloc_class(usize::from(entry.kmalloc_class)).and_then(|c| c.magazines);
+                let bound = class.filter(|m| m.cache.0 == entry.cache && m.index == entry.slot);
+                if let Some(m) = bound.or_else(|| Magazines::of_entry(self, index, &entry)) {
                     let _guard = self.slot_lock(m.index).lock();
                     return m.free(self, &mut Pending::default(), handle);
                 }
