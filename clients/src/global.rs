@@ -49,6 +49,8 @@ pub trait SessionSource: Sync {
 pub struct GlobalKmalloc<S, B> {
     source: S,
     bootstrap: B,
+    served_allocations: AtomicU64,
+    served_frees: AtomicU64,
     bootstrap_allocations: AtomicU64,
     failed_frees: AtomicU64,
 }
@@ -56,6 +58,11 @@ pub struct GlobalKmalloc<S, B> {
 /// What a [`GlobalKmalloc`] counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GlobalKmallocCounters {
+    /// Allocations the memserver served (kmalloc objects handed out; a `realloc` that moves
+    /// counts one).
+    pub served_allocations: u64,
+    /// Of those, the ones given back (`kfree` accepted).
+    pub served_frees: u64,
     /// Allocations served by the bootstrap allocator (no session at the time).
     pub bootstrap_allocations: u64,
     /// `kfree`s the server refused or that could not be sent (the object is lost to this
@@ -66,7 +73,14 @@ pub struct GlobalKmallocCounters {
 impl<S, B> GlobalKmalloc<S, B> {
     /// An allocator taking its session from `source`, and `bootstrap` while there is none.
     pub const fn with_source(source: S, bootstrap: B) -> Self {
-        GlobalKmalloc { source, bootstrap, bootstrap_allocations: AtomicU64::new(0), failed_frees: AtomicU64::new(0) }
+        GlobalKmalloc {
+            source,
+            bootstrap,
+            served_allocations: AtomicU64::new(0),
+            served_frees: AtomicU64::new(0),
+            bootstrap_allocations: AtomicU64::new(0),
+            failed_frees: AtomicU64::new(0),
+        }
     }
 
     /// The session source.
@@ -77,6 +91,8 @@ impl<S, B> GlobalKmalloc<S, B> {
     /// What it counted so far.
     pub fn counters(&self) -> GlobalKmallocCounters {
         GlobalKmallocCounters {
+            served_allocations: self.served_allocations.load(Relaxed),
+            served_frees: self.served_frees.load(Relaxed),
             bootstrap_allocations: self.bootstrap_allocations.load(Relaxed),
             failed_frees: self.failed_frees.load(Relaxed),
         }
@@ -105,6 +121,13 @@ fn kmalloc_aligned<T: Transport>(session: &Memserver<T>, layout: Layout) -> Opti
 }
 
 impl<S: SessionSource, B: GlobalAlloc> GlobalKmalloc<S, B> {
+    /// One kmalloc for `layout` from `session`, counted.
+    fn serve(&self, session: &Memserver<S::Transport>, layout: Layout) -> Option<NonNull<u8>> {
+        let object = kmalloc_aligned(session, layout)?;
+        self.served_allocations.fetch_add(1, Relaxed);
+        Some(object)
+    }
+
     /// The session if `ptr` is one of its objects.
     fn owner_of(&self, ptr: *mut u8) -> Option<(&Memserver<S::Transport>, NonNull<u8>)> {
         let session = self.source.ready()?;
@@ -122,7 +145,7 @@ impl<S: SessionSource, B: GlobalAlloc> GlobalKmalloc<S, B> {
 unsafe impl<S: SessionSource, B: GlobalAlloc> GlobalAlloc for GlobalKmalloc<S, B> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.source.session() {
-            Some(session) => kmalloc_aligned(session, layout).map_or(ptr::null_mut(), NonNull::as_ptr),
+            Some(session) => self.serve(session, layout).map_or(ptr::null_mut(), NonNull::as_ptr),
             None => {
                 self.bootstrap_allocations.fetch_add(1, Relaxed);
                 // SAFETY: the caller's guarantees for `layout` (non-zero size) pass through.
@@ -133,7 +156,7 @@ unsafe impl<S: SessionSource, B: GlobalAlloc> GlobalAlloc for GlobalKmalloc<S, B
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         match self.source.session() {
-            Some(session) => match kmalloc_aligned(session, layout) {
+            Some(session) => match self.serve(session, layout) {
                 Some(object) => {
                     // SAFETY: a fresh object of at least `layout.size()` bytes, owned here.
                     unsafe { object.as_ptr().write_bytes(0, layout.size()) };
@@ -152,9 +175,8 @@ unsafe impl<S: SessionSource, B: GlobalAlloc> GlobalAlloc for GlobalKmalloc<S, B
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         match self.owner_of(ptr) {
             Some((session, object)) => {
-                if session.kfree(object).is_err() {
-                    self.failed_frees.fetch_add(1, Relaxed);
-                }
+                let counter = if session.kfree(object).is_ok() { &self.served_frees } else { &self.failed_frees };
+                counter.fetch_add(1, Relaxed);
             }
             // SAFETY: not a window address, so `alloc` got it from the bootstrap allocator
             // with this `layout` (the caller's guarantee).

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{ONE_APP_SYSTEM as SYSTEM, field};
+use common::{field, one_app_system as system};
 
 /// The system libraries a Rust static library needs (docs/client.md lists the same).
 const SYSTEM_LIBS: [&str; 3] = ["-lpthread", "-ldl", "-lm"];
@@ -35,12 +35,12 @@ fn build_library(dir: &Path) {
     let profile = if profile_dir.ends_with("release") { "release" } else { "test" };
     let status = Command::new(env!("CARGO"))
         .current_dir(workspace())
-        .args(["build", "-p", "memclient-c", "--lib", "--profile", profile, "--target-dir"])
+        .args(["build", "-p", "memclient-c-staticlib", "--lib", "--profile", profile, "--target-dir"])
         .arg(target_dir)
         .status()
         .unwrap();
-    assert!(status.success(), "cargo build -p memclient-c failed");
-    std::fs::copy(profile_dir.join("libmemclient_c.a"), dir.join("libmemclient.a")).unwrap();
+    assert!(status.success(), "cargo build -p memclient-c-staticlib failed");
+    std::fs::copy(profile_dir.join("libmemclient_c_staticlib.a"), dir.join("libmemclient.a")).unwrap();
 }
 
 /// `cc -std=c11 -Wall -Wextra -Werror -I clients/c/include SOURCE -L dir -lmemclient …`.
@@ -92,7 +92,7 @@ fn run(server: Option<&common::Server>, program: &Path, args: &[&str]) -> Output
 
 /// Runs rule `rule` of linux_api.c against a fresh server; returns its stderr.
 fn rule(rule: &str) -> String {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let out = run(Some(&server), &programs().linux_api, &[rule]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{rule}: {:?}\n{stderr}", out.status);
@@ -101,7 +101,7 @@ fn rule(rule: &str) -> String {
 
 /// Runs a hash-table build; returns its summary line after the common checks.
 fn hash_table(program: &Path) -> String {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let out = run(Some(&server), program, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -208,7 +208,7 @@ fn bulk_alloc_is_all_or_nothing() {
 #[test]
 fn slab_panic_aborts_when_creation_fails() {
     use std::os::unix::process::ExitStatusExt;
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let out = run(Some(&server), &programs().linux_api, &["slab_panic_aborts_when_creation_fails"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.signal(), Some(6), "{:?}: {stderr}", out.status);
@@ -217,7 +217,7 @@ fn slab_panic_aborts_when_creation_fails() {
 
 #[test]
 fn explicit_connect_after_a_failed_automatic_one() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let socket = server.socket();
     let out = run(None, &programs().linux_api, &["explicit_connect", socket.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -234,4 +234,52 @@ fn the_c_library_knows_the_servers_kmalloc_classes() {
     let server: Vec<usize> = memserver_engine::KMALLOC_SIZES.iter().map(|&s| s as usize).collect();
     assert_eq!(memclient_c::kmalloc::KMALLOC_SIZES.as_slice(), server.as_slice());
     assert_eq!(memclient_c::kmalloc::KMALLOC_MAX_SIZE, memserver_engine::KMALLOC_MAX as usize);
+}
+
+/// The call counters the seL4 C task checks after `main` (`memclient_c::counters`) count each
+/// object once, through `krealloc`'s three outcomes and the bulk calls. In-process (the only
+/// test here that is, so nothing else moves the process-wide counters).
+#[test]
+fn call_counters_count_each_object_once_through_krealloc_and_bulk() {
+    use memclient_c::{cache, counters, kmalloc as k, session};
+    use std::ffi::{CString, c_void};
+
+    let server = common::Server::start(&system());
+    let socket = CString::new(server.socket().into_os_string().into_string().unwrap()).unwrap();
+    // SAFETY: two NUL-terminated strings.
+    assert_eq!(unsafe { session::memclient_connect(socket.as_ptr(), c"app".as_ptr()) }, 0);
+    let before = counters::snapshot();
+    let p = k::kmalloc(24, 0);
+    assert!(!p.is_null());
+    // SAFETY: each call gets the live object the previous one returned, used by nobody else.
+    let (same, moved, gone) = unsafe {
+        let same = k::krealloc(p, 30, 0); // fits kmalloc-32: the same object
+        let moved = k::krealloc(same, 5000, 0); // a page-sized object: moved
+        (same, moved, k::krealloc(moved, 0, 0)) // freed: ZERO_SIZE_PTR
+    };
+    assert!(same == p && !moved.is_null() && moved != same);
+    assert_eq!(gone as usize, k::ZERO_SIZE_PTR_ADDRESS);
+    let c = counters::snapshot();
+    let delta = |c: counters::CallCounters| {
+        (c.objects_allocated - before.objects_allocated, c.objects_freed - before.objects_freed)
+    };
+    assert_eq!(delta(c), (2, 2), "kmalloc, the move (one freed, one allocated), the free");
+
+    // SAFETY: a NUL-terminated name, no ctor.
+    let cache = unsafe { cache::kmem_cache_create(c"counted".as_ptr(), 64, 0, 0, None) };
+    assert!(!cache.is_null());
+    let mut objects = [std::ptr::null_mut::<c_void>(); 5];
+    // SAFETY: `cache` is live; `objects` has room for 5 pointers, and holds its 5 objects for the free.
+    unsafe {
+        assert_eq!(cache::kmem_cache_alloc_bulk(cache, 0, objects.len(), objects.as_mut_ptr()), 5);
+        assert_eq!(delta(counters::snapshot()), (7, 2));
+        cache::kmem_cache_free_bulk(cache, objects.len(), objects.as_mut_ptr());
+        cache::kmem_cache_destroy(cache);
+    }
+    let after = counters::snapshot();
+    assert_eq!(delta(after), (7, 7));
+    assert_eq!(
+        (after.caches_created - before.caches_created, after.caches_destroyed - before.caches_destroyed),
+        (1, 1)
+    );
 }

@@ -12,31 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use memclient::host::{Connection, connect};
 use memclient::{Cache, Error, KmemCache, Memserver};
+use memserver_system::SystemText;
 use protocol::flags::{SLAB_PANIC, SLAB_RED_ZONE};
 
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 16384
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 32
-
-[[client]]
-name = "app"
-quota_pages = 4096
-window_pages = 8192
-
-[[client]]
-name = "memctl"
-quota_pages = 1
-window_pages = 1
-introspect = true
-
-[[client]]
-name = "tiny"
-quota_pages = 16
-window_pages = 64
-"#;
+/// The application, memctl, and a client with a small quota.
+fn system() -> String {
+    SystemText::new(16384).client("app", 4096, 8192).introspector("memctl").client("tiny", 16, 64).into()
+}
 
 fn session(server: &host::Server, name: &str) -> Memserver<Connection> {
     connect(&server.socket, name).unwrap_or_else(|e| panic!("connect {name}: {e}"))
@@ -44,7 +26,7 @@ fn session(server: &host::Server, name: &str) -> Memserver<Connection> {
 
 #[test]
 fn magazine_fast_path_hit_rate_is_at_least_90_percent_on_churn() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     let cache = Cache::create(&ms, "churn", 64, 0, 0, None).unwrap();
     assert!(cache.has_magazines());
@@ -112,7 +94,7 @@ fn alloc_constructed(cache: &Cache<'_, Connection>, n: usize) -> Vec<NonNull<u8>
 
 #[test]
 fn ctor_runs_once_per_fresh_object_and_never_on_reuse() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     for (name, magazines) in [("ctor-mag", true), ("ctor-ipc", false)] {
         let cache = if magazines {
@@ -145,7 +127,7 @@ fn ctor_runs_once_per_fresh_object_and_never_on_reuse() {
 
 #[test]
 fn zalloc_zeroes_through_magazines() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     let cache = Cache::create(&ms, "zeroed", 256, 0, 0, None).unwrap();
     let dirty: Vec<_> = (0..100).map(|_| cache.alloc().unwrap()).collect();
@@ -172,7 +154,7 @@ fn zalloc_zeroes_through_magazines() {
 
 #[test]
 fn slab_panic_cache_panics_on_failure_while_others_return_the_error() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "tiny");
     let plain = Cache::create(&ms, "plain", 4096, 0, 0, None).unwrap();
     let mut held = Vec::new();
@@ -197,7 +179,7 @@ fn slab_panic_cache_panics_on_failure_while_others_return_the_error() {
 
 #[test]
 fn debug_caches_bypass_magazines_every_op_is_an_ipc() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     let cache = Cache::create(&ms, "red", 64, 0, SLAB_RED_ZONE, None).unwrap();
     assert!(!cache.has_magazines());
@@ -221,7 +203,7 @@ fn kmem_cache_takes_size_and_alignment_from_the_type() {
     struct Line([u8; 100]);
     #[allow(dead_code)]
     struct Pair(u64, u32);
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     let lines = KmemCache::<Line, _>::new(&ms, "line", 0, None).unwrap();
     let layout = lines.cache().layout();
@@ -247,7 +229,7 @@ fn kmem_cache_takes_size_and_alignment_from_the_type() {
 
 #[test]
 fn four_threads_share_caches_without_loss_or_duplication() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     let caches = [
         Cache::create(&ms, "shared-64", 64, 0, 0, None).unwrap(),
@@ -328,7 +310,7 @@ fn check(p: NonNull<u8>, size: usize, tag: u64) {
 
 #[test]
 fn objects_in_magazines_count_as_allocated() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     let cache = Cache::create(&ms, "counted", 64, 0, 0, None).unwrap();
     let p = cache.alloc().unwrap();
@@ -361,7 +343,7 @@ fn objects_in_magazines_count_as_allocated() {
 
 #[test]
 fn cache_guard_runs_the_fast_path_and_publishes_its_counts_when_dropped() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     let cache = Cache::create(&ms, "guarded", 64, 0, 0, None).unwrap();
     let before = ms.counters();
@@ -401,7 +383,7 @@ fn cache_guard_runs_the_fast_path_and_publishes_its_counts_when_dropped() {
 
 #[test]
 fn dma_addr_on_the_host_is_not_supported_and_checks_the_object_first() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let ms = session(&server, "app");
     let dma = Cache::create(&ms, "dma", 256, 0, protocol::flags::SLAB_CACHE_DMA, None).unwrap();
     let plain = Cache::create(&ms, "plain", 256, 0, 0, None).unwrap();

@@ -9,31 +9,13 @@ use std::time::{Duration, Instant};
 
 use memclient::Cache;
 use memclient::host::connect;
+use memserver_system::SystemText;
 use protocol::flags::SLAB_POISON;
 
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 16384
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 32
-
-[[client]]
-name = "app"
-quota_pages = 4096
-window_pages = 8192
-
-[[client]]
-name = "memctl"
-quota_pages = 1
-window_pages = 1
-introspect = true
-
-[[client]]
-name = "victim"
-quota_pages = 2048
-window_pages = 4096
-"#;
+/// The application, memctl, and a victim whose memory must stay its own.
+fn system() -> String {
+    SystemText::new(16384).client("app", 4096, 8192).introspector("memctl").client("victim", 2048, 4096).into()
+}
 
 /// Resident KiB of process `pid` (the `Rss:` line of /proc/<pid>/smaps_rollup).
 fn process_resident_kib(pid: u32) -> u64 {
@@ -44,7 +26,7 @@ fn process_resident_kib(pid: u32) -> u64 {
 
 #[test]
 fn shrink_returns_memory_to_the_os_server_and_client_resident_memory_fall() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let pid = server.child.id();
     let ms = connect(&server.socket, "app").unwrap();
     let window = ms.window().base().as_ptr();
@@ -88,7 +70,7 @@ fn shrink_returns_memory_to_the_os_server_and_client_resident_memory_fall() {
 
 #[test]
 fn sigkilled_client_has_everything_reclaimed() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let memctl = connect(&server.socket, "memctl").unwrap();
     let start = memctl.stats().unwrap().pool_free_pages;
     let mut child = Command::new(std::env::current_exe().unwrap())

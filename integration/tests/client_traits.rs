@@ -11,7 +11,7 @@ use memclient::allocator_api2::vec::Vec as ApiVec;
 use memclient::host::{Connection, connect};
 use memclient::{Cache, CtorCache, Error, KmemCache, Memserver};
 
-use common::ONE_APP_SYSTEM as SYSTEM;
+use common::one_app_system as system;
 
 fn session(server: &common::Server) -> Memserver<Connection> {
     connect(&server.socket(), "app").unwrap()
@@ -34,7 +34,7 @@ struct Node {
 
 #[test]
 fn box_and_vec_allocate_from_a_cache() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let ms = session(&server);
     let nodes = KmemCache::<Node, _>::new(&ms, "node", 0, None).unwrap();
     let boxes: Vec<ApiBox<Node, &KmemCache<'_, Node, Connection>>> =
@@ -64,7 +64,7 @@ fn box_and_vec_allocate_from_a_cache() {
 
 #[test]
 fn requests_that_do_not_fit_the_cache_are_alloc_errors() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let ms = session(&server);
     let cache = Cache::create(&ms, "small", 64, 8, 0, None).unwrap();
     let align = cache.layout().align as usize;
@@ -87,7 +87,7 @@ fn stamp(object: std::ptr::NonNull<u8>) {
 
 #[test]
 fn ctor_caches_refuse_the_allocator_trait_and_new_object() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let ms = session(&server);
     let cache = KmemCache::<[u8; 64], _>::new(&ms, "stamped", 0, Some(stamp)).unwrap();
     assert!(cache.allocate(Layout::new::<[u8; 64]>()).is_err());
@@ -107,7 +107,7 @@ impl Drop for Tracked {
 
 #[test]
 fn kbox_drops_its_value_and_frees_its_object() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let ms = session(&server);
     let cache = KmemCache::<Tracked, _>::new(&ms, "tracked", 0, None).unwrap();
     let before = DROPPED.load(SeqCst);
@@ -125,7 +125,7 @@ fn kbox_drops_its_value_and_frees_its_object() {
 
 #[test]
 fn kbox_moves_between_threads() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let ms = session(&server);
     let cache = KmemCache::<[u64; 4], _>::new(&ms, "sent", 0, None).unwrap();
     std::thread::scope(|scope| {
@@ -144,7 +144,7 @@ struct Peer {
 
 #[test]
 fn ctor_cache_objects_keep_their_state_across_reuse_and_are_never_dropped() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let ms = session(&server);
     let cache = CtorCache::<Peer, _>::new(&ms, "conn", 0).unwrap();
     let first: Vec<_> = (0..10).map(|_| cache.alloc().unwrap()).collect();

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use memclient::host::GlobalKmalloc;
 
-use common::{ONE_APP_SYSTEM as SYSTEM, field};
+use common::{field, one_app_system as system};
 
 /// Runs the example with `env` (and nothing of this process's `MEMSERVER_*`).
 fn run_example(env: &[(&str, &str)]) -> Output {
@@ -31,7 +31,7 @@ fn in_window(allocator: &GlobalKmalloc, ptr: *mut u8) -> bool {
 
 #[test]
 fn example_workload_runs_on_the_memserver_and_the_server_counts_it() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let socket = server.socket();
     let out = run_example(&[("MEMSERVER_SOCKET", socket.to_str().unwrap()), ("MEMSERVER_CLIENT", "app")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -76,7 +76,7 @@ fn without_a_server_it_warns_once_and_uses_the_system_allocator() {
 
 #[test]
 fn returned_pointers_honour_every_alignment_up_to_a_page() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let allocator = allocator_of(&server);
     let mut align = 1;
     while align <= 4096 {
@@ -109,7 +109,7 @@ fn returned_pointers_honour_every_alignment_up_to_a_page() {
 
 #[test]
 fn zeroed_allocations_are_zero_even_when_reused() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let allocator = allocator_of(&server);
     let layout = Layout::from_size_align(200, 8).unwrap();
     for _ in 0..3 {
@@ -126,7 +126,7 @@ fn zeroed_allocations_are_zero_even_when_reused() {
 
 #[test]
 fn realloc_keeps_contents_shrinks_in_place_and_grows_across_classes() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let allocator = allocator_of(&server);
     let layout = Layout::from_size_align(100, 8).unwrap();
     // SAFETY: every pointer is used within its current size and freed once, with its layout.
@@ -153,7 +153,7 @@ fn realloc_keeps_contents_shrinks_in_place_and_grows_across_classes() {
 
 #[test]
 fn pointers_from_the_system_allocator_go_back_to_it() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let allocator = allocator_of(&server);
     allocator.session().unwrap();
     let layout = Layout::from_size_align(64, 8).unwrap();
@@ -170,7 +170,7 @@ fn pointers_from_the_system_allocator_go_back_to_it() {
 
 #[test]
 fn one_allocator_serves_several_threads() {
-    let server = common::Server::start(SYSTEM);
+    let server = common::Server::start(&system());
     let allocator: &'static GlobalKmalloc = Box::leak(Box::new(allocator_of(&server)));
     // Connected first: threads allocating while the connection is being made would be served
     // by the bootstrap allocator (what `bootstrap_allocations` counts).
@@ -208,5 +208,7 @@ fn one_allocator_serves_several_threads() {
     assert_eq!(c.kmalloc_hits + c.kmalloc_misses, 16_000, "8,000 kmallocs and 8,000 kfrees");
     let stats = session.stats().unwrap();
     assert_eq!(stats.live_objects, stats.magazine_objects, "everything freed (some of it in magazines)");
-    assert_eq!(allocator.counters().bootstrap_allocations, 0);
+    let counters = allocator.counters();
+    assert_eq!((counters.served_allocations, counters.served_frees), (8_000, 8_000), "what the allocator counts");
+    assert_eq!(counters.bootstrap_allocations, 0);
 }

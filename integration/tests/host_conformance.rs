@@ -8,32 +8,20 @@ use std::time::Duration;
 
 use conformance::{Harness, Session, TransportError};
 use memclient::host::{ConnectError, Connection};
+use memserver_system::SystemText;
 use protocol::Handle;
 
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 2048
-socket = "memserver.sock"
-max_caches_per_client = 64
-magazine_slots = 32
-
-[[client]]
-name = "conformance"
-quota_pages = 512
-window_pages = 4096
-
-[[client]]
-name = "conformance-peer"
-quota_pages = 512
-window_pages = 4096
-introspect = true
-
-[[client]]
-name = "conformance-debug"
-quota_pages = 512
-window_pages = 4096
-slub_debug = "FZPU,kmalloc-*"
-"#;
+/// The conformance suite's three clients (the peer introspects, the debug one runs `slub_debug`).
+fn system() -> String {
+    SystemText::new(2048)
+        .server("max_caches_per_client", 64)
+        .client("conformance", 512, 4096)
+        .client("conformance-peer", 512, 4096)
+        .client_key("introspect", true)
+        .client("conformance-debug", 512, 4096)
+        .client_key("slub_debug", "\"FZPU,kmalloc-*\"")
+        .into()
+}
 
 struct HostHarness {
     socket: PathBuf,
@@ -131,7 +119,7 @@ impl Drop for HostSession {
 
 #[test]
 fn conformance_suite_against_the_real_server() {
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let mut harness = HostHarness { socket: server.socket.clone() };
     let mut out = String::new();
     let summary = conformance::run_all(&mut harness, "", &mut out);

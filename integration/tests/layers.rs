@@ -36,6 +36,7 @@ const PACKAGES: &[(&str, u8, Side)] = &[
     ("loadgen", 2, Side::Client),
     ("memctl", 2, Side::Client),
     ("memclient-c", 2, Side::Client),
+    ("memclient-c-staticlib", 3, Side::Client),
     ("memclient-header", 0, Side::Client),
     ("memserver-examples", 2, Side::Client),
     ("memserver-sel4-abi", 1, Side::Shared),

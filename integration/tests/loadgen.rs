@@ -6,28 +6,11 @@ mod common;
 use std::process::Output;
 
 use common::Server;
-
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 8192
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 32
-
-[[client]]
-name = "loadgen-0"
-quota_pages = 4096
-window_pages = 8192
-
-[[client]]
-name = "loadgen-1"
-quota_pages = 4096
-window_pages = 8192
-"#;
+use memserver_system::SystemText;
 
 /// The server, started for `loadgen`.
 fn start() -> Server {
-    Server::start(SYSTEM)
+    Server::start(&SystemText::new(8192).clients("loadgen", 2, 4096, 8192).to_string())
 }
 
 /// Runs `loadgen --system system.toml ARGS` against `server`.

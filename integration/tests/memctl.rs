@@ -8,29 +8,11 @@ use std::process::Output;
 use common::Server;
 
 use memclient::Cache;
-
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 4096
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 32
-
-[[client]]
-name = "app"
-quota_pages = 1024
-window_pages = 2048
-
-[[client]]
-name = "memctl"
-quota_pages = 1
-window_pages = 1
-introspect = true
-"#;
+use memserver_system::SystemText;
 
 /// The server, started for `memctl`.
 fn start() -> Server {
-    Server::start(SYSTEM)
+    Server::start(&SystemText::new(4096).client("app", 1024, 2048).introspector("memctl").to_string())
 }
 
 /// Runs `memctl ARGS` against `server`.

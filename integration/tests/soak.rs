@@ -28,43 +28,19 @@ use std::time::{Duration, Instant};
 
 use memclient::Cache;
 use memclient::host::Connection;
+use memserver_system::SystemText;
 use peer::{Peer, ok};
 use protocol::flags::{SLAB_POISON, SLAB_RED_ZONE};
 
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 768
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 24
-hello_timeout_ms = 2000
-
-[[client]]
-name = "memctl"
-quota_pages = 1
-window_pages = 1
-introspect = true
-
-[[client]]
-name = "soak-0"
-quota_pages = 256
-window_pages = 512
-
-[[client]]
-name = "soak-1"
-quota_pages = 256
-window_pages = 512
-
-[[client]]
-name = "soak-2"
-quota_pages = 256
-window_pages = 512
-
-[[client]]
-name = "soak-3"
-quota_pages = 256
-window_pages = 512
-"#;
+/// memctl and the four workers' clients, in a small pool.
+fn system() -> String {
+    SystemText::new(768)
+        .server("magazine_slots", 24)
+        .server("hello_timeout_ms", 2000)
+        .introspector("memctl")
+        .clients("soak", 4, 256, 512)
+        .into()
+}
 
 const WORKERS: usize = 4;
 
@@ -259,7 +235,7 @@ fn main() -> ExitCode {
         println!("test result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s\n");
         return ExitCode::SUCCESS;
     };
-    let server = host::start_real(SYSTEM);
+    let server = host::start_real(&system());
     let socket = server.socket.clone();
     let mut observer = Peer::connect(&socket, "memctl").expect("observer");
     let pool_start = ok("stats", observer.stats()).expect("stats").pool_free_pages;

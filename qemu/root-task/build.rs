@@ -1,7 +1,7 @@
 //! Reads the system description at build time (on the build machine, so the std
 //! `memserver-system` crate does the parsing and validation) and writes `system.rs`: the
 //! server settings, every client that runs on seL4 (an `image` key) as the boot plan's
-//! `ClientTask`s, and the task images to embed (each image once, however many tasks run it).
+//! `ClientTask`s with their heap clients (a `heap` key), and the task images to embed (each image once, however many tasks run it).
 //!
 //! Inputs: `MEMSERVER_SYSTEM` (default: the repository's `system.toml`) and
 //! `TASK_IMAGES_DIR`, where the task crates' ELF files were built (see qemu/Makefile): image
@@ -14,9 +14,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=MEMSERVER_SYSTEM");
     println!("cargo:rerun-if-env-changed=TASK_IMAGES_DIR");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let system_path = std::env::var_os("MEMSERVER_SYSTEM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../../system.toml"));
+    let system_path =
+        std::env::var_os("MEMSERVER_SYSTEM").map(PathBuf::from).unwrap_or_else(|| manifest.join("../../system.toml"));
     println!("cargo:rerun-if-changed={}", system_path.display());
     let system = memserver_system::System::load(&system_path).unwrap_or_else(|e| panic!("{e}"));
     let images_dir = PathBuf::from(
@@ -31,7 +30,12 @@ fn main() {
     writeln!(out, "pub const MAX_CACHES_PER_CLIENT: u16 = {};", s.max_caches_per_client).unwrap();
     writeln!(out, "pub const MAGAZINE_SLOTS: u16 = {};", s.magazine_slots).unwrap();
     writeln!(out, "pub const MAGAZINES: [u16; 4] = [{}, {}, {}, {}];", m.small, m.medium, m.large, m.huge).unwrap();
-    writeln!(out, "pub static MEMSERVER_IMAGE: &[u8] = include_aligned!({:?});", image_path(&images_dir, "memserver-task")).unwrap();
+    writeln!(
+        out,
+        "pub static MEMSERVER_IMAGE: &[u8] = include_aligned!({:?});",
+        image_path(&images_dir, "memserver-task")
+    )
+    .unwrap();
 
     writeln!(out, "pub static CLIENTS: &[ClientTask<'static>] = &[").unwrap();
     let mut images: Vec<&str> = Vec::new();
@@ -40,9 +44,20 @@ fn main() {
         if !images.contains(&image) {
             images.push(image);
         }
+        // The heap client (`heap`), validated by memserver-system: another client, no image.
+        let heap = match c.heap.as_deref().and_then(|name| system.client_by_name(name)) {
+            Some((heap_id, h)) => format!(
+                "Some(HeapClient {{ id: {heap_id}, name: {:?}, quota_pages: {}, window_pages: {}, slub_debug: {:?} }})",
+                h.name,
+                h.quota_pages,
+                h.window_pages,
+                h.slub_debug.as_deref().unwrap_or("")
+            ),
+            None => "None".to_owned(),
+        };
         writeln!(
             out,
-            "    ClientTask {{ id: {id}, name: {:?}, quota_pages: {}, window_pages: {}, introspect: {}, slub_debug: {:?}, image: {image:?} }},",
+            "    ClientTask {{ id: {id}, name: {:?}, quota_pages: {}, window_pages: {}, introspect: {}, slub_debug: {:?}, image: {image:?}, heap: {heap} }},",
             c.name, c.quota_pages, c.window_pages, c.introspect, c.slub_debug.as_deref().unwrap_or("")
         )
         .unwrap();

@@ -4,7 +4,7 @@
 # Prints every missing piece and how to provide it; exits 3 if anything is
 # missing, 0 otherwise. Never builds or downloads anything.
 #
-# Inputs (environment): SEL4_PREFIX, CARGO, RUSTC, QEMU (see qemu/Makefile).
+# Inputs (environment): SEL4_PREFIX, CARGO, RUSTC, QEMU, C_CC (see qemu/Makefile).
 set -u
 cd "$(dirname "$0")/.."   # qemu/
 # shellcheck source=sel4-pins.sh
@@ -82,7 +82,13 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && [ -z "${LIBCLANG_PA
         "run: $fix   (Debian: libclang-dev), or set LIBCLANG_PATH"
 fi
 
-# 4. QEMU.
+# 4. The C tasks' cross compiler (qemu/c-task: examples/c/hash_table.c, freestanding).
+if ! command -v "${C_CC:-aarch64-linux-gnu-gcc}" >/dev/null 2>&1; then
+    miss "${C_CC:-aarch64-linux-gnu-gcc} (the C tasks are compiled with it)" \
+        "run: $fix   (Debian: gcc-aarch64-linux-gnu), or pass C_CC=/path/to/an-aarch64-gcc"
+fi
+
+# 5. QEMU.
 if ! command -v "${QEMU:-qemu-system-aarch64}" >/dev/null 2>&1; then
     miss "${QEMU:-qemu-system-aarch64}" "run: $fix   (Debian: qemu-system-arm)"
 fi

@@ -10,6 +10,7 @@
 //! [`ClientId`]: the first client is 1, 0 is reserved for "no client". Every key, its unit and
 //! its limits are documented in `docs/system.md`.
 
+mod text;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use protocol::ClientId;
+pub use text::SystemText;
 pub use validate::limits;
 
 /// Why a system description was rejected.
@@ -208,6 +210,12 @@ pub struct Client {
     /// `None`: not started on seL4. The host runner ignores it.
     #[serde(default)]
     pub image: Option<String>,
+    /// seL4: the client whose session serves this task's own heap (its `Box`, `Vec`,
+    /// `String`: the task's `#[global_allocator]` is memclient's `GlobalKmalloc`). Another
+    /// `[[client]]`, without an `image`, the heap of no other task; its window is reserved in
+    /// this task's VSpace. Only for a client with an `image`. The host runner ignores it.
+    #[serde(default)]
+    pub heap: Option<String>,
     /// The effective uid its host connection must come from (default: `server.identity`).
     #[serde(default)]
     pub uid: Option<u32>,

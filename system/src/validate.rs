@@ -122,6 +122,37 @@ impl System {
             }
             check_identity(&format!("client[{i}]"), &c.exe)?;
         }
+        self.validate_heaps(&names)
+    }
+
+    /// `heap`: on a client with an `image`, naming another client that has no `image` and is
+    /// the heap of no other task.
+    fn validate_heaps(&self, names: &HashMap<&str, usize>) -> Result<(), ConfigError> {
+        let mut heaps: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            let Some(heap) = &c.heap else { continue };
+            let key = format!("client[{i}].heap");
+            let quoted = format!("{heap:?}");
+            if c.image.is_none() {
+                return Err(invalid(key, quoted, format!("needs client[{i}].image (a heap serves an seL4 task)")));
+            }
+            let Some(&h) = names.get(heap.as_str()) else {
+                return Err(invalid(key, quoted, "names no client"));
+            };
+            if h == i {
+                return Err(invalid(key, quoted, "names the client itself"));
+            }
+            if self.clients.get(h).is_some_and(|hc| hc.image.is_some()) {
+                return Err(invalid(
+                    key,
+                    quoted,
+                    format!("names client[{h}], which runs as a task of its own (image)"),
+                ));
+            }
+            if let Some(first) = heaps.insert(heap, i) {
+                return Err(invalid(key, quoted, format!("is already client[{first}].heap")));
+            }
+        }
         Ok(())
     }
 }

@@ -2,8 +2,9 @@
  * memclient.h: the Linux slab API (kmem_cache_*, kmalloc & co.) for C components of a
  * memserver system. Link with -lmemclient -lpthread -ldl -lm (or `pkg-config --libs
  * memclient`). The first call connects to the server named by MEMSERVER_SOCKET as the client
- * task MEMSERVER_CLIENT; memclient_connect() does it explicitly. Calls that fail return
- * NULL as in Linux; memclient_last_error() and memclient_last_error_message() say why.
+ * task MEMSERVER_CLIENT; memclient_connect() does it explicitly (in an seL4 C task the task's
+ * runtime opens the session before main). Calls that fail return NULL as in Linux;
+ * memclient_last_error() and memclient_last_error_message() say why.
  * docs/client.md, "The C API".
  */
 
@@ -481,7 +482,8 @@ void *krealloc(const void *object, size_t new_size, gfp_t flags);
  * Connects to the memserver at `socket` as the client task `client` (a `[[client]]` of its
  * `system.toml`), instead of waiting for the first call to connect from `MEMSERVER_SOCKET`
  * and `MEMSERVER_CLIENT`. Returns 0, or a negative errno value (`-EISCONN` if this process is
- * already connected; a failed attempt, even the automatic one, may be retried).
+ * already connected; a failed attempt, even the automatic one, may be retried). On seL4 the
+ * task's runtime connects before `main`: `-EISCONN` (or `-EOPNOTSUPP` without a session).
  *
  * # Safety
  * `socket` and `client` are NUL-terminated strings (or NULL, refused with `-EINVAL`).

@@ -2,6 +2,11 @@
 //! `kmem_cache_zalloc`, `kmem_cache_free`, `kmem_cache_shrink`, `kmem_cache_destroy`,
 //! `kmem_cache_size`.
 
+use alloc::borrow::ToOwned;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
 use core::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use core::ptr::{self, NonNull};
 
@@ -11,6 +16,7 @@ use crate::ctor::CtorSlot;
 use crate::error::{self, errno};
 use crate::flags::{__GFP_ZERO, SLAB_PANIC, gfp_t, slab_flags_t};
 use crate::session::{self, SessionTransport, State};
+use crate::{console, counters};
 
 /// A slab cache (opaque to C). Corresponds to Linux's `struct kmem_cache`.
 #[allow(non_camel_case_types)]
@@ -95,10 +101,12 @@ pub unsafe extern "C" fn kmem_cache_create(
         }
     })();
     match created {
-        Some(cache) => Box::into_raw(Box::new(cache)),
+        Some(cache) => {
+            counters::cache_created();
+            Box::into_raw(Box::new(cache))
+        }
         None if flags & SLAB_PANIC != 0 => {
-            eprintln!("memclient: SLAB_PANIC: {}", last_error_message());
-            std::process::abort();
+            console::fatal(format_args!("memclient: SLAB_PANIC: {}", last_error_message()))
         }
         None => ptr::null_mut(),
     }
@@ -116,7 +124,10 @@ pub unsafe extern "C" fn kmem_cache_alloc(cache: *mut kmem_cache, flags: gfp_t) 
     let Some((this, inner)) = (unsafe { kmem_cache::get(cache, WHAT) }) else { return ptr::null_mut() };
     let result = if flags & __GFP_ZERO != 0 { inner.zalloc() } else { inner.alloc() };
     match result {
-        Ok(object) => object.as_ptr().cast(),
+        Ok(object) => {
+            counters::object_allocated();
+            object.as_ptr().cast()
+        }
         Err(e) => {
             error::set_error(&format!("{WHAT}({})", this.name), &e);
             ptr::null_mut()
@@ -147,9 +158,12 @@ pub unsafe extern "C" fn kmem_cache_free(cache: *mut kmem_cache, object: *mut c_
     let Some(object) = NonNull::new(object.cast::<u8>()) else { return };
     // SAFETY: the caller's guarantee.
     let Some((this, inner)) = (unsafe { kmem_cache::get(cache, WHAT) }) else { return };
-    if let Err(e) = inner.free(object) {
-        error::set_error(&format!("{WHAT}({}, {object:p})", this.name), &e);
-        report_last_error();
+    match inner.free(object) {
+        Ok(()) => counters::object_freed(),
+        Err(e) => {
+            error::set_error(&format!("{WHAT}({}, {object:p})", this.name), &e);
+            report_last_error();
+        }
     }
 }
 
@@ -196,6 +210,7 @@ pub unsafe extern "C" fn kmem_cache_alloc_bulk(
         }
         // SAFETY: `p` has room for `size` pointers (the caller's guarantee), `i < size`.
         unsafe { p.add(i).write(object.as_ptr().cast()) };
+        counters::object_allocated();
     }
     count
 }
@@ -263,6 +278,7 @@ pub unsafe extern "C" fn kmem_cache_destroy(cache: *mut kmem_cache) {
     let Some(inner) = this.cache.take() else { return };
     match inner.destroy() {
         Ok(()) => {
+            counters::cache_destroyed();
             // SAFETY: from Box::into_raw in kmem_cache_create, destroyed once (its inner
             // cache was present), and not used again (the caller's guarantee).
             drop(unsafe { Box::from_raw(cache) });
@@ -293,7 +309,7 @@ pub unsafe extern "C" fn kmem_cache_size(cache: *mut kmem_cache) -> c_uint {
 
 /// Writes the calling thread's last error to stderr (the library's slab-error report).
 pub(crate) fn report_last_error() {
-    eprintln!("memclient: {}", last_error_message());
+    console::line(format_args!("memclient: {}", last_error_message()));
 }
 
 fn last_error_message() -> String {

@@ -2,18 +2,21 @@
 //! `memclient_last_error()` (a Linux errno value) and `memclient_last_error_message()`.
 //!
 //! As with `errno`, a successful call does not clear it: read it right after a call returned
-//! `NULL` (or after a `void` call you suspect).
+//! `NULL` (or after a `void` call you suspect). On Linux it is per thread; without `std` (seL4
+//! C tasks, which have one thread) per process.
 
+use alloc::ffi::CString;
+use alloc::string::ToString;
 use core::ffi::{c_char, c_int};
-use std::cell::RefCell;
-use std::ffi::CString;
 
 use memclient::Error;
 use memclient::TransportError;
-use memclient::host::LazyError;
+
+use crate::session::{self, SessionError};
 
 /// Linux errno values (the same numbers on x86_64 and aarch64). Crate-private: C code has
 /// them from `<errno.h>`.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) mod errno {
     use core::ffi::c_int;
     pub(crate) const EPERM: c_int = 1;
@@ -33,15 +36,35 @@ pub(crate) mod errno {
     pub(crate) const ENOTCONN: c_int = 107;
 }
 
-thread_local! {
-    static LAST: RefCell<(c_int, CString)> = RefCell::new((0, CString::default()));
+/// The last failure: its errno value and its message.
+type Last = (c_int, CString);
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static LAST: core::cell::RefCell<Last> = core::cell::RefCell::new((0, CString::default()));
+}
+
+/// Runs `f` on the calling thread's last failure.
+#[cfg(feature = "std")]
+fn with_last<R>(f: impl FnOnce(&mut Last) -> R) -> R {
+    LAST.with(|last| f(&mut last.borrow_mut()))
+}
+
+/// The process's last failure (`None`: none yet).
+#[cfg(not(feature = "std"))]
+static LAST: spin::Mutex<Option<Last>> = spin::Mutex::new(None);
+
+/// Runs `f` on the process's last failure.
+#[cfg(not(feature = "std"))]
+fn with_last<R>(f: impl FnOnce(&mut Last) -> R) -> R {
+    f(LAST.lock().get_or_insert_with(|| (0, CString::default())))
 }
 
 /// Records a failure of the calling thread: `code` (an errno value) and what happened.
 pub fn set(code: c_int, message: impl core::fmt::Display) {
     let text = message.to_string().replace('\0', " ");
     let text = CString::new(text).unwrap_or_default();
-    LAST.with(|last| *last.borrow_mut() = (code, text));
+    with_last(|last| *last = (code, text));
 }
 
 /// Records `error`, from the call `what` (a C function name, for the message).
@@ -50,14 +73,8 @@ pub fn set_error(what: &str, error: &Error) {
 }
 
 /// Records a failure to get the session.
-pub fn set_lazy(what: &str, error: &LazyError) {
-    let code = match error {
-        LazyError::Connecting => errno::EAGAIN,
-        LazyError::NotConfigured(_) => errno::ENOTCONN,
-        LazyError::Connect(e) => code_of(e),
-        LazyError::AlreadyConnected => errno::EISCONN,
-    };
-    set(code, format_args!("{what}: {error}"));
+pub fn set_session(what: &str, error: &SessionError) {
+    set(session::errno_of(error), format_args!("{what}: {error}"));
 }
 
 /// The errno value closest to `error`.
@@ -86,13 +103,13 @@ pub fn code_of(error: &Error) -> c_int {
 /// The errno value of the calling thread's last failed call (0 if none failed yet).
 #[unsafe(no_mangle)]
 pub extern "C" fn memclient_last_error() -> c_int {
-    LAST.with(|last| last.borrow().0)
+    with_last(|last| last.0)
 }
 
 /// A message describing the calling thread's last failed call ("" if none failed yet). Valid
 /// until the thread's next failed call; do not free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn memclient_last_error_message() -> *const c_char {
-    // The CString lives in the thread-local until it is replaced by the next failure.
-    LAST.with(|last| last.borrow().1.as_ptr())
+    // The CString's bytes stay where they are until the next failure replaces it.
+    with_last(|last| last.1.as_ptr())
 }

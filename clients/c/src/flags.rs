@@ -112,32 +112,25 @@ mod tests {
 
     #[test]
     fn slab_flags_are_the_wire_values() {
-        assert_eq!(SLAB_CONSISTENCY_CHECKS, wire::SLAB_CONSISTENCY_CHECKS);
-        assert_eq!(SLAB_RED_ZONE, wire::SLAB_RED_ZONE);
-        assert_eq!(SLAB_POISON, wire::SLAB_POISON);
-        assert_eq!(SLAB_HWCACHE_ALIGN, wire::SLAB_HWCACHE_ALIGN);
-        assert_eq!(SLAB_CACHE_DMA, wire::SLAB_CACHE_DMA);
-        assert_eq!(SLAB_STORE_USER, wire::SLAB_STORE_USER);
-        assert_eq!(SLAB_PANIC, wire::SLAB_PANIC);
-        assert_eq!(SLAB_RECLAIM_ACCOUNT, wire::SLAB_RECLAIM_ACCOUNT);
-        assert_eq!(SLAB_TYPESAFE_BY_RCU, wire::SLAB_TYPESAFE_BY_RCU);
-        assert_eq!(SLAB_MEM_SPREAD, wire::SLAB_MEM_SPREAD);
-        assert_eq!(SLAB_NOLEAKTRACE, wire::SLAB_NOLEAKTRACE);
-        assert_eq!(SLAB_ACCOUNT, wire::SLAB_ACCOUNT);
-        assert_eq!(SLAB_NO_REAP, wire::SLAB_NO_REAP);
-        let all = SLAB_CONSISTENCY_CHECKS
-            | SLAB_RED_ZONE
-            | SLAB_POISON
-            | SLAB_HWCACHE_ALIGN
-            | SLAB_CACHE_DMA
-            | SLAB_STORE_USER
-            | SLAB_PANIC
-            | SLAB_RECLAIM_ACCOUNT
-            | SLAB_TYPESAFE_BY_RCU
-            | SLAB_MEM_SPREAD
-            | SLAB_NOLEAKTRACE
-            | SLAB_ACCOUNT
-            | SLAB_NO_REAP;
+        let pairs = [
+            ("SLAB_CONSISTENCY_CHECKS", SLAB_CONSISTENCY_CHECKS, wire::SLAB_CONSISTENCY_CHECKS),
+            ("SLAB_RED_ZONE", SLAB_RED_ZONE, wire::SLAB_RED_ZONE),
+            ("SLAB_POISON", SLAB_POISON, wire::SLAB_POISON),
+            ("SLAB_HWCACHE_ALIGN", SLAB_HWCACHE_ALIGN, wire::SLAB_HWCACHE_ALIGN),
+            ("SLAB_CACHE_DMA", SLAB_CACHE_DMA, wire::SLAB_CACHE_DMA),
+            ("SLAB_STORE_USER", SLAB_STORE_USER, wire::SLAB_STORE_USER),
+            ("SLAB_PANIC", SLAB_PANIC, wire::SLAB_PANIC),
+            ("SLAB_RECLAIM_ACCOUNT", SLAB_RECLAIM_ACCOUNT, wire::SLAB_RECLAIM_ACCOUNT),
+            ("SLAB_TYPESAFE_BY_RCU", SLAB_TYPESAFE_BY_RCU, wire::SLAB_TYPESAFE_BY_RCU),
+            ("SLAB_MEM_SPREAD", SLAB_MEM_SPREAD, wire::SLAB_MEM_SPREAD),
+            ("SLAB_NOLEAKTRACE", SLAB_NOLEAKTRACE, wire::SLAB_NOLEAKTRACE),
+            ("SLAB_ACCOUNT", SLAB_ACCOUNT, wire::SLAB_ACCOUNT),
+            ("SLAB_NO_REAP", SLAB_NO_REAP, wire::SLAB_NO_REAP),
+        ];
+        for (name, c, server) in pairs {
+            assert_eq!(c, server, "{name}");
+        }
+        let all = pairs.iter().fold(0, |all, (_, c, _)| all | c);
         assert_eq!(all, wire::SLAB_ALL, "a flag the server accepts is missing from the C header");
     }
 

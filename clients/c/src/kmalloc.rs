@@ -7,12 +7,13 @@
 //! is the usable size, `kmalloc_size_roundup` the size `kmalloc` would give. Here only the C
 //! calling convention and the thread's error are added.
 
+use alloc::format;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
 use crate::error::{self, errno};
 use crate::flags::gfp_t;
-use crate::session;
+use crate::{counters, session};
 
 /// Linux's `ZERO_SIZE_PTR`: what `kmalloc(0)` returns.
 pub const ZERO_SIZE_PTR_ADDRESS: usize = memclient::ZERO_SIZE_PTR;
@@ -52,7 +53,10 @@ pub extern "C" fn kmalloc(size: usize, flags: gfp_t) -> *mut c_void {
     }
     let Some(state) = session::state(WHAT) else { return ptr::null_mut() };
     match state.server.kmalloc_gfp(size, flags) {
-        Ok(object) => object.as_ptr().cast(),
+        Ok(object) => {
+            counters::object_allocated();
+            object.as_ptr().cast()
+        }
         Err(e) => {
             error::set_error(&format!("{WHAT}({size})"), &e);
             ptr::null_mut()
@@ -98,9 +102,12 @@ pub unsafe extern "C" fn kfree(object: *const c_void) {
     }
     let Some(state) = session::state(WHAT) else { return };
     let Some(ptr) = NonNull::new(object.cast_mut().cast::<u8>()) else { return };
-    if let Err(e) = state.server.kfree(ptr) {
-        error::set_error(&format!("{WHAT}({object:p})"), &e);
-        crate::cache::report_last_error();
+    match state.server.kfree(ptr) {
+        Ok(()) => counters::object_freed(),
+        Err(e) => {
+            error::set_error(&format!("{WHAT}({object:p})"), &e);
+            crate::cache::report_last_error();
+        }
     }
 }
 
@@ -147,7 +154,17 @@ pub unsafe extern "C" fn krealloc(object: *const c_void, new_size: usize, flags:
     let Some(state) = session::state(WHAT) else { return ptr::null_mut() };
     let ptr = NonNull::new(object.cast_mut().cast::<u8>());
     match state.server.krealloc(ptr, new_size, flags) {
-        Ok(new) => new.as_ptr().cast(),
+        Ok(new) => {
+            let new: *mut c_void = new.as_ptr().cast();
+            if new != object.cast_mut() {
+                // The object moved (or, for size 0, went away and ZERO_SIZE_PTR came back).
+                counters::object_freed();
+                if !zero_or_null(new) {
+                    counters::object_allocated();
+                }
+            }
+            new
+        }
         Err(e) => {
             error::set_error(&format!("{WHAT}({object:p}, {new_size})"), &e);
             ptr::null_mut()

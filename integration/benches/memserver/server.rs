@@ -6,33 +6,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+use memserver_system::SystemText;
 use rustix::process::Pid;
 use rustix::thread::CpuSet;
 
 /// The bench's own system description: a client for the micro-benchmarks and the two load
 /// generator clients.
-pub const SYSTEM: &str = r#"
-[server]
-pool_pages = 16384
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 32
-
-[[client]]
-name = "bench"
-quota_pages = 4096
-window_pages = 8192
-
-[[client]]
-name = "loadgen-0"
-quota_pages = 4096
-window_pages = 8192
-
-[[client]]
-name = "loadgen-1"
-quota_pages = 4096
-window_pages = 8192
-"#;
+pub fn system() -> String {
+    SystemText::new(16384).client("bench", 4096, 8192).clients("loadgen", 2, 4096, 8192).into()
+}
 
 /// The binaries the benchmarks start: the server and the load generator, built by Cargo for
 /// this bench in the same profile.
@@ -58,11 +40,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `memserver` on [`SYSTEM`] and waits until it listens.
+    /// Starts `memserver` on [`system`] and waits until it listens.
     pub fn start(bin: &Binaries) -> Server {
         let binary = &bin.server;
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("system.toml"), SYSTEM).expect("system.toml");
+        std::fs::write(dir.path().join("system.toml"), system()).expect("system.toml");
         let mut child = Command::new(binary)
             .current_dir(dir.path())
             .args(["--system", "system.toml"])

@@ -4,23 +4,15 @@
 // Each test file uses the part it needs.
 #![allow(dead_code)]
 
+use memserver_system::SystemText;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
 /// A system with one client task, `app` (16 MiB quota, 32 MiB window): the client APIs' tests.
-pub const ONE_APP_SYSTEM: &str = r#"
-[server]
-pool_pages = 16384
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 32
-
-[[client]]
-name = "app"
-quota_pages = 4096
-window_pages = 8192
-"#;
+pub fn one_app_system() -> String {
+    SystemText::new(16384).client("app", 4096, 8192).into()
+}
 
 /// The number after ` key=` in `line` (decimal, or hexadecimal after `0x`).
 pub fn field(line: &str, key: &str) -> u64 {

@@ -9,33 +9,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use memclient::host::{ConnectError, Connection, MESSAGE_MAX};
+use memserver_system::SystemText;
 use rustix::process::{Pid, Signal};
-
-/// Two real clients, a memctl, a small hostile one.
-pub const SYSTEM: &str = r#"
-[server]
-pool_pages = 16384
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 32
-hello_timeout_ms = HELLO_TIMEOUT
-
-[[client]]
-name = "app"
-quota_pages = 4096
-window_pages = 8192
-
-[[client]]
-name = "memctl"
-quota_pages = 1
-window_pages = 1
-introspect = true
-
-[[client]]
-name = "hostile-0"
-quota_pages = 16
-window_pages = 16
-"#;
 
 pub struct Server {
     pub child: Child,
@@ -44,8 +19,15 @@ pub struct Server {
     stderr: mpsc::Receiver<String>,
 }
 
+/// Two real clients, a memctl, a small hostile one; connections must say `Hello` within
+/// `hello_timeout_ms`.
 pub fn system_toml(hello_timeout_ms: u32) -> String {
-    SYSTEM.replace("HELLO_TIMEOUT", &hello_timeout_ms.to_string())
+    SystemText::new(16384)
+        .server("hello_timeout_ms", hello_timeout_ms)
+        .client("app", 4096, 8192)
+        .introspector("memctl")
+        .client("hostile-0", 16, 16)
+        .into()
 }
 
 /// Starts the binary on `system` in a fresh directory; returns it once it listens.

@@ -91,7 +91,7 @@ pub fn silent_connection_flood(w: &mut World) -> Result<(), Failure> {
 /// arrive, in order (those over a source's rate limit counted, not written).
 pub fn stderr_never_read(_: &mut World) -> Result<(), Failure> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    std::fs::write(dir.path().join("system.toml"), world::SYSTEM).map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("system.toml"), world::system()).map_err(|e| e.to_string())?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_server-under-test"))
         .current_dir(dir.path())
         .args(["--system", "system.toml"])

@@ -16,65 +16,26 @@ use protocol::{CacheId, ExchangeOp, Handle};
 
 use crate::host;
 use crate::peer::{Failure, Peer, ok};
+use memserver_system::SystemText;
 
 /// The suite's system description: an observer, three victims, three attackers, and a second
 /// introspecting task nobody runs (`inspector`, for the identity attacks). `hostile-0` may take
 /// the whole pool (quota = pool); the others have small quotas.
-pub const SYSTEM: &str = r#"
-[server]
-pool_pages = 1024
-socket = "memserver.sock"
-max_caches_per_client = 32
-magazine_slots = 24
-hello_timeout_ms = 300
+pub fn system() -> String {
+    SystemText::new(1024)
+        .server("magazine_slots", 24)
+        .server("hello_timeout_ms", 300)
+        .table("server.audit", &[("slack_pages", AUDIT_SLACK_PAGES)])
+        .introspector("memctl")
+        .clients("victim", 3, 64, 128)
+        .client("hostile-0", 1024, 2048)
+        .client("hostile-1", 32, 64)
+        .client("hostile-2", 32, 64)
+        .introspector("inspector")
+        .into()
+}
 
-[server.audit]
-slack_pages = 8
-
-[[client]]
-name = "memctl"
-quota_pages = 1
-window_pages = 1
-introspect = true
-
-[[client]]
-name = "victim-0"
-quota_pages = 64
-window_pages = 128
-
-[[client]]
-name = "victim-1"
-quota_pages = 64
-window_pages = 128
-
-[[client]]
-name = "victim-2"
-quota_pages = 64
-window_pages = 128
-
-[[client]]
-name = "hostile-0"
-quota_pages = 1024
-window_pages = 2048
-
-[[client]]
-name = "hostile-1"
-quota_pages = 32
-window_pages = 64
-
-[[client]]
-name = "hostile-2"
-quota_pages = 32
-window_pages = 64
-
-[[client]]
-name = "inspector"
-quota_pages = 1
-window_pages = 1
-introspect = true
-"#;
-
-/// `server.audit.slack_pages` of [`SYSTEM`]: pages a client may keep beyond its grant.
+/// `server.audit.slack_pages` of [`system`]: pages a client may keep beyond its grant.
 pub const AUDIT_SLACK_PAGES: u64 = 8;
 
 /// Names of the attacking client tasks.
@@ -184,7 +145,7 @@ pub struct World {
 impl World {
     /// Starts the server and sets up the victims.
     pub fn start() -> Result<World, Failure> {
-        let server = host::start_real(SYSTEM);
+        let server = host::start_real(&system());
         let observer = Peer::connect(&server.socket, "memctl")?;
         let mut victims = Vec::new();
         for name in ["victim-0", "victim-1", "victim-2"] {

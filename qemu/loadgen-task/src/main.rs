@@ -79,7 +79,7 @@ fn run(session: &ClientSession, workload: Workload, root: sel4::cap::Endpoint) -
             result
         }
         Workload::Mixed => {
-            let mixed = Mixed::prepare(&server)?;
+            let mut mixed = Mixed::prepare(&server)?;
             memserver_task_client::rendezvous(root, LABEL_READY);
             let result = measure(workload, &server, || mixed.run());
             memserver_task_client::rendezvous(root, LABEL_PAUSE);
@@ -249,10 +249,17 @@ fn mixed_size(rng: &mut Rng) -> (usize, u32) {
     (0, 8)
 }
 
+/// (object, class, size, slot) of a live object of `mixed`.
+type LiveObject = (NonNull<u8>, usize, u32, usize);
+
 /// A bounded pool of live objects over the kmalloc-like classes (one cache each).
 struct Mixed<'m, T: memclient::Transport> {
     caches: Vec<Cache<'m, T>>,
     client: u16,
+    /// The live objects, room for [`MIXED_POOL`] made before the task says it is ready: between
+    /// ready and pause the task's heap (its heap client) takes and gives back no frame, so the
+    /// tasks running meanwhile see the pool move only by their own doing.
+    live: Vec<LiveObject>,
 }
 
 impl<'m, T: memclient::Transport> Mixed<'m, T> {
@@ -265,20 +272,29 @@ impl<'m, T: memclient::Transport> Mixed<'m, T> {
             grow(&cache, MIXED_POOL + MAGAZINE_SLACK)?;
             caches.push(cache);
         }
-        Ok(Mixed { caches, client: server.client_id() })
+        Ok(Mixed { caches, client: server.client_id(), live: Vec::with_capacity(MIXED_POOL) })
     }
 
-    fn free(&self, (object, class, size, slot): (NonNull<u8>, usize, u32, usize)) -> Result<(), &'static str> {
+    fn free(&self, (object, class, size, slot): LiveObject) -> Result<(), &'static str> {
         if read_stamp(object) != stamp(self.client, slot, size) {
             return Err("object memory changed under the client");
         }
         self.caches[class].free(object).map_err(|_| "free")
     }
 
-    fn run(&self) -> Result<usize, &'static str> {
+    fn run(&mut self) -> Result<usize, &'static str> {
+        // The vector is put back whatever happens: dropping it here would free heap memory.
+        let mut live = core::mem::take(&mut self.live);
+        let result = self.run_with(&mut live);
+        self.live = live;
+        result
+    }
+
+    /// The workload, with `live` (empty, room for MIXED_POOL entries, never more: it never
+    /// grows, so no heap allocation) for the live objects.
+    fn run_with(&self, live: &mut Vec<LiveObject>) -> Result<usize, &'static str> {
         let mut rng = Rng(SEED);
-        // (object, class, size, slot) of every live object.
-        let mut live: Vec<(NonNull<u8>, usize, u32, usize)> = Vec::with_capacity(MIXED_POOL);
+        live.clear();
         let mut next_slot = 0usize;
         let mut ops = 0;
         while ops < MIXED_OPS {

@@ -39,7 +39,12 @@ impl Kernel for Sel4Kernel {
 
     fn map_frame(&mut self, frame: u64, vspace: u64, vaddr: u64) -> Result<(), KernelError> {
         sel4::cap::SmallPage::from_bits(frame)
-            .frame_map(sel4::cap::VSpace::from_bits(vspace), vaddr as usize, sel4::CapRights::read_write(), attributes())
+            .frame_map(
+                sel4::cap::VSpace::from_bits(vspace),
+                vaddr as usize,
+                sel4::CapRights::read_write(),
+                attributes(),
+            )
             .map_err(error)
     }
 

@@ -29,10 +29,10 @@ use alloc::vec::Vec;
 use memserver_sel4_abi::layout::Paging;
 use memserver_sel4_abi::root::{fault_badge, report_badge};
 use memserver_sel4_abi::start::{
-    BOOT_INFO_BYTES, SLOT_AGENT, SLOT_ENDPOINT, SLOT_FAULT, SLOT_MEMSERVER, TASK_CNODE_SIZE_BITS,
+    BOOT_INFO_BYTES, SLOT_AGENT, SLOT_ENDPOINT, SLOT_FAULT, SLOT_HEAP_MEMSERVER, SLOT_MEMSERVER, TASK_CNODE_SIZE_BITS,
 };
 use memserver_sel4_abi::{Region, SUPERVISOR_BADGE};
-use memserver_sel4_root::{BootPlan, ClientTask, Description};
+use memserver_sel4_root::{BootPlan, ClientTask, Description, HeapClient};
 use sel4_root_task::root_task;
 
 use task::{Process, Scratch, allocate_memory};
@@ -50,7 +50,7 @@ macro_rules! include_aligned {
 
 /// What `build.rs` read from `system.toml`, and the task images.
 mod system {
-    use super::ClientTask;
+    use super::{ClientTask, HeapClient};
     include!(concat!(env!("OUT_DIR"), "/system.rs"));
 }
 
@@ -119,6 +119,27 @@ fn encode<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, BootE
     postcard::to_slice(value, buf).map(|b| b.len()).map_err(|_| BootError::Description("boot info too large"))
 }
 
+/// Maps a fresh control region for client `client` (an index into the memserver's boot
+/// info, sized for it by the plan) into the task and into the memserver, and records the
+/// memserver's address in the plan; returns the task's.
+fn map_control(
+    objects: &mut ObjectAllocator,
+    process: &mut Process,
+    server: &mut Process,
+    plan: &mut BootPlan,
+    client: usize,
+) -> Result<Region, BootError> {
+    let bytes = plan.control_bytes(client).ok_or(BootError::Description("plan"))?;
+    let control = allocate_memory(objects, bytes)?;
+    let control_copy: Vec<_> = control.iter().map(|f| f.copy(objects)).collect::<Result<_, _>>()?;
+    let in_task = process.map_memory(objects, &control, sel4::CapRights::read_write())?;
+    let in_server = server.map_memory(objects, &control_copy, sel4::CapRights::read_write())?;
+    if let Some(c) = plan.server.clients.get_mut(client) {
+        c.control = in_server;
+    }
+    Ok(in_task)
+}
+
 /// A client task built and not yet started.
 pub struct Built {
     process: Process,
@@ -150,7 +171,8 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
     let mut scratch = Scratch::take(bootinfo)?;
     let server_endpoint = objects.allocate_fixed::<sel4::cap_type::Endpoint>()?;
     let report_endpoint = objects.allocate_fixed::<sel4::cap_type::Endpoint>()?;
-    let mut server = Process::load(&mut objects, &mut scratch, system::MEMSERVER_IMAGE, plan.server.cnode_size_bits, 0)?;
+    let mut server =
+        Process::load(&mut objects, &mut scratch, system::MEMSERVER_IMAGE, plan.server.cnode_size_bits, 0)?;
     let send = sel4::CapRights::new(true, false, false, true);
     let receive = sel4::CapRights::new(false, false, true, false);
 
@@ -171,14 +193,25 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
         let mut process = Process::load(&mut objects, &mut scratch, elf, TASK_CNODE_SIZE_BITS, SLOT_FAULT)?;
         // The control region: fresh frames mapped into the task and into the memserver
         // (magazine slots, cache table, page-owner table of its window).
-        let control_bytes = plan.control_bytes(t.client).ok_or(BootError::Description("plan"))?;
-        let control = allocate_memory(&mut objects, control_bytes)?;
-        let control_copy: Vec<_> = control.iter().map(|f| f.copy(&mut objects)).collect::<Result<_, _>>()?;
-        let control_in_task = process.map_memory(&mut objects, &control, sel4::CapRights::read_write())?;
-        let control_in_server = server.map_memory(&mut objects, &control_copy, sel4::CapRights::read_write())?;
-        if let Some(c) = plan.server.clients.get_mut(t.client) {
-            c.control = control_in_server;
-        }
+        let control_in_task = map_control(&mut objects, &mut process, &mut server, &mut plan, t.client)?;
+        // Its heap client, if it has one: a control region too, a badged endpoint capability
+        // (badge = the heap client's id), and the task's VSpace in the memserver's slot for
+        // that client (its window is in the task's VSpace).
+        let heap_control_in_task = match t.heap {
+            Some(h) => {
+                let heap = plan.server.clients.get(h).ok_or(BootError::Description("plan"))?;
+                let heap_id = heap.id;
+                process.copy_cap(SLOT_HEAP_MEMSERVER, server_endpoint, send.clone(), heap_id.into())?;
+                server.copy_cap(
+                    plan.server.slots.client_vspaces + h as u64,
+                    process.vspace,
+                    sel4::CapRights::all(),
+                    0,
+                )?;
+                Some(map_control(&mut objects, &mut process, &mut server, &mut plan, h)?)
+            }
+            None => None,
+        };
         // Its CSpace: report and fault endpoints (the root task's, badged), the memserver
         // (badge = client id: call only), its agent endpoint and its peers'.
         process.copy_cap(SLOT_ENDPOINT, report_endpoint, send.clone(), report_badge(n))?;
@@ -192,8 +225,15 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
             process.copy_cap(BootPlan::peer_slot(k), *endpoint, send.clone(), 0)?;
         }
         // The memserver maps frames into the task's VSpace.
-        server.copy_cap(plan.server.slots.client_vspaces + t.client as u64, process.vspace, sel4::CapRights::all(), 0)?;
-        let boot = plan.client_boot(n, control_in_task).ok_or(BootError::Description("client boot info"))?;
+        server.copy_cap(
+            plan.server.slots.client_vspaces + t.client as u64,
+            process.vspace,
+            sel4::CapRights::all(),
+            0,
+        )?;
+        let boot = plan
+            .client_boot(n, control_in_task, heap_control_in_task)
+            .ok_or(BootError::Description("client boot info"))?;
         let len = encode(&boot, &mut buf)?;
         let boot_info = process.boot_info(&mut objects, &mut scratch, &buf[..len])?;
         built.push(Built { process, boot_info });
@@ -250,6 +290,15 @@ fn run(bootinfo: &sel4::BootInfo) -> Result<u64, BootError> {
             c.window_pages,
             t.window.addr
         );
+        if let Some(heap) = t.heap.and_then(|h| plan.server.clients.get(h)) {
+            sel4::debug_println!(
+                "root: task {n}: heap client {} ({}), window {} pages reserved at {:#x}",
+                heap.name,
+                heap.id,
+                heap.window_pages,
+                heap.window_base
+            );
+        }
     }
 
     // The supervisor badge: only this task ever holds a capability with it.

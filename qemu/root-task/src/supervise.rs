@@ -40,17 +40,17 @@ pub fn run(
                 }
                 Action::Stop(n) => built.get(n).ok_or(BootError::Description("task"))?.process.tcb.tcb_suspend()?,
                 Action::Reclaim { task, client } => {
-                    let event = match call(memserver, &SupervisorRequest::Reclaim { client }) {
-                        Some(SupervisorReply::Reclaimed { frames, free }) => Event::Reclaimed { task, frames, free },
-                        other => {
-                            sel4::debug_println!("root: the memserver answered a reclaim with {other:?}");
-                            Event::Reclaimed { task, frames: 0, free: 0 }
-                        }
-                    };
-                    queue.extend(supervisor.on(event));
+                    let (frames, free) = reclaim(memserver, client);
+                    queue.extend(supervisor.on(Event::Reclaimed { task, frames, free }));
+                }
+                Action::ReclaimHeap { task, client } => {
+                    let (frames, free) = reclaim(memserver, client);
+                    queue.extend(supervisor.on(Event::HeapReclaimed { task, frames, free }));
                 }
                 Action::Census(stage) => match call(memserver, &SupervisorRequest::Census) {
-                    Some(SupervisorReply::Census(census)) => queue.extend(supervisor.on(Event::Census { stage, census })),
+                    Some(SupervisorReply::Census(census)) => {
+                        queue.extend(supervisor.on(Event::Census { stage, census }))
+                    }
                     other => {
                         sel4::debug_println!("root: the memserver answered the census with {other:?}");
                         return Ok(supervisor.failures() + 1);
@@ -116,6 +116,18 @@ fn fault_kind(fault: &sel4::Fault) -> FaultKind {
         sel4::Fault::UnknownSyscall(_) => FaultKind::Other { kind: "unknown syscall" },
         sel4::Fault::UserException(_) => FaultKind::Other { kind: "user exception" },
         _ => FaultKind::Other { kind: "other" },
+    }
+}
+
+/// Has the memserver reclaim `client`: the frames that came back and the pool's free frames
+/// (0, 0 if it refused, which the supervisor then sees as frames missing).
+fn reclaim(memserver: sel4::cap::Endpoint, client: protocol::ClientId) -> (u32, u32) {
+    match call(memserver, &SupervisorRequest::Reclaim { client }) {
+        Some(SupervisorReply::Reclaimed { frames, free }) => (frames, free),
+        other => {
+            sel4::debug_println!("root: the memserver answered the reclaim of client {client} with {other:?}");
+            (0, 0)
+        }
     }
 }
 

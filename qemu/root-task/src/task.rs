@@ -46,20 +46,12 @@ impl Scratch {
         if index >= bootinfo.user_image_frames().len() {
             return Err(BootError::Layout);
         }
-        bootinfo
-            .user_image_frames()
-            .index(index)
-            .cap()
-            .frame_unmap()?;
+        bootinfo.user_image_frames().index(index).cap().frame_unmap()?;
         Ok(Self { addr })
     }
 
     /// Maps `frame` at the scratch address, runs `fill` on its bytes, unmaps it.
-    fn fill(
-        &mut self,
-        frame: sel4::cap::Granule,
-        fill: impl FnOnce(&mut [u8; PAGE_SIZE]),
-    ) -> Result<(), BootError> {
+    fn fill(&mut self, frame: sel4::cap::Granule, fill: impl FnOnce(&mut [u8; PAGE_SIZE])) -> Result<(), BootError> {
         frame.frame_map(
             sel4::init_thread::slot::VSPACE.cap(),
             self.addr,
@@ -234,11 +226,7 @@ impl Process {
         badge: sel4::Word,
     ) -> Result<(), BootError> {
         let root_cnode = sel4::init_thread::slot::CNODE.cap();
-        self.slot_path(slot).mint(
-            &root_cnode.absolute_cptr(cap),
-            rights,
-            badge,
-        )?;
+        self.slot_path(slot).mint(&root_cnode.absolute_cptr(cap), rights, badge)?;
         Ok(())
     }
 
@@ -341,9 +329,7 @@ fn load_footprint(image: &ElfFile64<'_, Endianness>) -> Result<Range<usize>, Boo
     let mut footprint: Option<Range<usize>> = None;
     for segment in load_segments(image) {
         let start = to_usize(segment.p_vaddr(endian))?;
-        let end = start
-            .checked_add(to_usize(segment.p_memsz(endian))?)
-            .ok_or(BootError::Layout)?;
+        let end = start.checked_add(to_usize(segment.p_memsz(endian))?).ok_or(BootError::Layout)?;
         footprint = Some(match footprint {
             None => start..end,
             Some(range) => range.start.min(start)..range.end.max(end),
@@ -391,10 +377,7 @@ fn map_image(
             result?;
         }
 
-        let rights = sel4::CapRightsBuilder::none()
-            .read(true)
-            .write(writable)
-            .build();
+        let rights = sel4::CapRightsBuilder::none().read(true).write(writable).build();
         let mut attributes = sel4::VmAttributes::default();
         if !executable {
             attributes |= sel4::VmAttributes::EXECUTE_NEVER;
@@ -421,12 +404,8 @@ fn copy_file_bytes(
         if from >= to {
             continue;
         }
-        let source = data
-            .get(from - start..to - start)
-            .ok_or(BootError::Layout)?;
-        let target = bytes
-            .get_mut(from - page_range.start..to - page_range.start)
-            .ok_or(BootError::Layout)?;
+        let source = data.get(from - start..to - start).ok_or(BootError::Layout)?;
+        let target = bytes.get_mut(from - page_range.start..to - page_range.start).ok_or(BootError::Layout)?;
         target.copy_from_slice(source);
     }
     Ok(())
@@ -436,10 +415,7 @@ fn load_segments<'a>(
     image: &'a ElfFile64<'_, Endianness>,
 ) -> impl Iterator<Item = &'a object::elf::ProgramHeader64<Endianness>> + 'a {
     let endian = image.endian();
-    image
-        .elf_program_headers()
-        .iter()
-        .filter(move |segment| segment.p_type(endian) == PT_LOAD)
+    image.elf_program_headers().iter().filter(move |segment| segment.p_type(endian) == PT_LOAD)
 }
 
 fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {

@@ -3,7 +3,8 @@
 //! Design: the logic of a client task's calls (framing, the agent protocol) is in
 //! `memserver-sel4-client`, tested on the host; here is its one seam, [`EndpointLink`]
 //! (`seL4_Call` on an endpoint capability), and what a task needs around it: its heap
-//! ([`GLOBAL_ALLOCATOR`], client tasks are single-threaded), the boot info ([`boot_info`]),
+//! ([`heap`]: memclient's `GlobalKmalloc` over the session of the task's heap client, opened
+//! by the entry before `main`), the boot info ([`boot_info`]),
 //! copies in and out of its shared regions ([`Shared`]), the kernel's debug console
 //! ([`Console`]), the virtual counter ([`counter`]) and its calls to the root task
 //! ([`report`], [`rendezvous`], [`expect_fault`]). Its window is reserved and unmapped
@@ -12,6 +13,8 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod heap;
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -65,8 +68,9 @@ macro_rules! client_task {
     };
 }
 
-/// What [`client_task!`] runs: installs the IPC buffer, decodes the boot info, calls `main`
-/// (a task whose boot info is unreadable reports one failure).
+/// What [`client_task!`] runs: installs the IPC buffer, decodes the boot info, opens the
+/// heap client's session if the task has one, calls `main` (a task whose boot info is
+/// unreadable or whose heap cannot be opened reports one failure).
 ///
 /// # Safety
 /// - `ipc_buffer` is a page mapped read-write as this thread's IPC buffer, referred to by
@@ -84,34 +88,22 @@ pub unsafe fn enter(
     sel4::set_ipc_buffer(unsafe { &mut *ipc_buffer });
     let root = sel4::cap::Endpoint::from_bits(report_endpoint);
     // SAFETY: the caller guarantees the boot-info range is mapped readable.
-    match unsafe { boot_info(boot_info_addr, boot_info_len) } {
-        Some(boot) => main(boot, root),
-        None => {
-            sel4::debug_println!("client task: unreadable boot info");
+    let Some(boot) = (unsafe { boot_info(boot_info_addr, boot_info_len) }) else {
+        sel4::debug_println!("client task: unreadable boot info");
+        report(root, 1)
+    };
+    TASK_NAME.call_once(|| boot.session.name.clone());
+    if let Some(heap_session) = &boot.heap {
+        if let Err(why) = heap::open(heap_session) {
+            sel4::debug_println!("{}: FAILED: heap client {}: {why}", boot.session.name, heap_session.name);
             report(root, 1)
         }
     }
+    main(boot, root)
 }
-use sel4_dlmalloc::{StaticDlmalloc, StaticHeap};
-use sel4_sync::RawLazyNotificationMutex;
 
-/// Heap of a client task (the conformance suite and the load generator's tables).
-const HEAP_SIZE: usize = 4 * 1024 * 1024;
-
-static HEAP: StaticHeap<HEAP_SIZE> = StaticHeap::new();
-
-/// The client task's allocator. The task has one thread, so the lock is never
-/// contended; contention would abort.
-#[global_allocator]
-static GLOBAL_ALLOCATOR: StaticDlmalloc<RawLazyNotificationMutex> = StaticDlmalloc::new_with_raw_mutex(
-    RawLazyNotificationMutex::new(no_contention),
-    HEAP.bounds(),
-);
-
-fn no_contention() -> sel4::cap::Notification {
-    sel4::debug_println!("client task: heap lock contended in a single-threaded task");
-    stop()
-}
+/// The name of this task's client, for the lines [`report`] prints.
+static TASK_NAME: spin::Once<protocol::ClientName> = spin::Once::new();
 
 /// Suspends this task.
 pub fn stop() -> ! {
@@ -153,7 +145,22 @@ impl memclient::Transport for Sel4Transport {
 /// `Hello` as `session`'s client on the memserver endpoint, then the `memclient` session over
 /// its reserved window and mapped control region.
 pub fn open(session: &ClientSession) -> Result<Memserver<Sel4Transport>, &'static str> {
-    let mut link = EndpointLink::at(SLOT_MEMSERVER);
+    open_at(SLOT_MEMSERVER, session)
+}
+
+/// As [`open`], on the memserver endpoint capability in `slot` (its badge is the client's id).
+pub fn open_at(slot: u64, session: &ClientSession) -> Result<Memserver<Sel4Transport>, &'static str> {
+    open_with(slot, session, |transport| transport)
+}
+
+/// As [`open_at`], the session's transport wrapped by `wrap` (a task whose session goes to
+/// a library that names its own transport type: the C API's).
+pub fn open_with<T: memclient::Transport>(
+    slot: u64,
+    session: &ClientSession,
+    wrap: impl FnOnce(Sel4Transport) -> T,
+) -> Result<Memserver<T>, &'static str> {
+    let mut link = EndpointLink::at(slot);
     let mut hello = [0u8; protocol::MAX_MESSAGE_BYTES];
     let len = memclient::hello_request(session.name.as_str(), &mut hello).map_err(|_| "bad client name")?;
     let mut reply = [0u8; protocol::MAX_MESSAGE_BYTES];
@@ -169,9 +176,12 @@ pub fn open(session: &ClientSession) -> Result<Memserver<Sel4Transport>, &'stati
     // memserver maps frames into it as objects are granted; the library touches only objects
     // it holds) and mapped its control region read-write, page aligned, for the task's life.
     let (window, control) = unsafe {
-        (Window::new(window_base, session.window.len as usize), Control::new(control_base, session.control.len as usize))
+        (
+            Window::new(window_base, session.window.len as usize),
+            Control::new(control_base, session.control.len as usize),
+        )
     };
-    Memserver::new(Sel4Transport(link), &hello_reply, window, control).map_err(|_| "session")
+    Memserver::new(wrap(Sel4Transport(link)), &hello_reply, window, control).map_err(|_| "session")
 }
 
 /// Decodes the boot info the root task wrote at `addr`.
@@ -217,8 +227,12 @@ impl Shared {
     }
 }
 
-/// Sends the number of failed checks to the root task, then stops.
+/// Prints what the memserver served of the task's heap, then sends the number of failed
+/// checks (the heap's included) to the root task, then stops. The root task then reclaims the
+/// heap client: nothing runs here after the report that could touch the heap.
 pub fn report(root: sel4::cap::Endpoint, failures: u64) -> ! {
+    let task = TASK_NAME.get().map_or("client task", |n| n.as_str());
+    let failures = failures + heap::summary(task);
     sel4::with_ipc_buffer_mut(|buf| buf.msg_regs_mut()[0] = failures);
     root.send(sel4::MessageInfoBuilder::default().label(LABEL_REPORT).length(1).build());
     stop()

@@ -58,8 +58,8 @@ pub struct ServerSlots {
     pub tables: u64,
 }
 
-/// One seL4 client task as the memserver sees it: its `[[client]]` entry plus where its
-/// memory is.
+/// One seL4 client as the memserver sees it (a task's own client, or a task's heap client):
+/// its `[[client]]` entry plus where its memory is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerClient {
     /// Its id (position in `system.toml`), the badge of its endpoint capability.
@@ -160,4 +160,9 @@ pub struct ClientBoot {
     pub agent_slot: Option<u64>,
     /// The other tasks of its image.
     pub peers: heapless::Vec<Peer, MAX_PEERS>,
+    /// The session of its heap client (`heap` in `system.toml`), whose window is reserved in
+    /// this task's VSpace too and whose endpoint capability is at
+    /// [`SLOT_HEAP_MEMSERVER`](crate::start::SLOT_HEAP_MEMSERVER): the task's own `Box`, `Vec`
+    /// and `String` come from it. `None`: the task's runtime heap only.
+    pub heap: Option<ClientSession>,
 }

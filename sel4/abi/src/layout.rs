@@ -3,7 +3,8 @@
 //! The root task maps every image, IPC buffer, boot-info page, control region and heap below
 //! [`ROOT_MAPPINGS_END`]. Above it, in a top-level region of its own that the root task never
 //! touches, a client task's window starts at [`WINDOW_BASE`] (reserved and unmapped until
-//! the memserver maps frames into it), and the memserver keeps every pool frame mapped at
+//! the memserver maps frames into it), the window of its heap client, if it has one, in the
+//! next region at [`HEAP_WINDOW_BASE`], and the memserver keeps every pool frame mapped at
 //! [`DIRECT_MAP_BASE`] in its own VSpace. Every translation table below the VSpace root in
 //! those regions is then created by the memserver, on demand, so it knows exactly which ones
 //! exist ([`Paging`]).
@@ -15,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub const ROOT_MAPPINGS_END: u64 = 1 << 39;
 /// A client task's window starts here (the second entry of the VSpace root).
 pub const WINDOW_BASE: u64 = 1 << 39;
+/// The window of a client task's heap client (`heap` in `system.toml`) starts here: the
+/// third entry of the VSpace root, so its tables are apart from the task's own window's.
+pub const HEAP_WINDOW_BASE: u64 = 2 << 39;
 /// The memserver task's direct map of the pool: frame `f` at `DIRECT_MAP_BASE + f * 4096`.
 pub const DIRECT_MAP_BASE: u64 = 1 << 39;
 /// Largest window or direct map: one entry of the VSpace root (512 GiB).

@@ -31,10 +31,13 @@ pub const SLOT_AGENT: u64 = 5;
 pub const SLOT_PEER_BASE: u64 = 6;
 /// Most peers one client task can have (the slots after [`SLOT_PEER_BASE`]).
 pub const MAX_PEERS: usize = 8;
+/// Client task with a heap client: the badged endpoint capability to the memserver for it
+/// (badge = the heap client's id), named in [`ClientBoot::heap`](crate::ClientBoot::heap).
+pub const SLOT_HEAP_MEMSERVER: u64 = SLOT_PEER_BASE + MAX_PEERS as u64;
 
 /// Pages of boot info mapped into every task.
 pub const BOOT_INFO_PAGES: usize = 4;
 /// Bytes of boot info.
 pub const BOOT_INFO_BYTES: usize = BOOT_INFO_PAGES * protocol::PAGE_SIZE;
 
-const _: () = assert!(SLOT_PEER_BASE as usize + MAX_PEERS <= 1 << TASK_CNODE_SIZE_BITS);
+const _: () = assert!((SLOT_HEAP_MEMSERVER as usize) < 1 << TASK_CNODE_SIZE_BITS);

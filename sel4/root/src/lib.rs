@@ -23,7 +23,7 @@ pub mod fault;
 pub mod plan;
 pub mod supervisor;
 
-pub use plan::{BootPlan, ClientTask, Description, PlanError, TaskPlan};
+pub use plan::{BootPlan, ClientTask, Description, HeapClient, PlanError, TaskPlan};
 pub use supervisor::{Action, Event, Stage, Supervisor, TaskInfo};
 
 #[cfg(test)]

@@ -10,6 +10,14 @@
 //! (virtual overcommit): a window costs nothing until frames are mapped into it, and then
 //! only its frames and its share of tables.
 //!
+//! **Heap clients.** A task whose `[[client]]` names a `heap` gets a second session: the heap
+//! client's window is reserved in the task's VSpace at [`HEAP_WINDOW_BASE`] (a top-level
+//! region of its own, so the memserver's table bookkeeping of the two windows never meets),
+//! its control region is mapped like the task's own, and its badged endpoint capability sits
+//! in [`SLOT_HEAP_MEMSERVER`](memserver_sel4_abi::start::SLOT_HEAP_MEMSERVER). To the
+//! memserver it is one more client (its own quota and caches), whose VSpace happens to be the
+//! task's.
+//!
 //! **The memserver's CNode** (one CNode, `cnode_size_bits` slots): its TCB, endpoint, own
 //! VSpace and CNode, the reserve's untyped objects, each client task's VSpace, then the pool
 //! frames' original capabilities, a slot per frame for its derived capability while mapped,
@@ -18,7 +26,7 @@
 use alloc::vec::Vec;
 
 use memserver_sel4_abi::boot::{MAX_PAGING_UNTYPED, MAX_SEL4_CLIENTS};
-use memserver_sel4_abi::layout::{DIRECT_MAP_BASE, Paging, REGION_MAX_BYTES, WINDOW_BASE};
+use memserver_sel4_abi::layout::{DIRECT_MAP_BASE, HEAP_WINDOW_BASE, Paging, REGION_MAX_BYTES, WINDOW_BASE};
 use memserver_sel4_abi::start::{MAX_PEERS, SLOT_PEER_BASE};
 use memserver_sel4_abi::{ClientBoot, ClientSession, Peer, Region, ServerBoot, ServerClient, ServerSlots};
 use protocol::{ClientId, PAGE_SIZE};
@@ -58,6 +66,23 @@ pub struct ClientTask<'a> {
     pub slub_debug: &'a str,
     /// `image`.
     pub image: &'a str,
+    /// `heap`: the client whose session serves the task's own heap.
+    pub heap: Option<HeapClient<'a>>,
+}
+
+/// The `[[client]]` a task's `heap` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapClient<'a> {
+    /// Its id (position in `system.toml`).
+    pub id: ClientId,
+    /// Its name.
+    pub name: &'a str,
+    /// `quota_pages`.
+    pub quota_pages: u32,
+    /// `window_pages`.
+    pub window_pages: u32,
+    /// `slub_debug` (empty when not set).
+    pub slub_debug: &'a str,
 }
 
 /// What the plan is made from: `[server]` and the seL4 clients of `system.toml`.
@@ -94,6 +119,8 @@ pub enum PlanError {
     PoolTooSmall,
     /// The memserver's CNode would exceed [`SERVER_CNODE_BITS_MAX`].
     CNodeTooLarge,
+    /// Two clients (tasks or heaps) have the same id.
+    DuplicateClient,
 }
 
 /// One client task: which client it is, and what it gets.
@@ -113,6 +140,10 @@ pub struct TaskPlan {
     pub window: Region,
     /// Whether its image runs in the background.
     pub background: bool,
+    /// Index of its heap client in the memserver's boot info, if it has one.
+    pub heap: Option<usize>,
+    /// Its heap client's window in its own VSpace: reserved, unmapped.
+    pub heap_window: Option<Region>,
 }
 
 /// What the root task builds.
@@ -129,6 +160,37 @@ pub struct BootPlan {
 
 fn name(text: &str) -> Result<protocol::ClientName, PlanError> {
     protocol::ClientName::try_from(text).map_err(|_| PlanError::Name)
+}
+
+/// Tables that map every page of a window of `pages` pages at `base`.
+fn window_tables(paging: &Paging, base: u64, pages: u32) -> Result<u64, PlanError> {
+    let bytes = u64::from(pages) * PAGE_SIZE as u64;
+    if bytes > REGION_MAX_BYTES {
+        return Err(PlanError::RegionTooLarge);
+    }
+    paging.tables_for(base, bytes).ok_or(PlanError::RegionTooLarge)
+}
+
+/// A client of the memserver's boot info, without introspection rights (its control region
+/// is filled in by the glue).
+fn server_client(
+    id: ClientId,
+    client_name: &str,
+    quota_pages: u32,
+    window_pages: u32,
+    slub_debug: &str,
+    window_base: u64,
+) -> Result<ServerClient, PlanError> {
+    Ok(ServerClient {
+        id,
+        name: name(client_name)?,
+        quota_pages,
+        window_pages,
+        introspect: false,
+        slub_debug: heapless::String::try_from(slub_debug).map_err(|_| PlanError::SlubDebug)?,
+        window_base,
+        control: Region { addr: 0, len: 0 },
+    })
 }
 
 /// Size bits of the untyped objects that make up `pages` pages: one per set bit, largest first.
@@ -162,11 +224,10 @@ impl BootPlan {
             return Err(PlanError::RegionTooLarge);
         }
         for c in clients {
-            let bytes = u64::from(c.window_pages) * page;
-            if bytes > REGION_MAX_BYTES {
-                return Err(PlanError::RegionTooLarge);
+            reserve += window_tables(&paging, WINDOW_BASE, c.window_pages)?;
+            if let Some(h) = c.heap {
+                reserve += window_tables(&paging, HEAP_WINDOW_BASE, h.window_pages)?;
             }
-            reserve += paging.tables_for(WINDOW_BASE, bytes).ok_or(PlanError::RegionTooLarge)?;
         }
         let reserve = u32::try_from(reserve).map_err(|_| PlanError::PoolTooSmall)?;
         let pool_frames =
@@ -181,19 +242,44 @@ impl BootPlan {
             return Err(PlanError::CNodeTooLarge);
         }
 
-        let mut server_clients = heapless::Vec::new();
+        // Every client the memserver serves, in id order: the tasks' own and their heaps.
+        let mut all = Vec::new();
         for c in clients {
-            let client = ServerClient {
-                id: c.id,
-                name: name(c.name)?,
-                quota_pages: c.quota_pages,
-                window_pages: c.window_pages,
-                introspect: c.introspect,
-                slub_debug: heapless::String::try_from(c.slub_debug).map_err(|_| PlanError::SlubDebug)?,
-                window_base: WINDOW_BASE,
-                control: Region { addr: 0, len: 0 },
-            };
-            server_clients.push(client).map_err(|_| PlanError::TooManyClients)?;
+            let own = server_client(c.id, c.name, c.quota_pages, c.window_pages, c.slub_debug, WINDOW_BASE)?;
+            all.push(ServerClient { introspect: c.introspect, ..own });
+            if let Some(h) = c.heap {
+                all.push(server_client(h.id, h.name, h.quota_pages, h.window_pages, h.slub_debug, HEAP_WINDOW_BASE)?);
+            }
+        }
+        all.sort_by_key(|c| c.id);
+        if all.windows(2).any(|pair| pair.first().map(|c| c.id) == pair.get(1).map(|c| c.id)) {
+            return Err(PlanError::DuplicateClient);
+        }
+        let index_of = |id: ClientId| all.iter().position(|c| c.id == id);
+        let mut tasks = Vec::with_capacity(clients.len());
+        for (i, c) in clients.iter().enumerate() {
+            let same_image: Vec<usize> =
+                (0..clients.len()).filter(|&j| clients.get(j).is_some_and(|o| o.image == c.image)).collect();
+            let instance = same_image.iter().position(|&j| j == i).unwrap_or(0);
+            let peers: Vec<usize> = same_image.iter().copied().filter(|&j| j != i).collect();
+            if peers.len() > MAX_PEERS {
+                return Err(PlanError::TooManyPeers);
+            }
+            tasks.push(TaskPlan {
+                client: index_of(c.id).ok_or(PlanError::DuplicateClient)?,
+                image: name(c.image)?,
+                instance: u16::try_from(instance).map_err(|_| PlanError::TooManyPeers)?,
+                has_agent: !peers.is_empty(),
+                peers,
+                window: Region { addr: WINDOW_BASE, len: u64::from(c.window_pages) * page },
+                background: BACKGROUND_IMAGES.contains(&c.image),
+                heap: c.heap.and_then(|h| index_of(h.id)),
+                heap_window: c.heap.map(|h| Region { addr: HEAP_WINDOW_BASE, len: u64::from(h.window_pages) * page }),
+            });
+        }
+        let mut server_clients = heapless::Vec::new();
+        for c in all {
+            server_clients.push(c).map_err(|_| PlanError::TooManyClients)?;
         }
         let server = ServerBoot {
             pool_pages: description.pool_pages,
@@ -218,25 +304,6 @@ impl BootPlan {
             clients: server_clients,
         };
 
-        let mut tasks = Vec::with_capacity(clients.len());
-        for (i, c) in clients.iter().enumerate() {
-            let same_image: Vec<usize> =
-                (0..clients.len()).filter(|&j| clients.get(j).is_some_and(|o| o.image == c.image)).collect();
-            let instance = same_image.iter().position(|&j| j == i).unwrap_or(0);
-            let peers: Vec<usize> = same_image.iter().copied().filter(|&j| j != i).collect();
-            if peers.len() > MAX_PEERS {
-                return Err(PlanError::TooManyPeers);
-            }
-            tasks.push(TaskPlan {
-                client: i,
-                image: name(c.image)?,
-                instance: u16::try_from(instance).map_err(|_| PlanError::TooManyPeers)?,
-                has_agent: !peers.is_empty(),
-                peers,
-                window: Region { addr: WINDOW_BASE, len: u64::from(c.window_pages) * page },
-                background: BACKGROUND_IMAGES.contains(&c.image),
-            });
-        }
         Ok(BootPlan { server, tasks, server_slots_used: used })
     }
 
@@ -274,6 +341,7 @@ impl BootPlan {
                     client: c.id,
                     window: t.window,
                     background: t.background,
+                    heap: t.heap.and_then(|h| self.server.clients.get(h)).map(|h| h.id),
                 })
             })
             .collect()
@@ -284,10 +352,18 @@ impl BootPlan {
         SLOT_PEER_BASE + k as u64
     }
 
-    /// The boot info of client task `task`, whose control region the glue mapped at `control`.
-    pub fn client_boot(&self, task: usize, control: Region) -> Option<ClientBoot> {
+    /// The boot info of client task `task`, whose control region the glue mapped at `control`
+    /// and its heap client's at `heap_control` (`None` for a task with a heap: no boot info).
+    pub fn client_boot(&self, task: usize, control: Region, heap_control: Option<Region>) -> Option<ClientBoot> {
         let t = self.tasks.get(task)?;
         let c = self.server.clients.get(t.client)?;
+        let heap = match (t.heap, t.heap_window) {
+            (Some(h), Some(window)) => {
+                let h = self.server.clients.get(h)?;
+                Some(ClientSession { id: h.id, name: h.name.clone(), window, control: heap_control? })
+            }
+            _ => None,
+        };
         let mut peers = heapless::Vec::new();
         for (k, &p) in t.peers.iter().enumerate() {
             let peer = self.server.clients.get(self.tasks.get(p)?.client)?;
@@ -299,6 +375,7 @@ impl BootPlan {
             session: ClientSession { id: c.id, name: c.name.clone(), window: t.window, control },
             agent_slot: t.has_agent.then_some(memserver_sel4_abi::start::SLOT_AGENT),
             peers,
+            heap,
         })
     }
 }

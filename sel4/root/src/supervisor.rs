@@ -16,7 +16,10 @@
 //! 4. When the exclusive images are done and every background task is paused (it called
 //!    `Pause`, its memory still held), the memserver takes the frame census; then the paused
 //!    tasks go on, free everything and report; then the final census.
-//! 5. The verdict: the failures the tasks reported, plus every fault that was not expected,
+//! 5. A task with a heap client has it reclaimed when the task ends, however it ends (a
+//!    report, a fault, stopped with its image): nothing in its heap can be used after that.
+//!    The task counts as finished once its heap is back.
+//! 6. The verdict: the failures the tasks reported, plus every fault that was not expected,
 //!    an expected fault that did not come or whose frames did not all come back, and a
 //!    census that disagrees.
 
@@ -53,6 +56,8 @@ pub enum Event {
     Fault { task: usize, fault: FaultKind },
     /// The memserver reclaimed task `task`'s client.
     Reclaimed { task: usize, frames: u32, free: u32 },
+    /// The memserver reclaimed task `task`'s heap client.
+    HeapReclaimed { task: usize, frames: u32, free: u32 },
     /// The memserver took the census.
     Census { stage: Stage, census: Census },
 }
@@ -68,6 +73,9 @@ pub enum Action {
     Stop(usize),
     /// Ask the memserver to reclaim `client` (task `task`'s); answer with `Event::Reclaimed`.
     Reclaim { task: usize, client: ClientId },
+    /// Ask the memserver to reclaim `client`, task `task`'s heap client; answer with
+    /// `Event::HeapReclaimed`.
+    ReclaimHeap { task: usize, client: ClientId },
     /// Ask the memserver for the census; answer with `Event::Census`.
     Census(Stage),
     /// Print a line.
@@ -89,6 +97,8 @@ pub struct TaskInfo {
     pub window: Region,
     /// Whether its image runs in the background.
     pub background: bool,
+    /// Its heap client, if it has one.
+    pub heap: Option<ClientId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +123,8 @@ struct Task {
     expect: Option<(u64, u32)>,
     /// Its fault matched the announcement; waiting for the reclaim.
     fault_as_expected: bool,
+    /// Its heap client is being reclaimed.
+    heap_pending: bool,
 }
 
 /// The supervisor.
@@ -148,6 +160,7 @@ impl Supervisor {
                 paused: false,
                 expect: None,
                 fault_as_expected: false,
+                heap_pending: false,
             })
             .collect();
         Supervisor {
@@ -206,6 +219,7 @@ impl Supervisor {
             }
             Event::Fault { task, fault } => self.fault(task, fault, &mut actions),
             Event::Reclaimed { task, frames, free } => self.reclaimed(task, frames, free, &mut actions),
+            Event::HeapReclaimed { task, frames, free } => self.heap_reclaimed(task, frames, free, &mut actions),
             Event::Census { stage, census } => {
                 actions.push(Action::Say(format!("root: census ({}): {census}", stage_name(stage))));
                 if !census.agrees() {
@@ -247,6 +261,7 @@ impl Supervisor {
         let name = t.info.name.clone();
         let missed = t.expect.is_some();
         actions.push(Action::Say(format!("root: client {name} reported {failures} failure(s)")));
+        Self::release_heap(task, t, actions);
         self.failures += failures;
         if missed {
             self.failures += 1;
@@ -259,6 +274,7 @@ impl Supervisor {
         t.phase = Phase::Reclaiming;
         actions.push(Action::Say(format!("{}", FaultReport { name: &t.info.name, window: t.info.window, fault })));
         actions.push(Action::Stop(task));
+        Self::release_heap(task, t, actions);
         actions.push(Action::Reclaim { task, client: t.info.client });
         let expected = match (t.expect, fault) {
             (Some((offset, _)), FaultKind::Vm { addr, prefetch: false, .. }) => {
@@ -285,6 +301,7 @@ impl Supervisor {
                 self.failures += 1;
                 actions.push(Action::Say(format!("root: client {} stopped with its image", t.info.name)));
                 actions.push(Action::Stop(n));
+                Self::release_heap(n, t, actions);
                 actions.push(Action::Reclaim { task: n, client: t.info.client });
             }
         }
@@ -315,8 +332,30 @@ impl Supervisor {
         }
     }
 
+    /// Reclaims the heap client of `t` (task `n`), which has ended, if it has one.
+    fn release_heap(n: usize, t: &mut Task, actions: &mut Vec<Action>) {
+        if let Some(client) = t.info.heap {
+            t.heap_pending = true;
+            actions.push(Action::ReclaimHeap { task: n, client });
+        }
+    }
+
+    fn heap_reclaimed(&mut self, task: usize, frames: u32, free: u32, actions: &mut Vec<Action>) {
+        let Some(t) = self.tasks.get_mut(task).filter(|t| t.heap_pending) else {
+            actions.push(Action::Say(format!("root: a heap reclaim of task {task}, which was not asked for")));
+            return;
+        };
+        t.heap_pending = false;
+        actions.push(Action::Say(format!(
+            "root: client {}'s heap (client {}) reclaimed: {frames} frame(s) back to the pool, {free} free",
+            t.info.name,
+            t.info.heap.unwrap_or_default()
+        )));
+    }
+
+    /// Whether every task `f` selects is finished, its heap included.
     fn all_finished(&self, f: impl Fn(&Task) -> bool) -> bool {
-        self.tasks.iter().filter(|t| f(t)).all(|t| t.phase == Phase::Finished)
+        self.tasks.iter().filter(|t| f(t)).all(|t| t.phase == Phase::Finished && !t.heap_pending)
     }
 
     /// Starts what can start, answers what can be answered, takes the censuses, finishes.

@@ -6,12 +6,12 @@ extern crate std;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
-use memserver_sel4_abi::layout::{Paging, WINDOW_BASE};
+use memserver_sel4_abi::layout::{HEAP_WINDOW_BASE, Paging, WINDOW_BASE};
 use memserver_sel4_abi::start::BOOT_INFO_BYTES;
 use memserver_sel4_abi::{Census, Region};
 
 use crate::fault::{FaultKind, FaultReport};
-use crate::plan::{BootPlan, ClientTask, Description, PlanError};
+use crate::plan::{BootPlan, ClientTask, Description, HeapClient, PlanError};
 use crate::supervisor::{Action, Event, Stage, Supervisor, TaskInfo};
 
 /// The seL4 clients of a parsed system description, as the root task's build script lists them.
@@ -27,6 +27,17 @@ fn sel4_clients(system: &memserver_system::System) -> Vec<ClientTask<'_>> {
                 introspect: c.introspect,
                 slub_debug: c.slub_debug.as_deref().unwrap_or(""),
                 image: c.image.as_deref()?,
+                heap: c.heap.as_deref().and_then(|heap| {
+                    let (id, h) = system.client_by_name(heap)?;
+                    let slub_debug = h.slub_debug.as_deref().unwrap_or("");
+                    Some(HeapClient {
+                        id,
+                        name: &h.name,
+                        quota_pages: h.quota_pages,
+                        window_pages: h.window_pages,
+                        slub_debug,
+                    })
+                }),
             })
         })
         .collect()
@@ -70,7 +81,7 @@ fn pool_frames_and_paging_reserve_make_exactly_pool_pages() {
     let page = protocol::PAGE_SIZE as u64;
     let mut tables = Paging::AARCH64.tables_for(s.direct_map, u64::from(system.server.pool_pages) * page).unwrap();
     for c in &s.clients {
-        tables += Paging::AARCH64.tables_for(WINDOW_BASE, u64::from(c.window_pages) * page).unwrap();
+        tables += Paging::AARCH64.tables_for(c.window_base, u64::from(c.window_pages) * page).unwrap();
     }
     assert_eq!(u64::from(plan.paging_reserve_pages()), tables);
     // About one table per 2 MiB mapped, plus two above it per range.
@@ -107,7 +118,9 @@ fn every_sel4_client_is_its_own_task_and_images_know_their_peers() {
     assert_eq!(plan.tasks[peer].peers, [conformance, debug]);
     assert!([conformance, peer, debug].iter().all(|&t| plan.tasks[t].has_agent));
     assert!(plan.tasks[by_name("loadgen-0")].background && !plan.tasks[conformance].background);
-    let boot = plan.client_boot(conformance, Region { addr: 0x1_0000_0000, len: 0x5000 }).unwrap();
+    let boot = plan
+        .client_boot(conformance, Region { addr: 0x1_0000_0000, len: 0x5000 }, Some(Region { addr: 0, len: 0 }))
+        .unwrap();
     assert_eq!(boot.peers[0].name, "conformance-peer");
     assert_eq!(
         boot.session.window,
@@ -124,16 +137,112 @@ fn boot_infos_fit_their_pages_and_the_heap_is_sized() {
     let mut buf = [0u8; BOOT_INFO_BYTES];
     assert!(postcard::to_slice(&plan.server, &mut buf).is_ok());
     for t in 0..plan.tasks.len() {
-        let boot = plan.client_boot(t, Region { addr: 0, len: 0 }).unwrap();
+        let boot = plan.client_boot(t, Region { addr: 0, len: 0 }, Some(Region { addr: 0, len: 0x5000 })).unwrap();
         assert!(postcard::to_slice(&boot, &mut buf).is_ok());
     }
     let heap = plan.server_heap_bytes().unwrap();
     assert!(heap > plan.server.pool_frames as usize * 8, "frame table and engine descriptors: {heap}");
 }
 
+#[test]
+fn a_task_with_a_heap_gets_a_second_session_in_its_own_vspace() {
+    let (system, plan) = repository_plan();
+    let ids: Vec<u16> = plan.server.clients.iter().map(|c| c.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "the memserver's clients in id order: {ids:?}");
+    let mut heaps = 0;
+    for (n, t) in plan.tasks.iter().enumerate() {
+        let own = &plan.server.clients[t.client];
+        let (_, described) = system.client_by_name(&own.name).unwrap();
+        assert_eq!(own.window_base, WINDOW_BASE);
+        let boot =
+            plan.client_boot(n, Region { addr: 0x1000, len: 0x1000 }, Some(Region { addr: 0x3000, len: 0x1000 }));
+        let boot = boot.unwrap();
+        match described.heap.as_deref() {
+            Some(heap_name) => {
+                heaps += 1;
+                let (heap_id, heap) = system.client_by_name(heap_name).unwrap();
+                let server_side = &plan.server.clients[t.heap.unwrap()];
+                assert_eq!((server_side.id, server_side.name.as_str()), (heap_id, heap_name));
+                assert_eq!((server_side.window_base, server_side.quota_pages), (HEAP_WINDOW_BASE, heap.quota_pages));
+                let window = Region { addr: HEAP_WINDOW_BASE, len: u64::from(heap.window_pages) * 4096 };
+                assert_eq!(t.heap_window, Some(window));
+                let session = boot.heap.unwrap();
+                assert_eq!(
+                    (session.id, session.window, session.control),
+                    (heap_id, window, Region { addr: 0x3000, len: 0x1000 })
+                );
+                assert!(plan.tasks.iter().all(|other| other.client != t.heap.unwrap()), "a heap is no task");
+                // Without the heap's control region there is no boot info.
+                assert_eq!(plan.client_boot(n, Region { addr: 0x1000, len: 0x1000 }, None), None);
+                assert_eq!(plan.task_infos()[n].heap, Some(heap_id));
+            }
+            None => {
+                assert_eq!((t.heap, t.heap_window, boot.heap), (None, None, None));
+                assert_eq!(plan.task_infos()[n].heap, None);
+            }
+        }
+    }
+    assert!(heaps >= 4, "the load generators, the suite, the C tasks have heaps");
+    // The C example runs twice, debug flags off and on: two images, alone on the pool each.
+    for image in ["hash-table", "hash-table-debug"] {
+        let t = plan.tasks.iter().find(|t| t.image == image).unwrap();
+        assert!((t.instance, t.peers.is_empty(), t.background, t.heap.is_some()) == (0, true, false, true));
+    }
+}
+
+#[test]
+fn a_heap_with_the_id_of_another_client_is_refused() {
+    let heap = HeapClient { id: 2, name: "h", quota_pages: 1, window_pages: 1, slub_debug: "" };
+    let clients = [
+        ClientTask {
+            id: 1,
+            name: "a",
+            quota_pages: 1,
+            window_pages: 1,
+            introspect: false,
+            slub_debug: "",
+            image: "x",
+            heap: Some(heap),
+        },
+        ClientTask {
+            id: 2,
+            name: "b",
+            quota_pages: 1,
+            window_pages: 1,
+            introspect: false,
+            slub_debug: "",
+            image: "y",
+            heap: None,
+        },
+    ];
+    let d = Description {
+        pool_pages: 100,
+        max_caches_per_client: 32,
+        magazine_slots: 4,
+        magazines: [8; 4],
+        clients: &clients,
+    };
+    assert_eq!(BootPlan::new(&d, Paging::AARCH64).map(|_| ()), Err(PlanError::DuplicateClient));
+    let clients = [ClientTask { heap: Some(HeapClient { id: 3, ..heap }), ..clients[0] }, clients[1]];
+    let d = Description { clients: &clients, ..d };
+    let plan = BootPlan::new(&d, Paging::AARCH64).unwrap();
+    assert_eq!(plan.server.clients.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!((plan.tasks[0].client, plan.tasks[0].heap, plan.tasks[1].client), (0, Some(2), 1));
+    // The heap's window is in the reserve: 3 tables for each of three one-page windows, 3 for the direct map.
+    assert_eq!(plan.paging_reserve_pages(), 12);
+}
+
 fn one_client(pool_pages: u32, window_pages: u32) -> Result<BootPlan, PlanError> {
-    let clients =
-        [ClientTask { id: 1, name: "a", quota_pages: 1, window_pages, introspect: false, slub_debug: "", image: "x" }];
+    let clients = [ClientTask {
+        id: 1,
+        name: "a",
+        quota_pages: 1,
+        window_pages,
+        introspect: false,
+        slub_debug: "",
+        image: "x",
+        heap: None,
+    }];
     BootPlan::new(
         &Description {
             pool_pages,
@@ -175,6 +284,7 @@ fn info(image: &str, name: &str, client: u16, background: bool) -> TaskInfo {
         client,
         window: Region { addr: WINDOW_BASE, len: 1 << 20 },
         background,
+        heap: None,
     }
 }
 
@@ -356,6 +466,58 @@ fn fault_lines_name_the_client_and_where() {
         line(FaultKind::Vm { addr: WINDOW_BASE + 0x10000, ip: 1, prefetch: true }),
         "client x: instruction fetch at 0x8000010000, outside its window (pc 0x1)"
     );
+}
+
+/// A task with a heap client (50): background load generator 0, the suite 1 (its heap 51).
+fn supervisor_with_heaps() -> Supervisor {
+    let with_heap = |mut t: TaskInfo, heap| {
+        t.heap = Some(heap);
+        t
+    };
+    Supervisor::new(std::vec![
+        with_heap(info("loadgen", "loadgen-0", 3, true), 50),
+        with_heap(info("conformance", "conformance", 5, false), 51),
+    ])
+}
+
+#[test]
+fn a_heap_is_reclaimed_when_its_task_reports_and_the_run_waits_for_it() {
+    let mut s = supervisor_with_heaps();
+    s.start();
+    s.on(Event::Ready { task: 0 });
+    let actions = s.on(Event::Report { task: 1, failures: 0 });
+    assert_eq!(not_say(actions), [Action::ReclaimHeap { task: 1, client: 51 }]);
+    s.on(Event::Pause { task: 0 });
+    // The census with the load held waits for the suite's heap.
+    let actions = s.on(Event::HeapReclaimed { task: 1, frames: 9, free: 100 });
+    assert!(said(&actions).contains("client conformance's heap (client 51) reclaimed: 9 frame(s) back"), "{actions:?}");
+    assert_eq!(not_say(actions), [Action::Census(Stage::Held)]);
+    assert_eq!(not_say(s.on(Event::Census { stage: Stage::Held, census: good_census() })), [Action::Answer(0)]);
+    assert_eq!(not_say(s.on(Event::Report { task: 0, failures: 0 })), [Action::ReclaimHeap { task: 0, client: 50 }]);
+    assert_eq!(not_say(s.on(Event::HeapReclaimed { task: 0, frames: 2, free: 102 })), [Action::Census(Stage::Final)]);
+    let end = s.on(Event::Census { stage: Stage::Final, census: good_census() });
+    assert_eq!(not_say(end), [Action::Finish { failures: 0 }]);
+}
+
+#[test]
+fn a_faulting_task_loses_its_heap_with_its_client_and_only_its_own_frames_are_compared() {
+    let mut s = supervisor_with_heaps();
+    s.start();
+    s.on(Event::Ready { task: 0 });
+    s.on(Event::ExpectFault { task: 1, offset: 0x2000, frames: 4 });
+    let actions = s.on(Event::Fault { task: 1, fault: vm(0x2000) });
+    assert_eq!(
+        not_say(actions),
+        [Action::Stop(1), Action::ReclaimHeap { task: 1, client: 51 }, Action::Reclaim { task: 1, client: 5 }]
+    );
+    // The heap's frames are not the task's: 4 came back from its own client, as announced.
+    s.on(Event::HeapReclaimed { task: 1, frames: 3, free: 50 });
+    let actions = s.on(Event::Reclaimed { task: 1, frames: 4, free: 54 });
+    assert!(said(&actions).contains("fault caught and its frames came back"), "{actions:?}");
+    assert_eq!(s.failures(), 0);
+    // A heap reclaim nobody asked for changes nothing.
+    assert!(said(&s.on(Event::HeapReclaimed { task: 1, frames: 1, free: 0 })).contains("not asked for"));
+    assert_eq!(s.failures(), 0);
 }
 
 /// The memserver learns each seL4 client's `slub_debug`, and each client's control region is

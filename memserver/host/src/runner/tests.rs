@@ -9,24 +9,23 @@ use rustix::net::{AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, Sock
 
 use super::*;
 use crate::memory::Windows;
+use memserver_system::SystemText;
 
-const SYSTEM: &str = r#"
-[server]
-pool_pages = 64
-socket = "unused.sock"
-max_caches_per_client = 4
-magazine_slots = 4
-hello_timeout_ms = 100
-pending_connections = 2
-[[client]]
-name = "a"
-quota_pages = 4
-window_pages = 4
-[[client]]
-name = "b"
-quota_pages = 4
-window_pages = 8
-"#;
+/// Two tiny clients and a pending pool of two connections.
+fn system_text() -> SystemText {
+    SystemText::new(64)
+        .server("socket", "\"unused.sock\"")
+        .server("max_caches_per_client", 4)
+        .server("magazine_slots", 4)
+        .server("hello_timeout_ms", 100)
+        .server("pending_connections", 2)
+        .client("a", 4, 4)
+        .client("b", 4, 8)
+}
+
+fn system() -> System {
+    System::parse(&system_text().to_string()).unwrap()
+}
 
 /// The first byte of a Hello asking to be answered with `Retry`.
 const RETRY: u8 = 0xfe;
@@ -120,7 +119,7 @@ fn receive(fd: &OwnedFd) -> (Vec<u8>, usize) {
 
 #[test]
 fn admission_sends_two_fds_and_requests_are_answered() {
-    let system = System::parse(SYSTEM).unwrap();
+    let system = system();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let client = pair(&mut runner);
     rustix::net::send(&client, &[2], rustix::net::SendFlags::empty()).unwrap();
@@ -143,7 +142,7 @@ fn admission_sends_two_fds_and_requests_are_answered() {
 
 #[test]
 fn bad_admissions_from_the_service_are_refused_without_disconnected() {
-    let system = System::parse(SYSTEM).unwrap();
+    let system = system();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let first = pair(&mut runner);
     rustix::net::send(&first, &[1], rustix::net::SendFlags::empty()).unwrap();
@@ -166,7 +165,7 @@ fn bad_admissions_from_the_service_are_refused_without_disconnected() {
 
 #[test]
 fn oversized_requests_close_the_connection() {
-    let system = System::parse(SYSTEM).unwrap();
+    let system = system();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let client = admitted(&mut runner, 1);
     rustix::net::sockopt::set_socket_send_buffer_size(&client, 4 * REQUEST_MAX).unwrap();
@@ -178,7 +177,7 @@ fn oversized_requests_close_the_connection() {
 
 #[test]
 fn silent_connections_expire() {
-    let system = System::parse(SYSTEM).unwrap();
+    let system = system();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let silent = pair(&mut runner);
     let start = Instant::now();
@@ -192,7 +191,7 @@ fn silent_connections_expire() {
 
 #[test]
 fn a_zero_length_read_is_the_end_of_the_connection() {
-    let system = System::parse(SYSTEM).unwrap();
+    let system = system();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let client = admitted(&mut runner, 1);
     rustix::net::send(&client, b"ping", rustix::net::SendFlags::empty()).unwrap();
@@ -205,7 +204,7 @@ fn a_zero_length_read_is_the_end_of_the_connection() {
 
 #[test]
 fn a_retried_hello_keeps_the_connection_pending() {
-    let system = System::parse(SYSTEM).unwrap();
+    let system = system();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let client = pair(&mut runner);
     rustix::net::send(&client, &[RETRY], rustix::net::SendFlags::empty()).unwrap();
@@ -220,7 +219,7 @@ fn a_retried_hello_keeps_the_connection_pending() {
 
 #[test]
 fn a_full_pending_pool_serves_hellos_first_then_evicts_the_oldest_silent() {
-    let system = System::parse(SYSTEM).unwrap();
+    let system = system();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let oldest = pair(&mut runner);
     let hello_sent = pair(&mut runner);
@@ -243,8 +242,7 @@ fn a_full_pending_pool_serves_hellos_first_then_evicts_the_oldest_silent() {
 #[test]
 fn a_peer_of_another_uid_is_not_admitted() {
     // Client "b" must be uid 4242; this process is not.
-    let text = SYSTEM.replace("window_pages = 8\n", "window_pages = 8\nuid = 4242\n");
-    let system = System::parse(&text).unwrap();
+    let system = System::parse(&system_text().client_key("uid", 4242).to_string()).unwrap();
     assert_ne!(rustix::process::geteuid().as_raw(), 4242);
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let client = pair(&mut runner);
@@ -264,11 +262,8 @@ fn a_peer_of_another_uid_is_not_admitted() {
 
 #[test]
 fn the_timer_audits_every_window_and_reclaims_a_client_that_keeps_dirtying() {
-    let text = SYSTEM.replace(
-        "pending_connections = 2",
-        "pending_connections = 2\n[server.audit]\ninterval_ms = 1\nslack_pages = 0\nviolations_max = 2",
-    );
-    let system = System::parse(&text).unwrap();
+    let text = system_text().table("server.audit", &[("interval_ms", 1), ("slack_pages", 0), ("violations_max", 2)]);
+    let system = System::parse(&text.to_string()).unwrap();
     let mut runner = Runner::new(&system, Fake::default(), None, None).unwrap();
     let client = admitted(&mut runner, 2);
     // The client dirties its (ungranted) window through the memfd: no request is needed for

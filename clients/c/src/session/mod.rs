@@ -1,22 +1,35 @@
-//! The process's session, made on first use (or by `memclient_connect()`). (`ksize()` and
-//! `krealloc()` need nothing kept beside it: the server's page-owner and cache tables in the
-//! control region say which cache an object belongs to.)
+//! The process's session. (`ksize()` and `krealloc()` need nothing kept beside it: the
+//! server's page-owner and cache tables in the control region say which cache an object
+//! belongs to.)
+//!
+//! Where the session comes from is the one platform-specific part of the crate: on Linux
+//! ([`host`], feature `std`) it is made on first use from the environment or by
+//! `memclient_connect()`; without `std` ([`installed`]: seL4) the platform installs it before
+//! any C code runs. Everything else names only [`SessionTransport`] and [`state`].
 
 use core::ffi::{CStr, c_char, c_int};
-use std::path::Path;
-use std::sync::OnceLock;
 
 use memclient::Memserver;
-use memclient::host::{Connection, LazySession, Target};
 
 use crate::error::{self, errno};
 
-/// The transport of the process's session: everything else in this crate names only this
-/// alias and [`state`], so a port to another platform (seL4) replaces this module.
-pub type SessionTransport = Connection;
+#[cfg(feature = "std")]
+mod host;
+#[cfg(feature = "std")]
+use host as platform;
+#[cfg(feature = "std")]
+pub use host::{SessionError, SessionTransport};
 
-static SESSION: LazySession = LazySession::new(Target::Environment, "memclient calls fail (return NULL)");
-static STATE: OnceLock<State> = OnceLock::new();
+#[cfg(not(feature = "std"))]
+mod installed;
+#[cfg(not(feature = "std"))]
+use installed as platform;
+#[cfg(not(feature = "std"))]
+pub use installed::{BoxedTransport, SessionError, SessionTransport, install};
+
+pub(crate) use platform::errno_of;
+
+static STATE: spin::Once<State> = spin::Once::new();
 
 /// The session.
 pub struct State {
@@ -41,10 +54,10 @@ pub fn state(what: &str) -> Option<&'static State> {
     if let Some(state) = STATE.get() {
         return Some(state);
     }
-    match SESSION.get() {
-        Ok(server) => Some(STATE.get_or_init(|| State::new(server))),
+    match platform::get() {
+        Ok(server) => Some(STATE.call_once(|| State::new(server))),
         Err(e) => {
-            error::set_lazy(what, &e);
+            error::set_session(what, &e);
             None
         }
     }
@@ -53,7 +66,8 @@ pub fn state(what: &str) -> Option<&'static State> {
 /// Connects to the memserver at `socket` as the client task `client` (a `[[client]]` of its
 /// `system.toml`), instead of waiting for the first call to connect from `MEMSERVER_SOCKET`
 /// and `MEMSERVER_CLIENT`. Returns 0, or a negative errno value (`-EISCONN` if this process is
-/// already connected; a failed attempt, even the automatic one, may be retried).
+/// already connected; a failed attempt, even the automatic one, may be retried). On seL4 the
+/// task's runtime connects before `main`: `-EISCONN` (or `-EOPNOTSUPP` without a session).
 ///
 /// # Safety
 /// `socket` and `client` are NUL-terminated strings (or NULL, refused with `-EINVAL`).
@@ -70,13 +84,13 @@ pub unsafe extern "C" fn memclient_connect(socket: *const c_char, client: *const
         error::set(errno::EINVAL, format_args!("{WHAT}: socket or client name is not UTF-8"));
         return -errno::EINVAL;
     };
-    match SESSION.connect_to(Path::new(socket), client) {
+    match platform::connect(socket, client) {
         Ok(server) => {
-            STATE.get_or_init(|| State::new(server));
+            STATE.call_once(|| State::new(server));
             0
         }
         Err(e) => {
-            error::set_lazy(WHAT, &e);
+            error::set_session(WHAT, &e);
             -error::memclient_last_error()
         }
     }
