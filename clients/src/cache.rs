@@ -156,7 +156,12 @@ impl Magazines {
 
     /// Puts a handle into the shared layer: onto the loaded magazine, after a swap with an
     /// empty previous one or a drain to the server. The caller holds the slot's lock.
-    pub(crate) fn put<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending, handle: u64) -> Result<(), Error> {
+    pub(crate) fn put<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        pending: &mut Pending,
+        handle: u64,
+    ) -> Result<(), Error> {
         if self.slot.push(self.capacity, handle) {
             return Ok(());
         }
@@ -538,7 +543,12 @@ impl<'m, T: Transport> Cache<'m, T> {
     pub fn lock(&self) -> CacheGuard<'_, 'm, T> {
         #[cfg(feature = "std")]
         if let Some(stripe) = self.stripe() {
-            return CacheGuard { cache: self, hold: Hold::Stripe(stripe), pending: Pending::default(), _thread: PhantomData };
+            return CacheGuard {
+                cache: self,
+                hold: Hold::Stripe(stripe),
+                pending: Pending::default(),
+                _thread: PhantomData,
+            };
         }
         let lock = match &self.magazines {
             Some(m) => self.server.slot_lock(m.index),

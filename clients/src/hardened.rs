@@ -27,8 +27,8 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use peer_memory::PeerMemory;
 use protocol::control::{CacheEntry, ControlLayout, PAGE_OWNER_SIZE, PageOwner, PageOwnerKind};
-use zerocopy::FromBytes;
 use protocol::{Error as ServerError, PAGE_SIZE};
+use zerocopy::FromBytes;
 
 use crate::shm::Control;
 

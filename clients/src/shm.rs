@@ -9,7 +9,8 @@ use core::sync::atomic::AtomicU64;
 use peer_memory::PeerMemory;
 use protocol::Handle;
 use protocol::control::{
-    self, CacheEntry, ControlLayout, HANDLES_OFFSET, MAGAZINE_MAX, MAGAZINE_SIZE, MagazineRole, PAGE_OWNER_SIZE, PageOwner,
+    self, CacheEntry, ControlLayout, HANDLES_OFFSET, MAGAZINE_MAX, MAGAZINE_SIZE, MagazineRole, PAGE_OWNER_SIZE,
+    PageOwner,
 };
 use zerocopy::FromBytes;
 

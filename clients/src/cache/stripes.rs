@@ -5,8 +5,8 @@
 use core::ptr::NonNull;
 
 use super::{Cache, Magazines, Pending};
-use crate::hardened::Refusal;
 use crate::error::Error;
+use crate::hardened::Refusal;
 use crate::threads::{Claim, STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
 

@@ -70,10 +70,9 @@ pub fn fast_path_double_free(w: &mut World) -> Result<(), Failure> {
     c.free(b).map_err(|e| format!("free: {e:?}"))?;
     refused("free again under another object", c.free(a), Error::DoubleFree)?;
     let b_addr = b.as_ptr() as usize;
-    let elsewhere = std::thread::scope(|t| {
-        t.spawn(|| c.free(NonNull::new(b_addr as *mut u8).expect("non-null"))).join()
-    })
-    .map_err(|_| "thread panicked")?;
+    let elsewhere =
+        std::thread::scope(|t| t.spawn(|| c.free(NonNull::new(b_addr as *mut u8).expect("non-null"))).join())
+            .map_err(|_| "thread panicked")?;
     refused("free again from another thread", elsewhere, Error::DoubleFree)?;
     no_object_twice(&c, 200, &[], "after the double frees")?;
     println!("    fast_path_double_free: 3 double frees refused (DoubleFree), no object handed out twice");
