@@ -21,7 +21,7 @@
 //! client (an seL4 task is single-threaded) uses the shared layer directly.
 
 use core::cell::{Cell, UnsafeCell};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Stripes (threads with magazines of their own at once, process-wide).
 pub(crate) const STRIPES: usize = 16;
@@ -32,6 +32,13 @@ pub(crate) const THREAD_BATCH: usize = THREAD_CAPACITY / 2;
 
 /// Bit `i`: stripe `i` is leased by a live thread.
 static LEASED: AtomicU64 = AtomicU64::new(0);
+
+/// Per stripe number, the generation of its lease: a new value at every lease and at every
+/// release, so the generation of a thread that has exited is never current again.
+static GENERATION: [AtomicU32; STRIPES] = [const { AtomicU32::new(1) }; STRIPES];
+
+/// `Stripe::owner` while a `flush` of another thread empties the magazine.
+const FLUSHING: u32 = u32::MAX;
 
 const _: () = assert!(STRIPES <= 64 && STRIPES < NO_STRIPE as usize);
 
@@ -63,6 +70,8 @@ impl Lease {
             // last access, so this thread's accesses come after all of those.
             match LEASED.compare_exchange_weak(leased, leased | 1 << free, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => {
+                    let generation = GENERATION.get(free).map_or(0, next_generation);
+                    MY_GENERATION.set(generation);
                     STRIPE.set(free as u8);
                     return Some(free);
                 }
@@ -75,30 +84,22 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let stripe = STRIPE.replace(NO_STRIPE);
-        if usize::from(stripe) < STRIPES {
+        if let Some(generation) = GENERATION.get(usize::from(stripe)) {
+            // After this thread's last use of its magazines: whoever sees the new generation
+            // (a `flush`, Acquire) may empty them.
+            next_generation(generation);
             LEASED.fetch_and(!(1u64 << stripe), Ordering::Release);
         }
     }
 }
 
-/// A stripe taken by a thread that is not its lessee (a `flush` returning the objects an
-/// exited thread left), for as long as the claim lives: no thread can lease it meanwhile.
-pub(crate) struct Claim(usize);
-
-impl Claim {
-    /// Claims `stripe` if no live thread holds it.
-    pub(crate) fn free_stripe(stripe: usize) -> Option<Claim> {
-        let bit = 1u64 << stripe;
-        if stripe >= STRIPES || LEASED.fetch_or(bit, Ordering::Acquire) & bit != 0 {
-            return None;
+/// Advances a stripe's generation (never 0, "no owner", nor [`FLUSHING`]); the new value.
+fn next_generation(generation: &AtomicU32) -> u32 {
+    loop {
+        let next = generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        if next != 0 && next != FLUSHING {
+            return next;
         }
-        Some(Claim(stripe))
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        LEASED.fetch_and(!(1u64 << self.0), Ordering::Release);
     }
 }
 
@@ -106,6 +107,8 @@ std::thread_local! {
     /// This thread's stripe, [`UNASSIGNED`] or [`NO_STRIPE`]: no destructor, so reading it is
     /// one thread-local load.
     static STRIPE: Cell<u8> = const { Cell::new(UNASSIGNED) };
+    /// The generation of this thread's lease (`GENERATION` when it leased).
+    static MY_GENERATION: Cell<u32> = const { Cell::new(0) };
     static LEASE: Lease = const { Lease };
 }
 
@@ -168,15 +171,22 @@ impl ThreadMagazine {
 #[derive(Debug)]
 struct Padded<T>(T);
 
-/// A cache's thread magazines, one per stripe.
-pub(crate) struct ThreadMagazines {
-    stripes: [Padded<UnsafeCell<ThreadMagazine>>; STRIPES],
+/// One stripe of a cache: the generation of the lease whose thread owns the magazine (0:
+/// nobody yet; [`FLUSHING`]: a `flush` is emptying it), and the magazine.
+struct Stripe {
+    owner: AtomicU32,
+    magazine: UnsafeCell<ThreadMagazine>,
 }
 
-// SAFETY: stripe `i` is only reached by the thread holding lease `i` (`stripe()`, or a
-// `Claim`), or through
-// `&mut ThreadMagazines` (no other thread can reach it then); leases hand over with
-// Release/Acquire ordering.
+/// A cache's thread magazines, one per stripe.
+pub(crate) struct ThreadMagazines {
+    stripes: [Padded<Stripe>; STRIPES],
+}
+
+// SAFETY: the magazine of stripe `i` is only reached by the thread whose lease generation is
+// in its `owner` (set by that thread's compare-exchange, [`ThreadMagazines::own`]), by a
+// `flush` that swapped a stale owner for FLUSHING ([`ThreadMagazines::take_stale`]), or
+// through `&mut ThreadMagazines`; ownership hands over with Release/Acquire ordering.
 unsafe impl Sync for ThreadMagazines {}
 
 impl ThreadMagazines {
@@ -184,20 +194,56 @@ impl ThreadMagazines {
     pub(crate) fn new() -> Self {
         ThreadMagazines {
             stripes: core::array::from_fn(|_| {
-                Padded(UnsafeCell::new(ThreadMagazine { count: 0, handles: [0; THREAD_CAPACITY] }))
+                Padded(Stripe {
+                    owner: AtomicU32::new(0),
+                    magazine: UnsafeCell::new(ThreadMagazine { count: 0, handles: [0; THREAD_CAPACITY] }),
+                })
             }),
         }
+    }
+
+    /// Whether the calling thread owns the magazine of `stripe` (its lease, from [`stripe()`]
+    /// on this thread): one relaxed load on the fast path; the first use of the stripe in this
+    /// cache by this lease takes it over from a thread that exited. `false` while a `flush` is
+    /// emptying it (then the caller uses the shared layer).
+    #[inline]
+    pub(crate) fn own(&self, stripe: usize) -> bool {
+        let Some(s) = self.stripes.get(stripe) else { return false };
+        let me = MY_GENERATION.get();
+        s.0.owner.load(Ordering::Relaxed) == me || Self::take_over(&s.0.owner, me)
+    }
+
+    #[cold]
+    fn take_over(owner: &AtomicU32, me: u32) -> bool {
+        let current = owner.load(Ordering::Acquire);
+        current != FLUSHING && owner.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Takes the magazine of `stripe` for a `flush` if the thread that owns it has exited
+    /// (its generation is not current any more); the owner goes back to "nobody" when the
+    /// returned guard drops.
+    pub(crate) fn take_stale(&self, stripe: usize) -> Option<StaleStripe<'_>> {
+        let s = &self.stripes.get(stripe)?.0;
+        let owner = s.owner.load(Ordering::Acquire);
+        let current = GENERATION.get(stripe)?.load(Ordering::Acquire);
+        if owner == FLUSHING || owner == current {
+            return None;
+        }
+        s.owner.compare_exchange(owner, FLUSHING, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        Some(StaleStripe { owner: &s.owner })
     }
 
     /// Runs `f` on the magazine of `stripe`.
     ///
     /// # Safety
-    /// - The calling thread holds the lease of `stripe` (it came from [`stripe()`] on this
-    ///   thread, or the thread holds a [`Claim`] of it), and `f` does not reach this cache's thread magazines again (no nested call
-    ///   of `with` for the same stripe while `f` runs).
+    /// - The calling thread owns the stripe's magazine: [`ThreadMagazines::own`] said so on
+    ///   this thread (and the lease is still this thread's), or it holds the stripe's
+    ///   [`StaleStripe`];
+    /// - `f` does not reach this cache's thread magazines again (no nested call of `with` for
+    ///   the same stripe while `f` runs).
     #[inline]
     pub(crate) unsafe fn with<R>(&self, stripe: usize, f: impl FnOnce(&mut ThreadMagazine) -> R) -> Option<R> {
-        let cell = &self.stripes.get(stripe)?.0;
+        let cell = &self.stripes.get(stripe)?.0.magazine;
         // SAFETY: only this thread reaches the stripe (its lease), and not re-entrantly (the
         // caller's promise), so this is the only reference to the magazine while `f` runs.
         Some(f(unsafe { &mut *cell.get() }))
@@ -205,7 +251,18 @@ impl ThreadMagazines {
 
     /// Every stripe's magazine, with exclusive access (the cache is being dropped or destroyed).
     pub(crate) fn all(&mut self) -> impl Iterator<Item = &mut ThreadMagazine> {
-        self.stripes.iter_mut().map(|p| p.0.get_mut())
+        self.stripes.iter_mut().map(|p| p.0.magazine.get_mut())
+    }
+}
+
+/// A `flush`'s hold on the magazine of a stripe whose thread exited.
+pub(crate) struct StaleStripe<'a> {
+    owner: &'a AtomicU32,
+}
+
+impl Drop for StaleStripe<'_> {
+    fn drop(&mut self) {
+        self.owner.store(0, Ordering::Release);
     }
 }
 

@@ -260,6 +260,44 @@ fn four_threads_share_caches_without_loss_or_duplication() {
     }
 }
 
+/// More threads at once than there are per-thread magazines (16 stripes): the threads without
+/// one use the shared magazines under the lock, beside those with one, and nothing is lost or
+/// handed out twice; afterwards a flush (the exited threads' magazines included) gives every
+/// object back.
+#[test]
+fn more_threads_than_stripes_share_a_cache_without_loss_or_duplication() {
+    let server = host::start_real(&system());
+    let ms = session(&server, "app");
+    let caches = [
+        Cache::create(&ms, "crowd-64", 64, 0, 0, None).unwrap(),
+        Cache::create(&ms, "crowd-96", 96, 0, 0, None).unwrap(),
+    ];
+    let sizes = [64usize, 96];
+    let live: Mutex<HashSet<usize>> = Mutex::new(HashSet::new());
+    let start = std::sync::Barrier::new(24);
+    let leftovers: Vec<Vec<(usize, usize, u64)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..24u64)
+            .map(|t| {
+                let (caches, sizes, live, start) = (&caches, &sizes, &live, &start);
+                s.spawn(move || {
+                    start.wait();
+                    worker_ops(t, caches, sizes, live, 3_000)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for (which, addr, tag) in leftovers.into_iter().flatten() {
+        let p = NonNull::new(addr as *mut u8).unwrap();
+        check(p, sizes[which], tag);
+        caches[which].free(p).unwrap();
+    }
+    for cache in &caches {
+        cache.flush().unwrap();
+        assert_eq!(ms.cache_info(cache.id()).unwrap().active_objs, 0, "objects lost");
+    }
+}
+
 /// One thread of `four_threads_share_caches_without_loss_or_duplication`: random allocs and
 /// frees over both caches, every object pattern-checked before it is freed, every address
 /// registered in `live` (a second hand-out of a live object fails the insert).
@@ -269,9 +307,20 @@ fn worker(
     sizes: &[usize; 2],
     live: &Mutex<HashSet<usize>>,
 ) -> Vec<(usize, usize, u64)> {
+    worker_ops(t, caches, sizes, live, 30_000)
+}
+
+/// `ops` random operations of one worker thread (see [`worker`]).
+fn worker_ops(
+    t: u64,
+    caches: &[Cache<'_, Connection>; 2],
+    sizes: &[usize; 2],
+    live: &Mutex<HashSet<usize>>,
+    ops: u64,
+) -> Vec<(usize, usize, u64)> {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (t + 1);
     let mut mine: Vec<(usize, usize, u64)> = Vec::new();
-    for i in 0..30_000u64 {
+    for i in 0..ops {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;

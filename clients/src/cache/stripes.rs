@@ -7,7 +7,7 @@ use core::ptr::NonNull;
 use super::{Cache, Magazines, Pending};
 use crate::error::Error;
 use crate::hardened::Refusal;
-use crate::threads::{Claim, STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
+use crate::threads::{STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
 
 impl<T: Transport> Cache<'_, T> {
@@ -20,8 +20,12 @@ impl<T: Transport> Cache<'_, T> {
     #[inline]
     pub(super) fn stripe_pop(&self, m: &Magazines, stripe: usize) -> Option<NonNull<u8>> {
         let threads = self.threads.as_deref()?;
+        if !threads.own(stripe) {
+            return None;
+        }
         // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
-        // `Cache::alloc` or the `!Send` guard), and `pop` does not reach the magazines again.
+        // `Cache::alloc` or the `!Send` guard) and it owns the magazine (`own`); `pop` does not
+        // reach the magazines again.
         let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
         self.server.stripe_hit(stripe, true);
         self.server.window().ptr(m.hand_out(self.server, handle), self.layout.object_size as usize)
@@ -34,6 +38,11 @@ impl<T: Transport> Cache<'_, T> {
     #[inline(never)]
     pub(super) fn stripe_refill(&self, m: &Magazines, stripe: usize) -> Result<NonNull<u8>, Error> {
         let threads = self.thread_magazines()?;
+        if !threads.own(stripe) {
+            // A flush is emptying this thread's magazine: the shared layer serves.
+            let _guard = self.server.slot_lock(m.index).lock();
+            return m.alloc(self.server, &mut Pending::default()).and_then(|h| self.object(h));
+        }
         let mut batch = [0u64; THREAD_BATCH];
         let mut pending = Pending::default();
         let (first, moved) = {
@@ -68,7 +77,10 @@ impl<T: Transport> Cache<'_, T> {
     #[inline]
     pub(super) fn stripe_push(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<bool, Refusal> {
         let Some(threads) = self.threads.as_deref() else { return Ok(false) };
-        // SAFETY: this thread's lease (see `stripe_pop`); `top` does not re-enter.
+        if !threads.own(stripe) {
+            return Ok(false);
+        }
+        // SAFETY: this thread's lease and magazine (see `stripe_pop`); `top` does not re-enter.
         let top = if m.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
         let canary = m.admit(self.server, handle, top)?;
         // SAFETY: as above; `push` does not re-enter.
@@ -87,6 +99,11 @@ impl<T: Transport> Cache<'_, T> {
     #[inline(never)]
     pub(super) fn stripe_drain(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<(), Error> {
         let threads = self.thread_magazines()?;
+        if !threads.own(stripe) {
+            // A flush is emptying this thread's magazine: the shared layer takes the object.
+            let _guard = self.server.slot_lock(m.index).lock();
+            return m.free(self.server, &mut Pending::default(), protocol::Handle(handle));
+        }
         let missed = {
             let _guard = self.server.slot_lock(m.index).lock();
             self.move_to_shared(m, threads, stripe, THREAD_BATCH)?
@@ -108,11 +125,13 @@ impl<T: Transport> Cache<'_, T> {
 
     /// Moves up to `n` handles from the top of thread magazine `stripe` into the shared
     /// layer; a handle leaves the thread magazine only once the shared layer took it. The
-    /// caller holds the slot's lock. Whether the shared layer missed (swapped or drained).
+    /// caller holds the slot's lock and owns the magazine (its own thread's, or a stale one's hold).
+    /// Whether the shared layer missed (exchanged).
     fn move_to_shared(&self, m: &Magazines, threads: &ThreadMagazines, stripe: usize, n: usize) -> Result<bool, Error> {
         let mut pending = Pending::default();
         for _ in 0..n {
-            // SAFETY: this thread's lease (see `stripe_alloc`); `top` does not re-enter.
+            // SAFETY: the caller owns the magazine (this thread's, `own`, or a `StaleStripe` hold);
+            // `top` does not re-enter.
             let Some(top) = (unsafe { threads.with(stripe, |t| t.top()) }).flatten() else { break };
             m.put(self.server, &mut pending, top)?;
             // SAFETY: as above; `pop` does not re-enter.
@@ -121,19 +140,19 @@ impl<T: Transport> Cache<'_, T> {
         Ok(pending.missed)
     }
 
-    /// Everything in the calling thread's magazine, and in the magazines of stripes no live
-    /// thread holds (left by threads that exited), back to the shared layer (`flush`).
-    /// Stripes held by other live threads keep their objects.
+    /// Everything in the calling thread's magazine, and in the magazines left by threads that
+    /// exited, back to the shared layer (`flush`). The magazines of other live threads keep
+    /// their objects.
     pub(super) fn stripe_flush(&self, m: &Magazines, own: Option<usize>) -> Result<(), Error> {
         let threads = self.thread_magazines()?;
         let _guard = self.server.slot_lock(m.index).lock();
-        if let Some(stripe) = own {
+        if let Some(stripe) = own.filter(|&s| threads.own(s)) {
             self.move_to_shared(m, threads, stripe, usize::MAX)?;
             self.server.publish_stripe(stripe);
         }
-        for stripe in 0..STRIPES {
-            // While the claim is held no thread can lease the stripe: it is this thread's.
-            if let Some(_claim) = Claim::free_stripe(stripe) {
+        for stripe in (0..STRIPES).filter(|&s| Some(s) != own) {
+            // While the hold lasts no thread can take the magazine over: it is this thread's.
+            if let Some(_stale) = threads.take_stale(stripe) {
                 self.move_to_shared(m, threads, stripe, usize::MAX)?;
             }
         }
