@@ -10,13 +10,21 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
-use protocol::control::{CacheEntry, MagazineRole, NO_SLOT, SLOTS_MAX};
+use protocol::control::{CacheEntry, MagazineRole, NO_SLOT, NOT_KMALLOC, SLOTS_MAX};
 use protocol::flags::{SLAB_DEBUG, SLAB_PANIC};
 use protocol::{CacheId, CacheLayout, CacheName, ExchangeOp, Handle, PAGE_SIZE};
 use spin::Mutex;
 
 use crate::error::Error;
+use crate::hardened::{ObjectCheck, Refusal};
 use crate::server::Memserver;
+use crate::shm::SlotView;
+#[cfg(feature = "std")]
+use crate::threads::ThreadMagazines;
+
+#[cfg(feature = "std")]
+#[allow(unsafe_code)]
+mod stripes;
 use crate::transport::Transport;
 
 /// A constructor: runs on every object of a new slab, in the client, when the slab is first
@@ -68,8 +76,9 @@ impl Geometry {
     }
 }
 
-/// A magazine slot and what its slow path needs: the slot, the cache it is bound to, and the
-/// ctor to run over the objects of new slabs.
+/// A magazine slot and what its paths need: the slot's magazines (a view given only to the
+/// cache bound to it), the cache, the ctor to run over the objects of new slabs, and the
+/// hardened free's checks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Magazines {
     pub(crate) index: u16,
@@ -79,47 +88,148 @@ pub(crate) struct Magazines {
     pub(crate) ctor: Option<Ctor>,
     /// Whether the operations count as `kmalloc`/`kfree` (for the kmalloc hit counters).
     pub(crate) kmalloc: bool,
+    slot: SlotView,
+    /// Object-start-of-this-cache check (`None` if the server's cache table did not describe
+    /// the cache: then only the double-free check runs).
+    check: Option<ObjectCheck>,
+    /// Whether freed objects carry a canary (caches without ctor or dtor: their freed objects'
+    /// contents are nobody's).
+    canary: bool,
 }
 
 impl Magazines {
-    /// The magazines of the cache `entry` describes, if it has a slot this client can use (a
-    /// non-debug cache, a slot inside the control region and below [`SLOTS_MAX`]), for
-    /// `kmalloc` and `kfree` (their hits count as kmalloc hits).
-    pub(crate) fn of_entry(entry: &CacheEntry, control: &crate::shm::Control, slots: u16) -> Option<Magazines> {
-        let usable = entry.slot != NO_SLOT
-            && entry.slot < slots.min(SLOTS_MAX)
-            && entry.capacity > 0
-            && entry.flags & SLAB_DEBUG == 0
-            && control.has_slot(entry.slot);
-        usable.then(|| Magazines {
-            index: entry.slot,
-            capacity: entry.capacity,
-            cache: CacheId(entry.cache),
-            geometry: Geometry::of_entry(entry),
-            ctor: None,
-            kmalloc: true,
-        })
+    /// The magazines of `slot` for `cache`, if the slot is usable (below [`SLOTS_MAX`], inside
+    /// the control region, a capacity).
+    fn bind<T: Transport>(
+        server: &Memserver<T>,
+        slot: u16,
+        capacity: u16,
+        cache: CacheId,
+        geometry: Geometry,
+        ctor: Option<Ctor>,
+        (canary, check): (bool, Option<ObjectCheck>),
+    ) -> Option<Magazines> {
+        if slot >= SLOTS_MAX.min(server.magazine_slots()) || capacity == 0 || !server.control().has_slot(slot) {
+            return None;
+        }
+        let view = server.control().slot(slot)?;
+        Some(Magazines { index: slot, capacity, cache, geometry, ctor, kmalloc: false, slot: view, check, canary })
     }
 
-    /// The magazine path of an allocation; the caller holds the slot's lock.
-    #[inline]
-    pub(crate) fn alloc<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<Handle, Error> {
-        let control = server.control();
-        if let Some(handle) = control.pop(self.index) {
-            pending.hit(server, true, self.kmalloc);
-            return Ok(Handle(handle));
+    /// The magazines of the cache `entry` (cache-table index `table_index`) describes, if it
+    /// has a slot this client can use (a non-debug cache with a usable slot), for `kmalloc`
+    /// and `kfree` (their hits count as kmalloc hits). Freed objects carry a canary for the
+    /// kmalloc classes and for the caches this session created without ctor or dtor (the
+    /// table does not say whether a cache has a ctor; the session remembers).
+    pub(crate) fn of_entry<T: Transport>(
+        server: &Memserver<T>,
+        table_index: u16,
+        entry: &CacheEntry,
+    ) -> Option<Magazines> {
+        if entry.slot == NO_SLOT || entry.flags & SLAB_DEBUG != 0 {
+            return None;
         }
-        pending.publish(server);
-        self.count_miss(server);
-        if control.count(self.index, MagazineRole::Previous) == u32::from(self.capacity) {
-            control.swap(self.index);
+        let canary = entry.kmalloc_class != NOT_KMALLOC || server.canary_cache(table_index);
+        let check = ObjectCheck::of_entry(table_index, entry);
+        let geometry = Geometry::of_entry(entry);
+        let mut m =
+            Self::bind(server, entry.slot, entry.capacity, CacheId(entry.cache), geometry, None, (canary, check))?;
+        m.kmalloc = true;
+        Some(m)
+    }
+
+    /// A handle from the shared layer: the loaded magazine's top, after a swap with a
+    /// non-empty previous one or a refill from the server (a miss: the one IPC). The caller holds the slot's lock.
+    pub(crate) fn take<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<u64, Error> {
+        if let Some(handle) = self.slot.pop() {
+            return Ok(handle);
+        }
+        // Bonwick swaps only with a full previous magazine; any objects there beat an IPC.
+        if self.slot.count(MagazineRole::Previous) > 0 {
+            self.slot.swap();
         } else {
+            self.miss(server, pending);
             self.exchange(server, ExchangeOp::Refill)?;
         }
-        control.pop(self.index).map(Handle).ok_or(Error::UnexpectedReply)
+        self.slot.pop().ok_or(Error::UnexpectedReply)
     }
 
-    /// The magazine path of a free; the caller holds the slot's lock.
+    /// Puts a handle into the shared layer: onto the loaded magazine, after a swap with an
+    /// empty previous one or a drain to the server. The caller holds the slot's lock.
+    pub(crate) fn put<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        pending: &mut Pending,
+        handle: u64,
+    ) -> Result<(), Error> {
+        if self.slot.push(self.capacity, handle) {
+            return Ok(());
+        }
+        if self.slot.count(MagazineRole::Previous) == 0 {
+            self.slot.swap();
+        } else {
+            self.miss(server, pending);
+            self.exchange(server, ExchangeOp::Drain)?;
+        }
+        if self.slot.push(self.capacity, handle) { Ok(()) } else { Err(Error::UnexpectedReply) }
+    }
+
+    /// Hands an object out of a magazine: clears its canary.
+    #[inline]
+    pub(crate) fn hand_out<T: Transport>(&self, server: &Memserver<T>, handle: u64) -> Handle {
+        if self.canary {
+            server.window().set_word(handle, 0);
+        }
+        Handle(handle)
+    }
+
+    /// The hardened free's checks ([`crate::hardened`]): `handle` is an object start of this
+    /// cache's slabs, and not free already (its canary; for a ctor cache, not `top`, the
+    /// object freed last). Returns the canary to write once the object is in a magazine.
+    #[inline(always)]
+    pub(crate) fn admit<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        handle: u64,
+        top: Option<u64>,
+    ) -> Result<Option<u64>, Refusal> {
+        if let Some(check) = &self.check {
+            check.check(server.page_owners(), handle)?;
+        }
+        // Every cache's freed objects are checked for the canary (a constructed object never
+        // carries one); only caches whose freed objects are nobody's get one written.
+        let canary = server.canary().of(handle);
+        match server.window().word(handle) {
+            Some(word) if word == canary => return Err(Refusal::DoubleFree),
+            Some(_) => {}
+            None => return Err(Refusal::InvalidObject),
+        }
+        if !self.canary && top == Some(handle) {
+            return Err(Refusal::DoubleFree);
+        }
+        Ok(self.canary.then_some(canary))
+    }
+
+    /// Marks a freed object (now in a magazine) with its canary.
+    #[inline]
+    pub(crate) fn mark_free<T: Transport>(server: &Memserver<T>, handle: u64, canary: Option<u64>) {
+        if let Some(canary) = canary {
+            server.window().set_word(handle, canary);
+        }
+    }
+
+    /// The shared-layer path of an allocation; the caller holds the slot's lock.
+    #[inline]
+    pub(crate) fn alloc<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<Handle, Error> {
+        pending.missed = false;
+        let handle = self.take(server, pending)?;
+        if !pending.missed {
+            pending.hit(server, true, self.kmalloc);
+        }
+        Ok(self.hand_out(server, handle))
+    }
+
+    /// The shared-layer path of a free (hardened); the caller holds the slot's lock.
     #[inline]
     pub(crate) fn free<T: Transport>(
         &self,
@@ -127,22 +237,27 @@ impl Magazines {
         pending: &mut Pending,
         handle: Handle,
     ) -> Result<(), Error> {
-        let control = server.control();
-        if control.push(self.index, self.capacity, handle.0) {
+        let top = if self.canary { None } else { self.top() };
+        let canary = self.admit(server, handle.0, top).map_err(Error::from)?;
+        pending.missed = false;
+        self.put(server, pending, handle.0)?;
+        Self::mark_free(server, handle.0, canary);
+        if !pending.missed {
             pending.hit(server, false, self.kmalloc);
-            return Ok(());
         }
-        pending.publish(server);
-        self.count_miss(server);
-        if control.count(self.index, MagazineRole::Previous) == 0 {
-            control.swap(self.index);
-        } else {
-            self.exchange(server, ExchangeOp::Drain)?;
-        }
-        if control.push(self.index, self.capacity, handle.0) { Ok(()) } else { Err(Error::UnexpectedReply) }
+        Ok(())
     }
 
-    fn count_miss<T: Transport>(&self, server: &Memserver<T>) {
+    /// The handle on top of the loaded magazine (the object freed last), if any.
+    fn top(&self) -> Option<u64> {
+        let count = self.slot.count(MagazineRole::Loaded) as usize;
+        self.slot.handle(MagazineRole::Loaded, count.checked_sub(1)?)
+    }
+
+    /// An operation that needs an IPC: counted as a miss (not a hit).
+    fn miss<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) {
+        pending.publish(server);
+        pending.missed = true;
         server.raw_counters().misses.fetch_add(1, Relaxed);
         if self.kmalloc {
             server.private_counters().kmalloc_misses.fetch_add(1, Relaxed);
@@ -155,9 +270,8 @@ impl Magazines {
         let protocol::Exchanged { count, fresh_mask } =
             server.ipc(|api| api.magazine_exchange(self.cache, self.index, op))?;
         if let (Some(ctor), ExchangeOp::Refill) = (self.ctor, op) {
-            let control = server.control();
             for i in (0..usize::from(count)).filter(|i| fresh_mask >> i & 1 == 1) {
-                let handle = control.handle(self.index, MagazineRole::Loaded, i).ok_or(Error::UnexpectedReply)?;
+                let handle = self.slot.handle(MagazineRole::Loaded, i).ok_or(Error::UnexpectedReply)?;
                 construct_slab(server, &self.geometry, Handle(handle), ctor)?;
             }
         }
@@ -214,6 +328,9 @@ pub(crate) struct Pending {
     batched: bool,
     alloc_hits: u64,
     free_hits: u64,
+    /// Whether a trip to the shared layer missed (swapped or exchanged): the operation that
+    /// made it counts as a miss, not a hit.
+    pub(crate) missed: bool,
 }
 
 /// Hits a guard counts before it publishes them.
@@ -252,18 +369,18 @@ impl Pending {
 
 /// A slab cache. Corresponds to `struct kmem_cache`.
 ///
-/// Thread safety: a cache may be shared between threads; one spin lock per magazine slot
-/// guards its two magazines (held for a few instructions on the fast path, and across the
-/// IPC of an exchange, so the server never sees a magazine being changed under it). The lock
-/// belongs to the session ([`Memserver::slot_lock`]) because `kfree` of one of this cache's
-/// objects reaches the same magazines. A spin lock rather than per-thread magazines because
-/// the control region has one slot per cache and the common case is one thread per client
-/// task, where the lock is never contended.
+/// Thread safety: a cache may be shared between threads. With the `std` feature each thread
+/// has its own magazine of the cache ([`crate::threads`], Bonwick's per-CPU layer): `alloc`
+/// and `free` are a pop and a push there, with no lock and no atomic instruction. The shared
+/// layer below is the slot's two magazines in the control region, guarded by one spin lock
+/// per slot (held while a thread moves half a magazine, and across the IPC of an exchange,
+/// so the server never sees a magazine being changed under it); the lock belongs to the
+/// session ([`Memserver::slot_lock`]) because `kfree` of one of this cache's objects reaches
+/// the same magazines. Without `std` (an seL4 task, single-threaded) every operation uses the
+/// shared layer under the lock.
 ///
-/// Each `alloc`/`free` takes the lock and counts its hit in the shared control-region header
-/// (two atomic instructions). A thread that does many operations in a row can take the lock
-/// once for all of them with [`Cache::lock`]: the [`CacheGuard`]'s `alloc`/`free` then run
-/// without any atomic instruction, and publish their counts in batches.
+/// Every magazine free is hardened ([`crate::hardened`]): a pointer that is no object start
+/// of this cache's slabs, or an object that is free already, is refused without IPC.
 pub struct Cache<'m, T: Transport> {
     server: &'m Memserver<T>,
     id: CacheId,
@@ -273,6 +390,9 @@ pub struct Cache<'m, T: Transport> {
     ctor: Option<Ctor>,
     dtor: Option<Dtor>,
     magazines: Option<Magazines>,
+    /// The per-thread magazines (with magazines and `std`).
+    #[cfg(feature = "std")]
+    threads: Option<std::boxed::Box<ThreadMagazines>>,
     /// Serialises the IPC path of a cache without magazines when it has a ctor: the objects of
     /// a new slab are constructed before another thread can be handed one of them.
     ipc_lock: Mutex<()>,
@@ -308,17 +428,27 @@ impl<'m, T: Transport> Cache<'m, T> {
         let created =
             server.ipc(|api| api.cache_create(name.clone(), size, align, flags, ctor.is_some(), dtor.is_some()))?;
         let protocol::Created { cache, layout, slot, magazine_capacity, debug } = created;
-        let magazines = slot
-            .filter(|&s| !debug && magazine_capacity > 0 && s < SLOTS_MAX && server.control().has_slot(s))
-            .map(|index| Magazines {
-                index,
-                capacity: magazine_capacity,
-                cache,
-                geometry: Geometry::of_layout(&layout),
-                ctor,
-                kmalloc: false,
-            });
-        Ok(Cache { server, id: cache, name, layout, flags, ctor, dtor, magazines, ipc_lock: Mutex::new(()) })
+        let magazines = slot.filter(|_| !debug).and_then(|slot| {
+            let check = ObjectCheck::of_cache(server.control(), server.control_layout(), cache.0);
+            let canary = ctor.is_none() && dtor.is_none();
+            if let Some(check) = &check {
+                server.set_canary_cache(check.table_index(), canary);
+            }
+            Magazines::bind(server, slot, magazine_capacity, cache, Geometry::of_layout(&layout), ctor, (canary, check))
+        });
+        Ok(Cache {
+            server,
+            id: cache,
+            name,
+            layout,
+            flags,
+            ctor,
+            dtor,
+            #[cfg(feature = "std")]
+            threads: magazines.map(|_| std::boxed::Box::new(ThreadMagazines::new())),
+            magazines,
+            ipc_lock: Mutex::new(()),
+        })
     }
 
     /// As [`Cache::create`], but every `alloc` and `free` is an IPC (`Alloc` / `Free`), as for a
@@ -335,6 +465,10 @@ impl<'m, T: Transport> Cache<'m, T> {
     ) -> Result<Self, Error> {
         let mut cache = Self::create(server, name, size, align, flags, ctor)?;
         cache.magazines = None;
+        #[cfg(feature = "std")]
+        {
+            cache.threads = None;
+        }
         Ok(cache)
     }
 
@@ -365,26 +499,67 @@ impl<'m, T: Transport> Cache<'m, T> {
 
     /// Corresponds to `kmem_cache_alloc()`. A `SLAB_PANIC` cache panics when it cannot
     /// allocate, as Linux does at creation; others return the error.
+    #[inline]
     pub fn alloc(&self) -> Result<NonNull<u8>, Error> {
-        let result = match &self.magazines {
-            Some(m) => {
-                let _guard = self.server.slot_lock(m.index).lock();
-                m.alloc(self.server, &mut Pending::default()).and_then(|h| self.object(h))
-            }
-            None => self.ipc_alloc(false),
-        };
-        self.check_panic(result)
+        #[cfg(feature = "std")]
+        if let Some(m) = &self.magazines
+            && let Some(stripe) = self.stripe()
+            && let Some(ptr) = self.stripe_pop(m, stripe)
+        {
+            return Ok(ptr);
+        }
+        self.alloc_slow()
     }
 
-    /// Takes the cache's lock for a run of operations by one thread: the guard's `alloc` and
-    /// `free` are the magazine fast path without any atomic instruction. Other threads using
-    /// the cache (or `kfree`ing its objects) wait (spin) until the guard is dropped.
+    /// `alloc` past the thread magazine's hit: its refill, the shared layer, the IPC path.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self) -> Result<NonNull<u8>, Error> {
+        let Some(m) = &self.magazines else { return self.check_panic(self.ipc_alloc(false)) };
+        #[cfg(feature = "std")]
+        if let Some(stripe) = self.stripe() {
+            return self.check_panic(self.stripe_refill(m, stripe));
+        }
+        let result = {
+            let _guard = self.server.slot_lock(m.index).lock();
+            m.alloc(self.server, &mut Pending::default())
+        };
+        self.check_panic(result.and_then(|h| self.object(h)))
+    }
+
+    /// This thread's stripe of the cache's per-thread magazines, if it has them.
+    #[cfg(feature = "std")]
+    #[inline]
+    fn stripe(&self) -> Option<usize> {
+        self.threads.as_ref()?;
+        crate::threads::stripe()
+    }
+
+    /// A guard for a run of operations by one thread: its `alloc` and `free` are the same
+    /// fast path as the cache's, minus finding the thread's magazine each time. Where the
+    /// cache has no per-thread magazines (no `std`, more threads than stripes, no magazines)
+    /// the guard holds the cache's lock instead, and other threads using the cache (or
+    /// `kfree`ing its objects) wait until it is dropped.
     pub fn lock(&self) -> CacheGuard<'_, 'm, T> {
+        #[cfg(feature = "std")]
+        if let Some(stripe) = self.stripe() {
+            return CacheGuard {
+                cache: self,
+                hold: Hold::Stripe(stripe),
+                pending: Pending::default(),
+                _thread: PhantomData,
+            };
+        }
         let lock = match &self.magazines {
             Some(m) => self.server.slot_lock(m.index),
             None => &self.ipc_lock,
         };
-        CacheGuard { cache: self, _lock: lock.lock(), pending: Pending { batched: true, ..Pending::default() } }
+        CacheGuard {
+            cache: self,
+            hold: Hold::Locked(lock.lock()),
+            pending: Pending { batched: true, ..Pending::default() },
+            _thread: PhantomData,
+        }
     }
 
     /// `SLAB_PANIC`: a failed allocation is fatal, as Linux makes it.
@@ -411,16 +586,24 @@ impl<'m, T: Transport> Cache<'m, T> {
         Ok(ptr)
     }
 
-    /// Corresponds to `kmem_cache_free()`.
+    /// Corresponds to `kmem_cache_free()`. Through the magazines the free is hardened: a
+    /// pointer that is not the start of one of this cache's objects is refused (`WrongCache`
+    /// for another cache's object, `InvalidObject` otherwise), and so is an object that is
+    /// already free (`DoubleFree`), without IPC.
+    #[inline]
     pub fn free(&self, ptr: NonNull<u8>) -> Result<(), Error> {
-        match &self.magazines {
-            Some(m) => {
-                let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
-                let _guard = self.server.slot_lock(m.index).lock();
-                m.free(self.server, &mut Pending::default(), handle)
-            }
-            None => self.ipc_free(ptr),
+        let Some(m) = &self.magazines else { return self.ipc_free(ptr) };
+        let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
+        #[cfg(feature = "std")]
+        if let Some(stripe) = self.stripe() {
+            return match self.stripe_push(m, stripe, handle.0) {
+                Ok(true) => Ok(()),
+                Ok(false) => self.stripe_drain(m, stripe, handle.0),
+                Err(refusal) => Err(refusal.into()),
+            };
         }
+        let _guard = self.server.slot_lock(m.index).lock();
+        m.free(self.server, &mut Pending::default(), handle)
     }
 
     /// Corresponds to `kmem_cache_alloc_bulk()`: fills all of `out` or nothing. Linux returns
@@ -527,7 +710,12 @@ impl<'m, T: Transport> Cache<'m, T> {
     // The refused cache comes back whole (Linux's caller keeps its `kmem_cache *`); a destroy
     // is rare, so its size in the `Err` costs nothing that matters.
     #[allow(clippy::result_large_err)]
-    pub fn destroy(self) -> Result<(), (Self, Error)> {
+    #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+    pub fn destroy(mut self) -> Result<(), (Self, Error)> {
+        #[cfg(feature = "std")]
+        if let Err(e) = self.return_thread_magazines() {
+            return Err((self, e));
+        }
         if let Err(e) = self.flush() {
             return Err((self, e));
         }
@@ -549,9 +737,15 @@ impl<'m, T: Transport> Cache<'m, T> {
         self.server.validate(self.server.client_id(), self.name.as_str())
     }
 
-    /// Both magazines back to the server.
+    /// This thread's magazine, those of exited threads, and both shared magazines back to the
+    /// server (the magazines of other live threads keep their objects until those threads
+    /// flush, or the cache is destroyed).
     pub fn flush(&self) -> Result<(), Error> {
         let Some(m) = &self.magazines else { return Ok(()) };
+        #[cfg(feature = "std")]
+        if self.threads.is_some() {
+            self.stripe_flush(m, crate::threads::stripe())?;
+        }
         let _guard = self.server.slot_lock(m.index).lock();
         m.exchange(self.server, ExchangeOp::Flush)
     }
@@ -578,34 +772,57 @@ impl<'m, T: Transport> Cache<'m, T> {
     }
 }
 
-/// One thread's exclusive hold on a [`Cache`] (from [`Cache::lock`]): `alloc` and `free`
-/// without taking the lock per operation. Counters are published when it is dropped.
+/// One thread's run of operations on a [`Cache`] (from [`Cache::lock`]): `alloc` and `free`
+/// on this thread's magazine of the cache without looking it up each time, or, where the cache
+/// has none, under the cache's lock held for the guard's life. Not `Send`: it stands for the
+/// thread that made it. Counters are published when it is dropped.
 pub struct CacheGuard<'c, 'm, T: Transport> {
     cache: &'c Cache<'m, T>,
-    _lock: spin::MutexGuard<'c, ()>,
+    hold: Hold<'c>,
     pending: Pending,
+    _thread: PhantomData<*const ()>,
+}
+
+/// What a [`CacheGuard`] holds.
+enum Hold<'c> {
+    /// This thread's stripe of the cache's per-thread magazines.
+    #[cfg(feature = "std")]
+    Stripe(usize),
+    /// The lock of the cache's slot (or its IPC lock).
+    Locked(#[allow(dead_code)] spin::MutexGuard<'c, ()>),
 }
 
 impl<T: Transport> CacheGuard<'_, '_, T> {
-    /// Corresponds to `kmem_cache_alloc()`, with the lock already held.
+    /// Corresponds to `kmem_cache_alloc()`.
     #[inline]
     pub fn alloc(&mut self) -> Result<NonNull<u8>, Error> {
-        let result = match &self.cache.magazines {
-            Some(m) => m.alloc(self.cache.server, &mut self.pending).and_then(|h| self.cache.object(h)),
-            None => self.cache.ipc_alloc_locked(false),
+        let cache = self.cache;
+        let result = match (&cache.magazines, &self.hold) {
+            #[cfg(feature = "std")]
+            (Some(m), Hold::Stripe(stripe)) => match cache.stripe_pop(m, *stripe) {
+                Some(ptr) => return Ok(ptr),
+                None => cache.stripe_refill(m, *stripe),
+            },
+            (Some(m), _) => m.alloc(cache.server, &mut self.pending).and_then(|h| cache.object(h)),
+            (None, _) => cache.ipc_alloc_locked(false),
         };
-        self.cache.check_panic(result)
+        cache.check_panic(result)
     }
 
-    /// Corresponds to `kmem_cache_free()`, with the lock already held.
+    /// Corresponds to `kmem_cache_free()` (hardened as [`Cache::free`]).
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), Error> {
-        match &self.cache.magazines {
-            Some(m) => {
-                let handle = self.cache.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
-                m.free(self.cache.server, &mut self.pending, handle)
-            }
-            None => self.cache.ipc_free(ptr),
+        let cache = self.cache;
+        let Some(m) = &cache.magazines else { return cache.ipc_free(ptr) };
+        let handle = cache.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
+        match &self.hold {
+            #[cfg(feature = "std")]
+            Hold::Stripe(stripe) => match cache.stripe_push(m, *stripe, handle.0) {
+                Ok(true) => Ok(()),
+                Ok(false) => cache.stripe_drain(m, *stripe, handle.0),
+                Err(refusal) => Err(refusal.into()),
+            },
+            Hold::Locked(_) => m.free(cache.server, &mut self.pending, handle),
         }
     }
 }
@@ -613,6 +830,10 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
 impl<T: Transport> Drop for CacheGuard<'_, '_, T> {
     fn drop(&mut self) {
         self.pending.publish(self.cache.server);
+        #[cfg(feature = "std")]
+        if let Hold::Stripe(stripe) = self.hold {
+            self.cache.server.publish_stripe(stripe);
+        }
     }
 }
 

@@ -92,8 +92,8 @@ impl KmallocClass {
 
 /// What the page-owner table says a pointer of this client is.
 enum Owner {
-    /// An object of the cache `entry` describes.
-    Slab(CacheEntry),
+    /// An object of the cache `entry` (cache-table index `.1`) describes.
+    Slab(CacheEntry, u16),
     /// The first page of a large kmalloc of this many pages.
     Large(u32),
     /// Inside a slab, but not on an object boundary.
@@ -190,8 +190,11 @@ impl<T: Transport> Memserver<T> {
         }
         let handle = self.window().handle(ptr).ok_or(Error::NotInWindow)?;
         match self.owner(handle) {
-            Owner::Slab(entry) => {
-                if let Some(m) = Magazines::of_entry(&entry, self.control(), self.magazine_slots()) {
+            Owner::Slab(entry, index) => {
+                // A kmalloc class's magazines were bound at `Hello`; another cache's are bound now.
+                let class = self.kmalloc_class(usize::from(entry.kmalloc_class)).and_then(|c| c.magazines);
+                let bound = class.filter(|m| m.cache.0 == entry.cache && m.index == entry.slot);
+                if let Some(m) = bound.or_else(|| Magazines::of_entry(self, index, &entry)) {
                     let _guard = self.slot_lock(m.index).lock();
                     return m.free(self, &mut Pending::default(), handle);
                 }
@@ -214,7 +217,7 @@ impl<T: Transport> Memserver<T> {
         }
         let handle = self.window().handle(ptr).ok_or(Error::NotInWindow)?;
         match self.owner(handle) {
-            Owner::Slab(entry) => {
+            Owner::Slab(entry, _) => {
                 if tracks_requested_size(&entry) {
                     self.ipc(|api| api.krealloc(handle, entry.object_size, false))?;
                 }
@@ -245,12 +248,12 @@ impl<T: Transport> Memserver<T> {
         let handle = self.window().handle(ptr).ok_or(Error::NotInWindow)?;
         let zero = gfp & __GFP_ZERO != 0;
         let usable = match self.owner(handle) {
-            Owner::Slab(entry) if tracks_requested_size(&entry) => {
+            Owner::Slab(entry, _) if tracks_requested_size(&entry) => {
                 let request = u32::try_from(new_size).map_err(|_| invalid_argument())?;
                 let object = self.ipc(|api| api.krealloc(handle, request, zero))?;
                 return self.object(object.handle, new_size);
             }
-            Owner::Slab(entry) => entry.object_size as usize,
+            Owner::Slab(entry, _) => entry.object_size as usize,
             Owner::Large(pages) => pages as usize * PAGE_SIZE,
             Owner::NotAnObject | Owner::Unknown => return Err(Error::Server(protocol::Error::InvalidObject)),
         };
@@ -305,7 +308,7 @@ impl<T: Transport> Memserver<T> {
                 if offset % stride != 0 || offset / stride >= u64::from(entry.objects_per_slab) {
                     return Owner::NotAnObject;
                 }
-                Owner::Slab(entry)
+                Owner::Slab(entry, owner.cache)
             }
             PageOwnerKind::Large if handle.0.is_multiple_of(PAGE_SIZE as u64) => Owner::Large(owner.value),
             _ => Owner::Unknown,

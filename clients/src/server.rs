@@ -12,9 +12,11 @@ use spin::Mutex;
 
 use crate::cache::Magazines;
 use crate::error::Error;
+use crate::hardened::{Canary, CanaryCaches, session_key};
 use crate::kmalloc::{KMALLOC_CLASSES, KmallocClass};
 use crate::shm::{Control, PublishedCounters, Window};
 use crate::transport::Transport;
+use peer_memory::PeerMemory;
 
 /// Counters of the magazine layer, kept by the client (the server cannot see hits).
 ///
@@ -81,6 +83,15 @@ pub struct Memserver<T: Transport> {
     slot_locks: [Mutex<()>; SLOTS_MAX as usize],
     /// The kmalloc classes as the server set them up at `Hello` (from its cache table).
     kmalloc: [KmallocClass; KMALLOC_CLASSES],
+    /// The canaries of freed objects (the hardened free), keyed per session.
+    canary: Canary,
+    /// Which caches' freed objects carry canaries (by cache-table index).
+    canary_caches: CanaryCaches,
+    /// The server's page-owner table in the control region (the hardened free's lookup).
+    page_owners: PeerMemory,
+    /// Hits the thread magazines counted and have not yet added to the header.
+    #[cfg(feature = "std")]
+    stripe_counters: crate::threads::AllStripeCounters,
 }
 
 /// The `Hello` request for `name`, encoded (a runner sends it before it can map anything).
@@ -113,17 +124,9 @@ impl<T: Transport> Memserver<T> {
             return Err(Error::Server(protocol::Error::Malformed));
         }
         let layout = header.layout();
-        let mut kmalloc = [KmallocClass::UNKNOWN; KMALLOC_CLASSES];
-        for index in 0..layout.caches {
-            let Some(entry) = control.cache_entry(&layout, index) else { continue };
-            if entry.cache == 0 || entry.kmalloc_class == NOT_KMALLOC {
-                continue;
-            }
-            if let Some(class) = kmalloc.get_mut(usize::from(entry.kmalloc_class)) {
-                *class = KmallocClass::of(&entry, Magazines::of_entry(&entry, &control, magazine_slots));
-            }
-        }
-        Ok(Memserver {
+        let canary = Canary::new(session_key(window.base().as_ptr() as usize));
+        let page_owners = control.page_owner_table(&layout).ok_or(Error::Server(protocol::Error::Malformed))?;
+        let mut session = Memserver {
             api: Mutex::new(Client::new(transport)),
             window,
             control,
@@ -132,8 +135,24 @@ impl<T: Transport> Memserver<T> {
             magazine_slots,
             counters: Counters::default(),
             slot_locks: [const { Mutex::new(()) }; SLOTS_MAX as usize],
-            kmalloc,
-        })
+            kmalloc: [KmallocClass::UNKNOWN; KMALLOC_CLASSES],
+            canary,
+            canary_caches: CanaryCaches::default(),
+            page_owners,
+            #[cfg(feature = "std")]
+            stripe_counters: Default::default(),
+        };
+        for index in 0..layout.caches {
+            let Some(entry) = session.control.cache_entry(&layout, index) else { continue };
+            if entry.cache == 0 || entry.kmalloc_class == NOT_KMALLOC {
+                continue;
+            }
+            let class = KmallocClass::of(&entry, Magazines::of_entry(&session, index, &entry));
+            if let Some(slot) = session.kmalloc.get_mut(usize::from(entry.kmalloc_class)) {
+                *slot = class;
+            }
+        }
+        Ok(session)
     }
 
     /// One typed call through the session's [`Client`] (`|api| api.cache_info(id)`), with
@@ -199,12 +218,79 @@ impl<T: Transport> Memserver<T> {
         self.kmalloc.get(class)
     }
 
-    /// The magazine counters (hits and misses as published in the control region).
+    /// The page-owner table ([`crate::hardened`]).
+    #[inline]
+    pub(crate) fn page_owners(&self) -> &PeerMemory {
+        &self.page_owners
+    }
+
+    /// The canary of freed objects ([`crate::hardened`]).
+    #[inline]
+    pub(crate) fn canary(&self) -> &Canary {
+        &self.canary
+    }
+
+    /// Whether the cache at cache-table index `index` is one of this session's caches whose
+    /// freed objects carry canaries.
+    pub(crate) fn canary_cache(&self, index: u16) -> bool {
+        self.canary_caches.get(index)
+    }
+
+    /// Records whether the cache at `index` (just created by this session) carries canaries.
+    pub(crate) fn set_canary_cache(&self, index: u16, canary: bool) {
+        self.canary_caches.set(index, canary);
+    }
+
+    /// Counts a hit of the thread magazine of `stripe` (the calling thread's).
+    #[cfg(feature = "std")]
+    #[inline]
+    pub(crate) fn stripe_hit(&self, stripe: usize, alloc: bool) {
+        if let Some(counters) = self.stripe_counters.get(stripe) {
+            counters.hit(alloc);
+        }
+    }
+
+    /// Adds the hits `stripe` (the calling thread's) counted to the control-region header.
+    #[cfg(feature = "std")]
+    pub(crate) fn publish_stripe(&self, stripe: usize) {
+        let Some(counters) = self.stripe_counters.get(stripe) else { return };
+        let (alloc, free) = counters.take();
+        let published = self.raw_counters();
+        if alloc > 0 {
+            published.alloc_hits.fetch_add(alloc, Relaxed);
+        }
+        if free > 0 {
+            published.free_hits.fetch_add(free, Relaxed);
+        }
+    }
+
+    /// Hits every thread counted and has not yet published: `(alloc, free)`.
+    fn pending_stripe_hits(&self) -> (u64, u64) {
+        #[cfg(feature = "std")]
+        return self.stripe_counters.pending();
+        #[cfg(not(feature = "std"))]
+        (0, 0)
+    }
+
+    /// Publishes the calling thread's pending hits (before counters are read).
+    fn publish_own_hits(&self) {
+        #[cfg(feature = "std")]
+        if let Some(stripe) = crate::threads::stripe() {
+            self.publish_stripe(stripe);
+        }
+    }
+
+    /// The magazine counters: hits and misses as published in the control region, plus the
+    /// hits other threads counted and have not published yet (the calling thread's are
+    /// published first; the server's `Stats` sees the others at their next trip to the shared
+    /// layer, `flush`, or the end of a guard).
     pub fn counters(&self) -> CounterSnapshot {
+        self.publish_own_hits();
         let c = self.raw_counters();
+        let (alloc_pending, free_pending) = self.pending_stripe_hits();
         CounterSnapshot {
-            alloc_hits: c.alloc_hits.load(Relaxed),
-            free_hits: c.free_hits.load(Relaxed),
+            alloc_hits: c.alloc_hits.load(Relaxed) + alloc_pending,
+            free_hits: c.free_hits.load(Relaxed) + free_pending,
             misses: c.misses.load(Relaxed),
             calls: self.counters.calls.load(Relaxed),
             kmalloc_hits: self.counters.kmalloc_hits.load(Relaxed),
@@ -231,6 +317,7 @@ impl<T: Transport> Memserver<T> {
 
     /// The server's statistics for this client.
     pub fn stats(&self) -> Result<protocol::Stats, Error> {
+        self.publish_own_hits();
         self.ipc(|api| api.stats())
     }
 

@@ -1,15 +1,18 @@
 //! The two shared mappings a client has: its window (objects) and its control region
-//! (magazines, and the server's cache and page-owner tables). All raw-pointer access of the
-//! library lives here.
+//! (magazines, and the server's cache and page-owner tables). The control region is
+//! [`PeerMemory`] (the server writes it concurrently); the window holds the client's own
+//! objects, reached by address. All raw-pointer access of the library's core lives here.
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::AtomicU64;
 
+use peer_memory::PeerMemory;
 use protocol::Handle;
 use protocol::control::{
-    self, CACHE_ENTRY_SIZE, CacheEntry, ControlLayout, MAGAZINE_MAX, Magazine, MagazineRole, PAGE_OWNER_SIZE, PageOwner,
+    self, CacheEntry, ControlLayout, HANDLES_OFFSET, MAGAZINE_MAX, MAGAZINE_SIZE, MagazineRole, PAGE_OWNER_SIZE,
+    PageOwner,
 };
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::FromBytes;
 
 /// The client's window: objects live at `base + handle`.
 #[derive(Clone, Copy, Debug)]
@@ -104,6 +107,35 @@ impl Window {
         true
     }
 
+    /// The first 8 bytes of the object at `handle` (the hardened free's canary word), if they
+    /// lie in the window and are 8-byte aligned.
+    #[inline]
+    pub(crate) fn word(&self, handle: u64) -> Option<u64> {
+        let at = self.word_at(handle)?;
+        // SAFETY: `word_at` checked that the 8 bytes lie inside the mapping and are aligned. The
+        // object is one the caller is freeing or handing out: nobody holds a reference to it
+        // (the kmem_cache contract), and a volatile read is defined whatever is there.
+        Some(unsafe { at.read_volatile() })
+    }
+
+    /// Sets the first 8 bytes of the object at `handle`; `false` if outside or misaligned.
+    #[inline]
+    pub(crate) fn set_word(&self, handle: u64, value: u64) -> bool {
+        let Some(at) = self.word_at(handle) else { return false };
+        // SAFETY: as in `word`; the mapping is writable (`Window::new`).
+        unsafe { at.write_volatile(value) };
+        true
+    }
+
+    #[inline]
+    fn word_at(&self, handle: u64) -> Option<*mut u64> {
+        let offset = usize::try_from(handle).ok()?;
+        if offset.checked_add(8)? > self.len || !offset.is_multiple_of(8) {
+            return None;
+        }
+        Some(self.base.as_ptr().wrapping_add(offset).cast::<u64>())
+    }
+
     /// The handle of an address in the window.
     pub fn handle(&self, ptr: NonNull<u8>) -> Option<Handle> {
         let offset = (ptr.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;
@@ -111,157 +143,75 @@ impl Window {
     }
 }
 
-/// The control region: magazine slots shared with the server.
-#[derive(Clone, Copy, Debug)]
+/// The control region: magazine slots shared with the server, and the server's tables.
+///
+/// The server writes its tables here at any time (while another thread of this client waits
+/// for a reply), and every thread of the client may reach the region, so it is
+/// [`PeerMemory`]: read and written only by volatile copies. The safe methods copy out (the
+/// header, the server's cache and page-owner tables) or update the header's counters
+/// atomically; the magazines are reached only through a [`SlotView`], which the library gives
+/// to the cache bound to the slot and uses under that slot's lock.
+#[derive(Debug)]
 pub struct Control {
-    base: NonNull<u8>,
-    len: usize,
+    memory: PeerMemory,
 }
-
-// SAFETY: the region is only touched under the owning cache's lock (see `Cache`), and the
-// server only writes a slot while the client waits for that slot's exchange reply.
-unsafe impl Send for Control {}
-// SAFETY: as above.
-unsafe impl Sync for Control {}
 
 impl Control {
     /// A control region of `len` bytes at `base`.
     ///
     /// # Safety
     /// - `base .. base + len` is mapped readable and writable, 8-byte aligned, for as long as
-    ///   the region is used.
+    ///   the region is used, and nothing forms a Rust reference into it (the peer and this
+    ///   library reach it only by volatile or atomic access).
     pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
-        Control { base, len }
+        // SAFETY: the caller's promise is `PeerMemory::new`'s.
+        Control { memory: unsafe { PeerMemory::new(base, len) } }
     }
 
     /// Its size in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.memory.len()
     }
 
     /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.memory.is_empty()
     }
 
     /// Copies bytes out of the region (the header check, tests).
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
-        let Some(end) = offset.checked_add(dst.len()) else { return false };
-        if end > self.len {
-            return false;
-        }
-        // SAFETY: offset..end is inside the mapping; u8 has no alignment needs.
-        unsafe { ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
-        true
-    }
-
-    /// Copies bytes into the region.
-    pub fn write(&self, offset: usize, src: &[u8]) -> bool {
-        let Some(end) = offset.checked_add(src.len()) else { return false };
-        if end > self.len {
-            return false;
-        }
-        // SAFETY: offset..end is inside the mapping.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len()) };
-        true
+        self.memory.read(offset, dst)
     }
 
     /// The library's magazine counters in the region's header (`ControlHeader::alloc_hits`,
-    /// `free_hits`, `magazine_misses`), as atomics the fast path increments in place and the
+    /// `free_hits`, `magazine_misses`), as atomics the library adds to in place and the
     /// server copies into `Stats`. `None` if the region is shorter than its header.
     pub fn published_counters(&self) -> Option<PublishedCounters<'_>> {
-        if self.len < control::HEADER_SIZE {
-            return None;
-        }
-        let at = |offset: usize| {
-            // SAFETY: offset + 8 <= HEADER_SIZE <= len, so the u64 lies inside the mapping;
-            // the base is 8-byte aligned (`Control::new`) and the offsets are multiples of 8,
-            // so it is aligned for AtomicU64. The memory stays mapped while `self` is used,
-            // and is only ever accessed atomically by this process (the server copies it
-            // with plain reads, which can at worst see a stale value: it is informational).
-            unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast::<u64>()) }
-        };
         Some(PublishedCounters {
-            alloc_hits: at(control::ALLOC_HITS_OFFSET),
-            free_hits: at(control::FREE_HITS_OFFSET),
-            misses: at(control::MAGAZINE_MISSES_OFFSET),
+            alloc_hits: self.memory.atomic_u64(control::ALLOC_HITS_OFFSET)?,
+            free_hits: self.memory.atomic_u64(control::FREE_HITS_OFFSET)?,
+            misses: self.memory.atomic_u64(control::MAGAZINE_MISSES_OFFSET)?,
         })
     }
 
     /// Whether `slot` lies wholly inside the region (checked once, when a cache gets it).
     pub fn has_slot(&self, slot: u16) -> bool {
-        control::slot_offset(slot.saturating_add(1)) <= self.len
+        control::slot_offset(slot.saturating_add(1)) <= self.len()
     }
 
-    /// The magazine `role` of `slot`. The caller checked [`Control::has_slot`].
-    fn magazine(&self, slot: u16, role: MagazineRole) -> *mut Magazine {
-        // SAFETY: has_slot(slot) held when the slot was bound, so the offset is inside the
-        // mapping; offsets are multiples of 8 and the base is page aligned.
-        unsafe { self.base.as_ptr().add(control::magazine_offset(slot, role)).cast::<Magazine>() }
+    /// The server's page-owner table (one 8-byte [`PageOwner`] per window page) as a range of
+    /// its own, so the hardened free's lookup is one bounds check and one load.
+    pub(crate) fn page_owner_table(&self, layout: &ControlLayout) -> Option<PeerMemory> {
+        self.memory.sub(layout.page_owners_offset(), layout.window_pages as usize * PAGE_OWNER_SIZE)
     }
 
-    /// Pops the top handle of the loaded magazine of `slot`, if it has one.
-    #[inline]
-    pub fn pop(&self, slot: u16) -> Option<u64> {
-        let m = self.magazine(slot, MagazineRole::Loaded);
-        // SAFETY: `m` points at a Magazine inside the mapping (see `magazine`); only this
-        // client writes it outside an exchange, and the cache lock is held.
-        unsafe {
-            let count = ptr::addr_of!((*m).count).read() as usize;
-            let top = count.checked_sub(1).filter(|&t| t < MAGAZINE_MAX)?;
-            ptr::addr_of_mut!((*m).count).write(top as u32);
-            Some(ptr::addr_of!((*m).handles).cast::<u64>().add(top).read())
-        }
-    }
-
-    /// Pushes a handle onto the loaded magazine of `slot` unless it holds `capacity`.
-    #[inline]
-    pub fn push(&self, slot: u16, capacity: u16, handle: u64) -> bool {
-        let m = self.magazine(slot, MagazineRole::Loaded);
-        // SAFETY: as in `pop`; `count < capacity <= MAGAZINE_MAX` keeps the write in bounds.
-        unsafe {
-            let count = ptr::addr_of!((*m).count).read() as usize;
-            if count >= usize::from(capacity) || count >= MAGAZINE_MAX {
-                return false;
-            }
-            ptr::addr_of_mut!((*m).handles).cast::<u64>().add(count).write(handle);
-            ptr::addr_of_mut!((*m).count).write(count as u32 + 1);
-            true
-        }
-    }
-
-    /// Handles in a magazine of `slot`.
-    #[inline]
-    pub fn count(&self, slot: u16, role: MagazineRole) -> u32 {
-        // SAFETY: as in `pop`.
-        unsafe { ptr::addr_of!((*self.magazine(slot, role)).count).read() }
-    }
-
-    /// Handle `index` of a magazine (for running ctors on fresh objects after a refill).
-    pub fn handle(&self, slot: u16, role: MagazineRole, index: usize) -> Option<u64> {
-        if index >= MAGAZINE_MAX {
-            return None;
-        }
-        // SAFETY: index < MAGAZINE_MAX keeps the read inside the magazine.
-        Some(unsafe { ptr::addr_of!((*self.magazine(slot, role)).handles).cast::<u64>().add(index).read() })
-    }
-
-    /// Copies `W` 8-byte words at `offset` (a multiple of 8) with volatile reads: the server
-    /// may write its tables while another thread of this client waits for a reply, so they are
-    /// never read through Rust references. `None` if the words are outside the region.
-    #[inline]
-    fn read_words<const W: usize>(&self, offset: usize) -> Option<[u64; W]> {
-        if !offset.is_multiple_of(8) || offset.checked_add(W * 8)? > self.len {
-            return None;
-        }
-        let mut out = [0u64; W];
-        for (i, word) in out.iter_mut().enumerate() {
-            // SAFETY: offset + 8 i + 8 <= len: inside the mapping; the base is 8-byte aligned
-            // (`Control::new`) and so is the offset. A volatile read of shared memory is
-            // defined whatever the peer writes.
-            *word = unsafe { self.base.as_ptr().add(offset + 8 * i).cast::<u64>().read_volatile() };
-        }
-        Some(out)
+    /// The magazines of `slot`, for the cache bound to it (crate-private: only a cache's
+    /// [`Magazines`](crate::cache) hold one, and use it under the slot's lock).
+    pub(crate) fn slot(&self, slot: u16) -> Option<SlotView> {
+        Some(SlotView {
+            loaded: self.memory.sub(control::magazine_offset(slot, MagazineRole::Loaded), MAGAZINE_SIZE)?,
+            previous: self.memory.sub(control::magazine_offset(slot, MagazineRole::Previous), MAGAZINE_SIZE)?,
+        })
     }
 
     /// The server's cache-table entry `index` (its description of the client's cache slot
@@ -270,26 +220,102 @@ impl Control {
         if index >= layout.caches {
             return None;
         }
-        let words = self.read_words::<{ CACHE_ENTRY_SIZE / 8 }>(layout.cache_entry_offset(index))?;
-        CacheEntry::read_from_bytes(words.as_bytes()).ok()
+        self.memory.read_value::<CacheEntry>(layout.cache_entry_offset(index))
     }
 
-    /// The server's page-owner entry of window page `page`, if the page lies in the window.
+    /// The server's page-owner entry of window page `page`, if the page lies in the window
+    /// (one volatile load: it is on the hardened free's path).
     #[inline]
     pub fn page_owner(&self, layout: &ControlLayout, page: u32) -> Option<PageOwner> {
         if page >= layout.window_pages {
             return None;
         }
-        let [word] = self.read_words::<{ PAGE_OWNER_SIZE / 8 }>(layout.page_owner_offset(page))?;
+        let word = self.memory.load_u64(layout.page_owner_offset(page))?;
         PageOwner::read_from_bytes(&word.to_ne_bytes()).ok()
     }
+}
 
-    /// Exchanges the loaded and previous magazines of `slot` (Bonwick's swap).
-    pub fn swap(&self, slot: u16) {
-        let a = self.magazine(slot, MagazineRole::Loaded);
-        let b = self.magazine(slot, MagazineRole::Previous);
-        // SAFETY: both point at distinct, non-overlapping Magazines inside the mapping.
-        unsafe { ptr::swap_nonoverlapping(a, b, 1) };
+/// The two magazines of one slot in the control region (Bonwick's *loaded* and *previous*),
+/// reached by volatile copies. Held by the cache bound to the slot; every user holds the slot's
+/// lock, and the server writes the slot only while the lock holder waits for its exchange.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotView {
+    loaded: PeerMemory,
+    previous: PeerMemory,
+}
+
+/// `Magazine::count` out of the magazine's first word (`count`, then `pad`, native order).
+#[inline]
+fn count_of(word: u64) -> usize {
+    let b = word.to_ne_bytes();
+    u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+/// The first word of a magazine holding `count` handles (`pad` zero).
+#[inline]
+fn count_word(count: usize) -> u64 {
+    let c = (count as u32).to_ne_bytes();
+    u64::from_ne_bytes([c[0], c[1], c[2], c[3], 0, 0, 0, 0])
+}
+
+/// Offset of handle `index` in a magazine.
+#[inline]
+fn handle_offset(index: usize) -> usize {
+    HANDLES_OFFSET + 8 * index
+}
+
+impl SlotView {
+    fn magazine(&self, role: MagazineRole) -> &PeerMemory {
+        match role {
+            MagazineRole::Loaded => &self.loaded,
+            MagazineRole::Previous => &self.previous,
+        }
+    }
+
+    /// Pops the top handle of the loaded magazine, if it has one.
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<u64> {
+        let count = count_of(self.loaded.load_u64(0)?);
+        let top = count.checked_sub(1).filter(|&t| t < MAGAZINE_MAX)?;
+        let handle = self.loaded.load_u64(handle_offset(top))?;
+        self.loaded.store_u64(0, count_word(top));
+        Some(handle)
+    }
+
+    /// Pushes a handle onto the loaded magazine unless it holds `capacity`.
+    #[inline]
+    pub(crate) fn push(&self, capacity: u16, handle: u64) -> bool {
+        let Some(word) = self.loaded.load_u64(0) else { return false };
+        let count = count_of(word);
+        if count >= usize::from(capacity) || count >= MAGAZINE_MAX {
+            return false;
+        }
+        self.loaded.store_u64(handle_offset(count), handle) && self.loaded.store_u64(0, count_word(count + 1))
+    }
+
+    /// Handles in a magazine.
+    #[inline]
+    pub(crate) fn count(&self, role: MagazineRole) -> u32 {
+        self.magazine(role).load_u64(0).map_or(0, |w| count_of(w) as u32)
+    }
+
+    /// Handle `index` of a magazine (for running ctors on fresh objects after a refill).
+    pub(crate) fn handle(&self, role: MagazineRole, index: usize) -> Option<u64> {
+        if index >= MAGAZINE_MAX {
+            return None;
+        }
+        self.magazine(role).load_u64(handle_offset(index))
+    }
+
+    /// Exchanges the loaded and previous magazines (Bonwick's swap): copies both out, writes
+    /// them back the other way round.
+    pub(crate) fn swap(&self) {
+        let mut a = [0u8; MAGAZINE_SIZE];
+        let mut b = [0u8; MAGAZINE_SIZE];
+        if self.loaded.read(0, &mut a) && self.previous.read(0, &mut b) {
+            self.loaded.write(0, &b);
+            self.previous.write(0, &a);
+        }
     }
 }
 

@@ -141,7 +141,10 @@ fn zalloc_zeroes_through_magazines() {
     let hits = ms.counters().alloc_hits;
     let again: Vec<_> = (0..100).map(|_| cache.zalloc().unwrap()).collect();
     assert!(ms.counters().alloc_hits >= hits + 90, "zalloc did not go through the magazines");
-    assert!(again.iter().all(|p| dirty.contains(p)), "zalloc did not reuse the freed objects");
+    // Most come back from the magazines dirty (which objects the depot keeps and which go back
+    // to their slabs is the server's choice), so the zeroing below is exercised on them.
+    let reused = again.iter().filter(|p| dirty.contains(p)).count();
+    assert!(reused >= 50, "zalloc did not reuse the freed objects: {reused} of 100");
     for p in &again {
         // SAFETY: as above.
         let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), 256) };
@@ -257,6 +260,44 @@ fn four_threads_share_caches_without_loss_or_duplication() {
     }
 }
 
+/// More threads at once than there are per-thread magazines (16 stripes): the threads without
+/// one use the shared magazines under the lock, beside those with one, and nothing is lost or
+/// handed out twice; afterwards a flush (the exited threads' magazines included) gives every
+/// object back.
+#[test]
+fn more_threads_than_stripes_share_a_cache_without_loss_or_duplication() {
+    let server = host::start_real(&system());
+    let ms = session(&server, "app");
+    let caches = [
+        Cache::create(&ms, "crowd-64", 64, 0, 0, None).unwrap(),
+        Cache::create(&ms, "crowd-96", 96, 0, 0, None).unwrap(),
+    ];
+    let sizes = [64usize, 96];
+    let live: Mutex<HashSet<usize>> = Mutex::new(HashSet::new());
+    let start = std::sync::Barrier::new(24);
+    let leftovers: Vec<Vec<(usize, usize, u64)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..24u64)
+            .map(|t| {
+                let (caches, sizes, live, start) = (&caches, &sizes, &live, &start);
+                s.spawn(move || {
+                    start.wait();
+                    worker_ops(t, caches, sizes, live, 3_000)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for (which, addr, tag) in leftovers.into_iter().flatten() {
+        let p = NonNull::new(addr as *mut u8).unwrap();
+        check(p, sizes[which], tag);
+        caches[which].free(p).unwrap();
+    }
+    for cache in &caches {
+        cache.flush().unwrap();
+        assert_eq!(ms.cache_info(cache.id()).unwrap().active_objs, 0, "objects lost");
+    }
+}
+
 /// One thread of `four_threads_share_caches_without_loss_or_duplication`: random allocs and
 /// frees over both caches, every object pattern-checked before it is freed, every address
 /// registered in `live` (a second hand-out of a live object fails the insert).
@@ -266,9 +307,20 @@ fn worker(
     sizes: &[usize; 2],
     live: &Mutex<HashSet<usize>>,
 ) -> Vec<(usize, usize, u64)> {
+    worker_ops(t, caches, sizes, live, 30_000)
+}
+
+/// `ops` random operations of one worker thread (see [`worker`]).
+fn worker_ops(
+    t: u64,
+    caches: &[Cache<'_, Connection>; 2],
+    sizes: &[usize; 2],
+    live: &Mutex<HashSet<usize>>,
+    ops: u64,
+) -> Vec<(usize, usize, u64)> {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (t + 1);
     let mut mine: Vec<(usize, usize, u64)> = Vec::new();
-    for i in 0..30_000u64 {
+    for i in 0..ops {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -314,9 +366,11 @@ fn objects_in_magazines_count_as_allocated() {
     let info = ms.cache_info(cache.id()).unwrap();
     let capacity = u32::from(info.magazine_capacity);
     assert_eq!(info.active_objs, capacity, "the refilled magazine counts as allocated");
-    assert_eq!(info.magazine_objs, capacity - 1);
+    // The rest of the refill sits in the shared magazines (the server sees them) or in this
+    // thread's magazine (it does not).
+    assert!(info.magazine_objs < capacity, "{} in the shared magazines", info.magazine_objs);
     let stats = ms.stats().unwrap();
-    assert_eq!((stats.live_objects, stats.magazine_objects), (u64::from(capacity), u64::from(capacity - 1)));
+    assert_eq!((stats.live_objects, stats.magazine_objects), (u64::from(capacity), u64::from(info.magazine_objs)));
     let mut row = None;
     ms.for_each_slabinfo_row(false, |r| {
         if r.name.as_str() == "counted" {
@@ -326,7 +380,11 @@ fn objects_in_magazines_count_as_allocated() {
     .unwrap();
     assert_eq!(row, Some(capacity), "slabinfo active_objs");
     cache.free(p).unwrap();
-    assert_eq!(ms.cache_info(cache.id()).unwrap().magazine_objs, capacity);
+    // The freed object sits in a magazine (this thread's, which the server cannot see, or the
+    // shared one): still allocated to the client.
+    let info = ms.cache_info(cache.id()).unwrap();
+    assert_eq!(info.active_objs, capacity, "a freed object stays allocated while in a magazine");
+    assert!(info.magazine_objs <= capacity);
     cache.flush().unwrap();
     let info = ms.cache_info(cache.id()).unwrap();
     assert_eq!((info.active_objs, info.magazine_objs), (0, 0));
@@ -366,8 +424,10 @@ fn cache_guard_runs_the_fast_path_and_publishes_its_counts_when_dropped() {
         (after.alloc_hits, after.free_hits),
         "the server sees the published counts"
     );
+    // Only objects sitting in magazines stayed allocated: a flush gives every one back.
+    cache.flush().unwrap();
     let info = ms.cache_info(cache.id()).unwrap();
-    assert_eq!(info.active_objs, info.magazine_objs, "only objects sitting in the magazines stay allocated");
+    assert_eq!((info.active_objs, info.magazine_objs), (0, 0), "only objects sitting in the magazines stay allocated");
 }
 
 #[test]

@@ -17,8 +17,10 @@ fn session(server: &common::Server) -> Memserver<Connection> {
     connect(&server.socket(), "app").unwrap()
 }
 
-/// Objects of `cache` the client holds outside its magazines.
+/// Objects of `cache` the client holds outside its magazines: what stays allocated once the
+/// magazines (this thread's, exited threads', the shared ones) went back to the server.
 fn held(ms: &Memserver<Connection>, cache: &Cache<'_, Connection>) -> u32 {
+    cache.flush().unwrap();
     let info = ms.cache_info(cache.id()).unwrap();
     info.active_objs - info.magazine_objs
 }

@@ -17,6 +17,8 @@
 
 #[path = "hostile/edges.rs"]
 mod edges;
+#[path = "hostile/fast_path.rs"]
+mod fast_path;
 #[path = "hostile/handles.rs"]
 mod handles;
 mod host;
@@ -83,6 +85,11 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("forged_kmalloc_tables", kmalloc::forged_kmalloc_tables),
     ("dtor_commit_forged", kmalloc::dtor_commit_forged),
     ("validate_foreign_cache", kmalloc::validate_foreign_cache),
+    // Issue 11: the client library's own fast path (the hardened free).
+    ("fast_path_double_free", fast_path::fast_path_double_free),
+    ("fast_path_wrong_cache", fast_path::fast_path_wrong_cache),
+    ("fast_path_interior_pointer", fast_path::fast_path_interior_pointer),
+    ("kfree_double_free", fast_path::kfree_double_free),
 ];
 
 /// What the runner counted.

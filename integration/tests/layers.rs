@@ -26,6 +26,7 @@ enum Side {
 /// Every package of the workspace: name, layer (0 = bottom), side.
 const PACKAGES: &[(&str, u8, Side)] = &[
     ("protocol", 0, Side::Shared),
+    ("peer-memory", 0, Side::Shared),
     ("memserver-system", 1, Side::Shared),
     ("memserver-engine", 1, Side::Server),
     ("memserver-dispatch", 2, Side::Server),

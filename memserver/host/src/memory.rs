@@ -1,10 +1,10 @@
 //! Client memory on the host: each client's window and control region are `memfd`s, mapped
 //! `MAP_SHARED` here and (after `SCM_RIGHTS`) in the client.
 //!
-//! Everything the client can write is reached only through raw pointers and
-//! `ptr::copy_nonoverlapping` / `ptr::write_bytes`: no Rust reference ever points into shared
-//! memory, so the compiler never assumes the peer cannot change it. Every access is
-//! bounds-checked first; out of range is `false` / an error, never a panic. The memfds are
+//! Everything the client can write is reached only through [`PeerMemory`] (volatile copies,
+//! the project's one type for distrusted shared memory): no Rust reference ever points into
+//! shared memory, so the compiler never assumes the peer cannot change it. Every access is
+//! bounds-checked; out of range is `false` / an error, never a panic. The memfds are
 //! sealed against shrinking, so a client cannot `ftruncate` its window under the server's
 //! mapping (which would turn a server read into `SIGBUS`).
 //!
@@ -18,6 +18,7 @@ use std::ffi::c_void;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::{self, NonNull};
 
+use peer_memory::PeerMemory;
 use protocol::{ClientId, PAGE_SIZE};
 
 use crate::audit::{AuditPolicy, AuditRecord, Verdict};
@@ -58,6 +59,8 @@ pub struct SharedRegion {
     fd: OwnedFd,
     base: NonNull<u8>,
     len: usize,
+    /// The mapping as distrusted memory: every read and write of it.
+    peer: PeerMemory,
 }
 
 impl SharedRegion {
@@ -77,7 +80,11 @@ impl SharedRegion {
             rustix::mm::mmap(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0)?
         };
         let base = NonNull::new(base.cast::<u8>()).ok_or(MemoryError::Os(Errno::NOMEM))?;
-        Ok(SharedRegion { fd, base, len })
+        // SAFETY: `base .. base + len` is the mapping just made, read-write, unmapped only when
+        // this SharedRegion drops (the PeerMemory lives inside it); nothing here ever forms a
+        // reference into it.
+        let peer = unsafe { PeerMemory::new(base, len) };
+        Ok(SharedRegion { fd, base, len, peer })
     }
 
     /// The memfd, to pass to the client.
@@ -103,31 +110,21 @@ impl SharedRegion {
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the region; `false` (and `buf` untouched) if
-    /// out of range.
+    /// out of range. The peer may write the source concurrently: a volatile copy, validated by
+    /// the caller.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
-        let Some(start) = self.range(offset, buf.len()) else { return false };
-        // SAFETY: `start + buf.len() <= self.len` (checked by `range`), so the source lies
-        // inside the live mapping; `buf` is private memory, so the two never overlap. The peer
-        // may write the source concurrently: we only copy bytes, never form a reference to them.
-        unsafe { ptr::copy_nonoverlapping(self.base.as_ptr().add(start), buf.as_mut_ptr(), buf.len()) };
-        true
+        usize::try_from(offset).is_ok_and(|offset| self.peer.read(offset, buf))
     }
 
     /// Copies `data` into the region at `offset`; `false` (nothing written) if out of range.
     pub fn write(&self, offset: u64, data: &[u8]) -> bool {
-        let Some(start) = self.range(offset, data.len()) else { return false };
-        // SAFETY: as in `read`, the destination is inside the mapping and disjoint from `data`.
-        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(start), data.len()) };
-        true
+        usize::try_from(offset).is_ok_and(|offset| self.peer.write(offset, data))
     }
 
     /// Sets `len` bytes at `offset` to `byte`; `false` (nothing written) if out of range.
     pub fn fill(&self, offset: u64, len: u64, byte: u8) -> bool {
-        let Ok(len) = usize::try_from(len) else { return false };
-        let Some(start) = self.range(offset, len) else { return false };
-        // SAFETY: the destination is inside the mapping (checked by `range`).
-        unsafe { ptr::write_bytes(self.base.as_ptr().add(start), byte, len) };
-        true
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else { return false };
+        self.peer.fill(offset, len, byte)
     }
 
     /// Gives pages `first_page .. first_page + count` back to the OS: they read as zero

@@ -3,14 +3,17 @@
 //! The direct map of the pool and the clients' control regions are mapped read-write here
 //! for the task's life. Every access is checked against them first, so a wrong address from
 //! the logic is a refusal, never a stray access. Clients can write their control regions and
-//! the frames mapped into their windows concurrently: those bytes are only ever copied (no
-//! reference into them is made), and the logic validates the copies.
+//! the frames mapped into their windows concurrently: those bytes are only ever copied, through
+//! `peer_memory::PeerMemory` (volatile copies, no reference into them is made), and the logic
+//! validates the copies.
 
 use alloc::vec::Vec;
+use core::ptr::NonNull;
 
 use memserver_sel4_abi::Region;
 use memserver_sel4_server::Memory;
 use memserver_sel4_server::kernel::inside;
+use peer_memory::PeerMemory;
 use protocol::PAGE_SIZE;
 
 /// The memory this task has mapped.
@@ -29,34 +32,30 @@ impl MappedMemory {
     }
 }
 
+/// The checked range `addr .. addr + len` as distrusted memory (clients write their control
+/// regions and window frames concurrently: every access is a volatile copy).
+fn peer(regions: &[Region], addr: u64, len: usize) -> Option<PeerMemory> {
+    if !inside(regions, addr, len) {
+        return None;
+    }
+    let base = NonNull::new(usize::try_from(addr).ok()? as *mut u8)?;
+    // SAFETY: `addr .. addr + len` lies inside a region mapped read-write in this task for its
+    // whole life (checked above); no reference into client-reachable memory is ever made
+    // (`private_page` hands out only frames mapped into no client).
+    Some(unsafe { PeerMemory::new(base, len) })
+}
+
 impl Memory for MappedMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        if !inside(&self.regions, addr, buf.len()) {
-            return false;
-        }
-        // SAFETY: `addr .. addr + len` lies inside a region mapped readable in this task for
-        // its whole life (checked above); a byte copy needs no alignment, and a client writing
-        // concurrently only changes the bytes copied, which the caller validates.
-        unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
-        true
+        peer(&self.regions, addr, buf.len()).is_some_and(|m| m.read(0, buf))
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> bool {
-        if !inside(&self.regions, addr, data.len()) {
-            return false;
-        }
-        // SAFETY: as in `read`, mapped writable.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
-        true
+        peer(&self.regions, addr, data.len()).is_some_and(|m| m.write(0, data))
     }
 
     fn fill(&mut self, addr: u64, len: usize, byte: u8) -> bool {
-        if !inside(&self.regions, addr, len) {
-            return false;
-        }
-        // SAFETY: as in `write`.
-        unsafe { core::ptr::write_bytes(addr as *mut u8, byte, len) };
-        true
+        peer(&self.regions, addr, len).is_some_and(|m| m.fill(0, len, byte))
     }
 
     fn private_page(&mut self, addr: u64) -> Option<&mut [u8; PAGE_SIZE]> {

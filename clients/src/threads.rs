@@ -1,0 +1,349 @@
+//! Per-thread magazines: Bonwick's per-CPU layer, with a thread in the role of the CPU.
+//!
+//! Each thread that uses a cache gets its own small magazine of handles in the cache's private
+//! memory ([`ThreadMagazines`], one [`ThreadMagazine`] per *stripe*), reached without a lock or
+//! an atomic instruction: `alloc` pops from it and `free` pushes onto it. Only when it runs
+//! empty (or full) does the thread take the slot's lock and move half a magazine from (or to)
+//! the shared layer: the slot's two magazines in the control region, which exchange whole
+//! magazines with the server's depot by IPC. So two threads on one cache meet only once every
+//! [`THREAD_BATCH`] operations, and never while one of them waits for the server.
+//!
+//! A stripe belongs to one thread at a time: a thread *leases* a stripe number (process-wide,
+//! the same in every cache) at its first use and gives it back when it exits; the next thread
+//! to lease the number inherits the magazines (as a CPU's magazines outlive the thread that
+//! filled them). Threads beyond [`STRIPES`] at once, and calls from thread-exit destructors
+//! that run after the lease is returned, use the shared layer under the slot's lock. Objects
+//! parked in stripes go back to the shared layer when their thread calls `flush`/`shrink`,
+//! when the cache is destroyed or dropped (no other thread can use it then), and batch by
+//! batch as the stripe overflows.
+//!
+//! This layer needs thread-local storage, so it exists with the `std` feature; a `no_std`
+//! client (an seL4 task is single-threaded) uses the shared layer directly.
+
+use core::cell::{Cell, UnsafeCell};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Stripes (threads with magazines of their own at once, process-wide).
+pub(crate) const STRIPES: usize = 16;
+/// Handles one thread magazine holds.
+pub(crate) const THREAD_CAPACITY: usize = 32;
+/// Handles moved between a thread magazine and the shared layer at a time.
+pub(crate) const THREAD_BATCH: usize = THREAD_CAPACITY / 2;
+
+/// Bit `i`: stripe `i` is leased by a live thread.
+static LEASED: AtomicU64 = AtomicU64::new(0);
+
+/// Per stripe number, the generation of its lease: a new value at every lease and at every
+/// release, so the generation of a thread that has exited is never current again.
+static GENERATION: [AtomicU32; STRIPES] = [const { AtomicU32::new(1) }; STRIPES];
+
+/// `Stripe::owner` while a `flush` of another thread empties the magazine.
+const FLUSHING: u32 = u32::MAX;
+
+const _: () = assert!(STRIPES <= 64 && STRIPES < NO_STRIPE as usize);
+
+/// A lease not taken yet.
+const UNASSIGNED: u8 = u8::MAX;
+/// No stripe was free: this thread uses the shared layer.
+const NO_STRIPE: u8 = u8::MAX - 1;
+
+/// Returns this thread's stripe when the thread exits (a thread-local with a destructor,
+/// touched once, at the lease; the fast path reads [`STRIPE`], which has none).
+struct Lease;
+
+impl Lease {
+    #[cold]
+    fn acquire() -> Option<usize> {
+        // Registers the destructor that gives the stripe back; if this thread is already
+        // exiting (its thread-locals are being destroyed), it gets no stripe.
+        if LEASE.try_with(|_| ()).is_err() {
+            return None;
+        }
+        let mut leased = LEASED.load(Ordering::Relaxed);
+        loop {
+            let free = (!leased).trailing_zeros() as usize;
+            if free >= STRIPES {
+                STRIPE.set(NO_STRIPE);
+                return None;
+            }
+            // Acquire: the stripe's previous owner released it (Release in `drop`) after its
+            // last access, so this thread's accesses come after all of those.
+            match LEASED.compare_exchange_weak(leased, leased | 1 << free, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => {
+                    let generation = GENERATION.get(free).map_or(0, next_generation);
+                    MY_GENERATION.set(generation);
+                    STRIPE.set(free as u8);
+                    return Some(free);
+                }
+                Err(now) => leased = now,
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let stripe = STRIPE.replace(NO_STRIPE);
+        if let Some(generation) = GENERATION.get(usize::from(stripe)) {
+            // After this thread's last use of its magazines: whoever sees the new generation
+            // (a `flush`, Acquire) may empty them.
+            next_generation(generation);
+            LEASED.fetch_and(!(1u64 << stripe), Ordering::Release);
+        }
+    }
+}
+
+/// Advances a stripe's generation (never 0, "no owner", nor [`FLUSHING`]); the new value.
+fn next_generation(generation: &AtomicU32) -> u32 {
+    loop {
+        let next = generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        if next != 0 && next != FLUSHING {
+            return next;
+        }
+    }
+}
+
+std::thread_local! {
+    /// This thread's stripe, [`UNASSIGNED`] or [`NO_STRIPE`]: no destructor, so reading it is
+    /// one thread-local load.
+    static STRIPE: Cell<u8> = const { Cell::new(UNASSIGNED) };
+    /// The generation of this thread's lease (`GENERATION` when it leased).
+    static MY_GENERATION: Cell<u32> = const { Cell::new(0) };
+    static LEASE: Lease = const { Lease };
+}
+
+/// The calling thread's stripe, leasing one at its first call; `None` when every stripe is
+/// leased or the thread is exiting.
+#[inline]
+pub(crate) fn stripe() -> Option<usize> {
+    match STRIPE.get() {
+        UNASSIGNED => Lease::acquire(),
+        NO_STRIPE => None,
+        stripe => Some(usize::from(stripe)),
+    }
+}
+
+/// One thread's magazine of one cache: a stack of handles in private memory.
+#[derive(Debug)]
+pub(crate) struct ThreadMagazine {
+    count: usize,
+    handles: [u64; THREAD_CAPACITY],
+}
+
+impl ThreadMagazine {
+    /// Pops the top handle.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<u64> {
+        let top = self.count.checked_sub(1)?;
+        let handle = *self.handles.get(top)?;
+        self.count = top;
+        Some(handle)
+    }
+
+    /// Pushes a handle unless full.
+    #[inline]
+    pub(crate) fn push(&mut self, handle: u64) -> bool {
+        match self.handles.get_mut(self.count) {
+            Some(slot) => {
+                *slot = handle;
+                self.count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The top handle (the object freed last), if any.
+    #[inline]
+    pub(crate) fn top(&self) -> Option<u64> {
+        self.handles.get(self.count.checked_sub(1)?).copied()
+    }
+
+    /// Handles held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+}
+
+/// Cache-line aligned, so two threads' stripes never share a line.
+#[repr(align(64))]
+#[derive(Debug)]
+struct Padded<T>(T);
+
+/// One stripe of a cache: the generation of the lease whose thread owns the magazine (0:
+/// nobody yet; [`FLUSHING`]: a `flush` is emptying it), and the magazine.
+struct Stripe {
+    owner: AtomicU32,
+    magazine: UnsafeCell<ThreadMagazine>,
+}
+
+/// A cache's thread magazines, one per stripe.
+pub(crate) struct ThreadMagazines {
+    stripes: [Padded<Stripe>; STRIPES],
+}
+
+// SAFETY: the magazine of stripe `i` is only reached by the thread whose lease generation is
+// in its `owner` (set by that thread's compare-exchange, [`ThreadMagazines::own`]), by a
+// `flush` that swapped a stale owner for FLUSHING ([`ThreadMagazines::take_stale`]), or
+// through `&mut ThreadMagazines`; ownership hands over with Release/Acquire ordering.
+unsafe impl Sync for ThreadMagazines {}
+
+impl ThreadMagazines {
+    /// Empty magazines for every stripe.
+    pub(crate) fn new() -> Self {
+        ThreadMagazines {
+            stripes: core::array::from_fn(|_| {
+                Padded(Stripe {
+                    owner: AtomicU32::new(0),
+                    magazine: UnsafeCell::new(ThreadMagazine { count: 0, handles: [0; THREAD_CAPACITY] }),
+                })
+            }),
+        }
+    }
+
+    /// Whether the calling thread owns the magazine of `stripe` (its lease, from [`stripe()`]
+    /// on this thread): one relaxed load on the fast path; the first use of the stripe in this
+    /// cache by this lease takes it over from a thread that exited. `false` while a `flush` is
+    /// emptying it (then the caller uses the shared layer).
+    #[inline]
+    pub(crate) fn own(&self, stripe: usize) -> bool {
+        let Some(s) = self.stripes.get(stripe) else { return false };
+        let me = MY_GENERATION.get();
+        s.0.owner.load(Ordering::Relaxed) == me || Self::take_over(&s.0.owner, me)
+    }
+
+    #[cold]
+    fn take_over(owner: &AtomicU32, me: u32) -> bool {
+        let current = owner.load(Ordering::Acquire);
+        current != FLUSHING && owner.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Takes the magazine of `stripe` for a `flush` if the thread that owns it has exited
+    /// (its generation is not current any more); the owner goes back to "nobody" when the
+    /// returned guard drops.
+    pub(crate) fn take_stale(&self, stripe: usize) -> Option<StaleStripe<'_>> {
+        let s = &self.stripes.get(stripe)?.0;
+        let owner = s.owner.load(Ordering::Acquire);
+        let current = GENERATION.get(stripe)?.load(Ordering::Acquire);
+        if owner == FLUSHING || owner == current {
+            return None;
+        }
+        s.owner.compare_exchange(owner, FLUSHING, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        Some(StaleStripe { owner: &s.owner })
+    }
+
+    /// Runs `f` on the magazine of `stripe`.
+    ///
+    /// # Safety
+    /// - The calling thread owns the stripe's magazine: [`ThreadMagazines::own`] said so on
+    ///   this thread (and the lease is still this thread's), or it holds the stripe's
+    ///   [`StaleStripe`];
+    /// - `f` does not reach this cache's thread magazines again (no nested call of `with` for
+    ///   the same stripe while `f` runs).
+    #[inline]
+    pub(crate) unsafe fn with<R>(&self, stripe: usize, f: impl FnOnce(&mut ThreadMagazine) -> R) -> Option<R> {
+        let cell = &self.stripes.get(stripe)?.0.magazine;
+        // SAFETY: only this thread reaches the stripe (its lease), and not re-entrantly (the
+        // caller's promise), so this is the only reference to the magazine while `f` runs.
+        Some(f(unsafe { &mut *cell.get() }))
+    }
+
+    /// Every stripe's magazine, with exclusive access (the cache is being dropped or destroyed).
+    pub(crate) fn all(&mut self) -> impl Iterator<Item = &mut ThreadMagazine> {
+        self.stripes.iter_mut().map(|p| p.0.magazine.get_mut())
+    }
+}
+
+/// A `flush`'s hold on the magazine of a stripe whose thread exited.
+pub(crate) struct StaleStripe<'a> {
+    owner: &'a AtomicU32,
+}
+
+impl Drop for StaleStripe<'_> {
+    fn drop(&mut self) {
+        self.owner.store(0, Ordering::Release);
+    }
+}
+
+/// The hits one stripe counted and has not yet added to the control-region header: only the
+/// stripe's thread changes them (a load and a store, no read-modify-write instruction), and it
+/// publishes them at each trip to the shared layer and when asked for counters.
+#[derive(Debug, Default)]
+pub(crate) struct StripeCounters {
+    pub(crate) alloc_hits: AtomicU64,
+    pub(crate) free_hits: AtomicU64,
+}
+
+/// One [`StripeCounters`] per stripe, each on its own cache line.
+#[derive(Debug)]
+pub(crate) struct AllStripeCounters([Padded<StripeCounters>; STRIPES]);
+
+impl Default for AllStripeCounters {
+    fn default() -> Self {
+        AllStripeCounters(core::array::from_fn(|_| Padded(StripeCounters::default())))
+    }
+}
+
+impl AllStripeCounters {
+    /// What every stripe counted and has not published: `(alloc hits, free hits)`.
+    pub(crate) fn pending(&self) -> (u64, u64) {
+        self.0.iter().fold((0, 0), |(a, f), p| {
+            (a + p.0.alloc_hits.load(Ordering::Relaxed), f + p.0.free_hits.load(Ordering::Relaxed))
+        })
+    }
+
+    /// The counters of `stripe` (a stripe number below [`STRIPES`]).
+    #[inline]
+    pub(crate) fn get(&self, stripe: usize) -> Option<&StripeCounters> {
+        self.0.get(stripe).map(|p| &p.0)
+    }
+}
+
+impl StripeCounters {
+    /// Counts one hit (by the stripe's thread).
+    #[inline]
+    pub(crate) fn hit(&self, alloc: bool) {
+        let counter = if alloc { &self.alloc_hits } else { &self.free_hits };
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Takes the counts (by the stripe's thread): `(alloc hits, free hits)`.
+    pub(crate) fn take(&self) -> (u64, u64) {
+        let alloc = self.alloc_hits.load(Ordering::Relaxed);
+        let free = self.free_hits.load(Ordering::Relaxed);
+        self.alloc_hits.store(0, Ordering::Relaxed);
+        self.free_hits.store(0, Ordering::Relaxed);
+        (alloc, free)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_keeps_its_stripe_and_an_exited_thread_gives_it_back() {
+        let mine = stripe().expect("a stripe");
+        assert_eq!(stripe(), Some(mine), "the same stripe on every call");
+        // More threads than stripes, one after another: each gets one, so each exiting thread
+        // gave its stripe back.
+        for _ in 0..3 * STRIPES {
+            let theirs = std::thread::spawn(stripe).join().unwrap();
+            assert!(theirs.is_some_and(|t| t != mine), "{theirs:?}");
+        }
+    }
+
+    #[test]
+    fn thread_magazine_is_a_bounded_stack() {
+        let mut m = ThreadMagazine { count: 0, handles: [0; THREAD_CAPACITY] };
+        assert_eq!(m.pop(), None);
+        for h in 0..THREAD_CAPACITY as u64 {
+            assert!(m.push(h * 8));
+        }
+        assert!(!m.push(1), "full");
+        assert_eq!(m.top(), Some((THREAD_CAPACITY as u64 - 1) * 8));
+        assert_eq!(m.pop(), Some((THREAD_CAPACITY as u64 - 1) * 8));
+        assert_eq!(m.len(), THREAD_CAPACITY - 1);
+    }
+}
