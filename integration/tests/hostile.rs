@@ -15,6 +15,8 @@
 //!
 //! A crashed server is counted and restarted (with fresh victims) so later attacks still run.
 
+#[path = "hostile/budgets.rs"]
+mod budgets;
 #[path = "hostile/edges.rs"]
 mod edges;
 #[path = "hostile/fast_path.rs"]
@@ -90,6 +92,10 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("fast_path_wrong_cache", fast_path::fast_path_wrong_cache),
     ("fast_path_interior_pointer", fast_path::fast_path_interior_pointer),
     ("kfree_double_free", fast_path::kfree_double_free),
+    // Issue 11: what one client's use may cost the others.
+    ("store_user_tracking_exhaustion", budgets::store_user_tracking_exhaustion),
+    ("own_out_of_memory_spares_other_depots", budgets::own_out_of_memory_spares_other_depots),
+    ("cache_id_reuse_after_wrap", budgets::cache_id_reuse_after_wrap),
 ];
 
 /// What the runner counted.
