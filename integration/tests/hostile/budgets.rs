@@ -18,12 +18,9 @@ const TRACKED: usize = 40_000;
 pub fn store_user_tracking_exhaustion(w: &mut World) -> Result<(), Failure> {
     let mut a = w.attacker("hostile-0")?;
     let c = ok("create tracked", a.create("a-tracked", 8, 0, SLAB_STORE_USER))?;
-    let mut held = 0usize;
-    while held < TRACKED {
-        match outcome("tracked alloc", a.alloc(c.cache))? {
-            Ok(_) => held += 1,
-            Err(Error::QuotaExceeded | Error::OutOfMemory) => break,
-            Err(e) => return Err(format!("tracked alloc {held}: {e:?}")),
+    for held in 0..TRACKED {
+        if let Err(e) = outcome("tracked alloc", a.alloc(c.cache))? {
+            return Err(format!("hostile-0's tracked alloc refused after {held} objects: {e:?}"));
         }
     }
     let mut b = w.attacker("hostile-1")?;
@@ -31,7 +28,7 @@ pub fn store_user_tracking_exhaustion(w: &mut World) -> Result<(), Failure> {
     for i in 0..64 {
         if let Err(e) = outcome("bystander tracked alloc", b.alloc(d.cache))? {
             return Err(format!(
-                "bystander's tracked alloc {i} refused ({e:?}) after hostile-0 tracked {held} objects"
+                "bystander's tracked alloc {i} refused ({e:?}) after hostile-0 tracked {TRACKED} objects"
             ));
         }
     }
