@@ -76,8 +76,10 @@ fn release_punches_holes_and_resident_memory_falls() {
 #[test]
 fn pages_touched_without_a_grant_are_punched_out() {
     // One write of 256 pages may span several audit passes on a loaded machine, each a
-    // violation: this test is about the punch, not the disconnect after three.
-    let server = start(&host::system_text(2000).table("server.audit", &[("violations_max", 100)]).to_string());
+    // violation: this test is about the punch, not the disconnect after three. No slack: the
+    // pages written after the last pass during the write would otherwise stay, within it.
+    let audit = [("violations_max", 100), ("slack_pages", 0)];
+    let server = start(&host::system_text(2000).table("server.audit", &audit).to_string());
     let (mut c, _) = server.connect("app").unwrap();
     assert_eq!(call(&mut c, "grant 0 16"), "ok");
     // SAFETY: the window is window_len() >= 1 MiB bytes, mapped for the connection's life.
@@ -87,12 +89,9 @@ fn pages_touched_without_a_grant_are_punched_out() {
     let mut byte = [0u8];
     assert!(c.window().read(15 * PAGE, &mut byte) && byte == [0x5A], "granted pages keep their bytes");
     assert!(c.window().read(16 * PAGE, &mut byte) && byte == [0], "ungranted pages read as zero");
-    // The timer may audit while the client is still writing: the 240 pages may go in passes
-    // (and a page punched while half written is written again and punched again).
-    let log = server.stderr_so_far();
-    let punched: u64 =
-        log.split("punched ").skip(1).map(|rest| rest.split(' ').next().unwrap().parse::<u64>().unwrap()).sum();
-    assert!(punched >= 240, "{log}");
+    // The punch is logged (in one line or several: the timer may audit while the client is
+    // still writing, and the log is rate-limited, so the lines need not add up to 240).
+    assert!(eventually(Duration::from_secs(5), || server.stderr_so_far().contains("ungranted pages")));
 }
 
 #[test]
