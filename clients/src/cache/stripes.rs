@@ -5,7 +5,7 @@
 
 use core::ptr::NonNull;
 
-use super::{Cache, Magazines, Pending};
+use super::{Cache, CacheGuard, Hold, Magazines, Pending};
 use crate::error::Error;
 use crate::hardened::Refusal;
 use crate::server::Memserver;
@@ -70,6 +70,37 @@ impl<T: Transport> Drop for Cache<'_, T> {
         // The objects of other threads' magazines would be lost to this client until its
         // session ends; the shared layer keeps them where `kfree` and the server reach them.
         let _ = self.return_thread_magazines();
+    }
+}
+
+impl<T: Transport> CacheGuard<'_, '_, T> {
+    /// **For `make bench` only**: one `alloc`, `use_object(object)`, one `free`, as
+    /// [`CacheGuard::alloc`] and [`CacheGuard::free`] on this thread's magazine but *without*
+    /// the hardened free's checks and canary, to measure what they cost per pair
+    /// (`hardened_check_ns_per_pair`). Where that fast path cannot serve (an empty magazine, no
+    /// per-thread magazines), the checked `alloc` and `free` run instead.
+    ///
+    /// # Safety
+    /// `use_object` must not keep, free or hand on the object: it goes back to the magazine,
+    /// unchecked, when `use_object` returns.
+    #[doc(hidden)]
+    pub unsafe fn bench_only_pair_without_hardened_checks(
+        &mut self,
+        use_object: impl FnOnce(NonNull<u8>),
+    ) -> Result<(), Error> {
+        let cache = self.cache;
+        let mut use_object = Some(use_object);
+        if let (Some(m), Hold::Stripe(stripe), Some(threads)) = (&cache.magazines, &self.hold, cache.threads.as_deref())
+            && m.stripe_pair_unchecked(cache.server, threads, *stripe, |p| use_object.take().map_or((), |f| f(p)))
+                .is_some()
+        {
+            return Ok(());
+        }
+        let object = self.alloc()?;
+        if let Some(f) = use_object.take() {
+            f(object);
+        }
+        self.free(object)
     }
 }
 
@@ -202,6 +233,36 @@ impl Magazines {
         }
         server.publish_stripe(stripe);
         Ok(())
+    }
+
+    /// The fast path's alloc+free pair on thread magazine `stripe` (the calling thread's
+    /// lease) *without* the hardened free's checks and canary (for
+    /// [`CacheGuard::bench_only_pair_without_hardened_checks`](super::CacheGuard), which
+    /// measures what they cost): pop, `use_object`, push. `None` (nothing done) when the
+    /// magazine is empty or not this thread's.
+    #[inline]
+    pub(crate) fn stripe_pair_unchecked<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        use_object: impl FnOnce(NonNull<u8>),
+    ) -> Option<()> {
+        if !threads.own(stripe) {
+            return None;
+        }
+        // SAFETY: this thread's lease and magazine (see `stripe_pop`); `pop` does not re-enter.
+        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
+        server.stripe_hit(stripe, true, self.kmalloc);
+        let object = server.window().ptr(protocol::Handle(handle), self.geometry.object_size as usize);
+        if let Some(ptr) = object {
+            use_object(ptr);
+        }
+        let handle = object.and_then(|ptr| server.window().handle(ptr)).map_or(handle, |h| h.0);
+        // SAFETY: as above; `push` does not re-enter (and has room: the handle was just popped).
+        unsafe { threads.with(stripe, |t| t.push(handle)) };
+        server.stripe_hit(stripe, false, self.kmalloc);
+        Some(())
     }
 
     /// Moves up to `n` handles from the top of thread magazine `stripe` into the shared
