@@ -184,10 +184,25 @@ impl Magazines {
         stripe: usize,
         handle: u64,
     ) -> Result<bool, Refusal> {
-        if !threads.own(stripe) {
+        if !threads.own(stripe) || !self.admit_and_push(server, threads, stripe, handle)? {
             return Ok(false);
         }
-        // SAFETY: this thread's lease and magazine (see `stripe_pop`); `top` does not re-enter.
+        server.stripe_hit(stripe, false, self.kmalloc);
+        Ok(true)
+    }
+
+    /// The hardened free's checks of `handle`, then a push onto thread magazine `stripe`
+    /// (which the calling thread owns) and the canary: whether it was pushed (not full).
+    #[inline(always)]
+    fn admit_and_push<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        handle: u64,
+    ) -> Result<bool, Refusal> {
+        // SAFETY: this thread's lease and magazine (the caller's `own`, see `stripe_pop`);
+        // `top` does not re-enter.
         let top = if self.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
         let canary = self.admit(server, handle, top)?;
         // SAFETY: as above; `push` does not re-enter.
@@ -195,7 +210,6 @@ impl Magazines {
             return Ok(false);
         }
         Magazines::mark_free(server, handle, canary);
-        server.stripe_hit(stripe, false, self.kmalloc);
         Ok(true)
     }
 
@@ -220,14 +234,9 @@ impl Magazines {
             let _guard = server.slot_lock(self.index).lock();
             self.move_to_shared(server, threads, stripe, THREAD_BATCH)?
         };
-        // SAFETY: this thread's lease (see `stripe_pop`); `top` does not re-enter.
-        let top = if self.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
-        let canary = self.admit(server, handle, top)?;
-        // SAFETY: this thread's lease (see `stripe_pop`); `push` does not re-enter.
-        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
+        if !self.admit_and_push(server, threads, stripe, handle)? {
             return Err(Error::UnexpectedReply);
         }
-        Magazines::mark_free(server, handle, canary);
         if !missed {
             server.stripe_hit(stripe, false, self.kmalloc);
         }
