@@ -18,8 +18,12 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
 use protocol::control::{CacheEntry, NOT_KMALLOC, PageOwnerKind};
+#[cfg(feature = "std")]
+use protocol::control::{PAGE_OWNER_SIZE, PageOwner};
 use protocol::flags::SLAB_RED_ZONE;
 use protocol::{Handle, PAGE_SIZE};
+#[cfg(feature = "std")]
+use zerocopy::FromBytes;
 
 use crate::cache::{Magazines, Pending};
 use crate::error::Error;
@@ -155,13 +159,10 @@ impl<T: Transport> Memserver<T> {
             return Err(invalid_argument());
         }
         let zero = gfp & __GFP_ZERO != 0;
-        let class = kmalloc_index(size).and_then(|class| self.kmalloc_class(class));
-        if let Some(KmallocClass { magazines: Some(m), object_size, .. }) = class {
-            let handle = {
-                let _guard = self.slot_lock(m.index).lock();
-                m.alloc(self, &mut Pending::default())?
-            };
-            let ptr = self.object(handle, *object_size as usize)?;
+        let index = kmalloc_index(size);
+        let class = index.and_then(|class| self.kmalloc_class(class));
+        if let (Some(index), Some(KmallocClass { magazines: Some(m), object_size, .. })) = (index, class) {
+            let ptr = self.kmalloc_magazine(index, m)?;
             if zero {
                 self.window().zero(ptr, *object_size as usize);
             }
@@ -180,15 +181,74 @@ impl<T: Transport> Memserver<T> {
         Ok(ptr)
     }
 
+    /// An object of kmalloc class `class` (whose magazines are `m`): a pop from the calling
+    /// thread's magazine of the class (with `std`), else from the shared layer under the
+    /// slot's lock.
+    #[inline]
+    fn kmalloc_magazine(&self, class: usize, m: &Magazines) -> Result<NonNull<u8>, Error> {
+        #[cfg(feature = "std")]
+        if let Some(threads) = self.kmalloc_threads(class)
+            && let Some(stripe) = crate::threads::stripe()
+        {
+            return match m.stripe_pop(self, threads, stripe) {
+                Some(ptr) => Ok(ptr),
+                None => m.stripe_refill(self, threads, stripe),
+            };
+        }
+        let _ = class;
+        let handle = {
+            let _guard = self.slot_lock(m.index).lock();
+            m.alloc(self, &mut Pending::default())?
+        };
+        self.object(handle, m.geometry.object_size as usize)
+    }
+
     /// Corresponds to `kfree()`: an object of any cache of this client (it goes back to its
     /// cache, through that cache's magazines when it has them) or a large kmalloc. NULL is not
     /// a `NonNull`; [`ZERO_SIZE_PTR`] is accepted and does nothing. A pointer inside a slab
     /// but not on an object boundary is `InvalidObject` without asking the server.
+    ///
+    /// An object of a kmalloc class goes onto the calling thread's magazine of the class
+    /// (with `std`), after the same hardened checks as a cache's `free`.
+    #[inline]
     pub fn kfree(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         if zero_or_null(ptr.as_ptr().addr()) {
             return Ok(());
         }
         let handle = self.window().handle(ptr).ok_or(Error::NotInWindow)?;
+        #[cfg(feature = "std")]
+        if let Some(class) = self.kmalloc_class_of(handle)
+            && let Some(KmallocClass { magazines: Some(m), .. }) = self.kmalloc_class(class)
+            && let Some(threads) = self.kmalloc_threads(class)
+            && let Some(stripe) = crate::threads::stripe()
+        {
+            return match m.stripe_push(self, threads, stripe, handle.0) {
+                Ok(true) => Ok(()),
+                Ok(false) => m.stripe_drain(self, threads, stripe, handle.0),
+                Err(refusal) => Err(refusal.into()),
+            };
+        }
+        self.kfree_shared(handle)
+    }
+
+    /// The kmalloc class whose slab page `handle` lies in, by the page-owner table alone
+    /// (`None` for anything else: the caller takes the general path).
+    #[cfg(feature = "std")]
+    #[inline]
+    fn kmalloc_class_of(&self, handle: Handle) -> Option<usize> {
+        let page = usize::try_from(handle.0 / PAGE_SIZE as u64).ok()?;
+        let word = self.page_owners().load_u64(page.checked_mul(PAGE_OWNER_SIZE)?)?;
+        let owner = PageOwner::read_from_bytes(&word.to_ne_bytes()).ok()?;
+        if owner.kind() != PageOwnerKind::Slab {
+            return None;
+        }
+        self.kmalloc_class_of_table(owner.cache)
+    }
+
+    /// `kfree` past the thread magazines: the object's cache's shared layer, or an IPC.
+    #[cold]
+    #[inline(never)]
+    fn kfree_shared(&self, handle: Handle) -> Result<(), Error> {
         match self.owner(handle) {
             Owner::Slab(entry, index) => {
                 // A kmalloc class's magazines were bound at `Hello`; another cache's are bound now.
@@ -272,16 +332,38 @@ impl<T: Transport> Memserver<T> {
         Ok(new)
     }
 
-    /// Gives every object in the kmalloc classes' magazines (and their depot on the server)
-    /// back to the slabs, as Linux's `flush_all()` does with the kmalloc caches' per-CPU
+    /// Gives every object in the kmalloc classes' magazines (the calling thread's, those left
+    /// by threads that exited, the shared ones and their depot on the server) back to the
+    /// slabs, as Linux's `flush_all()` does with the kmalloc caches' per-CPU
     /// slabs: afterwards the server's `live_objects` of the kmalloc caches are exactly the
     /// objects the program holds (a leak check). The first error, after trying every class.
     pub fn kmalloc_flush(&self) -> Result<(), Error> {
+        #[cfg(feature = "std")]
+        let mut first = self.kmalloc_unpark();
+        #[cfg(not(feature = "std"))]
         let mut first = Ok(());
         for class in 0..KMALLOC_CLASSES {
             if let Some(KmallocClass { magazines: Some(m), .. }) = self.kmalloc_class(class) {
                 let _guard = self.slot_lock(m.index).lock();
                 let done = m.exchange(self, protocol::ExchangeOp::Flush);
+                if first.is_ok() {
+                    first = done;
+                }
+            }
+        }
+        first
+    }
+
+    /// Moves the objects in the calling thread's kmalloc magazines, and in those left by
+    /// threads that exited, to the shared magazines (the first error, after every class).
+    #[cfg(feature = "std")]
+    pub(crate) fn kmalloc_unpark(&self) -> Result<(), Error> {
+        let mut first = Ok(());
+        for class in 0..KMALLOC_CLASSES {
+            if let (Some(KmallocClass { magazines: Some(m), .. }), Some(threads)) =
+                (self.kmalloc_class(class), self.kmalloc_threads(class))
+            {
+                let done = m.stripe_flush(self, threads, crate::threads::stripe());
                 if first.is_ok() {
                     first = done;
                 }

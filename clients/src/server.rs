@@ -92,7 +92,21 @@ pub struct Memserver<T: Transport> {
     /// Hits the thread magazines counted and have not yet added to the header.
     #[cfg(feature = "std")]
     stripe_counters: crate::threads::AllStripeCounters,
+    /// The per-thread magazines of the kmalloc classes that have magazines.
+    #[cfg(feature = "std")]
+    kmalloc_threads: [Option<std::boxed::Box<crate::threads::ThreadMagazines>>; KMALLOC_CLASSES],
+    /// The kmalloc class of each of the first [`KMALLOC_TABLE`] cache-table indexes
+    /// ([`NO_CLASS`]: none): `kfree`'s way from a page-owner entry to the class.
+    #[cfg(feature = "std")]
+    kmalloc_of_table: [u8; KMALLOC_TABLE],
 }
+
+/// Cache-table indexes `kfree` maps to a kmalloc class without reading the cache table.
+#[cfg(feature = "std")]
+const KMALLOC_TABLE: usize = 64;
+/// No kmalloc class (in `kmalloc_of_table`).
+#[cfg(feature = "std")]
+const NO_CLASS: u8 = u8::MAX;
 
 /// The `Hello` request for `name`, encoded (a runner sends it before it can map anything).
 pub fn hello_request(name: &str, buf: &mut MessageBuffer) -> Result<usize, Error> {
@@ -141,15 +155,29 @@ impl<T: Transport> Memserver<T> {
             page_owners,
             #[cfg(feature = "std")]
             stripe_counters: Default::default(),
+            #[cfg(feature = "std")]
+            kmalloc_threads: Default::default(),
+            #[cfg(feature = "std")]
+            kmalloc_of_table: [NO_CLASS; KMALLOC_TABLE],
         };
         for index in 0..layout.caches {
             let Some(entry) = session.control.cache_entry(&layout, index) else { continue };
             if entry.cache == 0 || entry.kmalloc_class == NOT_KMALLOC {
                 continue;
             }
-            let class = KmallocClass::of(&entry, Magazines::of_entry(&session, index, &entry));
-            if let Some(slot) = session.kmalloc.get_mut(usize::from(entry.kmalloc_class)) {
+            let magazines = Magazines::of_entry(&session, index, &entry);
+            let class = KmallocClass::of(&entry, magazines);
+            let number = usize::from(entry.kmalloc_class);
+            if let Some(slot) = session.kmalloc.get_mut(number) {
                 *slot = class;
+                #[cfg(feature = "std")]
+                if let (Some(_), Some(threads)) = (magazines, session.kmalloc_threads.get_mut(number)) {
+                    *threads = Some(std::boxed::Box::new(crate::threads::ThreadMagazines::new()));
+                }
+                #[cfg(feature = "std")]
+                if let Some(to_class) = session.kmalloc_of_table.get_mut(usize::from(index)) {
+                    *to_class = u8::try_from(number).unwrap_or(NO_CLASS);
+                }
             }
         }
         Ok(session)
@@ -218,6 +246,22 @@ impl<T: Transport> Memserver<T> {
         self.kmalloc.get(class)
     }
 
+    /// The per-thread magazines of kmalloc class `class`, if it has magazines.
+    #[cfg(feature = "std")]
+    #[inline]
+    pub(crate) fn kmalloc_threads(&self, class: usize) -> Option<&crate::threads::ThreadMagazines> {
+        self.kmalloc_threads.get(class)?.as_deref()
+    }
+
+    /// The kmalloc class of the cache at cache-table index `index`, if it is one (and among the
+    /// first table indexes; else `None`, and `kfree` asks the cache table).
+    #[cfg(feature = "std")]
+    #[inline]
+    pub(crate) fn kmalloc_class_of_table(&self, index: u16) -> Option<usize> {
+        let class = *self.kmalloc_of_table.get(usize::from(index))?;
+        (class != NO_CLASS).then_some(usize::from(class))
+    }
+
     /// The page-owner table ([`crate::hardened`]).
     #[inline]
     pub(crate) fn page_owners(&self) -> &PeerMemory {
@@ -244,9 +288,9 @@ impl<T: Transport> Memserver<T> {
     /// Counts a hit of the thread magazine of `stripe` (the calling thread's).
     #[cfg(feature = "std")]
     #[inline]
-    pub(crate) fn stripe_hit(&self, stripe: usize, alloc: bool) {
+    pub(crate) fn stripe_hit(&self, stripe: usize, alloc: bool, kmalloc: bool) {
         if let Some(counters) = self.stripe_counters.get(stripe) {
-            counters.hit(alloc);
+            counters.hit(alloc, kmalloc);
         }
     }
 
@@ -254,7 +298,10 @@ impl<T: Transport> Memserver<T> {
     #[cfg(feature = "std")]
     pub(crate) fn publish_stripe(&self, stripe: usize) {
         let Some(counters) = self.stripe_counters.get(stripe) else { return };
-        let (alloc, free) = counters.take();
+        let (alloc, free, kmalloc) = counters.take();
+        if kmalloc > 0 {
+            self.counters.kmalloc_hits.fetch_add(kmalloc, Relaxed);
+        }
         let published = self.raw_counters();
         if alloc > 0 {
             published.alloc_hits.fetch_add(alloc, Relaxed);
@@ -264,12 +311,12 @@ impl<T: Transport> Memserver<T> {
         }
     }
 
-    /// Hits every thread counted and has not yet published: `(alloc, free)`.
-    fn pending_stripe_hits(&self) -> (u64, u64) {
+    /// Hits every thread counted and has not yet published: `(alloc, free, kmalloc)`.
+    fn pending_stripe_hits(&self) -> (u64, u64, u64) {
         #[cfg(feature = "std")]
         return self.stripe_counters.pending();
         #[cfg(not(feature = "std"))]
-        (0, 0)
+        (0, 0, 0)
     }
 
     /// Publishes the calling thread's pending hits (before counters are read).
@@ -287,13 +334,13 @@ impl<T: Transport> Memserver<T> {
     pub fn counters(&self) -> CounterSnapshot {
         self.publish_own_hits();
         let c = self.raw_counters();
-        let (alloc_pending, free_pending) = self.pending_stripe_hits();
+        let (alloc_pending, free_pending, kmalloc_pending) = self.pending_stripe_hits();
         CounterSnapshot {
             alloc_hits: c.alloc_hits.load(Relaxed) + alloc_pending,
             free_hits: c.free_hits.load(Relaxed) + free_pending,
             misses: c.misses.load(Relaxed),
             calls: self.counters.calls.load(Relaxed),
-            kmalloc_hits: self.counters.kmalloc_hits.load(Relaxed),
+            kmalloc_hits: self.counters.kmalloc_hits.load(Relaxed) + kmalloc_pending,
             kmalloc_misses: self.counters.kmalloc_misses.load(Relaxed),
         }
     }
@@ -315,9 +362,14 @@ impl<T: Transport> Memserver<T> {
         &self.counters
     }
 
-    /// The server's statistics for this client.
+    /// The server's statistics for this client. First, what the calling thread and threads
+    /// that exited parked in their kmalloc magazines (free objects the server cannot see) goes
+    /// to the shared magazines, which the server counts as `magazine_objects`.
     pub fn stats(&self) -> Result<protocol::Stats, Error> {
         self.publish_own_hits();
+        // A failure leaves those objects parked; the statistics are the server's all the same.
+        #[cfg(feature = "std")]
+        let _ = self.kmalloc_unpark();
         self.ipc(|api| api.stats())
     }
 

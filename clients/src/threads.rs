@@ -54,6 +54,9 @@ struct Lease;
 impl Lease {
     #[cold]
     fn acquire() -> Option<usize> {
+        // Registering the destructor may allocate, and an allocation may be a `kmalloc` (the
+        // global allocator) that comes back here: meanwhile this thread uses the shared layer.
+        STRIPE.set(NO_STRIPE);
         // Registers the destructor that gives the stripe back; if this thread is already
         // exiting (its thread-locals are being destroyed), it gets no stripe.
         if LEASE.try_with(|_| ()).is_err() {
@@ -273,6 +276,8 @@ impl Drop for StaleStripe<'_> {
 pub(crate) struct StripeCounters {
     pub(crate) alloc_hits: AtomicU64,
     pub(crate) free_hits: AtomicU64,
+    /// Of those, the hits of `kmalloc` and `kfree`.
+    pub(crate) kmalloc_hits: AtomicU64,
 }
 
 /// One [`StripeCounters`] per stripe, each on its own cache line.
@@ -286,10 +291,14 @@ impl Default for AllStripeCounters {
 }
 
 impl AllStripeCounters {
-    /// What every stripe counted and has not published: `(alloc hits, free hits)`.
-    pub(crate) fn pending(&self) -> (u64, u64) {
-        self.0.iter().fold((0, 0), |(a, f), p| {
-            (a + p.0.alloc_hits.load(Ordering::Relaxed), f + p.0.free_hits.load(Ordering::Relaxed))
+    /// What every stripe counted and has not published: `(alloc hits, free hits, kmalloc hits)`.
+    pub(crate) fn pending(&self) -> (u64, u64, u64) {
+        self.0.iter().fold((0, 0, 0), |(a, f, k), p| {
+            (
+                a + p.0.alloc_hits.load(Ordering::Relaxed),
+                f + p.0.free_hits.load(Ordering::Relaxed),
+                k + p.0.kmalloc_hits.load(Ordering::Relaxed),
+            )
         })
     }
 
@@ -301,20 +310,25 @@ impl AllStripeCounters {
 }
 
 impl StripeCounters {
-    /// Counts one hit (by the stripe's thread).
+    /// Counts one hit (by the stripe's thread); `kmalloc`: of `kmalloc` or `kfree`.
     #[inline]
-    pub(crate) fn hit(&self, alloc: bool) {
+    pub(crate) fn hit(&self, alloc: bool, kmalloc: bool) {
         let counter = if alloc { &self.alloc_hits } else { &self.free_hits };
         counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if kmalloc {
+            self.kmalloc_hits.store(self.kmalloc_hits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
     }
 
-    /// Takes the counts (by the stripe's thread): `(alloc hits, free hits)`.
-    pub(crate) fn take(&self) -> (u64, u64) {
+    /// Takes the counts (by the stripe's thread): `(alloc hits, free hits, kmalloc hits)`.
+    pub(crate) fn take(&self) -> (u64, u64, u64) {
         let alloc = self.alloc_hits.load(Ordering::Relaxed);
         let free = self.free_hits.load(Ordering::Relaxed);
+        let kmalloc = self.kmalloc_hits.load(Ordering::Relaxed);
         self.alloc_hits.store(0, Ordering::Relaxed);
         self.free_hits.store(0, Ordering::Relaxed);
-        (alloc, free)
+        self.kmalloc_hits.store(0, Ordering::Relaxed);
+        (alloc, free, kmalloc)
     }
 }
 

@@ -443,3 +443,35 @@ fn dma_addr_on_the_host_is_not_supported_and_checks_the_object_first() {
     dma.free(object).unwrap();
     plain.free(other).unwrap();
 }
+
+/// `kmalloc`/`kfree` run on per-thread magazines as a cache's `alloc`/`free` do: an object one
+/// thread kfreed stays in that thread's magazine of its kmalloc class (the thread gets it back
+/// at its next kmalloc of the class; another thread does not), the hardened kfree still refuses
+/// a double free there, and `stats` counts what the threads parked as magazine objects.
+#[test]
+fn kmalloc_and_kfree_use_the_calling_threads_magazine() {
+    let server = host::start_real(&system());
+    let ms = session(&server, "app");
+    // Warm this thread's magazine of kmalloc-64: a kfreed object lands on top of it.
+    let warm: Vec<_> = (0..4).map(|_| ms.kmalloc(64).unwrap()).collect();
+    for &p in &warm {
+        ms.kfree(p).unwrap();
+    }
+    let mine = ms.kmalloc(64).unwrap();
+    ms.kfree(mine).unwrap();
+    assert_eq!(ms.kfree(mine), Err(Error::Server(protocol::Error::DoubleFree)), "second kfree");
+    let theirs = std::thread::scope(|s| {
+        s.spawn(|| {
+            let p = ms.kmalloc(64).unwrap();
+            ms.kfree(p).unwrap();
+            p.as_ptr().addr()
+        })
+        .join()
+        .unwrap()
+    });
+    assert_ne!(theirs, mine.as_ptr().addr(), "another thread got the object this thread's magazine holds");
+    assert_eq!(ms.kmalloc(64).unwrap(), mine, "this thread's last kfree comes back first");
+    ms.kfree(mine).unwrap();
+    let stats = ms.stats().unwrap();
+    assert_eq!(stats.live_objects, stats.magazine_objects, "parked objects count as magazine objects");
+}

@@ -1,12 +1,14 @@
-//! A [`Cache`]'s per-thread fast path ([`crate::threads`]): `alloc` and `free` on the calling
-//! thread's magazine, and the trips to the shared layer (the slot's magazines, under the
-//! slot's lock) when it runs empty or full.
+//! The per-thread fast path ([`crate::threads`]) of a slot's magazines: `alloc` and `free` on
+//! the calling thread's magazine, and the trips to the shared layer (the slot's magazines,
+//! under the slot's lock) when it runs empty or full. A [`Cache`] keeps its own
+//! [`ThreadMagazines`]; the session keeps those of the kmalloc classes (`kmalloc`/`kfree`).
 
 use core::ptr::NonNull;
 
-use super::{Cache, Magazines, Pending};
+use super::{Cache, CacheGuard, Hold, Magazines, Pending};
 use crate::error::Error;
 use crate::hardened::Refusal;
+use crate::server::Memserver;
 use crate::threads::{STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
 
@@ -15,148 +17,36 @@ impl<T: Transport> Cache<'_, T> {
         self.threads.as_deref().ok_or(Error::UnexpectedReply)
     }
 
-    /// The fast path of `alloc`: a pop from thread magazine `stripe` (the calling thread's
-    /// lease); `None` when it is empty (then [`Cache::stripe_refill`]).
+    /// [`Magazines::stripe_pop`] on this cache's thread magazines.
     #[inline]
     pub(super) fn stripe_pop(&self, m: &Magazines, stripe: usize) -> Option<NonNull<u8>> {
-        let threads = self.threads.as_deref()?;
-        if !threads.own(stripe) {
-            return None;
-        }
-        // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
-        // `Cache::alloc` or the `!Send` guard) and it owns the magazine (`own`); `pop` does not
-        // reach the magazines again.
-        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
-        self.server.stripe_hit(stripe, true);
-        self.server.window().ptr(m.hand_out(self.server, handle), self.layout.object_size as usize)
+        m.stripe_pop(self.server, self.threads.as_deref()?, stripe)
     }
 
-    /// The thread magazine is empty: one handle from the shared layer (refilled by IPC if it
-    /// is empty too) to return, and up to half a thread magazine more from what the loaded
-    /// magazine holds.
+    /// [`Magazines::stripe_refill`] on this cache's thread magazines.
     #[cold]
     #[inline(never)]
     pub(super) fn stripe_refill(&self, m: &Magazines, stripe: usize) -> Result<NonNull<u8>, Error> {
-        let threads = self.thread_magazines()?;
-        if !threads.own(stripe) {
-            // A flush is emptying this thread's magazine: the shared layer serves.
-            let _guard = self.server.slot_lock(m.index).lock();
-            return m.alloc(self.server, &mut Pending::default()).and_then(|h| self.object(h));
-        }
-        let mut batch = [0u64; THREAD_BATCH];
-        let mut pending = Pending::default();
-        let (first, moved) = {
-            let _guard = self.server.slot_lock(m.index).lock();
-            let first = m.take(self.server, &mut pending)?;
-            let mut moved = 0;
-            for slot in batch.iter_mut().skip(1) {
-                let Some(handle) = m.slot.pop() else { break };
-                *slot = handle;
-                moved += 1;
-            }
-            (first, moved)
-        };
-        // SAFETY: this thread's lease (see `stripe_pop`); the closure only pushes.
-        unsafe {
-            threads.with(stripe, |t| {
-                for &handle in batch.iter().skip(1).take(moved) {
-                    t.push(handle);
-                }
-            })
-        };
-        if !pending.missed {
-            self.server.stripe_hit(stripe, true);
-        }
-        self.server.publish_stripe(stripe);
-        self.object(m.hand_out(self.server, first))
+        m.stripe_refill(self.server, self.thread_magazines()?, stripe)
     }
 
-    /// The fast path of `free` (hardened) on thread magazine `stripe` (the calling thread's
-    /// lease): `Ok(true)` once pushed, `Ok(false)` when the magazine is full (then
-    /// [`Cache::stripe_drain`]), the refusal otherwise.
+    /// [`Magazines::stripe_push`] on this cache's thread magazines.
     #[inline]
     pub(super) fn stripe_push(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<bool, Refusal> {
         let Some(threads) = self.threads.as_deref() else { return Ok(false) };
-        if !threads.own(stripe) {
-            return Ok(false);
-        }
-        // SAFETY: this thread's lease and magazine (see `stripe_pop`); `top` does not re-enter.
-        let top = if m.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
-        let canary = m.admit(self.server, handle, top)?;
-        // SAFETY: as above; `push` does not re-enter.
-        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
-            return Ok(false);
-        }
-        Magazines::mark_free(self.server, handle, canary);
-        self.server.stripe_hit(stripe, false);
-        Ok(true)
+        m.stripe_push(self.server, threads, stripe, handle)
     }
 
-    /// The thread magazine is full: half of it goes to the shared layer (drained to the
-    /// server by IPC if that is full too), then `handle` goes in (checked again: the
-    /// refusal, if any, is the fast path's).
+    /// [`Magazines::stripe_drain`] on this cache's thread magazines.
     #[cold]
     #[inline(never)]
     pub(super) fn stripe_drain(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<(), Error> {
-        let threads = self.thread_magazines()?;
-        if !threads.own(stripe) {
-            // A flush is emptying this thread's magazine: the shared layer takes the object.
-            let _guard = self.server.slot_lock(m.index).lock();
-            return m.free(self.server, &mut Pending::default(), protocol::Handle(handle));
-        }
-        let missed = {
-            let _guard = self.server.slot_lock(m.index).lock();
-            self.move_to_shared(m, threads, stripe, THREAD_BATCH)?
-        };
-        // SAFETY: this thread's lease (see `stripe_pop`); `top` does not re-enter.
-        let top = if m.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
-        let canary = m.admit(self.server, handle, top)?;
-        // SAFETY: this thread's lease (see `stripe_pop`); `push` does not re-enter.
-        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
-            return Err(Error::UnexpectedReply);
-        }
-        Magazines::mark_free(self.server, handle, canary);
-        if !missed {
-            self.server.stripe_hit(stripe, false);
-        }
-        self.server.publish_stripe(stripe);
-        Ok(())
+        m.stripe_drain(self.server, self.thread_magazines()?, stripe, handle)
     }
 
-    /// Moves up to `n` handles from the top of thread magazine `stripe` into the shared
-    /// layer; a handle leaves the thread magazine only once the shared layer took it. The
-    /// caller holds the slot's lock and owns the magazine (its own thread's, or a stale one's hold).
-    /// Whether the shared layer missed (exchanged).
-    fn move_to_shared(&self, m: &Magazines, threads: &ThreadMagazines, stripe: usize, n: usize) -> Result<bool, Error> {
-        let mut pending = Pending::default();
-        for _ in 0..n {
-            // SAFETY: the caller owns the magazine (this thread's, `own`, or a `StaleStripe` hold);
-            // `top` does not re-enter.
-            let Some(top) = (unsafe { threads.with(stripe, |t| t.top()) }).flatten() else { break };
-            m.put(self.server, &mut pending, top)?;
-            // SAFETY: as above; `pop` does not re-enter.
-            unsafe { threads.with(stripe, ThreadMagazine::pop) };
-        }
-        Ok(pending.missed)
-    }
-
-    /// Everything in the calling thread's magazine, and in the magazines left by threads that
-    /// exited, back to the shared layer (`flush`). The magazines of other live threads keep
-    /// their objects.
+    /// [`Magazines::stripe_flush`] on this cache's thread magazines.
     pub(super) fn stripe_flush(&self, m: &Magazines, own: Option<usize>) -> Result<(), Error> {
-        let threads = self.thread_magazines()?;
-        let _guard = self.server.slot_lock(m.index).lock();
-        if let Some(stripe) = own.filter(|&s| threads.own(s)) {
-            self.move_to_shared(m, threads, stripe, usize::MAX)?;
-            self.server.publish_stripe(stripe);
-        }
-        for stripe in (0..STRIPES).filter(|&s| Some(s) != own) {
-            // While the hold lasts no thread can take the magazine over: it is this thread's.
-            if let Some(_stale) = threads.take_stale(stripe) {
-                self.move_to_shared(m, threads, stripe, usize::MAX)?;
-            }
-        }
-        Ok(())
+        m.stripe_flush(self.server, self.thread_magazines()?, own)
     }
 
     /// Every thread magazine of the cache back to the shared layer (destroy, drop: nobody else
@@ -180,5 +70,253 @@ impl<T: Transport> Drop for Cache<'_, T> {
         // The objects of other threads' magazines would be lost to this client until its
         // session ends; the shared layer keeps them where `kfree` and the server reach them.
         let _ = self.return_thread_magazines();
+    }
+}
+
+impl<T: Transport> CacheGuard<'_, '_, T> {
+    /// **For `make bench` only**: one `alloc`, `use_object(object)`, one `free`, as
+    /// [`CacheGuard::alloc`] and [`CacheGuard::free`] on this thread's magazine but *without*
+    /// the hardened free's checks and canary, to measure what they cost per pair
+    /// (`hardened_check_ns_per_pair`). Where that fast path cannot serve (an empty magazine, no
+    /// per-thread magazines), the checked `alloc` and `free` run instead.
+    ///
+    /// # Safety
+    /// `use_object` must not keep, free or hand on the object: it goes back to the magazine,
+    /// unchecked, when `use_object` returns.
+    #[doc(hidden)]
+    pub unsafe fn bench_only_pair_without_hardened_checks(
+        &mut self,
+        use_object: impl FnOnce(NonNull<u8>),
+    ) -> Result<(), Error> {
+        let cache = self.cache;
+        let mut use_object = Some(use_object);
+        if let (Some(m), Hold::Stripe(stripe), Some(threads)) = (&cache.magazines, &self.hold, cache.threads.as_deref())
+            && m.stripe_pair_unchecked(cache.server, threads, *stripe, |p| use_object.take().map_or((), |f| f(p)))
+                .is_some()
+        {
+            return Ok(());
+        }
+        let object = self.alloc()?;
+        if let Some(f) = use_object.take() {
+            f(object);
+        }
+        self.free(object)
+    }
+}
+
+impl Magazines {
+    fn ptr<T: Transport>(&self, server: &Memserver<T>, handle: protocol::Handle) -> Result<NonNull<u8>, Error> {
+        server.object(handle, self.geometry.object_size as usize)
+    }
+
+    /// The fast path of `alloc`: a pop from thread magazine `stripe` of `threads` (the calling
+    /// thread's lease); `None` when it is empty (then [`Magazines::stripe_refill`]).
+    #[inline]
+    pub(crate) fn stripe_pop<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+    ) -> Option<NonNull<u8>> {
+        if !threads.own(stripe) {
+            return None;
+        }
+        // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
+        // the caller or the `!Send` guard) and it owns the magazine (`own`); `pop` does not
+        // reach the magazines again.
+        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
+        server.stripe_hit(stripe, true, self.kmalloc);
+        server.window().ptr(self.hand_out(server, handle), self.geometry.object_size as usize)
+    }
+
+    /// The thread magazine is empty: one handle from the shared layer (refilled by IPC if it
+    /// is empty too) to return, and up to half a thread magazine more from what the loaded
+    /// magazine holds.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn stripe_refill<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+    ) -> Result<NonNull<u8>, Error> {
+        if !threads.own(stripe) {
+            // A flush is emptying this thread's magazine: the shared layer serves.
+            let _guard = server.slot_lock(self.index).lock();
+            return self.alloc(server, &mut Pending::default()).and_then(|h| self.ptr(server, h));
+        }
+        let mut batch = [0u64; THREAD_BATCH];
+        let mut pending = Pending::default();
+        let (first, moved) = {
+            let _guard = server.slot_lock(self.index).lock();
+            let first = self.take(server, &mut pending)?;
+            let mut moved = 0;
+            for slot in batch.iter_mut().skip(1) {
+                let Some(handle) = self.slot.pop() else { break };
+                *slot = handle;
+                moved += 1;
+            }
+            (first, moved)
+        };
+        // SAFETY: this thread's lease (see `stripe_pop`); the closure only pushes.
+        unsafe {
+            threads.with(stripe, |t| {
+                for &handle in batch.iter().skip(1).take(moved) {
+                    t.push(handle);
+                }
+            })
+        };
+        if !pending.missed {
+            server.stripe_hit(stripe, true, self.kmalloc);
+        }
+        server.publish_stripe(stripe);
+        self.ptr(server, self.hand_out(server, first))
+    }
+
+    /// The fast path of `free` (hardened) on thread magazine `stripe` of `threads` (the
+    /// calling thread's lease): `Ok(true)` once pushed, `Ok(false)` when the magazine is full
+    /// or not this thread's now (then [`Magazines::stripe_drain`]), the refusal otherwise.
+    #[inline]
+    pub(crate) fn stripe_push<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        handle: u64,
+    ) -> Result<bool, Refusal> {
+        if !threads.own(stripe) || !self.admit_and_push(server, threads, stripe, handle)? {
+            return Ok(false);
+        }
+        server.stripe_hit(stripe, false, self.kmalloc);
+        Ok(true)
+    }
+
+    /// The hardened free's checks of `handle`, then a push onto thread magazine `stripe`
+    /// (which the calling thread owns) and the canary: whether it was pushed (not full).
+    #[inline(always)]
+    fn admit_and_push<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        handle: u64,
+    ) -> Result<bool, Refusal> {
+        // SAFETY: this thread's lease and magazine (the caller's `own`, see `stripe_pop`);
+        // `top` does not re-enter.
+        let top = if self.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
+        let canary = self.admit(server, handle, top)?;
+        // SAFETY: as above; `push` does not re-enter.
+        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
+            return Ok(false);
+        }
+        Magazines::mark_free(server, handle, canary);
+        Ok(true)
+    }
+
+    /// The thread magazine is full: half of it goes to the shared layer (drained to the
+    /// server by IPC if that is full too), then `handle` goes in (checked again: the
+    /// refusal, if any, is the fast path's).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn stripe_drain<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        handle: u64,
+    ) -> Result<(), Error> {
+        if !threads.own(stripe) {
+            // A flush is emptying this thread's magazine: the shared layer takes the object.
+            let _guard = server.slot_lock(self.index).lock();
+            return self.free(server, &mut Pending::default(), protocol::Handle(handle));
+        }
+        let missed = {
+            let _guard = server.slot_lock(self.index).lock();
+            self.move_to_shared(server, threads, stripe, THREAD_BATCH)?
+        };
+        if !self.admit_and_push(server, threads, stripe, handle)? {
+            return Err(Error::UnexpectedReply);
+        }
+        if !missed {
+            server.stripe_hit(stripe, false, self.kmalloc);
+        }
+        server.publish_stripe(stripe);
+        Ok(())
+    }
+
+    /// The fast path's alloc+free pair on thread magazine `stripe` (the calling thread's
+    /// lease) *without* the hardened free's checks and canary (for
+    /// [`CacheGuard::bench_only_pair_without_hardened_checks`](super::CacheGuard), which
+    /// measures what they cost): pop, `use_object`, push. `None` (nothing done) when the
+    /// magazine is empty or not this thread's.
+    #[inline]
+    pub(crate) fn stripe_pair_unchecked<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        use_object: impl FnOnce(NonNull<u8>),
+    ) -> Option<()> {
+        if !threads.own(stripe) {
+            return None;
+        }
+        // SAFETY: this thread's lease and magazine (see `stripe_pop`); `pop` does not re-enter.
+        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
+        server.stripe_hit(stripe, true, self.kmalloc);
+        let object = server.window().ptr(protocol::Handle(handle), self.geometry.object_size as usize);
+        if let Some(ptr) = object {
+            use_object(ptr);
+        }
+        let handle = object.and_then(|ptr| server.window().handle(ptr)).map_or(handle, |h| h.0);
+        // SAFETY: as above; `push` does not re-enter (and has room: the handle was just popped).
+        unsafe { threads.with(stripe, |t| t.push(handle)) };
+        server.stripe_hit(stripe, false, self.kmalloc);
+        Some(())
+    }
+
+    /// Moves up to `n` handles from the top of thread magazine `stripe` into the shared
+    /// layer; a handle leaves the thread magazine only once the shared layer took it. The
+    /// caller holds the slot's lock and owns the magazine (its own thread's, or a stale one's hold).
+    /// Whether the shared layer missed (exchanged).
+    fn move_to_shared<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        n: usize,
+    ) -> Result<bool, Error> {
+        let mut pending = Pending::default();
+        for _ in 0..n {
+            // SAFETY: the caller owns the magazine (this thread's, `own`, or a `StaleStripe` hold);
+            // `top` does not re-enter.
+            let Some(top) = (unsafe { threads.with(stripe, |t| t.top()) }).flatten() else { break };
+            self.put(server, &mut pending, top)?;
+            // SAFETY: as above; `pop` does not re-enter.
+            unsafe { threads.with(stripe, ThreadMagazine::pop) };
+        }
+        Ok(pending.missed)
+    }
+
+    /// Everything in the calling thread's magazine (`own`, its lease), and in the magazines
+    /// left by threads that exited, back to the shared layer (`flush`). The magazines of other
+    /// live threads keep their objects.
+    pub(crate) fn stripe_flush<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        own: Option<usize>,
+    ) -> Result<(), Error> {
+        let _guard = server.slot_lock(self.index).lock();
+        if let Some(stripe) = own.filter(|&s| threads.own(s)) {
+            self.move_to_shared(server, threads, stripe, usize::MAX)?;
+            server.publish_stripe(stripe);
+        }
+        for stripe in (0..STRIPES).filter(|&s| Some(s) != own) {
+            // While the hold lasts no thread can take the magazine over: it is this thread's.
+            if let Some(_stale) = threads.take_stale(stripe) {
+                self.move_to_shared(server, threads, stripe, usize::MAX)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,9 @@
 //! mimalloc, per object size; and one `kmalloc`+`kfree` pair of the same sizes (the kmalloc
 //! caches' magazines, `kfree` finding the cache through the page-owner table) against
 //! mimalloc's `malloc`/`free`. Each pair also writes one word of the object (as a user
-//! would), so no allocator is measured handing out memory nobody touches.
+//! would), so no allocator is measured handing out memory nobody touches. Beside the guard
+//! pair, the same pair without the hardened free's checks ([`UNCHECKED`]): the summary's
+//! `hardened_check_ns_per_pair` is the difference.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -17,6 +19,10 @@ pub const SIZES: [u32; 4] = [8, 64, 256, 1024];
 
 /// Benchmark group name (also the criterion directory).
 pub const GROUP: &str = "fast_path";
+
+/// The guard pair without the hardened free's checks (`CacheGuard::alloc`/`free` minus what
+/// `hardened.rs` adds): the benchmark the checks' cost is measured against.
+pub const UNCHECKED: &str = "memserver-guard-unchecked";
 
 #[inline]
 fn touch(object: NonNull<u8>) {
@@ -61,6 +67,15 @@ pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) {
                 let object = guard.alloc().expect("alloc");
                 touch(object);
                 guard.free(object).expect("free");
+            })
+        });
+        // The same guard pair without the hardened free's checks and canary (a bench-only
+        // entry point), run right after it: the difference is what the checks cost a pair.
+        group.bench_with_input(BenchmarkId::new(UNCHECKED, size), &size, |b, _| {
+            let mut guard = cache.lock();
+            b.iter(|| {
+                // SAFETY: `touch` neither keeps nor frees the object.
+                unsafe { guard.bench_only_pair_without_hardened_checks(touch) }.expect("pair");
             })
         });
         let after = session.counters();

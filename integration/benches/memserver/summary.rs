@@ -16,7 +16,10 @@
 //! * rates (higher is better): `loadgen_churn_vs_mimalloc`, `loadgen_mixed_vs_mimalloc` (ops/s
 //!   of one client, one thread), `threads2_vs_threads1` (churn, one client with 2 threads over
 //!   1; mimalloc's beside it as `mimalloc_threads2_vs_threads1`);
-//! * absolute: `magazine_hit_rate` (churn, 1 client), `kmalloc_hit_rate` (loadgen `kmalloc`,
+//! * absolute: `hardened_check_ns_per_pair` (the guard pair minus the same pair without the
+//!   hardened free's checks and canary, both measured in this run, mean over the sizes; per
+//!   size `hardened_check_ns` under `sizes`), `magazine_hit_rate` (churn, 1 client),
+//!   `kmalloc_hit_rate` (loadgen `kmalloc`,
 //!   1 client; per run in the table, beside the cache hit rate), `instructions_per_request`,
 //!   `instructions_per_exchanged_object`, `server_bytes_per_pool_frame` (and
 //!   `server_bytes_per_pool_frame_tables`).
@@ -134,6 +137,7 @@ pub fn run(
     let (mut vs_mi, mut vs_glibc, mut plain_vs_fast) = (Vec::new(), Vec::new(), Vec::new());
     let (mut locked_vs_mi, mut locked_vs_glibc) = (Vec::new(), Vec::new());
     let mut kmalloc_vs_mi = Vec::new();
+    let mut check_costs = Vec::new();
     for size in SIZES {
         let p = size.to_string();
         // The fast path is a CacheGuard's (the lock taken once for a run of operations);
@@ -143,6 +147,9 @@ pub fn run(
         let glibc = median(out, fast_path::GROUP, "glibc", &p);
         let mi = median(out, fast_path::GROUP, "mimalloc", &p);
         let kmalloc = median(out, fast_path::GROUP, "memserver-kmalloc", &p);
+        let unchecked = median(out, fast_path::GROUP, fast_path::UNCHECKED, &p);
+        let check_cost = ours.zip(unchecked).map(|(checked, unchecked)| checked - unchecked);
+        check_costs.push(check_cost);
         kmalloc_vs_mi.push(ratio(kmalloc, mi));
         vs_mi.push(ratio(ours, mi));
         vs_glibc.push(ratio(ours, glibc));
@@ -154,7 +161,8 @@ pub fn run(
             json!({ "memserver_ns": ours, "memserver_locked_ns": locked, "glibc_ns": glibc, "mimalloc_ns": mi,
             "vs_mimalloc": ratio(ours, mi), "vs_glibc": ratio(ours, glibc), "plain_vs_fast_path": ratio(locked, ours),
             "locked_vs_mimalloc": ratio(locked, mi), "locked_vs_glibc": ratio(locked, glibc),
-            "kmalloc_ns": kmalloc, "kmalloc_vs_mimalloc": ratio(kmalloc, mi) }),
+            "kmalloc_ns": kmalloc, "kmalloc_vs_mimalloc": ratio(kmalloc, mi),
+            "unchecked_ns": unchecked, "hardened_check_ns": check_cost }),
         );
         let pair = format!("{size} B");
         lines.push(ratio_line(
@@ -186,6 +194,17 @@ pub fn run(
             Some(Goal::AtMost(1.0)),
         ));
     }
+    // The hardened free's checks: the guard pair minus the same pair without them, both
+    // measured in this run, averaged over the sizes (noise can make one size negative).
+    let check_costs: Option<Vec<f64>> = check_costs.into_iter().collect();
+    let hardened_check = check_costs.filter(|c| !c.is_empty()).map(|c| c.iter().sum::<f64>() / c.len() as f64);
+    lines.push(absolute_line(
+        "hardened free check cost per pair (guard pair − unchecked pair, mean over sizes)",
+        hardened_check,
+        hardened_check.map_or("-".into(), |c| format!("{c:.2} ns")),
+        Goal::AtMost(1.0),
+        " ns",
+    ));
     let mut ipc_json = json!({ "request_bytes": sizes.request, "reply_bytes": sizes.reply });
     let mut ipc_ratio = None;
     for placement in PLACEMENTS {
@@ -310,7 +329,7 @@ pub fn run(
     });
 
     let goals = json!({ "fast_path_vs_mimalloc": "<= 1.0", "fast_path_vs_glibc": "<= 0.5", "plain_vs_fast_path": "<= 1.5",
-        "kmalloc_fast_path_vs_mimalloc": "<= 1.0",
+        "kmalloc_fast_path_vs_mimalloc": "<= 1.0", "hardened_check_ns_per_pair": "<= 1.0",
         "ipc_vs_pingpong": "<= 1.25", "magazine_hit_rate": ">= 0.98", "loadgen_mean_vs_fast_path": "<= 3.0",
         "loadgen_churn_vs_mimalloc": ">= 1.0", "loadgen_mixed_vs_mimalloc": ">= 1.0",
         "threads2_vs_threads1": ">= 1.8", "instructions_per_request": "<= 600",
@@ -323,6 +342,7 @@ pub fn run(
         "plain_vs_fast_path": geomean(&plain_vs_fast),
         "fast_path_locked_vs_mimalloc": geomean(&locked_vs_mi), "fast_path_locked_vs_glibc": geomean(&locked_vs_glibc),
         "kmalloc_fast_path_vs_mimalloc": geomean(&kmalloc_vs_mi), "kmalloc_hit_rate": kmalloc_hit_rate,
+        "hardened_check_ns_per_pair": hardened_check,
         "ipc_vs_pingpong": ipc_ratio, "ipc_vs_pingpong_unpinned": ipc_json["ratio_unpinned"].clone(),
         "loadgen_mean_vs_fast_path": ratio(loadgen_pair, fast64),
         "loadgen_mean_vs_locked_pair": ratio(loadgen_pair, locked64),
