@@ -1,31 +1,39 @@
 //! [`Cache`]: a `kmem_cache` of one client, with Bonwick magazines in the control region;
 //! [`KmemCache`]: its typed form, the `KMEM_CACHE()` macro's counterpart.
 //!
-//! All of the magazine logic lives here ([`Magazines`]: the fast path, the exchange, the
-//! construction of new slabs, bulk operations), used by a cache's own `alloc`/`free` and by
-//! `kmalloc`/`kfree`, which reach the same slots through the server's cache and page-owner
-//! tables. Every user of a slot holds the slot's lock ([`Memserver::slot_lock`]).
+//! This module is the cache as its user sees it (create, alloc/free, bulk, shrink, destroy).
+//! The magazine logic lives in submodules: `magazines` (a slot's shared layer: the fast
+//! path under the slot's lock, the exchange, the construction of new slabs, bulk operations),
+//! used by a cache's own `alloc`/`free` and by `kmalloc`/`kfree`, which reach the same slots
+//! through the server's cache and page-owner tables; `stripes` (with `std`: the per-thread
+//! magazines in front of it); and `guard` ([`CacheGuard`], one thread's run of operations).
+//! Every user of a slot holds the slot's lock ([`Memserver::slot_lock`]).
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
-use protocol::control::{CacheEntry, MagazineRole, NO_SLOT, NOT_KMALLOC, SLOTS_MAX};
-use protocol::flags::{SLAB_DEBUG, SLAB_PANIC};
-use protocol::{CacheId, CacheLayout, CacheName, ExchangeOp, Handle, PAGE_SIZE};
+use protocol::flags::SLAB_PANIC;
+use protocol::{CacheId, CacheLayout, CacheName, ExchangeOp, Handle};
 use spin::Mutex;
 
 use crate::error::Error;
-use crate::hardened::{ObjectCheck, Refusal};
+use crate::hardened::ObjectCheck;
 use crate::server::Memserver;
-use crate::shm::SlotView;
 #[cfg(feature = "std")]
 use crate::threads::ThreadMagazines;
+use crate::transport::Transport;
 
+mod guard;
+mod magazines;
 #[cfg(feature = "std")]
 #[allow(unsafe_code)]
 mod stripes;
-use crate::transport::Transport;
+
+pub use guard::CacheGuard;
+use guard::Hold;
+use magazines::{Geometry, construct_slab};
+pub(crate) use magazines::{Magazines, Pending};
 
 /// A constructor: runs on every object of a new slab, in the client, when the slab is first
 /// handed out (Linux runs it when the slab is allocated); never again when an object is reused.
@@ -34,338 +42,6 @@ pub type Ctor = fn(NonNull<u8>);
 /// A destructor (Linux 2.4's `dtor`): runs on every object of a slab, in the client, before
 /// the slab's pages leave the cache (shrink, destroy). Objects are in their constructed state.
 pub type Dtor = fn(NonNull<u8>);
-
-/// Where a cache's objects lie, as far as constructing a whole slab needs: slabs are
-/// `pages_per_slab` pages, aligned to their own size in the window, holding
-/// `objects_per_slab` objects at `stride`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    pub(crate) object_size: u32,
-    pub(crate) stride: u32,
-    pub(crate) objects_per_slab: u32,
-    pub(crate) pages_per_slab: u32,
-}
-
-impl Geometry {
-    fn of_layout(layout: &CacheLayout) -> Self {
-        Geometry {
-            object_size: layout.object_size,
-            stride: layout.stride,
-            objects_per_slab: layout.objects_per_slab,
-            pages_per_slab: layout.pages_per_slab,
-        }
-    }
-
-    fn of_entry(entry: &CacheEntry) -> Self {
-        Geometry {
-            object_size: entry.object_size,
-            stride: entry.stride,
-            objects_per_slab: u32::from(entry.objects_per_slab),
-            pages_per_slab: 1u32.checked_shl(u32::from(entry.order)).unwrap_or(0),
-        }
-    }
-
-    /// The handles of every object of the slab holding `handle` (a slab starts at a multiple
-    /// of its own size; the first object is as far into it as `handle` is into its stride).
-    fn slab_objects(&self, handle: Handle) -> impl Iterator<Item = Handle> + use<> {
-        let slab_bytes = u64::from(self.pages_per_slab) * PAGE_SIZE as u64;
-        let stride = u64::from(self.stride).max(1);
-        let base = if slab_bytes.is_power_of_two() { handle.0 & !(slab_bytes - 1) } else { handle.0 };
-        let first = base + (handle.0 - base) % stride;
-        (0..u64::from(self.objects_per_slab)).map(move |i| Handle(first + i * stride))
-    }
-}
-
-/// A magazine slot and what its paths need: the slot's magazines (a view given only to the
-/// cache bound to it), the cache, the ctor to run over the objects of new slabs, and the
-/// hardened free's checks.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Magazines {
-    pub(crate) index: u16,
-    pub(crate) capacity: u16,
-    pub(crate) cache: CacheId,
-    pub(crate) geometry: Geometry,
-    pub(crate) ctor: Option<Ctor>,
-    /// Whether the operations count as `kmalloc`/`kfree` (for the kmalloc hit counters).
-    pub(crate) kmalloc: bool,
-    slot: SlotView,
-    /// Object-start-of-this-cache check (`None` if the server's cache table did not describe
-    /// the cache: then only the double-free check runs).
-    check: Option<ObjectCheck>,
-    /// Whether freed objects carry a canary (caches without ctor or dtor: their freed objects'
-    /// contents are nobody's).
-    canary: bool,
-}
-
-impl Magazines {
-    /// The magazines of `slot` for `cache`, if the slot is usable (below [`SLOTS_MAX`], inside
-    /// the control region, a capacity).
-    fn bind<T: Transport>(
-        server: &Memserver<T>,
-        slot: u16,
-        capacity: u16,
-        cache: CacheId,
-        geometry: Geometry,
-        ctor: Option<Ctor>,
-        (canary, check): (bool, Option<ObjectCheck>),
-    ) -> Option<Magazines> {
-        if slot >= SLOTS_MAX.min(server.magazine_slots()) || capacity == 0 || !server.control().has_slot(slot) {
-            return None;
-        }
-        let view = server.control().slot(slot)?;
-        Some(Magazines { index: slot, capacity, cache, geometry, ctor, kmalloc: false, slot: view, check, canary })
-    }
-
-    /// The magazines of the cache `entry` (cache-table index `table_index`) describes, if it
-    /// has a slot this client can use (a non-debug cache with a usable slot), for `kmalloc`
-    /// and `kfree` (their hits count as kmalloc hits). Freed objects carry a canary for the
-    /// kmalloc classes and for the caches this session created without ctor or dtor (the
-    /// table does not say whether a cache has a ctor; the session remembers).
-    pub(crate) fn of_entry<T: Transport>(
-        server: &Memserver<T>,
-        table_index: u16,
-        entry: &CacheEntry,
-    ) -> Option<Magazines> {
-        if entry.slot == NO_SLOT || entry.flags & SLAB_DEBUG != 0 {
-            return None;
-        }
-        let canary = entry.kmalloc_class != NOT_KMALLOC || server.canary_cache(table_index);
-        let check = ObjectCheck::of_entry(table_index, entry);
-        let geometry = Geometry::of_entry(entry);
-        let mut m =
-            Self::bind(server, entry.slot, entry.capacity, CacheId(entry.cache), geometry, None, (canary, check))?;
-        m.kmalloc = true;
-        Some(m)
-    }
-
-    /// A handle from the shared layer: the loaded magazine's top, after a swap with a
-    /// non-empty previous one or a refill from the server (a miss: the one IPC). The caller holds the slot's lock.
-    pub(crate) fn take<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<u64, Error> {
-        if let Some(handle) = self.slot.pop() {
-            return Ok(handle);
-        }
-        // Bonwick swaps only with a full previous magazine; any objects there beat an IPC.
-        if self.slot.count(MagazineRole::Previous) > 0 {
-            self.slot.swap();
-        } else {
-            self.miss(server, pending);
-            self.exchange(server, ExchangeOp::Refill)?;
-        }
-        self.slot.pop().ok_or(Error::UnexpectedReply)
-    }
-
-    /// Puts a handle into the shared layer: onto the loaded magazine, after a swap with an
-    /// empty previous one or a drain to the server. The caller holds the slot's lock.
-    pub(crate) fn put<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        pending: &mut Pending,
-        handle: u64,
-    ) -> Result<(), Error> {
-        if self.slot.push(self.capacity, handle) {
-            return Ok(());
-        }
-        if self.slot.count(MagazineRole::Previous) == 0 {
-            self.slot.swap();
-        } else {
-            self.miss(server, pending);
-            self.exchange(server, ExchangeOp::Drain)?;
-        }
-        if self.slot.push(self.capacity, handle) { Ok(()) } else { Err(Error::UnexpectedReply) }
-    }
-
-    /// Hands an object out of a magazine: clears its canary.
-    #[inline]
-    pub(crate) fn hand_out<T: Transport>(&self, server: &Memserver<T>, handle: u64) -> Handle {
-        if self.canary {
-            server.window().set_word(handle, 0);
-        }
-        Handle(handle)
-    }
-
-    /// The hardened free's checks ([`crate::hardened`]): `handle` is an object start of this
-    /// cache's slabs, and not free already (its canary; for a ctor cache, not `top`, the
-    /// object freed last). Returns the canary to write once the object is in a magazine.
-    #[inline(always)]
-    pub(crate) fn admit<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        handle: u64,
-        top: Option<u64>,
-    ) -> Result<Option<u64>, Refusal> {
-        if let Some(check) = &self.check {
-            check.check(server.page_owners(), handle)?;
-        }
-        // Every cache's freed objects are checked for the canary (a constructed object never
-        // carries one); only caches whose freed objects are nobody's get one written.
-        let canary = server.canary().of(handle);
-        match server.window().word(handle) {
-            Some(word) if word == canary => return Err(Refusal::DoubleFree),
-            Some(_) => {}
-            None => return Err(Refusal::InvalidObject),
-        }
-        if !self.canary && top == Some(handle) {
-            return Err(Refusal::DoubleFree);
-        }
-        Ok(self.canary.then_some(canary))
-    }
-
-    /// Marks a freed object (now in a magazine) with its canary.
-    #[inline]
-    pub(crate) fn mark_free<T: Transport>(server: &Memserver<T>, handle: u64, canary: Option<u64>) {
-        if let Some(canary) = canary {
-            server.window().set_word(handle, canary);
-        }
-    }
-
-    /// The shared-layer path of an allocation; the caller holds the slot's lock.
-    #[inline]
-    pub(crate) fn alloc<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<Handle, Error> {
-        pending.missed = false;
-        let handle = self.take(server, pending)?;
-        if !pending.missed {
-            pending.hit(server, true, self.kmalloc);
-        }
-        Ok(self.hand_out(server, handle))
-    }
-
-    /// The shared-layer path of a free (hardened); the caller holds the slot's lock.
-    #[inline]
-    pub(crate) fn free<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        pending: &mut Pending,
-        handle: Handle,
-    ) -> Result<(), Error> {
-        let top = if self.canary { None } else { self.top() };
-        let canary = self.admit(server, handle.0, top).map_err(Error::from)?;
-        pending.missed = false;
-        self.put(server, pending, handle.0)?;
-        Self::mark_free(server, handle.0, canary);
-        if !pending.missed {
-            pending.hit(server, false, self.kmalloc);
-        }
-        Ok(())
-    }
-
-    /// The handle on top of the loaded magazine (the object freed last), if any.
-    fn top(&self) -> Option<u64> {
-        let count = self.slot.count(MagazineRole::Loaded) as usize;
-        self.slot.handle(MagazineRole::Loaded, count.checked_sub(1)?)
-    }
-
-    /// An operation that needs an IPC: counted as a miss (not a hit).
-    fn miss<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) {
-        pending.publish(server);
-        pending.missed = true;
-        server.raw_counters().misses.fetch_add(1, Relaxed);
-        if self.kmalloc {
-            server.private_counters().kmalloc_misses.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// One `MagazineExchange`; after a refill, runs the ctor over every object of each new
-    /// slab (a set bit of `fresh_mask` marks a handle whose slab the refill created).
-    pub(crate) fn exchange<T: Transport>(&self, server: &Memserver<T>, op: ExchangeOp) -> Result<(), Error> {
-        let protocol::Exchanged { count, fresh_mask } =
-            server.ipc(|api| api.magazine_exchange(self.cache, self.index, op))?;
-        if let (Some(ctor), ExchangeOp::Refill) = (self.ctor, op) {
-            for i in (0..usize::from(count)).filter(|i| fresh_mask >> i & 1 == 1) {
-                let handle = self.slot.handle(MagazineRole::Loaded, i).ok_or(Error::UnexpectedReply)?;
-                construct_slab(server, &self.geometry, Handle(handle), ctor)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Allocates `out.len()` objects, all or none. Pops what the magazines hold and refills
-    /// as needed (each refill moves a whole magazine in one exchange); on a failure every
-    /// object taken so far goes back through [`Magazines::free`]. Caller holds the lock.
-    pub(crate) fn alloc_bulk<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        pending: &mut Pending,
-        out: &mut [Handle],
-    ) -> Result<(), Error> {
-        for i in 0..out.len() {
-            match self.alloc(server, pending) {
-                Ok(handle) => {
-                    if let Some(slot) = out.get_mut(i) {
-                        *slot = handle;
-                    }
-                }
-                Err(e) => {
-                    for &handle in out.iter().take(i) {
-                        self.free(server, pending, handle)?;
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Runs `ctor` on every object of the slab holding `handle`.
-fn construct_slab<T: Transport>(
-    server: &Memserver<T>,
-    geometry: &Geometry,
-    handle: Handle,
-    ctor: Ctor,
-) -> Result<(), Error> {
-    for object in geometry.slab_objects(handle) {
-        ctor(server.object(object, geometry.object_size as usize)?);
-    }
-    Ok(())
-}
-
-/// Where the fast path counts its magazine hits. `Cache::alloc`/`free` add to the
-/// control-region header at once (one atomic add; the server reads those counters). A
-/// [`CacheGuard`] counts with plain adds and publishes in batches: at every miss, every
-/// [`PUBLISH_EVERY`] hits, and when it is dropped, so its fast path has no atomic instruction.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    batched: bool,
-    alloc_hits: u64,
-    free_hits: u64,
-    /// Whether a trip to the shared layer missed (swapped or exchanged): the operation that
-    /// made it counts as a miss, not a hit.
-    pub(crate) missed: bool,
-}
-
-/// Hits a guard counts before it publishes them.
-const PUBLISH_EVERY: u64 = 256;
-
-impl Pending {
-    /// Counts one hit (`alloc` or `free`).
-    #[inline]
-    fn hit<T: Transport>(&mut self, server: &Memserver<T>, alloc: bool, kmalloc: bool) {
-        if kmalloc {
-            server.private_counters().kmalloc_hits.fetch_add(1, Relaxed);
-        }
-        if !self.batched {
-            let counters = server.raw_counters();
-            let counter = if alloc { counters.alloc_hits } else { counters.free_hits };
-            counter.fetch_add(1, Relaxed);
-            return;
-        }
-        let count = if alloc { &mut self.alloc_hits } else { &mut self.free_hits };
-        *count += 1;
-        if *count >= PUBLISH_EVERY {
-            self.publish(server);
-        }
-    }
-
-    fn publish<T: Transport>(&mut self, server: &Memserver<T>) {
-        let counters = server.raw_counters();
-        if self.alloc_hits > 0 {
-            counters.alloc_hits.fetch_add(core::mem::take(&mut self.alloc_hits), Relaxed);
-        }
-        if self.free_hits > 0 {
-            counters.free_hits.fetch_add(core::mem::take(&mut self.free_hits), Relaxed);
-        }
-    }
-}
 
 /// A slab cache. Corresponds to `struct kmem_cache`.
 ///
@@ -554,12 +230,7 @@ impl<'m, T: Transport> Cache<'m, T> {
             Some(m) => self.server.slot_lock(m.index),
             None => &self.ipc_lock,
         };
-        CacheGuard {
-            cache: self,
-            hold: Hold::Locked(lock.lock()),
-            pending: Pending { batched: true, ..Pending::default() },
-            _thread: PhantomData,
-        }
+        CacheGuard { cache: self, hold: Hold::Locked(lock.lock()), pending: Pending::batched(), _thread: PhantomData }
     }
 
     /// `SLAB_PANIC`: a failed allocation is fatal, as Linux makes it.
@@ -769,71 +440,6 @@ impl<'m, T: Transport> Cache<'m, T> {
             construct_slab(self.server, &Geometry::of_layout(&self.layout), handle, ctor)?;
         }
         self.object(handle)
-    }
-}
-
-/// One thread's run of operations on a [`Cache`] (from [`Cache::lock`]): `alloc` and `free`
-/// on this thread's magazine of the cache without looking it up each time, or, where the cache
-/// has none, under the cache's lock held for the guard's life. Not `Send`: it stands for the
-/// thread that made it. Counters are published when it is dropped.
-pub struct CacheGuard<'c, 'm, T: Transport> {
-    cache: &'c Cache<'m, T>,
-    hold: Hold<'c>,
-    pending: Pending,
-    _thread: PhantomData<*const ()>,
-}
-
-/// What a [`CacheGuard`] holds.
-enum Hold<'c> {
-    /// This thread's stripe of the cache's per-thread magazines.
-    #[cfg(feature = "std")]
-    Stripe(usize),
-    /// The lock of the cache's slot (or its IPC lock).
-    Locked(#[allow(dead_code)] spin::MutexGuard<'c, ()>),
-}
-
-impl<T: Transport> CacheGuard<'_, '_, T> {
-    /// Corresponds to `kmem_cache_alloc()`.
-    #[inline]
-    pub fn alloc(&mut self) -> Result<NonNull<u8>, Error> {
-        let cache = self.cache;
-        let result = match (&cache.magazines, &self.hold) {
-            #[cfg(feature = "std")]
-            (Some(m), Hold::Stripe(stripe)) => match cache.stripe_pop(m, *stripe) {
-                Some(ptr) => return Ok(ptr),
-                None => cache.stripe_refill(m, *stripe),
-            },
-            (Some(m), _) => m.alloc(cache.server, &mut self.pending).and_then(|h| cache.object(h)),
-            (None, _) => cache.ipc_alloc_locked(false),
-        };
-        cache.check_panic(result)
-    }
-
-    /// Corresponds to `kmem_cache_free()` (hardened as [`Cache::free`]).
-    #[inline]
-    pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), Error> {
-        let cache = self.cache;
-        let Some(m) = &cache.magazines else { return cache.ipc_free(ptr) };
-        let handle = cache.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
-        match &self.hold {
-            #[cfg(feature = "std")]
-            Hold::Stripe(stripe) => match cache.stripe_push(m, *stripe, handle.0) {
-                Ok(true) => Ok(()),
-                Ok(false) => cache.stripe_drain(m, *stripe, handle.0),
-                Err(refusal) => Err(refusal.into()),
-            },
-            Hold::Locked(_) => m.free(cache.server, &mut self.pending, handle),
-        }
-    }
-}
-
-impl<T: Transport> Drop for CacheGuard<'_, '_, T> {
-    fn drop(&mut self) {
-        self.pending.publish(self.cache.server);
-        #[cfg(feature = "std")]
-        if let Hold::Stripe(stripe) = self.hold {
-            self.cache.server.publish_stripe(stripe);
-        }
     }
 }
 
