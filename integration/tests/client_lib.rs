@@ -229,20 +229,38 @@ fn kmem_cache_takes_size_and_alignment_from_the_type() {
 
 #[test]
 fn four_threads_share_caches_without_loss_or_duplication() {
+    share_caches([("shared-64", 64), ("shared-200", 200)], 4, 30_000);
+}
+
+/// More threads at once than there are per-thread magazines (16 stripes): the threads without
+/// one use the shared magazines under the lock, beside those with one, and nothing is lost or
+/// handed out twice; afterwards a flush (the exited threads' magazines included) gives every
+/// object back.
+#[test]
+fn more_threads_than_stripes_share_a_cache_without_loss_or_duplication() {
+    share_caches([("crowd-64", 64), ("crowd-96", 96)], 24, 3_000);
+}
+
+/// `threads` threads started together run `ops` random allocs and frees each over two caches
+/// of one session (see [`worker_ops`]); what they still hold is exactly what `live` registered,
+/// and once it is freed and the caches flushed (the exited threads' magazines included), no
+/// object is active.
+fn share_caches(caches: [(&str, usize); 2], threads: u64, ops: u64) {
     let server = host::start_real(&system());
     let ms = session(&server, "app");
-    let caches = [
-        Cache::create(&ms, "shared-64", 64, 0, 0, None).unwrap(),
-        Cache::create(&ms, "shared-200", 200, 0, 0, None).unwrap(),
-    ];
-    let sizes = [64usize, 200];
+    let sizes = caches.map(|(_, size)| size);
+    let caches = caches.map(|(name, size)| Cache::create(&ms, name, size as u32, 0, 0, None).unwrap());
     let live: Mutex<HashSet<usize>> = Mutex::new(HashSet::new());
+    let start = std::sync::Barrier::new(threads as usize);
     // Each thread returns what it still holds: (cache, address, tag).
     let leftovers: Vec<Vec<(usize, usize, u64)>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4u64)
+        let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (caches, sizes, live) = (&caches, &sizes, &live);
-                s.spawn(move || worker(t, caches, sizes, live))
+                let (caches, sizes, live, start) = (&caches, &sizes, &live, &start);
+                s.spawn(move || {
+                    start.wait();
+                    worker_ops(t, caches, sizes, live, ops)
+                })
             })
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
@@ -260,57 +278,9 @@ fn four_threads_share_caches_without_loss_or_duplication() {
     }
 }
 
-/// More threads at once than there are per-thread magazines (16 stripes): the threads without
-/// one use the shared magazines under the lock, beside those with one, and nothing is lost or
-/// handed out twice; afterwards a flush (the exited threads' magazines included) gives every
-/// object back.
-#[test]
-fn more_threads_than_stripes_share_a_cache_without_loss_or_duplication() {
-    let server = host::start_real(&system());
-    let ms = session(&server, "app");
-    let caches = [
-        Cache::create(&ms, "crowd-64", 64, 0, 0, None).unwrap(),
-        Cache::create(&ms, "crowd-96", 96, 0, 0, None).unwrap(),
-    ];
-    let sizes = [64usize, 96];
-    let live: Mutex<HashSet<usize>> = Mutex::new(HashSet::new());
-    let start = std::sync::Barrier::new(24);
-    let leftovers: Vec<Vec<(usize, usize, u64)>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..24u64)
-            .map(|t| {
-                let (caches, sizes, live, start) = (&caches, &sizes, &live, &start);
-                s.spawn(move || {
-                    start.wait();
-                    worker_ops(t, caches, sizes, live, 3_000)
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
-    for (which, addr, tag) in leftovers.into_iter().flatten() {
-        let p = NonNull::new(addr as *mut u8).unwrap();
-        check(p, sizes[which], tag);
-        caches[which].free(p).unwrap();
-    }
-    for cache in &caches {
-        cache.flush().unwrap();
-        assert_eq!(ms.cache_info(cache.id()).unwrap().active_objs, 0, "objects lost");
-    }
-}
-
-/// One thread of `four_threads_share_caches_without_loss_or_duplication`: random allocs and
-/// frees over both caches, every object pattern-checked before it is freed, every address
-/// registered in `live` (a second hand-out of a live object fails the insert).
-fn worker(
-    t: u64,
-    caches: &[Cache<'_, Connection>; 2],
-    sizes: &[usize; 2],
-    live: &Mutex<HashSet<usize>>,
-) -> Vec<(usize, usize, u64)> {
-    worker_ops(t, caches, sizes, live, 30_000)
-}
-
-/// `ops` random operations of one worker thread (see [`worker`]).
+/// `ops` random operations of one worker thread: random allocs and frees over both caches,
+/// every object pattern-checked before it is freed, every address registered in `live` (a
+/// second hand-out of a live object fails the insert).
 fn worker_ops(
     t: u64,
     caches: &[Cache<'_, Connection>; 2],
