@@ -1,187 +1,23 @@
-//! Model-based testing: a [`Harness`] that runs an [`Op`] (the one op enum, [`super::ops`],
-//! which the dispatch's fuzz targets run too) against the engine and a simple reference model
-//! that predicts every result exactly, checking the invariants and the object memory (a byte
-//! pattern per allocation) after every step. Mismatches panic (proptest reports and shrinks
-//! them).
-#![allow(clippy::panic, clippy::indexing_slicing, clippy::unwrap_used)]
+//! One op against the engine, its result predicted from the model.
 
 extern crate std;
 
-use std::collections::BTreeMap;
 use std::format;
-use std::string::String;
 use std::vec::Vec;
 
-use protocol::flags::{SLAB_ALL, SLAB_RED_ZONE, SLAB_STORE_USER};
-use protocol::{CacheId, ClientId, Error, Handle, PAGE_SIZE};
+use protocol::flags::SLAB_ALL;
+use protocol::{ClientId, Error, Handle, PAGE_SIZE};
 
-pub use super::ops::{MODEL_FLAGS, Op};
-use super::{OwnedStorage, VecPlatform, state_digest};
-use crate::{Engine, EngineConfig};
+use super::state::{MCache, MObj, Pick, batch};
+use super::{Harness, Op};
+use crate::testing::state_digest;
 
-#[derive(Clone, Debug)]
-struct MCache {
-    id: CacheId,
-    name: String,
-    ctor: bool,
-    kmalloc: bool,
-    dtor: bool,
-    /// The pending two-phase shrink: its token and the slabs it parked.
-    pending: Option<(u32, u32)>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct MObj {
-    /// `None`: a large kmalloc.
-    cache: Option<CacheId>,
-    kmalloc: bool,
-    size: u32,
-    pattern: u8,
-}
-
-#[derive(Debug, Default)]
-struct MClient {
-    caches: Vec<MCache>,
-    stale: Vec<CacheId>,
-    live: BTreeMap<u64, MObj>,
-    /// Objects parked in the (engine's view of the) depot: allocated, not the client's.
-    parked: BTreeMap<u64, MObj>,
-    freed: Vec<u64>,
-}
-
-enum Pick<'a> {
-    Live(&'a MCache),
-    Stale(CacheId),
-    None,
-}
-
-/// The engine under test plus the reference model.
-pub struct Harness<'a> {
-    pub engine: Engine<'a, VecPlatform>,
-    clients: Vec<MClient>,
-    quotas: Vec<u32>,
-    window: u32,
-    counter: u8,
-    /// Error codes the run has met (to prove the failure paths are reached).
-    pub seen: std::collections::BTreeSet<u16>,
-}
-
-/// The configuration the model runs with: a small pool, 3 clients, small windows.
-pub fn model_config() -> (EngineConfig, [u32; 3]) {
-    (EngineConfig::new(48, 3, 64), [12, 16, 24])
-}
-
-impl<'a> Harness<'a> {
-    /// Attach the clients of [`model_config`] to an engine over `storage` (the last one with
-    /// red-zoned kmalloc caches, `slub_debug = "ZU,kmalloc-*"`, so its kmalloc slack is red zone).
-    pub fn new(storage: &'a mut OwnedStorage) -> Self {
-        let (config, quotas) = model_config();
-        let mut engine = storage.engine(config);
-        let mut clients = Vec::new();
-        for (c, &q) in quotas.iter().enumerate() {
-            let kmalloc_flags = if c + 1 == quotas.len() { [SLAB_RED_ZONE | SLAB_STORE_USER; 13] } else { [0; 13] };
-            engine.client_attach_with(c as ClientId, config.max_window_pages, q, kmalloc_flags).unwrap();
-            clients.push(MClient::default());
-        }
-        let mut h = Harness {
-            engine,
-            clients,
-            quotas: quotas.to_vec(),
-            window: config.max_window_pages,
-            counter: 0,
-            seen: Default::default(),
-        };
-        for c in 0..quotas.len() {
-            h.refresh_kmalloc(c);
-        }
-        h
-    }
-
-    fn refresh_kmalloc(&mut self, c: usize) {
-        let ids: Vec<_> = self.engine.cache_ids(c as ClientId).collect();
-        for id in ids {
-            let i = self.engine.cache_info(c as ClientId, id).unwrap();
-            let name = i.name.as_str().into();
-            self.clients[c].caches.push(MCache { id, name, ctor: false, kmalloc: true, dtor: false, pending: None });
-        }
-    }
-
-    /// Odd `i`: one of the client's own caches if it has any; even: any live or recently
-    /// stale cache (kmalloc ones included).
-    fn pick_cache(&self, c: usize, i: u8) -> Pick<'_> {
-        let m = &self.clients[c];
-        let own: Vec<&MCache> = m.caches.iter().filter(|x| !x.kmalloc).collect();
-        if i % 2 == 1 && !own.is_empty() {
-            return Pick::Live(own[usize::from(i / 2) % own.len()]);
-        }
-        let n = m.caches.len() + m.stale.len().min(4);
-        if n == 0 {
-            return Pick::None;
-        }
-        let i = usize::from(i) % n;
-        match m.caches.get(i) {
-            Some(x) => Pick::Live(x),
-            None => Pick::Stale(m.stale[m.stale.len() - 1 - (i - m.caches.len())]),
-        }
-    }
-
-    fn pick_live(&self, c: usize, pick: u16) -> Option<(u64, MObj)> {
-        let live = &self.clients[c].live;
-        if live.is_empty() {
-            return None;
-        }
-        live.iter().nth(usize::from(pick) % live.len()).map(|(&h, &o)| (h, o))
-    }
-
-    /// Record a new object: aligned, inside the window, overlapping no live object; then
-    /// fill it with a fresh pattern.
-    fn add_live(&mut self, c: usize, h: Handle, obj: MObj) {
-        let end = h.0 + u64::from(obj.size);
-        assert!(end <= u64::from(self.window) * PAGE_SIZE as u64, "object {h:?} outside the window");
-        assert_eq!(h.0 % 8, 0, "object {h:?} not 8-aligned");
-        if let Some(id) = obj.cache {
-            let a = self.engine.cache_info(c as ClientId, id).unwrap().align;
-            assert_eq!(h.0 % u64::from(a), 0, "object {h:?} not {a}-aligned");
-        }
-        for held in [&self.clients[c].live, &self.clients[c].parked] {
-            if let Some((&p, prev)) = held.range(..=h.0).next_back() {
-                assert!(p + u64::from(prev.size) <= h.0, "object {h:?} overlaps held {p:#x}");
-            }
-            if let Some((&n, _)) = held.range(h.0..).next() {
-                assert!(end <= n, "object {h:?} overlaps held {n:#x}");
-            }
-        }
-        self.counter = self.counter.wrapping_add(1);
-        let obj = MObj { pattern: self.counter, ..obj };
-        self.engine.platform_mut().fill_bytes(c as ClientId, h.0, obj.size as usize, obj.pattern);
-        self.clients[c].live.insert(h.0, obj);
-    }
-
-    fn verify_pattern(&self, c: usize, h: u64, o: &MObj) {
-        let bytes = self.engine.platform().bytes(c as ClientId, h, o.size as usize);
-        assert!(bytes.iter().all(|&b| b == o.pattern), "object {h:#x} of client {c} was overwritten (shared?)");
-    }
-
-    fn remove_live(&mut self, c: usize, h: u64) {
-        let o = self.clients[c].live.remove(&h).unwrap();
-        let _ = o;
-        self.remove_live_freed(c, h);
-    }
-
-    /// Remember `h` as freed recently (for `FreeAgain`).
-    fn remove_live_freed(&mut self, c: usize, h: u64) {
-        let freed = &mut self.clients[c].freed;
-        freed.push(h);
-        if freed.len() > 32 {
-            freed.remove(0);
-        }
-    }
-
+impl Harness<'_> {
     /// A failed allocation of a new slab of `pages` frames (its pages and record frames; a
     /// bitmap frame may come on top, when the cache has no room for another bitmap record):
     /// the error is one the situation allows, and nothing changed.
     fn check_alloc_failure(&mut self, c: usize, e: Error, pages: u32, before: &str) {
-        self.seen.insert(e.code() as u16);
+        self.saw(e);
         let s = self.engine.client_stats(c as ClientId).unwrap();
         match e {
             Error::QuotaExceeded => assert!(s.frames_used + pages + 1 > s.quota_frames, "spurious QuotaExceeded"),
@@ -189,6 +25,17 @@ impl<'a> Harness<'a> {
             other => panic!("allocation failed with {other:?}"),
         }
         assert_eq!(state_digest(&self.engine), before, "failed allocation changed state");
+    }
+
+    /// A free of what is no held object (`what` of `h`) was refused as one of those.
+    fn expect_refused_free(&mut self, res: Result<(), Error>, what: &str, h: u64) {
+        if let Err(e) = res {
+            self.saw(e);
+        }
+        match res {
+            Err(Error::InvalidObject | Error::DoubleFree | Error::WrongCache) => {}
+            other => panic!("{what} of {h:#x}: {other:?}"),
+        }
     }
 
     /// Run one op and check it against the model.
@@ -219,7 +66,7 @@ impl<'a> Harness<'a> {
             Op::Alloc { client, cache, zero } => {
                 let c = usize::from(client) % nc;
                 let (id, ctor, kmalloc, parked) = match self.pick_cache(c, cache) {
-                    Pick::Live(m) => (m.id, m.ctor, m.kmalloc, m.pending.map_or(0, |(_, slabs)| slabs)),
+                    Pick::Live(m) => (m.id, m.ctor, m.kmalloc, m.parked_slabs()),
                     Pick::Stale(id) => {
                         assert_eq!(self.engine.cache_alloc(c as ClientId, id), Err(Error::NoSuchCache));
                         return self.check_all();
@@ -272,7 +119,7 @@ impl<'a> Harness<'a> {
                 }
                 let want = if o.cache.is_some() { Error::WrongCache } else { Error::InvalidObject };
                 assert_eq!(self.engine.cache_free(c as ClientId, m.id, Handle(h)), Err(want));
-                self.seen.insert(want.code() as u16);
+                self.saw(want);
                 assert_eq!(state_digest(&self.engine), before);
             }
             Op::FreeBogus { client, cache, pick, delta, foreign, kfree } => {
@@ -292,13 +139,7 @@ impl<'a> Harness<'a> {
                 } else {
                     self.engine.cache_free(c as ClientId, id, Handle(h))
                 };
-                if let Err(e) = res {
-                    self.seen.insert(e.code() as u16);
-                }
-                match res {
-                    Err(Error::InvalidObject | Error::DoubleFree | Error::WrongCache) => {}
-                    other => panic!("bogus free of {h:#x}: {other:?}"),
-                }
+                self.expect_refused_free(res, "bogus free", h);
                 if !kfree && live.is_some_and(|o| o.cache.is_some()) {
                     assert_eq!(res, Err(Error::WrongCache));
                 }
@@ -315,13 +156,7 @@ impl<'a> Harness<'a> {
                     return;
                 }
                 let res = self.engine.kfree(c as ClientId, Handle(h));
-                if let Err(e) = res {
-                    self.seen.insert(e.code() as u16);
-                }
-                match res {
-                    Err(Error::InvalidObject | Error::DoubleFree | Error::WrongCache) => {}
-                    other => panic!("second free of {h:#x}: {other:?}"),
-                }
+                self.expect_refused_free(res, "second free", h);
                 assert_eq!(state_digest(&self.engine), before);
             }
             Op::Destroy { client, cache } => {
@@ -352,7 +187,7 @@ impl<'a> Harness<'a> {
                 let slabs = self.engine.cache_info(c as ClientId, id).unwrap().num_slabs;
                 let res = self.engine.cache_destroy(c as ClientId, id);
                 if let Err(e) = res {
-                    self.seen.insert(e.code() as u16);
+                    self.saw(e);
                 }
                 if kmalloc {
                     assert_eq!(res, Err(Error::InvalidArgument));
@@ -371,7 +206,7 @@ impl<'a> Harness<'a> {
             Op::Shrink { client, cache } => {
                 let c = usize::from(client) % nc;
                 let Pick::Live(m) = self.pick_cache(c, cache) else { return };
-                let (id, dtor, parked) = (m.id, m.dtor, m.pending.map_or(0, |(_, slabs)| slabs));
+                let (id, dtor, parked) = (m.id, m.dtor, m.parked_slabs());
                 let i = self.engine.cache_info(c as ClientId, id).unwrap();
                 let res = self.engine.cache_shrink(c as ClientId, id);
                 if dtor {
@@ -390,13 +225,7 @@ impl<'a> Harness<'a> {
                 let c = usize::from(client) % nc;
                 match self.engine.kmalloc(c as ClientId, size) {
                     Ok(h) => {
-                        let large = size > 8192;
-                        let cache = if large {
-                            None
-                        } else {
-                            let class = crate::KMALLOC_SIZES.iter().position(|&s| s >= size).unwrap();
-                            Some(self.clients[c].caches[class].id)
-                        };
+                        let cache = self.kmalloc_cache(c, size);
                         if let Some(id) = cache {
                             assert!(self.engine.cache_info(c as ClientId, id).unwrap().size >= size);
                         }
@@ -404,12 +233,11 @@ impl<'a> Harness<'a> {
                     }
                     Err(Error::InvalidArgument) => assert!(size == 0 || size > 4 << 20),
                     Err(e) => {
-                        self.seen.insert(e.code() as u16);
+                        self.saw(e);
                         // A class's new slab (and its record frames on a red-zoned kmalloc cache);
                         // whole pages above 8 KiB.
-                        let pages = match crate::KMALLOC_SIZES.iter().position(|&s| s >= size) {
-                            Some(class) => {
-                                let id = self.clients[c].caches.iter().filter(|m| m.kmalloc).nth(class).unwrap().id;
+                        let pages = match self.kmalloc_cache(c, size) {
+                            Some(id) => {
                                 let i = self.engine.cache_info(c as ClientId, id).unwrap();
                                 i.pages_per_slab + i.tracking_frames_per_slab
                             }
@@ -455,15 +283,7 @@ impl<'a> Harness<'a> {
             }
             Op::FreeBulk { client, n, dup } => {
                 let c = usize::from(client) % nc;
-                let Some((_, first)) = self.pick_live(c, 0) else { return };
-                let Some(id) = first.cache else { return };
-                let mut hs: Vec<u64> = self.clients[c]
-                    .live
-                    .iter()
-                    .filter(|(_, o)| o.cache == Some(id))
-                    .map(|(&h, _)| h)
-                    .take(usize::from(n % 8) + 1)
-                    .collect();
+                let Some((id, mut hs)) = batch(&self.clients[c].live, n) else { return };
                 if dup {
                     hs.push(hs[0]);
                     let handles: Vec<_> = hs.iter().map(|&h| Handle(h)).collect();
@@ -483,7 +303,7 @@ impl<'a> Harness<'a> {
                 }
             }
             Op::Park { client, n, dup } => self.park(usize::from(client) % nc, n, dup, &before),
-            Op::Unpark { client, n, free } => self.unpark(usize::from(client) % nc, n, free, &before),
+            Op::Unpark { client, n, free } => self.unpark(usize::from(client) % nc, n, free),
             Op::Reclaim { client } => {
                 let c = usize::from(client) % nc;
                 let used = self.engine.client_stats(c as ClientId).unwrap().frames_used;
@@ -553,18 +373,13 @@ impl<'a> Harness<'a> {
                     }
                     _ => {
                         assert_eq!(res, Err(Error::InvalidArgument), "a commit of no plan or another token");
-                        self.seen.insert(Error::InvalidArgument.code() as u16);
+                        self.saw(Error::InvalidArgument);
                         assert_eq!(state_digest(&self.engine), before);
                     }
                 }
             }
         }
         self.check_all();
-    }
-
-    /// The first object's offset in a slab of cache `id` (its left red zone).
-    fn obj_offset(&self, c: usize, id: CacheId) -> u32 {
-        self.engine.cache_entry(c as ClientId, id).map_or(0, |(_, e)| e.obj_offset)
     }
 
     /// `krealloc` of a held object: in place while `size` fits the object (its first bytes
@@ -592,14 +407,7 @@ impl<'a> Harness<'a> {
                     assert!(bytes[o.size as usize..].iter().all(|&b| b == 0), "grown bytes not zero");
                 }
                 self.clients[c].live.remove(&h);
-                let cache = if new.0 == h {
-                    o.cache
-                } else if size > 8192 {
-                    None
-                } else {
-                    let class = crate::KMALLOC_SIZES.iter().position(|&s| s >= size).unwrap();
-                    Some(self.clients[c].caches.iter().filter(|m| m.kmalloc).nth(class).unwrap().id)
-                };
+                let cache = if new.0 == h { o.cache } else { self.kmalloc_cache(c, size) };
                 let kmalloc = new.0 != h || o.kmalloc;
                 self.add_live(c, new, MObj { cache, kmalloc, size, pattern: 0 });
             }
@@ -607,52 +415,18 @@ impl<'a> Harness<'a> {
             Err(e) => {
                 assert!(size > capacity, "an in-place krealloc failed: {e:?}");
                 assert!(matches!(e, Error::OutOfMemory | Error::QuotaExceeded), "krealloc: {e:?}");
-                self.seen.insert(e.code() as u16);
+                self.saw(e);
                 assert_eq!(state_digest(&self.engine), before, "a failed krealloc changed state");
             }
         }
     }
 
-    /// Invariants plus the model: live counts per cache, frame accounting.
-    pub fn check_all(&self) {
-        if let Err(v) = self.engine.check_invariants() {
-            panic!("invariant violated: {v:?}");
-        }
-        assert_eq!(self.engine.faults(), 0, "a platform hook failed: {:?}", self.engine.last_fault());
-        let mut used = 0;
-        for (c, m) in self.clients.iter().enumerate() {
-            for mc in &m.caches {
-                let i = self.engine.cache_info(c as ClientId, mc.id).unwrap();
-                let live = m.live.values().filter(|o| o.cache == Some(mc.id)).count() as u32;
-                let parked = m.parked.values().filter(|o| o.cache == Some(mc.id)).count() as u32;
-                assert_eq!(i.active_objs, live + parked, "cache {} of client {c}", mc.name);
-                assert_eq!(i.parked_objs, parked, "parked objects of cache {} of client {c}", mc.name);
-            }
-            for &id in m.stale.iter().rev().take(4) {
-                assert_eq!(self.engine.cache_info(c as ClientId, id).map(|_| ()), Err(Error::NoSuchCache));
-            }
-            let s = self.engine.client_stats(c as ClientId).unwrap();
-            assert!(s.frames_used <= self.quotas[c]);
-            used += s.frames_used;
-        }
-        let p = self.engine.pool_stats();
-        assert_eq!(used + p.free_frames + p.quarantined_frames, p.total_frames);
-        self.engine.platform().assert_agrees_with(&self.engine);
-    }
-
     /// Up to `n % 8 + 1` held objects of one cache into the depot (`dup`: the first again at
     /// the end, which must fail with nothing changed); then a free of a parked one must fail.
     fn park(&mut self, c: usize, n: u8, dup: bool, before: &str) {
-        let Some((_, first)) = self.pick_live(c, 0) else { return };
-        let Some(id) = first.cache else { return };
+        let Some((id, hs)) = batch(&self.clients[c].live, n) else { return };
         let debug = self.engine.cache_info(c as ClientId, id).unwrap().flags & protocol::flags::SLAB_DEBUG != 0;
-        let mut hs: Vec<Handle> = self.clients[c]
-            .live
-            .iter()
-            .filter(|(_, o)| o.cache == Some(id))
-            .map(|(&h, _)| Handle(h))
-            .take(usize::from(n % 8) + 1)
-            .collect();
+        let mut hs: Vec<Handle> = hs.into_iter().map(Handle).collect();
         if dup {
             hs.push(hs[0]);
         }
@@ -676,38 +450,21 @@ impl<'a> Harness<'a> {
     }
 
     /// Up to `n % 8 + 1` parked objects of one cache back to the client, or freed (`free`).
-    fn unpark(&mut self, c: usize, n: u8, free: bool, before: &str) {
-        let parked = &self.clients[c].parked;
-        let Some((_, first)) = parked.iter().next() else { return };
-        let Some(id) = first.cache else { return };
-        let hs: Vec<Handle> = parked
-            .iter()
-            .filter(|(_, o)| o.cache == Some(id))
-            .map(|(&h, _)| Handle(h))
-            .take(usize::from(n % 8) + 1)
-            .collect();
+    fn unpark(&mut self, c: usize, n: u8, free: bool) {
+        let Some((id, hs)) = batch(&self.clients[c].parked, n) else { return };
+        let hs: Vec<Handle> = hs.into_iter().map(Handle).collect();
         if free {
             self.engine.cache_free_parked_bulk(c as ClientId, id, &hs).unwrap();
             for h in &hs {
                 let o = self.clients[c].parked.remove(&h.0).unwrap();
                 self.verify_pattern(c, h.0, &o);
-                self.remove_live_freed(c, h.0);
+                self.remember_freed(c, h.0);
             }
         } else {
             self.engine.cache_unpark_bulk(c as ClientId, id, &hs).unwrap();
             for h in &hs {
                 let o = self.clients[c].parked.remove(&h.0).unwrap();
                 self.clients[c].live.insert(h.0, o);
-            }
-        }
-        let _ = before;
-    }
-
-    /// Verify every live object's pattern (nothing overwrote anything).
-    pub fn verify_all(&self) {
-        for (c, m) in self.clients.iter().enumerate() {
-            for (&h, o) in &m.live {
-                self.verify_pattern(c, h, o);
             }
         }
     }
