@@ -190,10 +190,7 @@ impl<T: Transport> Memserver<T> {
         if let Some(threads) = self.kmalloc_threads(class)
             && let Some(stripe) = crate::threads::stripe()
         {
-            return match m.stripe_pop(self, threads, stripe) {
-                Some(ptr) => Ok(ptr),
-                None => m.stripe_refill(self, threads, stripe),
-            };
+            return m.stripe_alloc(self, threads, stripe);
         }
         let _ = class;
         let handle = {
@@ -222,11 +219,7 @@ impl<T: Transport> Memserver<T> {
             && let Some(threads) = self.kmalloc_threads(class)
             && let Some(stripe) = crate::threads::stripe()
         {
-            return match m.stripe_push(self, threads, stripe, handle.0) {
-                Ok(true) => Ok(()),
-                Ok(false) => m.stripe_drain(self, threads, stripe, handle.0),
-                Err(refusal) => Err(refusal.into()),
-            };
+            return m.stripe_free(self, threads, stripe, handle.0);
         }
         self.kfree_shared(handle)
     }

@@ -13,42 +13,6 @@ use crate::threads::{STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
 
 impl<T: Transport> Cache<'_, T> {
-    fn thread_magazines(&self) -> Result<&ThreadMagazines, Error> {
-        self.threads.as_deref().ok_or(Error::UnexpectedReply)
-    }
-
-    /// [`Magazines::stripe_pop`] on this cache's thread magazines.
-    #[inline]
-    pub(super) fn stripe_pop(&self, m: &Magazines, stripe: usize) -> Option<NonNull<u8>> {
-        m.stripe_pop(self.server, self.threads.as_deref()?, stripe)
-    }
-
-    /// [`Magazines::stripe_refill`] on this cache's thread magazines.
-    #[cold]
-    #[inline(never)]
-    pub(super) fn stripe_refill(&self, m: &Magazines, stripe: usize) -> Result<NonNull<u8>, Error> {
-        m.stripe_refill(self.server, self.thread_magazines()?, stripe)
-    }
-
-    /// [`Magazines::stripe_push`] on this cache's thread magazines.
-    #[inline]
-    pub(super) fn stripe_push(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<bool, Refusal> {
-        let Some(threads) = self.threads.as_deref() else { return Ok(false) };
-        m.stripe_push(self.server, threads, stripe, handle)
-    }
-
-    /// [`Magazines::stripe_drain`] on this cache's thread magazines.
-    #[cold]
-    #[inline(never)]
-    pub(super) fn stripe_drain(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<(), Error> {
-        m.stripe_drain(self.server, self.thread_magazines()?, stripe, handle)
-    }
-
-    /// [`Magazines::stripe_flush`] on this cache's thread magazines.
-    pub(super) fn stripe_flush(&self, m: &Magazines, own: Option<usize>) -> Result<(), Error> {
-        m.stripe_flush(self.server, self.thread_magazines()?, own)
-    }
-
     /// Every thread magazine of the cache back to the shared layer (destroy, drop: nobody else
     /// can use the cache now). Stops at the first error; what is left stays parked.
     pub(super) fn return_thread_magazines(&mut self) -> Result<(), Error> {
@@ -90,7 +54,7 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
     ) -> Result<(), Error> {
         let cache = self.cache;
         let mut use_object = Some(use_object);
-        if let (Some(m), Hold::Stripe(stripe), Some(threads)) = (&cache.magazines, &self.hold, cache.threads.as_deref())
+        if let (Some(m), Hold::Stripe(threads, stripe)) = (&cache.magazines, &self.hold)
             && m.stripe_pair_unchecked(cache.server, threads, *stripe, |p| use_object.take().map_or((), |f| f(p)))
                 .is_some()
         {
@@ -109,10 +73,42 @@ impl Magazines {
         server.object(handle, self.geometry.object_size as usize)
     }
 
+    /// `alloc` on thread magazine `stripe` of `threads` (the calling thread's lease): a pop
+    /// ([`Magazines::stripe_pop`]), or the refill when it is empty.
+    #[inline]
+    pub(crate) fn stripe_alloc<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+    ) -> Result<NonNull<u8>, Error> {
+        match self.stripe_pop(server, threads, stripe) {
+            Some(ptr) => Ok(ptr),
+            None => self.stripe_refill(server, threads, stripe),
+        }
+    }
+
+    /// `free` (hardened) on thread magazine `stripe` of `threads` (the calling thread's
+    /// lease): a push ([`Magazines::stripe_push`]), or the drain when it is full.
+    #[inline]
+    pub(crate) fn stripe_free<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        handle: u64,
+    ) -> Result<(), Error> {
+        match self.stripe_push(server, threads, stripe, handle) {
+            Ok(true) => Ok(()),
+            Ok(false) => self.stripe_drain(server, threads, stripe, handle),
+            Err(refusal) => Err(refusal.into()),
+        }
+    }
+
     /// The fast path of `alloc`: a pop from thread magazine `stripe` of `threads` (the calling
     /// thread's lease); `None` when it is empty (then [`Magazines::stripe_refill`]).
     #[inline]
-    pub(crate) fn stripe_pop<T: Transport>(
+    fn stripe_pop<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
@@ -134,7 +130,7 @@ impl Magazines {
     /// magazine holds.
     #[cold]
     #[inline(never)]
-    pub(crate) fn stripe_refill<T: Transport>(
+    fn stripe_refill<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
@@ -177,7 +173,7 @@ impl Magazines {
     /// calling thread's lease): `Ok(true)` once pushed, `Ok(false)` when the magazine is full
     /// or not this thread's now (then [`Magazines::stripe_drain`]), the refusal otherwise.
     #[inline]
-    pub(crate) fn stripe_push<T: Transport>(
+    fn stripe_push<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
@@ -218,7 +214,7 @@ impl Magazines {
     /// refusal, if any, is the fast path's).
     #[cold]
     #[inline(never)]
-    pub(crate) fn stripe_drain<T: Transport>(
+    fn stripe_drain<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
