@@ -114,13 +114,9 @@ impl Magazines {
         threads: &ThreadMagazines,
         stripe: usize,
     ) -> Option<NonNull<u8>> {
-        if !threads.own(stripe) {
-            return None;
-        }
         // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
-        // the caller or the `!Send` guard) and it owns the magazine (`own`); `pop` does not
-        // reach the magazines again.
-        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
+        // the caller or the `!Send` guard); `pop` does not reach the magazines again.
+        let handle = unsafe { threads.with_own(stripe, ThreadMagazine::pop) }??;
         server.stripe_hit(stripe, true, self.kmalloc);
         server.window().ptr(self.hand_out(server, handle), self.geometry.object_size as usize)
     }
@@ -180,29 +176,28 @@ impl Magazines {
         stripe: usize,
         handle: u64,
     ) -> Result<bool, Refusal> {
-        if !threads.own(stripe) || !self.admit_and_push(server, threads, stripe, handle)? {
+        // SAFETY: this thread's lease (see `stripe_pop`); `admit_and_push` reaches the
+        // window and the page-owner table, not the thread magazines.
+        let pushed = unsafe { threads.with_own(stripe, |t| self.admit_and_push(server, t, handle)) };
+        if !pushed.transpose()?.unwrap_or(false) {
             return Ok(false);
         }
         server.stripe_hit(stripe, false, self.kmalloc);
         Ok(true)
     }
 
-    /// The hardened free's checks of `handle`, then a push onto thread magazine `stripe`
-    /// (which the calling thread owns) and the canary: whether it was pushed (not full).
+    /// The hardened free's checks of `handle`, then a push onto `magazine` (the calling
+    /// thread's) and the canary: whether it was pushed (not full).
     #[inline(always)]
     fn admit_and_push<T: Transport>(
         &self,
         server: &Memserver<T>,
-        threads: &ThreadMagazines,
-        stripe: usize,
+        magazine: &mut ThreadMagazine,
         handle: u64,
     ) -> Result<bool, Refusal> {
-        // SAFETY: this thread's lease and magazine (the caller's `own`, see `stripe_pop`);
-        // `top` does not re-enter.
-        let top = if self.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
+        let top = if self.canary { None } else { magazine.top() };
         let canary = self.admit(server, handle, top)?;
-        // SAFETY: as above; `push` does not re-enter.
-        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
+        if !magazine.push(handle) {
             return Ok(false);
         }
         Magazines::mark_free(server, handle, canary);
@@ -230,7 +225,9 @@ impl Magazines {
             let _guard = server.slot_lock(self.index).lock();
             self.move_to_shared(server, threads, stripe, THREAD_BATCH)?
         };
-        if !self.admit_and_push(server, threads, stripe, handle)? {
+        // SAFETY: this thread's lease and magazine (`own` above, see `stripe_pop`);
+        // `admit_and_push` does not reach the thread magazines.
+        if !unsafe { threads.with(stripe, |t| self.admit_and_push(server, t, handle)) }.transpose()?.unwrap_or(false) {
             return Err(Error::UnexpectedReply);
         }
         if !missed {
@@ -253,11 +250,8 @@ impl Magazines {
         stripe: usize,
         use_object: impl FnOnce(NonNull<u8>),
     ) -> Option<()> {
-        if !threads.own(stripe) {
-            return None;
-        }
-        // SAFETY: this thread's lease and magazine (see `stripe_pop`); `pop` does not re-enter.
-        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
+        // SAFETY: this thread's lease (see `stripe_pop`); `pop` does not re-enter.
+        let handle = unsafe { threads.with_own(stripe, ThreadMagazine::pop) }??;
         server.stripe_hit(stripe, true, self.kmalloc);
         let object = server.window().ptr(protocol::Handle(handle), self.geometry.object_size as usize);
         if let Some(ptr) = object {
