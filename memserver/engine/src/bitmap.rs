@@ -66,13 +66,13 @@ impl Bits {
 }
 
 #[inline]
-fn get_u64(bytes: &[u8; PAGE_SIZE], at: usize) -> Result<u64, Error> {
+pub(crate) fn get_u64(bytes: &[u8; PAGE_SIZE], at: usize) -> Result<u64, Error> {
     let b: [u8; 8] = bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).ok_or(BROKEN)?;
     Ok(u64::from_ne_bytes(b))
 }
 
 #[inline]
-fn put_u64(bytes: &mut [u8; PAGE_SIZE], at: usize, v: u64) -> Result<(), Error> {
+pub(crate) fn put_u64(bytes: &mut [u8; PAGE_SIZE], at: usize, v: u64) -> Result<(), Error> {
     bytes.get_mut(at..at + 8).ok_or(BROKEN)?.copy_from_slice(&v.to_ne_bytes());
     Ok(())
 }

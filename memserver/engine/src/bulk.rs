@@ -130,12 +130,8 @@ impl<P: Platform> Engine<'_, P> {
     /// come from the server's own depot, so one that is not a parked object of this cache is
     /// the server's fault: `Internal`.
     pub fn cache_unpark_bulk(&mut self, client: ClientId, cache: CacheId, handles: &[Handle]) -> Result<(), Error> {
-        let gi = self.cache_lookup(client, cache)?;
-        let sh = self.plain_shape(client, gi)?.ok_or(BROKEN)?;
-        self.plain_step_all(client, &sh, handles, Step::Unpark, &mut Undo::new().0).map_err(|(_, e)| e)?;
-        let c = self.cache_mut(gi)?;
-        c.parked_objs = c.parked_objs.checked_sub(handles.len() as u32).ok_or(BROKEN)?;
-        Ok(())
+        let gi = self.depot_step(client, cache, handles, Step::Unpark)?;
+        self.unparked(gi, handles.len())
     }
 
     /// Free parked `handles` (the depot flushed into the slabs), all or none; a handle that
@@ -146,12 +142,25 @@ impl<P: Platform> Engine<'_, P> {
         cache: CacheId,
         handles: &[Handle],
     ) -> Result<(), Error> {
+        let gi = self.depot_step(client, cache, handles, Step::FreeParked)?;
+        self.freed(gi, handles.len()).map_err(|(_, e)| e)?;
+        self.unparked(gi, handles.len())
+    }
+
+    /// `step` (unpark or free) over parked `handles` of the server's own depot, all or none;
+    /// returns the cache's global index. A handle that is not a parked object of the cache, or
+    /// a cache without a depot, is the server's fault: `Internal`.
+    fn depot_step(&mut self, client: ClientId, cache: CacheId, handles: &[Handle], step: Step) -> Result<u32, Error> {
         let gi = self.cache_lookup(client, cache)?;
         let sh = self.plain_shape(client, gi)?.ok_or(BROKEN)?;
-        self.plain_step_all(client, &sh, handles, Step::FreeParked, &mut Undo::new().0).map_err(|(_, e)| e)?;
-        self.freed(gi, handles.len()).map_err(|(_, e)| e)?;
+        self.plain_step_all(client, &sh, handles, step, &mut Undo::new().0).map_err(|(_, e)| e)?;
+        Ok(gi)
+    }
+
+    /// `count` objects of cache `gi` left the depot.
+    fn unparked(&mut self, gi: u32, count: usize) -> Result<(), Error> {
         let c = self.cache_mut(gi)?;
-        c.parked_objs = c.parked_objs.checked_sub(handles.len() as u32).ok_or(BROKEN)?;
+        c.parked_objs = c.parked_objs.checked_sub(count as u32).ok_or(BROKEN)?;
         Ok(())
     }
 

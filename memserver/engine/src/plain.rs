@@ -13,7 +13,7 @@
 use protocol::flags::SLAB_DEBUG;
 use protocol::{ClientId, Error, Handle, PAGE_SIZE};
 
-use super::bitmap::{bitmap_words, record_at};
+use super::bitmap::{bitmap_words, get_u64 as get, put_u64 as put, record_at};
 use super::storage::{FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL};
 use super::{BROKEN, Engine, Platform};
 
@@ -64,18 +64,6 @@ struct Place {
 fn place(sh: &Shape, frame: u32, record: u8, idx: u32) -> Place {
     let allocated_at = record_at(sh.words, usize::from(record)) + 8 + 8 * (idx / 64) as usize;
     Place { frame, allocated_at, parked_at: allocated_at + 8 * sh.words, bit: 1u64 << (idx % 64) }
-}
-
-#[inline]
-fn get(bytes: &[u8; PAGE_SIZE], at: usize) -> Result<u64, Error> {
-    let b: [u8; 8] = bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).ok_or(BROKEN)?;
-    Ok(u64::from_ne_bytes(b))
-}
-
-#[inline]
-fn put(bytes: &mut [u8; PAGE_SIZE], at: usize, v: u64) -> Result<(), Error> {
-    bytes.get_mut(at..at + 8).ok_or(BROKEN)?.copy_from_slice(&v.to_ne_bytes());
-    Ok(())
 }
 
 impl<P: Platform> Engine<'_, P> {
