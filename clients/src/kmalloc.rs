@@ -78,19 +78,18 @@ pub fn kmalloc_size_roundup(size: usize) -> usize {
 /// One kmalloc class as the server set it up (from its cache table at `Hello`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KmallocClass {
-    /// Its magazines, unless it is a debug cache (or had no slot).
+    /// Its magazines, unless it is a debug cache (or had no slot); their geometry holds the
+    /// class's object size.
     magazines: Option<Magazines>,
-    /// Its object size.
-    object_size: u32,
 }
 
 impl KmallocClass {
     /// A class the server did not describe: every kmalloc of it is an IPC.
-    pub(crate) const UNKNOWN: KmallocClass = KmallocClass { magazines: None, object_size: 0 };
+    pub(crate) const UNKNOWN: KmallocClass = KmallocClass { magazines: None };
 
-    /// The class `entry` describes.
-    pub(crate) fn of(entry: &CacheEntry, magazines: Option<Magazines>) -> Self {
-        KmallocClass { magazines, object_size: entry.object_size }
+    /// The class whose magazines (from its cache-table entry) are `magazines`.
+    pub(crate) fn of(magazines: Option<Magazines>) -> Self {
+        KmallocClass { magazines }
     }
 }
 
@@ -161,10 +160,10 @@ impl<T: Transport> Memserver<T> {
         let zero = gfp & __GFP_ZERO != 0;
         let index = kmalloc_index(size);
         let class = index.and_then(|class| self.kmalloc_class(class));
-        if let (Some(index), Some(KmallocClass { magazines: Some(m), object_size, .. })) = (index, class) {
+        if let (Some(index), Some(KmallocClass { magazines: Some(m), .. })) = (index, class) {
             let ptr = self.kmalloc_magazine(index, m)?;
             if zero {
-                self.window().zero(ptr, *object_size as usize);
+                self.window().zero(ptr, m.geometry.object_size as usize);
             }
             return Ok(ptr);
         }

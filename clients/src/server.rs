@@ -166,7 +166,7 @@ impl<T: Transport> Memserver<T> {
                 continue;
             }
             let magazines = Magazines::of_entry(&session, index, &entry);
-            let class = KmallocClass::of(&entry, magazines);
+            let class = KmallocClass::of(magazines);
             let number = usize::from(entry.kmalloc_class);
             if let Some(slot) = session.kmalloc.get_mut(number) {
                 *slot = class;
