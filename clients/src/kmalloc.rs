@@ -28,6 +28,8 @@ use zerocopy::FromBytes;
 use crate::cache::{Magazines, Pending};
 use crate::error::Error;
 use crate::server::Memserver;
+#[cfg(feature = "std")]
+use crate::threads::ThreadMagazines;
 use crate::transport::Transport;
 
 /// Linux's `gfp_t`, as far as this library looks at it.
@@ -76,20 +78,30 @@ pub fn kmalloc_size_roundup(size: usize) -> usize {
 }
 
 /// One kmalloc class as the server set it up (from its cache table at `Hello`).
-#[derive(Clone, Copy, Debug)]
 pub(crate) struct KmallocClass {
     /// Its magazines, unless it is a debug cache (or had no slot); their geometry holds the
     /// class's object size.
     magazines: Option<Magazines>,
+    /// Its per-thread magazines (with magazines and `std`).
+    #[cfg(feature = "std")]
+    threads: Option<std::boxed::Box<ThreadMagazines>>,
 }
 
 impl KmallocClass {
     /// A class the server did not describe: every kmalloc of it is an IPC.
-    pub(crate) const UNKNOWN: KmallocClass = KmallocClass { magazines: None };
+    pub(crate) const UNKNOWN: KmallocClass = KmallocClass {
+        magazines: None,
+        #[cfg(feature = "std")]
+        threads: None,
+    };
 
     /// The class whose magazines (from its cache-table entry) are `magazines`.
     pub(crate) fn of(magazines: Option<Magazines>) -> Self {
-        KmallocClass { magazines }
+        KmallocClass {
+            magazines,
+            #[cfg(feature = "std")]
+            threads: magazines.map(|_| std::boxed::Box::new(ThreadMagazines::new())),
+        }
     }
 }
 
@@ -158,10 +170,9 @@ impl<T: Transport> Memserver<T> {
             return Err(invalid_argument());
         }
         let zero = gfp & __GFP_ZERO != 0;
-        let index = kmalloc_index(size);
-        let class = index.and_then(|class| self.kmalloc_class(class));
-        if let (Some(index), Some(KmallocClass { magazines: Some(m), .. })) = (index, class) {
-            let ptr = self.kmalloc_magazine(index, m)?;
+        let class = kmalloc_index(size).and_then(|class| self.kmalloc_class(class));
+        if let Some(with_magazines @ KmallocClass { magazines: Some(m), .. }) = class {
+            let ptr = self.kmalloc_magazine(with_magazines, m)?;
             if zero {
                 self.window().zero(ptr, m.geometry.object_size as usize);
             }
@@ -184,9 +195,9 @@ impl<T: Transport> Memserver<T> {
     /// thread's magazine of the class (with `std`), else from the shared layer under the
     /// slot's lock.
     #[inline]
-    fn kmalloc_magazine(&self, class: usize, m: &Magazines) -> Result<NonNull<u8>, Error> {
+    fn kmalloc_magazine(&self, class: &KmallocClass, m: &Magazines) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
-        if let Some(threads) = self.kmalloc_threads(class)
+        if let Some(threads) = class.threads.as_deref()
             && let Some(stripe) = crate::threads::stripe()
         {
             return m.stripe_alloc(self, threads, stripe);
@@ -214,8 +225,7 @@ impl<T: Transport> Memserver<T> {
         let handle = self.window().handle(ptr).ok_or(Error::NotInWindow)?;
         #[cfg(feature = "std")]
         if let Some(class) = self.kmalloc_class_of(handle)
-            && let Some(KmallocClass { magazines: Some(m), .. }) = self.kmalloc_class(class)
-            && let Some(threads) = self.kmalloc_threads(class)
+            && let Some(KmallocClass { magazines: Some(m), threads: Some(threads) }) = self.kmalloc_class(class)
             && let Some(stripe) = crate::threads::stripe()
         {
             return m.stripe_free(self, threads, stripe, handle.0);
@@ -352,9 +362,7 @@ impl<T: Transport> Memserver<T> {
     pub(crate) fn kmalloc_unpark(&self) -> Result<(), Error> {
         let mut first = Ok(());
         for class in 0..KMALLOC_CLASSES {
-            if let (Some(KmallocClass { magazines: Some(m), .. }), Some(threads)) =
-                (self.kmalloc_class(class), self.kmalloc_threads(class))
-            {
+            if let Some(KmallocClass { magazines: Some(m), threads: Some(threads) }) = self.kmalloc_class(class) {
                 let done = m.stripe_flush(self, threads, crate::threads::stripe());
                 if first.is_ok() {
                     first = done;
