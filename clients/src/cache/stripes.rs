@@ -137,26 +137,21 @@ impl Magazines {
             let _guard = server.slot_lock(self.index).lock();
             return self.alloc(server, &mut Pending::default()).and_then(|h| self.ptr(server, h));
         }
-        let mut batch = [0u64; THREAD_BATCH];
         let mut pending = Pending::default();
-        let (first, moved) = {
+        let first = {
             let _guard = server.slot_lock(self.index).lock();
             let first = self.take(server, &mut pending)?;
-            let mut moved = 0;
-            for slot in batch.iter_mut().skip(1) {
-                let Some(handle) = self.slot.pop() else { break };
-                *slot = handle;
-                moved += 1;
-            }
-            (first, moved)
-        };
-        // SAFETY: this thread's lease (see `stripe_pop`); the closure only pushes.
-        unsafe {
-            threads.with(stripe, |t| {
-                for &handle in batch.iter().skip(1).take(moved) {
-                    t.push(handle);
-                }
-            })
+            // SAFETY: this thread's lease and magazine (`own` above, see `stripe_pop`); the
+            // closure pops the shared magazine and pushes onto this one, nothing else.
+            unsafe {
+                threads.with(stripe, |t| {
+                    for _ in 1..THREAD_BATCH {
+                        let Some(handle) = self.slot.pop() else { break };
+                        t.push(handle);
+                    }
+                })
+            };
+            first
         };
         if !pending.missed {
             server.stripe_hit(stripe, true, self.kmalloc);
