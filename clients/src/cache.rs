@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
 use protocol::flags::SLAB_PANIC;
-use protocol::{CacheId, CacheLayout, CacheName, ExchangeOp, Handle};
+use protocol::{CacheId, CacheLayout, CacheName, Handle};
 use spin::Mutex;
 
 use crate::error::Error;
@@ -191,11 +191,7 @@ impl<'m, T: Transport> Cache<'m, T> {
     #[inline(never)]
     fn alloc_slow(&self) -> Result<NonNull<u8>, Error> {
         let Some(m) = &self.magazines else { return self.check_panic(self.ipc_alloc(false)) };
-        let result = {
-            let _guard = self.server.slot_lock(m.index).lock();
-            m.alloc(self.server, &mut Pending::default())
-        };
-        self.check_panic(result.and_then(|h| self.object(h)))
+        self.check_panic(m.alloc_locked(self.server).and_then(|h| self.object(h)))
     }
 
     /// This thread's stripe of the cache's per-thread magazines, if it has them.
@@ -264,8 +260,7 @@ impl<'m, T: Transport> Cache<'m, T> {
         if let Some((threads, stripe)) = self.stripe() {
             return m.stripe_free(self.server, threads, stripe, handle.0);
         }
-        let _guard = self.server.slot_lock(m.index).lock();
-        m.free(self.server, &mut Pending::default(), handle)
+        m.free_locked(self.server, handle)
     }
 
     /// Corresponds to `kmem_cache_alloc_bulk()`: fills all of `out` or nothing. Linux returns
@@ -408,8 +403,7 @@ impl<'m, T: Transport> Cache<'m, T> {
         if let Some(threads) = self.threads.as_deref() {
             m.stripe_flush(self.server, threads, crate::threads::stripe())?;
         }
-        let _guard = self.server.slot_lock(m.index).lock();
-        m.exchange(self.server, ExchangeOp::Flush)
+        m.flush_locked(self.server)
     }
 
     fn object(&self, handle: Handle) -> Result<NonNull<u8>, Error> {

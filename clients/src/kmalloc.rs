@@ -25,7 +25,7 @@ use protocol::{Handle, PAGE_SIZE};
 #[cfg(feature = "std")]
 use zerocopy::FromBytes;
 
-use crate::cache::{Magazines, Pending};
+use crate::cache::Magazines;
 use crate::error::Error;
 use crate::server::Memserver;
 #[cfg(feature = "std")]
@@ -203,10 +203,7 @@ impl<T: Transport> Memserver<T> {
             return m.stripe_alloc(self, threads, stripe);
         }
         let _ = class;
-        let handle = {
-            let _guard = self.slot_lock(m.index).lock();
-            m.alloc(self, &mut Pending::default())?
-        };
+        let handle = m.alloc_locked(self)?;
         self.object(handle, m.geometry.object_size as usize)
     }
 
@@ -257,8 +254,7 @@ impl<T: Transport> Memserver<T> {
                 let class = self.kmalloc_class(usize::from(entry.kmalloc_class)).and_then(|c| c.magazines);
                 let bound = class.filter(|m| m.cache.0 == entry.cache && m.index == entry.slot);
                 if let Some(m) = bound.or_else(|| Magazines::of_entry(self, index, &entry)) {
-                    let _guard = self.slot_lock(m.index).lock();
-                    return m.free(self, &mut Pending::default(), handle);
+                    return m.free_locked(self, handle);
                 }
             }
             Owner::NotAnObject => return Err(Error::Server(protocol::Error::InvalidObject)),
@@ -346,8 +342,7 @@ impl<T: Transport> Memserver<T> {
         let mut first = Ok(());
         for class in 0..KMALLOC_CLASSES {
             if let Some(KmallocClass { magazines: Some(m), .. }) = self.kmalloc_class(class) {
-                let _guard = self.slot_lock(m.index).lock();
-                let done = m.exchange(self, protocol::ExchangeOp::Flush);
+                let done = m.flush_locked(self);
                 if first.is_ok() {
                     first = done;
                 }

@@ -134,8 +134,7 @@ impl Magazines {
     ) -> Result<NonNull<u8>, Error> {
         if !threads.own(stripe) {
             // A flush is emptying this thread's magazine: the shared layer serves.
-            let _guard = server.slot_lock(self.index).lock();
-            return self.alloc(server, &mut Pending::default()).and_then(|h| self.ptr(server, h));
+            return self.alloc_locked(server).and_then(|h| self.ptr(server, h));
         }
         let mut pending = Pending::default();
         let first = {
@@ -213,8 +212,7 @@ impl Magazines {
     ) -> Result<(), Error> {
         if !threads.own(stripe) {
             // A flush is emptying this thread's magazine: the shared layer takes the object.
-            let _guard = server.slot_lock(self.index).lock();
-            return self.free(server, &mut Pending::default(), protocol::Handle(handle));
+            return self.free_locked(server, protocol::Handle(handle));
         }
         let missed = {
             let _guard = server.slot_lock(self.index).lock();
