@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
 use protocol::flags::SLAB_PANIC;
-use protocol::{CacheId, CacheLayout, CacheName, Handle};
+use protocol::{CacheId, CacheLayout, CacheName, ExchangeOp, Handle};
 use spin::Mutex;
 
 use crate::error::Error;
@@ -179,27 +179,36 @@ impl<'m, T: Transport> Cache<'m, T> {
     pub fn alloc(&self) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
         if let Some(m) = &self.magazines
-            && let Some((threads, stripe)) = self.stripe()
+            && let Some(stripe) = self.stripe()
+            && let Some(ptr) = self.stripe_pop(m, stripe)
         {
-            return self.check_panic(m.stripe_alloc(self.server, threads, stripe));
+            return Ok(ptr);
         }
         self.alloc_slow()
     }
 
-    /// `alloc` without a thread magazine: the shared layer under the slot's lock, or the IPC path.
+    /// `alloc` past the thread magazine's hit: its refill, the shared layer, the IPC path.
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self) -> Result<NonNull<u8>, Error> {
         let Some(m) = &self.magazines else { return self.check_panic(self.ipc_alloc(false)) };
-        self.check_panic(m.alloc_locked(self.server).and_then(|h| self.object(h)))
+        #[cfg(feature = "std")]
+        if let Some(stripe) = self.stripe() {
+            return self.check_panic(self.stripe_refill(m, stripe));
+        }
+        let result = {
+            let _guard = self.server.slot_lock(m.index).lock();
+            m.alloc(self.server, &mut Pending::default())
+        };
+        self.check_panic(result.and_then(|h| self.object(h)))
     }
 
     /// This thread's stripe of the cache's per-thread magazines, if it has them.
     #[cfg(feature = "std")]
     #[inline]
-    fn stripe(&self) -> Option<(&ThreadMagazines, usize)> {
-        let threads = self.threads.as_deref()?;
-        Some((threads, crate::threads::stripe()?))
+    fn stripe(&self) -> Option<usize> {
+        self.threads.as_ref()?;
+        crate::threads::stripe()
     }
 
     /// A guard for a run of operations by one thread: its `alloc` and `free` are the same
@@ -209,10 +218,10 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// `kfree`ing its objects) wait until it is dropped.
     pub fn lock(&self) -> CacheGuard<'_, 'm, T> {
         #[cfg(feature = "std")]
-        if let Some((threads, stripe)) = self.stripe() {
+        if let Some(stripe) = self.stripe() {
             return CacheGuard {
                 cache: self,
-                hold: Hold::Stripe(threads, stripe),
+                hold: Hold::Stripe(stripe),
                 pending: Pending::default(),
                 _thread: PhantomData,
             };
@@ -257,10 +266,15 @@ impl<'m, T: Transport> Cache<'m, T> {
         let Some(m) = &self.magazines else { return self.ipc_free(ptr) };
         let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
         #[cfg(feature = "std")]
-        if let Some((threads, stripe)) = self.stripe() {
-            return m.stripe_free(self.server, threads, stripe, handle.0);
+        if let Some(stripe) = self.stripe() {
+            return match self.stripe_push(m, stripe, handle.0) {
+                Ok(true) => Ok(()),
+                Ok(false) => self.stripe_drain(m, stripe, handle.0),
+                Err(refusal) => Err(refusal.into()),
+            };
         }
-        m.free_locked(self.server, handle)
+        let _guard = self.server.slot_lock(m.index).lock();
+        m.free(self.server, &mut Pending::default(), handle)
     }
 
     /// Corresponds to `kmem_cache_alloc_bulk()`: fills all of `out` or nothing. Linux returns
@@ -400,10 +414,11 @@ impl<'m, T: Transport> Cache<'m, T> {
     pub fn flush(&self) -> Result<(), Error> {
         let Some(m) = &self.magazines else { return Ok(()) };
         #[cfg(feature = "std")]
-        if let Some(threads) = self.threads.as_deref() {
-            m.stripe_flush(self.server, threads, crate::threads::stripe())?;
+        if self.threads.is_some() {
+            self.stripe_flush(m, crate::threads::stripe())?;
         }
-        m.flush_locked(self.server)
+        let _guard = self.server.slot_lock(m.index).lock();
+        m.exchange(self.server, ExchangeOp::Flush)
     }
 
     fn object(&self, handle: Handle) -> Result<NonNull<u8>, Error> {

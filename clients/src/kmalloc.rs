@@ -25,11 +25,9 @@ use protocol::{Handle, PAGE_SIZE};
 #[cfg(feature = "std")]
 use zerocopy::FromBytes;
 
-use crate::cache::Magazines;
+use crate::cache::{Magazines, Pending};
 use crate::error::Error;
 use crate::server::Memserver;
-#[cfg(feature = "std")]
-use crate::threads::ThreadMagazines;
 use crate::transport::Transport;
 
 /// Linux's `gfp_t`, as far as this library looks at it.
@@ -78,30 +76,21 @@ pub fn kmalloc_size_roundup(size: usize) -> usize {
 }
 
 /// One kmalloc class as the server set it up (from its cache table at `Hello`).
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct KmallocClass {
-    /// Its magazines, unless it is a debug cache (or had no slot); their geometry holds the
-    /// class's object size.
+    /// Its magazines, unless it is a debug cache (or had no slot).
     magazines: Option<Magazines>,
-    /// Its per-thread magazines (with magazines and `std`).
-    #[cfg(feature = "std")]
-    threads: Option<std::boxed::Box<ThreadMagazines>>,
+    /// Its object size.
+    object_size: u32,
 }
 
 impl KmallocClass {
     /// A class the server did not describe: every kmalloc of it is an IPC.
-    pub(crate) const UNKNOWN: KmallocClass = KmallocClass {
-        magazines: None,
-        #[cfg(feature = "std")]
-        threads: None,
-    };
+    pub(crate) const UNKNOWN: KmallocClass = KmallocClass { magazines: None, object_size: 0 };
 
-    /// The class whose magazines (from its cache-table entry) are `magazines`.
-    pub(crate) fn of(magazines: Option<Magazines>) -> Self {
-        KmallocClass {
-            magazines,
-            #[cfg(feature = "std")]
-            threads: magazines.map(|_| std::boxed::Box::new(ThreadMagazines::new())),
-        }
+    /// The class `entry` describes.
+    pub(crate) fn of(entry: &CacheEntry, magazines: Option<Magazines>) -> Self {
+        KmallocClass { magazines, object_size: entry.object_size }
     }
 }
 
@@ -170,11 +159,12 @@ impl<T: Transport> Memserver<T> {
             return Err(invalid_argument());
         }
         let zero = gfp & __GFP_ZERO != 0;
-        let class = kmalloc_index(size).and_then(|class| self.kmalloc_class(class));
-        if let Some(with_magazines @ KmallocClass { magazines: Some(m), .. }) = class {
-            let ptr = self.kmalloc_magazine(with_magazines, m)?;
+        let index = kmalloc_index(size);
+        let class = index.and_then(|class| self.kmalloc_class(class));
+        if let (Some(index), Some(KmallocClass { magazines: Some(m), object_size, .. })) = (index, class) {
+            let ptr = self.kmalloc_magazine(index, m)?;
             if zero {
-                self.window().zero(ptr, m.geometry.object_size as usize);
+                self.window().zero(ptr, *object_size as usize);
             }
             return Ok(ptr);
         }
@@ -195,15 +185,21 @@ impl<T: Transport> Memserver<T> {
     /// thread's magazine of the class (with `std`), else from the shared layer under the
     /// slot's lock.
     #[inline]
-    fn kmalloc_magazine(&self, class: &KmallocClass, m: &Magazines) -> Result<NonNull<u8>, Error> {
+    fn kmalloc_magazine(&self, class: usize, m: &Magazines) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
-        if let Some(threads) = class.threads.as_deref()
+        if let Some(threads) = self.kmalloc_threads(class)
             && let Some(stripe) = crate::threads::stripe()
         {
-            return m.stripe_alloc(self, threads, stripe);
+            return match m.stripe_pop(self, threads, stripe) {
+                Some(ptr) => Ok(ptr),
+                None => m.stripe_refill(self, threads, stripe),
+            };
         }
         let _ = class;
-        let handle = m.alloc_locked(self)?;
+        let handle = {
+            let _guard = self.slot_lock(m.index).lock();
+            m.alloc(self, &mut Pending::default())?
+        };
         self.object(handle, m.geometry.object_size as usize)
     }
 
@@ -222,10 +218,15 @@ impl<T: Transport> Memserver<T> {
         let handle = self.window().handle(ptr).ok_or(Error::NotInWindow)?;
         #[cfg(feature = "std")]
         if let Some(class) = self.kmalloc_class_of(handle)
-            && let Some(KmallocClass { magazines: Some(m), threads: Some(threads) }) = self.kmalloc_class(class)
+            && let Some(KmallocClass { magazines: Some(m), .. }) = self.kmalloc_class(class)
+            && let Some(threads) = self.kmalloc_threads(class)
             && let Some(stripe) = crate::threads::stripe()
         {
-            return m.stripe_free(self, threads, stripe, handle.0);
+            return match m.stripe_push(self, threads, stripe, handle.0) {
+                Ok(true) => Ok(()),
+                Ok(false) => m.stripe_drain(self, threads, stripe, handle.0),
+                Err(refusal) => Err(refusal.into()),
+            };
         }
         self.kfree_shared(handle)
     }
@@ -254,7 +255,8 @@ impl<T: Transport> Memserver<T> {
                 let class = self.kmalloc_class(usize::from(entry.kmalloc_class)).and_then(|c| c.magazines);
                 let bound = class.filter(|m| m.cache.0 == entry.cache && m.index == entry.slot);
                 if let Some(m) = bound.or_else(|| Magazines::of_entry(self, index, &entry)) {
-                    return m.free_locked(self, handle);
+                    let _guard = self.slot_lock(m.index).lock();
+                    return m.free(self, &mut Pending::default(), handle);
                 }
             }
             Owner::NotAnObject => return Err(Error::Server(protocol::Error::InvalidObject)),
@@ -342,7 +344,8 @@ impl<T: Transport> Memserver<T> {
         let mut first = Ok(());
         for class in 0..KMALLOC_CLASSES {
             if let Some(KmallocClass { magazines: Some(m), .. }) = self.kmalloc_class(class) {
-                let done = m.flush_locked(self);
+                let _guard = self.slot_lock(m.index).lock();
+                let done = m.exchange(self, protocol::ExchangeOp::Flush);
                 if first.is_ok() {
                     first = done;
                 }
@@ -357,7 +360,9 @@ impl<T: Transport> Memserver<T> {
     pub(crate) fn kmalloc_unpark(&self) -> Result<(), Error> {
         let mut first = Ok(());
         for class in 0..KMALLOC_CLASSES {
-            if let Some(KmallocClass { magazines: Some(m), threads: Some(threads) }) = self.kmalloc_class(class) {
+            if let (Some(KmallocClass { magazines: Some(m), .. }), Some(threads)) =
+                (self.kmalloc_class(class), self.kmalloc_threads(class))
+            {
                 let done = m.stripe_flush(self, threads, crate::threads::stripe());
                 if first.is_ok() {
                     first = done;

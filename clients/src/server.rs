@@ -92,6 +92,9 @@ pub struct Memserver<T: Transport> {
     /// Hits the thread magazines counted and have not yet added to the header.
     #[cfg(feature = "std")]
     stripe_counters: crate::threads::AllStripeCounters,
+    /// The per-thread magazines of the kmalloc classes that have magazines.
+    #[cfg(feature = "std")]
+    kmalloc_threads: [Option<std::boxed::Box<crate::threads::ThreadMagazines>>; KMALLOC_CLASSES],
     /// The kmalloc class of each of the first [`KMALLOC_TABLE`] cache-table indexes
     /// ([`NO_CLASS`]: none): `kfree`'s way from a page-owner entry to the class.
     #[cfg(feature = "std")]
@@ -153,6 +156,8 @@ impl<T: Transport> Memserver<T> {
             #[cfg(feature = "std")]
             stripe_counters: Default::default(),
             #[cfg(feature = "std")]
+            kmalloc_threads: Default::default(),
+            #[cfg(feature = "std")]
             kmalloc_of_table: [NO_CLASS; KMALLOC_TABLE],
         };
         for index in 0..layout.caches {
@@ -161,9 +166,14 @@ impl<T: Transport> Memserver<T> {
                 continue;
             }
             let magazines = Magazines::of_entry(&session, index, &entry);
+            let class = KmallocClass::of(&entry, magazines);
             let number = usize::from(entry.kmalloc_class);
             if let Some(slot) = session.kmalloc.get_mut(number) {
-                *slot = KmallocClass::of(magazines);
+                *slot = class;
+                #[cfg(feature = "std")]
+                if let (Some(_), Some(threads)) = (magazines, session.kmalloc_threads.get_mut(number)) {
+                    *threads = Some(std::boxed::Box::new(crate::threads::ThreadMagazines::new()));
+                }
                 #[cfg(feature = "std")]
                 if let Some(to_class) = session.kmalloc_of_table.get_mut(usize::from(index)) {
                     *to_class = u8::try_from(number).unwrap_or(NO_CLASS);
@@ -234,6 +244,13 @@ impl<T: Transport> Memserver<T> {
     #[inline]
     pub(crate) fn kmalloc_class(&self, class: usize) -> Option<&KmallocClass> {
         self.kmalloc.get(class)
+    }
+
+    /// The per-thread magazines of kmalloc class `class`, if it has magazines.
+    #[cfg(feature = "std")]
+    #[inline]
+    pub(crate) fn kmalloc_threads(&self, class: usize) -> Option<&crate::threads::ThreadMagazines> {
+        self.kmalloc_threads.get(class)?.as_deref()
     }
 
     /// The kmalloc class of the cache at cache-table index `index`, if it is one (and among the

@@ -211,14 +211,9 @@ impl ThreadMagazines {
     /// emptying it (then the caller uses the shared layer).
     #[inline]
     pub(crate) fn own(&self, stripe: usize) -> bool {
-        self.stripes.get(stripe).is_some_and(|s| Self::owned(&s.0.owner))
-    }
-
-    /// [`ThreadMagazines::own`] of the stripe whose `owner` this is.
-    #[inline]
-    fn owned(owner: &AtomicU32) -> bool {
+        let Some(s) = self.stripes.get(stripe) else { return false };
         let me = MY_GENERATION.get();
-        owner.load(Ordering::Relaxed) == me || Self::take_over(owner, me)
+        s.0.owner.load(Ordering::Relaxed) == me || Self::take_over(&s.0.owner, me)
     }
 
     #[cold]
@@ -255,26 +250,6 @@ impl ThreadMagazines {
         // SAFETY: only this thread reaches the stripe (its lease), and not re-entrantly (the
         // caller's promise), so this is the only reference to the magazine while `f` runs.
         Some(f(unsafe { &mut *cell.get() }))
-    }
-
-    /// Runs `f` on the magazine of `stripe` if the calling thread owns it
-    /// ([`ThreadMagazines::own`], with one look-up of the stripe for both); `None` if not.
-    ///
-    /// # Safety
-    /// - `stripe` is the calling thread's lease (from [`stripe()`] on this thread, and still
-    ///   its lease);
-    /// - `f` does not reach this cache's thread magazines again (no nested call of `with` or
-    ///   `with_own` for the same stripe while `f` runs).
-    #[inline]
-    pub(crate) unsafe fn with_own<R>(&self, stripe: usize, f: impl FnOnce(&mut ThreadMagazine) -> R) -> Option<R> {
-        let s = &self.stripes.get(stripe)?.0;
-        if !Self::owned(&s.owner) {
-            return None;
-        }
-        // SAFETY: this thread owns the stripe's magazine (`owned`, under its lease), and `f`
-        // does not re-enter (the caller's promise): this is the only reference to it while
-        // `f` runs.
-        Some(f(unsafe { &mut *s.magazine.get() }))
     }
 
     /// Every stripe's magazine, with exclusive access (the cache is being dropped or destroyed).

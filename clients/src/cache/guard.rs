@@ -5,8 +5,6 @@ use core::ptr::NonNull;
 
 use super::{Cache, Pending};
 use crate::error::Error;
-#[cfg(feature = "std")]
-use crate::threads::ThreadMagazines;
 use crate::transport::Transport;
 
 /// One thread's run of operations on a [`Cache`] (from [`Cache::lock`]): `alloc` and `free`
@@ -24,7 +22,7 @@ pub struct CacheGuard<'c, 'm, T: Transport> {
 pub(super) enum Hold<'c> {
     /// This thread's stripe of the cache's per-thread magazines.
     #[cfg(feature = "std")]
-    Stripe(&'c ThreadMagazines, usize),
+    Stripe(usize),
     /// The lock of the cache's slot (or its IPC lock).
     Locked(#[allow(dead_code)] spin::MutexGuard<'c, ()>),
 }
@@ -36,7 +34,10 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
         let cache = self.cache;
         let result = match (&cache.magazines, &self.hold) {
             #[cfg(feature = "std")]
-            (Some(m), Hold::Stripe(threads, stripe)) => m.stripe_alloc(cache.server, threads, *stripe),
+            (Some(m), Hold::Stripe(stripe)) => match cache.stripe_pop(m, *stripe) {
+                Some(ptr) => return Ok(ptr),
+                None => cache.stripe_refill(m, *stripe),
+            },
             (Some(m), _) => m.alloc(cache.server, &mut self.pending).and_then(|h| cache.object(h)),
             (None, _) => cache.ipc_alloc_locked(false),
         };
@@ -51,7 +52,11 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
         let handle = cache.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
         match &self.hold {
             #[cfg(feature = "std")]
-            Hold::Stripe(threads, stripe) => m.stripe_free(cache.server, threads, *stripe, handle.0),
+            Hold::Stripe(stripe) => match cache.stripe_push(m, *stripe, handle.0) {
+                Ok(true) => Ok(()),
+                Ok(false) => cache.stripe_drain(m, *stripe, handle.0),
+                Err(refusal) => Err(refusal.into()),
+            },
             Hold::Locked(_) => m.free(cache.server, &mut self.pending, handle),
         }
     }
@@ -61,7 +66,7 @@ impl<T: Transport> Drop for CacheGuard<'_, '_, T> {
     fn drop(&mut self) {
         self.pending.publish(self.cache.server);
         #[cfg(feature = "std")]
-        if let Hold::Stripe(_, stripe) = self.hold {
+        if let Hold::Stripe(stripe) = self.hold {
             self.cache.server.publish_stripe(stripe);
         }
     }

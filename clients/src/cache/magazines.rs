@@ -202,24 +202,6 @@ impl Magazines {
         }
     }
 
-    /// One allocation from the shared layer under the slot's lock (its hit counts at once).
-    pub(crate) fn alloc_locked<T: Transport>(&self, server: &Memserver<T>) -> Result<Handle, Error> {
-        let _guard = server.slot_lock(self.index).lock();
-        self.alloc(server, &mut Pending::default())
-    }
-
-    /// One free (hardened) into the shared layer under the slot's lock (its hit counts at once).
-    pub(crate) fn free_locked<T: Transport>(&self, server: &Memserver<T>, handle: Handle) -> Result<(), Error> {
-        let _guard = server.slot_lock(self.index).lock();
-        self.free(server, &mut Pending::default(), handle)
-    }
-
-    /// Both shared magazines back to the server (`ExchangeOp::Flush`) under the slot's lock.
-    pub(crate) fn flush_locked<T: Transport>(&self, server: &Memserver<T>) -> Result<(), Error> {
-        let _guard = server.slot_lock(self.index).lock();
-        self.exchange(server, ExchangeOp::Flush)
-    }
-
     /// The shared-layer path of an allocation; the caller holds the slot's lock.
     #[inline]
     pub(crate) fn alloc<T: Transport>(&self, server: &Memserver<T>, pending: &mut Pending) -> Result<Handle, Error> {

@@ -13,6 +13,42 @@ use crate::threads::{STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
 
 impl<T: Transport> Cache<'_, T> {
+    fn thread_magazines(&self) -> Result<&ThreadMagazines, Error> {
+        self.threads.as_deref().ok_or(Error::UnexpectedReply)
+    }
+
+    /// [`Magazines::stripe_pop`] on this cache's thread magazines.
+    #[inline]
+    pub(super) fn stripe_pop(&self, m: &Magazines, stripe: usize) -> Option<NonNull<u8>> {
+        m.stripe_pop(self.server, self.threads.as_deref()?, stripe)
+    }
+
+    /// [`Magazines::stripe_refill`] on this cache's thread magazines.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn stripe_refill(&self, m: &Magazines, stripe: usize) -> Result<NonNull<u8>, Error> {
+        m.stripe_refill(self.server, self.thread_magazines()?, stripe)
+    }
+
+    /// [`Magazines::stripe_push`] on this cache's thread magazines.
+    #[inline]
+    pub(super) fn stripe_push(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<bool, Refusal> {
+        let Some(threads) = self.threads.as_deref() else { return Ok(false) };
+        m.stripe_push(self.server, threads, stripe, handle)
+    }
+
+    /// [`Magazines::stripe_drain`] on this cache's thread magazines.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn stripe_drain(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<(), Error> {
+        m.stripe_drain(self.server, self.thread_magazines()?, stripe, handle)
+    }
+
+    /// [`Magazines::stripe_flush`] on this cache's thread magazines.
+    pub(super) fn stripe_flush(&self, m: &Magazines, own: Option<usize>) -> Result<(), Error> {
+        m.stripe_flush(self.server, self.thread_magazines()?, own)
+    }
+
     /// Every thread magazine of the cache back to the shared layer (destroy, drop: nobody else
     /// can use the cache now). Stops at the first error; what is left stays parked.
     pub(super) fn return_thread_magazines(&mut self) -> Result<(), Error> {
@@ -54,7 +90,7 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
     ) -> Result<(), Error> {
         let cache = self.cache;
         let mut use_object = Some(use_object);
-        if let (Some(m), Hold::Stripe(threads, stripe)) = (&cache.magazines, &self.hold)
+        if let (Some(m), Hold::Stripe(stripe), Some(threads)) = (&cache.magazines, &self.hold, cache.threads.as_deref())
             && m.stripe_pair_unchecked(cache.server, threads, *stripe, |p| use_object.take().map_or((), |f| f(p)))
                 .is_some()
         {
@@ -73,50 +109,22 @@ impl Magazines {
         server.object(handle, self.geometry.object_size as usize)
     }
 
-    /// `alloc` on thread magazine `stripe` of `threads` (the calling thread's lease): a pop
-    /// ([`Magazines::stripe_pop`]), or the refill when it is empty.
-    #[inline]
-    pub(crate) fn stripe_alloc<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        threads: &ThreadMagazines,
-        stripe: usize,
-    ) -> Result<NonNull<u8>, Error> {
-        match self.stripe_pop(server, threads, stripe) {
-            Some(ptr) => Ok(ptr),
-            None => self.stripe_refill(server, threads, stripe),
-        }
-    }
-
-    /// `free` (hardened) on thread magazine `stripe` of `threads` (the calling thread's
-    /// lease): a push ([`Magazines::stripe_push`]), or the drain when it is full.
-    #[inline]
-    pub(crate) fn stripe_free<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        threads: &ThreadMagazines,
-        stripe: usize,
-        handle: u64,
-    ) -> Result<(), Error> {
-        match self.stripe_push(server, threads, stripe, handle) {
-            Ok(true) => Ok(()),
-            Ok(false) => self.stripe_drain(server, threads, stripe, handle),
-            Err(refusal) => Err(refusal.into()),
-        }
-    }
-
     /// The fast path of `alloc`: a pop from thread magazine `stripe` of `threads` (the calling
     /// thread's lease); `None` when it is empty (then [`Magazines::stripe_refill`]).
     #[inline]
-    fn stripe_pop<T: Transport>(
+    pub(crate) fn stripe_pop<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
         stripe: usize,
     ) -> Option<NonNull<u8>> {
+        if !threads.own(stripe) {
+            return None;
+        }
         // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
-        // the caller or the `!Send` guard); `pop` does not reach the magazines again.
-        let handle = unsafe { threads.with_own(stripe, ThreadMagazine::pop) }??;
+        // the caller or the `!Send` guard) and it owns the magazine (`own`); `pop` does not
+        // reach the magazines again.
+        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
         server.stripe_hit(stripe, true, self.kmalloc);
         server.window().ptr(self.hand_out(server, handle), self.geometry.object_size as usize)
     }
@@ -126,7 +134,7 @@ impl Magazines {
     /// magazine holds.
     #[cold]
     #[inline(never)]
-    fn stripe_refill<T: Transport>(
+    pub(crate) fn stripe_refill<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
@@ -134,23 +142,29 @@ impl Magazines {
     ) -> Result<NonNull<u8>, Error> {
         if !threads.own(stripe) {
             // A flush is emptying this thread's magazine: the shared layer serves.
-            return self.alloc_locked(server).and_then(|h| self.ptr(server, h));
+            let _guard = server.slot_lock(self.index).lock();
+            return self.alloc(server, &mut Pending::default()).and_then(|h| self.ptr(server, h));
         }
+        let mut batch = [0u64; THREAD_BATCH];
         let mut pending = Pending::default();
-        let first = {
+        let (first, moved) = {
             let _guard = server.slot_lock(self.index).lock();
             let first = self.take(server, &mut pending)?;
-            // SAFETY: this thread's lease and magazine (`own` above, see `stripe_pop`); the
-            // closure pops the shared magazine and pushes onto this one, nothing else.
-            unsafe {
-                threads.with(stripe, |t| {
-                    for _ in 1..THREAD_BATCH {
-                        let Some(handle) = self.slot.pop() else { break };
-                        t.push(handle);
-                    }
-                })
-            };
-            first
+            let mut moved = 0;
+            for slot in batch.iter_mut().skip(1) {
+                let Some(handle) = self.slot.pop() else { break };
+                *slot = handle;
+                moved += 1;
+            }
+            (first, moved)
+        };
+        // SAFETY: this thread's lease (see `stripe_pop`); the closure only pushes.
+        unsafe {
+            threads.with(stripe, |t| {
+                for &handle in batch.iter().skip(1).take(moved) {
+                    t.push(handle);
+                }
+            })
         };
         if !pending.missed {
             server.stripe_hit(stripe, true, self.kmalloc);
@@ -163,35 +177,36 @@ impl Magazines {
     /// calling thread's lease): `Ok(true)` once pushed, `Ok(false)` when the magazine is full
     /// or not this thread's now (then [`Magazines::stripe_drain`]), the refusal otherwise.
     #[inline]
-    fn stripe_push<T: Transport>(
+    pub(crate) fn stripe_push<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
         stripe: usize,
         handle: u64,
     ) -> Result<bool, Refusal> {
-        // SAFETY: this thread's lease (see `stripe_pop`); `admit_and_push` reaches the
-        // window and the page-owner table, not the thread magazines.
-        let pushed = unsafe { threads.with_own(stripe, |t| self.admit_and_push(server, t, handle)) };
-        if !pushed.transpose()?.unwrap_or(false) {
+        if !threads.own(stripe) || !self.admit_and_push(server, threads, stripe, handle)? {
             return Ok(false);
         }
         server.stripe_hit(stripe, false, self.kmalloc);
         Ok(true)
     }
 
-    /// The hardened free's checks of `handle`, then a push onto `magazine` (the calling
-    /// thread's) and the canary: whether it was pushed (not full).
+    /// The hardened free's checks of `handle`, then a push onto thread magazine `stripe`
+    /// (which the calling thread owns) and the canary: whether it was pushed (not full).
     #[inline(always)]
     fn admit_and_push<T: Transport>(
         &self,
         server: &Memserver<T>,
-        magazine: &mut ThreadMagazine,
+        threads: &ThreadMagazines,
+        stripe: usize,
         handle: u64,
     ) -> Result<bool, Refusal> {
-        let top = if self.canary { None } else { magazine.top() };
+        // SAFETY: this thread's lease and magazine (the caller's `own`, see `stripe_pop`);
+        // `top` does not re-enter.
+        let top = if self.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
         let canary = self.admit(server, handle, top)?;
-        if !magazine.push(handle) {
+        // SAFETY: as above; `push` does not re-enter.
+        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
             return Ok(false);
         }
         Magazines::mark_free(server, handle, canary);
@@ -203,7 +218,7 @@ impl Magazines {
     /// refusal, if any, is the fast path's).
     #[cold]
     #[inline(never)]
-    fn stripe_drain<T: Transport>(
+    pub(crate) fn stripe_drain<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
@@ -212,15 +227,14 @@ impl Magazines {
     ) -> Result<(), Error> {
         if !threads.own(stripe) {
             // A flush is emptying this thread's magazine: the shared layer takes the object.
-            return self.free_locked(server, protocol::Handle(handle));
+            let _guard = server.slot_lock(self.index).lock();
+            return self.free(server, &mut Pending::default(), protocol::Handle(handle));
         }
         let missed = {
             let _guard = server.slot_lock(self.index).lock();
             self.move_to_shared(server, threads, stripe, THREAD_BATCH)?
         };
-        // SAFETY: this thread's lease and magazine (`own` above, see `stripe_pop`);
-        // `admit_and_push` does not reach the thread magazines.
-        if !unsafe { threads.with(stripe, |t| self.admit_and_push(server, t, handle)) }.transpose()?.unwrap_or(false) {
+        if !self.admit_and_push(server, threads, stripe, handle)? {
             return Err(Error::UnexpectedReply);
         }
         if !missed {
@@ -243,8 +257,11 @@ impl Magazines {
         stripe: usize,
         use_object: impl FnOnce(NonNull<u8>),
     ) -> Option<()> {
-        // SAFETY: this thread's lease (see `stripe_pop`); `pop` does not re-enter.
-        let handle = unsafe { threads.with_own(stripe, ThreadMagazine::pop) }??;
+        if !threads.own(stripe) {
+            return None;
+        }
+        // SAFETY: this thread's lease and magazine (see `stripe_pop`); `pop` does not re-enter.
+        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
         server.stripe_hit(stripe, true, self.kmalloc);
         let object = server.window().ptr(protocol::Handle(handle), self.geometry.object_size as usize);
         if let Some(ptr) = object {
