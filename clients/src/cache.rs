@@ -24,6 +24,8 @@ use crate::server::Memserver;
 use crate::threads::ThreadMagazines;
 use crate::transport::Transport;
 
+#[allow(unsafe_code)]
+mod fast;
 mod guard;
 mod magazines;
 #[cfg(feature = "std")]
@@ -218,10 +220,12 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// `kfree`ing its objects) wait until it is dropped.
     pub fn lock(&self) -> CacheGuard<'_, 'm, T> {
         #[cfg(feature = "std")]
-        if let Some(stripe) = self.stripe() {
+        if let (Some(m), Some(threads), Some(stripe)) = (&self.magazines, self.threads.as_deref(), self.stripe())
+            && let Some(hold) = stripes::StripeHold::new(self.server, m, threads, stripe)
+        {
             return CacheGuard {
                 cache: self,
-                hold: Hold::Stripe(stripe),
+                hold: Hold::Stripe(hold),
                 pending: Pending::default(),
                 _thread: PhantomData,
             };

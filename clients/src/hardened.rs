@@ -25,8 +25,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use peer_memory::PeerMemory;
-use protocol::control::{CacheEntry, ControlLayout, PAGE_OWNER_SIZE, PageOwner, PageOwnerKind};
+use protocol::control::{CacheEntry, ControlLayout, PageOwner, PageOwnerKind};
 use protocol::{Error as ServerError, PAGE_SIZE};
 use zerocopy::FromBytes;
 
@@ -42,6 +41,8 @@ pub(crate) enum Refusal {
     WrongCache,
     /// An object that is free already.
     DoubleFree,
+    /// No address of the window at all.
+    NotInWindow,
 }
 
 impl From<Refusal> for crate::Error {
@@ -51,26 +52,31 @@ impl From<Refusal> for crate::Error {
             Refusal::InvalidObject => ServerError::InvalidObject,
             Refusal::WrongCache => ServerError::WrongCache,
             Refusal::DoubleFree => ServerError::DoubleFree,
+            Refusal::NotInWindow => return crate::Error::NotInWindow,
         })
     }
 }
 
-/// What the fast path needs to know a handle is an object start of one cache: the cache's
-/// index in the server's cache table (what its slab pages' page-owner entries name), where
-/// the first object of a slab lies, and the stride as a divisibility test.
+/// What the fast path needs to know a handle is an object start of one cache: the page-owner
+/// entry its slab pages carry (the cache's index in the server's cache table), where the first
+/// object of a slab lies, and the stride and object count as one divisibility test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ObjectCheck {
     table_index: u16,
+    /// The low half of the page-owner word of this cache's slab pages: kind `Slab`, no
+    /// padding, the cache's table index (the high half is the page's index in its slab).
+    expect: u32,
     obj_offset: u64,
-    /// Bytes from the first object to the end of the last one's stride.
-    span: u64,
     /// The stride is `odd << shift`.
     shift: u32,
     /// The multiplicative inverse of `odd` modulo 2^64.
     inverse: u64,
-    /// `u64::MAX / odd`: `x` is a multiple of `odd` iff `x * inverse <= limit` (mod 2^64).
-    limit: u64,
+    /// Objects in a slab.
+    objects: u64,
 }
+
+// The page-owner word is read as one little-endian u64: kind, pad and cache in the low half.
+const _: () = assert!(cfg!(target_endian = "little"), "the page-owner word layout assumes little-endian");
 
 /// The multiplicative inverse of an odd `d` modulo 2^64 (Newton's iteration; each step
 /// doubles the correct low bits: 3, 6, 12, 24, 48, 96).
@@ -93,14 +99,14 @@ impl ObjectCheck {
             return None;
         }
         let shift = stride.trailing_zeros();
-        let odd = stride >> shift;
+        let owner = PageOwner::slab(table_index, 0);
         Some(ObjectCheck {
             table_index,
+            expect: u32::from(owner.kind) | u32::from(owner.pad) << 8 | u32::from(owner.cache) << 16,
             obj_offset: u64::from(entry.obj_offset),
-            span: stride.checked_mul(u64::from(entry.objects_per_slab))?,
             shift,
-            inverse: inverse_of_odd(odd),
-            limit: u64::MAX / odd,
+            inverse: inverse_of_odd(stride >> shift),
+            objects: u64::from(entry.objects_per_slab),
         })
     }
 
@@ -117,39 +123,47 @@ impl ObjectCheck {
         self.table_index
     }
 
-    /// Whether `offset` (from a slab's first object) is an object start.
-    #[inline]
+    /// Whether `offset` (from a slab's first object, wrapping) is an object start: one
+    /// multiplication and one rotation (Granlund and Montgomery; Hacker's Delight 10-17).
+    /// For `x = odd << shift`-multiples, `rotr(offset * inverse, shift)` is `offset / stride`;
+    /// for anything else it exceeds `u64::MAX / stride`, which is at least the object count
+    /// (a slab fits in the window). So one comparison tests "a multiple of the stride" and
+    /// "inside the slab" together.
+    #[inline(always)]
     fn is_object_offset(&self, offset: u64) -> bool {
-        let low = offset & ((1u64 << self.shift) - 1);
-        offset < self.span && low == 0 && (offset >> self.shift).wrapping_mul(self.inverse) <= self.limit
+        offset.wrapping_mul(self.inverse).rotate_right(self.shift) < self.objects
     }
 
-    /// Checks that `handle` is the start of an object of a slab of this cache, by the
-    /// page-owner table: `WrongCache` for a page of another cache, `InvalidObject` otherwise.
-    #[inline]
-    pub(crate) fn check(&self, page_owners: &PeerMemory, handle: u64) -> Result<(), Refusal> {
-        let page = handle / PAGE_SIZE as u64;
-        let offset = usize::try_from(page).ok().and_then(|p| p.checked_mul(PAGE_OWNER_SIZE));
-        let word = offset.and_then(|o| page_owners.load_u64(o)).ok_or(Refusal::InvalidObject)?;
-        let owner = PageOwner::read_from_bytes(&word.to_ne_bytes()).map_err(|_| Refusal::InvalidObject)?;
-        let page = page as u32; // < window pages (the table has one entry per page)
-        if owner.kind() != PageOwnerKind::Slab {
-            return Err(Refusal::InvalidObject);
+    /// Checks that `handle` is the start of an object of a slab of this cache, given `owner`,
+    /// the page-owner word of its page: `WrongCache` for a page of another cache,
+    /// `InvalidObject` otherwise.
+    #[inline(always)]
+    pub(crate) fn check_owner(&self, owner: u64, handle: u64) -> Result<(), Refusal> {
+        if owner as u32 != self.expect {
+            return Err(self.refusal(owner));
         }
-        if owner.cache != self.table_index {
-            return Err(Refusal::WrongCache);
-        }
-        let first_page = page.checked_sub(owner.value).ok_or(Refusal::InvalidObject)?;
-        let first_object = u64::from(first_page) * PAGE_SIZE as u64 + self.obj_offset;
-        match handle.checked_sub(first_object) {
-            Some(offset) if self.is_object_offset(offset) => Ok(()),
-            _ => Err(Refusal::InvalidObject),
+        // The page is page `owner >> 32` of its slab: the offset from the slab's first object
+        // is the offset in the page plus that many pages, less the first object's offset.
+        let in_page = handle & (PAGE_SIZE as u64 - 1);
+        let offset = in_page.wrapping_add((owner >> 32) * PAGE_SIZE as u64).wrapping_sub(self.obj_offset);
+        if self.is_object_offset(offset) { Ok(()) } else { Err(Refusal::InvalidObject) }
+    }
+
+    /// Why a page-owner word that is not one of this cache's slab pages is refused.
+    #[cold]
+    fn refusal(&self, owner: u64) -> Refusal {
+        let owner = PageOwner::read_from_bytes(&owner.to_ne_bytes()).unwrap_or_default();
+        match owner.kind() == PageOwnerKind::Slab && owner.cache != self.table_index {
+            true => Refusal::WrongCache,
+            false => Refusal::InvalidObject,
         }
     }
 }
 
-/// The canary a freed object carries in its first word: `key` (secret per session) mixed with
-/// the handle; never 0, the word an allocation leaves.
+/// The canary a freed object carries in its first word: `key` (secret per session, odd) xor the
+/// handle, as Linux's hardened freelist mixes its pointers with `s->random` and the address;
+/// odd, since handles of freed objects are 8-byte aligned, so never 0 (the word an allocation
+/// leaves).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Canary {
     key: u64,
@@ -158,13 +172,13 @@ pub(crate) struct Canary {
 impl Canary {
     /// A canary keyed by `key`.
     pub(crate) fn new(key: u64) -> Self {
-        Canary { key }
+        Canary { key: key | 1 }
     }
 
     /// The canary of the object `handle`.
     #[inline]
     pub(crate) fn of(&self, handle: u64) -> u64 {
-        (self.key ^ handle.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+        self.key ^ handle
     }
 }
 
@@ -229,15 +243,45 @@ mod tests {
 
     #[test]
     fn divisibility_test_agrees_with_the_remainder_for_every_stride() {
-        for stride in (8..=4096u32).step_by(8).chain([24, 40, 72, 96, 192, 3 * 1024, 8200]) {
+        let strides = (8..=4096u32).step_by(8).chain([1, 4, 12, 20, 24, 40, 72, 96, 192, 3 * 1024, 8200, 1 << 20]);
+        for stride in strides {
             let objects = (16 * 4096 / stride).clamp(1, 512) as u16;
             let check = ObjectCheck::of_entry(3, &entry(stride, 0, objects)).unwrap();
-            let span = u64::from(stride) * u64::from(objects);
-            for offset in (0..span + 3 * u64::from(stride)).step_by(8).chain([1, 7, span - 1, u64::MAX - 7]) {
-                let expected = offset < span && offset % u64::from(stride) == 0;
-                assert_eq!(check.is_object_offset(offset), expected, "stride {stride} offset {offset}");
+            let (stride, span) = (u64::from(stride), u64::from(stride) * u64::from(objects));
+            // Below the slab's first object (wrapping), inside, just past it, and far off.
+            let around = (0..span + 3 * stride).step_by(4).chain((1..=3 * stride).map(|k| k.wrapping_neg()));
+            let odd = [1, 7, span - 1, span, u64::MAX - 7, u64::MAX, 1 << 63, (1 << 63) + stride];
+            for offset in around.chain(odd).chain((0..2_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))) {
+                let expected = offset < span && offset % stride == 0;
+                assert_eq!(check.is_object_offset(offset), expected, "stride {stride} offset {offset:#x}");
             }
         }
+    }
+
+    fn owner_word(owner: PageOwner) -> u64 {
+        u64::from_ne_bytes(zerocopy::IntoBytes::as_bytes(&owner).try_into().unwrap())
+    }
+
+    #[test]
+    fn owner_check_follows_the_page_owner_entry() {
+        // 100 objects at stride 96 from offset 32: three-page slabs of cache-table index 5, one at page 10.
+        let check = ObjectCheck::of_entry(5, &entry(96, 32, 100)).unwrap();
+        let page = |n: u64| n * PAGE_SIZE as u64;
+        let slab = |index| owner_word(PageOwner::slab(5, index));
+        assert_eq!(check.check_owner(slab(0), page(10) + 32), Ok(()));
+        assert_eq!(check.check_owner(slab(0), page(10) + 32 + 96), Ok(()));
+        // Object 43 starts on the slab's second page, object 99 on its third.
+        assert_eq!(check.check_owner(slab(1), page(11) + 32 + 43 * 96 - 4096), Ok(()));
+        assert_eq!(check.check_owner(slab(2), page(12) + 32 + 99 * 96 - 8192), Ok(()));
+        assert_eq!(check.check_owner(slab(0), page(10) + 32 + 8), Err(Refusal::InvalidObject), "object + 8");
+        assert_eq!(check.check_owner(slab(0), page(10)), Err(Refusal::InvalidObject), "before the first object");
+        let past = page(12) + 32 + 100 * 96 - 8192;
+        assert_eq!(check.check_owner(slab(2), past), Err(Refusal::InvalidObject), "past the last");
+        assert_eq!(check.check_owner(owner_word(PageOwner::slab(6, 0)), page(10) + 32), Err(Refusal::WrongCache));
+        assert_eq!(check.check_owner(owner_word(PageOwner::NONE), page(10) + 32), Err(Refusal::InvalidObject));
+        assert_eq!(check.check_owner(owner_word(PageOwner::large(1)), page(10) + 32), Err(Refusal::InvalidObject));
+        let padded = PageOwner { pad: 1, ..PageOwner::slab(5, 0) };
+        assert_eq!(check.check_owner(owner_word(padded), page(10) + 32), Err(Refusal::InvalidObject));
     }
 
     #[test]
@@ -252,7 +296,7 @@ mod tests {
         let (a, b) = (Canary::new(session_key(1)), Canary::new(session_key(1)));
         assert_ne!(a.of(64), b.of(64), "two sessions, two keys");
         assert_ne!(a.of(64), a.of(128));
-        assert!((0..4096u64).all(|h| a.of(h * 8) != 0));
+        assert!((0..4096u64).all(|h| a.of(h * 8) != 0 && a.of(h * 8) & 1 == 1));
         assert_eq!(Canary::new(0).of(0), 1);
     }
 

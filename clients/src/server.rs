@@ -294,6 +294,12 @@ impl<T: Transport> Memserver<T> {
         }
     }
 
+    /// Where `stripe` counts its hits.
+    #[cfg(feature = "std")]
+    pub(crate) fn stripe_counters(&self, stripe: usize) -> Option<&crate::threads::StripeCounters> {
+        self.stripe_counters.get(stripe)
+    }
+
     /// Adds the hits `stripe` (the calling thread's) counted to the control-region header.
     #[cfg(feature = "std")]
     pub(crate) fn publish_stripe(&self, stripe: usize) {

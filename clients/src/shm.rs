@@ -107,17 +107,6 @@ impl Window {
         true
     }
 
-    /// The first 8 bytes of the object at `handle` (the hardened free's canary word), if they
-    /// lie in the window and are 8-byte aligned.
-    #[inline]
-    pub(crate) fn word(&self, handle: u64) -> Option<u64> {
-        let at = self.word_at(handle)?;
-        // SAFETY: `word_at` checked that the 8 bytes lie inside the mapping and are aligned. The
-        // object is one the caller is freeing or handing out: nobody holds a reference to it
-        // (the kmem_cache contract), and a volatile read is defined whatever is there.
-        Some(unsafe { at.read_volatile() })
-    }
-
     /// Sets the first 8 bytes of the object at `handle`; `false` if outside or misaligned.
     #[inline]
     pub(crate) fn set_word(&self, handle: u64, value: u64) -> bool {

@@ -21,6 +21,8 @@
 //! client (an seL4 task is single-threaded) uses the shared layer directly.
 
 use core::cell::{Cell, UnsafeCell};
+use core::marker::PhantomData;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Stripes (threads with magazines of their own at once, process-wide).
@@ -87,11 +89,54 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let stripe = STRIPE.replace(NO_STRIPE);
-        if let Some(generation) = GENERATION.get(usize::from(stripe)) {
-            // After this thread's last use of its magazines: whoever sees the new generation
-            // (a `flush`, Acquire) may empty them.
-            next_generation(generation);
-            LEASED.fetch_and(!(1u64 << stripe), Ordering::Release);
+        if GUARDS.get() > 0 {
+            // A guard (kept in another thread-local) still uses the stripe: the last one to
+            // go gives it back (`GuardLease::drop`).
+            RETIRED.set(stripe);
+        } else {
+            release(stripe);
+        }
+    }
+}
+
+/// Gives the lease of `stripe` back, after this thread's last use of its magazines.
+fn release(stripe: u8) {
+    if let Some(generation) = GENERATION.get(usize::from(stripe)) {
+        // Whoever sees the new generation (a `flush`, Acquire) may empty the magazines.
+        next_generation(generation);
+        LEASED.fetch_and(!(1u64 << stripe), Ordering::Release);
+    }
+}
+
+/// A [`CacheGuard`](crate::CacheGuard)'s share of its thread's lease: while one exists, the
+/// thread's stripe is not given back, even if the thread's lease ends first (the guard lives
+/// in a thread-local that is destroyed after the lease's), so a guard needs no check per
+/// operation that its stripe is still its thread's. Not `Send`. A guard that is leaked
+/// (`mem::forget`) keeps its thread's stripe leased for good.
+pub(crate) struct GuardLease {
+    _thread: PhantomData<*const ()>,
+}
+
+impl GuardLease {
+    /// A share of the calling thread's lease of `stripe` (from [`stripe()`] on this thread).
+    pub(crate) fn new(stripe: usize) -> Option<Self> {
+        if usize::from(STRIPE.get()) != stripe {
+            return None;
+        }
+        GUARDS.set(GUARDS.get().checked_add(1)?);
+        Some(GuardLease { _thread: PhantomData })
+    }
+}
+
+impl Drop for GuardLease {
+    fn drop(&mut self) {
+        let left = GUARDS.get().saturating_sub(1);
+        GUARDS.set(left);
+        if left == 0 {
+            let retired = RETIRED.replace(NO_STRIPE);
+            if retired != NO_STRIPE {
+                release(retired);
+            }
         }
     }
 }
@@ -113,6 +158,10 @@ std::thread_local! {
     /// The generation of this thread's lease (`GENERATION` when it leased).
     static MY_GENERATION: Cell<u32> = const { Cell::new(0) };
     static LEASE: Lease = const { Lease };
+    /// Live [`GuardLease`]s of this thread.
+    static GUARDS: Cell<u32> = const { Cell::new(0) };
+    /// The stripe whose lease ended while guards still used it ([`NO_STRIPE`]: none).
+    static RETIRED: Cell<u8> = const { Cell::new(NO_STRIPE) };
 }
 
 /// The calling thread's stripe, leasing one at its first call; `None` when every stripe is
@@ -135,7 +184,7 @@ pub(crate) struct ThreadMagazine {
 
 impl ThreadMagazine {
     /// Pops the top handle.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop(&mut self) -> Option<u64> {
         let top = self.count.checked_sub(1)?;
         let handle = *self.handles.get(top)?;
@@ -144,7 +193,7 @@ impl ThreadMagazine {
     }
 
     /// Pushes a handle unless full.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, handle: u64) -> bool {
         match self.handles.get_mut(self.count) {
             Some(slot) => {
@@ -157,7 +206,7 @@ impl ThreadMagazine {
     }
 
     /// The top handle (the object freed last), if any.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn top(&self) -> Option<u64> {
         self.handles.get(self.count.checked_sub(1)?).copied()
     }
@@ -211,9 +260,20 @@ impl ThreadMagazines {
     /// emptying it (then the caller uses the shared layer).
     #[inline]
     pub(crate) fn own(&self, stripe: usize) -> bool {
-        let Some(s) = self.stripes.get(stripe) else { return false };
+        self.owned(stripe).is_some()
+    }
+
+    /// The magazine of `stripe` if the calling thread owns it ([`ThreadMagazines::own`]). The
+    /// pointer may be dereferenced as [`ThreadMagazines::with`] runs its closure: by this
+    /// thread, while its lease of `stripe` lasts (or a [`GuardLease`] of it), one reference at a time.
+    #[inline]
+    pub(crate) fn owned(&self, stripe: usize) -> Option<NonNull<ThreadMagazine>> {
+        let s = &self.stripes.get(stripe)?.0;
         let me = MY_GENERATION.get();
-        s.0.owner.load(Ordering::Relaxed) == me || Self::take_over(&s.0.owner, me)
+        if s.owner.load(Ordering::Relaxed) == me || Self::take_over(&s.owner, me) {
+            return NonNull::new(s.magazine.get());
+        }
+        None
     }
 
     #[cold]
@@ -346,6 +406,28 @@ mod tests {
             let theirs = std::thread::spawn(stripe).join().unwrap();
             assert!(theirs.is_some_and(|t| t != mine), "{theirs:?}");
         }
+    }
+
+    #[test]
+    fn a_guard_keeps_its_stripe_leased_past_the_threads_lease() {
+        std::thread::spawn(|| {
+            let mine = stripe().expect("a stripe");
+            let leased = || LEASED.load(Ordering::Acquire) >> mine & 1 == 1;
+            let generation = GENERATION[mine].load(Ordering::Acquire);
+            let guard = GuardLease::new(mine).expect("a guard of this thread's stripe");
+            assert!(GuardLease::new(mine + 1).is_none(), "not this thread's stripe");
+            // The thread's lease ends (its thread-local destructor) while the guard lives on.
+            drop(Lease);
+            assert_eq!(stripe(), None, "no new user of the stripe");
+            assert!(leased(), "still leased: the guard uses it");
+            assert_eq!(GENERATION[mine].load(Ordering::Acquire), generation, "no flush may take it");
+            drop(guard);
+            // Given back: a new generation (its own release's, or that of a thread of another
+            // test that leased the stripe since, which needed it free).
+            assert_ne!(GENERATION[mine].load(Ordering::Acquire), generation, "the last guard gave it back");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

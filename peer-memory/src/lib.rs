@@ -188,6 +188,18 @@ impl PeerMemory {
         Some(unsafe { p.cast::<u64>().read_volatile() })
     }
 
+    /// The u64 at `offset`, read with one volatile load and no check: for a hot path that
+    /// proved the range once (a table that covers every index it can be asked for).
+    ///
+    /// # Safety
+    /// `offset + 8 <= self.len()`, and `self.addr() + offset` is 8-byte aligned.
+    #[inline(always)]
+    pub unsafe fn load_u64_unchecked(&self, offset: usize) -> u64 {
+        // SAFETY: inside the range and aligned (the caller's promise); a volatile load is
+        // defined whatever the peer writes.
+        unsafe { self.at(offset).cast::<u64>().read_volatile() }
+    }
+
     /// Stores `value` into the aligned u64 at `offset` with one volatile store; `false` if out
     /// of range or misaligned.
     #[inline]

@@ -20,9 +20,9 @@ pub struct CacheGuard<'c, 'm, T: Transport> {
 
 /// What a [`CacheGuard`] holds.
 pub(super) enum Hold<'c> {
-    /// This thread's stripe of the cache's per-thread magazines.
+    /// This thread's magazine of the cache (its stripe of the per-thread magazines).
     #[cfg(feature = "std")]
-    Stripe(usize),
+    Stripe(super::stripes::StripeHold<'c>),
     /// The lock of the cache's slot (or its IPC lock).
     Locked(#[allow(dead_code)] spin::MutexGuard<'c, ()>),
 }
@@ -31,13 +31,23 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
     /// Corresponds to `kmem_cache_alloc()`.
     #[inline]
     pub fn alloc(&mut self) -> Result<NonNull<u8>, Error> {
+        #[cfg(feature = "std")]
+        if let Hold::Stripe(hold) = &self.hold
+            && let Some(ptr) = hold.pop()
+        {
+            return Ok(ptr);
+        }
+        self.alloc_slow()
+    }
+
+    /// `alloc` past the thread magazine's hit: its refill, or the shared layer.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&mut self) -> Result<NonNull<u8>, Error> {
         let cache = self.cache;
         let result = match (&cache.magazines, &self.hold) {
             #[cfg(feature = "std")]
-            (Some(m), Hold::Stripe(stripe)) => match cache.stripe_pop(m, *stripe) {
-                Some(ptr) => return Ok(ptr),
-                None => cache.stripe_refill(m, *stripe),
-            },
+            (Some(m), Hold::Stripe(hold)) => cache.stripe_refill(m, hold.stripe),
             (Some(m), _) => m.alloc(cache.server, &mut self.pending).and_then(|h| cache.object(h)),
             (None, _) => cache.ipc_alloc_locked(false),
         };
@@ -47,16 +57,27 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
     /// Corresponds to `kmem_cache_free()` (hardened as [`Cache::free`]).
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), Error> {
+        #[cfg(feature = "std")]
+        if let Hold::Stripe(hold) = &self.hold {
+            match hold.push(ptr) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(refusal) => return Err(refusal.into()),
+            }
+        }
+        self.free_slow(ptr)
+    }
+
+    /// `free` past the thread magazine's hit: its drain, or the shared layer.
+    #[cold]
+    #[inline(never)]
+    fn free_slow(&mut self, ptr: NonNull<u8>) -> Result<(), Error> {
         let cache = self.cache;
         let Some(m) = &cache.magazines else { return cache.ipc_free(ptr) };
         let handle = cache.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
         match &self.hold {
             #[cfg(feature = "std")]
-            Hold::Stripe(stripe) => match cache.stripe_push(m, *stripe, handle.0) {
-                Ok(true) => Ok(()),
-                Ok(false) => cache.stripe_drain(m, *stripe, handle.0),
-                Err(refusal) => Err(refusal.into()),
-            },
+            Hold::Stripe(hold) => cache.stripe_drain(m, hold.stripe, handle.0),
             Hold::Locked(_) => m.free(cache.server, &mut self.pending, handle),
         }
     }
@@ -66,8 +87,8 @@ impl<T: Transport> Drop for CacheGuard<'_, '_, T> {
     fn drop(&mut self) {
         self.pending.publish(self.cache.server);
         #[cfg(feature = "std")]
-        if let Hold::Stripe(stripe) = self.hold {
-            self.cache.server.publish_stripe(stripe);
+        if let Hold::Stripe(hold) = &self.hold {
+            self.cache.server.publish_stripe(hold.stripe);
         }
     }
 }

@@ -14,7 +14,8 @@ use protocol::{CacheId, CacheLayout, ExchangeOp, Handle, PAGE_SIZE};
 
 use super::Ctor;
 use crate::error::Error;
-use crate::hardened::{ObjectCheck, Refusal};
+use super::fast::FastPath;
+use crate::hardened::ObjectCheck;
 use crate::server::Memserver;
 use crate::shm::SlotView;
 use crate::transport::Transport;
@@ -73,12 +74,11 @@ pub(crate) struct Magazines {
     /// Whether the operations count as `kmalloc`/`kfree` (for the kmalloc hit counters).
     pub(crate) kmalloc: bool,
     pub(super) slot: SlotView,
-    /// Object-start-of-this-cache check (`None` if the server's cache table did not describe
-    /// the cache: then only the double-free check runs).
-    check: Option<ObjectCheck>,
-    /// Whether freed objects carry a canary (caches without ctor or dtor: their freed objects'
-    /// contents are nobody's).
-    pub(super) canary: bool,
+    /// The hardened free's checks and the hand-out of objects: the object-start-of-this-cache
+    /// check (none if the server's cache table did not describe the cache: then only the
+    /// double-free test runs), and whether freed objects carry a canary (caches without ctor
+    /// or dtor: their freed objects' contents are nobody's).
+    pub(super) fast: FastPath,
 }
 
 impl Magazines {
@@ -97,7 +97,8 @@ impl Magazines {
             return None;
         }
         let view = server.control().slot(slot)?;
-        Some(Magazines { index: slot, capacity, cache, geometry, ctor, kmalloc: false, slot: view, check, canary })
+        let fast = FastPath::new(server.window(), server.page_owners(), geometry.object_size, check, *server.canary(), canary);
+        Some(Magazines { index: slot, capacity, cache, geometry, ctor, kmalloc: false, slot: view, fast })
     }
 
     /// The magazines of the cache `entry` (cache-table index `table_index`) describes, if it
@@ -161,45 +162,10 @@ impl Magazines {
     /// Hands an object out of a magazine: clears its canary.
     #[inline]
     pub(crate) fn hand_out<T: Transport>(&self, server: &Memserver<T>, handle: u64) -> Handle {
-        if self.canary {
+        if self.fast.writes_canary() {
             server.window().set_word(handle, 0);
         }
         Handle(handle)
-    }
-
-    /// The hardened free's checks ([`crate::hardened`]): `handle` is an object start of this
-    /// cache's slabs, and not free already (its canary; for a ctor cache, not `top`, the
-    /// object freed last). Returns the canary to write once the object is in a magazine.
-    #[inline(always)]
-    pub(crate) fn admit<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        handle: u64,
-        top: Option<u64>,
-    ) -> Result<Option<u64>, Refusal> {
-        if let Some(check) = &self.check {
-            check.check(server.page_owners(), handle)?;
-        }
-        // Every cache's freed objects are checked for the canary (a constructed object never
-        // carries one); only caches whose freed objects are nobody's get one written.
-        let canary = server.canary().of(handle);
-        match server.window().word(handle) {
-            Some(word) if word == canary => return Err(Refusal::DoubleFree),
-            Some(_) => {}
-            None => return Err(Refusal::InvalidObject),
-        }
-        if !self.canary && top == Some(handle) {
-            return Err(Refusal::DoubleFree);
-        }
-        Ok(self.canary.then_some(canary))
-    }
-
-    /// Marks a freed object (now in a magazine) with its canary.
-    #[inline]
-    pub(crate) fn mark_free<T: Transport>(server: &Memserver<T>, handle: u64, canary: Option<u64>) {
-        if let Some(canary) = canary {
-            server.window().set_word(handle, canary);
-        }
     }
 
     /// The shared-layer path of an allocation; the caller holds the slot's lock.
@@ -221,11 +187,11 @@ impl Magazines {
         pending: &mut Pending,
         handle: Handle,
     ) -> Result<(), Error> {
-        let top = if self.canary { None } else { self.top() };
-        let canary = self.admit(server, handle.0, top).map_err(Error::from)?;
+        let top = if self.fast.writes_canary() { None } else { self.top() };
+        let canary = self.fast.admit(handle.0, top).map_err(Error::from)?;
         pending.missed = false;
         self.put(server, pending, handle.0)?;
-        Self::mark_free(server, handle.0, canary);
+        self.fast.mark_free(handle.0, canary);
         if !pending.missed {
             pending.hit(server, false, self.kmalloc);
         }

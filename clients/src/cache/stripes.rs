@@ -5,11 +5,13 @@
 
 use core::ptr::NonNull;
 
+use super::fast::FastPath;
 use super::{Cache, CacheGuard, Hold, Magazines, Pending};
 use crate::error::Error;
 use crate::hardened::Refusal;
 use crate::server::Memserver;
-use crate::threads::{STRIPES, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
+use crate::hardened::ObjectCheck;
+use crate::threads::{GuardLease, STRIPES, StripeCounters, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
 
 impl<T: Transport> Cache<'_, T> {
@@ -88,11 +90,9 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
         &mut self,
         use_object: impl FnOnce(NonNull<u8>),
     ) -> Result<(), Error> {
-        let cache = self.cache;
         let mut use_object = Some(use_object);
-        if let (Some(m), Hold::Stripe(stripe), Some(threads)) = (&cache.magazines, &self.hold, cache.threads.as_deref())
-            && m.stripe_pair_unchecked(cache.server, threads, *stripe, |p| use_object.take().map_or((), |f| f(p)))
-                .is_some()
+        if let Hold::Stripe(hold) = &self.hold
+            && hold.pair_unchecked(|p| use_object.take().map_or((), |f| f(p))).is_some()
         {
             return Ok(());
         }
@@ -102,6 +102,113 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
         }
         self.free(object)
     }
+}
+
+/// A [`CacheGuard`]'s hold on its thread's magazine of the cache: the stripe (whose lease
+/// its [`GuardLease`] keeps), the magazine itself, where the stripe counts its hits, and a copy
+/// of the cache's [`FastPath`] and object check.
+pub(crate) struct StripeHold<'c> {
+    pub(super) stripe: usize,
+    magazine: NonNull<ThreadMagazine>,
+    counters: &'c StripeCounters,
+    fast: FastPath,
+    check: ObjectCheck,
+    _lease: GuardLease,
+}
+
+impl<'c> StripeHold<'c> {
+    /// The hold on `stripe` (the calling thread's lease) of `threads`, the thread magazines of
+    /// the slot `m`; `None` if the thread does not own that magazine now (a `flush` of another
+    /// thread is emptying it) or the cache has no object check.
+    pub(super) fn new<T: Transport>(
+        server: &'c Memserver<T>,
+        m: &Magazines,
+        threads: &'c ThreadMagazines,
+        stripe: usize,
+    ) -> Option<Self> {
+        let _lease = GuardLease::new(stripe)?;
+        let magazine = threads.owned(stripe)?;
+        let (counters, check) = (server.stripe_counters(stripe)?, m.fast.check()?);
+        Some(StripeHold { stripe, magazine, counters, fast: m.fast, check, _lease })
+    }
+
+    /// `alloc`'s fast path: a pop from the thread's magazine; `None` when it is empty.
+    #[inline(always)]
+    pub(super) fn pop(&self) -> Option<NonNull<u8>> {
+        // SAFETY: the thread owns the magazine (`new`) for as long as the lease lasts, which
+        // the `GuardLease` makes at least as long as the hold; the guard is not `Send`, so
+        // this is that thread, and no other reference to the magazine is live.
+        let ptr = unsafe { pop_from(&self.fast, self.magazine) }?;
+        self.counters.hit(true, false);
+        Some(ptr)
+    }
+
+    /// `free`'s fast path: the hardened checks and a push onto the thread's magazine.
+    /// `Ok(true)` once pushed; `Ok(false)` when the magazine is full.
+    #[inline(always)]
+    pub(super) fn push(&self, ptr: NonNull<u8>) -> Result<bool, Refusal> {
+        let handle = self.fast.held(ptr)?;
+        // SAFETY: as in `pop`; the only reference, for this block.
+        let magazine = unsafe { &mut *self.magazine.as_ptr() };
+        let top = if self.fast.writes_canary() { None } else { magazine.top() };
+        let canary = self.fast.admit_held(Some(&self.check), handle, top)?;
+        if !magazine.push(handle) {
+            return Ok(false);
+        }
+        self.fast.mark_free(handle, canary);
+        self.counters.hit(false, false);
+        Ok(true)
+    }
+
+    /// The pair of [`CacheGuard::bench_only_pair_without_hardened_checks`]: pop, `use_object`,
+    /// push, without the checks and the canary. `None` (nothing done) when the magazine is
+    /// empty.
+    #[inline]
+    fn pair_unchecked(&self, use_object: impl FnOnce(NonNull<u8>)) -> Option<()> {
+        // SAFETY: as in `pop`; each reference lasts one call.
+        let handle = unsafe { (*self.magazine.as_ptr()).pop() }?;
+        self.counters.hit(true, false);
+        // SAFETY: a handle of a thread magazine passed `holds` (see `pop_from`).
+        let object = unsafe { self.fast.object(handle) };
+        use_object(object);
+        let handle = self.fast.handle(object).unwrap_or(handle);
+        // SAFETY: as above; the magazine has room (the handle was just popped).
+        unsafe { (*self.magazine.as_ptr()).push(handle) };
+        self.counters.hit(false, false);
+        Some(())
+    }
+}
+
+/// Pops a handle from `magazine` and hands its object out.
+///
+/// # Safety
+/// The calling thread owns `magazine` and holds its lease ([`ThreadMagazines::owned`]); no
+/// other reference to the magazine is live.
+#[inline(always)]
+unsafe fn pop_from(fast: &FastPath, magazine: NonNull<ThreadMagazine>) -> Option<NonNull<u8>> {
+    // SAFETY: the caller's promise: the only reference, for this call.
+    let handle = unsafe { (*magazine.as_ptr()).pop() }?;
+    // SAFETY: every handle in a thread magazine passed `FastPath::holds`: it was admitted
+    // (`push_onto`) or checked when it came from the shared layer (`stripe_refill`).
+    Some(unsafe { fast.hand_out(handle) })
+}
+
+/// The hardened free's checks of `handle`, then a push onto `magazine` and the canary:
+/// whether it was pushed (not full).
+///
+/// # Safety
+/// As [`pop_from`].
+#[inline(always)]
+unsafe fn push_onto(fast: &FastPath, magazine: NonNull<ThreadMagazine>, handle: u64) -> Result<bool, Refusal> {
+    // SAFETY: the caller's promise: the only reference, for this call.
+    let magazine = unsafe { &mut *magazine.as_ptr() };
+    let top = if fast.writes_canary() { None } else { magazine.top() };
+    let canary = fast.admit(handle, top)?;
+    if !magazine.push(handle) {
+        return Ok(false);
+    }
+    fast.mark_free(handle, canary);
+    Ok(true)
 }
 
 impl Magazines {
@@ -118,15 +225,12 @@ impl Magazines {
         threads: &ThreadMagazines,
         stripe: usize,
     ) -> Option<NonNull<u8>> {
-        if !threads.own(stripe) {
-            return None;
-        }
+        let magazine = threads.owned(stripe)?;
         // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
-        // the caller or the `!Send` guard) and it owns the magazine (`own`); `pop` does not
-        // reach the magazines again.
-        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
+        // the caller) and it owns the magazine (`owned`); nothing else reaches it meanwhile.
+        let ptr = unsafe { pop_from(&self.fast, magazine) }?;
         server.stripe_hit(stripe, true, self.kmalloc);
-        server.window().ptr(self.hand_out(server, handle), self.geometry.object_size as usize)
+        Some(ptr)
     }
 
     /// The thread magazine is empty: one handle from the shared layer (refilled by IPC if it
@@ -153,6 +257,12 @@ impl Magazines {
             let mut moved = 0;
             for slot in batch.iter_mut().skip(1) {
                 let Some(handle) = self.slot.pop() else { break };
+                if !self.fast.holds(handle) {
+                    // Not an object of the window: it stays in the shared layer, whose
+                    // checked path reports it.
+                    self.slot.push(self.capacity, handle);
+                    break;
+                }
                 *slot = handle;
                 moved += 1;
             }
@@ -184,32 +294,12 @@ impl Magazines {
         stripe: usize,
         handle: u64,
     ) -> Result<bool, Refusal> {
-        if !threads.own(stripe) || !self.admit_and_push(server, threads, stripe, handle)? {
+        let Some(magazine) = threads.owned(stripe) else { return Ok(false) };
+        // SAFETY: this thread's lease and magazine (`owned`, see `stripe_pop`).
+        if !unsafe { push_onto(&self.fast, magazine, handle) }? {
             return Ok(false);
         }
         server.stripe_hit(stripe, false, self.kmalloc);
-        Ok(true)
-    }
-
-    /// The hardened free's checks of `handle`, then a push onto thread magazine `stripe`
-    /// (which the calling thread owns) and the canary: whether it was pushed (not full).
-    #[inline(always)]
-    fn admit_and_push<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        threads: &ThreadMagazines,
-        stripe: usize,
-        handle: u64,
-    ) -> Result<bool, Refusal> {
-        // SAFETY: this thread's lease and magazine (the caller's `own`, see `stripe_pop`);
-        // `top` does not re-enter.
-        let top = if self.canary { None } else { unsafe { threads.with(stripe, |t| t.top()) }.flatten() };
-        let canary = self.admit(server, handle, top)?;
-        // SAFETY: as above; `push` does not re-enter.
-        if unsafe { threads.with(stripe, |t| t.push(handle)) } != Some(true) {
-            return Ok(false);
-        }
-        Magazines::mark_free(server, handle, canary);
         Ok(true)
     }
 
@@ -234,7 +324,9 @@ impl Magazines {
             let _guard = server.slot_lock(self.index).lock();
             self.move_to_shared(server, threads, stripe, THREAD_BATCH)?
         };
-        if !self.admit_and_push(server, threads, stripe, handle)? {
+        let magazine = threads.owned(stripe).ok_or(Error::UnexpectedReply)?;
+        // SAFETY: this thread's lease and magazine (`owned`, see `stripe_pop`).
+        if !unsafe { push_onto(&self.fast, magazine, handle) }? {
             return Err(Error::UnexpectedReply);
         }
         if !missed {
@@ -242,36 +334,6 @@ impl Magazines {
         }
         server.publish_stripe(stripe);
         Ok(())
-    }
-
-    /// The fast path's alloc+free pair on thread magazine `stripe` (the calling thread's
-    /// lease) *without* the hardened free's checks and canary (for
-    /// [`CacheGuard::bench_only_pair_without_hardened_checks`](super::CacheGuard), which
-    /// measures what they cost): pop, `use_object`, push. `None` (nothing done) when the
-    /// magazine is empty or not this thread's.
-    #[inline]
-    pub(crate) fn stripe_pair_unchecked<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        threads: &ThreadMagazines,
-        stripe: usize,
-        use_object: impl FnOnce(NonNull<u8>),
-    ) -> Option<()> {
-        if !threads.own(stripe) {
-            return None;
-        }
-        // SAFETY: this thread's lease and magazine (see `stripe_pop`); `pop` does not re-enter.
-        let handle = unsafe { threads.with(stripe, ThreadMagazine::pop) }??;
-        server.stripe_hit(stripe, true, self.kmalloc);
-        let object = server.window().ptr(protocol::Handle(handle), self.geometry.object_size as usize);
-        if let Some(ptr) = object {
-            use_object(ptr);
-        }
-        let handle = object.and_then(|ptr| server.window().handle(ptr)).map_or(handle, |h| h.0);
-        // SAFETY: as above; `push` does not re-enter (and has room: the handle was just popped).
-        unsafe { threads.with(stripe, |t| t.push(handle)) };
-        server.stripe_hit(stripe, false, self.kmalloc);
-        Some(())
     }
 
     /// Moves up to `n` handles from the top of thread magazine `stripe` into the shared

@@ -1,0 +1,195 @@
+//! [`FastPath`]: what a slot's alloc and hardened free need about its objects, worked out once
+//! when the slot is bound, so each operation is a few loads, one multiplication and a store.
+//!
+//! The hardened free ([`crate::hardened`]) of a handle is: in the window and 8-byte aligned
+//! (one comparison and one test), the page-owner word of its page (one load from a table that
+//! was checked, when the slot was bound, to cover every window page this fast path admits),
+//! [`ObjectCheck::check_owner`] on it (one comparison for the cache, one multiplication and a
+//! rotation for the object start), and the double-free test (the canary word of the object, or
+//! for a ctor cache the object freed last). Handing an object out clears its canary: one store.
+//!
+//! The handles a thread magazine holds were admitted by this fast path, or checked to lie in
+//! the window when they came from the shared layer ([`FastPath::holds`]), so handing one out
+//! needs no check ([`FastPath::hand_out`]).
+
+use core::ptr::NonNull;
+
+use peer_memory::PeerMemory;
+use protocol::{PAGE_SIZE, control::PAGE_OWNER_SIZE};
+
+use crate::hardened::{Canary, ObjectCheck, Refusal};
+use crate::shm::Window;
+
+/// See the module documentation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FastPath {
+    /// The window's first byte.
+    base: NonNull<u8>,
+    /// The window's size.
+    window_len: u64,
+    /// Handles below this have their whole object (and at least its first word) in the
+    /// window and their page's entry in `owners`.
+    limit: u64,
+    /// The server's page-owner table, 8-byte aligned.
+    owners: PeerMemory,
+    /// The object-start check (`None` if the server's cache table did not describe the cache:
+    /// then only the double-free test runs).
+    check: Option<ObjectCheck>,
+    canary: Canary,
+    /// Whether freed objects carry the canary (caches without ctor or dtor).
+    writes_canary: bool,
+}
+
+// SAFETY: a FastPath describes address ranges (the window, as `Window` does, and the page-owner
+// table, a `PeerMemory`, both Send and Sync); its objects are used by one owner at a time (the
+// kmem_cache contract) and the table only through volatile loads.
+unsafe impl Send for FastPath {}
+// SAFETY: as above; `&FastPath` only reads those descriptions.
+unsafe impl Sync for FastPath {}
+
+impl FastPath {
+    /// The fast path over objects of `object_size` bytes in `window`, checking frees by
+    /// `owners` (the page-owner table) and `check`, with `canary` as the double-free test;
+    /// `writes_canary` for a cache whose freed objects are nobody's (no ctor, no dtor).
+    pub(crate) fn new(
+        window: &Window,
+        owners: &PeerMemory,
+        object_size: u32,
+        check: Option<ObjectCheck>,
+        canary: Canary,
+        writes_canary: bool,
+    ) -> Self {
+        let window_len = window.len() as u64;
+        // Pages the table describes (none if it is misaligned: then every free is refused).
+        let aligned = owners.addr().is_multiple_of(PAGE_OWNER_SIZE);
+        let pages = if aligned { (owners.len() / PAGE_OWNER_SIZE) as u64 } else { 0 };
+        let described = pages.saturating_mul(PAGE_SIZE as u64);
+        FastPath {
+            base: window.base(),
+            window_len,
+            limit: (window_len + 1).saturating_sub(u64::from(object_size.max(8))).min(described),
+            owners: *owners,
+            check,
+            canary,
+            writes_canary,
+        }
+    }
+
+    /// Whether freed objects carry the canary.
+    #[inline(always)]
+    pub(crate) fn writes_canary(&self) -> bool {
+        self.writes_canary
+    }
+
+    /// The handle of `ptr`, if it lies in the window.
+    #[inline(always)]
+    pub(crate) fn handle(&self, ptr: NonNull<u8>) -> Option<u64> {
+        let offset = (ptr.as_ptr().addr() as u64).wrapping_sub(self.base.as_ptr().addr() as u64);
+        (offset < self.window_len).then_some(offset)
+    }
+
+    /// The check of object starts, if the cache has one.
+    pub(crate) fn check(&self) -> Option<ObjectCheck> {
+        self.check
+    }
+
+    /// The handle of `ptr` if [`FastPath::holds`] it; else `NotInWindow` or `InvalidObject`.
+    #[inline(always)]
+    pub(crate) fn held(&self, ptr: NonNull<u8>) -> Result<u64, Refusal> {
+        let offset = (ptr.as_ptr().addr() as u64).wrapping_sub(self.base.as_ptr().addr() as u64);
+        if self.holds(offset) { Ok(offset) } else { Err(self.not_held(offset)) }
+    }
+
+    #[cold]
+    fn not_held(&self, offset: u64) -> Refusal {
+        if offset < self.window_len { Refusal::InvalidObject } else { Refusal::NotInWindow }
+    }
+
+    /// Whether the object at `handle` lies in the window, 8-byte aligned (what a handle needs
+    /// before [`FastPath::hand_out`] may take it).
+    #[inline(always)]
+    pub(crate) fn holds(&self, handle: u64) -> bool {
+        handle < self.limit && handle % 8 == 0
+    }
+
+    /// The hardened free's checks of `handle` ([`crate::hardened`]), `top` being the object
+    /// freed last (the double-free test of a cache without canary). The canary to write once
+    /// the object is in a magazine ([`FastPath::mark_free`]), if the cache writes one.
+    #[inline(always)]
+    pub(crate) fn admit(&self, handle: u64, top: Option<u64>) -> Result<Option<u64>, Refusal> {
+        if !self.holds(handle) {
+            return Err(Refusal::InvalidObject);
+        }
+        self.admit_held(self.check.as_ref(), handle, top)
+    }
+
+    /// [`FastPath::admit`] of a handle that [`FastPath::holds`], with `check` (this fast
+    /// path's, which a caller that knows it has one passes as a constant `Some`).
+    #[inline(always)]
+    pub(crate) fn admit_held(
+        &self,
+        check: Option<&ObjectCheck>,
+        handle: u64,
+        top: Option<u64>,
+    ) -> Result<Option<u64>, Refusal> {
+        if let Some(check) = check {
+            // SAFETY: `handle < limit`, so its page's entry lies in the table (`new`), which is
+            // 8-byte aligned (`new`), as is every entry.
+            let owner = unsafe { self.owners.load_u64_unchecked((handle / PAGE_SIZE as u64) as usize * PAGE_OWNER_SIZE) };
+            check.check_owner(owner, handle)?;
+        }
+        if self.writes_canary {
+            let canary = self.canary.of(handle);
+            // SAFETY: `holds`: the object, so its first word, lies in the window, aligned.
+            if unsafe { self.word(handle).read_volatile() } == canary {
+                return Err(Refusal::DoubleFree);
+            }
+            return Ok(Some(canary));
+        }
+        if top == Some(handle) {
+            return Err(Refusal::DoubleFree);
+        }
+        Ok(None)
+    }
+
+    /// Marks a freed object (now in a magazine) with its canary, from [`FastPath::admit`].
+    #[inline(always)]
+    pub(crate) fn mark_free(&self, handle: u64, canary: Option<u64>) {
+        if let Some(canary) = canary {
+            // SAFETY: `admit` returns a canary only for a handle whose first word lies in the
+            // window, aligned; the object is being freed, so nobody else uses it.
+            unsafe { self.word(handle).write_volatile(canary) };
+        }
+    }
+
+    /// The object `handle` for its new owner, its canary cleared.
+    ///
+    /// # Safety
+    /// `handle` passed [`FastPath::holds`] (every handle this fast path admitted did).
+    #[inline(always)]
+    pub(crate) unsafe fn hand_out(&self, handle: u64) -> NonNull<u8> {
+        if self.writes_canary {
+            // SAFETY: the caller's promise: the first word lies in the window, aligned; the
+            // object is free, so nobody else uses it.
+            unsafe { self.word(handle).write_volatile(0) };
+        }
+        // SAFETY: the caller's promise.
+        unsafe { self.object(handle) }
+    }
+
+    /// The address of the object `handle`, as it is (no canary cleared).
+    ///
+    /// # Safety
+    /// `handle` passed [`FastPath::holds`].
+    #[inline(always)]
+    pub(crate) unsafe fn object(&self, handle: u64) -> NonNull<u8> {
+        // SAFETY: inside the window (the caller's promise), which does not wrap (`Window::new`).
+        unsafe { self.base.add(handle as usize) }
+    }
+
+    /// The first word of the object at `handle` (the caller checked [`FastPath::holds`]).
+    #[inline(always)]
+    fn word(&self, handle: u64) -> *mut u64 {
+        self.base.as_ptr().wrapping_add(handle as usize).cast::<u64>()
+    }
+}
