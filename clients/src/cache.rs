@@ -180,9 +180,8 @@ impl<'m, T: Transport> Cache<'m, T> {
     #[inline]
     pub fn alloc(&self) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
-        if let Some(m) = &self.magazines
-            && let Some(stripe) = self.stripe()
-            && let Some(ptr) = self.stripe_pop(m, stripe)
+        if let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_deref())
+            && let Some(ptr) = m.thread_pop(self.server, threads)
         {
             return Ok(ptr);
         }
@@ -267,6 +266,20 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// already free (`DoubleFree`), without IPC.
     #[inline]
     pub fn free(&self, ptr: NonNull<u8>) -> Result<(), Error> {
+        #[cfg(feature = "std")]
+        if let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_deref())
+            && let Some(pushed) = m.thread_push(self.server, threads, ptr)
+        {
+            return pushed.map_err(Error::from);
+        }
+        self.free_slow(ptr)
+    }
+
+    /// `free` past the thread magazine's hit: its drain (or this thread's first use of its
+    /// stripe), the shared layer, the IPC path.
+    #[cold]
+    #[inline(never)]
+    fn free_slow(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         let Some(m) = &self.magazines else { return self.ipc_free(ptr) };
         let handle = self.server.window().handle(ptr).ok_or(Error::NotInWindow)?;
         #[cfg(feature = "std")]

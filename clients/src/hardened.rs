@@ -63,8 +63,8 @@ impl From<Refusal> for crate::Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ObjectCheck {
     table_index: u16,
-    /// The low half of the page-owner word of this cache's slab pages: kind `Slab`, no
-    /// padding, the cache's table index (the high half is the page's index in its slab).
+    /// The low half of the page-owner word of this cache's slab pages: kind `Slab`, the
+    /// cache's kmalloc class, its table index (the high half is the page's index in its slab).
     expect: u32,
     obj_offset: u64,
     /// The stride is `odd << shift`.
@@ -99,10 +99,10 @@ impl ObjectCheck {
             return None;
         }
         let shift = stride.trailing_zeros();
-        let owner = PageOwner::slab(table_index, 0);
+        let owner = PageOwner::slab(table_index, entry.kmalloc_class, 0);
         Some(ObjectCheck {
             table_index,
-            expect: u32::from(owner.kind) | u32::from(owner.pad) << 8 | u32::from(owner.cache) << 16,
+            expect: u32::from(owner.kind) | u32::from(owner.kmalloc_class) << 8 | u32::from(owner.cache) << 16,
             obj_offset: u64::from(entry.obj_offset),
             shift,
             inverse: inverse_of_odd(stride >> shift),
@@ -236,9 +236,11 @@ pub(crate) fn session_key(salt: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::control::NOT_KMALLOC;
 
     fn entry(stride: u32, obj_offset: u32, objects: u16) -> CacheEntry {
-        CacheEntry { cache: 7, stride, obj_offset, objects_per_slab: objects, ..CacheEntry::default() }
+        let kmalloc_class = protocol::control::NOT_KMALLOC;
+        CacheEntry { cache: 7, stride, obj_offset, objects_per_slab: objects, kmalloc_class, ..CacheEntry::default() }
     }
 
     #[test]
@@ -267,7 +269,7 @@ mod tests {
         // 100 objects at stride 96 from offset 32: three-page slabs of cache-table index 5, one at page 10.
         let check = ObjectCheck::of_entry(5, &entry(96, 32, 100)).unwrap();
         let page = |n: u64| n * PAGE_SIZE as u64;
-        let slab = |index| owner_word(PageOwner::slab(5, index));
+        let slab = |index| owner_word(PageOwner::slab(5, NOT_KMALLOC, index));
         assert_eq!(check.check_owner(slab(0), page(10) + 32), Ok(()));
         assert_eq!(check.check_owner(slab(0), page(10) + 32 + 96), Ok(()));
         // Object 43 starts on the slab's second page, object 99 on its third.
@@ -277,11 +279,14 @@ mod tests {
         assert_eq!(check.check_owner(slab(0), page(10)), Err(Refusal::InvalidObject), "before the first object");
         let past = page(12) + 32 + 100 * 96 - 8192;
         assert_eq!(check.check_owner(slab(2), past), Err(Refusal::InvalidObject), "past the last");
-        assert_eq!(check.check_owner(owner_word(PageOwner::slab(6, 0)), page(10) + 32), Err(Refusal::WrongCache));
+        assert_eq!(
+            check.check_owner(owner_word(PageOwner::slab(6, NOT_KMALLOC, 0)), page(10) + 32),
+            Err(Refusal::WrongCache)
+        );
         assert_eq!(check.check_owner(owner_word(PageOwner::NONE), page(10) + 32), Err(Refusal::InvalidObject));
         assert_eq!(check.check_owner(owner_word(PageOwner::large(1)), page(10) + 32), Err(Refusal::InvalidObject));
-        let padded = PageOwner { pad: 1, ..PageOwner::slab(5, 0) };
-        assert_eq!(check.check_owner(owner_word(padded), page(10) + 32), Err(Refusal::InvalidObject));
+        let kmalloc = PageOwner::slab(5, 3, 0);
+        assert_eq!(check.check_owner(owner_word(kmalloc), page(10) + 32), Err(Refusal::InvalidObject), "not its class");
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub fn kmalloc_size_roundup(size: usize) -> usize {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KmallocClass {
     /// Its magazines, unless it is a debug cache (or had no slot).
-    magazines: Option<Magazines>,
+    pub(crate) magazines: Option<Magazines>,
     /// Its object size.
     object_size: u32,
 }
@@ -130,6 +130,26 @@ impl<T: Transport> Memserver<T> {
     /// above 4 MiB, `InvalidArgument` (Linux returns NULL).
     #[inline]
     pub fn kmalloc(&self, size: usize) -> Result<NonNull<u8>, Error> {
+        #[cfg(feature = "std")]
+        if let Some(ptr) = self.kmalloc_thread(size) {
+            return Ok(ptr);
+        }
+        self.kmalloc_slow(size)
+    }
+
+    /// `kmalloc`'s fast path: a pop from the calling thread's magazine of the size's class;
+    /// `None` (nothing done) where [`Memserver::kmalloc_gfp`] must run.
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    fn kmalloc_thread(&self, size: usize) -> Option<NonNull<u8>> {
+        let class = kmalloc_index(size)?;
+        let m = self.kmalloc_class(class)?.magazines.as_ref()?;
+        m.thread_pop(self, self.kmalloc_threads(class)?)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn kmalloc_slow(&self, size: usize) -> Result<NonNull<u8>, Error> {
         self.kmalloc_gfp(size, GFP_KERNEL)
     }
 
@@ -212,6 +232,29 @@ impl<T: Transport> Memserver<T> {
     /// (with `std`), after the same hardened checks as a cache's `free`.
     #[inline]
     pub fn kfree(&self, ptr: NonNull<u8>) -> Result<(), Error> {
+        #[cfg(feature = "std")]
+        if let Some(freed) = self.kfree_thread(ptr) {
+            return freed.map_err(Error::from);
+        }
+        self.kfree_slow(ptr)
+    }
+
+    /// `kfree`'s fast path: the hardened checks and a push onto the calling thread's magazine
+    /// of the object's kmalloc class; `None` (nothing done) where the slow path must run (not
+    /// a kmalloc class's object, no stripe yet, a full magazine, [`ZERO_SIZE_PTR`]).
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    fn kfree_thread(&self, ptr: NonNull<u8>) -> Option<Result<(), crate::hardened::Refusal>> {
+        let handle = self.window().handle(ptr)?.0;
+        let owner = self.page_owner_word(handle)?;
+        let class = self.kmalloc_class_of_owner(owner)?;
+        let m = self.kmalloc_class(class)?.magazines.as_ref()?;
+        m.thread_push_owned(self, self.kmalloc_threads(class)?, (ptr, handle), owner)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn kfree_slow(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         if zero_or_null(ptr.as_ptr().addr()) {
             return Ok(());
         }
@@ -236,13 +279,25 @@ impl<T: Transport> Memserver<T> {
     #[cfg(feature = "std")]
     #[inline]
     fn kmalloc_class_of(&self, handle: Handle) -> Option<usize> {
-        let page = usize::try_from(handle.0 / PAGE_SIZE as u64).ok()?;
-        let word = self.page_owners().load_u64(page.checked_mul(PAGE_OWNER_SIZE)?)?;
+        self.kmalloc_class_of_owner(self.page_owner_word(handle.0)?)
+    }
+
+    /// The page-owner word of the page `handle` lies in.
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    fn page_owner_word(&self, handle: u64) -> Option<u64> {
+        let page = usize::try_from(handle / PAGE_SIZE as u64).ok()?;
+        self.page_owners().load_u64(page.checked_mul(PAGE_OWNER_SIZE)?)
+    }
+
+    /// The kmalloc class whose slab page has the page-owner word `word` (the server writes
+    /// the class into the entry, so no other table is read).
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    fn kmalloc_class_of_owner(&self, word: u64) -> Option<usize> {
         let owner = PageOwner::read_from_bytes(&word.to_ne_bytes()).ok()?;
-        if owner.kind() != PageOwnerKind::Slab {
-            return None;
-        }
-        self.kmalloc_class_of_table(owner.cache)
+        let class = usize::from(owner.kmalloc_class);
+        (owner.kind() == PageOwnerKind::Slab && class < KMALLOC_CLASSES).then_some(class)
     }
 
     /// `kfree` past the thread magazines: the object's cache's shared layer, or an IPC.

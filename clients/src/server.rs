@@ -94,19 +94,11 @@ pub struct Memserver<T: Transport> {
     stripe_counters: crate::threads::AllStripeCounters,
     /// The per-thread magazines of the kmalloc classes that have magazines.
     #[cfg(feature = "std")]
-    kmalloc_threads: [Option<std::boxed::Box<crate::threads::ThreadMagazines>>; KMALLOC_CLASSES],
-    /// The kmalloc class of each of the first [`KMALLOC_TABLE`] cache-table indexes
-    /// ([`NO_CLASS`]: none): `kfree`'s way from a page-owner entry to the class.
-    #[cfg(feature = "std")]
-    kmalloc_of_table: [u8; KMALLOC_TABLE],
+    /// (One allocation for all classes: `kfree` finds a class's magazines by arithmetic on the
+    /// class number, not by loading a pointer, so the processor knows early where its push
+    /// goes; a class without magazines leaves its entry unused.)
+    kmalloc_threads: std::boxed::Box<[crate::threads::ThreadMagazines]>,
 }
-
-/// Cache-table indexes `kfree` maps to a kmalloc class without reading the cache table.
-#[cfg(feature = "std")]
-const KMALLOC_TABLE: usize = 64;
-/// No kmalloc class (in `kmalloc_of_table`).
-#[cfg(feature = "std")]
-const NO_CLASS: u8 = u8::MAX;
 
 /// The `Hello` request for `name`, encoded (a runner sends it before it can map anything).
 pub fn hello_request(name: &str, buf: &mut MessageBuffer) -> Result<usize, Error> {
@@ -156,9 +148,7 @@ impl<T: Transport> Memserver<T> {
             #[cfg(feature = "std")]
             stripe_counters: Default::default(),
             #[cfg(feature = "std")]
-            kmalloc_threads: Default::default(),
-            #[cfg(feature = "std")]
-            kmalloc_of_table: [NO_CLASS; KMALLOC_TABLE],
+            kmalloc_threads: (0..KMALLOC_CLASSES).map(|_| crate::threads::ThreadMagazines::new()).collect(),
         };
         for index in 0..layout.caches {
             let Some(entry) = session.control.cache_entry(&layout, index) else { continue };
@@ -170,14 +160,6 @@ impl<T: Transport> Memserver<T> {
             let number = usize::from(entry.kmalloc_class);
             if let Some(slot) = session.kmalloc.get_mut(number) {
                 *slot = class;
-                #[cfg(feature = "std")]
-                if let (Some(_), Some(threads)) = (magazines, session.kmalloc_threads.get_mut(number)) {
-                    *threads = Some(std::boxed::Box::new(crate::threads::ThreadMagazines::new()));
-                }
-                #[cfg(feature = "std")]
-                if let Some(to_class) = session.kmalloc_of_table.get_mut(usize::from(index)) {
-                    *to_class = u8::try_from(number).unwrap_or(NO_CLASS);
-                }
             }
         }
         Ok(session)
@@ -250,16 +232,7 @@ impl<T: Transport> Memserver<T> {
     #[cfg(feature = "std")]
     #[inline]
     pub(crate) fn kmalloc_threads(&self, class: usize) -> Option<&crate::threads::ThreadMagazines> {
-        self.kmalloc_threads.get(class)?.as_deref()
-    }
-
-    /// The kmalloc class of the cache at cache-table index `index`, if it is one (and among the
-    /// first table indexes; else `None`, and `kfree` asks the cache table).
-    #[cfg(feature = "std")]
-    #[inline]
-    pub(crate) fn kmalloc_class_of_table(&self, index: u16) -> Option<usize> {
-        let class = *self.kmalloc_of_table.get(usize::from(index))?;
-        (class != NO_CLASS).then_some(usize::from(class))
+        self.kmalloc_threads.get(class).filter(|_| self.kmalloc.get(class).is_some_and(|c| c.magazines.is_some()))
     }
 
     /// The page-owner table ([`crate::hardened`]).

@@ -175,6 +175,14 @@ pub(crate) fn stripe() -> Option<usize> {
     }
 }
 
+/// The calling thread's stripe if it has leased one already (no lease is taken here: the
+/// caller's slow path does that with [`stripe()`]): one thread-local load.
+#[inline(always)]
+pub(crate) fn current_stripe() -> Option<usize> {
+    let stripe = usize::from(STRIPE.get());
+    (stripe < STRIPES).then_some(stripe)
+}
+
 /// One thread's magazine of one cache: a stack of handles in private memory.
 #[derive(Debug)]
 pub(crate) struct ThreadMagazine {
@@ -331,13 +339,12 @@ impl Drop for StaleStripe<'_> {
 
 /// The hits one stripe counted and has not yet added to the control-region header: only the
 /// stripe's thread changes them (a load and a store, no read-modify-write instruction), and it
-/// publishes them at each trip to the shared layer and when asked for counters.
+/// publishes them at each trip to the shared layer and when asked for counters. One counter per
+/// kind of operation, so a hit is one increment.
 #[derive(Debug, Default)]
 pub(crate) struct StripeCounters {
-    pub(crate) alloc_hits: AtomicU64,
-    pub(crate) free_hits: AtomicU64,
-    /// Of those, the hits of `kmalloc` and `kfree`.
-    pub(crate) kmalloc_hits: AtomicU64,
+    /// `alloc`, `free`, `kmalloc`, `kfree` hits, in [`StripeCounters::index`] order.
+    hits: [AtomicU64; 4],
 }
 
 /// One [`StripeCounters`] per stripe, each on its own cache line.
@@ -351,14 +358,12 @@ impl Default for AllStripeCounters {
 }
 
 impl AllStripeCounters {
-    /// What every stripe counted and has not published: `(alloc hits, free hits, kmalloc hits)`.
+    /// What every stripe counted and has not published: `(alloc hits, free hits, kmalloc hits)`
+    /// (the first two include `kmalloc` and `kfree`).
     pub(crate) fn pending(&self) -> (u64, u64, u64) {
         self.0.iter().fold((0, 0, 0), |(a, f, k), p| {
-            (
-                a + p.0.alloc_hits.load(Ordering::Relaxed),
-                f + p.0.free_hits.load(Ordering::Relaxed),
-                k + p.0.kmalloc_hits.load(Ordering::Relaxed),
-            )
+            let (alloc, free, kmalloc) = p.0.counts(|c| c.load(Ordering::Relaxed));
+            (a + alloc, f + free, k + kmalloc)
         })
     }
 
@@ -370,25 +375,32 @@ impl AllStripeCounters {
 }
 
 impl StripeCounters {
+    #[inline(always)]
+    const fn index(alloc: bool, kmalloc: bool) -> usize {
+        (kmalloc as usize) << 1 | !alloc as usize
+    }
+
     /// Counts one hit (by the stripe's thread); `kmalloc`: of `kmalloc` or `kfree`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hit(&self, alloc: bool, kmalloc: bool) {
-        let counter = if alloc { &self.alloc_hits } else { &self.free_hits };
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        if kmalloc {
-            self.kmalloc_hits.store(self.kmalloc_hits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if let Some(counter) = self.hits.get(Self::index(alloc, kmalloc)) {
+            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
+    }
+
+    /// `(alloc hits, free hits, kmalloc hits)` as `read` gives each counter.
+    fn counts(&self, mut read: impl FnMut(&AtomicU64) -> u64) -> (u64, u64, u64) {
+        let [alloc, free, kmalloc, kfree] = self.hits.each_ref().map(&mut read);
+        (alloc + kmalloc, free + kfree, kmalloc + kfree)
     }
 
     /// Takes the counts (by the stripe's thread): `(alloc hits, free hits, kmalloc hits)`.
     pub(crate) fn take(&self) -> (u64, u64, u64) {
-        let alloc = self.alloc_hits.load(Ordering::Relaxed);
-        let free = self.free_hits.load(Ordering::Relaxed);
-        let kmalloc = self.kmalloc_hits.load(Ordering::Relaxed);
-        self.alloc_hits.store(0, Ordering::Relaxed);
-        self.free_hits.store(0, Ordering::Relaxed);
-        self.kmalloc_hits.store(0, Ordering::Relaxed);
-        (alloc, free, kmalloc)
+        self.counts(|c| {
+            let n = c.load(Ordering::Relaxed);
+            c.store(0, Ordering::Relaxed);
+            n
+        })
     }
 }
 

@@ -43,7 +43,7 @@ pub use wire_size::WireSize;
 
 /// The protocol version a client must present in `Hello`. Bump it whenever the wire format
 /// changes (the golden-vector test enforces this).
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Page size of the frame pool and of client windows, in bytes.
 pub const PAGE_SIZE: usize = 4096;

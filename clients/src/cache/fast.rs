@@ -81,13 +81,6 @@ impl FastPath {
         self.writes_canary
     }
 
-    /// The handle of `ptr`, if it lies in the window.
-    #[inline(always)]
-    pub(crate) fn handle(&self, ptr: NonNull<u8>) -> Option<u64> {
-        let offset = (ptr.as_ptr().addr() as u64).wrapping_sub(self.base.as_ptr().addr() as u64);
-        (offset < self.window_len).then_some(offset)
-    }
-
     /// The check of object starts, if the cache has one.
     pub(crate) fn check(&self) -> Option<ObjectCheck> {
         self.check
@@ -109,7 +102,7 @@ impl FastPath {
     /// before [`FastPath::hand_out`] may take it).
     #[inline(always)]
     pub(crate) fn holds(&self, handle: u64) -> bool {
-        handle < self.limit && handle % 8 == 0
+        handle < self.limit && handle.is_multiple_of(8)
     }
 
     /// The hardened free's checks of `handle` ([`crate::hardened`]), `top` being the object
@@ -135,13 +128,39 @@ impl FastPath {
         if let Some(check) = check {
             // SAFETY: `handle < limit`, so its page's entry lies in the table (`new`), which is
             // 8-byte aligned (`new`), as is every entry.
-            let owner = unsafe { self.owners.load_u64_unchecked((handle / PAGE_SIZE as u64) as usize * PAGE_OWNER_SIZE) };
+            let owner =
+                unsafe { self.owners.load_u64_unchecked((handle / PAGE_SIZE as u64) as usize * PAGE_OWNER_SIZE) };
             check.check_owner(owner, handle)?;
         }
+        self.not_free(handle, self.word(handle), top)
+    }
+
+    /// [`FastPath::admit`] of the object at `ptr`, handle `handle`, which [`FastPath::holds`],
+    /// whose page-owner word the caller read already (`owner`). (The canary word is read at
+    /// `ptr`, an address the processor has early, not at the window base plus the handle.)
+    #[inline(always)]
+    pub(crate) fn admit_owner(
+        &self,
+        owner: u64,
+        handle: u64,
+        ptr: NonNull<u8>,
+        top: Option<u64>,
+    ) -> Result<Option<u64>, Refusal> {
+        if let Some(check) = &self.check {
+            check.check_owner(owner, handle)?;
+        }
+        self.not_free(handle, ptr.as_ptr().cast::<u64>(), top)
+    }
+
+    /// The double-free test of a handle that [`FastPath::holds`], whose first word is at
+    /// `word`: the canary to write (a cache that writes one), `DoubleFree` if the object
+    /// carries it already or is `top`.
+    #[inline(always)]
+    fn not_free(&self, handle: u64, word: *mut u64, top: Option<u64>) -> Result<Option<u64>, Refusal> {
         if self.writes_canary {
             let canary = self.canary.of(handle);
             // SAFETY: `holds`: the object, so its first word, lies in the window, aligned.
-            if unsafe { self.word(handle).read_volatile() } == canary {
+            if unsafe { word.read_volatile() } == canary {
                 return Err(Refusal::DoubleFree);
             }
             return Ok(Some(canary));
@@ -155,10 +174,17 @@ impl FastPath {
     /// Marks a freed object (now in a magazine) with its canary, from [`FastPath::admit`].
     #[inline(always)]
     pub(crate) fn mark_free(&self, handle: u64, canary: Option<u64>) {
+        Self::mark_free_at(self.word(handle), canary);
+    }
+
+    /// [`FastPath::mark_free`] of the object whose first word is at `word` (from
+    /// [`FastPath::admit_owner`], whose `ptr` it is).
+    #[inline(always)]
+    pub(crate) fn mark_free_at(word: *mut u64, canary: Option<u64>) {
         if let Some(canary) = canary {
             // SAFETY: `admit` returns a canary only for a handle whose first word lies in the
             // window, aligned; the object is being freed, so nobody else uses it.
-            unsafe { self.word(handle).write_volatile(canary) };
+            unsafe { word.write_volatile(canary) };
         }
     }
 

@@ -13,8 +13,8 @@ use protocol::flags::SLAB_DEBUG;
 use protocol::{CacheId, CacheLayout, ExchangeOp, Handle, PAGE_SIZE};
 
 use super::Ctor;
-use crate::error::Error;
 use super::fast::FastPath;
+use crate::error::Error;
 use crate::hardened::ObjectCheck;
 use crate::server::Memserver;
 use crate::shm::SlotView;
@@ -97,7 +97,8 @@ impl Magazines {
             return None;
         }
         let view = server.control().slot(slot)?;
-        let fast = FastPath::new(server.window(), server.page_owners(), geometry.object_size, check, *server.canary(), canary);
+        let fast =
+            FastPath::new(server.window(), server.page_owners(), geometry.object_size, check, *server.canary(), canary);
         Some(Magazines { index: slot, capacity, cache, geometry, ctor, kmalloc: false, slot: view, fast })
     }
 

@@ -8,21 +8,17 @@ use core::ptr::NonNull;
 use super::fast::FastPath;
 use super::{Cache, CacheGuard, Hold, Magazines, Pending};
 use crate::error::Error;
+use crate::hardened::ObjectCheck;
 use crate::hardened::Refusal;
 use crate::server::Memserver;
-use crate::hardened::ObjectCheck;
-use crate::threads::{GuardLease, STRIPES, StripeCounters, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
+use crate::threads::{
+    GuardLease, STRIPES, StripeCounters, THREAD_BATCH, ThreadMagazine, ThreadMagazines, current_stripe,
+};
 use crate::transport::Transport;
 
 impl<T: Transport> Cache<'_, T> {
     fn thread_magazines(&self) -> Result<&ThreadMagazines, Error> {
         self.threads.as_deref().ok_or(Error::UnexpectedReply)
-    }
-
-    /// [`Magazines::stripe_pop`] on this cache's thread magazines.
-    #[inline]
-    pub(super) fn stripe_pop(&self, m: &Magazines, stripe: usize) -> Option<NonNull<u8>> {
-        m.stripe_pop(self.server, self.threads.as_deref()?, stripe)
     }
 
     /// [`Magazines::stripe_refill`] on this cache's thread magazines.
@@ -76,11 +72,11 @@ impl<T: Transport> Drop for Cache<'_, T> {
 }
 
 impl<T: Transport> CacheGuard<'_, '_, T> {
-    /// **For `make bench` only**: one `alloc`, `use_object(object)`, one `free`, as
-    /// [`CacheGuard::alloc`] and [`CacheGuard::free`] on this thread's magazine but *without*
+    /// **For `make bench` only**: one `alloc`, `use_object(object)`, one `free`, the same code
+    /// as [`CacheGuard::alloc`] and [`CacheGuard::free`] on this thread's magazine *without*
     /// the hardened free's checks and canary, to measure what they cost per pair
-    /// (`hardened_check_ns_per_pair`). Where that fast path cannot serve (an empty magazine, no
-    /// per-thread magazines), the checked `alloc` and `free` run instead.
+    /// (`hardened_check_ns_per_pair`). Where that fast path cannot serve (an empty or full
+    /// magazine, no per-thread magazines), the checked `alloc` and `free` run instead.
     ///
     /// # Safety
     /// `use_object` must not keep, free or hand on the object: it goes back to the magazine,
@@ -90,15 +86,21 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
         &mut self,
         use_object: impl FnOnce(NonNull<u8>),
     ) -> Result<(), Error> {
-        let mut use_object = Some(use_object);
-        if let Hold::Stripe(hold) = &self.hold
-            && hold.pair_unchecked(|p| use_object.take().map_or((), |f| f(p))).is_some()
-        {
-            return Ok(());
-        }
-        let object = self.alloc()?;
-        if let Some(f) = use_object.take() {
-            f(object);
+        let popped = match &self.hold {
+            Hold::Stripe(hold) => hold.pop_checked::<false>(),
+            Hold::Locked(_) => None,
+        };
+        let object = match popped {
+            Some(object) => object,
+            None => self.alloc()?,
+        };
+        use_object(object);
+        if let Hold::Stripe(hold) = &self.hold {
+            match hold.push_checked::<false>(object) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(refusal) => return Err(refusal.into()),
+            }
         }
         self.free(object)
     }
@@ -135,10 +137,18 @@ impl<'c> StripeHold<'c> {
     /// `alloc`'s fast path: a pop from the thread's magazine; `None` when it is empty.
     #[inline(always)]
     pub(super) fn pop(&self) -> Option<NonNull<u8>> {
+        self.pop_checked::<true>()
+    }
+
+    /// [`StripeHold::pop`], clearing the canary if `CHECKED` (see [`StripeHold::push_checked`]).
+    #[inline(always)]
+    fn pop_checked<const CHECKED: bool>(&self) -> Option<NonNull<u8>> {
         // SAFETY: the thread owns the magazine (`new`) for as long as the lease lasts, which
         // the `GuardLease` makes at least as long as the hold; the guard is not `Send`, so
         // this is that thread, and no other reference to the magazine is live.
-        let ptr = unsafe { pop_from(&self.fast, self.magazine) }?;
+        let handle = unsafe { (*self.magazine.as_ptr()).pop() }?;
+        // SAFETY: every handle in a thread magazine passed `holds` (see `pop_from`).
+        let ptr = unsafe { if CHECKED { self.fast.hand_out(handle) } else { self.fast.object(handle) } };
         self.counters.hit(true, false);
         Some(ptr)
     }
@@ -147,35 +157,30 @@ impl<'c> StripeHold<'c> {
     /// `Ok(true)` once pushed; `Ok(false)` when the magazine is full.
     #[inline(always)]
     pub(super) fn push(&self, ptr: NonNull<u8>) -> Result<bool, Refusal> {
+        self.push_checked::<true>(ptr)
+    }
+
+    /// [`StripeHold::push`], with the hardened checks and the canary if `CHECKED`; without
+    /// them only for [`CacheGuard::bench_only_pair_without_hardened_checks`], which measures
+    /// what they cost (the same code otherwise).
+    #[inline(always)]
+    fn push_checked<const CHECKED: bool>(&self, ptr: NonNull<u8>) -> Result<bool, Refusal> {
         let handle = self.fast.held(ptr)?;
         // SAFETY: as in `pop`; the only reference, for this block.
         let magazine = unsafe { &mut *self.magazine.as_ptr() };
-        let top = if self.fast.writes_canary() { None } else { magazine.top() };
-        let canary = self.fast.admit_held(Some(&self.check), handle, top)?;
+        let canary = match CHECKED {
+            true => {
+                let top = if self.fast.writes_canary() { None } else { magazine.top() };
+                self.fast.admit_held(Some(&self.check), handle, top)?
+            }
+            false => None,
+        };
         if !magazine.push(handle) {
             return Ok(false);
         }
         self.fast.mark_free(handle, canary);
         self.counters.hit(false, false);
         Ok(true)
-    }
-
-    /// The pair of [`CacheGuard::bench_only_pair_without_hardened_checks`]: pop, `use_object`,
-    /// push, without the checks and the canary. `None` (nothing done) when the magazine is
-    /// empty.
-    #[inline]
-    fn pair_unchecked(&self, use_object: impl FnOnce(NonNull<u8>)) -> Option<()> {
-        // SAFETY: as in `pop`; each reference lasts one call.
-        let handle = unsafe { (*self.magazine.as_ptr()).pop() }?;
-        self.counters.hit(true, false);
-        // SAFETY: a handle of a thread magazine passed `holds` (see `pop_from`).
-        let object = unsafe { self.fast.object(handle) };
-        use_object(object);
-        let handle = self.fast.handle(object).unwrap_or(handle);
-        // SAFETY: as above; the magazine has room (the handle was just popped).
-        unsafe { (*self.magazine.as_ptr()).push(handle) };
-        self.counters.hit(false, false);
-        Some(())
     }
 }
 
@@ -212,6 +217,80 @@ unsafe fn push_onto(fast: &FastPath, magazine: NonNull<ThreadMagazine>, handle: 
 }
 
 impl Magazines {
+    /// `alloc`'s fast path on the calling thread's magazine (`threads` are this slot's): a pop.
+    /// `None` (nothing done) when the thread has no stripe yet, does not own its magazine now,
+    /// or the magazine is empty: then the caller's slow path.
+    #[inline(always)]
+    pub(crate) fn thread_pop<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+    ) -> Option<NonNull<u8>> {
+        let stripe = current_stripe()?;
+        let magazine = threads.owned(stripe)?;
+        // SAFETY: `stripe` is this thread's lease (`current_stripe`) and it owns the magazine
+        // (`owned`); nothing else reaches the magazine meanwhile.
+        let ptr = unsafe { pop_from(&self.fast, magazine) }?;
+        server.stripe_hit(stripe, true, self.kmalloc);
+        Some(ptr)
+    }
+
+    /// `free`'s fast path (hardened) on the calling thread's magazine: `Some(Ok(()))` once
+    /// pushed, `Some(Err(_))` for a refused pointer, `None` (nothing done) when the caller's
+    /// slow path must run (no stripe yet, not owned now, a full magazine).
+    #[inline(always)]
+    pub(crate) fn thread_push<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        ptr: NonNull<u8>,
+    ) -> Option<Result<(), Refusal>> {
+        let stripe = current_stripe()?;
+        let magazine = threads.owned(stripe)?;
+        let handle = match self.fast.held(ptr) {
+            Ok(handle) => handle,
+            Err(refusal) => return Some(Err(refusal)),
+        };
+        // SAFETY: as in `thread_pop`.
+        match unsafe { push_onto(&self.fast, magazine, handle) } {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(refusal) => return Some(Err(refusal)),
+        }
+        server.stripe_hit(stripe, false, self.kmalloc);
+        Some(Ok(()))
+    }
+
+    /// `kfree`'s fast path: as [`Magazines::thread_push`], for the object `handle` whose
+    /// page-owner word the caller read (`owner`, which named this slot's cache).
+    #[inline(always)]
+    pub(crate) fn thread_push_owned<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        (ptr, handle): (NonNull<u8>, u64),
+        owner: u64,
+    ) -> Option<Result<(), Refusal>> {
+        let stripe = current_stripe()?;
+        let magazine = threads.owned(stripe)?;
+        if !self.fast.holds(handle) {
+            return Some(Err(Refusal::InvalidObject));
+        }
+        // SAFETY: as in `thread_pop`; the only reference, for this block.
+        let magazine = unsafe { &mut *magazine.as_ptr() };
+        let top = if self.fast.writes_canary() { None } else { magazine.top() };
+        let canary = match self.fast.admit_owner(owner, handle, ptr, top) {
+            Ok(canary) => canary,
+            Err(refusal) => return Some(Err(refusal)),
+        };
+        if !magazine.push(handle) {
+            return None;
+        }
+        FastPath::mark_free_at(ptr.as_ptr().cast::<u64>(), canary);
+        server.stripe_hit(stripe, false, self.kmalloc);
+        Some(Ok(()))
+    }
+
     fn ptr<T: Transport>(&self, server: &Memserver<T>, handle: protocol::Handle) -> Result<NonNull<u8>, Error> {
         server.object(handle, self.geometry.object_size as usize)
     }
@@ -233,7 +312,8 @@ impl Magazines {
         Some(ptr)
     }
 
-    /// The thread magazine is empty: one handle from the shared layer (refilled by IPC if it
+    /// `alloc` found no handle on the thread magazine (or the stripe was leased just now: then
+    /// it may hold an exited thread's): one handle from the shared layer (refilled by IPC if it
     /// is empty too) to return, and up to half a thread magazine more from what the loaded
     /// magazine holds.
     #[cold]
@@ -248,6 +328,10 @@ impl Magazines {
             // A flush is emptying this thread's magazine: the shared layer serves.
             let _guard = server.slot_lock(self.index).lock();
             return self.alloc(server, &mut Pending::default()).and_then(|h| self.ptr(server, h));
+        }
+        // A stripe leased just now may have inherited the objects of a thread that exited.
+        if let Some(ptr) = self.stripe_pop(server, threads, stripe) {
+            return Ok(ptr);
         }
         let mut batch = [0u64; THREAD_BATCH];
         let mut pending = Pending::default();
@@ -268,14 +352,14 @@ impl Magazines {
             }
             (first, moved)
         };
-        // SAFETY: this thread's lease (see `stripe_pop`); the closure only pushes.
-        unsafe {
-            threads.with(stripe, |t| {
-                for &handle in batch.iter().skip(1).take(moved) {
-                    t.push(handle);
-                }
-            })
+        // SAFETY: this thread's lease (see `stripe_pop`); the closure only pushes. The
+        // magazine is empty (`stripe_pop` found nothing), so the batch fits.
+        let unplaced = unsafe {
+            threads.with(stripe, |t| batch.iter().skip(1).take(moved).filter(|&&handle| !t.push(handle)).count())
         };
+        if unplaced != Some(0) {
+            return Err(Error::UnexpectedReply);
+        }
         if !pending.missed {
             server.stripe_hit(stripe, true, self.kmalloc);
         }

@@ -11,7 +11,7 @@
 use protocol::control::{CacheEntry, NO_SLOT, NOT_KMALLOC, PageOwner};
 use protocol::{CacheId, ClientId, Error};
 
-use super::storage::{FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB};
+use super::storage::{CacheDesc, FRAME_LARGE_HEAD, FRAME_LARGE_TAIL, FRAME_SLAB};
 use super::{Engine, Platform};
 
 /// Runs of window pages the log holds before it overflows.
@@ -60,7 +60,8 @@ impl<P: Platform> Engine<'_, P> {
             FRAME_SLAB => match self.slab(fd.link) {
                 Ok(d) => {
                     let slot = (d.cache % u32::from(self.config.max_caches_per_client)) as u16;
-                    PageOwner::slab(slot, page.saturating_sub(d.first_page))
+                    let class = self.cache(d.cache).map_or(NOT_KMALLOC, Self::kmalloc_class_of);
+                    PageOwner::slab(slot, class, page.saturating_sub(d.first_page))
                 }
                 Err(_) => PageOwner::NONE,
             },
@@ -70,16 +71,21 @@ impl<P: Platform> Engine<'_, P> {
         }
     }
 
+    /// The kmalloc class of the cache `c` describes, or [`NOT_KMALLOC`].
+    fn kmalloc_class_of(c: &CacheDesc) -> u8 {
+        match c.is_kmalloc {
+            true => super::kmalloc::kmalloc_class(c.size).and_then(|k| u8::try_from(k).ok()).unwrap_or(NOT_KMALLOC),
+            false => NOT_KMALLOC,
+        }
+    }
+
     /// The cache-table entry of cache `cache` and its index (the cache's slot) — without the
     /// magazine slot, which the dispatch assigns (`slot` [`NO_SLOT`], `capacity` 0).
     pub fn cache_entry(&self, client: ClientId, cache: CacheId) -> Result<(u16, CacheEntry), Error> {
         let gi = self.cache_lookup(client, cache)?;
         let c = self.cache(gi)?;
         let index = (gi % u32::from(self.config.max_caches_per_client)) as u16;
-        let kmalloc_class = match c.is_kmalloc {
-            true => super::kmalloc::kmalloc_class(c.size).and_then(|k| u8::try_from(k).ok()).unwrap_or(NOT_KMALLOC),
-            false => NOT_KMALLOC,
-        };
+        let kmalloc_class = Self::kmalloc_class_of(c);
         Ok((
             index,
             CacheEntry {

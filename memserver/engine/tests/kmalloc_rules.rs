@@ -149,6 +149,7 @@ fn page_owners_and_cache_entries_describe_the_window() {
     let kmalloc_64 = e.cache_ids(0).nth(3).unwrap();
     let (index, entry) = e.cache_entry(0, kmalloc_64).unwrap();
     assert_eq!((owner.cache, owner.value), (index, 0));
+    assert_eq!(owner.kmalloc_class, 3, "kfree finds the class in the entry");
     assert_eq!((entry.cache, entry.object_size, entry.kmalloc_class), (kmalloc_64.0, 64, 3));
     let big = e.kmalloc(0, 3 * 4096).unwrap();
     let first = (big.0 / PAGE_SIZE as u64) as u32;
@@ -158,6 +159,9 @@ fn page_owners_and_cache_entries_describe_the_window() {
     assert_eq!(e.page_owner(0, first + 2).value, 2);
     let mine = e.cache_create(0, "mine", 40, 0, 0, false).unwrap();
     assert_eq!(e.cache_entry(0, mine).unwrap().1.kmalloc_class, NOT_KMALLOC);
+    let object = e.cache_alloc(0, mine).unwrap().handle;
+    let slab_page = e.page_owner(0, (object.0 / PAGE_SIZE as u64) as u32);
+    assert_eq!((slab_page.kind(), slab_page.kmalloc_class), (PageOwnerKind::Slab, NOT_KMALLOC));
     // Every change of owner is logged for the dispatch to publish.
     let mut changed = Vec::new();
     e.take_page_changes(|c, first, count| changed.push((c, first, count)));

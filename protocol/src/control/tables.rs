@@ -89,8 +89,10 @@ impl PageOwnerKind {
 pub struct PageOwner {
     /// A [`PageOwnerKind`] as a byte.
     pub kind: u8,
-    /// Zero.
-    pub pad: u8,
+    /// For a slab page: the kmalloc class of the slab's cache (0 `kmalloc-8` … 12
+    /// `kmalloc-8k`) or [`NOT_KMALLOC`], so `kfree` finds the class in the one word; 0 for the
+    /// other kinds.
+    pub kmalloc_class: u8,
     /// For a slab page: the cache-table index (the cache slot) of the slab's cache.
     pub cache: u16,
     /// See [`PageOwnerKind`].
@@ -103,21 +105,22 @@ const _: () = assert!(PAGE_OWNER_SIZE == 8);
 
 impl PageOwner {
     /// A page that holds nothing.
-    pub const NONE: PageOwner = PageOwner { kind: PageOwnerKind::None as u8, pad: 0, cache: 0, value: 0 };
+    pub const NONE: PageOwner = PageOwner { kind: PageOwnerKind::None as u8, kmalloc_class: 0, cache: 0, value: 0 };
 
-    /// Page `index` of a slab of cache slot `cache`.
-    pub const fn slab(cache: u16, index: u32) -> Self {
-        PageOwner { kind: PageOwnerKind::Slab as u8, pad: 0, cache, value: index }
+    /// Page `index` of a slab of cache slot `cache`, whose kmalloc class is `kmalloc_class`
+    /// ([`NOT_KMALLOC`] for a cache that is none).
+    pub const fn slab(cache: u16, kmalloc_class: u8, index: u32) -> Self {
+        PageOwner { kind: PageOwnerKind::Slab as u8, kmalloc_class, cache, value: index }
     }
 
     /// The first page of a large kmalloc of `pages` pages.
     pub const fn large(pages: u32) -> Self {
-        PageOwner { kind: PageOwnerKind::Large as u8, pad: 0, cache: 0, value: pages }
+        PageOwner { kind: PageOwnerKind::Large as u8, kmalloc_class: 0, cache: 0, value: pages }
     }
 
     /// A page `back` pages after the first page of its large kmalloc.
     pub const fn large_tail(back: u32) -> Self {
-        PageOwner { kind: PageOwnerKind::LargeTail as u8, pad: 0, cache: 0, value: back }
+        PageOwner { kind: PageOwnerKind::LargeTail as u8, kmalloc_class: 0, cache: 0, value: back }
     }
 
     /// The entry's kind.

@@ -179,9 +179,9 @@ fn tables_are_written_where_the_layout_says_and_checked() {
     let at = l.cache_entry_offset(3);
     assert_eq!(&region[at..at + 4], &0x10_0003u32.to_le_bytes());
     assert_eq!(write_cache_entry(&mut region[..], &l, 4, &entry), Err(Error::InvalidArgument));
-    write_page_owner(&mut region[..], &l, 15, &PageOwner::slab(3, 1)).unwrap();
+    write_page_owner(&mut region[..], &l, 15, &PageOwner::slab(3, 5, 1)).unwrap();
     let at = l.page_owner_offset(15);
-    assert_eq!(&region[at..at + 8], &[1, 0, 3, 0, 1, 0, 0, 0]);
+    assert_eq!(&region[at..at + 8], &[1, 5, 3, 0, 1, 0, 0, 0]);
     assert_eq!(read_page_owner(&region[..], &l, 15).unwrap().kind(), PageOwnerKind::Slab);
     assert_eq!(at + 8, l.page_owners_offset() + 16 * PAGE_OWNER_SIZE);
     assert_eq!(write_page_owner(&mut region[..], &l, 16, &PageOwner::NONE), Err(Error::InvalidArgument));
