@@ -177,7 +177,7 @@ impl<'m, T: Transport> Cache<'m, T> {
 
     /// Corresponds to `kmem_cache_alloc()`. A `SLAB_PANIC` cache panics when it cannot
     /// allocate, as Linux does at creation; others return the error.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
         if let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_deref())
@@ -264,7 +264,7 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// pointer that is not the start of one of this cache's objects is refused (`WrongCache`
     /// for another cache's object, `InvalidObject` otherwise), and so is an object that is
     /// already free (`DoubleFree`), without IPC.
-    #[inline]
+    #[inline(always)]
     pub fn free(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         #[cfg(feature = "std")]
         if let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_deref())

@@ -128,7 +128,7 @@ fn tracks_requested_size(entry: &CacheEntry) -> bool {
 impl<T: Transport> Memserver<T> {
     /// Corresponds to `kmalloc(size, GFP_KERNEL)`. `kmalloc(0)` is [`ZERO_SIZE_PTR`];
     /// above 4 MiB, `InvalidArgument` (Linux returns NULL).
-    #[inline]
+    #[inline(always)]
     pub fn kmalloc(&self, size: usize) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
         if let Some(ptr) = self.kmalloc_thread(size) {
@@ -230,7 +230,7 @@ impl<T: Transport> Memserver<T> {
     ///
     /// An object of a kmalloc class goes onto the calling thread's magazine of the class
     /// (with `std`), after the same hardened checks as a cache's `free`.
-    #[inline]
+    #[inline(always)]
     pub fn kfree(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         #[cfg(feature = "std")]
         if let Some(freed) = self.kfree_thread(ptr) {

@@ -27,10 +27,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Stripes (threads with magazines of their own at once, process-wide).
 pub(crate) const STRIPES: usize = 16;
-/// Handles one thread magazine holds.
-pub(crate) const THREAD_CAPACITY: usize = 32;
-/// Handles moved between a thread magazine and the shared layer at a time.
-pub(crate) const THREAD_BATCH: usize = THREAD_CAPACITY / 2;
+/// Handles one side of a thread magazine holds (it has two: [`ThreadMagazine`]).
+pub(crate) const THREAD_SIDE: usize = 16;
+/// Handles moved between a thread magazine and the shared layer at a time: one side.
+pub(crate) const THREAD_BATCH: usize = THREAD_SIDE;
 
 /// Bit `i`: stripe `i` is leased by a live thread.
 static LEASED: AtomicU64 = AtomicU64::new(0);
@@ -183,46 +183,127 @@ pub(crate) fn current_stripe() -> Option<usize> {
     (stripe < STRIPES).then_some(stripe)
 }
 
-/// One thread's magazine of one cache: a stack of handles in private memory.
+/// A stack of handles.
 #[derive(Debug)]
-pub(crate) struct ThreadMagazine {
+struct Side {
     count: usize,
-    handles: [u64; THREAD_CAPACITY],
+    handles: [u64; THREAD_SIDE],
 }
 
-impl ThreadMagazine {
-    /// Pops the top handle.
+impl Side {
+    const EMPTY: Side = Side { count: 0, handles: [0; THREAD_SIDE] };
+
     #[inline(always)]
-    pub(crate) fn pop(&mut self) -> Option<u64> {
+    fn pop(&mut self) -> Option<u64> {
         let top = self.count.checked_sub(1)?;
         let handle = *self.handles.get(top)?;
         self.count = top;
         Some(handle)
     }
 
-    /// Pushes a handle unless full.
     #[inline(always)]
-    pub(crate) fn push(&mut self, handle: u64) -> bool {
-        match self.handles.get_mut(self.count) {
-            Some(slot) => {
-                *slot = handle;
-                self.count += 1;
-                true
-            }
-            None => false,
+    fn push(&mut self, handle: u64) -> bool {
+        let Some(slot) = self.handles.get_mut(self.count) else { return false };
+        *slot = handle;
+        self.count += 1;
+        true
+    }
+
+    #[inline(always)]
+    fn top(&self) -> Option<u64> {
+        self.handles.get(self.count.checked_sub(1)?).copied()
+    }
+}
+
+/// One thread's magazine of one cache, in private memory: two stacks of handles. For the
+/// kmalloc classes, as mimalloc's pages keep a `free` list to allocate from and a `local_free`
+/// list that frees go to: `alloc` pops from the *alloc* side and `free` pushes onto the *free*
+/// side, so an allocation never waits for the store of the free just before it (whose address the
+/// processor learns late: `kfree` finds the magazine through the page-owner word of the
+/// object); when the alloc side runs dry the free side's handles move over, newest on top.
+/// Measured with `make bench`'s kmalloc+kfree pair: 9.3 ns with one stack, 7.1 with two. A
+/// cache's `free` knows its magazine early, and there one stack is faster (4.6 against 5.4 ns
+/// for `Cache::alloc`+`free`): it pushes where `alloc` pops ([`ThreadMagazine::push`]).
+#[derive(Debug)]
+pub(crate) struct ThreadMagazine {
+    alloc: Side,
+    free: Side,
+}
+
+impl ThreadMagazine {
+    const EMPTY: ThreadMagazine = ThreadMagazine { alloc: Side::EMPTY, free: Side::EMPTY };
+
+    /// A handle to allocate: the alloc side's top (after taking the free side's handles over if
+    /// it is empty).
+    #[inline(always)]
+    pub(crate) fn pop(&mut self) -> Option<u64> {
+        match self.alloc.pop() {
+            Some(handle) => Some(handle),
+            None => self.take_freed(),
         }
     }
 
-    /// The top handle (the object freed last), if any.
+    #[cold]
+    fn take_freed(&mut self) -> Option<u64> {
+        self.move_freed();
+        self.alloc.pop()
+    }
+
+    /// Moves the free side's handles onto the (empty) alloc side, in their order, so the one
+    /// freed last goes out first. A copy, not a swap of the two sides: `alloc` only ever reads
+    /// the alloc side's count, which `free` never writes.
+    fn move_freed(&mut self) {
+        let n = self.free.count.min(THREAD_SIDE);
+        if let (Some(to), Some(from)) = (self.alloc.handles.get_mut(..n), self.free.handles.get(..n)) {
+            to.copy_from_slice(from);
+            self.alloc.count = n;
+            self.free.count = 0;
+        }
+    }
+
+    /// Pushes a freed handle unless both sides are full. `split` (the kmalloc classes, whose
+    /// `kfree` learns the magazine late): onto the free side (with an empty alloc side, the
+    /// free side's handles move over first when it is full). Else (a cache, whose `free`
+    /// knows its magazine from the start): onto the alloc side, as one stack, the next `alloc`
+    /// taking it back at once; the free side takes the overflow.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, handle: u64, split: bool) -> bool {
+        match split {
+            true => self.free.push(handle) || self.push_full(handle),
+            false => self.alloc.push(handle) || self.free.push(handle),
+        }
+    }
+
+    #[cold]
+    fn push_full(&mut self, handle: u64) -> bool {
+        if self.alloc.count != 0 {
+            return false;
+        }
+        self.move_freed();
+        self.free.push(handle)
+    }
+
+    /// Puts a handle from the shared layer on the alloc side, unless it is full.
+    pub(crate) fn fill(&mut self, handle: u64) -> bool {
+        self.alloc.push(handle)
+    }
+
+    /// The handle freed last if the free side has any, else the alloc side's top: every handle
+    /// here is a free object, so freeing it again is a double free.
     #[inline(always)]
     pub(crate) fn top(&self) -> Option<u64> {
-        self.handles.get(self.count.checked_sub(1)?).copied()
+        self.free.top().or_else(|| self.alloc.top())
+    }
+
+    /// Removes the handle [`ThreadMagazine::top`] names (to move it to the shared layer).
+    pub(crate) fn remove_top(&mut self) -> Option<u64> {
+        self.free.pop().or_else(|| self.alloc.pop())
     }
 
     /// Handles held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.count
+        self.alloc.count + self.free.count
     }
 }
 
@@ -254,10 +335,7 @@ impl ThreadMagazines {
     pub(crate) fn new() -> Self {
         ThreadMagazines {
             stripes: core::array::from_fn(|_| {
-                Padded(Stripe {
-                    owner: AtomicU32::new(0),
-                    magazine: UnsafeCell::new(ThreadMagazine { count: 0, handles: [0; THREAD_CAPACITY] }),
-                })
+                Padded(Stripe { owner: AtomicU32::new(0), magazine: UnsafeCell::new(ThreadMagazine::EMPTY) })
             }),
         }
     }
@@ -443,15 +521,34 @@ mod tests {
     }
 
     #[test]
-    fn thread_magazine_is_a_bounded_stack() {
-        let mut m = ThreadMagazine { count: 0, handles: [0; THREAD_CAPACITY] };
+    fn thread_magazine_allocates_what_was_freed_and_bounds_what_it_holds() {
+        let mut m = ThreadMagazine::EMPTY;
         assert_eq!(m.pop(), None);
-        for h in 0..THREAD_CAPACITY as u64 {
-            assert!(m.push(h * 8));
+        for h in 1..=4u64 {
+            assert!(m.fill(h * 8));
         }
-        assert!(!m.push(1), "full");
-        assert_eq!(m.top(), Some((THREAD_CAPACITY as u64 - 1) * 8));
-        assert_eq!(m.pop(), Some((THREAD_CAPACITY as u64 - 1) * 8));
-        assert_eq!(m.len(), THREAD_CAPACITY - 1);
+        assert!(m.push(800, true));
+        assert_eq!(m.top(), Some(800), "the handle freed last");
+        // Allocation takes the alloc side first, then what was freed, newest first.
+        assert_eq!([m.pop(), m.pop(), m.pop(), m.pop()], [Some(32), Some(24), Some(16), Some(8)]);
+        assert!(m.push(808, true));
+        assert_eq!([m.pop(), m.pop(), m.pop()], [Some(808), Some(800), None]);
+        // Full: both sides (the free side moves over while the alloc side is empty).
+        for h in 0..2 * THREAD_SIDE as u64 {
+            assert!(m.push(h * 8, true), "{h}");
+        }
+        assert!(!m.push(1, true), "full");
+        assert_eq!(m.len(), 2 * THREAD_SIDE);
+        assert_eq!(m.top(), Some((2 * THREAD_SIDE as u64 - 1) * 8));
+        let mut drained = 0;
+        while let Some(top) = m.top() {
+            assert_eq!(m.remove_top(), Some(top));
+            drained += 1;
+        }
+        assert_eq!(drained, 2 * THREAD_SIDE);
+        assert_eq!(m.pop(), None);
+        // One stack (a cache): the object freed last is allocated next.
+        assert!(m.fill(8) && m.push(16, false) && m.push(24, false));
+        assert_eq!([m.top(), m.pop(), m.pop(), m.pop(), m.pop()], [Some(24), Some(24), Some(16), Some(8), None]);
     }
 }

@@ -29,7 +29,7 @@ pub(super) enum Hold<'c> {
 
 impl<T: Transport> CacheGuard<'_, '_, T> {
     /// Corresponds to `kmem_cache_alloc()`.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
         if let Hold::Stripe(hold) = &self.hold
@@ -55,7 +55,7 @@ impl<T: Transport> CacheGuard<'_, '_, T> {
     }
 
     /// Corresponds to `kmem_cache_free()` (hardened as [`Cache::free`]).
-    #[inline]
+    #[inline(always)]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), Error> {
         #[cfg(feature = "std")]
         if let Hold::Stripe(hold) = &self.hold {

@@ -56,7 +56,7 @@ impl<T: Transport> Cache<'_, T> {
         for magazine in threads.all() {
             while let Some(handle) = magazine.top() {
                 m.put(self.server, &mut pending, handle)?;
-                magazine.pop();
+                magazine.remove_top();
             }
         }
         Ok(())
@@ -175,7 +175,7 @@ impl<'c> StripeHold<'c> {
             }
             false => None,
         };
-        if !magazine.push(handle) {
+        if !magazine.push(handle, false) {
             return Ok(false);
         }
         self.fast.mark_free(handle, canary);
@@ -198,18 +198,23 @@ unsafe fn pop_from(fast: &FastPath, magazine: NonNull<ThreadMagazine>) -> Option
     Some(unsafe { fast.hand_out(handle) })
 }
 
-/// The hardened free's checks of `handle`, then a push onto `magazine` and the canary:
-/// whether it was pushed (not full).
+/// The hardened free's checks of `handle`, then a push onto `magazine` (`split`: see
+/// [`ThreadMagazine::push`]) and the canary: whether it was pushed (not full).
 ///
 /// # Safety
 /// As [`pop_from`].
 #[inline(always)]
-unsafe fn push_onto(fast: &FastPath, magazine: NonNull<ThreadMagazine>, handle: u64) -> Result<bool, Refusal> {
+unsafe fn push_onto(
+    fast: &FastPath,
+    magazine: NonNull<ThreadMagazine>,
+    handle: u64,
+    split: bool,
+) -> Result<bool, Refusal> {
     // SAFETY: the caller's promise: the only reference, for this call.
     let magazine = unsafe { &mut *magazine.as_ptr() };
     let top = if fast.writes_canary() { None } else { magazine.top() };
     let canary = fast.admit(handle, top)?;
-    if !magazine.push(handle) {
+    if !magazine.push(handle, split) {
         return Ok(false);
     }
     fast.mark_free(handle, canary);
@@ -252,7 +257,7 @@ impl Magazines {
             Err(refusal) => return Some(Err(refusal)),
         };
         // SAFETY: as in `thread_pop`.
-        match unsafe { push_onto(&self.fast, magazine, handle) } {
+        match unsafe { push_onto(&self.fast, magazine, handle, false) } {
             Ok(true) => {}
             Ok(false) => return None,
             Err(refusal) => return Some(Err(refusal)),
@@ -283,11 +288,13 @@ impl Magazines {
             Ok(canary) => canary,
             Err(refusal) => return Some(Err(refusal)),
         };
-        if !magazine.push(handle) {
+        if !magazine.push(handle, true) {
             return None;
         }
         FastPath::mark_free_at(ptr.as_ptr().cast::<u64>(), canary);
-        server.stripe_hit(stripe, false, self.kmalloc);
+        // A kfree: counted as one without reading `self.kmalloc`, whose address depends on the
+        // class (the counter's address would then wait for the page-owner word).
+        server.stripe_hit(stripe, false, true);
         Some(Ok(()))
     }
 
@@ -355,7 +362,7 @@ impl Magazines {
         // SAFETY: this thread's lease (see `stripe_pop`); the closure only pushes. The
         // magazine is empty (`stripe_pop` found nothing), so the batch fits.
         let unplaced = unsafe {
-            threads.with(stripe, |t| batch.iter().skip(1).take(moved).filter(|&&handle| !t.push(handle)).count())
+            threads.with(stripe, |t| batch.iter().skip(1).take(moved).filter(|&&handle| !t.fill(handle)).count())
         };
         if unplaced != Some(0) {
             return Err(Error::UnexpectedReply);
@@ -380,7 +387,7 @@ impl Magazines {
     ) -> Result<bool, Refusal> {
         let Some(magazine) = threads.owned(stripe) else { return Ok(false) };
         // SAFETY: this thread's lease and magazine (`owned`, see `stripe_pop`).
-        if !unsafe { push_onto(&self.fast, magazine, handle) }? {
+        if !unsafe { push_onto(&self.fast, magazine, handle, self.kmalloc) }? {
             return Ok(false);
         }
         server.stripe_hit(stripe, false, self.kmalloc);
@@ -410,7 +417,7 @@ impl Magazines {
         };
         let magazine = threads.owned(stripe).ok_or(Error::UnexpectedReply)?;
         // SAFETY: this thread's lease and magazine (`owned`, see `stripe_pop`).
-        if !unsafe { push_onto(&self.fast, magazine, handle) }? {
+        if !unsafe { push_onto(&self.fast, magazine, handle, self.kmalloc) }? {
             return Err(Error::UnexpectedReply);
         }
         if !missed {
@@ -437,8 +444,8 @@ impl Magazines {
             // `top` does not re-enter.
             let Some(top) = (unsafe { threads.with(stripe, |t| t.top()) }).flatten() else { break };
             self.put(server, &mut pending, top)?;
-            // SAFETY: as above; `pop` does not re-enter.
-            unsafe { threads.with(stripe, ThreadMagazine::pop) };
+            // SAFETY: as above; `remove_top` does not re-enter.
+            unsafe { threads.with(stripe, ThreadMagazine::remove_top) };
         }
         Ok(pending.missed)
     }
