@@ -2,7 +2,7 @@
 //!
 //! A client maps its whole window read-write, so nothing stops it from touching pages the
 //! engine never gave it; every page it touches is committed in the memfd. The runner therefore
-//! audits each window after every batch of requests from that client and, on a timer, every
+//! audits each window after every 16th batch of requests from that client and, on a timer, every
 //! window: it reads the memfd's allocated blocks (`fstat` `st_blocks`, one syscall), and while
 //! `resident <= granted + slack` that is all. Above it, it walks the memfd's data extents
 //! (`lseek(SEEK_DATA)` / `lseek(SEEK_HOLE)`), punches every page of them that is not granted
@@ -13,8 +13,8 @@
 //! within `violation_window` is disconnected and reclaimed.
 //!
 //! So a client can keep resident at most what it was granted plus `slack` pages (one slab of
-//! the engine's largest order by default), and can hold more only transiently: until its next
-//! request or the next timer pass. The control region needs no audit: it is a few pages, sealed
+//! the engine's largest order by default), and can hold more only transiently: for at most 16
+//! more request batches or until the next timer pass. The control region needs no audit: it is a few pages, sealed
 //! against growing, and the client may legitimately write all of it.
 
 use std::collections::VecDeque;

@@ -35,6 +35,8 @@ pub struct Connection {
     /// The peer's credentials as the kernel recorded them at `connect()` (`None` if the kernel
     /// would not say: such a connection can be admitted as no client).
     pub peer: Option<Credentials>,
+    /// Request batches served since its window was last audited after one.
+    pub unaudited_batches: u32,
 }
 
 /// Sends one message without blocking and without `SIGPIPE`. `Errno::AGAIN` means the peer's

@@ -12,8 +12,8 @@
 //! reply per request. A client that does not read its replies (its socket buffer full) is
 //! disconnected rather than waited for; a read of zero bytes is the end of the connection.
 //!
-//! After every batch of requests from a client, and for every client each `audit.interval_ms`
-//! (a timerfd in the same epoll set), the runner [audits](crate::audit) the client's window
+//! After every 16th batch of requests from a client, and for every client each
+//! `audit.interval_ms` (a timerfd in the same epoll set), the runner [audits](crate::audit) the client's window
 //! against the pages it was granted, and disconnects a client that keeps breaking its grant.
 //! Which client a connection is admitted as is known in one place: the connection's [`State`].
 //!
@@ -52,6 +52,11 @@ const EVENTS: usize = 64;
 /// on the next wake-ups, epoll being level-triggered), and reading on to `EAGAIN` would cost a
 /// system call per request for nothing.
 const BATCH: usize = 1;
+/// A client's window is audited after every this many batches of its requests (and by the
+/// timer): one `fstat` per batch would be a quarter of the runner's cost of a request, and a
+/// client that dirties pages it was not granted keeps them at most this many round trips
+/// longer (or until the timer pass).
+const AUDIT_BATCHES: u32 = 16;
 /// Connections accepted per wake-up, so a flood of connects cannot starve the clients.
 const ACCEPT_BATCH: usize = 64;
 
@@ -303,7 +308,8 @@ impl<'a, S: Service> Runner<'a, S> {
         let token = (u64::from(generation) << 32) | slot as u64;
         epoll::add(&self.epoll, &fd, EventData::new_u64(token), EventFlags::IN | EventFlags::RDHUP)?;
         let deadline = Instant::now() + timeout;
-        self.connections[slot] = Some(Connection { fd, generation, state: State::AwaitingHello { deadline }, peer });
+        let state = State::AwaitingHello { deadline };
+        self.connections[slot] = Some(Connection { fd, generation, state, peer, unaudited_batches: 0 });
         self.pending += 1;
         Ok(())
     }
@@ -391,7 +397,12 @@ impl<'a, S: Service> Runner<'a, S> {
                 }
             }
         }
-        if let Some(client) = self.admitted(slot) {
+        let Some(conn) = self.connections[slot].as_mut() else { return };
+        conn.unaudited_batches += 1;
+        if let State::Admitted(client) = conn.state
+            && conn.unaudited_batches >= AUDIT_BATCHES
+        {
+            conn.unaudited_batches = 0;
             self.audit_window(slot, client);
         }
     }

@@ -171,7 +171,7 @@ fn audit_cost() {
         }
         let walk = start.elapsed() / u32::from(clients);
         eprintln!(
-            "audit cost, {clients} clients: {per_client:?} per client (after each request batch), \
+            "audit cost, {clients} clients: {per_client:?} per client (after every 16th request batch), \
              {pass:?} per timer pass; a violation (walk + punch 48 pages): {walk:?}"
         );
     }
