@@ -93,25 +93,26 @@ impl PeerMemory {
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
         let Some(start) = self.start(offset, dst.len()) else { return false };
         let src = self.at(start);
-        let mut i = 0;
-        while i < dst.len() {
-            let p = src.wrapping_add(i);
-            if p.addr().is_multiple_of(WORD) && dst.len() - i >= WORD {
-                // SAFETY: `p .. p + 8` lies inside the range (checked by `start`), aligned for
-                // u64; a volatile read of shared memory is defined whatever the peer writes.
-                let word = unsafe { p.cast::<u64>().read_volatile() };
-                if let Some(out) = dst.get_mut(i..i + WORD) {
-                    out.copy_from_slice(&word.to_ne_bytes());
-                }
-                i += WORD;
-            } else {
-                // SAFETY: `p` lies inside the range; one byte needs no alignment.
-                let byte = unsafe { p.read_volatile() };
-                if let Some(out) = dst.get_mut(i) {
-                    *out = byte;
-                }
-                i += 1;
-            }
+        // Bytes up to the first aligned word, whole words, then the bytes left.
+        let lead = src.addr().wrapping_neg() % WORD;
+        let (head, rest) = dst.split_at_mut(lead.min(dst.len()));
+        for (i, out) in head.iter_mut().enumerate() {
+            // SAFETY: inside the range (checked by `start`); one byte needs no alignment; a
+            // volatile read of shared memory is defined whatever the peer writes.
+            *out = unsafe { src.wrapping_add(i).read_volatile() };
+        }
+        let words = src.wrapping_add(head.len());
+        let mut chunks = rest.chunks_exact_mut(WORD);
+        let mut done = 0;
+        for out in &mut chunks {
+            // SAFETY: `words + done .. + 8` lies inside the range and is aligned for u64.
+            let word = unsafe { words.wrapping_add(done).cast::<u64>().read_volatile() };
+            out.copy_from_slice(&word.to_ne_bytes());
+            done += WORD;
+        }
+        for (i, out) in chunks.into_remainder().iter_mut().enumerate() {
+            // SAFETY: inside the range; one byte.
+            *out = unsafe { words.wrapping_add(done + i).read_volatile() };
         }
         true
     }
@@ -120,24 +121,26 @@ impl PeerMemory {
     pub fn write(&self, offset: usize, src: &[u8]) -> bool {
         let Some(start) = self.start(offset, src.len()) else { return false };
         let dst = self.at(start);
-        let mut i = 0;
-        while i < src.len() {
-            let p = dst.wrapping_add(i);
-            match src.get(i..i + WORD) {
-                Some(bytes) if p.addr().is_multiple_of(WORD) => {
-                    let mut word = [0u8; WORD];
-                    word.copy_from_slice(bytes);
-                    // SAFETY: `p .. p + 8` lies inside the range (checked by `start`), aligned
-                    // for u64, mapped writable (`new`); no reference to it exists.
-                    unsafe { p.cast::<u64>().write_volatile(u64::from_ne_bytes(word)) };
-                    i += WORD;
-                }
-                _ => {
-                    // SAFETY: `p` lies inside the range, mapped writable.
-                    unsafe { p.write_volatile(src.get(i).copied().unwrap_or(0)) };
-                    i += 1;
-                }
-            }
+        let lead = dst.addr().wrapping_neg() % WORD;
+        let (head, rest) = src.split_at(lead.min(src.len()));
+        for (i, &byte) in head.iter().enumerate() {
+            // SAFETY: inside the range (checked by `start`), mapped writable (`new`); no
+            // reference to it exists.
+            unsafe { dst.wrapping_add(i).write_volatile(byte) };
+        }
+        let words = dst.wrapping_add(head.len());
+        let mut chunks = rest.chunks_exact(WORD);
+        let mut done = 0;
+        for bytes in &mut chunks {
+            let mut word = [0u8; WORD];
+            word.copy_from_slice(bytes);
+            // SAFETY: `words + done .. + 8` lies inside the range, aligned for u64, writable.
+            unsafe { words.wrapping_add(done).cast::<u64>().write_volatile(u64::from_ne_bytes(word)) };
+            done += WORD;
+        }
+        for (i, &byte) in chunks.remainder().iter().enumerate() {
+            // SAFETY: inside the range, writable.
+            unsafe { words.wrapping_add(done + i).write_volatile(byte) };
         }
         true
     }

@@ -21,10 +21,16 @@ fn copies_round_trip_at_every_alignment_and_length() {
     for offset in 0..16 {
         for len in 0..=40 {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + offset + 1) as u8).collect();
+            assert!(m.fill(0, 64, 0xEE));
             assert!(m.write(offset, &data));
             let mut back = std::vec![0u8; len];
             assert!(m.read(offset, &mut back));
             assert_eq!(back, data, "offset {offset} len {len}");
+            // Nothing around the copy changed.
+            let mut all = [0u8; 64];
+            assert!(m.read(0, &mut all));
+            let outside = all.iter().enumerate().filter(|&(i, _)| i < offset || i >= offset + len);
+            assert!(outside.clone().all(|(_, &b)| b == 0xEE), "offset {offset} len {len}: {all:02x?}");
         }
     }
 }
