@@ -6,12 +6,12 @@
 //!   control region names the cache slot of every slab page (Linux's `virt_to_slab()` and
 //!   `cache_from_obj()`, which `SLAB_FREELIST_HARDENED` makes check `slab->slab_cache == s`).
 //!   The slab's first object and stride give the object boundaries; the test "offset is a
-//!   multiple of the stride" is a multiplication by the stride's inverse (Granlund and
-//!   Montgomery / Lemire's divisibility test), not a division. A page of another cache is
+//!   multiple of the stride, inside the slab" is [`protocol::control::ObjectIndex`] (a
+//!   multiplication and a rotation, not a division). A page of another cache is
 //!   [`protocol::Error::WrongCache`], anything else that is no object start
 //!   [`protocol::Error::InvalidObject`].
 //! - **Not already free** ([`Canary`]): a freed object of a cache without a constructor gets
-//!   a canary in its first word (the session's secret key mixed with the object's handle, so
+//!   a canary in its first word (the session's secret key xor the object's handle, so
 //!   it differs per object and per run); an allocation clears it. A free that finds the canary
 //!   is [`protocol::Error::DoubleFree`], wherever the first free put the object (this thread's
 //!   magazine, another thread's, the shared magazines, the server's depot). Linux's hardened
@@ -25,7 +25,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use protocol::control::{CacheEntry, ControlLayout, PageOwner, PageOwnerKind};
+use protocol::control::{CacheEntry, ControlLayout, ObjectIndex, PageOwner, PageOwnerKind};
 use protocol::{Error as ServerError, PAGE_SIZE};
 use zerocopy::FromBytes;
 
@@ -67,46 +67,24 @@ pub(crate) struct ObjectCheck {
     /// cache's kmalloc class, its table index (the high half is the page's index in its slab).
     expect: u32,
     obj_offset: u64,
-    /// The stride is `odd << shift`.
-    shift: u32,
-    /// The multiplicative inverse of `odd` modulo 2^64.
-    inverse: u64,
-    /// Objects in a slab.
-    objects: u64,
+    /// Offset from a slab's first object → object index.
+    index: ObjectIndex,
 }
 
-// The page-owner word is read as one little-endian u64: kind, pad and cache in the low half.
+// The page-owner word is read as one little-endian u64: kind, class and cache in the low half.
 const _: () = assert!(cfg!(target_endian = "little"), "the page-owner word layout assumes little-endian");
-
-/// The multiplicative inverse of an odd `d` modulo 2^64 (Newton's iteration; each step
-/// doubles the correct low bits: 3, 6, 12, 24, 48, 96).
-const fn inverse_of_odd(d: u64) -> u64 {
-    let mut x = d;
-    let mut i = 0;
-    while i < 5 {
-        x = x.wrapping_mul(2u64.wrapping_sub(d.wrapping_mul(x)));
-        i += 1;
-    }
-    x
-}
 
 impl ObjectCheck {
     /// The check for the cache at cache-table index `table_index`, described by `entry`.
     /// `None` for a geometry that describes no objects.
     pub(crate) fn of_entry(table_index: u16, entry: &CacheEntry) -> Option<ObjectCheck> {
-        let stride = u64::from(entry.stride);
-        if stride == 0 || entry.objects_per_slab == 0 {
-            return None;
-        }
-        let shift = stride.trailing_zeros();
+        let index = ObjectIndex::new(u64::from(entry.stride), u64::from(entry.objects_per_slab))?;
         let owner = PageOwner::slab(table_index, entry.kmalloc_class, 0);
         Some(ObjectCheck {
             table_index,
             expect: u32::from(owner.kind) | u32::from(owner.kmalloc_class) << 8 | u32::from(owner.cache) << 16,
             obj_offset: u64::from(entry.obj_offset),
-            shift,
-            inverse: inverse_of_odd(stride >> shift),
-            objects: u64::from(entry.objects_per_slab),
+            index,
         })
     }
 
@@ -123,17 +101,6 @@ impl ObjectCheck {
         self.table_index
     }
 
-    /// Whether `offset` (from a slab's first object, wrapping) is an object start: one
-    /// multiplication and one rotation (Granlund and Montgomery; Hacker's Delight 10-17).
-    /// For `x = odd << shift`-multiples, `rotr(offset * inverse, shift)` is `offset / stride`;
-    /// for anything else it exceeds `u64::MAX / stride`, which is at least the object count
-    /// (a slab fits in the window). So one comparison tests "a multiple of the stride" and
-    /// "inside the slab" together.
-    #[inline(always)]
-    fn is_object_offset(&self, offset: u64) -> bool {
-        offset.wrapping_mul(self.inverse).rotate_right(self.shift) < self.objects
-    }
-
     /// Checks that `handle` is the start of an object of a slab of this cache, given `owner`,
     /// the page-owner word of its page: `WrongCache` for a page of another cache,
     /// `InvalidObject` otherwise.
@@ -146,7 +113,10 @@ impl ObjectCheck {
         // is the offset in the page plus that many pages, less the first object's offset.
         let in_page = handle & (PAGE_SIZE as u64 - 1);
         let offset = in_page.wrapping_add((owner >> 32) * PAGE_SIZE as u64).wrapping_sub(self.obj_offset);
-        if self.is_object_offset(offset) { Ok(()) } else { Err(Refusal::InvalidObject) }
+        match self.index.of(offset) {
+            Some(_) => Ok(()),
+            None => Err(Refusal::InvalidObject),
+        }
     }
 
     /// Why a page-owner word that is not one of this cache's slab pages is refused.
@@ -243,23 +213,6 @@ mod tests {
         CacheEntry { cache: 7, stride, obj_offset, objects_per_slab: objects, kmalloc_class, ..CacheEntry::default() }
     }
 
-    #[test]
-    fn divisibility_test_agrees_with_the_remainder_for_every_stride() {
-        let strides = (8..=4096u32).step_by(8).chain([1, 4, 12, 20, 24, 40, 72, 96, 192, 3 * 1024, 8200, 1 << 20]);
-        for stride in strides {
-            let objects = (16 * 4096 / stride).clamp(1, 512) as u16;
-            let check = ObjectCheck::of_entry(3, &entry(stride, 0, objects)).unwrap();
-            let (stride, span) = (u64::from(stride), u64::from(stride) * u64::from(objects));
-            // Below the slab's first object (wrapping), inside, just past it, and far off.
-            let around = (0..span + 3 * stride).step_by(4).chain((1..=3 * stride).map(|k| k.wrapping_neg()));
-            let odd = [1, 7, span - 1, span, u64::MAX - 7, u64::MAX, 1 << 63, (1 << 63) + stride];
-            for offset in around.chain(odd).chain((0..2_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))) {
-                let expected = offset < span && offset % stride == 0;
-                assert_eq!(check.is_object_offset(offset), expected, "stride {stride} offset {offset:#x}");
-            }
-        }
-    }
-
     fn owner_word(owner: PageOwner) -> u64 {
         u64::from_ne_bytes(zerocopy::IntoBytes::as_bytes(&owner).try_into().unwrap())
     }
@@ -287,13 +240,6 @@ mod tests {
         assert_eq!(check.check_owner(owner_word(PageOwner::large(1)), page(10) + 32), Err(Refusal::InvalidObject));
         let kmalloc = PageOwner::slab(5, 3, 0);
         assert_eq!(check.check_owner(owner_word(kmalloc), page(10) + 32), Err(Refusal::InvalidObject), "not its class");
-    }
-
-    #[test]
-    fn inverse_is_an_inverse() {
-        for d in [1u64, 3, 5, 7, 9, 25, 125, 1001, u64::MAX] {
-            assert_eq!(d.wrapping_mul(inverse_of_odd(d)), 1, "{d}");
-        }
     }
 
     #[test]

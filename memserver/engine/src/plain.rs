@@ -10,6 +10,7 @@
 //! path; where telling them apart takes more than the hot path reads (an object of another
 //! cache), the general `locate` decides.
 
+use protocol::control::ObjectIndex;
 use protocol::flags::SLAB_DEBUG;
 use protocol::{ClientId, Error, Handle, PAGE_SIZE};
 
@@ -24,6 +25,8 @@ pub(crate) struct Shape {
     stride: u64,
     obj_offset: u64,
     objs: u16,
+    /// Offset from a slab's first object → object index (no division).
+    index: ObjectIndex,
     words: usize,
     /// The client's window, in pages.
     window: u32,
@@ -47,6 +50,23 @@ pub(crate) enum Step {
     FreeHeld,
     /// Parked → free (the depot flushed).
     FreeParked,
+}
+
+const PARK: u8 = 0;
+const UNPARK: u8 = 1;
+const FREE_HELD: u8 = 2;
+const FREE_PARKED: u8 = 3;
+
+impl Step {
+    /// The step numbered `n` (a const parameter of the per-step loops).
+    const fn of(n: u8) -> Step {
+        match n {
+            PARK => Step::Park,
+            UNPARK => Step::Unpark,
+            FREE_HELD => Step::FreeHeld,
+            _ => Step::FreeParked,
+        }
+    }
 }
 
 /// Where an object's bits are: its slab's bitmap frame, the byte offsets of the words holding
@@ -76,8 +96,10 @@ impl<P: Platform> Engine<'_, P> {
             return Ok(None);
         }
         let window = self.client(client)?.window_pages;
+        let Some(index) = ObjectIndex::new(u64::from(c.stride), u64::from(c.objs)) else { return Ok(None) };
         Ok(Some(Shape {
             gi,
+            index,
             stride: u64::from(c.stride),
             obj_offset: u64::from(c.obj_offset),
             objs: c.objs,
@@ -116,12 +138,9 @@ impl<P: Platform> Engine<'_, P> {
         if d.cache != sh.gi {
             return None;
         }
-        let rel = h.checked_sub(u64::from(d.first_page) * PAGE_SIZE as u64 + sh.obj_offset)?;
-        let stride = sh.stride.max(1);
-        let idx = rel / stride;
-        if rel % stride != 0 || idx >= u64::from(sh.objs) {
-            return None;
-        }
+        // Below the slab's first object the offset wraps, and `ObjectIndex` refuses it too.
+        let rel = h.wrapping_sub(u64::from(d.first_page) * PAGE_SIZE as u64 + sh.obj_offset);
+        let idx = sh.index.of(rel)?;
         let o = Obj { slab: s, idx: idx as u32 };
         Some((o, place(sh, d.bitmap_frame, d.bitmap_record, o.idx)))
     }
@@ -292,6 +311,25 @@ impl<P: Platform> Engine<'_, P> {
         step: Step,
         undo: &mut [Obj],
     ) -> Result<(), (usize, Error)> {
+        // One loop per step, so the step's tests are settled once per call, not per object.
+        match step {
+            Step::Park => self.plain_step_all_as::<PARK>(client, sh, handles, undo),
+            Step::Unpark => self.plain_step_all_as::<UNPARK>(client, sh, handles, undo),
+            Step::FreeHeld => self.plain_step_all_as::<FREE_HELD>(client, sh, handles, undo),
+            Step::FreeParked => self.plain_step_all_as::<FREE_PARKED>(client, sh, handles, undo),
+        }
+    }
+
+    /// [`Self::plain_step_all`] for the step numbered `STEP` ([`Step::of`]).
+    #[inline(always)]
+    fn plain_step_all_as<const STEP: u8>(
+        &mut self,
+        client: ClientId,
+        sh: &Shape,
+        handles: &[Handle],
+        undo: &mut [Obj],
+    ) -> Result<(), (usize, Error)> {
+        let step = Step::of(STEP);
         if undo.len() < handles.len() {
             return Err((undo.len(), Error::InvalidArgument));
         }

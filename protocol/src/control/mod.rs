@@ -18,7 +18,10 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::{Error, PAGE_SIZE, PROTOCOL_VERSION};
 
+mod stride;
 pub mod tables;
+
+pub use stride::ObjectIndex;
 
 pub use tables::{
     CACHE_ENTRY_SIZE, CacheEntry, NO_SLOT, NOT_KMALLOC, PAGE_OWNER_SIZE, PageOwner, PageOwnerKind, read_cache_entry,
