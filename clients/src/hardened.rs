@@ -42,6 +42,7 @@ pub(crate) enum Refusal {
     /// An object that is free already.
     DoubleFree,
     /// No address of the window at all.
+    #[cfg(feature = "std")]
     NotInWindow,
 }
 
@@ -52,6 +53,7 @@ impl From<Refusal> for crate::Error {
             Refusal::InvalidObject => ServerError::InvalidObject,
             Refusal::WrongCache => ServerError::WrongCache,
             Refusal::DoubleFree => ServerError::DoubleFree,
+            #[cfg(feature = "std")]
             Refusal::NotInWindow => return crate::Error::NotInWindow,
         })
     }

@@ -26,6 +26,7 @@ pub(crate) struct FastPath {
     /// The window's first byte.
     base: NonNull<u8>,
     /// The window's size.
+    #[cfg(feature = "std")]
     window_len: u64,
     /// Handles below this have their whole object (and at least its first word) in the
     /// window and their page's entry in `owners`.
@@ -66,6 +67,7 @@ impl FastPath {
         let described = pages.saturating_mul(PAGE_SIZE as u64);
         FastPath {
             base: window.base(),
+            #[cfg(feature = "std")]
             window_len,
             limit: (window_len + 1).saturating_sub(u64::from(object_size.max(8))).min(described),
             owners: *owners,
@@ -82,17 +84,20 @@ impl FastPath {
     }
 
     /// The check of object starts, if the cache has one.
+    #[cfg(feature = "std")]
     pub(crate) fn check(&self) -> Option<ObjectCheck> {
         self.check
     }
 
     /// The handle of `ptr` if [`FastPath::holds`] it; else `NotInWindow` or `InvalidObject`.
+    #[cfg(feature = "std")]
     #[inline(always)]
     pub(crate) fn held(&self, ptr: NonNull<u8>) -> Result<u64, Refusal> {
         let offset = (ptr.as_ptr().addr() as u64).wrapping_sub(self.base.as_ptr().addr() as u64);
         if self.holds(offset) { Ok(offset) } else { Err(self.not_held(offset)) }
     }
 
+    #[cfg(feature = "std")]
     #[cold]
     fn not_held(&self, offset: u64) -> Refusal {
         if offset < self.window_len { Refusal::InvalidObject } else { Refusal::NotInWindow }
@@ -138,6 +143,7 @@ impl FastPath {
     /// [`FastPath::admit`] of the object at `ptr`, handle `handle`, which [`FastPath::holds`],
     /// whose page-owner word the caller read already (`owner`). (The canary word is read at
     /// `ptr`, an address the processor has early, not at the window base plus the handle.)
+    #[cfg(feature = "std")]
     #[inline(always)]
     pub(crate) fn admit_owner(
         &self,
@@ -192,6 +198,7 @@ impl FastPath {
     ///
     /// # Safety
     /// `handle` passed [`FastPath::holds`] (every handle this fast path admitted did).
+    #[cfg(feature = "std")]
     #[inline(always)]
     pub(crate) unsafe fn hand_out(&self, handle: u64) -> NonNull<u8> {
         if self.writes_canary {
@@ -207,6 +214,7 @@ impl FastPath {
     ///
     /// # Safety
     /// `handle` passed [`FastPath::holds`].
+    #[cfg(feature = "std")]
     #[inline(always)]
     pub(crate) unsafe fn object(&self, handle: u64) -> NonNull<u8> {
         // SAFETY: inside the window (the caller's promise), which does not wrap (`Window::new`).
