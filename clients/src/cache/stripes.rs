@@ -231,13 +231,7 @@ impl Magazines {
         server: &Memserver<T>,
         threads: &ThreadMagazines,
     ) -> Option<NonNull<u8>> {
-        let stripe = current_stripe()?;
-        let magazine = threads.owned(stripe)?;
-        // SAFETY: `stripe` is this thread's lease (`current_stripe`) and it owns the magazine
-        // (`owned`); nothing else reaches the magazine meanwhile.
-        let ptr = unsafe { pop_from(&self.fast, magazine) }?;
-        server.stripe_hit(stripe, true, self.kmalloc);
-        Some(ptr)
+        self.stripe_pop(server, threads, current_stripe()?)
     }
 
     /// `free`'s fast path (hardened) on the calling thread's magazine: `Some(Ok(()))` once
@@ -256,7 +250,8 @@ impl Magazines {
             Ok(handle) => handle,
             Err(refusal) => return Some(Err(refusal)),
         };
-        // SAFETY: as in `thread_pop`.
+        // SAFETY: as in `stripe_pop`. A cache's magazine is one stack (`split` false: see
+        // `ThreadMagazine::push`).
         match unsafe { push_onto(&self.fast, magazine, handle, false) } {
             Ok(true) => {}
             Ok(false) => return None,
@@ -304,7 +299,7 @@ impl Magazines {
 
     /// The fast path of `alloc`: a pop from thread magazine `stripe` of `threads` (the calling
     /// thread's lease); `None` when it is empty (then [`Magazines::stripe_refill`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn stripe_pop<T: Transport>(
         &self,
         server: &Memserver<T>,
@@ -377,6 +372,8 @@ impl Magazines {
     /// The fast path of `free` (hardened) on thread magazine `stripe` of `threads` (the
     /// calling thread's lease): `Ok(true)` once pushed, `Ok(false)` when the magazine is full
     /// or not this thread's now (then [`Magazines::stripe_drain`]), the refusal otherwise.
+    /// (Not [`Magazines::thread_push`]'s body: reached from there, with the bounds check first
+    /// and the split read from `self`, the `Cache::alloc`+`free` pair measured 4.9 ns, not 4.25.)
     #[inline]
     pub(crate) fn stripe_push<T: Transport>(
         &self,
