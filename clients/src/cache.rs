@@ -32,6 +32,8 @@ mod magazines;
 #[allow(unsafe_code)]
 mod stripes;
 
+#[cfg(feature = "std")]
+pub(crate) use fast::FastPath;
 pub use guard::CacheGuard;
 use guard::Hold;
 use magazines::{Geometry, construct_slab};

@@ -77,6 +77,18 @@ pub(crate) struct ObjectCheck {
 const _: () = assert!(cfg!(target_endian = "little"), "the page-owner word layout assumes little-endian");
 
 impl ObjectCheck {
+    /// A check that owns no page: its `expect` has kind byte 0xff, which no page-owner word has.
+    #[cfg(feature = "std")]
+    pub(crate) const NOTHING: ObjectCheck = ObjectCheck {
+        table_index: u16::MAX,
+        expect: u32::MAX,
+        obj_offset: 0,
+        index: match ObjectIndex::new(8, 1) {
+            Some(index) => index,
+            None => unreachable!(),
+        },
+    };
+
     /// The check for the cache at cache-table index `table_index`, described by `entry`.
     /// `None` for a geometry that describes no objects.
     pub(crate) fn of_entry(table_index: u16, entry: &CacheEntry) -> Option<ObjectCheck> {
@@ -108,17 +120,37 @@ impl ObjectCheck {
     /// `InvalidObject` otherwise.
     #[inline(always)]
     pub(crate) fn check_owner(&self, owner: u64, handle: u64) -> Result<(), Refusal> {
-        if owner as u32 != self.expect {
+        if !self.owns(owner) {
             return Err(self.refusal(owner));
         }
+        match self.starts_object(owner, handle) {
+            true => Ok(()),
+            false => Err(Refusal::InvalidObject),
+        }
+    }
+
+    /// Whether `owner` is the page-owner word of a slab page of this cache.
+    #[inline(always)]
+    pub(crate) fn owns(&self, owner: u64) -> bool {
+        owner as u32 == self.expect
+    }
+
+    /// Whether `handle`, in a page of this cache's slabs whose page-owner word is `owner`
+    /// ([`ObjectCheck::owns`]), is the start of an object.
+    #[inline(always)]
+    pub(crate) fn starts_object(&self, owner: u64, handle: u64) -> bool {
         // The page is page `owner >> 32` of its slab: the offset from the slab's first object
         // is the offset in the page plus that many pages, less the first object's offset.
         let in_page = handle & (PAGE_SIZE as u64 - 1);
         let offset = in_page.wrapping_add((owner >> 32) * PAGE_SIZE as u64).wrapping_sub(self.obj_offset);
-        match self.index.of(offset) {
-            Some(_) => Ok(()),
-            None => Err(Refusal::InvalidObject),
-        }
+        self.index.of(offset).is_some()
+    }
+
+    /// Whether every object start of this cache is 8-byte aligned (its first object's offset
+    /// and its stride are multiples of 8).
+    #[cfg(feature = "std")]
+    pub(crate) fn starts_aligned(&self) -> bool {
+        self.obj_offset.is_multiple_of(8) && self.index.stride_trailing_zeros() >= 3
     }
 
     /// Why a page-owner word that is not one of this cache's slab pages is refused.

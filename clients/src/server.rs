@@ -97,7 +97,10 @@ pub struct Memserver<T: Transport> {
     /// (One allocation for all classes: `kfree` finds a class's magazines by arithmetic on the
     /// class number, not by loading a pointer, so the processor knows early where its push
     /// goes; a class without magazines leaves its entry unused.)
-    kmalloc_threads: std::boxed::Box<[crate::threads::ThreadMagazines]>,
+    kmalloc_threads: std::boxed::Box<[crate::threads::ThreadMagazines; KMALLOC_CLASSES]>,
+    /// What `kmalloc`'s and `kfree`'s fast paths need about every class.
+    #[cfg(feature = "std")]
+    kmalloc_front: crate::kmalloc::KmallocFront,
 }
 
 /// The `Hello` request for `name`, encoded (a runner sends it before it can map anything).
@@ -132,6 +135,15 @@ impl<T: Transport> Memserver<T> {
         let layout = header.layout();
         let canary = Canary::new(session_key(window.base().as_ptr() as usize));
         let page_owners = control.page_owner_table(&layout).ok_or(Error::Server(protocol::Error::Malformed))?;
+        #[cfg(feature = "std")]
+        let kmalloc_front = crate::kmalloc::KmallocFront::new(crate::cache::FastPath::new(
+            &window,
+            &page_owners,
+            8,
+            None,
+            canary,
+            true,
+        ));
         let mut session = Memserver {
             api: Mutex::new(Client::new(transport)),
             window,
@@ -148,7 +160,9 @@ impl<T: Transport> Memserver<T> {
             #[cfg(feature = "std")]
             stripe_counters: Default::default(),
             #[cfg(feature = "std")]
-            kmalloc_threads: (0..KMALLOC_CLASSES).map(|_| crate::threads::ThreadMagazines::new()).collect(),
+            kmalloc_threads: std::boxed::Box::new(core::array::from_fn(|_| crate::threads::ThreadMagazines::new())),
+            #[cfg(feature = "std")]
+            kmalloc_front,
         };
         for index in 0..layout.caches {
             let Some(entry) = session.control.cache_entry(&layout, index) else { continue };
@@ -158,6 +172,10 @@ impl<T: Transport> Memserver<T> {
             let magazines = Magazines::of_entry(&session, index, &entry);
             let class = KmallocClass::of(&entry, magazines);
             let number = usize::from(entry.kmalloc_class);
+            #[cfg(feature = "std")]
+            if let Some(m) = &class.magazines {
+                session.kmalloc_front.enable(number, &m.fast);
+            }
             if let Some(slot) = session.kmalloc.get_mut(number) {
                 *slot = class;
             }
@@ -237,6 +255,21 @@ impl<T: Transport> Memserver<T> {
     #[inline]
     pub(crate) fn kmalloc_threads(&self, class: usize) -> Option<&crate::threads::ThreadMagazines> {
         self.kmalloc_threads.get(class).filter(|_| self.kmalloc.get(class).is_some_and(|c| c.magazines.is_some()))
+    }
+
+    /// The per-thread magazines of kmalloc class `class` (those of a class without magazines
+    /// stay empty).
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    pub(crate) fn kmalloc_threads_of(&self, class: usize) -> Option<&crate::threads::ThreadMagazines> {
+        self.kmalloc_threads.get(class)
+    }
+
+    /// What `kmalloc`'s and `kfree`'s fast paths need about every class.
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    pub(crate) fn kmalloc_front(&self) -> &crate::kmalloc::KmallocFront {
+        &self.kmalloc_front
     }
 
     /// The page-owner table ([`crate::hardened`]).

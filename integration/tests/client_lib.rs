@@ -450,3 +450,45 @@ fn kmalloc_and_kfree_use_the_calling_threads_magazine() {
     let stats = ms.stats().unwrap();
     assert_eq!(stats.live_objects, stats.magazine_objects, "parked objects count as magazine objects");
 }
+
+/// `kfree`'s fast path takes only what it can prove is an object start of a kmalloc class
+/// with magazines: everything else meets the general rules and their errors (an interior or
+/// misaligned pointer, a page no slab holds, a pointer outside the window, a large kmalloc, an
+/// object of another cache), and a kmalloc of every size lands in the class `ksize` names.
+#[test]
+fn kfree_fast_path_leaves_everything_else_to_the_general_rules() {
+    let server = host::start_real(&system());
+    let ms = session(&server, "app");
+    let invalid = Err(Error::Server(protocol::Error::InvalidObject));
+    // Warm this thread's magazine of kmalloc-64, so the fast path is the one that answers.
+    let warm: Vec<_> = (0..8).map(|_| ms.kmalloc(64).unwrap()).collect();
+    warm.iter().for_each(|&p| ms.kfree(p).unwrap());
+    let live = ms.kmalloc(64).unwrap();
+    let inside = |offset: usize| NonNull::new(live.as_ptr().wrapping_add(offset)).unwrap();
+    for offset in [8, 4, 1, 63] {
+        assert_eq!(ms.kfree(inside(offset)), invalid, "kfree of a pointer {offset} bytes into an object");
+    }
+    // The refusals changed nothing: the object is still live, and one kfree frees it.
+    ms.kfree(live).unwrap();
+    assert_eq!(ms.kfree(live), Err(Error::Server(protocol::Error::DoubleFree)), "second kfree");
+    // Outside the window, and a window page no slab holds (its last page: nothing there yet).
+    let window = ms.window();
+    let below = NonNull::new(window.base().as_ptr().wrapping_sub(4096)).unwrap();
+    assert_eq!(ms.kfree(below), Err(Error::NotInWindow), "kfree below the window");
+    let last = NonNull::new(window.base().as_ptr().wrapping_add(window.len() - 4096)).unwrap();
+    assert_eq!(ms.kfree(last), invalid, "kfree of a page no slab holds");
+    // A large kmalloc (whole pages) and an object of a cache of this client.
+    let large = ms.kmalloc(20_000).unwrap();
+    ms.kfree(large).unwrap();
+    assert_eq!(ms.kfree(large), Err(Error::Server(protocol::Error::DoubleFree)), "second kfree of a large one");
+    let cache = Cache::create(&ms, "kfree-target", 40, 0, 0, None).unwrap();
+    let object = cache.alloc().unwrap();
+    ms.kfree(object).unwrap();
+    assert_eq!(cache.free(object), Err(Error::Server(protocol::Error::DoubleFree)), "free after kfree");
+    // Every size: its class's object size, as ksize says, and back through kfree.
+    for size in (1..=8192).step_by(7).chain([8, 16, 96, 192, 193, 256, 4096, 8192]) {
+        let p = ms.kmalloc(size).unwrap();
+        assert_eq!(ms.ksize(p).unwrap(), memclient::kmalloc_size_roundup(size), "ksize of kmalloc({size})");
+        ms.kfree(p).unwrap();
+    }
+}

@@ -93,7 +93,7 @@ impl FastPath {
     #[cfg(feature = "std")]
     #[inline(always)]
     pub(crate) fn held(&self, ptr: NonNull<u8>) -> Result<u64, Refusal> {
-        let offset = (ptr.as_ptr().addr() as u64).wrapping_sub(self.base.as_ptr().addr() as u64);
+        let offset = self.offset(ptr);
         if self.holds(offset) { Ok(offset) } else { Err(self.not_held(offset)) }
     }
 
@@ -140,22 +140,40 @@ impl FastPath {
         self.not_free(handle, self.word(handle), top)
     }
 
-    /// [`FastPath::admit`] of the object at `ptr`, handle `handle`, which [`FastPath::holds`],
-    /// whose page-owner word the caller read already (`owner`). (The canary word is read at
-    /// `ptr`, an address the processor has early, not at the window base plus the handle.)
+    /// The offset of `ptr` from the window's first byte (wrapping: a pointer below the window
+    /// gives a huge one).
     #[cfg(feature = "std")]
     #[inline(always)]
-    pub(crate) fn admit_owner(
-        &self,
-        owner: u64,
-        handle: u64,
-        ptr: NonNull<u8>,
-        top: Option<u64>,
-    ) -> Result<Option<u64>, Refusal> {
-        if let Some(check) = &self.check {
-            check.check_owner(owner, handle)?;
+    pub(crate) fn offset(&self, ptr: NonNull<u8>) -> u64 {
+        (ptr.as_ptr().addr() as u64).wrapping_sub(self.base.as_ptr().addr() as u64)
+    }
+
+    /// The page-owner word of the page of `handle`, if `handle` is below the limit (whose
+    /// first word lies in the window and whose page the table describes; it is not checked
+    /// for alignment).
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    pub(crate) fn page_owner(&self, handle: u64) -> Option<u64> {
+        if handle >= self.limit {
+            return None;
         }
-        self.not_free(handle, ptr.as_ptr().cast::<u64>(), top)
+        // SAFETY: `handle < limit`, so its page's entry lies in the table (`new`), which is
+        // 8-byte aligned (`new`), as is every entry.
+        Some(unsafe { self.owners.load_u64_unchecked((handle / PAGE_SIZE as u64) as usize * PAGE_OWNER_SIZE) })
+    }
+
+    /// The double-free test of a canary-writing cache's object `handle`, below the limit and
+    /// 8-byte aligned, whose first word is at `ptr`: its canary, or `DoubleFree` if it carries
+    /// the canary already.
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    pub(crate) fn canary_test(&self, handle: u64, ptr: NonNull<u8>) -> Result<u64, Refusal> {
+        let canary = self.canary.of(handle);
+        // SAFETY: the caller's promise: the first word lies in the window, aligned.
+        match unsafe { ptr.as_ptr().cast::<u64>().read_volatile() } == canary {
+            true => Err(Refusal::DoubleFree),
+            false => Ok(canary),
+        }
     }
 
     /// The double-free test of a handle that [`FastPath::holds`], whose first word is at
@@ -208,6 +226,20 @@ impl FastPath {
         }
         // SAFETY: the caller's promise.
         unsafe { self.object(handle) }
+    }
+
+    /// [`FastPath::hand_out`] for a fast path whose caller knows it writes canaries.
+    ///
+    /// # Safety
+    /// As [`FastPath::hand_out`].
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    pub(crate) unsafe fn hand_out_cleared(&self, handle: u64) -> NonNull<u8> {
+        // SAFETY: the caller's promise: the object is in the window; its first word aligned.
+        let object = unsafe { self.object(handle) };
+        // SAFETY: as above; the object is free, so nobody else uses it.
+        unsafe { object.as_ptr().cast::<u64>().write_volatile(0) };
+        object
     }
 
     /// The address of the object `handle`, as it is (no canary cleared).

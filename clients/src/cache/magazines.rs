@@ -78,7 +78,7 @@ pub(crate) struct Magazines {
     /// check (none if the server's cache table did not describe the cache: then only the
     /// double-free test runs), and whether freed objects carry a canary (caches without ctor
     /// or dtor: their freed objects' contents are nobody's).
-    pub(super) fast: FastPath,
+    pub(crate) fast: FastPath,
 }
 
 impl Magazines {

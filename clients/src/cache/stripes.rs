@@ -261,38 +261,6 @@ impl Magazines {
         Some(Ok(()))
     }
 
-    /// `kfree`'s fast path: as [`Magazines::thread_push`], for the object `handle` whose
-    /// page-owner word the caller read (`owner`, which named this slot's cache).
-    #[inline(always)]
-    pub(crate) fn thread_push_owned<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        threads: &ThreadMagazines,
-        (ptr, handle): (NonNull<u8>, u64),
-        owner: u64,
-    ) -> Option<Result<(), Refusal>> {
-        let stripe = current_stripe()?;
-        let magazine = threads.owned(stripe)?;
-        if !self.fast.holds(handle) {
-            return Some(Err(Refusal::InvalidObject));
-        }
-        // SAFETY: as in `thread_pop`; the only reference, for this block.
-        let magazine = unsafe { &mut *magazine.as_ptr() };
-        let top = if self.fast.writes_canary() { None } else { magazine.top() };
-        let canary = match self.fast.admit_owner(owner, handle, ptr, top) {
-            Ok(canary) => canary,
-            Err(refusal) => return Some(Err(refusal)),
-        };
-        if !magazine.push(handle, true) {
-            return None;
-        }
-        FastPath::mark_free_at(ptr.as_ptr().cast::<u64>(), canary);
-        // A kfree: counted as one without reading `self.kmalloc`, whose address depends on the
-        // class (the counter's address would then wait for the page-owner word).
-        server.stripe_hit(stripe, false, true);
-        Some(Ok(()))
-    }
-
     fn ptr<T: Transport>(&self, server: &Memserver<T>, handle: protocol::Handle) -> Result<NonNull<u8>, Error> {
         server.object(handle, self.geometry.object_size as usize)
     }

@@ -43,6 +43,11 @@ impl ObjectIndex {
         Some(ObjectIndex { inverse: inverse_of_odd(stride >> shift), shift, objects })
     }
 
+    /// The stride's trailing zero bits (the stride is a multiple of `1 << this`).
+    pub const fn stride_trailing_zeros(&self) -> u32 {
+        self.shift
+    }
+
     /// The index of the object that starts `offset` bytes after the slab's first object, if
     /// one does (`offset` a multiple of the stride, below the slab's end).
     #[inline(always)]

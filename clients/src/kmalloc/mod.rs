@@ -30,6 +30,12 @@ use crate::error::Error;
 use crate::server::Memserver;
 use crate::transport::Transport;
 
+#[cfg(feature = "std")]
+#[allow(unsafe_code)]
+mod front;
+#[cfg(feature = "std")]
+pub(crate) use front::KmallocFront;
+
 /// Linux's `gfp_t`, as far as this library looks at it.
 pub type Gfp = u32;
 /// `GFP_KERNEL`: nothing special (here every allocation may wait for the server).
@@ -49,7 +55,7 @@ pub const KMALLOC_MAX_CACHE_SIZE: usize = 8192;
 pub const KMALLOC_MAX_SIZE: usize = protocol::KMALLOC_MAX_SIZE as usize;
 
 /// Linux's `size_index[]`: the class of sizes 1..=192 by `(size - 1) / 8`.
-const SIZE_INDEX: [u8; 24] = [0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6];
+pub(crate) const SIZE_INDEX: [u8; 24] = [0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6];
 
 /// The kmalloc class of `size` (Linux's `kmalloc_index()`): 0 for `kmalloc-8` … 12 for
 /// `kmalloc-8k`; `None` for 0 and for sizes above 8 KiB.
@@ -135,16 +141,6 @@ impl<T: Transport> Memserver<T> {
             return Ok(ptr);
         }
         self.kmalloc_slow(size)
-    }
-
-    /// `kmalloc`'s fast path: a pop from the calling thread's magazine of the size's class;
-    /// `None` (nothing done) where [`Memserver::kmalloc_gfp`] must run.
-    #[cfg(feature = "std")]
-    #[inline(always)]
-    fn kmalloc_thread(&self, size: usize) -> Option<NonNull<u8>> {
-        let class = kmalloc_index(size)?;
-        let m = self.kmalloc_class(class)?.magazines.as_ref()?;
-        m.thread_pop(self, self.kmalloc_threads(class)?)
     }
 
     #[cold]
@@ -237,19 +233,6 @@ impl<T: Transport> Memserver<T> {
             return freed.map_err(Error::from);
         }
         self.kfree_slow(ptr)
-    }
-
-    /// `kfree`'s fast path: the hardened checks and a push onto the calling thread's magazine
-    /// of the object's kmalloc class; `None` (nothing done) where the slow path must run (not
-    /// a kmalloc class's object, no stripe yet, a full magazine, [`ZERO_SIZE_PTR`]).
-    #[cfg(feature = "std")]
-    #[inline(always)]
-    fn kfree_thread(&self, ptr: NonNull<u8>) -> Option<Result<(), crate::hardened::Refusal>> {
-        let handle = self.window().handle(ptr)?.0;
-        let owner = self.page_owner_word(handle)?;
-        let class = self.kmalloc_class_of_owner(owner)?;
-        let m = self.kmalloc_class(class)?.magazines.as_ref()?;
-        m.thread_push_owned(self, self.kmalloc_threads(class)?, (ptr, handle), owner)
     }
 
     #[cold]
