@@ -272,6 +272,18 @@ impl<T: Transport> Memserver<T> {
         &self.kmalloc_front
     }
 
+    /// [`Memserver::kmalloc_threads_of`] without the bounds check.
+    ///
+    /// # Safety
+    /// `class < KMALLOC_CLASSES`.
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn kmalloc_threads_unchecked(&self, class: usize) -> &crate::threads::ThreadMagazines {
+        // SAFETY: the caller's promise.
+        unsafe { self.kmalloc_threads.get_unchecked(class) }
+    }
+
     /// The page-owner table ([`crate::hardened`]).
     #[inline]
     pub(crate) fn page_owners(&self) -> &PeerMemory {

@@ -50,7 +50,7 @@ const UNASSIGNED: u8 = u8::MAX;
 const NO_STRIPE: u8 = u8::MAX - 1;
 
 /// Returns this thread's stripe when the thread exits (a thread-local with a destructor,
-/// touched once, at the lease; the fast path reads [`STRIPE`], which has none).
+/// touched once, at the lease; the fast path reads [`LEASE_WORD`], which has none).
 struct Lease;
 
 impl Lease {
@@ -58,7 +58,7 @@ impl Lease {
     fn acquire() -> Option<usize> {
         // Registering the destructor may allocate, and an allocation may be a `kmalloc` (the
         // global allocator) that comes back here: meanwhile this thread uses the shared layer.
-        STRIPE.set(NO_STRIPE);
+        set_stripe(NO_STRIPE);
         // Registers the destructor that gives the stripe back; if this thread is already
         // exiting (its thread-locals are being destroyed), it gets no stripe.
         if LEASE.try_with(|_| ()).is_err() {
@@ -68,7 +68,7 @@ impl Lease {
         loop {
             let free = (!leased).trailing_zeros() as usize;
             if free >= STRIPES {
-                STRIPE.set(NO_STRIPE);
+                set_stripe(NO_STRIPE);
                 return None;
             }
             // Acquire: the stripe's previous owner released it (Release in `drop`) after its
@@ -76,8 +76,7 @@ impl Lease {
             match LEASED.compare_exchange_weak(leased, leased | 1 << free, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => {
                     let generation = GENERATION.get(free).map_or(0, next_generation);
-                    MY_GENERATION.set(generation);
-                    STRIPE.set(free as u8);
+                    LEASE_WORD.set(u64::from(generation) << 32 | free as u64);
                     return Some(free);
                 }
                 Err(now) => leased = now,
@@ -88,7 +87,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let stripe = STRIPE.replace(NO_STRIPE);
+        let stripe = stripe_byte();
+        set_stripe(NO_STRIPE);
         if GUARDS.get() > 0 {
             // A guard (kept in another thread-local) still uses the stripe: the last one to
             // go gives it back (`GuardLease::drop`).
@@ -120,7 +120,7 @@ pub(crate) struct GuardLease {
 impl GuardLease {
     /// A share of the calling thread's lease of `stripe` (from [`stripe()`] on this thread).
     pub(crate) fn new(stripe: usize) -> Option<Self> {
-        if usize::from(STRIPE.get()) != stripe {
+        if usize::from(stripe_byte()) != stripe {
             return None;
         }
         GUARDS.set(GUARDS.get().checked_add(1)?);
@@ -152,11 +152,11 @@ fn next_generation(generation: &AtomicU32) -> u32 {
 }
 
 std::thread_local! {
-    /// This thread's stripe, [`UNASSIGNED`] or [`NO_STRIPE`]: no destructor, so reading it is
-    /// one thread-local load.
-    static STRIPE: Cell<u8> = const { Cell::new(UNASSIGNED) };
-    /// The generation of this thread's lease (`GENERATION` when it leased).
-    static MY_GENERATION: Cell<u32> = const { Cell::new(0) };
+    /// This thread's lease, in one word so the fast path reads both halves with one load (no
+    /// destructor, so reading it is one thread-local load): the low byte its stripe,
+    /// [`UNASSIGNED`] or [`NO_STRIPE`]; the high half the generation of its lease
+    /// (`GENERATION` when it leased; 0 before).
+    static LEASE_WORD: Cell<u64> = const { Cell::new(UNASSIGNED as u64) };
     static LEASE: Lease = const { Lease };
     /// Live [`GuardLease`]s of this thread.
     static GUARDS: Cell<u32> = const { Cell::new(0) };
@@ -164,11 +164,28 @@ std::thread_local! {
     static RETIRED: Cell<u8> = const { Cell::new(NO_STRIPE) };
 }
 
+/// The stripe byte of [`LEASE_WORD`].
+#[inline(always)]
+fn stripe_byte() -> u8 {
+    LEASE_WORD.get() as u8
+}
+
+/// Sets the stripe byte of [`LEASE_WORD`], keeping the generation.
+fn set_stripe(stripe: u8) {
+    LEASE_WORD.set(LEASE_WORD.get() & !0xff | u64::from(stripe));
+}
+
+/// The generation of this thread's lease ([`LEASE_WORD`]'s high half).
+#[inline(always)]
+fn my_generation() -> u32 {
+    (LEASE_WORD.get() >> 32) as u32
+}
+
 /// The calling thread's stripe, leasing one at its first call; `None` when every stripe is
 /// leased or the thread is exiting.
 #[inline]
 pub(crate) fn stripe() -> Option<usize> {
-    match STRIPE.get() {
+    match stripe_byte() {
         UNASSIGNED => Lease::acquire(),
         NO_STRIPE => None,
         stripe => Some(usize::from(stripe)),
@@ -179,7 +196,7 @@ pub(crate) fn stripe() -> Option<usize> {
 /// caller's slow path does that with [`stripe()`]): one thread-local load.
 #[inline(always)]
 pub(crate) fn current_stripe() -> Option<usize> {
-    let stripe = usize::from(STRIPE.get());
+    let stripe = usize::from(stripe_byte());
     (stripe < STRIPES).then_some(stripe)
 }
 
@@ -354,7 +371,7 @@ impl ThreadMagazines {
     #[inline]
     pub(crate) fn owned(&self, stripe: usize) -> Option<NonNull<ThreadMagazine>> {
         let s = &self.stripes.get(stripe)?.0;
-        let me = MY_GENERATION.get();
+        let me = my_generation();
         if s.owner.load(Ordering::Relaxed) == me || Self::take_over(&s.owner, me) {
             return NonNull::new(s.magazine.get());
         }
