@@ -189,19 +189,34 @@ impl<'m> MemserverCaches<'m> {
         self.kmalloc_ipcs.load(Ordering::Relaxed)
     }
 
+    /// `kmalloc` as the library has it (inline, as the baselines' `malloc` is a direct call),
+    /// or by IPC without magazines.
+    #[inline]
     fn kmalloc(&self, size: usize) -> Option<NonNull<u8>> {
         if self.magazines {
             return self.session.kmalloc(size).ok();
         }
+        self.kmalloc_by_ipc(size)
+    }
+
+    #[inline(never)]
+    fn kmalloc_by_ipc(&self, size: usize) -> Option<NonNull<u8>> {
         self.kmalloc_ipcs.fetch_add(1, Ordering::Relaxed);
         let object = self.session.ipc(|api| api.kmalloc(u32::try_from(size).unwrap_or(u32::MAX))).ok()?;
         self.session.window().ptr(object.handle, size)
     }
 
+    /// `kfree`, as [`MemserverCaches::kmalloc`].
+    #[inline]
     fn kfree(&self, object: NonNull<u8>) -> bool {
         if self.magazines {
             return self.session.kfree(object).is_ok();
         }
+        self.kfree_by_ipc(object)
+    }
+
+    #[inline(never)]
+    fn kfree_by_ipc(&self, object: NonNull<u8>) -> bool {
         self.kmalloc_ipcs.fetch_add(1, Ordering::Relaxed);
         self.session.window().handle(object).is_some_and(|h| self.session.ipc(|api| api.kfree(h)).is_ok())
     }
