@@ -224,19 +224,23 @@ unsafe fn push_onto(
 impl Magazines {
     /// `alloc`'s fast path on the calling thread's magazine (`threads` are this slot's): a pop.
     /// `None` (nothing done) when the thread has no stripe yet, does not own its magazine now,
-    /// or the magazine is empty: then the caller's slow path.
+    /// or the magazine is empty: then the caller's slow path. For a [`Cache`]'s own magazines,
+    /// never a kmalloc class's (those are the session's), so the hit counts as an `alloc` hit
+    /// without reading `self.kmalloc`.
     #[inline(always)]
     pub(crate) fn thread_pop<T: Transport>(
         &self,
         server: &Memserver<T>,
         threads: &ThreadMagazines,
     ) -> Option<NonNull<u8>> {
-        self.stripe_pop(server, threads, current_stripe()?)
+        debug_assert!(!self.kmalloc, "a Cache's magazines are not a kmalloc class's");
+        self.stripe_pop_counted(server, threads, current_stripe()?, false)
     }
 
     /// `free`'s fast path (hardened) on the calling thread's magazine: `Some(Ok(()))` once
     /// pushed, `Some(Err(_))` for a refused pointer, `None` (nothing done) when the caller's
-    /// slow path must run (no stripe yet, not owned now, a full magazine).
+    /// slow path must run (no stripe yet, not owned now, a full magazine). For a [`Cache`]'s
+    /// own magazines, as [`Magazines::thread_pop`].
     #[inline(always)]
     pub(crate) fn thread_push<T: Transport>(
         &self,
@@ -257,7 +261,8 @@ impl Magazines {
             Ok(false) => return None,
             Err(refusal) => return Some(Err(refusal)),
         }
-        server.stripe_hit(stripe, false, self.kmalloc);
+        debug_assert!(!self.kmalloc, "a Cache's magazines are not a kmalloc class's");
+        server.stripe_hit(stripe, false, false);
         Some(Ok(()))
     }
 
@@ -274,11 +279,23 @@ impl Magazines {
         threads: &ThreadMagazines,
         stripe: usize,
     ) -> Option<NonNull<u8>> {
+        self.stripe_pop_counted(server, threads, stripe, self.kmalloc)
+    }
+
+    /// [`Magazines::stripe_pop`], the hit counted as a `kmalloc` hit if `kmalloc`.
+    #[inline(always)]
+    fn stripe_pop_counted<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        threads: &ThreadMagazines,
+        stripe: usize,
+        kmalloc: bool,
+    ) -> Option<NonNull<u8>> {
         let magazine = threads.owned(stripe)?;
         // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
         // the caller) and it owns the magazine (`owned`); nothing else reaches it meanwhile.
         let ptr = unsafe { pop_from(&self.fast, magazine) }?;
-        server.stripe_hit(stripe, true, self.kmalloc);
+        server.stripe_hit(stripe, true, kmalloc);
         Some(ptr)
     }
 
