@@ -13,7 +13,7 @@
 use protocol::{CacheId, ClientId, Error, Handle};
 
 use super::bitmap::bitmap_words;
-use super::plain::{Obj, Step};
+use super::runs::{Run, Step};
 use super::{BROKEN, Engine, Platform};
 
 /// Most handles one bulk allocation fills (the fresh mask is a `u64`).
@@ -96,8 +96,8 @@ impl<P: Platform> Engine<'_, P> {
             Some(sh) => {
                 // Parked as they are checked (a repeat is a DoubleFree), then unparked again.
                 let mut undo = Undo::new();
-                self.plain_step_all(client, &sh, handles, Step::Park, &mut undo.0)?;
-                self.plain_step_all(client, &sh, handles, Step::Unpark, &mut undo.0).map_err(|(_, e)| (0, e))
+                self.runs_step_all(client, &sh, handles, Step::Park, &mut undo.0)?;
+                self.runs_step_all(client, &sh, handles, Step::Unpark, &mut undo.0).map_err(|(_, e)| (0, e))
             }
             None => {
                 let resolved = self.check_bulk(client, gi, handles)?;
@@ -120,7 +120,7 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         let sh = self.plain_shape(client, gi).map_err(|e| (0, e))?.ok_or((0, Error::InvalidArgument))?;
-        self.plain_step_all(client, &sh, handles, Step::Park, &mut Undo::new().0)?;
+        self.runs_step_all(client, &sh, handles, Step::Park, &mut Undo::new().0)?;
         let c = self.cache_mut(gi).map_err(|e| (0, e))?;
         c.parked_objs = c.parked_objs.saturating_add(handles.len() as u32);
         Ok(())
@@ -153,7 +153,7 @@ impl<P: Platform> Engine<'_, P> {
     fn depot_step(&mut self, client: ClientId, cache: CacheId, handles: &[Handle], step: Step) -> Result<u32, Error> {
         let gi = self.cache_lookup(client, cache)?;
         let sh = self.plain_shape(client, gi)?.ok_or(BROKEN)?;
-        self.plain_step_all(client, &sh, handles, step, &mut Undo::new().0).map_err(|(_, e)| e)?;
+        self.runs_step_all(client, &sh, handles, step, &mut Undo::new().0).map_err(|(_, e)| e)?;
         Ok(gi)
     }
 
@@ -179,7 +179,7 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         if let Some(sh) = self.plain_shape(client, gi).map_err(|e| (0, e))? {
-            self.plain_step_all(client, &sh, handles, Step::FreeHeld, &mut Undo::new().0)?;
+            self.runs_step_all(client, &sh, handles, Step::FreeHeld, &mut Undo::new().0)?;
             return self.freed(gi, handles.len());
         }
         let resolved = self.check_bulk(client, gi, handles)?;
@@ -249,12 +249,13 @@ impl<P: Platform> Engine<'_, P> {
     }
 }
 
-/// Scratch room for the objects one hot-path bulk call changed (to undo them on a bad
-/// handle); a longer call is `InvalidArgument` (see [`Engine::plain_step_all`]).
-struct Undo([Obj; BULK_RETURN_MAX]);
+/// Scratch room for the runs one hot-path bulk call applied (to undo them on a bad handle);
+/// a call longer than [`BULK_RETURN_MAX`] is `InvalidArgument` (see
+/// [`Engine::runs_step_all`]).
+struct Undo([Run; BULK_RETURN_MAX]);
 
 impl Undo {
     fn new() -> Self {
-        Undo([Obj::default(); BULK_RETURN_MAX])
+        Undo([Run::default(); BULK_RETURN_MAX])
     }
 }
