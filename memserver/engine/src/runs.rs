@@ -29,6 +29,7 @@
 use protocol::{ClientId, Error, Handle};
 
 use super::bitmap::{get_u64 as get, put_u64 as put, record_at};
+use super::bulk::BULK_RETURN_MAX;
 use super::plain::Shape;
 use super::storage::{LIST_PARTIAL, NIL};
 use super::{BROKEN, Engine, Platform};
@@ -92,8 +93,8 @@ impl Step {
 }
 
 /// A run applied: `handles[start..end]` of a bulk call, distinct objects of slab `slab`.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Run {
+#[derive(Clone, Copy, Debug)]
+struct Run {
     slab: u32,
     start: u32,
     end: u32,
@@ -175,23 +176,21 @@ impl<P: Platform> Engine<'_, P> {
     /// the state `step` needs and changed, as if one at a time in order (so a repeat meets the
     /// changed state: a `DoubleFree` for a repeat coming back from the client); on a bad handle
     /// every run applied is undone in reverse and `Err((index, error))` returned for the first
-    /// bad handle. `runs` is scratch room for the runs applied (at least as many as `handles`:
-    /// `InvalidArgument` otherwise). Counts of the cache and the operation sequence are the
-    /// caller's.
+    /// bad handle. At most [`BULK_RETURN_MAX`] handles (`InvalidArgument` otherwise). Counts of
+    /// the cache and the operation sequence are the caller's.
     pub(crate) fn runs_step_all(
         &mut self,
         client: ClientId,
         sh: &Shape,
         handles: &[Handle],
         step: Step,
-        runs: &mut [Run],
     ) -> Result<(), (usize, Error)> {
         // One loop per step, so the step's tests are settled once per call, not per object.
         match step {
-            Step::Park => self.runs_step_all_as::<PARK>(client, sh, handles, runs),
-            Step::Unpark => self.runs_step_all_as::<UNPARK>(client, sh, handles, runs),
-            Step::FreeHeld => self.runs_step_all_as::<FREE_HELD>(client, sh, handles, runs),
-            Step::FreeParked => self.runs_step_all_as::<FREE_PARKED>(client, sh, handles, runs),
+            Step::Park => self.runs_step_all_as::<PARK>(client, sh, handles),
+            Step::Unpark => self.runs_step_all_as::<UNPARK>(client, sh, handles),
+            Step::FreeHeld => self.runs_step_all_as::<FREE_HELD>(client, sh, handles),
+            Step::FreeParked => self.runs_step_all_as::<FREE_PARKED>(client, sh, handles),
         }
     }
 
@@ -202,31 +201,26 @@ impl<P: Platform> Engine<'_, P> {
         client: ClientId,
         sh: &Shape,
         handles: &[Handle],
-        runs: &mut [Run],
     ) -> Result<(), (usize, Error)> {
-        if runs.len() < handles.len() || u32::try_from(handles.len()).is_err() {
-            return Err((runs.len().min(handles.len()), Error::InvalidArgument));
+        if handles.len() > BULK_RETURN_MAX {
+            return Err((BULK_RETURN_MAX, Error::InvalidArgument));
         }
+        // The runs applied, to undo them on a bad handle (each takes at least one handle, so
+        // they fit); not initialised, unlike an array, so an empty call costs nothing.
+        let mut runs: heapless::Vec<Run, BULK_RETURN_MAX> = heapless::Vec::new();
         let mut start = 0usize;
-        let mut applied = 0usize;
         while start < handles.len() {
-            // Room for the run is certain (each run takes at least one handle); were it not,
-            // the run would not be stepped.
-            let stepped = match runs.get(applied) {
-                Some(_) => self.run_step::<STEP>(client, sh, handles, start),
-                None => Err((start, BROKEN)),
+            // Room for the run is checked before it is stepped, so an applied run is always
+            // recorded (and never is there none: see above).
+            let stepped = match runs.is_full() {
+                false => self.run_step::<STEP>(client, sh, handles, start),
+                true => Err((start, BROKEN)),
             };
-            match stepped {
-                Ok(run) => {
-                    if let Some(slot) = runs.get_mut(applied) {
-                        *slot = run;
-                    }
-                    applied += 1;
-                    start = run.end as usize;
-                }
+            let recorded = stepped.and_then(|run| runs.push(run).map(|()| run).map_err(|_| (start, BROKEN)));
+            match recorded {
+                Ok(run) => start = run.end as usize,
                 Err((at, e)) => {
-                    let done = runs.get(..applied).unwrap_or(&[]);
-                    return Err(match self.runs_undo(sh, handles, done, Step::of(STEP)) {
+                    return Err(match self.runs_undo(sh, handles, &runs, Step::of(STEP)) {
                         Ok(()) => (at, e),
                         Err(broken) => (at, broken),
                     });
