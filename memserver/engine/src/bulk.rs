@@ -7,8 +7,8 @@
 //! `DoubleFree`, found in O(1). Within one bulk call a repeated handle is found the same way:
 //! each handle is parked as it is checked, so its repeat looks parked; the check then unparks
 //! what it parked (or, for [`Engine::cache_park_bulk`], keeps it so). Caches without debug
-//! flags take the hot path (`plain`); debug caches (no magazines, so never parked) the
-//! general one, with their checks.
+//! flags take the hot path (`plain`, and `runs`: a run of one slab at a time); debug caches
+//! (no magazines, so never parked) the general one, with their checks.
 
 use protocol::{CacheId, ClientId, Error, Handle};
 
