@@ -66,12 +66,15 @@ impl Taken {
     }
 
     fn extend(&mut self, magazine: &Magazine, capacity: u16) -> Result<(), Error> {
-        for &h in magazine.checked_handles(capacity)? {
-            // Never expected: both magazines were checked against a capacity ≤ MAGAZINE_MAX.
-            let dst = self.handles.get_mut(self.len).ok_or(Error::Internal)?;
-            *dst = Handle(h);
-            self.len += 1;
+        let src = magazine.checked_handles(capacity)?;
+        // Never expected to fail: both magazines were checked against a capacity ≤ MAGAZINE_MAX.
+        let end = self.len.checked_add(src.len()).ok_or(Error::Internal)?;
+        let dst = self.handles.get_mut(self.len..end).ok_or(Error::Internal)?;
+        // Slices of one length: a plain copy, no check per handle.
+        for (d, &h) in dst.iter_mut().zip(src) {
+            *d = Handle(h);
         }
+        self.len = end;
         Ok(())
     }
 
@@ -182,15 +185,14 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
                     self.depot_push(client, slot, full.handles());
                     return Err(e);
                 }
-                (Magazine::from_handles(&full.raw())?, 0)
+                (magazine_of(full.handles())?, 0)
             }
             None => {
                 let mut out = [Handle(0); MAGAZINE_MAX];
                 let want = out.get_mut(..usize::from(capacity)).ok_or(Error::Internal)?;
                 let (n, fresh) =
                     self.with_pressure_relief(client, |s| s.engine.cache_alloc_bulk(client, cache, want))?;
-                let raw: heapless::Vec<u64, MAGAZINE_MAX> = out.iter().take(n).map(|h| h.0).collect();
-                (Magazine::from_handles(&raw)?, fresh)
+                (magazine_of(out.get(..n).ok_or(Error::Internal)?)?, fresh)
             }
         };
         let control = self.engine.platform_mut().control(client).ok_or(Error::NotSupported)?;
@@ -308,4 +310,16 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         let control = self.engine.platform_mut().control(client).ok_or(Error::NotSupported)?;
         control::write_count(control, slot, role, count)
     }
+}
+
+/// A magazine of `handles`, copied straight in ([`Magazine::from_handles`] without a slice of
+/// `u64` first); more than [`MAGAZINE_MAX`] is `InvalidArgument`, as there.
+fn magazine_of(handles: &[Handle]) -> Result<Magazine, Error> {
+    let mut magazine = Magazine::EMPTY;
+    let dst = magazine.handles.get_mut(..handles.len()).ok_or(Error::InvalidArgument)?;
+    for (d, h) in dst.iter_mut().zip(handles) {
+        *d = h.0;
+    }
+    magazine.count = handles.len() as u32;
+    Ok(magazine)
 }

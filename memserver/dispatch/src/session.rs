@@ -39,11 +39,6 @@ impl DepotMagazine {
     pub(crate) fn handles(&self) -> &[Handle] {
         self.handles.get(..usize::from(self.count)).unwrap_or(&[])
     }
-
-    /// The handles as the control region holds them.
-    pub(crate) fn raw(&self) -> heapless::Vec<u64, MAGAZINE_MAX> {
-        self.handles().iter().map(|h| h.0).collect()
-    }
 }
 
 /// The depot of one (client, cache): full magazines the client drained, handed out again on

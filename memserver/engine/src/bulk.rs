@@ -7,13 +7,13 @@
 //! `DoubleFree`, found in O(1). Within one bulk call a repeated handle is found the same way:
 //! each handle is parked as it is checked, so its repeat looks parked; the check then unparks
 //! what it parked (or, for [`Engine::cache_park_bulk`], keeps it so). Caches without debug
-//! flags take the hot path (`plain`); debug caches (no magazines, so never parked) the
-//! general one, with their checks.
+//! flags take the hot path (`plain`, and `runs`: a run of one slab at a time); debug caches
+//! (no magazines, so never parked) the general one, with their checks.
 
 use protocol::{CacheId, ClientId, Error, Handle};
 
 use super::bitmap::bitmap_words;
-use super::plain::{Obj, Step};
+use super::runs::Step;
 use super::{BROKEN, Engine, Platform};
 
 /// Most handles one bulk allocation fills (the fresh mask is a `u64`).
@@ -95,9 +95,8 @@ impl<P: Platform> Engine<'_, P> {
         match self.plain_shape(client, gi).map_err(|e| (0, e))? {
             Some(sh) => {
                 // Parked as they are checked (a repeat is a DoubleFree), then unparked again.
-                let mut undo = Undo::new();
-                self.plain_step_all(client, &sh, handles, Step::Park, &mut undo.0)?;
-                self.plain_step_all(client, &sh, handles, Step::Unpark, &mut undo.0).map_err(|(_, e)| (0, e))
+                self.runs_step_all(client, &sh, handles, Step::Park)?;
+                self.runs_step_all(client, &sh, handles, Step::Unpark).map_err(|(_, e)| (0, e))
             }
             None => {
                 let resolved = self.check_bulk(client, gi, handles)?;
@@ -120,7 +119,7 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         let sh = self.plain_shape(client, gi).map_err(|e| (0, e))?.ok_or((0, Error::InvalidArgument))?;
-        self.plain_step_all(client, &sh, handles, Step::Park, &mut Undo::new().0)?;
+        self.runs_step_all(client, &sh, handles, Step::Park)?;
         let c = self.cache_mut(gi).map_err(|e| (0, e))?;
         c.parked_objs = c.parked_objs.saturating_add(handles.len() as u32);
         Ok(())
@@ -153,7 +152,7 @@ impl<P: Platform> Engine<'_, P> {
     fn depot_step(&mut self, client: ClientId, cache: CacheId, handles: &[Handle], step: Step) -> Result<u32, Error> {
         let gi = self.cache_lookup(client, cache)?;
         let sh = self.plain_shape(client, gi)?.ok_or(BROKEN)?;
-        self.plain_step_all(client, &sh, handles, step, &mut Undo::new().0).map_err(|(_, e)| e)?;
+        self.runs_step_all(client, &sh, handles, step).map_err(|(_, e)| e)?;
         Ok(gi)
     }
 
@@ -179,7 +178,7 @@ impl<P: Platform> Engine<'_, P> {
     ) -> Result<(), (usize, Error)> {
         let gi = self.cache_lookup(client, cache).map_err(|e| (0, e))?;
         if let Some(sh) = self.plain_shape(client, gi).map_err(|e| (0, e))? {
-            self.plain_step_all(client, &sh, handles, Step::FreeHeld, &mut Undo::new().0)?;
+            self.runs_step_all(client, &sh, handles, Step::FreeHeld)?;
             return self.freed(gi, handles.len());
         }
         let resolved = self.check_bulk(client, gi, handles)?;
@@ -246,15 +245,5 @@ impl<P: Platform> Engine<'_, P> {
             self.obj_set_parked(&b, idx, false)?;
         }
         Ok(())
-    }
-}
-
-/// Scratch room for the objects one hot-path bulk call changed (to undo them on a bad
-/// handle); a longer call is `InvalidArgument` (see [`Engine::plain_step_all`]).
-struct Undo([Obj; BULK_RETURN_MAX]);
-
-impl Undo {
-    fn new() -> Self {
-        Undo([Obj::default(); BULK_RETURN_MAX])
     }
 }

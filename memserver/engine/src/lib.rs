@@ -27,7 +27,8 @@
 //! faults), `frame` (pool free stack, quarantine), `window` (per-client page maps), [`layout`]
 //! (alignment, stride, slab order), `slab` (descriptors, lists), `bitmap` (object bitmaps in
 //! private frames), `cache` (create/alloc/free/destroy/shrink), `plain` (the hot path of caches
-//! without debug flags), `bulk` (magazine refill/drain, parked objects), `debug` (poison, red
+//! without debug flags), `bulk` (magazine refill/drain, parked objects), `runs` (the hot
+//! path's bulk park/unpark/free, a run of one slab at a time), `debug` (poison, red
 //! zones, consistency checks), `track` (STORE_USER records in private frames), `kmalloc`,
 //! `client` (attach, reclaim), `reclaim` (shortages, bounded shrink, reapable caches), `stats`
 //! (info and slabinfo), `invariants` (the checker).
@@ -60,6 +61,7 @@ mod plain;
 mod platform;
 mod reclaim;
 mod release;
+mod runs;
 mod slab;
 mod stats;
 pub mod storage;

@@ -4,18 +4,18 @@
 //! The same rules as the general path (`cache`), with the work per object cut to what the
 //! rules need: the cache's geometry is read once per call ([`Shape`]), a handle resolves in a
 //! few table reads (window page → frame → slab → index), and an allocation takes free objects
-//! a bitmap word at a time, relisting its slab once. A call that returns objects validates all
-//! of them before it frees any (`DoubleFree` for a repeat or a parked object, found through
-//! the parked bits, see `bulk`): a bad handle changes nothing. Errors are those of the general
-//! path; where telling them apart takes more than the hot path reads (an object of another
-//! cache), the general `locate` decides.
+//! a bitmap word at a time, relisting its slab once. A free checks the object is held
+//! (`DoubleFree` for a free or a parked object, found through the parked bits, see `bulk`);
+//! the bulk calls that return objects step them a run of one slab at a time (`runs`). Errors
+//! are those of the general path; where telling them apart takes more than the hot path reads
+//! (an object of another cache), the general `locate` decides.
 
 use protocol::control::ObjectIndex;
 use protocol::flags::SLAB_DEBUG;
 use protocol::{ClientId, Error, Handle, PAGE_SIZE};
 
 use super::bitmap::{bitmap_words, get_u64 as get, put_u64 as put, record_at};
-use super::storage::{FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL};
+use super::storage::{FRAME_SLAB, LIST_EMPTY, LIST_FULL, LIST_PARTIAL, NIL, SlabDesc};
 use super::{BROKEN, Engine, Platform};
 
 /// What the hot path needs of a cache, read once per call.
@@ -32,41 +32,36 @@ pub(crate) struct Shape {
     window: u32,
 }
 
+impl Shape {
+    /// Window offset of the first object of slab `d`.
+    #[inline(always)]
+    pub(crate) fn objects_start(&self, d: &SlabDesc) -> u64 {
+        u64::from(d.first_page) * PAGE_SIZE as u64 + self.obj_offset
+    }
+
+    /// Index of the object `handle` names in the slab whose first object is at `start`, if it
+    /// names one (no flag bits, on an object boundary, inside the slab's objects). Below the
+    /// slab's first object the offset wraps, and `ObjectIndex` refuses it too.
+    #[inline(always)]
+    pub(crate) fn object_in(&self, start: u64, handle: Handle) -> Option<u32> {
+        if handle.0 & Handle::FLAG_BITS != 0 {
+            return None;
+        }
+        self.index.of(handle.0.wrapping_sub(start)).map(|idx| idx as u32)
+    }
+
+    /// Words of each of a slab's two bitmaps.
+    #[inline(always)]
+    pub(crate) fn words(&self) -> usize {
+        self.words
+    }
+}
+
 /// One resolved object: its slab and index.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Obj {
-    pub(crate) slab: u32,
-    pub(crate) idx: u32,
-}
-
-/// What [`Engine::plain_step_all`] does to each object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Held by the client → parked (into the depot).
-    Park,
-    /// Parked → held by the client (out of the depot).
-    Unpark,
-    /// Held by the client → free.
-    FreeHeld,
-    /// Parked → free (the depot flushed).
-    FreeParked,
-}
-
-const PARK: u8 = 0;
-const UNPARK: u8 = 1;
-const FREE_HELD: u8 = 2;
-const FREE_PARKED: u8 = 3;
-
-impl Step {
-    /// The step numbered `n` (a const parameter of the per-step loops).
-    const fn of(n: u8) -> Step {
-        match n {
-            PARK => Step::Park,
-            UNPARK => Step::Unpark,
-            FREE_HELD => Step::FreeHeld,
-            _ => Step::FreeParked,
-        }
-    }
+struct Obj {
+    slab: u32,
+    idx: u32,
 }
 
 /// Where an object's bits are: its slab's bitmap frame, the byte offsets of the words holding
@@ -119,13 +114,23 @@ impl<P: Platform> Engine<'_, P> {
     }
 
     /// [`Self::plain_resolve`] without the error: `None` for anything but an object of the
-    /// cache of `sh`. The page map and frame table agree by invariant (`check_invariants`), so
-    /// the frame's own client and page are not read again here.
+    /// cache of `sh`.
     #[inline(always)]
     fn plain_find(&self, client: ClientId, sh: &Shape, handle: Handle) -> Option<(Obj, Place)> {
-        let h = handle.0;
-        let page = h / PAGE_SIZE as u64;
-        if h & Handle::FLAG_BITS != 0 || page >= u64::from(sh.window) {
+        let (s, d) = self.plain_slab_of(client, sh, handle)?;
+        let idx = sh.object_in(sh.objects_start(d), handle)?;
+        let o = Obj { slab: s, idx };
+        Some((o, place(sh, d.bitmap_frame, d.bitmap_record, o.idx)))
+    }
+
+    /// The slab of the cache of `sh` whose pages hold `handle` (its index and descriptor), else
+    /// `None`; the handle is not checked against the slab's objects ([`Shape::object_in`] does
+    /// that). The page map and frame table agree by invariant (`check_invariants`), so the
+    /// frame's own client and page are not read again here.
+    #[inline(always)]
+    pub(crate) fn plain_slab_of(&self, client: ClientId, sh: &Shape, handle: Handle) -> Option<(u32, &SlabDesc)> {
+        let page = handle.0 / PAGE_SIZE as u64;
+        if page >= u64::from(sh.window) {
             return None;
         }
         let f = self.page_map_get(client, page as u32).ok()?;
@@ -138,23 +143,12 @@ impl<P: Platform> Engine<'_, P> {
         if d.cache != sh.gi {
             return None;
         }
-        // Below the slab's first object the offset wraps, and `ObjectIndex` refuses it too.
-        let rel = h.wrapping_sub(u64::from(d.first_page) * PAGE_SIZE as u64 + sh.obj_offset);
-        let idx = sh.index.of(rel)?;
-        let o = Obj { slab: s, idx: idx as u32 };
-        Some((o, place(sh, d.bitmap_frame, d.bitmap_record, o.idx)))
-    }
-
-    /// Where resolved object `o`'s bits are.
-    #[inline(always)]
-    fn plain_place(&self, sh: &Shape, o: &Obj) -> Result<Place, Error> {
-        let d = self.slab(o.slab)?;
-        Ok(place(sh, d.bitmap_frame, d.bitmap_record, o.idx))
+        Some((s, d))
     }
 
     /// The error the general path gives for a handle the hot path did not resolve.
     #[cold]
-    fn plain_resolve_error(&self, client: ClientId, sh: &Shape, handle: Handle) -> Error {
+    pub(crate) fn plain_resolve_error(&self, client: ClientId, sh: &Shape, handle: Handle) -> Error {
         match self.locate_in(client, sh.gi, handle) {
             Err(e) => e,
             // The general path resolved what the hot path did not: broken metadata.
@@ -294,113 +288,6 @@ impl<P: Platform> Engine<'_, P> {
         c.active_objs = c.active_objs.checked_sub(1).ok_or(BROKEN)?;
         self.seq = self.seq.saturating_add(1);
         Ok(())
-    }
-
-    /// Applies `step` to every handle, all or none, in one pass: each handle is resolved as an
-    /// object of the cache of `sh`, checked for the state `step` needs and changed at once
-    /// (so a repeat meets the changed state: a `DoubleFree` for a repeat coming back from the
-    /// client); on a bad handle every step done is undone in reverse and
-    /// `Err((index, error))` returned. `undo` is scratch room for the objects stepped (at
-    /// least as many as `handles`: `InvalidArgument` otherwise). Counts of the cache and the
-    /// operation sequence are the caller's.
-    pub(crate) fn plain_step_all(
-        &mut self,
-        client: ClientId,
-        sh: &Shape,
-        handles: &[Handle],
-        step: Step,
-        undo: &mut [Obj],
-    ) -> Result<(), (usize, Error)> {
-        // One loop per step, so the step's tests are settled once per call, not per object.
-        match step {
-            Step::Park => self.plain_step_all_as::<PARK>(client, sh, handles, undo),
-            Step::Unpark => self.plain_step_all_as::<UNPARK>(client, sh, handles, undo),
-            Step::FreeHeld => self.plain_step_all_as::<FREE_HELD>(client, sh, handles, undo),
-            Step::FreeParked => self.plain_step_all_as::<FREE_PARKED>(client, sh, handles, undo),
-        }
-    }
-
-    /// [`Self::plain_step_all`] for the step numbered `STEP` ([`Step::of`]).
-    #[inline(always)]
-    fn plain_step_all_as<const STEP: u8>(
-        &mut self,
-        client: ClientId,
-        sh: &Shape,
-        handles: &[Handle],
-        undo: &mut [Obj],
-    ) -> Result<(), (usize, Error)> {
-        let step = Step::of(STEP);
-        if undo.len() < handles.len() {
-            return Err((undo.len(), Error::InvalidArgument));
-        }
-        for (i, (&h, slot)) in handles.iter().zip(undo.iter_mut()).enumerate() {
-            let done = match self.plain_find(client, sh, h) {
-                Some((o, p)) => {
-                    *slot = o;
-                    self.plain_step(sh, &o, &p, step)
-                }
-                None => Err(self.plain_resolve_error(client, sh, h)),
-            };
-            if let Err(e) = done {
-                let stepped = undo.get(..i).unwrap_or(&[]);
-                for o in stepped.iter().rev() {
-                    if let Err(broken) = self.plain_unstep(sh, o, step) {
-                        return Err((i, broken));
-                    }
-                }
-                return Err((i, e));
-            }
-        }
-        Ok(())
-    }
-
-    /// One object's step: its bits checked for the state `step` needs (`DoubleFree` for an
-    /// object the client does not hold; broken metadata for a depot object not parked), then
-    /// changed, its slab following a free.
-    #[inline(always)]
-    fn plain_step(&mut self, sh: &Shape, o: &Obj, p: &Place, step: Step) -> Result<(), Error> {
-        let bytes = self.platform.private_bytes_mut(p.frame)?;
-        let (allocated, parked) = (get(bytes, p.allocated_at)?, get(bytes, p.parked_at)?);
-        let (held, in_depot) = (allocated & p.bit != 0 && parked & p.bit == 0, allocated & parked & p.bit != 0);
-        match step {
-            Step::Park | Step::FreeHeld if !held => return Err(Error::DoubleFree),
-            Step::Unpark | Step::FreeParked if !in_depot => return Err(BROKEN),
-            Step::Park => put(bytes, p.parked_at, parked | p.bit)?,
-            Step::Unpark => put(bytes, p.parked_at, parked & !p.bit)?,
-            Step::FreeHeld | Step::FreeParked => {
-                put(bytes, p.allocated_at, allocated & !p.bit)?;
-                put(bytes, p.parked_at, parked & !p.bit)?;
-            }
-        }
-        if matches!(step, Step::FreeHeld | Step::FreeParked) {
-            self.plain_slab_freed(sh, o)?;
-        }
-        Ok(())
-    }
-
-    /// Undoes [`Self::plain_step`] of `o` (an object it changed).
-    #[cold]
-    fn plain_unstep(&mut self, sh: &Shape, o: &Obj, step: Step) -> Result<(), Error> {
-        let p = self.plain_place(sh, o)?;
-        let bytes = self.platform.private_bytes_mut(p.frame)?;
-        let (allocated, parked) = (get(bytes, p.allocated_at)?, get(bytes, p.parked_at)?);
-        match step {
-            Step::Park => put(bytes, p.parked_at, parked & !p.bit),
-            Step::Unpark => put(bytes, p.parked_at, parked | p.bit),
-            Step::FreeHeld | Step::FreeParked => {
-                let word = allocated | p.bit;
-                put(bytes, p.allocated_at, word)?;
-                if step == Step::FreeParked {
-                    put(bytes, p.parked_at, parked | p.bit)?;
-                }
-                let d = self.slab_mut(o.slab)?;
-                if word == u64::MAX {
-                    d.summary &= !(1u8 << (o.idx / 64));
-                }
-                d.inuse = d.inuse.checked_add(1).ok_or(BROKEN)?;
-                self.slab_relist(sh.gi, o.slab)
-            }
-        }
     }
 
     /// Object `o` was freed in its bitmap: its slab's summary, count and list follow.
