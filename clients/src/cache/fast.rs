@@ -130,6 +130,21 @@ impl FastPath {
         handle: u64,
         top: Option<u64>,
     ) -> Result<Option<u64>, Refusal> {
+        match self.writes_canary {
+            true => self.admit_held_as::<true>(check, handle, top),
+            false => self.admit_held_as::<false>(check, handle, top),
+        }
+    }
+
+    /// [`FastPath::admit_held`] for a caller that knows whether the cache writes canaries
+    /// (`CANARY`, which must be [`FastPath::writes_canary`]): no test of it here.
+    #[inline(always)]
+    pub(crate) fn admit_held_as<const CANARY: bool>(
+        &self,
+        check: Option<&ObjectCheck>,
+        handle: u64,
+        top: Option<u64>,
+    ) -> Result<Option<u64>, Refusal> {
         if let Some(check) = check {
             // SAFETY: `handle < limit`, so its page's entry lies in the table (`new`), which is
             // 8-byte aligned (`new`), as is every entry.
@@ -137,7 +152,7 @@ impl FastPath {
                 unsafe { self.owners.load_u64_unchecked((handle / PAGE_SIZE as u64) as usize * PAGE_OWNER_SIZE) };
             check.check_owner(owner, handle)?;
         }
-        self.not_free(handle, self.word(handle), top)
+        self.not_free_as::<CANARY>(handle, self.word(handle), top)
     }
 
     /// The offset of `ptr` from the window's first byte (wrapping: a pointer below the window
@@ -180,8 +195,13 @@ impl FastPath {
     /// `word`: the canary to write (a cache that writes one), `DoubleFree` if the object
     /// carries it already or is `top`.
     #[inline(always)]
-    fn not_free(&self, handle: u64, word: *mut u64, top: Option<u64>) -> Result<Option<u64>, Refusal> {
-        if self.writes_canary {
+    fn not_free_as<const CANARY: bool>(
+        &self,
+        handle: u64,
+        word: *mut u64,
+        top: Option<u64>,
+    ) -> Result<Option<u64>, Refusal> {
+        if CANARY {
             let canary = self.canary.of(handle);
             // SAFETY: `holds`: the object, so its first word, lies in the window, aligned.
             if unsafe { word.read_volatile() } == canary {
