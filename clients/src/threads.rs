@@ -27,12 +27,12 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Stripes (threads with magazines of their own at once, process-wide).
 pub(crate) const STRIPES: usize = 16;
-/// Handles one side of a thread magazine holds (it has two: [`ThreadMagazine`]). 14, so a
-/// stripe (its owner word and both sides) is 256 bytes and a cache's [`ThreadMagazines`] 4 KiB:
-/// the fast paths reach a magazine with two shifts, where 16 (320-byte stripes) took two
-/// multiplications by 5 more (`make bench`'s kmalloc+kfree pair about 5 % faster, and 20 % less
-/// memory per cache).
-pub(crate) const THREAD_SIDE: usize = 14;
+/// Handles one side of a thread magazine holds (it has two: [`ThreadMagazine`]). Tried: 14,
+/// which makes a stripe 256 bytes (the fast paths reach a magazine with two shifts instead of
+/// multiplications by 5; kmalloc+kfree pair ~5 % faster, 20 % less memory per cache), but
+/// `make bench`'s exchange rounds then cost the server 67 instructions per object moved
+/// instead of 57 (not investigated further; 14 does not divide the shared magazines of 64).
+pub(crate) const THREAD_SIDE: usize = 16;
 /// Handles moved between a thread magazine and the shared layer at a time: one side.
 pub(crate) const THREAD_BATCH: usize = THREAD_SIDE;
 
@@ -339,7 +339,7 @@ struct Stripe {
     magazine: UnsafeCell<ThreadMagazine>,
 }
 
-const _: () = assert!(size_of::<Padded<Stripe>>() == 256, "a stripe is 256 bytes (THREAD_SIDE)");
+const _: () = assert!(size_of::<Padded<Stripe>>() == 320, "a stripe is 320 bytes (THREAD_SIDE)");
 
 /// A cache's thread magazines, one per stripe.
 pub(crate) struct ThreadMagazines {
