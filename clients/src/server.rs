@@ -92,11 +92,11 @@ pub struct Memserver<T: Transport> {
     /// Hits the thread magazines counted and have not yet added to the header.
     #[cfg(feature = "std")]
     stripe_counters: crate::threads::AllStripeCounters,
-    /// The per-thread magazines of the kmalloc classes that have magazines.
+    /// The per-thread magazines of every kmalloc class, in one allocation: `kfree` finds a
+    /// class's magazines by arithmetic on the class number, not by loading a pointer, so the
+    /// processor knows early where its push goes. Those of a class without magazines stay
+    /// empty.
     #[cfg(feature = "std")]
-    /// (One allocation for all classes: `kfree` finds a class's magazines by arithmetic on the
-    /// class number, not by loading a pointer, so the processor knows early where its push
-    /// goes; a class without magazines leaves its entry unused.)
     kmalloc_threads: std::boxed::Box<[crate::threads::ThreadMagazines; KMALLOC_CLASSES]>,
     /// What `kmalloc`'s and `kfree`'s fast paths need about every class.
     #[cfg(feature = "std")]
@@ -244,17 +244,6 @@ impl<T: Transport> Memserver<T> {
     #[inline]
     pub(crate) fn kmalloc_class(&self, class: usize) -> Option<&KmallocClass> {
         self.kmalloc.get(class)
-    }
-
-    /// The per-thread magazines of kmalloc class `class`, if it has magazines. (Every caller
-    /// holds the class's `Magazines` already, so the test is redundant; taking it out moved the
-    /// bench-only unchecked guard pair by code layout, 2.15 -> 1.95 ns, and with it the
-    /// `hardened_check_ns_per_pair` row 0.9 -> 1.2 ns, so it stays until that row is measured
-    /// in a way code layout does not move.)
-    #[cfg(feature = "std")]
-    #[inline]
-    pub(crate) fn kmalloc_threads(&self, class: usize) -> Option<&crate::threads::ThreadMagazines> {
-        self.kmalloc_threads.get(class).filter(|_| self.kmalloc.get(class).is_some_and(|c| c.magazines.is_some()))
     }
 
     /// The per-thread magazines of kmalloc class `class` (those of a class without magazines

@@ -18,12 +18,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
 use protocol::control::{CacheEntry, NOT_KMALLOC, PageOwnerKind};
-#[cfg(feature = "std")]
-use protocol::control::{PAGE_OWNER_SIZE, PageOwner};
 use protocol::flags::SLAB_RED_ZONE;
 use protocol::{Handle, PAGE_SIZE};
-#[cfg(feature = "std")]
-use zerocopy::FromBytes;
 
 use crate::cache::{Magazines, Pending};
 use crate::error::Error;
@@ -203,7 +199,7 @@ impl<T: Transport> Memserver<T> {
     #[inline]
     fn kmalloc_magazine(&self, class: usize, m: &Magazines) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
-        if let Some(threads) = self.kmalloc_threads(class)
+        if let Some(threads) = self.kmalloc_threads_of(class)
             && let Some(stripe) = crate::threads::stripe()
         {
             return match m.stripe_pop(self, threads, stripe) {
@@ -245,7 +241,7 @@ impl<T: Transport> Memserver<T> {
         #[cfg(feature = "std")]
         if let Some(class) = self.kmalloc_class_of(handle)
             && let Some(KmallocClass { magazines: Some(m), .. }) = self.kmalloc_class(class)
-            && let Some(threads) = self.kmalloc_threads(class)
+            && let Some(threads) = self.kmalloc_threads_of(class)
             && let Some(stripe) = crate::threads::stripe()
         {
             return match m.stripe_push(self, threads, stripe, handle.0) {
@@ -257,28 +253,13 @@ impl<T: Transport> Memserver<T> {
         self.kfree_shared(handle)
     }
 
-    /// The kmalloc class whose slab page `handle` lies in, by the page-owner table alone
-    /// (`None` for anything else: the caller takes the general path).
+    /// The kmalloc class whose slab page `handle` lies in, by the page-owner table alone (the
+    /// server writes the class into the entry; `None` for anything else: the caller takes the
+    /// general path).
     #[cfg(feature = "std")]
-    #[inline]
     fn kmalloc_class_of(&self, handle: Handle) -> Option<usize> {
-        self.kmalloc_class_of_owner(self.page_owner_word(handle.0)?)
-    }
-
-    /// The page-owner word of the page `handle` lies in.
-    #[cfg(feature = "std")]
-    #[inline(always)]
-    fn page_owner_word(&self, handle: u64) -> Option<u64> {
-        let page = usize::try_from(handle / PAGE_SIZE as u64).ok()?;
-        self.page_owners().load_u64(page.checked_mul(PAGE_OWNER_SIZE)?)
-    }
-
-    /// The kmalloc class whose slab page has the page-owner word `word` (the server writes
-    /// the class into the entry, so no other table is read).
-    #[cfg(feature = "std")]
-    #[inline(always)]
-    fn kmalloc_class_of_owner(&self, word: u64) -> Option<usize> {
-        let owner = PageOwner::read_from_bytes(&word.to_ne_bytes()).ok()?;
+        let page = u32::try_from(handle.0 / PAGE_SIZE as u64).ok()?;
+        let owner = self.control().page_owner(self.control_layout(), page)?;
         let class = usize::from(owner.kmalloc_class);
         (owner.kind() == PageOwnerKind::Slab && class < KMALLOC_CLASSES).then_some(class)
     }
@@ -399,7 +380,7 @@ impl<T: Transport> Memserver<T> {
         let mut first = Ok(());
         for class in 0..KMALLOC_CLASSES {
             if let (Some(KmallocClass { magazines: Some(m), .. }), Some(threads)) =
-                (self.kmalloc_class(class), self.kmalloc_threads(class))
+                (self.kmalloc_class(class), self.kmalloc_threads_of(class))
             {
                 let done = m.stripe_flush(self, threads, crate::threads::stripe());
                 if first.is_ok() {
