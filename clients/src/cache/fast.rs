@@ -146,11 +146,8 @@ impl FastPath {
         top: Option<u64>,
     ) -> Result<Option<u64>, Refusal> {
         if let Some(check) = check {
-            // SAFETY: `handle < limit`, so its page's entry lies in the table (`new`), which is
-            // 8-byte aligned (`new`), as is every entry.
-            let owner =
-                unsafe { self.owners.load_u64_unchecked((handle / PAGE_SIZE as u64) as usize * PAGE_OWNER_SIZE) };
-            check.check_owner(owner, handle)?;
+            // SAFETY: the handle is held (the caller's promise), so below the limit.
+            check.check_owner(unsafe { self.owner_unchecked(handle) }, handle)?;
         }
         self.not_free_as::<CANARY>(handle, self.word(handle), top)
     }
@@ -169,23 +166,29 @@ impl FastPath {
     #[cfg(feature = "std")]
     #[inline(always)]
     pub(crate) fn page_owner(&self, handle: u64) -> Option<u64> {
-        if handle >= self.limit {
-            return None;
-        }
-        // SAFETY: `handle < limit`, so its page's entry lies in the table (`new`), which is
-        // 8-byte aligned (`new`), as is every entry.
-        Some(unsafe { self.owners.load_u64_unchecked((handle / PAGE_SIZE as u64) as usize * PAGE_OWNER_SIZE) })
+        // SAFETY: checked just before.
+        (handle < self.limit).then(|| unsafe { self.owner_unchecked(handle) })
     }
 
-    /// The double-free test of a canary-writing cache's object `handle`, below the limit and
-    /// 8-byte aligned, whose first word is at `ptr`: its canary, or `DoubleFree` if it carries
-    /// the canary already.
-    #[cfg(feature = "std")]
+    /// The page-owner word of the page of `handle`, with no check.
+    ///
+    /// # Safety
+    /// `handle` is below the limit.
     #[inline(always)]
-    pub(crate) fn canary_test(&self, handle: u64, ptr: NonNull<u8>) -> Result<u64, Refusal> {
+    unsafe fn owner_unchecked(&self, handle: u64) -> u64 {
+        // SAFETY: `handle < limit` (the caller's promise), so its page's entry lies in the
+        // table (`new`), which is 8-byte aligned (`new`), as is every entry.
+        unsafe { self.owners.load_u64_unchecked((handle / PAGE_SIZE as u64) as usize * PAGE_OWNER_SIZE) }
+    }
+
+    /// The double-free test of a canary-writing cache's object `handle`, whose first word is
+    /// at `word` (in the window, 8-byte aligned: the caller checked): its canary, or
+    /// `DoubleFree` if it carries the canary already.
+    #[inline(always)]
+    pub(crate) fn canary_test(&self, handle: u64, word: *mut u64) -> Result<u64, Refusal> {
         let canary = self.canary.of(handle);
         // SAFETY: the caller's promise: the first word lies in the window, aligned.
-        match unsafe { ptr.as_ptr().cast::<u64>().read_volatile() } == canary {
+        match unsafe { word.read_volatile() } == canary {
             true => Err(Refusal::DoubleFree),
             false => Ok(canary),
         }
@@ -202,12 +205,8 @@ impl FastPath {
         top: Option<u64>,
     ) -> Result<Option<u64>, Refusal> {
         if CANARY {
-            let canary = self.canary.of(handle);
-            // SAFETY: `holds`: the object, so its first word, lies in the window, aligned.
-            if unsafe { word.read_volatile() } == canary {
-                return Err(Refusal::DoubleFree);
-            }
-            return Ok(Some(canary));
+            // `holds`: the object, so its first word, lies in the window, aligned.
+            return self.canary_test(handle, word).map(Some);
         }
         if top == Some(handle) {
             return Err(Refusal::DoubleFree);
@@ -221,8 +220,8 @@ impl FastPath {
         Self::mark_free_at(self.word(handle), canary);
     }
 
-    /// [`FastPath::mark_free`] of the object whose first word is at `word` (from
-    /// [`FastPath::admit_owner`], whose `ptr` it is).
+    /// [`FastPath::mark_free`] of the object whose first word is at `word` (`kfree`'s fast
+    /// path writes at the pointer it was given, an address the processor has early).
     #[inline(always)]
     pub(crate) fn mark_free_at(word: *mut u64, canary: Option<u64>) {
         if let Some(canary) = canary {
@@ -239,13 +238,8 @@ impl FastPath {
     #[cfg(feature = "std")]
     #[inline(always)]
     pub(crate) unsafe fn hand_out(&self, handle: u64) -> NonNull<u8> {
-        if self.writes_canary {
-            // SAFETY: the caller's promise: the first word lies in the window, aligned; the
-            // object is free, so nobody else uses it.
-            unsafe { self.word(handle).write_volatile(0) };
-        }
-        // SAFETY: the caller's promise.
-        unsafe { self.object(handle) }
+        // SAFETY: the caller's promise, passed on.
+        unsafe { if self.writes_canary { self.hand_out_cleared(handle) } else { self.object(handle) } }
     }
 
     /// [`FastPath::hand_out`] for a fast path whose caller knows it writes canaries.

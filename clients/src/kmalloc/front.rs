@@ -123,7 +123,7 @@ impl<T: Transport> Memserver<T> {
         let stripe = current_stripe()?;
         let magazine = threads.owned(stripe)?;
         // An object start of a slab of the class: its first word is in the window, aligned.
-        let canary = match front.fast.canary_test(handle, ptr) {
+        let canary = match front.fast.canary_test(handle, ptr.as_ptr().cast::<u64>()) {
             Ok(canary) => canary,
             Err(refusal) => return Some(Err(refusal)),
         };
