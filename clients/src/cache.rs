@@ -20,8 +20,6 @@ use spin::Mutex;
 use crate::error::Error;
 use crate::hardened::ObjectCheck;
 use crate::server::Memserver;
-#[cfg(feature = "std")]
-use crate::threads::ThreadMagazines;
 use crate::transport::Transport;
 
 #[allow(unsafe_code)]
@@ -72,7 +70,7 @@ pub struct Cache<'m, T: Transport> {
     magazines: Option<Magazines>,
     /// The per-thread magazines (with magazines and `std`).
     #[cfg(feature = "std")]
-    threads: Option<std::boxed::Box<ThreadMagazines>>,
+    threads: Option<stripes::CacheThreads>,
     /// Serialises the IPC path of a cache without magazines when it has a ctor: the objects of
     /// a new slab are constructed before another thread can be handed one of them.
     ipc_lock: Mutex<()>,
@@ -125,7 +123,7 @@ impl<'m, T: Transport> Cache<'m, T> {
             ctor,
             dtor,
             #[cfg(feature = "std")]
-            threads: magazines.map(|_| std::boxed::Box::new(ThreadMagazines::new())),
+            threads: magazines.as_ref().map(stripes::CacheThreads::new),
             magazines,
             ipc_lock: Mutex::new(()),
         })
@@ -182,8 +180,8 @@ impl<'m, T: Transport> Cache<'m, T> {
     #[inline(always)]
     pub fn alloc(&self) -> Result<NonNull<u8>, Error> {
         #[cfg(feature = "std")]
-        if let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_deref())
-            && let Some(ptr) = m.thread_pop(self.server, threads)
+        if let Some(threads) = &self.threads
+            && let Some(ptr) = threads.pop(self.server)
         {
             return Ok(ptr);
         }
@@ -221,7 +219,8 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// `kfree`ing its objects) wait until it is dropped.
     pub fn lock(&self) -> CacheGuard<'_, 'm, T> {
         #[cfg(feature = "std")]
-        if let (Some(m), Some(threads), Some(stripe)) = (&self.magazines, self.threads.as_deref(), self.stripe())
+        if let (Some(m), Some(threads), Some(stripe)) =
+            (&self.magazines, self.threads.as_ref().map(|t| &*t.magazines), self.stripe())
             && let Some(hold) = stripes::StripeHold::new(self.server, m, threads, stripe)
         {
             return CacheGuard {
@@ -269,8 +268,8 @@ impl<'m, T: Transport> Cache<'m, T> {
     #[inline(always)]
     pub fn free(&self, ptr: NonNull<u8>) -> Result<(), Error> {
         #[cfg(feature = "std")]
-        if let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_deref())
-            && let Some(pushed) = m.thread_push(self.server, threads, ptr)
+        if let Some(threads) = &self.threads
+            && let Some(pushed) = threads.push(self.server, ptr)
         {
             return pushed.map_err(Error::from);
         }

@@ -305,6 +305,14 @@ impl<T: Transport> Memserver<T> {
         }
     }
 
+    /// Counts a hit of the thread magazine of `lease`'s stripe (the calling thread's, which
+    /// owns its magazine: a fast path that got this far).
+    #[cfg(feature = "std")]
+    #[inline(always)]
+    pub(crate) fn lease_hit(&self, lease: crate::threads::LeaseWord, alloc: bool, kmalloc: bool) {
+        self.stripe_counters.of(lease).hit(alloc, kmalloc);
+    }
+
     /// Where `stripe` counts its hits.
     #[cfg(feature = "std")]
     pub(crate) fn stripe_counters(&self, stripe: usize) -> Option<&crate::threads::StripeCounters> {

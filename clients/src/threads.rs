@@ -52,12 +52,29 @@ const _: () = assert!(STRIPES <= 64 && STRIPES < NO_STRIPE as usize);
 const UNASSIGNED: u8 = u8::MAX;
 /// No stripe was free: this thread uses the shared layer.
 const NO_STRIPE: u8 = u8::MAX - 1;
+/// The generation a thread without a stripe reads: no lease is given it, so no stripe's
+/// owner ever holds it.
+const NO_LEASE: u32 = 1;
+/// The stride of a [`ThreadMagazines`]'s stripes and of an [`AllStripeCounters`]' entries.
+const STRIPE_BYTES: usize = size_of::<Padded<Stripe>>();
+
+const _: () = assert!(STRIPES * STRIPE_BYTES <= u16::MAX as usize, "a stripe's offset fits LEASE_WORD's 16 bits");
 
 /// Returns this thread's stripe when the thread exits (a thread-local with a destructor,
 /// touched once, at the lease; the fast path reads [`LEASE_WORD`], which has none).
 struct Lease;
 
 impl Lease {
+    /// The [`LEASE_WORD`] of `stripe` (a stripe number, [`UNASSIGNED`] or [`NO_STRIPE`]) and
+    /// `generation`; without a stripe, the offset is 0 and the generation [`NO_LEASE`].
+    const fn word(stripe: u8, generation: u32) -> u64 {
+        let (offset, generation) = match (stripe as usize) < STRIPES {
+            true => (stripe as usize * STRIPE_BYTES, generation),
+            false => (0, NO_LEASE),
+        };
+        (generation as u64) << 32 | (stripe as u64) << 16 | offset as u64
+    }
+
     #[cold]
     fn acquire() -> Option<usize> {
         // Registering the destructor may allocate, and an allocation may be a `kmalloc` (the
@@ -79,8 +96,8 @@ impl Lease {
             // last access, so this thread's accesses come after all of those.
             match LEASED.compare_exchange_weak(leased, leased | 1 << free, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => {
-                    let generation = GENERATION.get(free).map_or(0, next_generation);
-                    LEASE_WORD.set(u64::from(generation) << 32 | free as u64);
+                    let generation = GENERATION.get(free).map_or(NO_LEASE, next_generation);
+                    LEASE_WORD.set(Lease::word(free as u8, generation));
                     return Some(free);
                 }
                 Err(now) => leased = now,
@@ -92,6 +109,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let stripe = stripe_byte();
+        // The fast paths stop using the stripe now (a guard holds its magazine on its own).
         set_stripe(NO_STRIPE);
         if GUARDS.get() > 0 {
             // A guard (kept in another thread-local) still uses the stripe: the last one to
@@ -145,22 +163,26 @@ impl Drop for GuardLease {
     }
 }
 
-/// Advances a stripe's generation (never 0, "no owner", nor [`FLUSHING`]); the new value.
+/// Advances a stripe's generation (never 0, "no owner", [`NO_LEASE`], nor [`FLUSHING`]); the
+/// new value.
 fn next_generation(generation: &AtomicU32) -> u32 {
     loop {
         let next = generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-        if next != 0 && next != FLUSHING {
+        if next != 0 && next != NO_LEASE && next != FLUSHING {
             return next;
         }
     }
 }
 
 std::thread_local! {
-    /// This thread's lease, in one word so the fast path reads both halves with one load (no
-    /// destructor, so reading it is one thread-local load): the low byte its stripe,
-    /// [`UNASSIGNED`] or [`NO_STRIPE`]; the high half the generation of its lease
-    /// (`GENERATION` when it leased; 0 before).
-    static LEASE_WORD: Cell<u64> = const { Cell::new(UNASSIGNED as u64) };
+    /// This thread's lease, in one word so the fast path reads it with one load (no
+    /// destructor, so reading it is one thread-local load), [`Lease::word`]: bits 0-15 the
+    /// stripe's byte offset in a [`ThreadMagazines`] (and in [`AllStripeCounters`], which
+    /// has the same stride), bits 16-23 the stripe, [`UNASSIGNED`] or [`NO_STRIPE`], the high
+    /// half the generation of the lease (`GENERATION` when it leased). Without a stripe the
+    /// offset is 0 and the generation [`NO_LEASE`], which no stripe's owner ever holds: the
+    /// fast paths need no test of their own that the thread has a stripe.
+    static LEASE_WORD: Cell<u64> = const { Cell::new(Lease::word(UNASSIGNED, NO_LEASE)) };
     static LEASE: Lease = const { Lease };
     /// Live [`GuardLease`]s of this thread.
     static GUARDS: Cell<u32> = const { Cell::new(0) };
@@ -171,18 +193,48 @@ std::thread_local! {
 /// The stripe byte of [`LEASE_WORD`].
 #[inline(always)]
 fn stripe_byte() -> u8 {
-    LEASE_WORD.get() as u8
+    (LEASE_WORD.get() >> 16) as u8
 }
 
-/// Sets the stripe byte of [`LEASE_WORD`], keeping the generation.
-fn set_stripe(stripe: u8) {
-    LEASE_WORD.set(LEASE_WORD.get() & !0xff | u64::from(stripe));
+/// Sets [`LEASE_WORD`] to "no stripe" ([`UNASSIGNED`] or [`NO_STRIPE`]).
+fn set_stripe(none: u8) {
+    debug_assert!(usize::from(none) >= STRIPES);
+    LEASE_WORD.set(Lease::word(none, NO_LEASE));
 }
 
 /// The generation of this thread's lease ([`LEASE_WORD`]'s high half).
 #[inline(always)]
 fn my_generation() -> u32 {
     (LEASE_WORD.get() >> 32) as u32
+}
+
+/// This thread's lease as the fast paths read it: one thread-local load, from which the
+/// magazine of the thread's stripe in any cache, and where the stripe counts its hits, are an
+/// addition away. A thread without a stripe reads offset 0 and generation [`NO_LEASE`]: the
+/// test that it owns stripe 0's magazine fails, so it takes the slow path (which leases).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LeaseWord(u64);
+
+impl LeaseWord {
+    /// The calling thread's.
+    #[inline(always)]
+    pub(crate) fn current() -> LeaseWord {
+        LeaseWord(LEASE_WORD.get())
+    }
+
+    /// The stripe's byte offset in a [`ThreadMagazines`] and an [`AllStripeCounters`]: below
+    /// `STRIPES * STRIPE_BYTES` and a multiple of `STRIPE_BYTES`, as [`Lease::word`] makes
+    /// every value of [`LEASE_WORD`].
+    #[inline(always)]
+    fn offset(self) -> usize {
+        usize::from(self.0 as u16)
+    }
+
+    /// The lease's generation.
+    #[inline(always)]
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
 }
 
 /// The calling thread's stripe, leasing one at its first call; `None` when every stripe is
@@ -194,14 +246,6 @@ pub(crate) fn stripe() -> Option<usize> {
         NO_STRIPE => None,
         stripe => Some(usize::from(stripe)),
     }
-}
-
-/// The calling thread's stripe if it has leased one already (no lease is taken here: the
-/// caller's slow path does that with [`stripe()`]): one thread-local load.
-#[inline(always)]
-pub(crate) fn current_stripe() -> Option<usize> {
-    let stripe = usize::from(stripe_byte());
-    (stripe < STRIPES).then_some(stripe)
 }
 
 /// A stack of handles.
@@ -378,16 +422,35 @@ impl ThreadMagazines {
     pub(crate) fn owned(&self, stripe: usize) -> Option<NonNull<ThreadMagazine>> {
         let s = &self.stripes.get(stripe)?.0;
         let me = my_generation();
+        Self::owned_as(s, me)
+    }
+
+    /// [`ThreadMagazines::owned`] for the stripe of `lease` (the calling thread's, just read):
+    /// no bounds test, and none that the thread has a stripe (then this is `None`).
+    #[inline(always)]
+    pub(crate) fn owned_by(&self, lease: LeaseWord) -> Option<NonNull<ThreadMagazine>> {
+        // SAFETY: the offset is a multiple of the stride below `STRIPES` strides
+        // (`LeaseWord::offset`), so it is the start of one of the array's stripes.
+        let s = unsafe { &(*self.stripes.as_ptr().cast::<u8>().add(lease.offset()).cast::<Padded<Stripe>>()).0 };
+        Self::owned_as(s, lease.generation())
+    }
+
+    #[inline(always)]
+    fn owned_as(s: &Stripe, me: u32) -> Option<NonNull<ThreadMagazine>> {
         if s.owner.load(Ordering::Relaxed) == me || Self::take_over(&s.owner, me) {
             return NonNull::new(s.magazine.get());
         }
         None
     }
 
+    /// Makes the thread of generation `me` the owner, unless a `flush` is emptying the
+    /// magazine or the thread has no lease ([`NO_LEASE`]).
     #[cold]
     fn take_over(owner: &AtomicU32, me: u32) -> bool {
         let current = owner.load(Ordering::Acquire);
-        current != FLUSHING && owner.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        me != NO_LEASE
+            && current != FLUSHING
+            && owner.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Takes the magazine of `stripe` for a `flush` if the thread that owns it has exited
@@ -447,13 +510,26 @@ pub(crate) struct StripeCounters {
     hits: [AtomicU64; 4],
 }
 
-/// One [`StripeCounters`] per stripe, each on its own cache line.
+/// One [`StripeCounters`] per stripe, each on cache lines of its own, [`STRIPE_BYTES`] apart
+/// as a [`ThreadMagazines`]'s stripes are: the fast paths find a thread's counters with the
+/// same offset as its magazine ([`LeaseWord`]).
 #[derive(Debug)]
-pub(crate) struct AllStripeCounters([Padded<StripeCounters>; STRIPES]);
+pub(crate) struct AllStripeCounters([Padded<CounterStripe>; STRIPES]);
+
+/// A stripe's counters, padded to [`STRIPE_BYTES`].
+#[derive(Debug)]
+struct CounterStripe {
+    counters: StripeCounters,
+    _stride: [u8; STRIPE_BYTES - 64],
+}
+
+const _: () = assert!(size_of::<Padded<CounterStripe>>() == STRIPE_BYTES);
 
 impl Default for AllStripeCounters {
     fn default() -> Self {
-        AllStripeCounters(core::array::from_fn(|_| Padded(StripeCounters::default())))
+        AllStripeCounters(core::array::from_fn(|_| {
+            Padded(CounterStripe { counters: StripeCounters::default(), _stride: [0; STRIPE_BYTES - 64] })
+        }))
     }
 }
 
@@ -462,7 +538,7 @@ impl AllStripeCounters {
     /// (the first two include `kmalloc` and `kfree`).
     pub(crate) fn pending(&self) -> (u64, u64, u64) {
         self.0.iter().fold((0, 0, 0), |(a, f, k), p| {
-            let (alloc, free, kmalloc) = p.0.counts(|c| c.load(Ordering::Relaxed));
+            let (alloc, free, kmalloc) = p.0.counters.counts(|c| c.load(Ordering::Relaxed));
             (a + alloc, f + free, k + kmalloc)
         })
     }
@@ -470,7 +546,15 @@ impl AllStripeCounters {
     /// The counters of `stripe` (a stripe number below [`STRIPES`]).
     #[inline]
     pub(crate) fn get(&self, stripe: usize) -> Option<&StripeCounters> {
-        self.0.get(stripe).map(|p| &p.0)
+        self.0.get(stripe).map(|p| &p.0.counters)
+    }
+
+    /// The counters of `lease`'s stripe (those of stripe 0 for a thread without one; such a
+    /// thread counts no hit: its fast paths fail the ownership test first).
+    #[inline(always)]
+    pub(crate) fn of(&self, lease: LeaseWord) -> &StripeCounters {
+        // SAFETY: as in `ThreadMagazines::owned_by`: the offset starts one of the entries.
+        unsafe { &(*self.0.as_ptr().cast::<u8>().add(lease.offset()).cast::<Padded<CounterStripe>>()).0.counters }
     }
 }
 

@@ -11,14 +11,12 @@ use crate::error::Error;
 use crate::hardened::ObjectCheck;
 use crate::hardened::Refusal;
 use crate::server::Memserver;
-use crate::threads::{
-    GuardLease, STRIPES, StripeCounters, THREAD_BATCH, ThreadMagazine, ThreadMagazines, current_stripe,
-};
+use crate::threads::{GuardLease, LeaseWord, STRIPES, StripeCounters, THREAD_BATCH, ThreadMagazine, ThreadMagazines};
 use crate::transport::Transport;
 
 impl<T: Transport> Cache<'_, T> {
     fn thread_magazines(&self) -> Result<&ThreadMagazines, Error> {
-        self.threads.as_deref().ok_or(Error::UnexpectedReply)
+        self.threads.as_ref().map(|t| &*t.magazines).ok_or(Error::UnexpectedReply)
     }
 
     /// [`Magazines::stripe_refill`] on this cache's thread magazines.
@@ -31,7 +29,7 @@ impl<T: Transport> Cache<'_, T> {
     /// [`Magazines::stripe_push`] on this cache's thread magazines.
     #[inline]
     pub(super) fn stripe_push(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<bool, Refusal> {
-        let Some(threads) = self.threads.as_deref() else { return Ok(false) };
+        let Some(threads) = self.threads.as_ref().map(|t| &*t.magazines) else { return Ok(false) };
         m.stripe_push(self.server, threads, stripe, handle)
     }
 
@@ -50,7 +48,9 @@ impl<T: Transport> Cache<'_, T> {
     /// Every thread magazine of the cache back to the shared layer (destroy, drop: nobody else
     /// can use the cache now). Stops at the first error; what is left stays parked.
     pub(super) fn return_thread_magazines(&mut self) -> Result<(), Error> {
-        let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_deref_mut()) else { return Ok(()) };
+        let (Some(m), Some(threads)) = (&self.magazines, self.threads.as_mut().map(|t| &mut *t.magazines)) else {
+            return Ok(());
+        };
         let _guard = self.server.slot_lock(m.index).lock();
         let mut pending = Pending::default();
         for magazine in threads.all() {
@@ -221,51 +221,60 @@ unsafe fn push_onto(
     Ok(true)
 }
 
-impl Magazines {
-    /// `alloc`'s fast path on the calling thread's magazine (`threads` are this slot's): a pop.
-    /// `None` (nothing done) when the thread has no stripe yet, does not own its magazine now,
-    /// or the magazine is empty: then the caller's slow path. For a [`Cache`]'s own magazines,
-    /// never a kmalloc class's (those are the session's), so the hit counts as an `alloc` hit
-    /// without reading `self.kmalloc`.
+/// A [`Cache`]'s per-thread magazines, with a copy of its slot's [`FastPath`]: the fast
+/// paths of `alloc` and `free` test one field of the cache (this, present) and need nothing
+/// else of it.
+pub(crate) struct CacheThreads {
+    pub(super) magazines: Box<ThreadMagazines>,
+    fast: FastPath,
+}
+
+impl CacheThreads {
+    /// Empty thread magazines in front of the slot `m` (a cache's, never a kmalloc class's).
+    pub(super) fn new(m: &Magazines) -> Self {
+        debug_assert!(!m.kmalloc, "a Cache's magazines are not a kmalloc class's");
+        CacheThreads { magazines: Box::new(ThreadMagazines::new()), fast: m.fast }
+    }
+
+    /// `alloc`'s fast path on the calling thread's magazine: a pop. `None` (nothing done)
+    /// when the thread has no stripe yet, does not own its magazine now, or the magazine is
+    /// empty: then the caller's slow path. The hit counts as an `alloc` hit (a cache's
+    /// magazines are never a kmalloc class's).
     #[inline(always)]
-    pub(crate) fn thread_pop<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        threads: &ThreadMagazines,
-    ) -> Option<NonNull<u8>> {
-        debug_assert!(!self.kmalloc, "a Cache's magazines are not a kmalloc class's");
-        self.stripe_pop_counted(server, threads, current_stripe()?, false)
+    pub(super) fn pop<T: Transport>(&self, server: &Memserver<T>) -> Option<NonNull<u8>> {
+        let lease = LeaseWord::current();
+        let magazine = self.magazines.owned_by(lease)?;
+        // SAFETY: the magazine of this thread's lease, which it owns (`owned_by`); nothing
+        // else reaches it meanwhile.
+        let ptr = unsafe { pop_from(&self.fast, magazine) }?;
+        server.lease_hit(lease, true, false);
+        Some(ptr)
     }
 
     /// `free`'s fast path (hardened) on the calling thread's magazine: `Some(Ok(()))` once
     /// pushed, `Some(Err(_))` for a refused pointer, `None` (nothing done) when the caller's
-    /// slow path must run (no stripe yet, not owned now, a full magazine). For a [`Cache`]'s
-    /// own magazines, as [`Magazines::thread_pop`].
+    /// slow path must run (no stripe yet, not owned now, a full magazine).
     #[inline(always)]
-    pub(crate) fn thread_push<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        threads: &ThreadMagazines,
-        ptr: NonNull<u8>,
-    ) -> Option<Result<(), Refusal>> {
-        let stripe = current_stripe()?;
-        let magazine = threads.owned(stripe)?;
+    pub(super) fn push<T: Transport>(&self, server: &Memserver<T>, ptr: NonNull<u8>) -> Option<Result<(), Refusal>> {
+        let lease = LeaseWord::current();
+        let magazine = self.magazines.owned_by(lease)?;
         let handle = match self.fast.held(ptr) {
             Ok(handle) => handle,
             Err(refusal) => return Some(Err(refusal)),
         };
-        // SAFETY: as in `stripe_pop`. A cache's magazine is one stack (`split` false: see
+        // SAFETY: as in `pop`. A cache's magazine is one stack (`split` false: see
         // `ThreadMagazine::push`).
         match unsafe { push_onto(&self.fast, magazine, handle, false) } {
             Ok(true) => {}
             Ok(false) => return None,
             Err(refusal) => return Some(Err(refusal)),
         }
-        debug_assert!(!self.kmalloc, "a Cache's magazines are not a kmalloc class's");
-        server.stripe_hit(stripe, false, false);
+        server.lease_hit(lease, false, false);
         Some(Ok(()))
     }
+}
 
+impl Magazines {
     fn ptr<T: Transport>(&self, server: &Memserver<T>, handle: protocol::Handle) -> Result<NonNull<u8>, Error> {
         server.object(handle, self.geometry.object_size as usize)
     }

@@ -21,7 +21,7 @@ use core::ptr::NonNull;
 use crate::cache::FastPath;
 use crate::hardened::{ObjectCheck, Refusal};
 use crate::server::Memserver;
-use crate::threads::current_stripe;
+use crate::threads::LeaseWord;
 use crate::transport::Transport;
 
 use super::{KMALLOC_CLASSES, KMALLOC_MAX_CACHE_SIZE, SIZE_INDEX, kmalloc_index};
@@ -90,15 +90,15 @@ impl<T: Transport> Memserver<T> {
     #[inline(always)]
     pub(super) fn kmalloc_thread(&self, size: usize) -> Option<NonNull<u8>> {
         let threads = self.kmalloc_threads_of(class_of(size))?;
-        let stripe = current_stripe()?;
-        let magazine = threads.owned(stripe)?;
-        // SAFETY: `stripe` is this thread's lease and it owns the magazine (`owned`); nothing
+        let lease = LeaseWord::current();
+        let magazine = threads.owned_by(lease)?;
+        // SAFETY: `lease` is this thread's and it owns the magazine (`owned`); nothing
         // else reaches it meanwhile, and this is the only reference, for this statement.
         let handle = unsafe { (*magazine.as_ptr()).pop() }?;
         // SAFETY: every handle of a thread magazine was admitted by a fast path or checked to
         // lie in the window when it came from the shared layer (`FastPath::holds`).
         let ptr = unsafe { self.kmalloc_front().fast.hand_out_cleared(handle) };
-        self.stripe_hit(stripe, true, true);
+        self.lease_hit(lease, true, true);
         Some(ptr)
     }
 
@@ -120,8 +120,8 @@ impl<T: Transport> Memserver<T> {
         // SAFETY: a check that owns a word is one `enable` set, for a class below
         // KMALLOC_CLASSES (`NOTHING` owns none), so `class` indexes the thread magazines.
         let threads = unsafe { self.kmalloc_threads_unchecked(class) };
-        let stripe = current_stripe()?;
-        let magazine = threads.owned(stripe)?;
+        let lease = LeaseWord::current();
+        let magazine = threads.owned_by(lease)?;
         // An object start of a slab of the class: its first word is in the window, aligned.
         let canary = match front.fast.canary_test(handle, ptr.as_ptr().cast::<u64>()) {
             Ok(canary) => canary,
@@ -132,7 +132,7 @@ impl<T: Transport> Memserver<T> {
             return None;
         }
         FastPath::mark_free_at(ptr.as_ptr().cast::<u64>(), Some(canary));
-        self.stripe_hit(stripe, false, true);
+        self.lease_hit(lease, false, true);
         Some(Ok(()))
     }
 }
