@@ -7,7 +7,9 @@
 //!   `cache_from_obj()`, which `SLAB_FREELIST_HARDENED` makes check `slab->slab_cache == s`).
 //!   The slab's first object and stride give the object boundaries; the test "offset is a
 //!   multiple of the stride, inside the slab" is [`protocol::control::ObjectIndex`] (a
-//!   multiplication and a rotation, not a division). A page of another cache is
+//!   multiplication and a rotation, not a division); where the objects tile their slabs
+//!   exactly at a power-of-two stride (every kmalloc class but 96 and 192 bytes, and caches of
+//!   such sizes), it is one mask test of the handle. A page of another cache is
 //!   [`protocol::Error::WrongCache`], anything else that is no object start
 //!   [`protocol::Error::InvalidObject`].
 //! - **Not already free** ([`Canary`]): a freed object of a cache without a constructor gets
@@ -71,7 +73,15 @@ pub(crate) struct ObjectCheck {
     obj_offset: u64,
     /// Offset from a slab's first object → object index.
     index: ObjectIndex,
+    /// The stride less one where the objects tile their slabs from the slab's first byte at a
+    /// power-of-two stride no larger than a page (slabs start at a multiple of their size in
+    /// the window, so an object start is a handle with none of these bits set); else
+    /// [`NOT_TILED`], and the test is `index`'s.
+    tiled: u64,
 }
+
+/// [`ObjectCheck::tiled`] of a cache whose object starts are not one mask test.
+const NOT_TILED: u64 = u64::MAX;
 
 // The page-owner word is read as one little-endian u64: kind, class and cache in the low half.
 const _: () = assert!(cfg!(target_endian = "little"), "the page-owner word layout assumes little-endian");
@@ -87,6 +97,7 @@ impl ObjectCheck {
             Some(index) => index,
             None => unreachable!(),
         },
+        tiled: NOT_TILED,
     };
 
     /// The check for the cache at cache-table index `table_index`, described by `entry`.
@@ -99,7 +110,20 @@ impl ObjectCheck {
             expect: u32::from(owner.kind) | u32::from(owner.kmalloc_class) << 8 | u32::from(owner.cache) << 16,
             obj_offset: u64::from(entry.obj_offset),
             index,
+            tiled: Self::tiled(entry),
         })
+    }
+
+    /// [`ObjectCheck::tiled`] for `entry`: the stride less one if its objects fill every slab
+    /// from its first byte at a power-of-two stride of at most a page, else [`NOT_TILED`].
+    fn tiled(entry: &CacheEntry) -> u64 {
+        let stride = u64::from(entry.stride);
+        let slab = (PAGE_SIZE as u64).checked_shl(u32::from(entry.order));
+        let fills = slab.is_some_and(|slab| stride * u64::from(entry.objects_per_slab) == slab);
+        match entry.obj_offset == 0 && stride.is_power_of_two() && stride <= PAGE_SIZE as u64 && fills {
+            true => stride - 1,
+            false => NOT_TILED,
+        }
     }
 
     /// Finds the cache-table index of `cache` (its id) and builds its check.
@@ -139,6 +163,10 @@ impl ObjectCheck {
     /// ([`ObjectCheck::owns`]), is the start of an object.
     #[inline(always)]
     pub(crate) fn starts_object(&self, owner: u64, handle: u64) -> bool {
+        if self.tiled != NOT_TILED {
+            // The page is one of this cache's slabs' (`owns`), all of whose bytes are objects.
+            return handle & self.tiled == 0;
+        }
         // The page is page `owner >> 32` of its slab: the offset from the slab's first object
         // is the offset in the page plus that many pages, less the first object's offset.
         let in_page = handle & (PAGE_SIZE as u64 - 1);
@@ -283,6 +311,41 @@ mod tests {
         assert_ne!(a.of(64), a.of(128));
         assert!((0..4096u64).all(|h| a.of(h * 8) != 0 && a.of(h * 8) & 1 == 1));
         assert_eq!(Canary::new(0).of(0), 1);
+    }
+
+    #[test]
+    fn the_mask_test_of_tiled_slabs_agrees_with_the_stride_test() {
+        // (stride, first object's offset, objects per slab, order, tiled)
+        let geometries = [
+            (8, 0, 512, 0, true),
+            (64, 0, 64, 0, true),
+            (4096, 0, 1, 0, true),
+            (4096, 0, 2, 1, true),
+            (2048, 0, 16, 3, true),
+            (128, 0, 31, 0, false),
+            (64, 64, 63, 0, false),
+            (96, 0, 42, 0, false),
+            (8192, 0, 1, 1, false),
+        ];
+        for (stride, obj_offset, objects, order, tiled) in geometries {
+            let entry = CacheEntry { order, ..entry(stride, obj_offset, objects) };
+            let check = ObjectCheck::of_entry(5, &entry).unwrap();
+            assert_eq!(check.tiled != NOT_TILED, tiled, "stride {stride} offset {obj_offset} x{objects}");
+            let reference = ObjectCheck { tiled: NOT_TILED, ..check };
+            // A slab at page 16 of the window (a multiple of its size): every byte of its pages.
+            let pages = 1u64 << order;
+            for page in 0..pages {
+                let owner = owner_word(PageOwner::slab(5, NOT_KMALLOC, page as u32));
+                for in_page in 0..PAGE_SIZE as u64 {
+                    let handle = (16 + page) * PAGE_SIZE as u64 + in_page;
+                    assert_eq!(
+                        check.starts_object(owner, handle),
+                        reference.starts_object(owner, handle),
+                        "stride {stride} x{objects}: handle {handle:#x}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
