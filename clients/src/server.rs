@@ -173,8 +173,8 @@ impl<T: Transport> Memserver<T> {
             let class = KmallocClass::of(&entry, magazines);
             let number = usize::from(entry.kmalloc_class);
             #[cfg(feature = "std")]
-            if let Some(m) = &class.magazines {
-                session.kmalloc_front.enable(number, &m.fast);
+            if let (Some(m), Some(threads)) = (&class.magazines, session.kmalloc_threads.get(number)) {
+                session.kmalloc_front.enable(number, &m.fast, threads);
             }
             if let Some(slot) = session.kmalloc.get_mut(number) {
                 *slot = class;
@@ -259,18 +259,6 @@ impl<T: Transport> Memserver<T> {
     #[inline(always)]
     pub(crate) fn kmalloc_front(&self) -> &crate::kmalloc::KmallocFront {
         &self.kmalloc_front
-    }
-
-    /// [`Memserver::kmalloc_threads_of`] without the bounds check.
-    ///
-    /// # Safety
-    /// `class < KMALLOC_CLASSES`.
-    #[cfg(feature = "std")]
-    #[inline(always)]
-    #[allow(unsafe_code)]
-    pub(crate) unsafe fn kmalloc_threads_unchecked(&self, class: usize) -> &crate::threads::ThreadMagazines {
-        // SAFETY: the caller's promise.
-        unsafe { self.kmalloc_threads.get_unchecked(class) }
     }
 
     /// The page-owner table ([`crate::hardened`]).

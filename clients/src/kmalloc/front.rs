@@ -14,14 +14,17 @@
 //! kmalloc class, that the class has magazines, and that the word's class byte was a class:
 //! anything else (a large kmalloc, an object of another cache, a debug class, a pointer outside
 //! every slab) takes the slow path, which gives the general rules and errors. Then the
-//! object-start test (a multiplication and a rotation), the canary test, the push and the canary.
+//! object-start test (one mask test for the classes whose objects tile their slabs, a
+//! multiplication and a rotation for 96 and 192 bytes), the canary test, the push onto the
+//! magazine (whose stripes the class's entry points to, on the same cache line as its check)
+//! and the canary.
 
 use core::ptr::NonNull;
 
 use crate::cache::FastPath;
 use crate::hardened::{ObjectCheck, Refusal};
 use crate::server::Memserver;
-use crate::threads::LeaseWord;
+use crate::threads::{LeaseWord, ThreadMagazines};
 use crate::transport::Transport;
 
 use super::{KMALLOC_CLASSES, KMALLOC_MAX_CACHE_SIZE, SIZE_INDEX, kmalloc_index};
@@ -55,31 +58,55 @@ fn class_of(size: usize) -> usize {
 const ENTRIES: usize = 16;
 const _: () = assert!(KMALLOC_CLASSES <= ENTRIES && ENTRIES.is_power_of_two());
 
+/// What `kfree`'s fast path needs about one class, on one cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+struct ClassEntry {
+    /// The class's object check, or [`ObjectCheck::NOTHING`].
+    check: ObjectCheck,
+    /// The class's thread magazines (in the session's `kmalloc_threads`, which outlive the
+    /// front: both are the session's, the magazines boxed); null where `check` is `NOTHING`.
+    threads: *const ThreadMagazines,
+}
+
+impl ClassEntry {
+    const NOTHING: ClassEntry = ClassEntry { check: ObjectCheck::NOTHING, threads: core::ptr::null() };
+}
+
 /// See the module documentation.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KmallocFront {
     /// The window, the page-owner table and the canary (with no check of its own: the class's
-    /// comes from [`KmallocFront::checks`]); its limit is that of 8-byte objects.
+    /// comes from [`KmallocFront::classes`]); its limit is that of 8-byte objects.
     fast: FastPath,
-    /// The object check of each class whose `kfree` may take the fast path: one with
-    /// magazines, whose freed objects carry the canary and whose object starts are 8-byte
-    /// aligned (every kmalloc class the server makes); [`ObjectCheck::NOTHING`] for the
-    /// others.
-    checks: [ObjectCheck; ENTRIES],
+    /// Each class whose `kfree` may take the fast path: one with magazines, whose freed
+    /// objects carry the canary and whose object starts are 8-byte aligned (every kmalloc
+    /// class the server makes); [`ClassEntry::NOTHING`] for the others.
+    classes: [ClassEntry; ENTRIES],
 }
+
+// SAFETY: the thread-magazine pointers are shared references in all but name (to the session's
+// `ThreadMagazines`, which are `Sync`), read only.
+unsafe impl Send for KmallocFront {}
+// SAFETY: as above.
+unsafe impl Sync for KmallocFront {}
 
 impl KmallocFront {
     /// The front for `fast` (the session's window, table and canary) with no class yet.
     pub(crate) fn new(fast: FastPath) -> Self {
-        KmallocFront { fast, checks: [ObjectCheck::NOTHING; ENTRIES] }
+        KmallocFront { fast, classes: [ClassEntry::NOTHING; ENTRIES] }
     }
 
     /// Lets class `class`'s `kfree` take the fast path, with the checks of its magazines'
-    /// fast path `of` (if it has them, writes canaries and has 8-byte aligned objects).
-    pub(crate) fn enable(&mut self, class: usize, of: &FastPath) {
+    /// fast path `of` (if it has them, writes canaries and has 8-byte aligned objects) and its
+    /// thread magazines `threads` (the session's, which must outlive this front).
+    pub(crate) fn enable(&mut self, class: usize, of: &FastPath, threads: &ThreadMagazines) {
         let check = of.check().filter(|c| of.writes_canary() && c.starts_aligned());
-        if let Some(entry) = self.checks.get_mut(class).filter(|_| class < KMALLOC_CLASSES) {
-            *entry = check.unwrap_or(ObjectCheck::NOTHING);
+        if let Some(entry) = self.classes.get_mut(class).filter(|_| class < KMALLOC_CLASSES) {
+            *entry = match check {
+                Some(check) => ClassEntry { check, threads },
+                None => ClassEntry::NOTHING,
+            };
         }
     }
 }
@@ -109,17 +136,16 @@ impl<T: Transport> Memserver<T> {
         let front = self.kmalloc_front();
         let handle = front.fast.offset(ptr);
         let owner = front.fast.page_owner(handle)?;
-        let class = (owner >> 8) as usize & (ENTRIES - 1);
-        let check = front.checks.get(class)?;
-        if !check.owns(owner) {
+        let entry = front.classes.get((owner >> 8) as usize & (ENTRIES - 1))?;
+        if !entry.check.owns(owner) {
             return None;
         }
-        if !check.starts_object(owner, handle) {
+        if !entry.check.starts_object(owner, handle) {
             return Some(Err(Refusal::InvalidObject));
         }
-        // SAFETY: a check that owns a word is one `enable` set, for a class below
-        // KMALLOC_CLASSES (`NOTHING` owns none), so `class` indexes the thread magazines.
-        let threads = unsafe { self.kmalloc_threads_unchecked(class) };
+        // SAFETY: a check that owns a word is one `enable` set (`NOTHING` owns none), with the
+        // class's thread magazines, which live as long as the session (`ClassEntry::threads`).
+        let threads = unsafe { &*entry.threads };
         let lease = LeaseWord::current();
         let magazine = threads.owned_by(lease)?;
         // An object start of a slab of the class: its first word is in the window, aligned.
