@@ -27,33 +27,36 @@ use crate::server::Memserver;
 use crate::threads::{LeaseWord, ThreadMagazines};
 use crate::transport::Transport;
 
-use super::{KMALLOC_CLASSES, KMALLOC_MAX_CACHE_SIZE, SIZE_INDEX, kmalloc_index};
+use super::{KMALLOC_CLASSES, KMALLOC_MAX_CACHE_SIZE, SIZE_INDEX};
 
 /// Not a class: what [`class_of`] gives for sizes `kmalloc_index` has no class for.
 const NO_CLASS: u8 = u8::MAX;
 
-/// The class of sizes 0..=192 by `(size + 7) / 8`: Linux's `size_index` shifted by one, so 0
-/// needs no test of its own ([`NO_CLASS`]).
-const SMALL: [u8; SIZE_INDEX.len() + 1] = {
-    let mut small = [NO_CLASS; SIZE_INDEX.len() + 1];
-    let mut i = 0;
-    while i < SIZE_INDEX.len() {
-        small[i + 1] = SIZE_INDEX[i];
-        i += 1;
+/// The class of every size a class serves, by `(size + 7) / 8` (class boundaries are multiples
+/// of 8): Linux's `size_index` up to 192 bytes, the power of two above, and [`NO_CLASS`] for 0.
+/// One table up to 8 KiB (1 KiB of it), as mimalloc's direct pages, so the size needs no
+/// branch between the small sizes and the others, which a mix of sizes mispredicts.
+const CLASSES: [u8; KMALLOC_MAX_CACHE_SIZE / 8 + 1] = {
+    let mut classes = [NO_CLASS; KMALLOC_MAX_CACHE_SIZE / 8 + 1];
+    let mut words = 1;
+    while words < classes.len() {
+        let size = words * 8;
+        classes[words] = match size {
+            0..=192 => SIZE_INDEX[words - 1],
+            _ => (usize::BITS - (size - 1).leading_zeros() - 1) as u8,
+        };
+        words += 1;
     }
-    small
+    classes
 };
 
 /// [`kmalloc_index`] of `size`, [`NO_CLASS`] where it says `None`.
 #[inline(always)]
 fn class_of(size: usize) -> usize {
-    match size {
-        0..=192 => SMALL.get(size.div_ceil(8)).map_or(usize::from(NO_CLASS), |&c| usize::from(c)),
-        _ => kmalloc_index(size).filter(|_| size <= KMALLOC_MAX_CACHE_SIZE).unwrap_or(usize::from(NO_CLASS)),
-    }
+    CLASSES.get(size.div_ceil(8)).map_or(usize::from(NO_CLASS), |&c| usize::from(c))
 }
 
-/// Entries of [`KmallocFront::checks`]: the classes rounded up to a power of two, so the class
+/// Entries of [`KmallocFront::classes`]: the classes rounded up to a power of two, so the class
 /// byte of any page-owner word, masked, picks one without a bounds check.
 const ENTRIES: usize = 16;
 const _: () = assert!(KMALLOC_CLASSES <= ENTRIES && ENTRIES.is_power_of_two());
@@ -166,6 +169,7 @@ impl<T: Transport> Memserver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kmalloc::kmalloc_index;
 
     #[test]
     fn class_of_is_kmalloc_index() {
