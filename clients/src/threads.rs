@@ -109,7 +109,8 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let stripe = stripe_byte();
-        // The fast paths stop using the stripe now (a guard holds its magazine on its own).
+        // The fast paths stop using the stripe now. A guard holds its magazine on its own and
+        // goes on popping and pushing there; its refills and drains use the shared layer.
         set_stripe(NO_STRIPE);
         if GUARDS.get() > 0 {
             // A guard (kept in another thread-local) still uses the stripe: the last one to
