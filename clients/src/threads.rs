@@ -628,6 +628,33 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_without_a_stripe_owns_no_magazine_and_takes_none_over() {
+        std::thread::spawn(|| {
+            let threads = ThreadMagazines::new();
+            let owner = |stripe: usize| threads.stripes[stripe].0.owner.load(Ordering::Acquire);
+            // Not leased yet: offset 0, a generation no owner holds; stripe 0 stays nobody's.
+            assert_eq!(LeaseWord::current().offset(), 0);
+            assert!(threads.owned_by(LeaseWord::current()).is_none());
+            assert_eq!(owner(0), 0, "not taken over by a thread without a lease");
+            // Every stripe busy (as for a 17th thread): the same.
+            set_stripe(NO_STRIPE);
+            assert!(threads.owned_by(LeaseWord::current()).is_none());
+            assert_eq!(owner(0), 0);
+            // Leased: the lease's own stripe, taken over at its first use, then owned.
+            set_stripe(UNASSIGNED);
+            let mine = stripe().expect("a stripe");
+            let lease = LeaseWord::current();
+            assert_eq!(lease.offset(), mine * STRIPE_BYTES);
+            let magazine = threads.owned_by(lease).expect("its own stripe");
+            assert_eq!(magazine, threads.owned(mine).expect("the same magazine"));
+            assert_eq!(owner(mine), my_generation());
+            assert!((0..STRIPES).filter(|&s| s != mine).all(|s| owner(s) == 0), "no other stripe");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn thread_magazine_allocates_what_was_freed_and_bounds_what_it_holds() {
         let mut m = ThreadMagazine::EMPTY;
         assert_eq!(m.pop(), None);
