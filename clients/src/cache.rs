@@ -219,8 +219,7 @@ impl<'m, T: Transport> Cache<'m, T> {
     /// `kfree`ing its objects) wait until it is dropped.
     pub fn lock(&self) -> CacheGuard<'_, 'm, T> {
         #[cfg(feature = "std")]
-        if let (Some(m), Some(threads), Some(stripe)) =
-            (&self.magazines, self.threads.as_ref().map(|t| &*t.magazines), self.stripe())
+        if let (Some(m), Some(threads), Some(stripe)) = (&self.magazines, self.threads(), self.stripe())
             && let Some(hold) = stripes::StripeHold::new(self.server, m, threads, stripe)
         {
             return CacheGuard {

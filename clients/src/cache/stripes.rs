@@ -15,8 +15,13 @@ use crate::threads::{GuardLease, LeaseWord, STRIPES, StripeCounters, THREAD_BATC
 use crate::transport::Transport;
 
 impl<T: Transport> Cache<'_, T> {
+    /// The cache's per-thread magazines, if it has them.
+    pub(super) fn threads(&self) -> Option<&ThreadMagazines> {
+        self.threads.as_ref().map(|t| &*t.magazines)
+    }
+
     fn thread_magazines(&self) -> Result<&ThreadMagazines, Error> {
-        self.threads.as_ref().map(|t| &*t.magazines).ok_or(Error::UnexpectedReply)
+        self.threads().ok_or(Error::UnexpectedReply)
     }
 
     /// [`Magazines::stripe_refill`] on this cache's thread magazines.
@@ -29,7 +34,7 @@ impl<T: Transport> Cache<'_, T> {
     /// [`Magazines::stripe_push`] on this cache's thread magazines.
     #[inline]
     pub(super) fn stripe_push(&self, m: &Magazines, stripe: usize, handle: u64) -> Result<bool, Refusal> {
-        let Some(threads) = self.threads.as_ref().map(|t| &*t.magazines) else { return Ok(false) };
+        let Some(threads) = self.threads() else { return Ok(false) };
         m.stripe_push(self.server, threads, stripe, handle)
     }
 
@@ -288,23 +293,11 @@ impl Magazines {
         threads: &ThreadMagazines,
         stripe: usize,
     ) -> Option<NonNull<u8>> {
-        self.stripe_pop_counted(server, threads, stripe, self.kmalloc)
-    }
-
-    /// [`Magazines::stripe_pop`], the hit counted as a `kmalloc` hit if `kmalloc`.
-    #[inline(always)]
-    fn stripe_pop_counted<T: Transport>(
-        &self,
-        server: &Memserver<T>,
-        threads: &ThreadMagazines,
-        stripe: usize,
-        kmalloc: bool,
-    ) -> Option<NonNull<u8>> {
         let magazine = threads.owned(stripe)?;
         // SAFETY: `stripe` is this thread's lease (from `threads::stripe()` on this thread, by
         // the caller) and it owns the magazine (`owned`); nothing else reaches it meanwhile.
         let ptr = unsafe { pop_from(&self.fast, magazine) }?;
-        server.stripe_hit(stripe, true, kmalloc);
+        server.stripe_hit(stripe, true, self.kmalloc);
         Some(ptr)
     }
 
