@@ -162,6 +162,46 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, Error> {
     decode(bytes)
 }
 
+/// A reply decoded for a request whose success carries a `V` ([`decode_reply_value`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplyTo<V> {
+    /// The success reply: its value.
+    Value(V),
+    /// `Reply::Error`.
+    Refused(Error),
+    /// Any other reply, whole.
+    Other(Reply),
+}
+
+/// Decodes a reply that should carry a `V`, without building the [`Reply`] when it does (or
+/// when it is an error): the counterpart of [`encode_reply_value`], minus the copies of the
+/// reply enum (about 1 KiB: `SlabInfo` is inline) a typed call would make on the way to its
+/// value. The same checks and the same answer as [`decode_reply`] for every input
+/// (`tests/decode_props.rs`): a reply whose first byte is the value's tag (or the error's) is
+/// decoded as that value; any other first byte, a longer spelling of a tag included, goes
+/// through [`decode_reply`].
+pub fn decode_reply_value<V: ReplyValue + for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<ReplyTo<V>, Error> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(Error::Malformed);
+    }
+    match bytes.split_first() {
+        Some((&tag, value)) if tag == V::TAG => decode(value).map(ReplyTo::Value),
+        Some((&tag, error)) if tag == ERROR_TAG => decode(error).map(ReplyTo::Refused),
+        // Any other tag, or a tag spelt in more bytes than it needs (which postcard reads).
+        _ => match decode_reply(bytes)? {
+            Reply::Error(e) => Ok(ReplyTo::Refused(e)),
+            reply if reply.variant_name() == V::VARIANT => {
+                V::from_reply(reply).map(ReplyTo::Value).ok_or(Error::Malformed)
+            }
+            reply => Ok(ReplyTo::Other(reply)),
+        },
+    }
+}
+
+/// The wire tag of `Reply::Error` (its position in [`Reply`]; `tests/interface.rs` checks it).
+#[doc(hidden)]
+pub const ERROR_TAG: u8 = 10;
+
 /// Encodes `reply` into `buf` and returns the bytes written. `Malformed` if `buf` is too
 /// small; a [`MessageBuffer`] is always large enough.
 pub fn encode_reply<'a>(reply: &Reply, buf: &'a mut [u8]) -> Result<&'a [u8], Error> {

@@ -28,7 +28,10 @@ pub mod slub_debug;
 pub mod transport;
 pub mod wire_size;
 
-pub use codec::{MessageBuffer, decode_reply, decode_request, encode_reply, encode_reply_value, encode_request};
+pub use codec::{
+    ERROR_TAG, MessageBuffer, ReplyTo, decode_reply, decode_reply_value, decode_request, encode_reply,
+    encode_reply_value, encode_request,
+};
 pub use error::{Corruption, Error, ErrorCode};
 pub use ids::{CacheId, ClientId, Handle};
 pub use reply::{

@@ -22,6 +22,24 @@ fn encode_rep(r: &Reply) -> Vec<u8> {
     encode_reply(r, &mut buf).unwrap().to_vec()
 }
 
+/// [`decode_reply_value`] of `bytes` as a `V` gives what [`decode_reply`] does: the value of
+/// the variant that carries a `V`, the error of `Reply::Error`, any other reply whole, or the
+/// same `Malformed`.
+fn same_as_whole<V>(bytes: &[u8]) -> Result<(), TestCaseError>
+where
+    V: ReplyValue + for<'de> serde::Deserialize<'de> + Clone + PartialEq + std::fmt::Debug,
+{
+    let expected = decode_reply(bytes).map(|reply| match reply {
+        Reply::Error(e) => ReplyTo::Refused(e),
+        reply => match V::from_reply(reply.clone()) {
+            Some(value) => ReplyTo::Value(value),
+            None => ReplyTo::Other(reply),
+        },
+    });
+    prop_assert_eq!(decode_reply_value::<V>(bytes), expected, "{:02x?}", bytes);
+    Ok(())
+}
+
 fn only_malformed<T>(result: Result<T, Error>) -> Result<T, Error> {
     if let Err(e) = &result {
         assert_eq!(*e, Error::Malformed);
@@ -54,6 +72,30 @@ proptest! {
         let mut bytes = vec![tag];
         bytes.extend(rest);
         prop_assert_eq!(decode_request(&bytes), codec::decode_request_postcard(&bytes));
+    }
+
+    #[test]
+    fn a_reply_decoded_as_its_value_is_what_the_whole_reply_says(
+        tag in prop_oneof![Just(2u8), Just(3u8), Just(5u8), Just(10u8), Just(0x82u8), 0u8..20],
+        rest in proptest::collection::vec(prop_oneof![any::<u8>(), Just(0x80u8), Just(0u8), Just(1u8)], 0..24),
+    ) {
+        let mut bytes = vec![tag];
+        bytes.extend(rest);
+        same_as_whole::<Object>(&bytes)?;
+        same_as_whole::<()>(&bytes)?;
+        same_as_whole::<Exchanged>(&bytes)?;
+        same_as_whole::<Stats>(&bytes)?;
+    }
+
+    #[test]
+    fn replies_decode_as_their_value(r in arb_reply(), extra in proptest::collection::vec(any::<u8>(), 0..3)) {
+        let mut bytes = encode_rep(&r);
+        same_as_whole::<Object>(&bytes)?;
+        same_as_whole::<Exchanged>(&bytes)?;
+        same_as_whole::<Created>(&bytes)?;
+        bytes.extend(extra);
+        same_as_whole::<Object>(&bytes)?;
+        same_as_whole::<()>(&bytes)?;
     }
 
     #[test]

@@ -96,4 +96,6 @@ fn the_hot_requests_read_by_hand_have_their_wire_tags() {
     assert_eq!(tag(Request::Free { cache: CacheId(1), handle: Handle(8) }), codec::FREE_TAG);
     let exchange = Request::MagazineExchange { cache: CacheId(1), slot: 0, op: ExchangeOp::Drain };
     assert_eq!(tag(exchange), codec::MAGAZINE_EXCHANGE_TAG);
+    let error = encode_reply(&Reply::Error(Error::Malformed), &mut buf).unwrap()[0];
+    assert_eq!(error, protocol::ERROR_TAG, "Reply::Error's wire tag");
 }
