@@ -93,17 +93,23 @@ impl<T: Transport> Client<T> {
     /// Sends `request` as it is (it may be malformed on purpose) and decodes the reply.
     /// `Reply::Error` is returned as a reply, not as [`CallError::Server`].
     pub fn call_raw(&mut self, request: &[u8]) -> Result<Reply, CallError> {
-        let mut reply: MessageBuffer = [0; MAX_MESSAGE_BYTES];
-        let len = self.transport.call(request, &mut reply).map_err(CallError::Transport)?;
+        let reply = &mut self.buffers.reply;
+        let len = self.transport.call(request, reply).map_err(CallError::Transport)?;
         let bytes = reply.get(..len).ok_or(CallError::Transport(TransportError::Truncated))?;
         crate::decode_reply(bytes).map_err(|_| CallError::Decode)
     }
 
     /// Sends any request and returns the reply as it came (`Reply::Error` included).
     pub fn call(&mut self, request: &Request) -> Result<Reply, CallError> {
-        let mut bytes: MessageBuffer = [0; MAX_MESSAGE_BYTES];
-        let encoded = crate::encode_request(request, &mut bytes).map_err(|_| CallError::Encode)?;
-        self.call_raw(encoded)
+        crate::decode_reply(self.exchange(request)?).map_err(|_| CallError::Decode)
+    }
+
+    /// Encodes `request`, sends it and returns the reply's bytes (in the client's buffer).
+    fn exchange(&mut self, request: &Request) -> Result<&[u8], CallError> {
+        let Buffers { request: bytes, reply } = &mut self.buffers;
+        let encoded = crate::encode_request(request, bytes).map_err(|_| CallError::Encode)?;
+        let len = self.transport.call(encoded, reply).map_err(CallError::Transport)?;
+        reply.get(..len).ok_or(CallError::Transport(TransportError::Truncated))
     }
 
     /// Sends `request` and returns the value its success reply carries (decoded as that value,
@@ -112,11 +118,7 @@ impl<T: Transport> Client<T> {
         &mut self,
         request: &Request,
     ) -> Result<V, CallError> {
-        let Buffers { request: bytes, reply } = &mut self.buffers;
-        let encoded = crate::encode_request(request, bytes).map_err(|_| CallError::Encode)?;
-        let len = self.transport.call(encoded, reply).map_err(CallError::Transport)?;
-        let reply = reply.get(..len).ok_or(CallError::Transport(TransportError::Truncated))?;
-        match crate::decode_reply_value::<V>(reply).map_err(|_| CallError::Decode)? {
+        match crate::decode_reply_value::<V>(self.exchange(request)?).map_err(|_| CallError::Decode)? {
             ReplyTo::Value(value) => Ok(value),
             ReplyTo::Refused(e) | ReplyTo::Other(Reply::Error(e)) => Err(CallError::Server(e)),
             ReplyTo::Other(reply) => Err(CallError::UnexpectedReply {
