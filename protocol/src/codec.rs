@@ -163,6 +163,10 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, Error> {
 }
 
 /// A reply decoded for a request whose success carries a `V` ([`decode_reply_value`]).
+// `Other` is as large as a `Reply`, and rare (a reply the request does not expect); the enum
+// is decoded into its caller's slot, and only the variant decoded is written (no_std has no
+// `Box` to shrink it with).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReplyTo<V> {
     /// The success reply: its value.
