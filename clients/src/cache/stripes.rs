@@ -232,13 +232,18 @@ unsafe fn push_onto(
 pub(crate) struct CacheThreads {
     pub(super) magazines: Box<ThreadMagazines>,
     fast: FastPath,
+    /// The object check, where the cache's freed objects carry the canary and its object
+    /// starts are 8-byte aligned (every cache without ctor or dtor whose stride is a multiple
+    /// of 8): then `free` takes [`CacheThreads::push_checked`].
+    checked: Option<ObjectCheck>,
 }
 
 impl CacheThreads {
     /// Empty thread magazines in front of the slot `m` (a cache's, never a kmalloc class's).
     pub(super) fn new(m: &Magazines) -> Self {
         debug_assert!(!m.kmalloc, "a Cache's magazines are not a kmalloc class's");
-        CacheThreads { magazines: Box::new(ThreadMagazines::new()), fast: m.fast }
+        let checked = m.fast.check().filter(|c| m.fast.writes_canary() && c.starts_aligned());
+        CacheThreads { magazines: Box::new(ThreadMagazines::new()), fast: m.fast, checked }
     }
 
     /// `alloc`'s fast path on the calling thread's magazine: a pop. `None` (nothing done)
@@ -261,6 +266,54 @@ impl CacheThreads {
     /// slow path must run (no stripe yet, not owned now, a full magazine).
     #[inline(always)]
     pub(super) fn push<T: Transport>(&self, server: &Memserver<T>, ptr: NonNull<u8>) -> Option<Result<(), Refusal>> {
+        match &self.checked {
+            Some(check) => self.push_checked(server, check, ptr),
+            None => self.push_general(server, ptr),
+        }
+    }
+
+    /// [`CacheThreads::push`] of a cache with canaries and aligned object starts: `kfree`'s
+    /// fast path (`kmalloc/front.rs`) with the cache's check, one test of the cache's kind
+    /// instead of one per step. The object-start test implies the alignment the canary's load
+    /// needs; a pointer that is no object of this cache's slabs goes to the slow path (the
+    /// general rules and errors), except an object start that is not one (`InvalidObject`)
+    /// and a double free (`DoubleFree`), refused here as there.
+    #[inline(always)]
+    fn push_checked<T: Transport>(
+        &self,
+        server: &Memserver<T>,
+        check: &ObjectCheck,
+        ptr: NonNull<u8>,
+    ) -> Option<Result<(), Refusal>> {
+        let handle = self.fast.offset(ptr);
+        let owner = self.fast.page_owner(handle)?;
+        if !check.owns(owner) {
+            return None;
+        }
+        if !check.starts_object(owner, handle) {
+            return Some(Err(Refusal::InvalidObject));
+        }
+        let lease = LeaseWord::current();
+        let magazine = self.magazines.owned_by(lease)?;
+        // An object start of this cache's slabs: its first word is in the window, aligned.
+        let word = ptr.as_ptr().cast::<u64>();
+        let canary = match self.fast.canary_test(handle, word) {
+            Ok(canary) => canary,
+            Err(refusal) => return Some(Err(refusal)),
+        };
+        // SAFETY: as in `pop`; the only reference, for this statement. A cache's magazine is
+        // one stack (`split` false: see `ThreadMagazine::push`).
+        if !unsafe { (*magazine.as_ptr()).push(handle, false) } {
+            return None;
+        }
+        FastPath::mark_free_at(word, Some(canary));
+        server.lease_hit(lease, false, false);
+        Some(Ok(()))
+    }
+
+    /// [`CacheThreads::push`] of any other cache, step by step.
+    #[inline(always)]
+    fn push_general<T: Transport>(&self, server: &Memserver<T>, ptr: NonNull<u8>) -> Option<Result<(), Refusal>> {
         let lease = LeaseWord::current();
         let magazine = self.magazines.owned_by(lease)?;
         let handle = match self.fast.held(ptr) {
