@@ -36,6 +36,8 @@ pub use guard::CacheGuard;
 use guard::Hold;
 use magazines::{Geometry, construct_slab};
 pub(crate) use magazines::{Magazines, Pending};
+#[cfg(feature = "std")]
+pub(crate) use stripes::{Freed, free_owned};
 
 /// A constructor: runs on every object of a new slab, in the client, when the slab is first
 /// handed out (Linux runs it when the slab is allocated); never again when an object is reused.

@@ -189,6 +189,49 @@ impl<'c> StripeHold<'c> {
     }
 }
 
+/// A pointer being freed: its offset in the window and the page-owner word of its page.
+pub(crate) struct Freed {
+    pub(crate) ptr: NonNull<u8>,
+    pub(crate) handle: u64,
+    pub(crate) owner: u64,
+}
+
+/// The rest of the hardened free of a canary cache's `free` and of `kfree`, once `check` owns
+/// the page-owner word of the pointer: the object-start test (`InvalidObject`), the thread's
+/// magazine of `threads` (`None`: the slow path, as for a full magazine), the canary test
+/// (`DoubleFree`), the push and the canary. `kmalloc`: a kmalloc class's magazines (the free
+/// side of two: see [`ThreadMagazine::push`]; a `kfree` hit), else a cache's (one stack).
+#[inline(always)]
+pub(crate) fn free_owned<T: Transport>(
+    server: &Memserver<T>,
+    fast: &FastPath,
+    check: &ObjectCheck,
+    threads: &ThreadMagazines,
+    freed: Freed,
+    kmalloc: bool,
+) -> Option<Result<(), Refusal>> {
+    let Freed { ptr, handle, owner } = freed;
+    if !check.starts_object(owner, handle) {
+        return Some(Err(Refusal::InvalidObject));
+    }
+    let lease = LeaseWord::current();
+    let magazine = threads.owned_by(lease)?;
+    // An object start of the check's slabs: its first word is in the window, aligned.
+    let word = ptr.as_ptr().cast::<u64>();
+    let canary = match fast.canary_test(handle, word) {
+        Ok(canary) => canary,
+        Err(refusal) => return Some(Err(refusal)),
+    };
+    // SAFETY: the thread owns the magazine (`owned_by`) and nothing else reaches it meanwhile;
+    // the only reference, for this statement.
+    if !unsafe { (*magazine.as_ptr()).push(handle, kmalloc) } {
+        return None;
+    }
+    FastPath::mark_free_at(word, Some(canary));
+    server.lease_hit(lease, false, kmalloc);
+    Some(Ok(()))
+}
+
 /// Pops a handle from `magazine` and hands its object out.
 ///
 /// # Safety
@@ -290,25 +333,7 @@ impl CacheThreads {
         if !check.owns(owner) {
             return None;
         }
-        if !check.starts_object(owner, handle) {
-            return Some(Err(Refusal::InvalidObject));
-        }
-        let lease = LeaseWord::current();
-        let magazine = self.magazines.owned_by(lease)?;
-        // An object start of this cache's slabs: its first word is in the window, aligned.
-        let word = ptr.as_ptr().cast::<u64>();
-        let canary = match self.fast.canary_test(handle, word) {
-            Ok(canary) => canary,
-            Err(refusal) => return Some(Err(refusal)),
-        };
-        // SAFETY: as in `pop`; the only reference, for this statement. A cache's magazine is
-        // one stack (`split` false: see `ThreadMagazine::push`).
-        if !unsafe { (*magazine.as_ptr()).push(handle, false) } {
-            return None;
-        }
-        FastPath::mark_free_at(word, Some(canary));
-        server.lease_hit(lease, false, false);
-        Some(Ok(()))
+        free_owned(server, &self.fast, check, &self.magazines, Freed { ptr, handle, owner }, false)
     }
 
     /// [`CacheThreads::push`] of any other cache, step by step.

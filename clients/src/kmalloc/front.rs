@@ -21,7 +21,7 @@
 
 use core::ptr::NonNull;
 
-use crate::cache::FastPath;
+use crate::cache::{FastPath, Freed, free_owned};
 use crate::hardened::{ObjectCheck, Refusal};
 use crate::server::Memserver;
 use crate::threads::{LeaseWord, ThreadMagazines};
@@ -143,26 +143,10 @@ impl<T: Transport> Memserver<T> {
         if !entry.check.owns(owner) {
             return None;
         }
-        if !entry.check.starts_object(owner, handle) {
-            return Some(Err(Refusal::InvalidObject));
-        }
         // SAFETY: a check that owns a word is one `enable` set (`NOTHING` owns none), with the
         // class's thread magazines, which live as long as the session (`ClassEntry::threads`).
         let threads = unsafe { &*entry.threads };
-        let lease = LeaseWord::current();
-        let magazine = threads.owned_by(lease)?;
-        // An object start of a slab of the class: its first word is in the window, aligned.
-        let canary = match front.fast.canary_test(handle, ptr.as_ptr().cast::<u64>()) {
-            Ok(canary) => canary,
-            Err(refusal) => return Some(Err(refusal)),
-        };
-        // SAFETY: as in `kmalloc_thread`.
-        if !unsafe { (*magazine.as_ptr()).push(handle, true) } {
-            return None;
-        }
-        FastPath::mark_free_at(ptr.as_ptr().cast::<u64>(), Some(canary));
-        self.lease_hit(lease, false, true);
-        Some(Ok(()))
+        free_owned(self, &front.fast, &entry.check, threads, Freed { ptr, handle, owner }, true)
     }
 }
 
