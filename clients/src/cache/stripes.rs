@@ -315,9 +315,9 @@ impl CacheThreads {
         }
     }
 
-    /// [`CacheThreads::push`] of a cache with canaries and aligned object starts: `kfree`'s
-    /// fast path (`kmalloc/front.rs`) with the cache's check, one test of the cache's kind
-    /// instead of one per step. The object-start test implies the alignment the canary's load
+    /// [`CacheThreads::push`] of a cache with canaries and aligned object starts: the steps of
+    /// `kfree`'s fast path (`kmalloc/front.rs`; both end in [`free_owned`]) with the cache's
+    /// check, one test of the cache's kind instead of one per step. The object-start test implies the alignment the canary's load
     /// needs; a pointer that is no object of this cache's slabs goes to the slow path (the
     /// general rules and errors), except an object start that is not one (`InvalidObject`)
     /// and a double free (`DoubleFree`), refused here as there.
