@@ -16,7 +16,24 @@ pub struct CacheId(pub u32);
 /// Objects are at least 8-byte aligned, so the low three bits of a handle are always zero for
 /// a real object; the client library may use them as flags before the handle goes on the
 /// wire, and the server rejects any handle with them set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Laid out as its `u64` (`repr(transparent)`), so a slice of handles is a slice of the words
+/// a magazine holds ([`Magazine::from_handle_slice`](crate::control::Magazine::from_handle_slice)).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+)]
+#[repr(transparent)]
 pub struct Handle(pub u64);
 
 impl Handle {

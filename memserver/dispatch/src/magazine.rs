@@ -185,14 +185,14 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
                     self.depot_push(client, slot, full.handles());
                     return Err(e);
                 }
-                (magazine_of(full.handles())?, 0)
+                (Magazine::from_handle_slice(full.handles())?, 0)
             }
             None => {
                 let mut out = [Handle(0); MAGAZINE_MAX];
                 let want = out.get_mut(..usize::from(capacity)).ok_or(Error::Internal)?;
                 let (n, fresh) =
                     self.with_pressure_relief(client, |s| s.engine.cache_alloc_bulk(client, cache, want))?;
-                (magazine_of(out.get(..n).ok_or(Error::Internal)?)?, fresh)
+                (Magazine::from_handle_slice(out.get(..n).ok_or(Error::Internal)?)?, fresh)
             }
         };
         let control = self.engine.platform_mut().control(client).ok_or(Error::NotSupported)?;
@@ -310,16 +310,4 @@ impl<P: Platform + ControlAccess> Server<'_, P> {
         let control = self.engine.platform_mut().control(client).ok_or(Error::NotSupported)?;
         control::write_count(control, slot, role, count)
     }
-}
-
-/// A magazine of `handles`, copied straight in ([`Magazine::from_handles`] without a slice of
-/// `u64` first); more than [`MAGAZINE_MAX`] is `InvalidArgument`, as there.
-fn magazine_of(handles: &[Handle]) -> Result<Magazine, Error> {
-    let mut magazine = Magazine::EMPTY;
-    let dst = magazine.handles.get_mut(..handles.len()).ok_or(Error::InvalidArgument)?;
-    for (d, h) in dst.iter_mut().zip(handles) {
-        *d = h.0;
-    }
-    magazine.count = handles.len() as u32;
-    Ok(magazine)
 }

@@ -296,6 +296,12 @@ impl Magazine {
         Ok(magazine)
     }
 
+    /// [`Magazine::from_handles`] of [`Handle`]s (the same words, copied straight in).
+    pub fn from_handle_slice(handles: &[crate::Handle]) -> Result<Magazine, Error> {
+        let words = <[u64]>::ref_from_bytes(handles.as_bytes()).map_err(|_| Error::Internal)?;
+        Self::from_handles(words)
+    }
+
     /// The valid handles, after checking `count` against the slot's `capacity` (the server's
     /// private value, never the one in shared memory). A count above it — a tampered
     /// magazine — is `InvalidArgument`.

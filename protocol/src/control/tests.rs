@@ -140,6 +140,15 @@ fn tampered_counts_are_rejected() {
 }
 
 #[test]
+fn a_magazine_of_handles_holds_their_words() {
+    let handles = [crate::Handle(8), crate::Handle(16), crate::Handle(u64::MAX - 7)];
+    assert_eq!(Magazine::from_handle_slice(&handles), Magazine::from_handles(&[8, 16, u64::MAX - 7]));
+    assert_eq!(Magazine::from_handle_slice(&[]), Ok(Magazine::EMPTY));
+    let too_many = [crate::Handle(8); MAGAZINE_MAX + 1];
+    assert_eq!(Magazine::from_handle_slice(&too_many), Err(Error::InvalidArgument));
+}
+
+#[test]
 fn out_of_range_slots_are_errors_not_panics() {
     // Only the region bounds are checked here; whether a slot is bound is the server's
     // private knowledge. Slot 3 starts in the page but its previous magazine ends past it.
