@@ -236,6 +236,16 @@ impl LeaseWord {
     fn generation(self) -> u32 {
         (self.0 >> 32) as u32
     }
+
+    /// The entry of this lease's stripe in `entries`, one per stripe, [`STRIPE_BYTES`] each
+    /// (a [`ThreadMagazines`]'s stripes, an [`AllStripeCounters`]' counters): no bounds test.
+    #[inline(always)]
+    fn entry_of<E>(self, entries: &[E; STRIPES]) -> &E {
+        const { assert!(size_of::<E>() == STRIPE_BYTES, "an entry per stripe, STRIPE_BYTES apart") };
+        // SAFETY: the offset is a multiple of the stride below `STRIPES` strides
+        // (`LeaseWord::offset`), so it is the start of one of the entries.
+        unsafe { &*entries.as_ptr().cast::<u8>().add(self.offset()).cast::<E>() }
+    }
 }
 
 /// The calling thread's stripe, leasing one at its first call; `None` when every stripe is
@@ -430,10 +440,7 @@ impl ThreadMagazines {
     /// no bounds test, and none that the thread has a stripe (then this is `None`).
     #[inline(always)]
     pub(crate) fn owned_by(&self, lease: LeaseWord) -> Option<NonNull<ThreadMagazine>> {
-        // SAFETY: the offset is a multiple of the stride below `STRIPES` strides
-        // (`LeaseWord::offset`), so it is the start of one of the array's stripes.
-        let s = unsafe { &(*self.stripes.as_ptr().cast::<u8>().add(lease.offset()).cast::<Padded<Stripe>>()).0 };
-        Self::owned_as(s, lease.generation())
+        Self::owned_as(&lease.entry_of(&self.stripes).0, lease.generation())
     }
 
     #[inline(always)]
@@ -515,21 +522,21 @@ pub(crate) struct StripeCounters {
 /// as a [`ThreadMagazines`]'s stripes are: the fast paths find a thread's counters with the
 /// same offset as its magazine ([`LeaseWord`]).
 #[derive(Debug)]
-pub(crate) struct AllStripeCounters([Padded<CounterStripe>; STRIPES]);
+pub(crate) struct AllStripeCounters([CounterStripe; STRIPES]);
 
 /// A stripe's counters, padded to [`STRIPE_BYTES`].
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct CounterStripe {
     counters: StripeCounters,
-    _stride: [u8; STRIPE_BYTES - 64],
+    _stride: [u8; STRIPE_BYTES - size_of::<StripeCounters>()],
 }
-
-const _: () = assert!(size_of::<Padded<CounterStripe>>() == STRIPE_BYTES);
 
 impl Default for AllStripeCounters {
     fn default() -> Self {
-        AllStripeCounters(core::array::from_fn(|_| {
-            Padded(CounterStripe { counters: StripeCounters::default(), _stride: [0; STRIPE_BYTES - 64] })
+        AllStripeCounters(core::array::from_fn(|_| CounterStripe {
+            counters: StripeCounters::default(),
+            _stride: [0; STRIPE_BYTES - size_of::<StripeCounters>()],
         }))
     }
 }
@@ -539,7 +546,7 @@ impl AllStripeCounters {
     /// (the first two include `kmalloc` and `kfree`).
     pub(crate) fn pending(&self) -> (u64, u64, u64) {
         self.0.iter().fold((0, 0, 0), |(a, f, k), p| {
-            let (alloc, free, kmalloc) = p.0.counters.counts(|c| c.load(Ordering::Relaxed));
+            let (alloc, free, kmalloc) = p.counters.counts(|c| c.load(Ordering::Relaxed));
             (a + alloc, f + free, k + kmalloc)
         })
     }
@@ -547,15 +554,14 @@ impl AllStripeCounters {
     /// The counters of `stripe` (a stripe number below [`STRIPES`]).
     #[inline]
     pub(crate) fn get(&self, stripe: usize) -> Option<&StripeCounters> {
-        self.0.get(stripe).map(|p| &p.0.counters)
+        self.0.get(stripe).map(|p| &p.counters)
     }
 
     /// The counters of `lease`'s stripe (those of stripe 0 for a thread without one; such a
     /// thread counts no hit: its fast paths fail the ownership test first).
     #[inline(always)]
     pub(crate) fn of(&self, lease: LeaseWord) -> &StripeCounters {
-        // SAFETY: as in `ThreadMagazines::owned_by`: the offset starts one of the entries.
-        unsafe { &(*self.0.as_ptr().cast::<u8>().add(lease.offset()).cast::<Padded<CounterStripe>>()).0.counters }
+        &lease.entry_of(&self.0).counters
     }
 }
 
