@@ -92,10 +92,10 @@ pub struct Memserver<T: Transport> {
     /// Hits the thread magazines counted and have not yet added to the header.
     #[cfg(feature = "std")]
     stripe_counters: crate::threads::AllStripeCounters,
-    /// The per-thread magazines of every kmalloc class, in one allocation: `kfree` finds a
-    /// class's magazines by arithmetic on the class number, not by loading a pointer, so the
-    /// processor knows early where its push goes. Those of a class without magazines stay
-    /// empty.
+    /// The per-thread magazines of every kmalloc class, in one allocation: `kmalloc` finds a
+    /// class's magazines by arithmetic on the class number, not by loading a pointer (a table
+    /// of pointers measured 4.8 against 3.9 ns a pair); `kfree` takes them from the class's
+    /// entry of the front, beside its check. Those of a class without magazines stay empty.
     #[cfg(feature = "std")]
     kmalloc_threads: std::boxed::Box<[crate::threads::ThreadMagazines; KMALLOC_CLASSES]>,
     /// What `kmalloc`'s and `kfree`'s fast paths need about every class.

@@ -149,7 +149,9 @@ impl FastPath {
             // SAFETY: the handle is held (the caller's promise), so below the limit.
             check.check_owner(unsafe { self.owner_unchecked(handle) }, handle)?;
         }
-        self.not_free_as::<CANARY>(handle, self.word(handle), top)
+        // SAFETY: the handle is held, so the object, and its first word, lies in the window,
+        // aligned.
+        unsafe { self.not_free_as::<CANARY>(handle, self.word(handle), top) }
     }
 
     /// The offset of `ptr` from the window's first byte (wrapping: a pointer below the window
@@ -182,10 +184,12 @@ impl FastPath {
     }
 
     /// The double-free test of a canary-writing cache's object `handle`, whose first word is
-    /// at `word` (in the window, 8-byte aligned: the caller checked): its canary, or
-    /// `DoubleFree` if it carries the canary already.
+    /// at `word`: its canary, or `DoubleFree` if it carries the canary already.
+    ///
+    /// # Safety
+    /// `word` is the object's first word, in the window and 8-byte aligned.
     #[inline(always)]
-    pub(crate) fn canary_test(&self, handle: u64, word: *mut u64) -> Result<u64, Refusal> {
+    pub(crate) unsafe fn canary_test(&self, handle: u64, word: *mut u64) -> Result<u64, Refusal> {
         let canary = self.canary.of(handle);
         // SAFETY: the caller's promise: the first word lies in the window, aligned.
         match unsafe { word.read_volatile() } == canary {
@@ -197,16 +201,19 @@ impl FastPath {
     /// The double-free test of a handle that [`FastPath::holds`], whose first word is at
     /// `word`: the canary to write (a cache that writes one), `DoubleFree` if the object
     /// carries it already or is `top`.
+    ///
+    /// # Safety
+    /// As [`FastPath::canary_test`].
     #[inline(always)]
-    fn not_free_as<const CANARY: bool>(
+    unsafe fn not_free_as<const CANARY: bool>(
         &self,
         handle: u64,
         word: *mut u64,
         top: Option<u64>,
     ) -> Result<Option<u64>, Refusal> {
         if CANARY {
-            // `holds`: the object, so its first word, lies in the window, aligned.
-            return self.canary_test(handle, word).map(Some);
+            // SAFETY: the caller's promise, passed on.
+            return unsafe { self.canary_test(handle, word) }.map(Some);
         }
         if top == Some(handle) {
             return Err(Refusal::DoubleFree);
@@ -217,16 +224,22 @@ impl FastPath {
     /// Marks a freed object (now in a magazine) with its canary, from [`FastPath::admit`].
     #[inline(always)]
     pub(crate) fn mark_free(&self, handle: u64, canary: Option<u64>) {
-        Self::mark_free_at(self.word(handle), canary);
+        // SAFETY: `admit` returns a canary only for a handle whose first word lies in the
+        // window, aligned; the object is being freed, so nobody else uses it.
+        unsafe { Self::mark_free_at(self.word(handle), canary) };
     }
 
-    /// [`FastPath::mark_free`] of the object whose first word is at `word` (`kfree`'s fast
-    /// path writes at the pointer it was given, an address the processor has early).
+    /// [`FastPath::mark_free`] of the object whose first word is at `word` (the shared tail of
+    /// `kfree`'s fast path writes at the pointer it was given, an address the processor has
+    /// early).
+    ///
+    /// # Safety
+    /// With a canary, `word` is the first word of an object being freed, in the window and
+    /// 8-byte aligned.
     #[inline(always)]
-    pub(crate) fn mark_free_at(word: *mut u64, canary: Option<u64>) {
+    pub(crate) unsafe fn mark_free_at(word: *mut u64, canary: Option<u64>) {
         if let Some(canary) = canary {
-            // SAFETY: `admit` returns a canary only for a handle whose first word lies in the
-            // window, aligned; the object is being freed, so nobody else uses it.
+            // SAFETY: the caller's promise; the object is being freed, so nobody else uses it.
             unsafe { word.write_volatile(canary) };
         }
     }

@@ -201,8 +201,13 @@ pub(crate) struct Freed {
 /// magazine of `threads` (`None`: the slow path, as for a full magazine), the canary test
 /// (`DoubleFree`), the push and the canary. `kmalloc`: a kmalloc class's magazines (the free
 /// side of two: see [`ThreadMagazine::push`]; a `kfree` hit), else a cache's (one stack).
+///
+/// # Safety
+/// `check` owns `freed.owner`, the page-owner word of `freed.handle`, the offset of
+/// `freed.ptr` below the fast path's limit, and its object starts are 8-byte aligned
+/// ([`ObjectCheck::starts_aligned`]).
 #[inline(always)]
-pub(crate) fn free_owned<T: Transport>(
+pub(crate) unsafe fn free_owned<T: Transport>(
     server: &Memserver<T>,
     fast: &FastPath,
     check: &ObjectCheck,
@@ -216,9 +221,10 @@ pub(crate) fn free_owned<T: Transport>(
     }
     let lease = LeaseWord::current();
     let magazine = threads.owned_by(lease)?;
-    // An object start of the check's slabs: its first word is in the window, aligned.
     let word = ptr.as_ptr().cast::<u64>();
-    let canary = match fast.canary_test(handle, word) {
+    // SAFETY: an object start of the check's slabs (whose starts are 8-byte aligned, below the
+    // limit: the caller's promise): its first word is in the window, aligned.
+    let canary = match unsafe { fast.canary_test(handle, word) } {
         Ok(canary) => canary,
         Err(refusal) => return Some(Err(refusal)),
     };
@@ -227,7 +233,8 @@ pub(crate) fn free_owned<T: Transport>(
     if !unsafe { (*magazine.as_ptr()).push(handle, kmalloc) } {
         return None;
     }
-    FastPath::mark_free_at(word, Some(canary));
+    // SAFETY: as for the canary test; the object is being freed.
+    unsafe { FastPath::mark_free_at(word, Some(canary)) };
     server.lease_hit(lease, false, kmalloc);
     Some(Ok(()))
 }
@@ -317,10 +324,11 @@ impl CacheThreads {
 
     /// [`CacheThreads::push`] of a cache with canaries and aligned object starts: the steps of
     /// `kfree`'s fast path (`kmalloc/front.rs`; both end in [`free_owned`]) with the cache's
-    /// check, one test of the cache's kind instead of one per step. The object-start test implies the alignment the canary's load
-    /// needs; a pointer that is no object of this cache's slabs goes to the slow path (the
-    /// general rules and errors), except an object start that is not one (`InvalidObject`)
-    /// and a double free (`DoubleFree`), refused here as there.
+    /// check, one test of the cache's kind instead of one per step. The object-start test
+    /// implies the alignment the canary's load needs; a pointer that is no object of this
+    /// cache's slabs goes to the slow path (the general rules and errors), except a pointer
+    /// into its slabs that is no object start (`InvalidObject`) and a double free
+    /// (`DoubleFree`), refused here as there.
     #[inline(always)]
     fn push_checked<T: Transport>(
         &self,
@@ -333,7 +341,9 @@ impl CacheThreads {
         if !check.owns(owner) {
             return None;
         }
-        free_owned(server, &self.fast, check, &self.magazines, Freed { ptr, handle, owner }, false)
+        // SAFETY: `check` owns the word of a handle below the limit, and is `checked`, whose
+        // object starts are aligned (`CacheThreads::new`).
+        unsafe { free_owned(server, &self.fast, check, &self.magazines, Freed { ptr, handle, owner }, false) }
     }
 
     /// [`CacheThreads::push`] of any other cache, step by step.

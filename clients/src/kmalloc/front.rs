@@ -146,7 +146,9 @@ impl<T: Transport> Memserver<T> {
         // SAFETY: a check that owns a word is one `enable` set (`NOTHING` owns none), with the
         // class's thread magazines, which live as long as the session (`ClassEntry::threads`).
         let threads = unsafe { &*entry.threads };
-        free_owned(self, &front.fast, &entry.check, threads, Freed { ptr, handle, owner }, true)
+        // SAFETY: the entry's check owns the word of a handle below the limit, and `enable`
+        // keeps only checks whose object starts are aligned.
+        unsafe { free_owned(self, &front.fast, &entry.check, threads, Freed { ptr, handle, owner }, true) }
     }
 }
 
