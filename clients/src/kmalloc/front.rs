@@ -27,24 +27,22 @@ use crate::server::Memserver;
 use crate::threads::{LeaseWord, ThreadMagazines};
 use crate::transport::Transport;
 
-use super::{KMALLOC_CLASSES, KMALLOC_MAX_CACHE_SIZE, SIZE_INDEX};
+use super::{KMALLOC_CLASSES, KMALLOC_MAX_CACHE_SIZE, kmalloc_index};
 
 /// Not a class: what [`class_of`] gives for sizes `kmalloc_index` has no class for.
 const NO_CLASS: u8 = u8::MAX;
 
-/// The class of every size a class serves, by `(size + 7) / 8` (class boundaries are multiples
-/// of 8): Linux's `size_index` up to 192 bytes, the power of two above, and [`NO_CLASS`] for 0.
-/// One table up to 8 KiB (1 KiB of it), as mimalloc's direct pages, so the size needs no
-/// branch between the small sizes and the others, which a mix of sizes mispredicts.
+/// [`kmalloc_index`] of every size a class serves, by `(size + 7) / 8` (class boundaries are
+/// multiples of 8), [`NO_CLASS`] for 0. One table up to 8 KiB (1 KiB of it), as mimalloc's
+/// direct pages, so the size needs no branch between the small sizes and the others, which a
+/// mix of sizes mispredicts.
 const CLASSES: [u8; KMALLOC_MAX_CACHE_SIZE / 8 + 1] = {
     let mut classes = [NO_CLASS; KMALLOC_MAX_CACHE_SIZE / 8 + 1];
-    let mut words = 1;
+    let mut words = 0;
     while words < classes.len() {
-        let size = words * 8;
-        classes[words] = match size {
-            0..=192 => SIZE_INDEX[words - 1],
-            _ => (usize::BITS - (size - 1).leading_zeros() - 1) as u8,
-        };
+        if let Some(class) = kmalloc_index(words * 8) {
+            classes[words] = class as u8;
+        }
         words += 1;
     }
     classes
@@ -155,7 +153,6 @@ impl<T: Transport> Memserver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kmalloc::kmalloc_index;
 
     #[test]
     fn class_of_is_kmalloc_index() {

@@ -51,15 +51,17 @@ pub const KMALLOC_MAX_CACHE_SIZE: usize = 8192;
 pub const KMALLOC_MAX_SIZE: usize = protocol::KMALLOC_MAX_SIZE as usize;
 
 /// Linux's `size_index[]`: the class of sizes 1..=192 by `(size - 1) / 8`.
-pub(crate) const SIZE_INDEX: [u8; 24] = [0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6];
+const SIZE_INDEX: [u8; 24] = [0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6];
 
 /// The kmalloc class of `size` (Linux's `kmalloc_index()`): 0 for `kmalloc-8` … 12 for
-/// `kmalloc-8k`; `None` for 0 and for sizes above 8 KiB.
+/// `kmalloc-8k`; `None` for 0 and for sizes above 8 KiB. (A `const fn`: `kmalloc`'s fast path
+/// tabulates it at compile time.)
 #[inline]
-pub fn kmalloc_index(size: usize) -> Option<usize> {
+pub const fn kmalloc_index(size: usize) -> Option<usize> {
     match size {
         0 => None,
-        1..=192 => SIZE_INDEX.get((size - 1) / 8).map(|&i| usize::from(i)),
+        // (size - 1) / 8 < 24 for sizes up to 192.
+        1..=192 => Some(SIZE_INDEX[(size - 1) / 8] as usize),
         193..=KMALLOC_MAX_CACHE_SIZE => Some(usize::BITS as usize - (size - 1).leading_zeros() as usize - 1),
         _ => None,
     }
