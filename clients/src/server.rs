@@ -13,7 +13,7 @@ use spin::Mutex;
 use crate::cache::Magazines;
 use crate::error::Error;
 use crate::hardened::{Canary, CanaryCaches, session_key};
-use crate::kmalloc::{KMALLOC_CLASSES, KmallocClass};
+use crate::kmalloc::{KMALLOC_CLASSES, KmallocClass, ParkedRuns};
 use crate::shm::{Control, PublishedCounters, Window};
 use crate::transport::Transport;
 use peer_memory::PeerMemory;
@@ -83,6 +83,8 @@ pub struct Memserver<T: Transport> {
     slot_locks: [Mutex<()>; SLOTS_MAX as usize],
     /// The kmalloc classes as the server set them up at `Hello` (from its cache table).
     kmalloc: [KmallocClass; KMALLOC_CLASSES],
+    /// Freed large kmallocs kept for the next `kmalloc` of their page count.
+    parked: ParkedRuns,
     /// The canaries of freed objects (the hardened free), keyed per session.
     canary: Canary,
     /// Which caches' freed objects carry canaries (by cache-table index).
@@ -154,6 +156,7 @@ impl<T: Transport> Memserver<T> {
             counters: Counters::default(),
             slot_locks: [const { Mutex::new(()) }; SLOTS_MAX as usize],
             kmalloc: [KmallocClass::UNKNOWN; KMALLOC_CLASSES],
+            parked: ParkedRuns::new(),
             canary,
             canary_caches: CanaryCaches::default(),
             page_owners,
@@ -185,7 +188,22 @@ impl<T: Transport> Memserver<T> {
 
     /// One typed call through the session's [`Client`] (`|api| api.cache_info(id)`), with
     /// the session's lock held for its round trip, counted in [`CounterSnapshot::calls`].
-    pub fn ipc<V>(&self, call: impl FnOnce(&mut Client<T>) -> Result<V, CallError>) -> Result<V, Error> {
+    /// Refused for lack of memory (`QuotaExceeded`, `OutOfMemory`) while large kmallocs are
+    /// parked ([`crate::kmalloc::large`]), it gives them back and makes the call once more (a
+    /// refused request changes nothing on the server).
+    pub fn ipc<V>(&self, mut call: impl FnMut(&mut Client<T>) -> Result<V, CallError>) -> Result<V, Error> {
+        let result = self.ipc_once(&mut call);
+        if matches!(result, Err(Error::Server(protocol::Error::QuotaExceeded | protocol::Error::OutOfMemory)))
+            && self.parked.any()
+        {
+            let _ = self.release_parked_runs();
+            return self.ipc_once(call);
+        }
+        result
+    }
+
+    /// [`Memserver::ipc`] without the retry.
+    pub(crate) fn ipc_once<V>(&self, call: impl FnOnce(&mut Client<T>) -> Result<V, CallError>) -> Result<V, Error> {
         let result = call(&mut self.api.lock());
         if !matches!(result, Err(CallError::Transport(_) | CallError::Encode)) {
             self.counters.calls.fetch_add(1, Relaxed);
@@ -238,6 +256,11 @@ impl<T: Transport> Memserver<T> {
         // Magazines are only made for slots below SLOTS_MAX (`Magazines::of_entry`,
         // `Cache::create`), so the fallback is never taken.
         self.slot_locks.get(usize::from(index)).unwrap_or(&self.slot_locks[0])
+    }
+
+    /// The freed large kmallocs kept for reuse.
+    pub(crate) fn parked_runs(&self) -> &ParkedRuns {
+        &self.parked
     }
 
     /// The kmalloc class `class` (0: `kmalloc-8` … 12: `kmalloc-8k`).
@@ -377,9 +400,11 @@ impl<T: Transport> Memserver<T> {
 
     /// The server's statistics for this client. First, what the calling thread and threads
     /// that exited parked in their kmalloc magazines (free objects the server cannot see) goes
-    /// to the shared magazines, which the server counts as `magazine_objects`.
+    /// to the shared magazines, which the server counts as `magazine_objects`, and the parked
+    /// large kmallocs go back to the server, so its `client_pages` are what the program holds.
     pub fn stats(&self) -> Result<protocol::Stats, Error> {
         self.publish_own_hits();
+        let _ = self.release_parked_runs();
         // A failure leaves those objects parked; the statistics are the server's all the same.
         #[cfg(feature = "std")]
         let _ = self.kmalloc_unpark();
@@ -431,7 +456,7 @@ impl<T: Transport> Memserver<T> {
     /// checked, every corruption repaired and counted.
     pub fn validate(&self, client: ClientId, name: &str) -> Result<protocol::ValidationReport, Error> {
         let name = protocol::cache_name(name)?;
-        self.ipc(|api| api.validate(client, name))
+        self.ipc(|api| api.validate(client, name.clone()))
     }
 
     /// The `SLAB_STORE_USER` record of an object.

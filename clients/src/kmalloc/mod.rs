@@ -6,7 +6,8 @@
 //! `kfree` (and `ksize`, `krealloc`) find an object's cache without IPC through the
 //! server-written page-owner table (Linux's `virt_to_slab()`): an object of any cache of the
 //! client goes back to that cache's magazine. Debug caches, large allocations (whole pages
-//! above 8 KiB) and misses are IPCs.
+//! above 8 KiB) and misses are IPCs, but a freed large kmalloc of up to 64 KiB is parked for
+//! the next `kmalloc` of its page count ([`large`]).
 //!
 //! Linux's rules kept: `kmalloc(0)` is [`ZERO_SIZE_PTR`] (not an error, not dereferenceable,
 //! accepted by `kfree`, as is NULL); power-of-two sizes are naturally aligned (the server
@@ -31,6 +32,9 @@ use crate::transport::Transport;
 mod front;
 #[cfg(feature = "std")]
 pub(crate) use front::KmallocFront;
+pub mod large;
+pub(crate) use large::ParkedRuns;
+use large::Parking;
 
 /// Linux's `gfp_t`, as far as this library looks at it.
 pub type Gfp = u32;
@@ -182,10 +186,20 @@ impl<T: Transport> Memserver<T> {
             }
             return Ok(ptr);
         }
+        let usable = kmalloc_size_roundup(size);
+        if index.is_none()
+            && let Some(run) = self.parked_runs().take(usable / PAGE_SIZE)
+        {
+            self.count_kmalloc_hit(true);
+            let ptr = self.object(run, usable)?;
+            if zero {
+                self.window().zero(ptr, usable);
+            }
+            return Ok(ptr);
+        }
         self.count_kmalloc_miss();
         let request = u32::try_from(size).map_err(|_| invalid_argument())?;
         let object = self.ipc(|api| api.kmalloc(request))?;
-        let usable = kmalloc_size_roundup(size);
         let ptr = self.object(object.handle, usable)?;
         if zero {
             // A debug class red-zones its slack: only the requested bytes are the caller's.
@@ -280,11 +294,27 @@ impl<T: Transport> Memserver<T> {
                     return m.free(self, &mut Pending::default(), handle);
                 }
             }
+            Owner::Large(pages) => match self.parked_runs().park(handle, pages as usize) {
+                Parking::Parked => {
+                    self.count_kmalloc_hit(false);
+                    return Ok(());
+                }
+                Parking::AlreadyParked => return Err(Error::Server(protocol::Error::DoubleFree)),
+                Parking::NoRoom => {}
+            },
             Owner::NotAnObject => return Err(Error::Server(protocol::Error::InvalidObject)),
-            Owner::Large(_) | Owner::Unknown => {}
+            Owner::Unknown => {}
         }
         self.count_kmalloc_miss();
         self.ipc(|api| api.kfree(handle))
+    }
+
+    /// Gives the parked large kmallocs back to the server ([`large`]); the first error.
+    pub(crate) fn release_parked_runs(&self) -> Result<(), Error> {
+        self.parked_runs().drain(|run| {
+            self.count_kmalloc_miss();
+            self.ipc_once(|api| api.kfree(run))
+        })
     }
 
     /// Corresponds to `ksize()`: the usable size of an object this client holds (its cache's
@@ -356,13 +386,18 @@ impl<T: Transport> Memserver<T> {
     /// Gives every object in the kmalloc classes' magazines (the calling thread's, those left
     /// by threads that exited, the shared ones and their depot on the server) back to the
     /// slabs, as Linux's `flush_all()` does with the kmalloc caches' per-CPU
-    /// slabs: afterwards the server's `live_objects` of the kmalloc caches are exactly the
-    /// objects the program holds (a leak check). The first error, after trying every class.
+    /// slabs, and the parked large kmallocs back to the server ([`large`]): afterwards the
+    /// server's `live_objects` and `client_pages` of kmalloc are exactly what the program
+    /// holds (a leak check). The first error, after trying every class.
     pub fn kmalloc_flush(&self) -> Result<(), Error> {
+        let mut first = self.release_parked_runs();
         #[cfg(feature = "std")]
-        let mut first = self.kmalloc_unpark();
-        #[cfg(not(feature = "std"))]
-        let mut first = Ok(());
+        {
+            let unparked = self.kmalloc_unpark();
+            if first.is_ok() {
+                first = unparked;
+            }
+        }
         for class in 0..KMALLOC_CLASSES {
             if let Some(KmallocClass { magazines: Some(m), .. }) = self.kmalloc_class(class) {
                 let _guard = self.slot_lock(m.index).lock();
@@ -416,6 +451,13 @@ impl<T: Transport> Memserver<T> {
             PageOwnerKind::Large if handle.0.is_multiple_of(PAGE_SIZE as u64) => Owner::Large(owner.value),
             _ => Owner::Unknown,
         }
+    }
+
+    /// Counts a `kmalloc` (`alloc`) or `kfree` done without IPC outside the thread magazines.
+    fn count_kmalloc_hit(&self, alloc: bool) {
+        let published = self.raw_counters();
+        if alloc { published.alloc_hits } else { published.free_hits }.fetch_add(1, Relaxed);
+        self.private_counters().kmalloc_hits.fetch_add(1, Relaxed);
     }
 
     fn count_kmalloc_miss(&self) {

@@ -8,7 +8,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use memclient::{__GFP_ZERO, Cache, GFP_KERNEL, ZERO_SIZE_PTR, kmalloc_size_roundup};
-use protocol::Error;
+use protocol::{Error, PAGE_SIZE};
 
 use super::CLIENT;
 use crate::client::Failure;
@@ -139,6 +139,56 @@ pub fn ksize_is_the_size_class(h: &mut dyn Harness) -> Result<(), Failure> {
         write(&s, p, 0x5c, k)?;
         must("kfree", s.kfree(p))?;
     }
+    Ok(())
+}
+
+/// A freed large kmalloc of up to 64 KiB is parked for the next `kmalloc` of its page count,
+/// without IPC either way (Linux's per-CPU page lists); a second `kfree` of it is a double
+/// free, a `kzalloc` of it is zeroed, `stats` gives parked runs back first, and an allocation
+/// the server refuses for lack of memory gives them back and succeeds.
+pub fn freed_large_kmallocs_are_reused_and_given_back(h: &mut dyn Harness) -> Result<(), Failure> {
+    let s = library(h, CLIENT)?;
+    let before = must("stats", s.stats())?.client_pages;
+    let p = must("kmalloc", s.kmalloc(20_000))?;
+    write(&s, p, 0x5a, 5 * PAGE_SIZE)?;
+    let calls = s.counters().calls;
+    must("kfree", s.kfree(p))?;
+    let again = must("kmalloc", s.kmalloc(17_000))?;
+    ensure!(again == p, "kmalloc of the same page count got {again:p}, not the parked {p:p}");
+    ensure!(s.counters().calls == calls, "a parked large kmalloc asked the server");
+    ensure!(must("ksize", s.ksize(again))? == 5 * PAGE_SIZE, "ksize of a reused large kmalloc");
+    must("kfree", s.kfree(again))?;
+    match s.kfree(again) {
+        Err(memclient::Error::Server(Error::DoubleFree)) => {}
+        other => return Err(alloc::format!("second kfree of a parked large kmalloc: {other:?}")),
+    }
+    let zeroed = must("kzalloc", s.kzalloc(5 * PAGE_SIZE))?;
+    ensure!(zeroed == p, "kzalloc did not reuse the parked run");
+    ensure!(bytes(&s, zeroed, 5 * PAGE_SIZE)?.iter().all(|&b| b == 0), "a reused large kzalloc is not zeroed");
+    must("kfree", s.kfree(zeroed))?;
+    ensure!(must("stats", s.stats())?.client_pages == before, "parked pages still the client's after stats");
+
+    // Up to the quota with blocks of 17 pages (never parked), then of 3: less than 3 pages left.
+    let mut held = Vec::new();
+    for pages in [17, 3] {
+        while let Ok(block) = s.kmalloc(pages * PAGE_SIZE) {
+            held.push((block, pages));
+            ensure!(held.len() < 1 << 14, "the server never refused a large kmalloc");
+        }
+    }
+    let hole = held.iter().position(|&(_, pages)| pages == 17).ok_or("not one block of 17 pages")?;
+    must("kfree of 17 pages", s.kfree(held.swap_remove(hole).0))?;
+    let parked = must("kmalloc of 5 pages", s.kmalloc(5 * PAGE_SIZE))?;
+    must("kfree of 5 pages", s.kfree(parked))?;
+    // 12 free pages and less than 3: 15 fit only once the parked 5 are given back.
+    let calls = s.counters().calls;
+    let big = must("kmalloc of 15 pages with 5 parked", s.kmalloc(15 * PAGE_SIZE))?;
+    ensure!(s.counters().calls >= calls + 3, "15 pages fit without giving the parked run back");
+    held.push((big, 15));
+    for (block, _) in held {
+        must("kfree", s.kfree(block))?;
+    }
+    ensure!(must("stats", s.stats())?.client_pages == before, "pages left after freeing every block");
     Ok(())
 }
 

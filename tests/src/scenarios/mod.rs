@@ -133,6 +133,10 @@ pub static SCENARIOS: &[Scenario] = &[
         run: library::kfree_of_a_cache_object_goes_to_its_cache,
     },
     Scenario { name: "ksize_is_the_size_class", run: library::ksize_is_the_size_class },
+    Scenario {
+        name: "freed_large_kmallocs_are_reused_and_given_back",
+        run: library::freed_large_kmallocs_are_reused_and_given_back,
+    },
     Scenario { name: "krealloc_follows_linux", run: library::krealloc_follows_linux },
     Scenario { name: "kcalloc_checks_overflow_and_zeroes", run: library::kcalloc_checks_overflow_and_zeroes },
     Scenario { name: "kmalloc_addresses_are_naturally_aligned", run: library::kmalloc_addresses_are_naturally_aligned },
