@@ -4,7 +4,9 @@
 //! mimalloc's `malloc`/`free`. Each pair also writes one word of the object (as a user
 //! would), so no allocator is measured handing out memory nobody touches. Beside the guard
 //! pair, the same pair without the hardened free's checks ([`UNCHECKED`]): the summary's
-//! `hardened_check_ns_per_pair` is the difference.
+//! `hardened_check_ns_per_pair` is the difference. And one pair of 64 B (loadgen churn's) of
+//! `Cache::alloc`/`free` and of mimalloc timed one operation at a time exactly as loadgen times
+//! its sampled operations ([`Sampled`]), the like-for-like baseline of loadgen's mean pair.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -56,8 +58,47 @@ fn pair<A: GlobalAlloc>(allocator: &A, layout: Layout) {
     }
 }
 
-pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) {
+/// Object size of the sampled pairs (loadgen churn's).
+pub const SAMPLED_SIZE: u32 = 64;
+/// Pairs timed one operation at a time.
+const SAMPLED_PAIRS: u32 = 200_000;
+
+/// Alloc+free pairs of [`SAMPLED_SIZE`] bytes timed one operation at a time, with loadgen's
+/// [`loadgen::Sampler`] (two clock reads around each call, the clock's cost subtracted): what
+/// loadgen's sampled mean pair is when nothing else runs between the operations.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sampled {
+    /// `Cache::alloc`/`free`, as loadgen's memserver backend calls them.
+    pub memserver_ns: Option<f64>,
+    /// mimalloc's `alloc`/`dealloc`, as loadgen's mimalloc backend calls them.
+    pub mimalloc_ns: Option<f64>,
+}
+
+/// Mean pair of `alloc` then `free`, each operation timed alone (see [`Sampled`]).
+fn sampled_pair(mut alloc: impl FnMut() -> NonNull<u8>, mut free: impl FnMut(NonNull<u8>)) -> f64 {
+    // Warm up first (an allocator's first objects of a size cost a page or a heap set-up).
+    for _ in 0..SAMPLED_PAIRS / 10 {
+        let object = alloc();
+        touch(object);
+        free(object);
+    }
+    let mut sampler = loadgen::Sampler::new();
+    for _ in 0..SAMPLED_PAIRS {
+        let t = Some(Instant::now());
+        let object = alloc();
+        sampler.record(t);
+        touch(object);
+        let t = Some(Instant::now());
+        free(object);
+        sampler.record(t);
+    }
+    2.0 * sampler.mean_ns()
+}
+
+/// Runs the fast-path group; returns the [`Sampled`] pairs.
+pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) -> Sampled {
     let mut group = c.benchmark_group(GROUP);
+    let mut sampled = Sampled::default();
     for size in SIZES {
         let cache = Cache::create(session, &format!("bench-{size}"), size, 0, 0, None).expect("cache create");
         assert!(cache.has_magazines(), "bench-{size} got no magazine slot");
@@ -99,9 +140,20 @@ pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) {
                 })
             })
         });
+        let layout = Layout::from_size_align(size as usize, 8).expect("layout");
+        if size == SAMPLED_SIZE {
+            sampled.memserver_ns =
+                Some(sampled_pair(|| cache.alloc().expect("alloc"), |object| cache.free(object).expect("free")));
+            let mi = &mimalloc::MiMalloc;
+            sampled.mimalloc_ns = Some(sampled_pair(
+                // SAFETY: a non-zero layout; each object is freed once, with the same layout.
+                || NonNull::new(unsafe { mi.alloc(layout) }).expect("out of memory"),
+                // SAFETY: as above.
+                |object| unsafe { mi.dealloc(object.as_ptr(), layout) },
+            ));
+        }
         let after = session.counters();
         assert_eq!(after.misses, before.misses, "the fast path left the magazines");
-        let layout = Layout::from_size_align(size as usize, 8).expect("layout");
         group.bench_with_input(BenchmarkId::new("glibc", size), &size, |b, _| {
             b.iter_custom(|iters| timed_loop(iters, || pair(&System, layout)))
         });
@@ -130,4 +182,5 @@ pub fn bench(c: &mut Criterion, session: &memclient::Memserver<Connection>) {
         assert_eq!(after.misses, before.misses, "kmalloc left the magazines");
     }
     group.finish();
+    sampled
 }

@@ -65,7 +65,8 @@ fn main() {
         .measurement_time(Duration::from_millis(1500))
         .sample_size(30)
         .configure_from_args();
-    fast_path::bench(&mut criterion, &session);
+    let sampled = fast_path::bench(&mut criterion, &session);
+    eprintln!("bench: 64 B pairs timed one operation at a time as loadgen times them: {sampled:?}");
     let sizes = ipc::bench(&mut criterion, &session, server.pid());
     criterion.final_summary();
     let _ = session.goodbye();
@@ -76,7 +77,7 @@ fn main() {
         return;
     }
     let instructions = instructions::measure(&bin, quick);
-    let summary = summary::run(&bin, &server, &out, sizes, &instructions, quick);
+    let summary = summary::run(&bin, &server, &out, sizes, sampled, &instructions, quick);
     let path = out.join("summary.json");
     let text = serde_json::to_string_pretty(&summary).expect("json");
     std::fs::write(&path, text + "\n").expect("write summary.json");

@@ -31,6 +31,7 @@ use clap::Parser;
 
 use backend::Config;
 use runner::Budget;
+pub use runner::Sampler;
 use workload::Workload;
 
 /// Seconds per configuration when neither --seconds nor --ops is given.

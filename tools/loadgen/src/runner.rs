@@ -56,6 +56,41 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
 }
 
+/// How the runner times an operation: the clock read before and after it, less the clock's own
+/// cost ([`clock_overhead`], calibrated once), into a histogram. Public so that a benchmark can
+/// time an allocator's operations alone exactly as loadgen times them inside a workload.
+pub struct Sampler {
+    latency: Histogram<u64>,
+    overhead: u64,
+}
+
+impl Sampler {
+    /// An empty sampler, with the clock's cost calibrated now.
+    pub fn new() -> Self {
+        Sampler { latency: histogram(), overhead: clock_overhead() }
+    }
+
+    /// Records the time since `since` (the clock read before the operation), if it was read.
+    #[inline]
+    pub fn record(&mut self, since: Option<Instant>) {
+        if let Some(t) = since {
+            let ns = (t.elapsed().as_nanos() as u64).saturating_sub(self.overhead).max(1);
+            let _ = self.latency.record(ns);
+        }
+    }
+
+    /// Mean of the recorded operations, in nanoseconds.
+    pub fn mean_ns(&self) -> f64 {
+        self.latency.mean()
+    }
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The cost of reading the clock twice, in nanoseconds (the minimum over many tries).
 pub fn clock_overhead() -> u64 {
     (0..2000)
@@ -110,8 +145,7 @@ struct Worker<'a, B: Backend> {
     backend: &'a B,
     ctor: bool,
     live: Vec<Live>,
-    latency: Histogram<u64>,
-    overhead: u64,
+    sampler: Sampler,
     next_tag: u64,
     verified: u64,
     corrupted: u64,
@@ -132,7 +166,6 @@ pub fn run<B: Backend>(
     tag_base: u64,
     before_drain: &(dyn Fn() + Sync),
 ) -> RunResult {
-    let overhead = clock_overhead();
     let start = Barrier::new(plans.len());
     let stop = Barrier::new(plans.len());
     let workers: Vec<(Outcome, u64, Duration)> = std::thread::scope(|scope| {
@@ -146,8 +179,7 @@ pub fn run<B: Backend>(
                         backend,
                         ctor,
                         live: vec![EMPTY; plan.slots],
-                        latency: histogram(),
-                        overhead,
+                        sampler: Sampler::new(),
                         next_tag: tag_base | (t as u64) << 40,
                         verified: 0,
                         corrupted: 0,
@@ -196,8 +228,8 @@ pub fn run<B: Backend>(
 
 impl<B: Backend> Worker<'_, B> {
     fn outcome(self) -> Outcome {
-        let Worker { latency, verified, corrupted, refused, failures, .. } = self;
-        Outcome { latency, verified, corrupted, refused, failures }
+        let Worker { sampler, verified, corrupted, refused, failures, .. } = self;
+        Outcome { latency: sampler.latency, verified, corrupted, refused, failures }
     }
 
     /// The timed loop; returns the operations done.
@@ -236,11 +268,9 @@ impl<B: Backend> Worker<'_, B> {
         ops
     }
 
+    #[inline]
     fn record(&mut self, since: Option<Instant>) {
-        if let Some(t) = since {
-            let ns = (t.elapsed().as_nanos() as u64).saturating_sub(self.overhead).max(1);
-            let _ = self.latency.record(ns);
-        }
+        self.sampler.record(since);
     }
 
     fn alloc(&mut self, slot: usize, class: u16, size: u32, timed: bool) -> bool {
