@@ -224,6 +224,60 @@ fn sigkilled_client_is_reclaimed_at_once() {
     assert!(server.connect("app").is_ok(), "the killed client's name is free again");
 }
 
+/// Pins the process or thread `pid` (`None`: the calling thread) to CPU `cpu`.
+fn pin(pid: Option<rustix::process::Pid>, cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(pid, &set).unwrap();
+}
+
+/// The control region's CPU hints as the client reads them: (server's, client's).
+fn cpu_hints(c: &memclient::host::Connection) -> (u32, u32) {
+    let word = |offset| c.control().atomic_u32(offset).unwrap().load(std::sync::atomic::Ordering::Relaxed);
+    (word(protocol::control::SERVER_CPU_OFFSET), word(protocol::control::CLIENT_CPU_OFFSET))
+}
+
+/// A client on another CPU than the server's is told (`server_cpu`) that the server polls
+/// for its requests instead of sleeping, and when it moves to the server's CPU, that the server
+/// does not any more. (That the runner does not poll for a client on its own CPU is
+/// `runner::polling`'s unit test: seen from that CPU, the polling would be over before the
+/// client runs.)
+#[test]
+fn the_server_polls_for_a_client_on_another_cpu_and_says_so() {
+    use protocol::control::{SERVER_POLLING, cpu_hint};
+    if rustix::thread::sched_getaffinity(None).map_or(0, |set| set.count()) < 2 {
+        eprintln!("skipped: one CPU");
+        return;
+    }
+    let server = start(&system_toml(2000));
+    let server_pid = rustix::process::Pid::from_raw(server.child.id() as i32);
+    let (mut c, _) = server.connect("app").unwrap();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                pin(server_pid, 0);
+                pin(None, 1);
+                let mut seen = Vec::new();
+                for _ in 0..200 {
+                    assert_eq!(call(&mut c, "peek 0 1"), "\0");
+                    seen.push(cpu_hints(&c));
+                }
+                assert!(seen.iter().all(|&(_, client)| client == cpu_hint(1)), "client hints {seen:?}");
+                assert!(seen.contains(&(cpu_hint(0) | SERVER_POLLING, cpu_hint(1))), "never told of polling: {seen:?}");
+                // Both on CPU 0: the client is told the polling ended.
+                pin(None, 0);
+                for _ in 0..20 {
+                    assert_eq!(call(&mut c, "peek 0 1"), "\0");
+                }
+                assert_eq!(cpu_hints(&c), (cpu_hint(0), cpu_hint(0)), "still told of polling on the server's CPU");
+            })
+            .join()
+            .unwrap();
+    });
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
 /// Run by `sigkilled_client_is_reclaimed_at_once` in a child process: connect and wait.
 #[test]
 #[ignore = "helper process for sigkilled_client_is_reclaimed_at_once"]

@@ -191,6 +191,34 @@ impl PeerMemory {
         Some(unsafe { p.cast::<u64>().read_volatile() })
     }
 
+    /// The aligned u32 at `offset`, read with one volatile load; `None` if out of range or
+    /// misaligned.
+    #[inline]
+    pub fn load_u32(&self, offset: usize) -> Option<u32> {
+        let start = self.start(offset, 4)?;
+        let p = self.at(start);
+        if !p.addr().is_multiple_of(4) {
+            return None;
+        }
+        // SAFETY: inside the range and aligned (checked above); a volatile load is defined
+        // whatever the peer writes.
+        Some(unsafe { p.cast::<u32>().read_volatile() })
+    }
+
+    /// Stores `value` into the aligned u32 at `offset` with one volatile store; `false` if out
+    /// of range or misaligned.
+    #[inline]
+    pub fn store_u32(&self, offset: usize, value: u32) -> bool {
+        let Some(start) = self.start(offset, 4) else { return false };
+        let p = self.at(start);
+        if !p.addr().is_multiple_of(4) {
+            return false;
+        }
+        // SAFETY: inside the range, aligned, writable (checked above and by `new`).
+        unsafe { p.cast::<u32>().write_volatile(value) };
+        true
+    }
+
     /// The u64 at `offset`, read with one volatile load and no check: for a hot path that
     /// proved the range once (a table that covers every index it can be asked for).
     ///

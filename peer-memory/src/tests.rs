@@ -49,6 +49,11 @@ fn out_of_range_is_refused_and_touches_nothing() {
     assert_eq!(m.load_u64(32), None);
     assert_eq!(m.load_u64(4), None, "misaligned");
     assert!(!m.store_u64(28, 0));
+    assert_eq!(m.load_u32(28), Some(u32::from_ne_bytes([0xAA; 4])));
+    assert_eq!(m.load_u32(29), None, "misaligned");
+    assert_eq!(m.load_u32(32), None);
+    assert!(!m.store_u32(30, 0) && !m.store_u32(32, 0) && !m.store_u32(usize::MAX - 1, 0));
+    assert_eq!(m.load_u64(24), Some(u64::from_ne_bytes([0xAA; 8])), "nothing was written");
     assert!(m.sub(16, 17).is_none() && m.sub(16, 16).is_some());
     assert!(m.atomic_u64(3).is_none() && m.atomic_u64(32).is_none());
 }
@@ -65,6 +70,8 @@ fn values_and_words_and_atomics() {
     assert!(m.write_value(4, &Pair { a: 1, b: 2 }));
     assert_eq!(m.read_value::<Pair>(4), Some(Pair { a: 1, b: 2 }));
     assert_eq!(m.read_value::<Pair>(44), None);
+    assert!(m.store_u32(8, 5));
+    assert_eq!((m.load_u32(8), m.read_value::<Pair>(4)), (Some(5), Some(Pair { a: 1, b: 5 })));
     assert!(m.store_u64(16, 77));
     assert_eq!(m.load_u64(16), Some(77));
     m.atomic_u64(16).unwrap().fetch_add(3, Ordering::Relaxed);

@@ -121,6 +121,20 @@ impl Mapping {
         true
     }
 
+    /// The 4-byte word at `offset` as an atomic (the peer writes it too); `None` if out of
+    /// range or not 4-byte aligned.
+    pub fn atomic_u32(&self, offset: usize) -> Option<&std::sync::atomic::AtomicU32> {
+        let start = self.start(offset, 4)?;
+        // SAFETY: inside the mapping (checked), which lives as long as `self`.
+        let word = unsafe { self.base.as_ptr().add(start) }.cast::<u32>();
+        if !word.is_aligned() {
+            return None;
+        }
+        // SAFETY: an aligned word of shared memory that is only ever accessed atomically by
+        // this process (and by the peer, another process), valid for the borrow of `self`.
+        Some(unsafe { std::sync::atomic::AtomicU32::from_ptr(word) })
+    }
+
     /// Copies `data` in at `offset`; `false` (nothing copied) if out of range.
     pub fn write(&self, offset: usize, data: &[u8]) -> bool {
         let Some(start) = self.start(offset, data.len()) else { return false };

@@ -10,6 +10,7 @@
 //! `#[global_allocator]` built on it.
 
 mod connection;
+mod cpu;
 mod global_alloc;
 mod lazy;
 mod mapping;

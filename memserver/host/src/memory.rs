@@ -121,6 +121,19 @@ impl SharedRegion {
         usize::try_from(offset).is_ok_and(|offset| self.peer.write(offset, data))
     }
 
+    /// The aligned u32 at `offset` (one volatile load; the peer may be writing it); `None` if
+    /// out of range or misaligned.
+    #[inline]
+    pub fn load_u32(&self, offset: usize) -> Option<u32> {
+        self.peer.load_u32(offset)
+    }
+
+    /// Stores `value` into the aligned u32 at `offset`; `false` if out of range or misaligned.
+    #[inline]
+    pub fn store_u32(&self, offset: usize, value: u32) -> bool {
+        self.peer.store_u32(offset, value)
+    }
+
     /// Sets `len` bytes at `offset` to `byte`; `false` (nothing written) if out of range.
     pub fn fill(&self, offset: u64, len: u64, byte: u8) -> bool {
         let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else { return false };
@@ -406,6 +419,19 @@ impl Windows {
     /// Copies bytes out of `client`'s control region; `false` if not connected or out of range.
     pub fn control_read(&self, client: ClientId, offset: u64, buf: &mut [u8]) -> bool {
         self.get(client).is_some_and(|m| m.control.read(offset, buf))
+    }
+
+    /// The aligned u32 at `offset` of `client`'s control region; `None` if not connected, out
+    /// of range or misaligned.
+    #[inline]
+    pub fn control_load_u32(&self, client: ClientId, offset: usize) -> Option<u32> {
+        self.get(client)?.control.load_u32(offset)
+    }
+
+    /// Stores `value` into the aligned u32 at `offset` of `client`'s control region; `false` if
+    /// not connected, out of range or misaligned.
+    pub fn control_store_u32(&self, client: ClientId, offset: usize, value: u32) -> bool {
+        self.get(client).is_some_and(|m| m.control.store_u32(offset, value))
     }
 
     /// Copies bytes into `client`'s control region; `false` if not connected or out of range.

@@ -20,7 +20,8 @@
 //! The request path costs the runner no allocation, no clock read and no walk over the
 //! connections: the event buffer is kept, the audit timer is a file descriptor, and only while
 //! connections wait for their `Hello` are their deadlines looked at (at most
-//! `pending_connections` of them).
+//! `pending_connections` of them). Only a request from a client on another CPU reads the clock:
+//! the runner then polls for a while instead of sleeping ([`polling`]).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -42,6 +43,9 @@ use crate::memory::ClientMemory;
 use crate::service::{Admission, REPLY_MAX, REQUEST_MAX, Refusal, Service};
 use crate::signals::Signals;
 
+mod polling;
+use polling::Polling;
+
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
 const AUDIT_TIMER: u64 = u64::MAX - 2;
@@ -56,7 +60,7 @@ const BATCH: usize = 1;
 /// timer): one `fstat` per batch would be a quarter of the runner's cost of a request, and a
 /// client that dirties pages it was not granted keeps them at most this many round trips
 /// longer (or until the timer pass).
-const AUDIT_BATCHES: u32 = 16;
+pub(crate) const AUDIT_BATCHES: u32 = 16;
 /// Connections accepted per wake-up, so a flood of connects cannot starve the clients.
 const ACCEPT_BATCH: usize = 64;
 
@@ -89,6 +93,8 @@ pub struct Runner<'a, S: Service> {
     server_uid: u32,
     request: Vec<u8>,
     reply: Vec<u8>,
+    /// Whether to poll rather than sleep, and which clients were told.
+    polling: Polling,
 }
 
 impl<'a, S: Service> Runner<'a, S> {
@@ -126,6 +132,7 @@ impl<'a, S: Service> Runner<'a, S> {
             server_uid: rustix::process::geteuid().as_raw(),
             request: vec![0; REQUEST_MAX],
             reply: vec![0; REPLY_MAX],
+            polling: Polling::default(),
         })
     }
 
@@ -138,7 +145,8 @@ impl<'a, S: Service> Runner<'a, S> {
     /// Runs until a termination signal; then [`shutdown`](Runner::shutdown) is up to the caller.
     pub fn run(&mut self) -> io::Result<Stop> {
         loop {
-            if let Some(stop) = self.poll_once(None)? {
+            let limit = if self.polling.active() { self.polling.timeout(self.service.memory()) } else { None };
+            if let Some(stop) = self.poll_once(limit)? {
                 return Ok(stop);
             }
         }
@@ -147,7 +155,11 @@ impl<'a, S: Service> Runner<'a, S> {
     /// Waits for events (at most `limit`, and never past the nearest Hello deadline), handles
     /// them, expires silent connections, and audits every window when the audit timer fired.
     pub fn poll_once(&mut self, limit: Option<Duration>) -> io::Result<Option<Stop>> {
-        let timeout = self.nearest_deadline().into_iter().chain(limit).min().map(|d| rustix::time::Timespec {
+        let wait = match (self.nearest_deadline(), limit) {
+            (Some(deadline), Some(limit)) => Some(deadline.min(limit)),
+            (deadline, limit) => deadline.or(limit),
+        };
+        let timeout = wait.map(|d| rustix::time::Timespec {
             tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
             tv_nsec: d.subsec_nanos().into(),
         });
@@ -399,11 +411,14 @@ impl<'a, S: Service> Runner<'a, S> {
         }
         let Some(conn) = self.connections[slot].as_mut() else { return };
         conn.unaudited_batches += 1;
-        if let State::Admitted(client) = conn.state
-            && conn.unaudited_batches >= AUDIT_BATCHES
-        {
+        let State::Admitted(client) = conn.state else { return };
+        let batches = conn.unaudited_batches;
+        if batches >= AUDIT_BATCHES {
             conn.unaudited_batches = 0;
             self.audit_window(slot, client);
+        }
+        if batches.is_multiple_of(polling::HINT_BATCHES) || self.polling.active() {
+            self.polling.served(self.service.memory(), client);
         }
     }
 
@@ -564,6 +579,7 @@ impl<'a, S: Service> Runner<'a, S> {
             }
         }
         if let State::Admitted(client) = conn.state {
+            self.polling.forget(client);
             self.service.disconnected(client);
             drop(self.service.memory().remove(client));
             let name = self.system.client(client).map_or("?", |c| c.name.as_str());

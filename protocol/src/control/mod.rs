@@ -80,8 +80,28 @@ pub struct ControlHeader {
     pub page_owners_offset: u32,
     /// Entries of the page-owner table (the client's window pages).
     pub page_owners: u32,
-    /// Zero.
-    pub reserved: [u32; 2],
+    /// Server-written hint: [`cpu_hint`] of the CPU the server last served this client on, with
+    /// [`SERVER_POLLING`] while it polls for requests instead of sleeping (0: not known; the
+    /// seL4 server writes none). A host client waiting for a reply spins briefly while the
+    /// server polls on another CPU, instead of sleeping until a cross-CPU wake-up.
+    pub server_cpu: u32,
+    /// Client-written hint: [`cpu_hint`] of the CPU the client last sent a request from (0: not
+    /// known). **Untrusted**: the host server uses it only to decide whether to poll for a
+    /// while before it sleeps (the client then runs on another CPU); a false hint costs the
+    /// server at most that while of polling, during which it serves every client as usual.
+    pub client_cpu: u32,
+}
+
+/// Byte offset of [`ControlHeader::server_cpu`] in the control region.
+pub const SERVER_CPU_OFFSET: usize = core::mem::offset_of!(ControlHeader, server_cpu);
+/// Byte offset of [`ControlHeader::client_cpu`] in the control region.
+pub const CLIENT_CPU_OFFSET: usize = core::mem::offset_of!(ControlHeader, client_cpu);
+/// [`ControlHeader::server_cpu`]'s flag: the server is polling for requests, not sleeping.
+pub const SERVER_POLLING: u32 = 1 << 31;
+
+/// The CPU hint of CPU number `cpu`: `cpu + 1` (0 means "not known"), below [`SERVER_POLLING`].
+pub const fn cpu_hint(cpu: usize) -> u32 {
+    if cpu < (SERVER_POLLING - 1) as usize { cpu as u32 + 1 } else { 0 }
 }
 
 /// The client library's magazine counters, kept in the control-region header so the server
@@ -248,7 +268,8 @@ impl ControlHeader {
             cache_entry_size: CACHE_ENTRY_SIZE as u16,
             page_owners_offset: layout.page_owners_offset() as u32,
             page_owners: layout.window_pages,
-            reserved: [0; 2],
+            server_cpu: 0,
+            client_cpu: 0,
         }
     }
 
