@@ -1,5 +1,6 @@
 //! (e) loadgen against the same server: `churn` with one client of one and of two threads and
-//! with two clients, `mixed` with one and two clients, `kmalloc` with one client; every
+//! with two clients, `mixed` with one and two clients, `kmalloc`, `lifetime` and `burst` (live
+//! sets that swing past the magazines: an exchange every 64 objects) with one client; every
 //! configuration (memserver with and without magazines, glibc, mimalloc) runs the same
 //! operation sequence.
 
@@ -12,8 +13,16 @@ use serde_json::{Value, json};
 use crate::server::{Binaries, Server};
 
 /// The runs: (workload, clients, threads per client).
-pub const RUNS: [(&str, usize, usize); 6] =
-    [("churn", 1, 1), ("churn", 1, 2), ("churn", 2, 1), ("mixed", 1, 1), ("mixed", 2, 1), ("kmalloc", 1, 1)];
+pub const RUNS: [(&str, usize, usize); 8] = [
+    ("churn", 1, 1),
+    ("churn", 1, 2),
+    ("churn", 2, 1),
+    ("mixed", 1, 1),
+    ("mixed", 2, 1),
+    ("kmalloc", 1, 1),
+    ("lifetime", 1, 1),
+    ("burst", 1, 1),
+];
 
 /// One loadgen run and its JSON report (`Null` if it failed).
 pub struct Run {

@@ -286,6 +286,18 @@ pub fn run(
             Some(Goal::AtLeast(1.0)),
         ));
     }
+    // Workloads without a goal of issue 14, shown beside them: large kmallocs (parked for
+    // reuse) and live sets that swing past the magazines (an exchange every 64 objects).
+    for what in ["kmalloc", "lifetime", "burst"] {
+        let run = loadgen::find(&runs, what, 1, 1);
+        lines.push(ratio_line(
+            format!("loadgen {what} ops/s vs mimalloc (1 client, 1 thread)"),
+            ops(rate(run, "memserver")),
+            ops(rate(run, "mimalloc")),
+            ratio(rate(run, "memserver"), rate(run, "mimalloc")),
+            None,
+        ));
+    }
     let threads = ratio(rate(churn2, "memserver"), rate(churn, "memserver"));
     let mi_threads = ratio(rate(churn2, "mimalloc"), rate(churn, "mimalloc"));
     lines.push(ratio_line(
