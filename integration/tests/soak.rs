@@ -184,6 +184,8 @@ fn worker(socket: &Path, name: &str, seed: u64) -> Result<u64, String> {
     for c in &caches {
         c.flush().map_err(e("flush"))?;
     }
+    // The kmalloc caches' magazines (and parked large kmallocs) hold freed objects too.
+    server.kmalloc_flush().map_err(e("kmalloc flush"))?;
     let stats = server.stats().map_err(e("stats"))?;
     if stats.live_objects != 0 {
         return Err(format!("{name}: {} objects still live after freeing everything", stats.live_objects));
