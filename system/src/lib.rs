@@ -94,6 +94,10 @@ pub struct Server {
     /// connect; `0o660` for a group of client uids).
     #[serde(default = "default_socket_mode")]
     pub socket_mode: u32,
+    /// How long the host runner polls for requests instead of sleeping after serving a client
+    /// on another CPU, in microseconds (0: it always sleeps).
+    #[serde(default = "default_poll_us")]
+    pub poll_us: u32,
     /// The identity of clients that name none of their own (`[server.identity]`).
     #[serde(default)]
     pub identity: Identity,
@@ -112,6 +116,10 @@ fn default_pending_connections() -> u32 {
 
 fn default_socket_mode() -> u32 {
     0o600
+}
+
+fn default_poll_us() -> u32 {
+    50
 }
 
 /// Who may connect as a client task, as the kernel reports the peer of a host connection

@@ -161,7 +161,7 @@ fn image_names_the_sel4_program_and_is_optional() {
 #[test]
 fn host_runner_defaults_for_the_trust_boundary() {
     let s = System::parse(&good()).unwrap();
-    assert_eq!((s.server.pending_connections, s.server.socket_mode), (32, 0o600));
+    assert_eq!((s.server.pending_connections, s.server.socket_mode, s.server.poll_us), (32, 0o600, 50));
     assert_eq!(s.server.identity, Identity::default());
     assert_eq!(
         s.server.audit,
@@ -188,6 +188,7 @@ fn rejects_bad_trust_boundary_settings() {
     assert_eq!(rejected_key(&server("socket_mode = 0o1777")), "server.socket_mode");
     assert_eq!(rejected_key(&server("socket_mode = 0o066")), "server.socket_mode", "the server's own uid must connect");
     assert_eq!(rejected_key(&server("pending_connections = 0")), "server.pending_connections");
+    assert_eq!(rejected_key(&server("poll_us = 10001")), "server.poll_us");
     assert_eq!(rejected_key(&server("[server.identity]\nexe = \"relative/app\"")), "server.identity.exe");
     assert_eq!(rejected_key(&server("[server.audit]\ninterval_ms = 0")), "server.audit.interval_ms");
     assert_eq!(rejected_key(&server("[server.audit]\nviolations_max = 0")), "server.audit.violations_max");

@@ -23,6 +23,8 @@ pub mod limits {
     pub const HELLO_TIMEOUT_MS_MAX: u32 = 600_000;
     /// Most connections waiting for their `Hello` at once.
     pub const PENDING_CONNECTIONS_MAX: u32 = 1024;
+    /// Longest polling after a request: 10 ms (the runner spins on one CPU meanwhile).
+    pub const POLL_US_MAX: u32 = 10_000;
     /// Longest audit period and violation window: one hour.
     pub const AUDIT_MS_MAX: u32 = 3_600_000;
     /// Most violations before a disconnect.
@@ -60,6 +62,7 @@ impl System {
         })?;
         in_range("server.hello_timeout_ms", s.hello_timeout_ms, 1, HELLO_TIMEOUT_MS_MAX)?;
         in_range("server.pending_connections", s.pending_connections, 1, PENDING_CONNECTIONS_MAX)?;
+        in_range("server.poll_us", s.poll_us, 0, POLL_US_MAX)?;
         if s.socket_mode & !0o777 != 0 || s.socket_mode & 0o600 != 0o600 {
             return Err(invalid(
                 "server.socket_mode",

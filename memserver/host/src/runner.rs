@@ -132,7 +132,7 @@ impl<'a, S: Service> Runner<'a, S> {
             server_uid: rustix::process::geteuid().as_raw(),
             request: vec![0; REQUEST_MAX],
             reply: vec![0; REPLY_MAX],
-            polling: Polling::default(),
+            polling: Polling::new(Duration::from_micros(system.server.poll_us.into())),
         })
     }
 

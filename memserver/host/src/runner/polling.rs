@@ -27,7 +27,8 @@ use protocol::control::{CLIENT_CPU_OFFSET, SERVER_CPU_OFFSET, SERVER_POLLING, cp
 
 use crate::memory::Windows;
 
-/// How long the runner polls after the last request of a client on another CPU.
+/// How long the runner polls after the last request of a client on another CPU, unless
+/// `system.toml` says otherwise (`server.poll_us`; 0 turns polling off).
 pub const POLL_FOR: Duration = Duration::from_micros(50);
 /// The runner asks which CPU it runs on at least every this many looks at a hint.
 pub const REFRESH_LOOKS: u32 = 16;
@@ -38,8 +39,10 @@ pub const HINT_BATCHES: u32 = 8;
 const _: () = assert!(crate::runner::AUDIT_BATCHES.is_multiple_of(HINT_BATCHES));
 
 /// See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Polling {
+    /// How long to poll after a request of a client on another CPU (zero: never).
+    poll_for: Duration,
     /// The CPU hint of where this thread last found itself (0: not asked yet).
     cpu: u32,
     /// Hints looked at since it last asked.
@@ -51,6 +54,11 @@ pub(super) struct Polling {
 }
 
 impl Polling {
+    /// Polling for `poll_for` after each request of a client on another CPU (zero: never).
+    pub(super) fn new(poll_for: Duration) -> Self {
+        Polling { poll_for, cpu: 0, looks: 0, until: None, told: Vec::new() }
+    }
+
     fn refresh(&mut self) {
         self.looks = 0;
         self.cpu = current_cpu_hint();
@@ -60,6 +68,9 @@ impl Polling {
     /// [`POLL_FOR`] from now, and tell it so.
     #[inline]
     pub(super) fn served(&mut self, memory: &Windows, client: ClientId) {
+        if self.poll_for.is_zero() {
+            return;
+        }
         let Some(theirs) = memory.control_load_u32(client, CLIENT_CPU_OFFSET) else { return };
         self.looks += 1;
         if theirs == 0 || (theirs == self.cpu && self.told.is_empty() && self.looks < REFRESH_LOOKS) {
@@ -79,7 +90,7 @@ impl Polling {
             }
             return;
         }
-        self.until = Some(Instant::now() + POLL_FOR);
+        self.until = Some(Instant::now() + self.poll_for);
         if told.is_none() {
             self.told.push(client);
         }
@@ -164,7 +175,7 @@ mod tests {
         std::thread::spawn(|| {
             let cpu = pin_here();
             let windows = windows();
-            let mut polling = Polling::default();
+            let mut polling = Polling::new(POLL_FOR);
             for hint in [0, cpu] {
                 assert!(windows.control_store_u32(CLIENT, CLIENT_CPU_OFFSET, hint));
                 for _ in 0..2 * REFRESH_LOOKS {
@@ -186,7 +197,7 @@ mod tests {
             let elsewhere = cpu % 64 + 1;
             assert_ne!(elsewhere, cpu);
             let windows = windows();
-            let mut polling = Polling::default();
+            let mut polling = Polling::new(POLL_FOR);
             assert!(windows.control_store_u32(CLIENT, CLIENT_CPU_OFFSET, elsewhere));
             let served = Instant::now();
             polling.served(&windows, CLIENT);
@@ -212,9 +223,19 @@ mod tests {
     }
 
     #[test]
+    fn polling_for_zero_never_polls() {
+        let windows = windows();
+        let mut polling = Polling::new(Duration::ZERO);
+        assert!(windows.control_store_u32(CLIENT, CLIENT_CPU_OFFSET, SERVER_POLLING - 1));
+        polling.served(&windows, CLIENT);
+        assert!(!polling.active());
+        assert_eq!(hints(&windows).0, 0, "told of polling");
+    }
+
+    #[test]
     fn a_client_gone_is_told_nothing_more() {
         let mut windows = windows();
-        let mut polling = Polling::default();
+        let mut polling = Polling::new(POLL_FOR);
         assert!(windows.control_store_u32(CLIENT, CLIENT_CPU_OFFSET, SERVER_POLLING - 1));
         polling.served(&windows, CLIENT);
         assert!(polling.active(), "a hint of a CPU no thread runs on");
