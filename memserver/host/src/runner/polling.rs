@@ -7,16 +7,16 @@
 //! capacity (a burst of allocations, then of frees) sends an exchange every 64 objects, so it
 //! would pay that wake-up twice per exchange. So after serving a client whose hint says it runs
 //! on another CPU (the control region's `client_cpu`), the runner polls its epoll set without
-//! sleeping for [`POLL_FOR`], and says so in that client's `server_cpu` hint
+//! sleeping for `server.poll_us` (50 µs by default), and says so in that client's `server_cpu` hint
 //! ([`SERVER_POLLING`]), so the client spins for its reply instead of sleeping. When no such
-//! request came for [`POLL_FOR`], the runner clears the flag it set and sleeps again.
+//! request came for that long, the runner clears the flag it set and sleeps again.
 //!
 //! Two tasks on one CPU never poll: the hint names the same CPU, and polling would only keep
 //! the other from running. That case costs a request one load of the client's hint and a
 //! comparison with the CPU the runner last found itself on (it asks again when the hint
 //! differs, and every [`REFRESH_LOOKS`] looks), after every [`HINT_BATCHES`]th batch of
 //! the client's requests. The hints are advisory: a client that writes a false `client_cpu`
-//! makes the server poll for at most [`POLL_FOR`] after each of its requests, during which it
+//! makes the server poll for at most `server.poll_us` after each of its requests, during which it
 //! serves every client as it would awake; a client that writes its own `server_cpu` misleads
 //! only its own waiting.
 
@@ -27,9 +27,6 @@ use protocol::control::{CLIENT_CPU_OFFSET, SERVER_CPU_OFFSET, SERVER_POLLING, cp
 
 use crate::memory::Windows;
 
-/// How long the runner polls after the last request of a client on another CPU, unless
-/// `system.toml` says otherwise (`server.poll_us`; 0 turns polling off).
-pub const POLL_FOR: Duration = Duration::from_micros(50);
 /// The runner asks which CPU it runs on at least every this many looks at a hint.
 pub const REFRESH_LOOKS: u32 = 16;
 /// While not polling, a client's hint is looked at after every this many batches of its
@@ -65,7 +62,7 @@ impl Polling {
     }
 
     /// A batch of `client`'s requests was served: if the client runs on another CPU, poll for
-    /// [`POLL_FOR`] from now, and tell it so.
+    /// `poll_for` from now, and tell it so.
     #[inline]
     pub(super) fn served(&mut self, memory: &Windows, client: ClientId) {
         if self.poll_for.is_zero() {
@@ -144,6 +141,8 @@ mod tests {
     use crate::memory::ClientMemory;
 
     const CLIENT: ClientId = 3;
+    /// The default `server.poll_us`.
+    const POLL_FOR: Duration = Duration::from_micros(50);
 
     fn windows() -> Windows {
         let mut windows = Windows::new();
