@@ -3,7 +3,7 @@
 //!
 //! A large `kmalloc` (whole pages, above 8 KiB) is an IPC each way, and on a machine where the
 //! server runs on another CPU a round trip waits for a cross-CPU wake-up (50–100 µs on a
-//! 2 vCPU VM, `../../docs/architecture.md`). So `kfree` of a large kmalloc of up to
+//! 2 vCPU VM, as `docs/architecture.md` says under the host runner). So `kfree` of a large kmalloc of up to
 //! [`PARKED_MAX_PAGES`] pages parks it here when fewer than [`PARKED_PER_COUNT`] runs of its
 //! page count are parked, and the next `kmalloc` that needs exactly that many pages takes it
 //! back without IPC: 266 pages (1,064 KiB) at most. (`loadgen --workload kmalloc`, one large
