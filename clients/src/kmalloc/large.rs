@@ -2,17 +2,17 @@
 //! orders for the next allocation of that order.
 //!
 //! A large `kmalloc` (whole pages, above 8 KiB) is an IPC each way, and on a machine where the
-//! server runs on another CPU a round trip waits for a cross-CPU wake-up (50–100 µs on a
-//! 2 vCPU VM, as `docs/architecture.md` says under the host runner). So `kfree` of a large kmalloc of up to
-//! [`PARKED_MAX_PAGES`] pages parks it here when fewer than [`PARKED_PER_COUNT`] runs of its
-//! page count are parked, and the next `kmalloc` that needs exactly that many pages takes it
-//! back without IPC: 266 pages (1,064 KiB) at most. (`loadgen --workload kmalloc`, one large
-//! kmalloc of 8–64 KiB in 1,000: 0.30× mimalloc's operations per second with an IPC each way,
-//! 0.79× with one run per page count, 0.90× with two.) The server still counts a parked run as the
-//! client's (as it counts objects in magazines), so it is in the client's quota; the library
-//! gives every parked run back before it reports statistics, at `kmalloc_flush`, and when the
-//! server refuses an allocation for lack of memory (then retries it once), as Linux drains its
-//! per-CPU lists before it gives up on an allocation.
+//! server runs on another CPU a round trip waits for a cross-CPU wake-up (50–100 µs on a 2 vCPU VM,
+//! as `docs/architecture.md` says under the host runner). So `kfree` of a large kmalloc of up to
+//! [`PARKED_MAX_PAGES`] pages parks it here when fewer than [`PARKED_PER_COUNT`] runs of its page
+//! count are parked, and the next `kmalloc` that needs exactly that many pages takes it back
+//! without IPC: 266 pages (1,064 KiB) at most. (`loadgen --workload kmalloc`, one large kmalloc of
+//! 8–64 KiB in 1,000: 0.30× mimalloc's operations per second with an IPC each way, 0.79× with one
+//! run per page count, 0.90× with two.) The server still counts a parked run as the client's (as it
+//! counts objects in magazines), so it is in the client's quota; the library gives every parked run
+//! back before it reports statistics, at `kmalloc_flush`, and when the server refuses an allocation
+//! for lack of memory (then retries it once), as Linux drains its per-CPU lists before it gives up
+//! on an allocation.
 //!
 //! Parking keeps `kfree`'s rules: a run parked twice is a double free (`DoubleFree`, what the
 //! server answers), and only a pointer the page-owner table names as the first page of a large

@@ -1,13 +1,13 @@
 //! Polling instead of sleeping while a client on another CPU is likely to send its next request
 //! soon.
 //!
-//! A thread asleep on one CPU that a message from another CPU wakes up waits for that CPU to
-//! leave its idle state: on a 2 vCPU VM, 50–100 µs per wake-up, against 3 µs for a whole round
-//! trip on one CPU (`make bench`: the ping-pong rows, pinned and not). A client whose magazines swing past their
-//! capacity (a burst of allocations, then of frees) sends an exchange every 64 objects, so it
-//! would pay that wake-up twice per exchange. So after serving a client whose hint says it runs
-//! on another CPU (the control region's `client_cpu`), the runner polls its epoll set without
-//! sleeping for `server.poll_us` (50 µs by default), and says so in that client's `server_cpu` hint
+//! A thread asleep on one CPU that a message from another CPU wakes up waits for that CPU to leave
+//! its idle state: on a 2 vCPU VM, 50–100 µs per wake-up, against 3 µs for a whole round trip on
+//! one CPU (`make bench`: the ping-pong rows, pinned and not). A client whose magazines swing past
+//! their capacity (a burst of allocations, then of frees) sends an exchange every 64 objects, so it
+//! would pay that wake-up twice per exchange. So after serving a client whose hint says it runs on
+//! another CPU (the control region's `client_cpu`), the runner polls its epoll set without sleeping
+//! for `server.poll_us` (50 µs by default), and says so in that client's `server_cpu` hint
 //! ([`SERVER_POLLING`]), so the client spins for its reply instead of sleeping. When no such
 //! request came for that long, the runner clears the flag it set and sleeps again.
 //!
