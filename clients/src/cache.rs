@@ -105,8 +105,8 @@ impl<'m, T: Transport> Cache<'m, T> {
         dtor: Option<Dtor>,
     ) -> Result<Self, Error> {
         let name = protocol::cache_name(name)?;
-        let created =
-            server.ipc(|api| api.cache_create(name.clone(), size, align, flags, ctor.is_some(), dtor.is_some()))?;
+        let created = server
+            .ipc_retrying(|api| api.cache_create(name.clone(), size, align, flags, ctor.is_some(), dtor.is_some()))?;
         let protocol::Created { cache, layout, slot, magazine_capacity, debug } = created;
         let magazines = slot.filter(|_| !debug).and_then(|slot| {
             let check = ObjectCheck::of_cache(server.control(), server.control_layout(), cache.0);
@@ -454,7 +454,7 @@ impl<'m, T: Transport> Cache<'m, T> {
     fn ipc_alloc_locked(&self, zero: bool) -> Result<NonNull<u8>, Error> {
         self.server.raw_counters().misses.fetch_add(1, Relaxed);
         let protocol::Object { handle, fresh } =
-            self.server.ipc(|api| if zero { api.zalloc(self.id) } else { api.alloc(self.id) })?;
+            self.server.ipc_retrying(|api| if zero { api.zalloc(self.id) } else { api.alloc(self.id) })?;
         if let (true, Some(ctor)) = (fresh, self.ctor) {
             construct_slab(self.server, &Geometry::of_layout(&self.layout), handle, ctor)?;
         }

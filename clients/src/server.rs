@@ -190,17 +190,37 @@ impl<T: Transport> Memserver<T> {
     /// One typed call through the session's [`Client`] (`|api| api.cache_info(id)`), with
     /// the session's lock held for its round trip, counted in [`CounterSnapshot::calls`].
     /// Refused for lack of memory (`QuotaExceeded`, `OutOfMemory`) while large kmallocs are
-    /// parked ([`crate::kmalloc::large`]), it gives them back and makes the call once more (a
-    /// refused request changes nothing on the server).
-    pub fn ipc<V>(&self, mut call: impl FnMut(&mut Client<T>) -> Result<V, CallError>) -> Result<V, Error> {
+    /// parked ([`crate::kmalloc::large`]), it gives them back before it returns the refusal,
+    /// so a caller that tries again finds their pages (the library's own allocations are made
+    /// once more at once: [`Memserver::ipc_retrying`]).
+    pub fn ipc<V>(&self, call: impl FnOnce(&mut Client<T>) -> Result<V, CallError>) -> Result<V, Error> {
+        let result = self.ipc_once(call);
+        if self.short_with_runs_parked(&result) {
+            let _ = self.release_parked_runs();
+        }
+        result
+    }
+
+    /// [`Memserver::ipc`] for the library's allocations: refused for lack of memory while
+    /// large kmallocs are parked, it gives them back and makes the call once more (a refused
+    /// request changes nothing on the server), as Linux drains its per-CPU page lists before
+    /// it gives up on an allocation.
+    pub(crate) fn ipc_retrying<V>(
+        &self,
+        mut call: impl FnMut(&mut Client<T>) -> Result<V, CallError>,
+    ) -> Result<V, Error> {
         let result = self.ipc_once(&mut call);
-        if matches!(result, Err(Error::Server(protocol::Error::QuotaExceeded | protocol::Error::OutOfMemory)))
-            && self.parked.any()
-        {
+        if self.short_with_runs_parked(&result) {
             let _ = self.release_parked_runs();
             return self.ipc_once(call);
         }
         result
+    }
+
+    /// Whether `result` is a refusal for lack of memory while large kmallocs are parked.
+    fn short_with_runs_parked<V>(&self, result: &Result<V, Error>) -> bool {
+        matches!(result, Err(Error::Server(protocol::Error::QuotaExceeded | protocol::Error::OutOfMemory)))
+            && self.parked.any()
     }
 
     /// [`Memserver::ipc`] without the retry.
@@ -214,7 +234,7 @@ impl<T: Transport> Memserver<T> {
 
     /// One request, one reply; `Reply::Error` becomes `Err(Error::Server)`.
     pub fn call(&self, request: &Request) -> Result<Reply, Error> {
-        match self.ipc(|api| api.call(request))? {
+        match self.ipc_retrying(|api| api.call(request))? {
             Reply::Error(e) => Err(Error::Server(e)),
             reply => Ok(reply),
         }
@@ -465,7 +485,7 @@ impl<T: Transport> Memserver<T> {
     /// checked, every corruption repaired and counted.
     pub fn validate(&self, client: ClientId, name: &str) -> Result<protocol::ValidationReport, Error> {
         let name = protocol::cache_name(name)?;
-        self.ipc(|api| api.validate(client, name.clone()))
+        self.ipc(|api| api.validate(client, name))
     }
 
     /// The `SLAB_STORE_USER` record of an object.

@@ -219,7 +219,7 @@ impl Magazines {
     /// slab (a set bit of `fresh_mask` marks a handle whose slab the refill created).
     pub(crate) fn exchange<T: Transport>(&self, server: &Memserver<T>, op: ExchangeOp) -> Result<(), Error> {
         let protocol::Exchanged { count, fresh_mask } =
-            server.ipc(|api| api.magazine_exchange(self.cache, self.index, op))?;
+            server.ipc_retrying(|api| api.magazine_exchange(self.cache, self.index, op))?;
         if let (Some(ctor), ExchangeOp::Refill) = (self.ctor, op) {
             for i in (0..usize::from(count)).filter(|i| fresh_mask >> i & 1 == 1) {
                 let handle = self.slot.handle(MagazineRole::Loaded, i).ok_or(Error::UnexpectedReply)?;

@@ -199,7 +199,7 @@ impl<T: Transport> Memserver<T> {
         }
         self.count_kmalloc_miss();
         let request = u32::try_from(size).map_err(|_| invalid_argument())?;
-        let object = self.ipc(|api| api.kmalloc(request))?;
+        let object = self.ipc_retrying(|api| api.kmalloc(request))?;
         let ptr = self.object(object.handle, usable)?;
         if zero {
             // A debug class red-zones its slack: only the requested bytes are the caller's.
@@ -361,7 +361,7 @@ impl<T: Transport> Memserver<T> {
         let usable = match self.owner(handle) {
             Owner::Slab(entry, _) if tracks_requested_size(&entry) => {
                 let request = u32::try_from(new_size).map_err(|_| invalid_argument())?;
-                let object = self.ipc(|api| api.krealloc(handle, request, zero))?;
+                let object = self.ipc_retrying(|api| api.krealloc(handle, request, zero))?;
                 return self.object(object.handle, new_size);
             }
             Owner::Slab(entry, _) => entry.object_size as usize,
