@@ -145,7 +145,7 @@ impl<'a, S: Service> Runner<'a, S> {
     /// Runs until a termination signal; then [`shutdown`](Runner::shutdown) is up to the caller.
     pub fn run(&mut self) -> io::Result<Stop> {
         loop {
-            let limit = if self.polling.active() { self.polling.timeout(self.service.memory()) } else { None };
+            let limit = self.polling.timeout(self.service.memory());
             if let Some(stop) = self.poll_once(limit)? {
                 return Ok(stop);
             }
@@ -155,11 +155,7 @@ impl<'a, S: Service> Runner<'a, S> {
     /// Waits for events (at most `limit`, and never past the nearest Hello deadline), handles
     /// them, expires silent connections, and audits every window when the audit timer fired.
     pub fn poll_once(&mut self, limit: Option<Duration>) -> io::Result<Option<Stop>> {
-        let wait = match (self.nearest_deadline(), limit) {
-            (Some(deadline), Some(limit)) => Some(deadline.min(limit)),
-            (deadline, limit) => deadline.or(limit),
-        };
-        let timeout = wait.map(|d| rustix::time::Timespec {
+        let timeout = self.nearest_deadline().into_iter().chain(limit).min().map(|d| rustix::time::Timespec {
             tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
             tv_nsec: d.subsec_nanos().into(),
         });
