@@ -233,7 +233,7 @@ fn pin(pid: Option<rustix::process::Pid>, cpu: usize) {
 
 /// The control region's CPU hints as the client reads them: (server's, client's).
 fn cpu_hints(c: &memclient::host::Connection) -> (u32, u32) {
-    let word = |offset| c.control().atomic_u32(offset).unwrap().load(std::sync::atomic::Ordering::Relaxed);
+    let word = |offset| c.control().load_u32(offset).unwrap();
     (word(protocol::control::SERVER_CPU_OFFSET), word(protocol::control::CLIENT_CPU_OFFSET))
 }
 

@@ -11,8 +11,6 @@ use rustix::net::{
     SocketFlags, SocketType,
 };
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use protocol::control::{CLIENT_CPU_OFFSET, SERVER_CPU_OFFSET, SERVER_POLLING};
 
 use super::cpu::current_cpu_hint;
@@ -108,13 +106,8 @@ impl Connection {
     /// spinning for up to [`REPLY_SPIN`] before sleeping. On one CPU nothing spins.
     pub fn call(&mut self, request: &[u8], reply: &mut [u8]) -> io::Result<usize> {
         let cpu = current_cpu_hint();
-        let server = match (self.control.atomic_u32(CLIENT_CPU_OFFSET), self.control.atomic_u32(SERVER_CPU_OFFSET)) {
-            (Some(client), Some(server)) => {
-                client.store(cpu, Relaxed);
-                server.load(Relaxed)
-            }
-            _ => 0,
-        };
+        self.control.store_u32(CLIENT_CPU_OFFSET, cpu);
+        let server = self.control.load_u32(SERVER_CPU_OFFSET).unwrap_or(0);
         send(&self.socket, request)?;
         if server & SERVER_POLLING != 0 && server & !SERVER_POLLING != cpu && cpu != 0 {
             let started = std::time::Instant::now();

@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::ptr::{self, NonNull};
 
+use peer_memory::PeerMemory;
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// A shared mapping of a whole memfd. The server may write it at any time, so it is exposed
@@ -121,18 +122,25 @@ impl Mapping {
         true
     }
 
-    /// The 4-byte word at `offset` as an atomic (the peer writes it too); `None` if out of
-    /// range or not 4-byte aligned.
-    pub fn atomic_u32(&self, offset: usize) -> Option<&std::sync::atomic::AtomicU32> {
-        let start = self.start(offset, 4)?;
-        // SAFETY: inside the mapping (checked), which lives as long as `self`.
-        let word = unsafe { self.base.as_ptr().add(start) }.cast::<u32>();
-        if !word.is_aligned() {
-            return None;
-        }
-        // SAFETY: an aligned word of shared memory that is only ever accessed atomically by
-        // this process (and by the peer, another process), valid for the borrow of `self`.
-        Some(unsafe { std::sync::atomic::AtomicU32::from_ptr(word) })
+    /// The mapping as distrusted memory (the server writes it concurrently), for word access;
+    /// used only while `self` lives.
+    fn peer(&self) -> PeerMemory {
+        // SAFETY: `base .. base + len` is mapped read-write until `self` is dropped, and the
+        // value is used only within a borrow of `self`; nothing here makes a Rust reference
+        // into the mapping.
+        unsafe { PeerMemory::new(self.base, self.len) }
+    }
+
+    /// The aligned u32 at `offset`, read with one volatile load (the server may be writing
+    /// it); `None` if out of range or misaligned.
+    pub fn load_u32(&self, offset: usize) -> Option<u32> {
+        self.peer().load_u32(offset)
+    }
+
+    /// Stores `value` into the aligned u32 at `offset` with one volatile store; `false` if out
+    /// of range or misaligned.
+    pub fn store_u32(&self, offset: usize, value: u32) -> bool {
+        self.peer().store_u32(offset, value)
     }
 
     /// Copies `data` in at `offset`; `false` (nothing copied) if out of range.
