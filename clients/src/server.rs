@@ -410,6 +410,16 @@ impl<T: Transport> Memserver<T> {
         }
     }
 
+    /// Counts one operation done without IPC, at once: an `alloc` (else a free) hit, also a
+    /// `kmalloc` hit if `kmalloc`.
+    pub(crate) fn count_hit(&self, alloc: bool, kmalloc: bool) {
+        if kmalloc {
+            self.counters.kmalloc_hits.fetch_add(1, Relaxed);
+        }
+        let published = self.raw_counters();
+        if alloc { published.alloc_hits } else { published.free_hits }.fetch_add(1, Relaxed);
+    }
+
     /// The hit and miss counters the fast path increments: those in the control-region
     /// header, so the server can report them.
     #[inline]

@@ -296,14 +296,12 @@ impl Pending {
     /// Counts one hit (`alloc` or `free`).
     #[inline]
     fn hit<T: Transport>(&mut self, server: &Memserver<T>, alloc: bool, kmalloc: bool) {
+        if !self.batched {
+            server.count_hit(alloc, kmalloc);
+            return;
+        }
         if kmalloc {
             server.private_counters().kmalloc_hits.fetch_add(1, Relaxed);
-        }
-        if !self.batched {
-            let counters = server.raw_counters();
-            let counter = if alloc { counters.alloc_hits } else { counters.free_hits };
-            counter.fetch_add(1, Relaxed);
-            return;
         }
         let count = if alloc { &mut self.alloc_hits } else { &mut self.free_hits };
         *count += 1;

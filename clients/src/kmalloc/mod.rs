@@ -190,7 +190,7 @@ impl<T: Transport> Memserver<T> {
         if index.is_none()
             && let Some(run) = self.parked_runs().take(usable / PAGE_SIZE)
         {
-            self.count_kmalloc_hit(true);
+            self.count_hit(true, true);
             let ptr = self.object(run, usable)?;
             if zero {
                 self.window().zero(ptr, usable);
@@ -296,7 +296,7 @@ impl<T: Transport> Memserver<T> {
             }
             Owner::Large(pages) => match self.parked_runs().park(handle, pages as usize) {
                 Parking::Parked => {
-                    self.count_kmalloc_hit(false);
+                    self.count_hit(false, true);
                     return Ok(());
                 }
                 Parking::AlreadyParked => return Err(Error::Server(protocol::Error::DoubleFree)),
@@ -451,13 +451,6 @@ impl<T: Transport> Memserver<T> {
             PageOwnerKind::Large if handle.0.is_multiple_of(PAGE_SIZE as u64) => Owner::Large(owner.value),
             _ => Owner::Unknown,
         }
-    }
-
-    /// Counts a `kmalloc` (`alloc`) or `kfree` done without IPC outside the thread magazines.
-    fn count_kmalloc_hit(&self, alloc: bool) {
-        let published = self.raw_counters();
-        if alloc { published.alloc_hits } else { published.free_hits }.fetch_add(1, Relaxed);
-        self.private_counters().kmalloc_hits.fetch_add(1, Relaxed);
     }
 
     fn count_kmalloc_miss(&self) {
